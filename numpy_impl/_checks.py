@@ -1,0 +1,204 @@
+"""Argument checks and shape inference shared by both twins.
+
+Pure Python: it works on anything with ``.shape``/``.ndim``/``.dtype`` (NumPy arrays and torch
+tensors alike) and imports neither library, so ``torch_impl`` uses it too and the same bad input
+raises the same ``ValueError``/``TypeError`` message in each twin. Every message names the argument,
+what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+
+def shape_of(a) -> tuple:
+    return tuple(int(s) for s in a.shape)
+
+
+def require_ndim(name: str, a, ndim, what: str = "") -> None:
+    """Raise ValueError unless ``a.ndim`` is ``ndim`` (an int or a tuple of allowed ints)."""
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if not hasattr(a, "shape"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if len(a.shape) not in allowed:
+        want = " or ".join(str(n) for n in allowed)
+        extra = f" {what}" if what else ""
+        raise ValueError(
+            f"{name} must have {want} dimensions{extra}, got shape {shape_of(a)}"
+        )
+
+
+def require_shape(name: str, a, expected: tuple, hint: str = "") -> None:
+    """Raise ValueError unless ``a.shape`` matches ``expected`` (``None`` matches any size)."""
+    if not hasattr(a, "shape"):
+        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    got = shape_of(a)
+    ok = len(got) == len(expected) and all(e is None or e == g for e, g in zip(expected, got))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        if len(expected) == 1:
+            want = want[:-1] + ",)"
+        extra = f" ({hint})" if hint else ""
+        raise ValueError(f"{name} must have shape {want}{extra}, got {got}")
+
+
+def require_same_shape(name: str, a, ref_name: str, ref) -> None:
+    if shape_of(a) != shape_of(ref):
+        raise ValueError(
+            f"{name} must have the same shape as {ref_name} {shape_of(ref)}, got {shape_of(a)}"
+        )
+
+
+def require_float(name: str, a) -> None:
+    kind = str(a.dtype)
+    if "float" not in kind:
+        raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
+
+
+def require_int_param(name: str, value, minimum: int) -> int:
+    """A hyperparameter that must be an integer >= minimum (e.g. stride >= 1, pad >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def require_param(params: dict, dict_name: str, key: str):
+    if not isinstance(params, dict):
+        raise TypeError(f"{dict_name} must be a dict, got {type(params).__name__}")
+    if key not in params:
+        raise ValueError(f"{dict_name} is missing required key {key!r} (has {sorted(params)})")
+    return params[key]
+
+
+def require_mode(params: dict, dict_name: str, required: bool = True) -> str:
+    mode = require_param(params, dict_name, "mode") if required else params.get("mode", "train")
+    if mode not in ("train", "test"):
+        raise ValueError(f"{dict_name}['mode'] must be 'train' or 'test', got {mode!r}")
+    return mode
+
+
+def require_keep_prob(p) -> float:
+    """Dropout's ``p`` is CS231n's KEEP probability: it must lie in (0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout_param['p'] must be a number, got {p!r}")
+    if not 0.0 < float(p) <= 1.0:
+        raise ValueError(
+            f"dropout_param['p'] is the keep probability and must lie in (0, 1], got {p}"
+        )
+    return float(p)
+
+
+def require_groups(G, C: int) -> int:
+    G = require_int_param("G", G, 1)
+    if C % G != 0:
+        raise ValueError(f"G={G} groups must divide the number of channels C={C}")
+    return G
+
+
+def require_labels(y, N: int, C: int) -> None:
+    """y: (N,) integer class indices in [0, C)."""
+    if not hasattr(y, "shape"):
+        raise TypeError(f"y must be an array of class indices, got {type(y).__name__}")
+    if "int" not in str(y.dtype):
+        raise TypeError(f"y must hold integer class indices, got dtype {y.dtype}")
+    require_shape("y", y, (N,), hint="one label per row of x")
+    if N and (int(y.min()) < 0 or int(y.max()) >= C):
+        raise ValueError(
+            f"y must lie in [0, {C}) for x with C={C} classes, "
+            f"got values in [{int(y.min())}, {int(y.max())}]"
+        )
+
+
+def conv_output_shape(H: int, W: int, HH: int, WW: int, stride: int, pad: int) -> tuple[int, int]:
+    """Output size of a cross-correlation, with PyTorch's floor rule.
+
+    H' = 1 + (H + 2*pad - HH) // stride (likewise W'). Any stride/pad/kernel that PyTorch accepts
+    is accepted; a kernel larger than the padded input is an error.
+    """
+    stride = require_int_param("conv_param['stride']", stride, 1)
+    pad = require_int_param("conv_param['pad']", pad, 0)
+    Hp, Wp = H + 2 * pad, W + 2 * pad
+    if HH > Hp or WW > Wp:
+        raise ValueError(
+            f"filter of size ({HH}, {WW}) is larger than the padded input ({Hp}, {Wp}) "
+            f"(input ({H}, {W}), pad={pad})"
+        )
+    return 1 + (Hp - HH) // stride, 1 + (Wp - WW) // stride
+
+
+def pool_output_shape(H: int, W: int, pool_height, pool_width, stride) -> tuple[int, int]:
+    """Output size of max pooling without padding, with PyTorch's floor rule."""
+    ph = require_int_param("pool_param['pool_height']", pool_height, 1)
+    pw = require_int_param("pool_param['pool_width']", pool_width, 1)
+    stride = require_int_param("pool_param['stride']", stride, 1)
+    if ph > H or pw > W:
+        raise ValueError(
+            f"pooling window ({ph}, {pw}) is larger than the input ({H}, {W})"
+        )
+    return 1 + (H - ph) // stride, 1 + (W - pw) // stride
+
+
+def check_conv_args(x, w, b, conv_param: dict) -> tuple[int, int, int, int]:
+    """Validate conv inputs; return (stride, pad, H_out, W_out).
+
+    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: {'stride', 'pad'}.
+    """
+    require_ndim("x", x, 4, "(N, C, H, W)")
+    require_ndim("w", w, 4, "(F, C, HH, WW)")
+    N, C, H, W = shape_of(x)
+    F, Cw, HH, WW = shape_of(w)
+    if Cw != C:
+        raise ValueError(
+            f"w has {Cw} input channels but x has C={C}: w shape {shape_of(w)}, x shape {shape_of(x)}"
+        )
+    require_shape("b", b, (F,), hint="one bias per filter of w")
+    stride = require_param(conv_param, "conv_param", "stride")
+    pad = require_param(conv_param, "conv_param", "pad")
+    H_out, W_out = conv_output_shape(H, W, HH, WW, stride, pad)
+    return int(stride), int(pad), H_out, W_out
+
+
+def check_pool_args(x, pool_param: dict) -> tuple[int, int, int, int, int]:
+    """Validate max-pool inputs; return (pool_height, pool_width, stride, H_out, W_out)."""
+    require_ndim("x", x, 4, "(N, C, H, W)")
+    ph = require_param(pool_param, "pool_param", "pool_height")
+    pw = require_param(pool_param, "pool_param", "pool_width")
+    stride = require_param(pool_param, "pool_param", "stride")
+    H_out, W_out = pool_output_shape(x.shape[2], x.shape[3], ph, pw, stride)
+    return int(ph), int(pw), int(stride), H_out, W_out
+
+
+def check_affine_args(x, w, b) -> tuple[int, int]:
+    """x: (N, d_1, ..., d_k) with prod(d_i) = D; w: (D, M); b: (M,). Returns (N, D)."""
+    require_ndim("w", w, 2, "(D, M)")
+    if len(x.shape) < 1:
+        raise ValueError(f"x must have at least 1 dimension (N, ...), got shape {shape_of(x)}")
+    N = int(x.shape[0])
+    D = 1
+    for s in x.shape[1:]:
+        D *= int(s)
+    if int(w.shape[0]) != D:
+        raise ValueError(
+            f"w must have shape (D, M) with D={D} = prod(x.shape[1:]) for x of shape "
+            f"{shape_of(x)}, got w of shape {shape_of(w)}"
+        )
+    require_shape("b", b, (int(w.shape[1]),), hint="one bias per column of w")
+    return N, D
+
+
+def check_norm_args(x, gamma, beta, ndim: int, feature_shape: tuple, layout: str) -> None:
+    """x has ``ndim`` dims laid out as ``layout``; gamma/beta must have ``feature_shape``."""
+    require_ndim("x", x, ndim, layout)
+    require_shape("gamma", gamma, feature_shape)
+    require_shape("beta", beta, feature_shape)
+
+
+def check_dout(dout, expected_shape: tuple) -> None:
+    """Upstream gradient must match the forward output recorded in the cache."""
+    got = shape_of(dout)
+    if got != tuple(expected_shape):
+        raise ValueError(
+            f"dout must have the forward output's shape {tuple(expected_shape)}, got {got}"
+        )

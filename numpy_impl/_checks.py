@@ -33,7 +33,9 @@ def require_shape(name: str, a, expected: tuple, hint: str = "") -> None:
     if not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     got = shape_of(a)
-    ok = len(got) == len(expected) and all(e is None or e == g for e, g in zip(expected, got))
+    ok = len(got) == len(expected) and all(
+        e is None or e == g for e, g in zip(expected, got, strict=True)
+    )
     if not ok:
         want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
         if len(expected) == 1:
@@ -50,6 +52,8 @@ def require_same_shape(name: str, a, ref_name: str, ref) -> None:
 
 
 def require_float(name: str, a) -> None:
+    if not hasattr(a, "dtype"):
+        raise TypeError(f"{name} must be a floating-point array, got {type(a).__name__}")
     kind = str(a.dtype)
     if "float" not in kind:
         raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
@@ -151,7 +155,8 @@ def check_conv_args(x, w, b, conv_param: dict) -> tuple[int, int, int, int]:
     F, Cw, HH, WW = shape_of(w)
     if Cw != C:
         raise ValueError(
-            f"w has {Cw} input channels but x has C={C}: w shape {shape_of(w)}, x shape {shape_of(x)}"
+            f"w has {Cw} input channels but x has C={C}: "
+            f"w shape {shape_of(w)}, x shape {shape_of(x)}"
         )
     require_shape("b", b, (F,), hint="one bias per filter of w")
     stride = require_param(conv_param, "conv_param", "stride")
@@ -202,3 +207,67 @@ def check_dout(dout, expected_shape: tuple) -> None:
         raise ValueError(
             f"dout must have the forward output's shape {tuple(expected_shape)}, got {got}"
         )
+
+
+def require_nonneg_real(name: str, value) -> float:
+    """A real hyperparameter that must be finite and >= 0 (e.g. eps)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if not 0.0 <= float(value) < float("inf"):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return float(value)
+
+
+def require_unit_interval(name: str, value) -> float:
+    """A real hyperparameter that must lie in [0, 1] (e.g. batchnorm momentum, decay rates)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return float(value)
+
+
+def require_dict(params, dict_name: str) -> dict:
+    if not isinstance(params, dict):
+        raise TypeError(f"{dict_name} must be a dict, got {type(params).__name__}")
+    return params
+
+
+def check_norm_param(params, dict_name: str) -> float:
+    """ln_param / gn_param: a dict with optional 'eps' (default 1e-5); 'mode' is accepted and
+    ignored (CS231n passes the same dicts around for every normalization). Returns eps."""
+    require_dict(params, dict_name)
+    return require_nonneg_real(f"{dict_name}['eps']", params.get("eps", 1e-5))
+
+
+def check_bn_param(bn_param, D: int, dict_name: str = "bn_param") -> tuple[str, float, float]:
+    """bn_param: 'mode' (required, 'train'/'test'), 'eps' (1e-5), 'momentum' (0.9), optional
+    'running_mean'/'running_var' of shape (D,). Returns (mode, eps, momentum)."""
+    require_dict(bn_param, dict_name)
+    mode = require_mode(bn_param, dict_name, required=True)
+    eps = require_nonneg_real(f"{dict_name}['eps']", bn_param.get("eps", 1e-5))
+    momentum = require_unit_interval(f"{dict_name}['momentum']", bn_param.get("momentum", 0.9))
+    for key in ("running_mean", "running_var"):
+        if bn_param.get(key) is not None:
+            require_shape(f"{dict_name}[{key!r}]", bn_param[key], (D,), hint="one per feature")
+    return mode, eps, momentum
+
+
+def check_scores_labels(x, y) -> tuple[int, int]:
+    """Loss inputs: x (N, C) scores with N >= 1, C >= 1; y (N,) integer labels in [0, C)."""
+    require_ndim("x", x, 2, "(N, C) scores")
+    require_float("x", x)
+    N, C = shape_of(x)
+    if N < 1 or C < 1:
+        raise ValueError(f"x must have at least one row and one class, got shape {(N, C)}")
+    require_labels(y, N, C)
+    return N, C
+
+
+def check_same_shape_update(w, dw) -> None:
+    """Optimizers: the gradient dw must have w's shape."""
+    for name, a in (("w", w), ("dw", dw)):
+        if not hasattr(a, "shape"):
+            raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+    if shape_of(dw) != shape_of(w):
+        raise ValueError(f"dw must have the same shape as w {shape_of(w)}, got {shape_of(dw)}")

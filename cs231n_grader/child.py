@@ -1,0 +1,142 @@
+"""Child process that runs a student's code: ``python -m cs231n_grader.child JOBDIR``.
+
+It reads ``JOBDIR/job.{json,npz}``, caps its own address space and file sizes, puts the student's
+root first on ``sys.path`` (so ``from cs231n.layers import *`` resolves to the student's files),
+imports the student's module, runs one driver from ``drivers.py`` and writes one record per call
+to ``JOBDIR/rec-NNNNN.{json,npz}``. Before each call it writes ``JOBDIR/progress`` (sequence number
+and call key), which the parent watches to enforce the per-call time limit and to know which call
+hung or crashed. Nothing is pickled in either direction (see ``codec.py``).
+
+This isolates faults (exceptions, hangs, runaway memory, crashes); it is not a security sandbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+
+
+def _limit_resources(memory_mb: int, max_output: int) -> None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: no caps, faults are still isolated
+        return
+    for limit, value in ((getattr(resource, "RLIMIT_AS", None), memory_mb * 1024 * 1024),
+                         (getattr(resource, "RLIMIT_FSIZE", None), max_output)):
+        if limit is None or value <= 0:
+            continue
+        try:
+            soft, hard = resource.getrlimit(limit)
+            if hard != resource.RLIM_INFINITY:
+                value = min(value, hard)
+            resource.setrlimit(limit, (value, hard))
+        except (ValueError, OSError):  # pragma: no cover - platform refuses; run uncapped
+            pass
+
+
+def _install_py2_shims() -> None:
+    """Old CS231n starter code does ``from past.builtins import xrange`` (the ``future``
+    package); provide that one name when the package is not installed."""
+    try:
+        import past.builtins  # noqa: F401
+    except ImportError:
+        past = types.ModuleType("past")
+        builtins_mod = types.ModuleType("past.builtins")
+        builtins_mod.xrange = range
+        builtins_mod.basestring = str
+        past.builtins = builtins_mod
+        sys.modules.setdefault("past", past)
+        sys.modules.setdefault("past.builtins", builtins_mod)
+
+
+class ChildEnv:
+    make_douts = None
+    make_params = None
+
+    def __init__(self, jobdir: str, module, exclude, roots):
+        self.jobdir = jobdir
+        self.module = module
+        self.exclude = set(exclude)
+        self.roots = roots
+        self.seq = 0
+        self.n_records = 0
+
+    def resolve(self, name):
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{name} is not defined in {self.module.__name__}"
+            ) from None
+
+    def skip(self, key):
+        return key in self.exclude
+
+    def progress(self, key):
+        from cs231n_grader.codec import _atomic_write
+
+        self.seq += 1
+        _atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
+
+    def call(self, key, label, fn, args, kwargs, names):
+        from cs231n_grader.drivers import guarded_call
+
+        return guarded_call(key, fn, args, kwargs, names, self.roots,
+                            before=lambda: self.progress(key))
+
+    def emit(self, key, record):
+        from cs231n_grader import codec
+
+        self.n_records += 1
+        stem = os.path.join(self.jobdir, f"rec-{self.n_records:06d}")
+        try:
+            codec.save(stem, {"key": key, "rec": record})
+        except Exception as exc:  # noqa: BLE001 -- an unserializable result is the student's fault
+            codec.save(stem, {"key": key, "rec": {
+                "value": None, "mutated": [],
+                "error": {"type": "ReturnType", "where": "",
+                          "message": f"the result could not be read back: {exc}"}}})
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    jobdir = argv[0]
+    from cs231n_grader import codec
+    from cs231n_grader.drivers import DRIVERS, describe_exception
+
+    job = codec.load(os.path.join(jobdir, "job"))
+    _limit_resources(int(job["memory_mb"]), int(job["max_output"]))
+    root = os.path.abspath(job["student_root"])
+    sys.path.insert(0, root)
+    sys.dont_write_bytecode = True
+    _install_py2_shims()
+    roots = (root + os.sep,)
+    env = ChildEnv(jobdir, None, job.get("exclude", []), roots)
+
+    modules = job["modules"] if job["driver"] == "import" else [job["module"]]
+    loaded = {}
+    for name in modules:
+        key = f"import:{name}"
+        if env.skip(key):
+            continue
+        env.progress(key)
+        try:
+            loaded[name] = importlib.import_module(name)
+            env.emit(key, {"value": None, "error": None, "mutated": []})
+        except BaseException as exc:  # noqa: BLE001 -- SyntaxError, SystemExit, ImportError...
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            env.emit(key, {"value": None, "error": describe_exception(exc, roots), "mutated": []})
+    if job["driver"] != "import" and job["module"] in loaded:
+        env.module = loaded[job["module"]]
+        DRIVERS[job["driver"]](job["spec"], job["cases"], env)
+    codec._atomic_write(os.path.join(jobdir, "done"), b"1")
+    sys.stdout.flush()
+    # Skip interpreter teardown: student objects with odd __del__ methods cannot hang the exit.
+    os._exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

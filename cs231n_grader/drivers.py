@@ -1,0 +1,382 @@
+"""How each kind of gradable item is called: the same code runs the reference (in the grader's
+process) and the student (in a child process), so both sides see identical calls.
+
+A driver takes the item's ``spec`` (plain JSON-able dict, see ``items.py``), its list of
+``cases`` (inputs) and an ``env`` providing:
+  env.resolve(name)  -> the function or class (AttributeError if the module lacks it)
+  env.call(key, label, fn, args, kwargs, names) -> Outcome (runs one call under the guards)
+  env.emit(key, record)  -> hands one result record to the grader
+  env.skip(key) -> True for calls that hung or crashed in an earlier run of this child
+  env.make_douts / env.make_params -> only on the reference side: draw the upstream gradients
+                      and model parameters that the student's run then receives as inputs.
+Records are dicts: 'value' (what the call returned, outputs only), 'error' (None or a dict with
+'type', 'message', 'where'), 'mutated' (names of inputs the call modified in place), plus
+driver-specific entries ('state': param dicts after the call, 'repeat': a second call's output).
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# ----------------------------------------------------------------------------------------------
+# One guarded call
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: object = None
+    error: dict | None = None
+    mutated: list = field(default_factory=list)
+
+
+def call_seed(key: str) -> int:
+    """The global NumPy seed set before a call; the same key gives the same seed on both sides."""
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+
+
+def _same(a, b) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+def describe_exception(exc: BaseException, roots: tuple) -> dict:
+    """Exception type, message and the innermost frame inside one of ``roots`` (the student's
+    files), so the report can point at the student's line rather than at the grader."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if any(f.filename.startswith(r) for r in roots)] or frames[-1:]
+    where = ""
+    if own:
+        f = own[-1]
+        line = (f.line or "").strip()
+        where = f"{f.filename}:{f.lineno} in {f.name}" + (f": {line}" if line else "")
+    message = str(exc)
+    if len(message) > 600:
+        message = message[:600] + "..."
+    tb = "".join(traceback.format_list(own[-4:]))
+    return {"type": type(exc).__name__, "message": message, "where": where, "traceback": tb}
+
+
+def guarded_call(key, fn, args, kwargs, names, roots, before=None) -> Outcome:
+    """Call ``fn(*args, **kwargs)`` with the global seed fixed; catch every exception; report
+    top-level array arguments that came back modified."""
+    snapshot = [
+        (name, a, a.copy())
+        for name, a in zip(names or (), args, strict=False)
+        if name and isinstance(a, np.ndarray)
+    ]
+    if before is not None:
+        before()
+    np.random.seed(call_seed(key))  # noqa: NPY002 -- student code draws from the global state
+    try:
+        value = fn(*args, **(kwargs or {}))
+    except BaseException as exc:  # noqa: BLE001 -- SystemExit from student code is a failure too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return Outcome(False, error=describe_exception(exc, roots))
+    mutated = [name for name, a, saved in snapshot if not _same(a, saved)]
+    return Outcome(True, value=value, mutated=mutated)
+
+
+def _record(o: Outcome, value=None, **extra) -> dict:
+    rec = {"value": value if o.ok else None, "error": o.error, "mutated": list(o.mutated)}
+    rec.update(extra)
+    return rec
+
+
+def _error(kind: str, message: str) -> dict:
+    return {"type": kind, "message": message, "where": ""}
+
+
+def _not_run(message: str) -> dict:
+    return {"value": None, "error": _error("NotRun", message), "mutated": []}
+
+
+def _split_outputs(value, n_out: int):
+    """A forward returns (out_1, ..., out_n, cache). Returns (outputs, cache) or None."""
+    if isinstance(value, (tuple, list)) and len(value) == n_out + 1:
+        return list(value[:n_out]), value[n_out]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Drivers
+# ----------------------------------------------------------------------------------------------
+
+
+def run_layer(spec, cases, env):
+    """forward(*args) -> (out..., cache), then backward(*douts, cache) -> grads.
+
+    All forwards run first, then all backwards, so a backward that hangs cannot take the forward's
+    results with it. spec: 'forward', 'backward' (or None), 'args' (names), 'n_out', 'repeat'
+    (call the forward twice to check that a seed reproduces it).
+    """
+    fwd_name, bwd_name, n_out = spec["forward"], spec.get("backward"), spec["n_out"]
+    names = spec["args"]
+    caches = {}
+    try:
+        fwd = env.resolve(fwd_name)
+    except AttributeError as exc:
+        for i, _ in enumerate(cases):
+            env.emit(f"fwd/{i}", _not_run(str(exc)))
+        return
+    for i, case in enumerate(cases):
+        key = f"fwd/{i}"
+        if env.skip(key):
+            continue
+        args = copy.deepcopy(case["args"])
+        o = env.call(key, f"{fwd_name}: {case['label']}", fwd, args, None, names)
+        state = {n: a for n, a in zip(names, args, strict=False)
+                 if isinstance(a, dict)}
+        split = _split_outputs(o.value, n_out) if o.ok else None
+        if o.ok and split is None:
+            rec = _record(o, o.value, state=state, structure=False)
+        else:
+            rec = _record(o, split[0] if split else None, state=state, structure=True)
+        if split is not None:
+            caches[i] = split[1]
+            if spec.get("repeat"):
+                args2 = copy.deepcopy(case["args"])
+                o2 = env.call(key, f"{fwd_name} (again): {case['label']}", fwd, args2, None, names)
+                again = _split_outputs(o2.value, n_out) if o2.ok else None
+                rec["repeat"] = again[0] if again else None
+            if case.get("douts") is None and env.make_douts is not None:
+                case["douts"] = env.make_douts(i, split[0])
+        env.emit(key, rec)
+    if not bwd_name:
+        return
+    try:
+        bwd = env.resolve(bwd_name)
+    except AttributeError as exc:
+        for i, case in enumerate(cases):
+            if case.get("backward", True):
+                env.emit(f"bwd/{i}", _not_run(str(exc)))
+        return
+    dnames = [f"d{n}" if n_out > 1 else "dout" for n in spec.get("outputs", ["out"] * n_out)]
+    for i, case in enumerate(cases):
+        key = f"bwd/{i}"
+        if not case.get("backward", True) or env.skip(key):
+            continue
+        if i not in caches or case.get("douts") is None:
+            env.emit(key, _not_run(f"{fwd_name} returned no cache for this case"))
+            continue
+        douts = copy.deepcopy(case["douts"])
+        o = env.call(key, f"{bwd_name}: {case['label']}", bwd, [*douts, caches[i]], None,
+                     [*dnames, None])
+        env.emit(key, _record(o, o.value))
+
+
+def run_loss(spec, cases, env):
+    """fn(*args) -> (loss, grad). spec: 'function', 'args'."""
+    name = spec["function"]
+    try:
+        fn = env.resolve(name)
+    except AttributeError as exc:
+        for i, _ in enumerate(cases):
+            env.emit(f"loss/{i}", _not_run(str(exc)))
+        return
+    for i, case in enumerate(cases):
+        key = f"loss/{i}"
+        if env.skip(key):
+            continue
+        args = copy.deepcopy(case["args"])
+        o = env.call(key, f"{name}: {case['label']}", fn, args, case.get("kwargs"), spec["args"])
+        env.emit(key, _record(o, o.value))
+
+
+def run_optim(spec, cases, env):
+    """rule(w, dw, config) -> (next_w, config) for several steps, feeding next_w and config back.
+
+    case: 'w', 'config' (dict or None), 'dws' (one gradient per step).
+    """
+    name = spec["function"]
+    try:
+        rule = env.resolve(name)
+    except AttributeError as exc:
+        for i, _ in enumerate(cases):
+            env.emit(f"step/{i}/0", _not_run(str(exc)))
+        return
+    for i, case in enumerate(cases):
+        w = np.array(case["w"])
+        config = copy.deepcopy(case["config"])
+        for s, dw in enumerate(case["dws"]):
+            key = f"step/{i}/{s}"
+            if env.skip(key):
+                break
+            args = [w, np.array(dw), config]
+            o = env.call(key, f"{name}: {case['label']}, step {s + 1}", rule, args, None,
+                         ["w", "dw", None])
+            ok = o.ok and isinstance(o.value, (tuple, list)) and len(o.value) == 2
+            if not ok:
+                env.emit(key, _record(o, o.value, structure=not o.ok))
+                break
+            w, config = o.value
+            env.emit(key, _record(o, (w, copy.deepcopy(config)), structure=True))
+            if not isinstance(w, np.ndarray) or not isinstance(config, dict):
+                break
+
+
+def _construct(spec, case, env, i):
+    """Build the object of an 'object' item; returns (obj or None, record)."""
+    cls_name = spec["cls"]
+    cls = env.resolve(cls_name)
+    key = f"init/{i}"
+    o = env.call(key, f"{cls_name}(...): {case['label']}", cls, list(case.get("ctor_args", [])),
+                 copy.deepcopy(case.get("ctor_kwargs", {})), None)
+    if not o.ok:
+        return None, _record(o)
+    obj = o.value
+    params = getattr(obj, "params", None)
+    value = {k: v for k, v in params.items()} if isinstance(params, dict) else None
+    return obj, _record(o, copy.deepcopy(value))
+
+
+def _set_state(obj, case, env, i):
+    params = getattr(obj, "params", None)
+    if case.get("params") is None and env.make_params is not None and isinstance(params, dict):
+        case["params"] = env.make_params(i, params)
+    for k, v in (case.get("params") or {}).items():
+        params[k] = np.array(v)
+    for k, v in (case.get("attrs") or {}).items():
+        setattr(obj, k, copy.deepcopy(v))
+
+
+def run_object(spec, cases, env):
+    """Construct a class, set its parameters, then call methods in order.
+
+    spec: 'cls'. case: 'ctor_args', 'ctor_kwargs', 'params' (name -> array, set after
+    construction; drawn by env.make_params on the reference side when None), 'attrs' (attributes
+    to set), 'calls' (list of {'method', 'args', 'kwargs'}).
+    """
+    for i, case in enumerate(cases):
+        if env.skip(f"init/{i}"):
+            continue
+        try:
+            obj, rec = _construct(spec, case, env, i)
+        except AttributeError as exc:
+            env.emit(f"init/{i}", _not_run(str(exc)))
+            continue
+        env.emit(f"init/{i}", rec)
+        if obj is None:
+            continue
+        try:
+            _set_state(obj, case, env, i)
+        except Exception as exc:  # noqa: BLE001 -- e.g. the student's params is not a dict
+            env.emit(f"call/{i}/0", {"value": None, "mutated": [],
+                                     "error": _error(type(exc).__name__, f"setting params: {exc}")})
+            continue
+        for j, c in enumerate(case["calls"]):
+            key = f"call/{i}/{j}"
+            if env.skip(key):
+                break
+            fn = getattr(obj, c["method"], None)
+            if fn is None:
+                env.emit(key, _not_run(f"{spec['cls']} has no method {c['method']!r}"))
+                break
+            args = copy.deepcopy(c.get("args", []))
+            o = env.call(key, f"{spec['cls']}.{c['method']}: {case['label']}", fn, args,
+                         copy.deepcopy(c.get("kwargs")), c.get("names"))
+            env.emit(key, _record(o, o.value))
+            if not o.ok:
+                break
+
+
+# ----------------------------------------------------------------------------------------------
+# Diagnosis: numerical gradients of the STUDENT's forward (only run when a gradient disagrees)
+# ----------------------------------------------------------------------------------------------
+
+
+def _numerical(f, x, h):
+    from numpy_impl.gradient_check import eval_numerical_gradient
+
+    return eval_numerical_gradient(lambda _: f(), x, verbose=False, h=h)
+
+
+class _Abort(Exception):
+    pass
+
+
+def _scalar_caller(env, key, label, fn, make_args, reduce):
+    def f():
+        args, kwargs = make_args()
+        o = env.call(key, label, fn, args, kwargs, None)
+        if not o.ok:
+            raise _Abort(o.error)
+        try:
+            return float(reduce(o.value))
+        except Exception as exc:  # noqa: BLE001
+            raise _Abort(_error(type(exc).__name__, str(exc))) from exc
+    return f
+
+
+def run_numgrad(spec, cases, env):
+    """Centered differences of the student's own forward, for the case ``cases[0]``.
+
+    spec: 'mode' ('layer', 'loss' or 'object'), 'wrt' (list of [name, index or param name]),
+    'h', and the entries of the item's own spec. Emits 'num/<name>' records.
+    """
+    case, mode, h = cases[0], spec["mode"], spec["h"]
+    if mode == "layer":
+        fwd = env.resolve(spec["forward"])
+        n_out, douts = spec["n_out"], case["douts"]
+        base = case["args"]
+
+        def reduce(value):
+            outs = _split_outputs(value, n_out)[0]
+            return sum(np.sum(np.asarray(o, dtype=np.float64) * d)
+                       for o, d in zip(outs, douts, strict=True))
+
+        def make_args():
+            return copy.deepcopy(base), None
+
+        targets = [(name, base[idx]) for name, idx in spec["wrt"]]
+        fn = fwd
+    elif mode == "loss":
+        fn = env.resolve(spec["function"])
+        base = case["args"]
+
+        def reduce(value):
+            return value[0]
+
+        def make_args():
+            return copy.deepcopy(base), case.get("kwargs")
+
+        targets = [(name, base[idx]) for name, idx in spec["wrt"]]
+    else:
+        obj, _ = _construct(spec, case, env, 0)
+        if obj is None:
+            return
+        _set_state(obj, case, env, 0)
+        call = case["calls"][spec["call"]]
+        fn = getattr(obj, call["method"])
+
+        def reduce(value):
+            return value[0]
+
+        def make_args():
+            return copy.deepcopy(call.get("args", [])), copy.deepcopy(call.get("kwargs"))
+
+        targets = [(name, obj.params[pname]) for name, pname in spec["wrt"]]
+    for name, x in targets:
+        key = f"num/{name}"
+        f = _scalar_caller(env, key, f"numerical gradient {name}", fn, make_args, reduce)
+        try:
+            grad = _numerical(f, x, h)
+        except _Abort as exc:
+            env.emit(key, {"value": None, "error": exc.args[0], "mutated": []})
+            return
+        env.emit(key, {"value": grad, "error": None, "mutated": []})
+
+
+DRIVERS = {
+    "layer": run_layer,
+    "loss": run_loss,
+    "optim": run_optim,
+    "object": run_object,
+    "numgrad": run_numgrad,
+}

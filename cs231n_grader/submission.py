@@ -1,0 +1,190 @@
+"""Find a student's code: an assignment directory in the CS231n layout, or loose files.
+
+- A directory containing ``cs231n/`` (or the ``cs231n/`` directory itself) is graded in place:
+  the child processes put its root first on ``sys.path``, so the student's own
+  ``from cs231n.layers import *`` resolves to the student's files.
+- Loose files (``layers.py``, ``fc_net.py``, ... given one by one, or a directory of them such as
+  Gradescope's ``/autograder/submission``) are copied into a temporary ``cs231n/`` package at the
+  places the CS231n layout puts them. Modules of the layout that were not submitted are filled
+  with one-line modules re-exporting the reference (``from numpy_impl.layers import *``), so a
+  lone ``fc_net.py`` can import the layers it builds on. Only the submitted files are graded.
+
+Which functions a file defines is read with ``ast`` (nothing of the student's runs in the
+grader's process).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+# Where each file of the CS231n layout lives, and the reference module that stands in for it
+# when a loose-file submission does not include it.
+LAYOUT = {
+    "layers.py": ("cs231n/layers.py", "numpy_impl.layers"),
+    "fast_layers.py": ("cs231n/fast_layers.py", "numpy_impl.fast_layers"),
+    "layer_utils.py": ("cs231n/layer_utils.py", "numpy_impl.layer_utils"),
+    "optim.py": ("cs231n/optim.py", "numpy_impl.optim"),
+    "rnn_layers.py": ("cs231n/rnn_layers.py", "numpy_impl.rnn_layers"),
+    "gradient_check.py": ("cs231n/gradient_check.py", "numpy_impl.gradient_check"),
+    "solver.py": ("cs231n/solver.py", "numpy_impl.solver"),
+    "k_nearest_neighbor.py": ("cs231n/classifiers/k_nearest_neighbor.py",
+                              "numpy_impl.classifiers.k_nearest_neighbor"),
+    "linear_classifier.py": ("cs231n/classifiers/linear_classifier.py",
+                             "numpy_impl.classifiers.linear_classifier"),
+    "linear_svm.py": ("cs231n/classifiers/linear_svm.py", "numpy_impl.classifiers.linear_svm"),
+    "softmax.py": ("cs231n/classifiers/softmax.py", "numpy_impl.classifiers.softmax"),
+    "fc_net.py": ("cs231n/classifiers/fc_net.py", "numpy_impl.classifiers.fc_net"),
+    "cnn.py": ("cs231n/classifiers/cnn.py", "numpy_impl.classifiers.cnn"),
+    "rnn.py": ("cs231n/classifiers/rnn.py", "numpy_impl.classifiers.rnn"),
+}
+
+
+class SubmissionError(ValueError):
+    """The paths given do not form a submission the grader can read."""
+
+
+@dataclass
+class Module:
+    relpath: str  # e.g. 'cs231n/layers.py'
+    path: str  # absolute path of the file graded
+    dotted: str  # e.g. 'cs231n.layers'
+    defined: frozenset  # top-level functions and classes
+    syntax_error: str | None = None
+
+
+@dataclass
+class Submission:
+    root: str  # goes first on sys.path in the child processes
+    display: str  # what the user gave, for reports
+    modules: dict  # relpath -> Module (only the student's files)
+    notes: list = field(default_factory=list)
+    _tmp: str | None = None
+
+    def find(self, files, names) -> Module | None:
+        """The first of ``files`` that defines any of ``names``; a file with a syntax error
+        counts (its items then fail with that error)."""
+        for rel in files:
+            mod = self.modules.get(rel)
+            if mod is not None and (mod.syntax_error or mod.defined & set(names)):
+                return mod
+        return None
+
+    def cleanup(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+def defined_names(path: str) -> tuple[frozenset, str | None]:
+    """Top-level def/class names of a Python file (also those inside top-level if/try)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except SyntaxError as exc:
+        return frozenset(), f"SyntaxError: {exc.msg} ({os.path.basename(path)}, line {exc.lineno})"
+    except (OSError, ValueError) as exc:
+        return frozenset(), f"cannot read {path}: {exc}"
+    names = set()
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.If, ast.Try)):
+            stack.extend(node.body)
+            stack.extend(getattr(node, "orelse", []))
+            stack.extend(getattr(node, "finalbody", []))
+            for h in getattr(node, "handlers", []):
+                stack.extend(h.body)
+    return frozenset(names), None
+
+
+def _module(root: str, rel: str) -> Module:
+    path = os.path.join(root, rel)
+    defined, err = defined_names(path)
+    dotted = rel[:-3].replace("/", ".")
+    return Module(rel, path, dotted, defined, err)
+
+
+def _from_tree(root: str, display: str) -> Submission:
+    pkg = os.path.join(root, "cs231n")
+    modules = {}
+    for dirpath, dirnames, filenames in os.walk(pkg):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "__")))
+        for fn in sorted(filenames):
+            if fn.endswith(".py") and not fn.startswith("."):
+                rel = os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/")
+                modules[rel] = _module(root, rel)
+    return Submission(os.path.abspath(root), display, modules)
+
+
+def _staged(files: list, display: str) -> Submission:
+    by_name = {}
+    for f in files:
+        base = os.path.basename(f)
+        if base not in LAYOUT:
+            known = ", ".join(sorted(LAYOUT))
+            raise SubmissionError(f"don't know where {f!r} goes in the cs231n layout "
+                                  f"(known files: {known})")
+        if base in by_name:
+            raise SubmissionError(f"two files named {base}: {by_name[base]!r} and {f!r}")
+        by_name[base] = f
+    tmp = tempfile.mkdtemp(prefix="nn-twins-student-")
+    for pkg in ("cs231n", "cs231n/classifiers"):
+        os.makedirs(os.path.join(tmp, pkg), exist_ok=True)
+        open(os.path.join(tmp, pkg, "__init__.py"), "w").close()
+    modules, filled = {}, []
+    for base, (rel, ref) in LAYOUT.items():
+        dest = os.path.join(tmp, rel)
+        if base in by_name:
+            shutil.copyfile(by_name[base], dest)
+            mod = _module(tmp, rel)
+            mod.path = os.path.abspath(by_name[base])
+            modules[rel] = mod
+        else:
+            with open(dest, "w") as f:
+                f.write(f"from {ref} import *  # noqa: F401,F403 -- stand-in: not submitted\n")
+            filled.append(base)
+    sub = Submission(tmp, display, modules, _tmp=tmp)
+    sub.notes.append(
+        "loose files: graded inside a temporary cs231n/ package; the modules not submitted ("
+        + ", ".join(filled) + ") are the reference's"
+    )
+    return sub
+
+
+def load(paths) -> Submission:
+    """Build a Submission from the command line's paths (see the module docstring)."""
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise SubmissionError("no student path given")
+    for p in paths:
+        if not os.path.exists(p):
+            raise SubmissionError(f"no such file or directory: {p!r}")
+    display = " ".join(paths)
+    if len(paths) == 1 and os.path.isdir(paths[0]):
+        d = os.path.abspath(paths[0])
+        if os.path.isdir(os.path.join(d, "cs231n")):
+            return _from_tree(d, display)
+        if os.path.basename(d) == "cs231n":
+            return _from_tree(os.path.dirname(d), display)
+        loose = sorted(os.path.join(d, f) for f in os.listdir(d) if f in LAYOUT)
+        if not loose:
+            raise SubmissionError(
+                f"{paths[0]!r} has no cs231n/ package and none of the files of the CS231n "
+                f"layout ({', '.join(sorted(LAYOUT))})"
+            )
+        return _staged(loose, display)
+    if any(os.path.isdir(p) for p in paths):
+        raise SubmissionError("give one assignment directory, or any number of .py files")
+    return _staged(paths, display)

@@ -1,0 +1,293 @@
+"""Attention for CS231n assignment 3 in NumPy, with hand-derived backward passes.
+
+The course writes these layers in PyTorch (``cs231n/transformer_layers.py``); this is the same
+math as forward/backward pairs in the ``*_forward(...) -> (out, cache)`` /
+``*_backward(dout, cache)`` convention of the other NumPy layers.
+
+- :func:`scaled_dot_product_attention_forward`: softmax(q k^T / sqrt(d)) v over any leading
+  batch/head dimensions.
+- :func:`multihead_attention_forward`: CS231n's ``MultiHeadAttention``: project query/key/value,
+  split the embedding into ``num_heads`` heads of size E/num_heads, attend per head, concatenate,
+  project. Weights use the CS231n layout (E_in, E_out) (``x @ W + b``), i.e. the TRANSPOSE of an
+  ``nn.Linear`` weight.
+- :func:`positional_encoding`: sinusoidal encoding, sin on even and cos on odd embedding dims.
+
+Mask semantics follow CS231n: ``attn_mask`` has shape (S, T) (S queries, T keys) and a ZERO entry
+means "query s may NOT attend to key t" (the score is set to -inf before the softmax). PyTorch
+has two other conventions: ``F.scaled_dot_product_attention`` takes a bool mask with True =
+"may attend" (so ``attn_mask != 0``), while ``nn.MultiheadAttention`` takes a bool mask with
+True = "blocked" (so ``attn_mask == 0``). A query row whose keys are ALL blocked has no defined
+softmax and raises ValueError.
+
+Dropout on the attention weights (as in CS231n's ``self.attn_drop``) is controlled by an optional
+``dropout_param`` dict in the layers' convention: ``'p'`` is the KEEP probability, ``'mode'``
+'train'/'test', optional ``'seed'``; an optional ``'mask'`` (values 0 or 1/p, the shape of the
+attention weights) is used as is, which lets tests share one mask between the twins.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._checks import (
+    check_dout,
+    require_int_param,
+    require_keep_prob,
+    require_mode,
+    require_ndim,
+    require_param,
+    require_shape,
+    shape_of,
+)
+
+# --------------------------------------------------------------------------------------------
+# Argument checks shared with torch_impl (pure Python).
+# --------------------------------------------------------------------------------------------
+
+
+def check_attention_args(q, k, v) -> tuple[int, int, int]:
+    """q: (..., S, d); k: (..., T, d); v: (..., T, dv) with the same leading dims.
+
+    Returns (S, T, d).
+    """
+    if not hasattr(q, "shape") or len(q.shape) < 2:
+        got = shape_of(q) if hasattr(q, "shape") else type(q).__name__
+        raise ValueError(f"q must have at least 2 dimensions (..., S, d), got {got}")
+    lead, (S, d) = shape_of(q)[:-2], shape_of(q)[-2:]
+    require_ndim("k", k, len(q.shape), "(..., T, d), the same number as q")
+    T = int(k.shape[-2])
+    require_shape("k", k, lead + (T, d), hint="same leading dims and feature size d as q")
+    require_ndim("v", v, len(q.shape), "(..., T, dv), the same number as q")
+    require_shape("v", v, lead + (T, None), hint="one value per key of k")
+    return S, T, d
+
+
+def check_attn_mask(attn_mask, S: int, T: int) -> None:
+    """attn_mask: (S, T), 0 = blocked. Every query must be allowed to see at least one key."""
+    if attn_mask is None:
+        return
+    require_shape("attn_mask", attn_mask, (S, T), hint=f"S={S} queries by T={T} keys")
+    if S and T and int((attn_mask != 0).sum(-1).min()) == 0:
+        raise ValueError(
+            "attn_mask blocks every key for some query (a row of zeros): the softmax over no "
+            "keys is undefined; CS231n's mask uses 0 = blocked, 1 = may attend"
+        )
+
+
+def check_num_heads(embed_dim, num_heads) -> int:
+    """The embedding is split into num_heads heads of equal size."""
+    num_heads = require_int_param("num_heads", num_heads, 1)
+    embed_dim = require_int_param("embed_dim", embed_dim, 1)
+    if embed_dim % num_heads != 0:
+        raise ValueError(
+            f"embed_dim={embed_dim} must be divisible by num_heads={num_heads} "
+            "(each head gets embed_dim // num_heads features)"
+        )
+    return num_heads
+
+
+def check_mha_args(query, key, value, weights: dict, num_heads) -> tuple[int, int, int, int]:
+    """query: (N, S, E); key, value: (N, T, E); weights {'Wq': (E, E), 'bq': (E,), ...}.
+
+    Returns (N, S, T, E).
+    """
+    require_ndim("query", query, 3, "(N, S, E)")
+    N, S, E = shape_of(query)
+    require_ndim("key", key, 3, "(N, T, E)")
+    T = int(key.shape[1])
+    require_shape("key", key, (N, T, E), hint="same batch size and embed_dim as query")
+    require_shape("value", value, (N, T, E), hint="the shape of key")
+    for name, a in weights.items():
+        require_shape(name, a, (E, E) if name.startswith("W") else (E,), hint=f"E={E}")
+    check_num_heads(E, num_heads)
+    return N, S, T, E
+
+
+def check_positional_args(embed_dim, max_len) -> None:
+    embed_dim = require_int_param("embed_dim", embed_dim, 1)
+    require_int_param("max_len", max_len, 1)
+    if embed_dim % 2 != 0:
+        raise ValueError(
+            f"embed_dim must be even for the sin/cos positional encoding, got {embed_dim}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout on attention weights / embeddings
+# --------------------------------------------------------------------------------------------
+
+
+def _dropout_mask(shape, dtype, dropout_param):
+    """The inverted-dropout multiplier (0 or 1/p), or None when dropout is off.
+
+    Same draw as ``layers.dropout_forward``: ``(np.random.rand(*shape) < p) / p`` after
+    ``np.random.seed(seed)`` if a seed is given.
+    """
+    if dropout_param is None:
+        return None
+    mode = require_mode(dropout_param, "dropout_param")
+    p = require_keep_prob(require_param(dropout_param, "dropout_param", "p"))
+    if mode == "test":
+        return None
+    if dropout_param.get("mask") is not None:
+        mask = np.asarray(dropout_param["mask"])
+        require_shape("dropout_param['mask']", mask, tuple(shape))
+        return mask.astype(dtype, copy=False)
+    if dropout_param.get("seed") is not None:
+        np.random.seed(dropout_param["seed"])  # noqa: NPY002 -- CS231n's global-state draw
+    return ((np.random.rand(*shape) < p) / p).astype(dtype)  # noqa: NPY002 -- same draw
+
+
+# --------------------------------------------------------------------------------------------
+# Scaled dot-product attention
+# --------------------------------------------------------------------------------------------
+
+
+def scaled_dot_product_attention_forward(q, k, v, attn_mask=None, dropout_param=None):
+    """out = dropout(softmax(q k^T / sqrt(d) with blocked scores = -inf)) v.
+
+    q: (..., S, d) queries; k: (..., T, d) keys; v: (..., T, dv) values (same leading dims);
+    attn_mask: None or (S, T), 0 = blocked (broadcast over the leading dims);
+    dropout_param: None or the dropout dict described in the module docstring.
+    Returns out (..., S, dv) and cache = (q, k, v, A, drop_mask, scale) with A (..., S, T) the
+    attention weights before dropout and drop_mask None or the (0, 1/p) multiplier.
+    """
+    S, T, d = check_attention_args(q, k, v)
+    check_attn_mask(attn_mask, S, T)
+    scale = 1.0 / math.sqrt(d)
+    scores = (q @ np.swapaxes(k, -1, -2)) * scale
+    if attn_mask is not None:
+        # exp(-inf) = 0: blocked keys get exactly zero weight (and zero gradient).
+        scores = np.where(np.asarray(attn_mask) == 0, -np.inf, scores)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(scores)
+    A = e / e.sum(axis=-1, keepdims=True)
+    drop_mask = _dropout_mask(A.shape, A.dtype, dropout_param)
+    A_used = A if drop_mask is None else A * drop_mask
+    return A_used @ v, (q, k, v, A, drop_mask, scale)
+
+
+def scaled_dot_product_attention_backward(dout, cache):
+    """Backward of :func:`scaled_dot_product_attention_forward`.
+
+    dout: (..., S, dv). Returns dq (..., S, d), dk (..., T, d), dv (..., T, dv).
+    """
+    q, k, v, A, drop_mask, scale = cache
+    check_dout(dout, shape_of(q)[:-1] + shape_of(v)[-1:])
+    A_used = A if drop_mask is None else A * drop_mask
+    dv = np.swapaxes(A_used, -1, -2) @ dout
+    dA = dout @ np.swapaxes(v, -1, -2)
+    if drop_mask is not None:
+        dA = dA * drop_mask
+    # Softmax Jacobian row by row: dscore_j = A_j (dA_j - sum_k A_k dA_k).
+    dscores = A * (dA - (dA * A).sum(axis=-1, keepdims=True))
+    dq = (dscores @ k) * scale
+    dk = (np.swapaxes(dscores, -1, -2) @ q) * scale
+    return dq, dk, dv
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-head attention
+# --------------------------------------------------------------------------------------------
+
+
+def _split_heads(X, num_heads):
+    """(N, L, E) -> (N, num_heads, L, E // num_heads): head h owns features h*Dh:(h+1)*Dh."""
+    N, L, E = X.shape
+    return X.reshape(N, L, num_heads, E // num_heads).transpose(0, 2, 1, 3)
+
+
+def _merge_heads(X):
+    """(N, num_heads, L, Dh) -> (N, L, num_heads * Dh), the inverse of :func:`_split_heads`."""
+    N, Hh, L, Dh = X.shape
+    return X.transpose(0, 2, 1, 3).reshape(N, L, Hh * Dh)
+
+
+def multihead_attention_forward(
+    query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads, attn_mask=None,
+    dropout_param=None,
+):
+    """CS231n's MultiHeadAttention forward.
+
+    query: (N, S, E); key, value: (N, T, E); Wq, Wk, Wv, Wo: (E, E) in CS231n layout;
+    bq, bk, bv, bo: (E,); num_heads divides E; attn_mask: None or (S, T), 0 = blocked;
+    dropout_param: None or the dropout dict (applied to the attention weights (N, heads, S, T)).
+    Q = query @ Wq + bq (likewise K, V); per head: softmax(Q_h K_h^T / sqrt(E/heads)) V_h;
+    heads concatenated back to (N, S, E); out = concat @ Wo + bo.
+    Returns out (N, S, E) and cache = (query, key, value, Wq, Wk, Wv, Wo, num_heads, Y, sdpa)
+    with Y (N, S, E) the concatenated heads and sdpa the attention cache.
+    """
+    weights = dict(Wq=Wq, bq=bq, Wk=Wk, bk=bk, Wv=Wv, bv=bv, Wo=Wo, bo=bo)
+    N, S, T, E = check_mha_args(query, key, value, weights, num_heads)
+    heads = [_split_heads(x @ W + b, num_heads) for x, W, b in
+             ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv))]
+    Yh, sdpa_cache = scaled_dot_product_attention_forward(*heads, attn_mask, dropout_param)
+    Y = _merge_heads(Yh)
+    out = Y @ Wo + bo
+    return out, (query, key, value, Wq, Wk, Wv, Wo, num_heads, Y, sdpa_cache)
+
+
+def multihead_attention_backward(dout, cache):
+    """Backward of :func:`multihead_attention_forward`.
+
+    dout: (N, S, E). Returns dquery (N, S, E), dkey (N, T, E), dvalue (N, T, E), dWq, dbq, dWk,
+    dbk, dWv, dbv, dWo, dbo (the forward's array arguments, in order). For self-attention
+    (query is key is value) the caller sums dquery + dkey + dvalue.
+    """
+    query, key, value, Wq, Wk, Wv, Wo, num_heads, Y, sdpa_cache = cache
+    check_dout(dout, Y.shape)
+    E = Y.shape[2]
+    dWo = Y.reshape(-1, E).T @ dout.reshape(-1, E)
+    dbo = dout.sum(axis=(0, 1))
+    dYh = _split_heads(dout @ Wo.T, num_heads)
+    dheads = scaled_dot_product_attention_backward(dYh, sdpa_cache)
+    grads = []
+    for x, W, dh in zip((query, key, value), (Wq, Wk, Wv), dheads, strict=True):
+        dP = _merge_heads(dh)  # gradient of the projection x @ W + b
+        grads += [dP @ W.T, x.reshape(-1, E).T @ dP.reshape(-1, E), dP.sum(axis=(0, 1))]
+    (dq, dWq, dbq), (dk, dWk, dbk), (dv, dWv, dbv) = grads[0:3], grads[3:6], grads[6:9]
+    return dq, dk, dv, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
+
+
+# --------------------------------------------------------------------------------------------
+# Sinusoidal positional encoding
+# --------------------------------------------------------------------------------------------
+
+
+def positional_encoding(max_len, embed_dim, dtype=np.float64):
+    """The (max_len, embed_dim) table: pe[pos, 2i] = sin(pos * 10000^(-2i/D)),
+    pe[pos, 2i+1] = cos(pos * 10000^(-2i/D)).
+
+    Computed in float64 and cast to ``dtype``. embed_dim must be even (as in CS231n).
+    """
+    check_positional_args(embed_dim, max_len)
+    position = np.arange(max_len, dtype=np.float64)[:, None]
+    freq = 10000.0 ** (-np.arange(0, embed_dim, 2, dtype=np.float64) / embed_dim)
+    pe = np.empty((max_len, embed_dim), dtype=np.float64)
+    pe[:, 0::2] = np.sin(position * freq)
+    pe[:, 1::2] = np.cos(position * freq)
+    return pe.astype(dtype)
+
+
+def positional_encoding_forward(x, dropout_param=None):
+    """out = dropout(x + pe[:S]), CS231n's PositionalEncoding.forward.
+
+    x: (N, S, D) embeddings, D even; dropout_param: None or the dropout dict.
+    Returns out (N, S, D) and cache = (drop_mask, shape) (the encoding is a constant).
+    """
+    require_ndim("x", x, 3, "(N, S, D)")
+    N, S, D = shape_of(x)
+    out = x + positional_encoding(S, D, dtype=x.dtype)
+    drop_mask = _dropout_mask(out.shape, out.dtype, dropout_param)
+    if drop_mask is not None:
+        out = out * drop_mask
+    return out, (drop_mask, out.shape)
+
+
+def positional_encoding_backward(dout, cache):
+    """Backward of :func:`positional_encoding_forward`: dout: (N, S, D) -> dx (N, S, D)."""
+    drop_mask, shape = cache
+    check_dout(dout, shape)
+    return dout.copy() if drop_mask is None else dout * drop_mask

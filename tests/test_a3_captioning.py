@@ -1,0 +1,69 @@
+"""CaptioningRNN overfits a tiny caption set and then samples its training captions back.
+
+Runs the same code as examples/overfit_captioning.py (loaded from its file), so the example in
+the README is tested too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "overfit_captioning.py"
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("overfit_captioning", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synthetic_dataset_layout(example):
+    word_to_idx, features, captions = example.make_dataset(seed=3)
+    assert captions.shape == (len(example.SENTENCES), max(len(s.split())
+                                                          for s in example.SENTENCES) + 2)
+    assert (captions[:, 0] == word_to_idx["<START>"]).all()
+    idx_to_word = {i: w for w, i in word_to_idx.items()}
+    for caption, sentence in zip(captions, example.SENTENCES, strict=True):
+        assert example.decode(caption, idx_to_word) == sentence
+        k = len(sentence.split())
+        assert caption[k + 1] == word_to_idx["<END>"]
+        assert (caption[k + 2:] == word_to_idx["<NULL>"]).all()
+    assert features.shape[0] == len(example.SENTENCES)
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+def test_overfit_and_sample_reproduces_training_captions(example, cell_type):
+    model, (word_to_idx, features, captions), history = example.overfit(cell_type, num_iters=200)
+    n_words = int((captions[:, 1:] != word_to_idx["<NULL>"]).sum())
+    # From chance (about log V per word, summed over each caption's words) ...
+    assert history[0] > 0.8 * n_words / len(captions) * np.log(len(word_to_idx))
+    # ... to near zero: < 0.005 nats per word on average.
+    assert history[-1] < 0.005 * n_words / len(captions)
+    pairs, same = example.reproduced(model, features, captions)
+    assert same, pairs
+    # The decoded text is compared above; the raw ids match the caption up to and including
+    # <END> too (sample starts after <START>).
+    samples = model.sample(features, max_length=captions.shape[1] - 1)
+    for sample, caption in zip(samples, captions, strict=True):
+        k = int(np.argmax(caption == word_to_idx["<END>"]))
+        np.testing.assert_array_equal(sample[:k], caption[1:k + 1])
+
+
+def test_untrained_model_does_not_reproduce(example):
+    # The check above can fail: before training, greedy samples are not the captions.
+    model, (_, features, captions), _ = example.overfit("rnn", num_iters=0)
+    _, same = example.reproduced(model, features, captions)
+    assert not same
+
+
+def test_example_main_exit_status(example, capsys):
+    assert example.main(["--cell-type", "rnn", "--num-iters", "150"]) == 0
+    out = capsys.readouterr().out
+    assert "all training captions reproduced" in out
+    assert example.main(["--cell-type", "lstm", "--num-iters", "2"]) == 1

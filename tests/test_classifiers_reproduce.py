@@ -1,0 +1,59 @@
+"""The reproduction command: a --quick smoke run on tiny synthetic CIFAR batches (default suite),
+and the real run on CIFAR-10 (slow; needs CIFAR10_DIR)."""
+
+import json
+import os
+
+import pytest
+
+from numpy_impl import reproduce
+from tests.test_data import write_batches
+
+
+def test_quick_run_on_synthetic_batches(tmp_path, capsys):
+    write_batches(tmp_path / "cifar", n=20)
+    out_json = tmp_path / "results.json"
+    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick",
+                         "--json", str(out_json)])
+    assert rc == 0
+    captured = capsys.readouterr()
+    table = captured.out
+    for name in ("k-NN, k=1", "k-NN, best k=", "linear SVM", "softmax", "two-layer net",
+                 "FC net + batchnorm + dropout", "ThreeLayerConvNet", "two loops", "one loop",
+                 "no loops", "course expects"):
+        assert name in table, name
+    assert "[two-layer net]" in captured.err  # progress display
+    results = json.loads(out_json.read_text())
+    assert len(results["rows"]) == 7
+    for row in results["rows"]:
+        assert row["test_acc"] is None or 0.0 <= row["test_acc"] <= 1.0
+    # k-NN runs on raw integer pixel values in float64, where even the no-loop expansion is
+    # exact: the three distance implementations must agree exactly.
+    assert results["knn_timings"]["one loop maxdiff"] == 0.0
+    assert results["knn_timings"]["no loops maxdiff"] == 0.0
+    assert all(row["meets"] is None for row in results["rows"])  # quick runs judge nothing
+
+
+def test_only_and_bad_arguments(tmp_path, capsys):
+    write_batches(tmp_path / "cifar", n=20)
+    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick", "--only", "knn"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "k-NN, k=1" in out and "softmax" not in out
+    with pytest.raises(SystemExit):
+        reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--only", "gan"])
+    with pytest.raises(SystemExit):
+        reproduce.main(["--data-dir", str(tmp_path / "missing")])
+
+
+@pytest.mark.slow
+def test_real_cifar10_reaches_the_course_ranges():
+    """The full reproduction on real CIFAR-10 (about 15 minutes on two cores). Point CIFAR10_DIR
+    at the official python batches or an ImageFolder copy."""
+    data_dir = os.environ.get("CIFAR10_DIR")
+    if not data_dir or not os.path.isdir(data_dir):
+        pytest.skip("set CIFAR10_DIR to a CIFAR-10 directory to run the real reproduction")
+    rows, timings, _, _ = reproduce.run(data_dir, cnn_train=10000)
+    print(reproduce.format_results(rows, timings, (100, 5000)))
+    failed = [r["experiment"] for r in rows if r["meets"] is False]
+    assert not failed, f"below the course's range: {failed}"

@@ -19,24 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import require_same_shape
-
-
-def check_scores(name: str, a) -> None:
-    """Scores/logits: a non-empty floating array (pure Python, shared with torch_impl.gan)."""
-    if not hasattr(a, "shape"):
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    kind = str(a.dtype).replace("torch.", "")
-    if "float" not in kind:
-        raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
-    if any(int(s) == 0 for s in a.shape):
-        raise ValueError(f"{name} must not be empty (the mean over no scores is undefined)")
-
-
-def check_same_shape(name: str, a, ref_name: str, ref) -> None:
-    if not hasattr(a, "shape"):
-        raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    require_same_shape(name, a, ref_name, ref)
+from ._checks_a3 import check_same_shape, check_scores  # pure Python, shared with torch_impl
 
 
 def _sigmoid_minus(x, t):

@@ -26,37 +26,14 @@ dz = (du - u (u . du)) / r (the component along u does not change u).
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ._checks import check_dout, require_ndim, require_same_shape
-
-# --------------------------------------------------------------------------------------------
-# Argument checks shared with torch_impl (pure Python).
-# --------------------------------------------------------------------------------------------
-
-
-def check_tau(tau) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not float(tau) > 0:
-        raise ValueError(f"tau (the temperature) must be a positive number, got {tau!r}")
-    return float(tau)
-
-
-def check_pair_args(out_left, out_right) -> None:
-    """out_left, out_right: (N, D), the two augmented views of N samples."""
-    require_ndim("out_left", out_left, 2, "(N, D)")
-    require_same_shape("out_right", out_right, "out_left", out_left)
-    if int(out_left.shape[0]) < 1:
-        raise ValueError(f"out_left must hold at least one sample, got shape {out_left.shape}")
-
-
-def check_nonzero_norms(name: str, norms) -> None:
-    """Cosine similarity divides by the norm of every row (norms: any shape, >= 0)."""
-    if bool((norms == 0).any()):
-        what = "is the zero vector" if len(norms.shape) == 0 else "has an all-zero row"
-        raise ValueError(f"{name} {what}: its cosine similarity is undefined")
-
+from ._checks_a3 import (  # pure-Python argument checks, shared with torch_impl
+    check_nonzero_norms,
+    check_pair_args,
+    check_tau,
+)
 
 # --------------------------------------------------------------------------------------------
 # Cosine similarities

@@ -1,0 +1,793 @@
+"""Registry entries for the layers and losses of CS231n assignments 1-2.
+
+One ``OpSpec`` per op (see ``parity_tests/registry.py`` for the conventions). Each entry names the
+NumPy forward/backward pair, the torch_impl Function, the torch_impl.functional function and the
+PyTorch builtin, and writes out every CS231n-vs-PyTorch conversion where it is applied (in the
+builtin's lambda) and in words (``conversion``).
+
+Input generators draw VALID random shapes with the awkward cases mixed in: batch of 1, odd and
+non-square sizes, 1x1 kernels, stride larger than the kernel, padding, every group count that
+divides C, zero-variance features, very large logits. Inputs stay away from kinks (relu at 0, ties
+in a max-pool window, hinge margins at 0) by far more than the finite-difference steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from numpy_impl import fast_layers as npf
+from numpy_impl import layer_utils as npu
+from numpy_impl import layers as npl
+from parity_tests.registry import BadInput, Case, OpSpec
+from torch_impl import functional as tfn
+from torch_impl import functions as tf
+
+# ----------------------------------------------------------------------------------------------
+# Input generators
+# ----------------------------------------------------------------------------------------------
+
+
+def _cast(dtype, arrays: dict) -> dict:
+    return {
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in arrays.items()
+    }
+
+
+def _case(dtype, inputs: dict, **consts) -> Case:
+    """Case with every floating array (inputs, consts, and arrays inside param dicts) in dtype."""
+    consts = {k: _cast(dtype, v) if isinstance(v, dict) else v for k, v in consts.items()}
+    return Case(_cast(dtype, inputs), _cast(dtype, consts))
+
+
+def _batch(rng, minimum=1) -> int:
+    """Batch size: often the minimum (1 where the op allows it), otherwise 2-4."""
+    return minimum if rng.random() < 0.4 else int(rng.integers(max(minimum, 2), 5))
+
+
+def _away_from_zero(rng, shape, low=0.1, high=3.0) -> np.ndarray:
+    """Values with |v| in [low, high]: relu/hinge kinks are >= low away."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(low, high, size=shape)
+
+
+def _distinct(rng, shape, spacing=0.05) -> np.ndarray:
+    """Distinct values at least ``spacing`` apart: no ties inside a max-pool window."""
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) - n / 2) * spacing).reshape(shape)
+
+
+def _affine_case(rng, dtype, N=None) -> Case:
+    N = N or _batch(rng)
+    dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 4)))
+    M = int(rng.integers(1, 6))
+    D = int(np.prod(dims))
+    x, w, b = rng.standard_normal((N, *dims)), rng.standard_normal((D, M)), rng.standard_normal(M)
+    return _case(dtype, {"x": x, "w": w, "b": b})
+
+
+def _elementwise_case(rng, dtype, N=None) -> Case:
+    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    return _case(dtype, {"x": _away_from_zero(rng, shape, 0.1, 3.0)})
+
+
+def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
+    """(M, K): K columns of M values, each column one group that the op normalizes.
+
+    float64: raw draws on varied scales (0.5-3) and offsets (sd 2), so a column's sample spread
+    can be tiny next to its mean -- an ill-conditioned case that float64 must still get to 1e-10.
+    float32: each column's sample std is set to s in [0.5, 3] and its mean to at most s. The
+    float32 round-off of x - mean grows like |mean|/std, and two correct float32 algorithms then
+    differ by more than torch.testing's float32 tolerance: with |mean|/std ~ 10-45, PyTorch's own
+    F.batch_norm/F.group_norm were 2-4e-5 off the float64 gradient, and torch_impl 1.4e-5 (seeds
+    8 and 10, NN_TWINS_EXAMPLES=20) -- round-off, not math.
+    zero_var: one column is constant (variance 0).
+    """
+    x = rng.standard_normal((M, K))
+    scale = rng.uniform(0.5, 3.0, size=K)
+    if dtype == np.float32 and M > 1:
+        x = (x - x.mean(axis=0)) / x.std(axis=0) * scale + rng.uniform(-1, 1, size=K) * scale
+    else:
+        x = x * scale + rng.normal(0, 2, size=K)
+    if zero_var:
+        x[:, rng.integers(K)] = rng.choice([0.0, 0.5, -2.0])
+    return x
+
+
+def _bn_param(rng, mode, D) -> dict:
+    return {
+        "mode": mode,
+        "eps": float(rng.choice([1e-5, 1e-3])),
+        "momentum": float(rng.choice([0.9, 0.5])),
+        "running_mean": rng.standard_normal(D),
+        "running_var": rng.uniform(0.5, 2.0, size=D),
+    }
+
+
+# Training-mode normalizations get at least 3 values per normalized group. With 2 values the
+# normalized output is +-sqrt(var/(var + eps)) whatever x is, so dx = O(eps/var) is what is left
+# after O(1) terms cancel: two correct float64 implementations then differ by ~1e-16 * var/eps
+# relative (6e-10 seen on batchnorm, N=2, eps=1e-5), and centered differences resolve it only to
+# ~1e-11 absolute -- such a case compares round-off, not math.
+# The finite-difference cases (numerical=True) have no constant feature either: there the
+# O(h^2/eps) truncation error is ~1e-6 relative.
+# Constant features are float64-only: their gradient is scaled by 1/sqrt(eps) (~316), so the
+# float32 round-off of dout - mean(dout) becomes ~2e-5 absolute -- above torch.testing's float32
+# atol for ANY float32 implementation (PyTorch's own F.batch_norm is 2.2e-5 off the float64 value
+# on such a case), which would make the float32 comparison test round-off, not the math.
+
+
+def _zero_var(dtype, numerical) -> bool:
+    return dtype == np.float64 and not numerical
+
+
+def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -> Case:
+    # Training: N >= 3 (see above; PyTorch raises for N = 1, where the output is beta whatever x
+    # is). Test mode is an affine map: batch of 1 is fine.
+    smallest = 3 if numerical or mode == "train" else 1
+    N = max(N or _batch(rng, smallest), smallest)
+    D = D or int(rng.integers(1, 6))
+    zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
+    x = _norm_features(rng, N, D, dtype, zero_var)
+    gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, D))
+
+
+def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
+    N, D = N or _batch(rng), int(rng.integers(3, 7))  # D >= 3 values per row (see above)
+    x = _norm_features(rng, D, N, dtype).T  # each row a group
+    if _zero_var(dtype, numerical) and N > 1:
+        x[rng.integers(N)] = rng.choice([0.0, 1.5])
+    gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
+    ln_param = {"eps": float(rng.choice([1e-5, 1e-3]))}
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, ln_param=ln_param)
+
+
+def _dropout_mask(seed: int, shape: tuple, p: float) -> np.ndarray:
+    """CS231n's seeded draw, as numpy_impl.layers.dropout_forward makes it:
+    np.random.seed(seed); mask = (np.random.rand(*shape) < p) / p."""
+    return (np.random.RandomState(seed).rand(*shape) < p) / p
+
+
+def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
+    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    p = p or float(rng.choice([0.3, 0.5, 0.8]))
+    seed = int(rng.integers(2**31))
+    param = {"p": p, "mode": mode, "seed": seed}
+    if mode == "train":
+        # Both twins get this dict: numpy_impl draws its mask from 'seed' (and ignores 'mask'),
+        # torch_impl uses 'mask' as given -- the same mask.
+        param["mask"] = _dropout_mask(seed, shape, p)
+    return _case(dtype, {"x": rng.standard_normal(shape)}, dropout_param=param)
+
+
+def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
+               pad=None) -> Case:
+    """Random conv geometry; keyword overrides pin the awkward ones (see the entry's flavors)."""
+    N, C, Fn = N or _batch(rng), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    H, W = HW or (int(s) for s in rng.integers(1, max_hw + 1, size=2))
+    pad = int(rng.integers(0, 3)) if pad is None else pad
+    HH, WW = kernel or (int(rng.integers(1, min(H + 2 * pad, 4) + 1)),
+                        int(rng.integers(1, min(W + 2 * pad, 4) + 1)))
+    stride = stride or int(rng.integers(1, 4))
+    inputs = {
+        "x": rng.standard_normal((N, C, H, W)),
+        "w": rng.standard_normal((Fn, C, HH, WW)) / np.sqrt(C * HH * WW),
+        "b": rng.standard_normal(Fn),
+    }
+    return _case(dtype, inputs, conv_param={"stride": stride, "pad": pad})
+
+
+def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
+    N, C = N or _batch(rng), int(rng.integers(1, 4))
+    H, W = HW or (int(s) for s in rng.integers(1, 8, size=2))
+    ph, pw = pool or (int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1)))
+    stride = stride or int(rng.integers(1, 4))
+    x = _distinct(rng, (N, C, H, W))
+    return _case(dtype, {"x": x}, pool_param={"pool_height": ph, "pool_width": pw,
+                                              "stride": stride})
+
+
+def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None) -> Case:
+    N, C = N or _batch(rng), int(rng.integers(1, 4))
+    H, W = (int(s) for s in rng.integers(1, 5, size=2))
+    if mode == "train" and N * H * W < 3:
+        H = 3  # at least 3 values per channel (see above)
+    zero_var = _zero_var(dtype, numerical) and mode == "train" and C > 1
+    feats = _norm_features(rng, N * H * W, C, dtype, zero_var)
+    x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
+    gamma, beta = rng.normal(1, 0.5, size=C), rng.standard_normal(C)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
+
+
+def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None) -> Case:
+    N, G = N or _batch(rng), G or int(rng.integers(1, 4))
+    C = G * (per_group or int(rng.integers(1, 4)))
+    H, W = (int(s) for s in rng.integers(1, 4, size=2))
+    if C // G * H * W < 3:
+        W = 3  # a group of one value would have zero variance by construction
+    # Group g of sample n is channels g*C/G .. (g+1)*C/G of x[n]: contiguous in (N, G, M).
+    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical))
+    x = groups.T.reshape(N, C, H, W)
+    gamma = rng.normal(1, 0.5, size=(1, C, 1, 1))
+    beta = rng.standard_normal((1, C, 1, 1))
+    gn_param = {"eps": float(rng.choice([1e-5, 1e-3]))}
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, G=G, gn_param=gn_param)
+
+
+def _affine_relu_case(rng, dtype, N=None) -> Case:
+    """affine -> relu with every pre-activation at least 1e-2 away from relu's kink."""
+    while True:
+        case = _affine_case(rng, np.float64, N)
+        x, w, b = case.inputs.values()
+        if np.abs(x.reshape(x.shape[0], -1) @ w + b).min() > 1e-2:
+            return _case(dtype, case.inputs)
+
+
+def _windows_have_clear_max(a: np.ndarray, ph: int, pw: int, stride: int, gap: float) -> bool:
+    """Every pooling window of a with a positive max has it ``gap`` above its runner-up."""
+    H_out, W_out = 1 + (a.shape[2] - ph) // stride, 1 + (a.shape[3] - pw) // stride
+    for i in range(H_out):
+        for j in range(W_out):
+            win = a[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            top2 = np.sort(win.reshape(*a.shape[:2], -1), axis=2)[:, :, -2:]
+            if top2.shape[2] == 2 and np.any((top2[..., 1] > 0) & (top2[..., 1] - top2[..., 0]
+                                                                   < gap)):
+                return False
+    return True
+
+
+def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
+    """conv -> relu -> max pool; pre-activations 1e-2 away from 0 and no near-ties among the
+    positive activations of a pooling window (ties of relu's zeros carry no gradient)."""
+    while True:
+        if same:  # CS231n's ThreeLayerConvNet: 'same' conv, 2x2 pool
+            k = int(rng.choice([1, 3]))
+            case = _conv_case(rng, np.float64, N=N, HW=(4, 6), kernel=(k, k), stride=1,
+                              pad=k // 2)
+        else:
+            case = _conv_case(rng, np.float64, max_hw=7, N=N)
+        x, w, b = case.inputs.values()
+        cp = case.consts["conv_param"]
+        a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                     stride=cp["stride"], padding=cp["pad"]).numpy()
+        H, W = a.shape[2:]
+        if same:
+            ph = pw = stride = 2
+        else:
+            ph, pw = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
+            stride = int(rng.integers(1, 3))
+        if np.abs(a).min() > 1e-2 and _windows_have_clear_max(np.maximum(a, 0), ph, pw,
+                                                                stride, 1e-3):
+            pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
+            return _case(dtype, case.inputs, conv_param=cp, pool_param=pool_param)
+
+
+def _scores_case(rng, dtype, large=True, hinge=False, N=None, C=None) -> Case:
+    """Scores (N, C) and labels; with ``large`` some rows are scaled to logits ~1e3.
+
+    Without ``large`` (the finite-difference cases) scores are N(0, 1): softmax probabilities
+    stay within ~e^-5 of each other, since a probability 1e-4 of the row's largest is resolved by
+    centered differences only to ~1e-7 relative (seen: 1.9e-4 next to 0.77, rel_error 4e-7).
+    """
+    N, C = N or _batch(rng), C or int(rng.integers(2, 7))
+    y = rng.integers(C, size=N)
+    while True:
+        x = rng.standard_normal((N, C))
+        if large:
+            x *= 2
+            x[rng.random(N) < 0.5] *= 500
+        margins = x - x[np.arange(N), y][:, None] + 1
+        margins[np.arange(N), y] = 1
+        if not hinge or np.abs(margins).min() > 1e-2:  # hinge kinks well away from h, eps
+            break
+    return _case(dtype, {"x": x}, y=y)
+
+
+# ----------------------------------------------------------------------------------------------
+# NumPy side: forward (and backward when dout is given) through numpy_impl
+# ----------------------------------------------------------------------------------------------
+
+
+def _numpy_pair(module, forward, backward, args):
+    """numpy_forward_backward for a CS231n (forward -> (out, cache), backward(dout, cache)) pair.
+
+    The functions are looked up on ``module`` at call time (so a test can monkeypatch them);
+    ``args(case)`` builds the forward's argument list; the backward's results are the gradients
+    of ``case.inputs`` in order.
+    """
+
+    def run(case: Case, dout):
+        out, cache = getattr(module, forward)(*args(case))
+        if dout is None:
+            return out, None
+        grads = getattr(module, backward)(dout, cache)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return out, dict(zip(case.inputs, grads, strict=True))
+
+    return run
+
+
+def _numpy_loss(loss):
+    """numpy_forward_backward for a loss ``(x, y) -> (loss, dx)``: dx is scaled by dout."""
+
+    def run(case: Case, dout):
+        value, dx = getattr(npl, loss)(case.inputs["x"], case.consts["y"])
+        out = np.asarray(value)
+        return out, (None if dout is None else {"x": dout * dx})
+
+    return run
+
+
+def _xs(case):
+    return tuple(case.inputs.values())
+
+
+def _xs_and(*keys):
+    return lambda case: (*case.inputs.values(), *(case.consts[k] for k in keys))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch_impl side (Function.apply with CS231n's param dicts unpacked) and builtins
+# ----------------------------------------------------------------------------------------------
+
+
+def _bn_apply(fn):
+    def run(t, c):
+        bp = c["bn_param"]
+        return fn.apply(t["x"], t["gamma"], t["beta"], bp["running_mean"], bp["running_var"],
+                        bp["mode"] == "train", bp["momentum"], bp["eps"])
+
+    return run
+
+
+def _bn_builtin(t, c):
+    bp = c["bn_param"]
+    # CS231n: running = momentum*running + (1-momentum)*batch, so PyTorch's momentum is 1 - it.
+    # (Outputs and gradients do not see the running-variance difference; test_batchnorm.py
+    # checks the running statistics with the biased/unbiased conversion.)
+    return F.batch_norm(t["x"], bp["running_mean"], bp["running_var"], t["gamma"], t["beta"],
+                        training=bp["mode"] == "train", momentum=1 - bp["momentum"],
+                        eps=bp["eps"])
+
+
+def _conv_builtin(t, c):
+    cp = c["conv_param"]
+    return F.conv2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
+
+
+def _conv_apply(t, c):
+    cp = c["conv_param"]
+    return tf.Conv2dFunction.apply(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
+
+
+def _pool_builtin(t, c):
+    pp = c["pool_param"]
+    return F.max_pool2d(t["x"], (pp["pool_height"], pp["pool_width"]), stride=pp["stride"])
+
+
+def _pool_apply(t, c):
+    pp = c["pool_param"]
+    return tf.MaxPool2dFunction.apply(t["x"], pp["pool_height"], pp["pool_width"], pp["stride"])
+
+
+def _groupnorm_builtin(t, c):
+    C = t["x"].shape[1]
+    # CS231n keeps gamma/beta as (1, C, 1, 1); F.group_norm takes (C,). The reshape is part of
+    # the autograd graph, so the builtin's dgamma comes back as (1, C, 1, 1) too.
+    return F.group_norm(t["x"], c["G"], t["gamma"].reshape(C), t["beta"].reshape(C),
+                        eps=c["gn_param"]["eps"])
+
+
+def _svm_builtin(t, c):
+    C = t["x"].shape[1]
+    # F.multi_margin_loss averages the hinge terms over the C classes too (sum_{j != y} / C),
+    # CS231n only over the batch: CS231n's loss = C * multi_margin_loss(p=1, margin=1).
+    return C * F.multi_margin_loss(t["x"], c["y"], p=1, margin=1.0)
+
+
+def _dropout_apply(t, c):
+    dp = c["dropout_param"]
+    return tf.DropoutFunction.apply(t["x"], dp["p"], dp["mode"] == "train", dp.get("mask"))
+
+
+def _dropout_builtin(t, c):
+    # F.dropout takes the DROP probability (1 - p) and draws its own mask, so no builtin call can
+    # reproduce a given mask; what F.dropout computes once its mask is drawn is x * mask, with
+    # mask in {0, 1/p}. test_dropout.py checks that claim against F.dropout itself (mask read
+    # back from its output) and the keep rate/scaling statistically.
+    dp = c["dropout_param"]
+    if dp["mode"] != "train":
+        return F.dropout(t["x"], 1 - dp["p"], training=False)
+    return t["x"] * dp["mask"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad inputs (the same error from both twins)
+# ----------------------------------------------------------------------------------------------
+
+
+def _set_input(name, fn):
+    def mutate(case):
+        case.inputs[name] = fn(case.inputs[name])
+
+    return mutate
+
+
+def _set_param(dict_name, key, value):
+    def mutate(case):
+        case.consts[dict_name][key] = value
+
+    return mutate
+
+
+def _del_param(dict_name, key):
+    def mutate(case):
+        del case.consts[dict_name][key]
+
+    return mutate
+
+
+def _set_const(key, fn):
+    def mutate(case):
+        case.consts[key] = fn(case)
+
+    return mutate
+
+
+_X_INT = BadInput("x integer dtype", _set_input("x", lambda x: np.ones(x.shape, np.int64)),
+                  "floating-point")
+
+_AFFINE_BAD = (
+    BadInput("w rows != prod(x.shape[1:])", _set_input("w", lambda w: np.vstack([w, w[:1]])),
+             "w must have shape"),
+    BadInput("b wrong length", _set_input("b", lambda b: np.append(b, 0.0)), "b must have shape"),
+    BadInput("w 1-D", _set_input("w", lambda w: w.ravel()), "w must have 2 dimensions"),
+)
+
+_BN_BAD = (
+    _X_INT,
+    BadInput("gamma wrong shape", _set_input("gamma", lambda g: np.append(g, 1.0)), "gamma"),
+    BadInput("beta 2-D", _set_input("beta", lambda b: b[None]), "beta"),
+    BadInput("x 3-D", _set_input("x", lambda x: x[:, :, None]), "x must have 2 dimensions"),
+    BadInput("mode missing", _del_param("bn_param", "mode"), "mode"),
+    BadInput("mode unknown", _set_param("bn_param", "mode", "eval"), "mode"),
+    BadInput("running_mean wrong shape",
+             _set_param("bn_param", "running_mean", np.zeros(7)), "running_mean"),
+)
+
+_SPATIAL_BN_BAD = (
+    _X_INT,
+    BadInput("gamma (1, C, 1, 1)", _set_input("gamma", lambda g: g.reshape(1, -1, 1, 1)),
+             "gamma"),
+    BadInput("x 2-D", _set_input("x", lambda x: x.reshape(x.shape[0], -1)),
+             "x must have 4 dimensions"),
+    BadInput("mode missing", _del_param("bn_param", "mode"), "mode"),
+)
+
+_LAYERNORM_BAD = (
+    BadInput("beta wrong shape", _set_input("beta", lambda b: np.append(b, 0.0)), "beta"),
+    BadInput("x 1-D", _set_input("x", lambda x: x[0]), "x must have 2 dimensions"),
+    BadInput("eps negative", _set_param("ln_param", "eps", -1.0), "eps"),
+)
+
+_GROUPNORM_BAD = (
+    BadInput("G does not divide C", _set_const("G", lambda c: c.inputs["x"].shape[1] + 1), "G="),
+    BadInput("G zero", _set_const("G", lambda c: 0), "G must be >= 1"),
+    BadInput("gamma (C,)", _set_input("gamma", lambda g: g.ravel()), "gamma"),
+)
+
+_DROPOUT_BAD = (
+    BadInput("p = 0 (keep prob)", _set_param("dropout_param", "p", 0.0), "keep probability"),
+    BadInput("p > 1", _set_param("dropout_param", "p", 1.5), "keep probability"),
+    BadInput("mode missing", _del_param("dropout_param", "mode"), "mode"),
+)
+
+_CONV_BAD = (
+    _X_INT,
+    BadInput("channels of w != C", _set_input("w", lambda w: np.concatenate([w, w], axis=1)),
+             "input channels"),
+    BadInput("b wrong length", _set_input("b", lambda b: np.append(b, 0.0)), "b must have shape"),
+    BadInput("filter larger than padded input",
+             _set_input("w", lambda w: np.zeros((*w.shape[:2], 20, 1))), "larger than the padded"),
+    BadInput("stride 0", _set_param("conv_param", "stride", 0), "stride"),
+    BadInput("pad -1", _set_param("conv_param", "pad", -1), "pad"),
+    BadInput("stride float", _set_param("conv_param", "stride", 1.5), "stride"),
+    BadInput("stride missing", _del_param("conv_param", "stride"), "stride"),
+)
+
+_POOL_BAD = (
+    _X_INT,
+    BadInput("window larger than input", _set_param("pool_param", "pool_height", 50),
+             "larger than the input"),
+    BadInput("stride 0", _set_param("pool_param", "stride", 0), "stride"),
+    BadInput("pool_width missing", _del_param("pool_param", "pool_width"), "pool_width"),
+    BadInput("x 3-D", _set_input("x", lambda x: x[0]), "x must have 4 dimensions"),
+)
+
+_LOSS_BAD = (
+    BadInput("y out of range", _set_const("y", lambda c: c.consts["y"] + c.inputs["x"].shape[1]),
+             "y must lie in"),
+    BadInput("y negative", _set_const("y", lambda c: c.consts["y"] - c.inputs["x"].shape[1]),
+             "y must lie in"),
+    BadInput("y wrong length", _set_const("y", lambda c: np.append(c.consts["y"], 0)),
+             "y must have shape"),
+    BadInput("y float", _set_const("y", lambda c: c.consts["y"].astype(np.float64)),
+             "integer class indices"),
+    BadInput("x 1-D", _set_input("x", lambda x: x[0]), "x must have 2 dimensions"),
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# The entries
+# ----------------------------------------------------------------------------------------------
+
+def _conv_relu_pool_apply(t, c):
+    cp, pp = c["conv_param"], c["pool_param"]
+    a = tf.Conv2dFunction.apply(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
+    return tf.MaxPool2dFunction.apply(tf.ReLUFunction.apply(a), pp["pool_height"],
+                                      pp["pool_width"], pp["stride"])
+
+
+def _conv_relu_pool_builtin(t, c):
+    pp = c["pool_param"]
+    return F.max_pool2d(F.relu(_conv_builtin(t, c)), (pp["pool_height"], pp["pool_width"]),
+                        stride=pp["stride"])
+
+
+_CONV_FLAVORS = (
+    # batch of 1, non-square input, stride 3 > a 1x2 kernel (rows/columns skipped)
+    {"N": 1, "HW": (5, 7), "kernel": (1, 2), "stride": 3, "pad": 0},
+    # 1x1 kernel with padding (the output's border sees only zeros and the bias)
+    {"kernel": (1, 1), "pad": 2},
+    # kernel = the whole padded input: a 1x1 output
+    {"HW": (3, 4), "kernel": (5, 6), "pad": 1, "stride": 2},
+)
+_POOL_FLAVORS = (
+    {"HW": (4, 6), "pool": (2, 2), "stride": 2},  # windows tile the input (the reshape path)
+    {"N": 1, "HW": (7, 5), "pool": (2, 1), "stride": 3},  # stride > window: gaps, leftovers
+    {"HW": (5, 5), "pool": (3, 3), "stride": 1},  # overlapping windows accumulate
+)
+
+
+def _bn_entry(name, backward, mode, spatial, flavors):
+    make = _spatial_bn_case if spatial else _batchnorm_case
+    np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
+    fn = tf.SpatialBatchNormFunction if spatial else tf.BatchNormFunction
+    func = tfn.spatial_batchnorm if spatial else tfn.batchnorm
+    return OpSpec(
+        name=name,
+        make_case=lambda rng, dtype, **kw: make(rng, dtype, mode, **kw),
+        make_numerical_case=lambda rng, dtype, **kw: make(rng, dtype, mode, numerical=True, **kw),
+        flavors=flavors,
+        numpy_forward_backward=_numpy_pair(npl, np_forward, backward, _xs_and("bn_param")),
+        torch_impl_fn=_bn_apply(fn),
+        torch_functional_fn=lambda t, c: func(t["x"], t["gamma"], t["beta"], c["bn_param"]),
+        builtin_fn=_bn_builtin,
+        bad_inputs=_SPATIAL_BN_BAD if spatial else _BN_BAD,
+        conversion="F.batch_norm(momentum = 1 - CS231n momentum); outputs/gradients identical "
+        "(running_var conversion checked in test_batchnorm.py)",
+    )
+
+
+def _elementwise_entry(name, function, builtin):
+    return OpSpec(
+        name=name,
+        make_case=_elementwise_case,
+        flavors=({"N": 1},),
+        numpy_forward_backward=_numpy_pair(npl, f"{name}_forward", f"{name}_backward", _xs),
+        torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
+        torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
+        builtin_fn=builtin,
+    )
+
+
+OPS = [
+    OpSpec(
+        name="affine",
+        make_case=_affine_case,
+        flavors=({"N": 1},),
+        numpy_forward_backward=_numpy_pair(npl, "affine_forward", "affine_backward", _xs),
+        torch_impl_fn=lambda t, c: tf.AffineFunction.apply(t["x"], t["w"], t["b"]),
+        torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
+        # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
+        builtin_fn=lambda t, c: F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"]),
+        bad_inputs=_AFFINE_BAD,
+        conversion="F.linear(x.reshape(N, -1), w.T, b)",
+    ),
+    _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
+    _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
+    _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
+    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1})),
+    _bn_entry("batchnorm_alt", "batchnorm_backward_alt", "train", False,
+              ({"N": 3}, {"D": 1})),
+    _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1},)),
+    _bn_entry("spatial_batchnorm", "spatial_batchnorm_backward", "train", True,
+              ({"N": 1},)),
+    _bn_entry("spatial_batchnorm_test", "spatial_batchnorm_backward", "test", True,
+              ({"N": 1},)),
+    OpSpec(
+        name="layernorm",
+        make_case=_layernorm_case,
+        make_numerical_case=lambda rng, dtype, **kw: _layernorm_case(rng, dtype, True, **kw),
+        flavors=({"N": 1},),
+        numpy_forward_backward=_numpy_pair(npl, "layernorm_forward", "layernorm_backward",
+                                           _xs_and("ln_param")),
+        torch_impl_fn=lambda t, c: tf.LayerNormFunction.apply(t["x"], t["gamma"], t["beta"],
+                                                              c["ln_param"]["eps"]),
+        torch_functional_fn=lambda t, c: tfn.layernorm(t["x"], t["gamma"], t["beta"],
+                                                       c["ln_param"]),
+        builtin_fn=lambda t, c: F.layer_norm(t["x"], t["x"].shape[1:], t["gamma"], t["beta"],
+                                             eps=c["ln_param"]["eps"]),
+        bad_inputs=_LAYERNORM_BAD,
+    ),
+    OpSpec(
+        name="spatial_groupnorm",
+        make_case=_groupnorm_case,
+        make_numerical_case=lambda rng, dtype, **kw: _groupnorm_case(rng, dtype, True, **kw),
+        # G = 1 (layernorm over C, H, W); one channel per group (instance norm), batch of 1.
+        flavors=({"G": 1}, {"per_group": 1, "N": 1}),
+        numpy_forward_backward=_numpy_pair(npl, "spatial_groupnorm_forward",
+                                           "spatial_groupnorm_backward", _xs_and("G", "gn_param")),
+        torch_impl_fn=lambda t, c: tf.SpatialGroupNormFunction.apply(
+            t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]["eps"]),
+        torch_functional_fn=lambda t, c: tfn.spatial_groupnorm(t["x"], t["gamma"], t["beta"],
+                                                               c["G"], c["gn_param"]),
+        builtin_fn=_groupnorm_builtin,
+        bad_inputs=_GROUPNORM_BAD,
+        conversion="F.group_norm(x, G, gamma.reshape(C), beta.reshape(C), eps)",
+    ),
+    OpSpec(
+        name="dropout",
+        make_case=_dropout_case,
+        flavors=({"N": 1, "p": 1.0},),
+        numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
+                                           _xs_and("dropout_param")),
+        torch_impl_fn=_dropout_apply,
+        torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
+        builtin_fn=_dropout_builtin,
+        bad_inputs=_DROPOUT_BAD,
+        conversion="shared mask = CS231n's seeded draw (rand < p) / p, p = KEEP probability; "
+        "F.dropout's drop probability is 1 - p",
+    ),
+    OpSpec(
+        name="dropout_test",
+        make_case=lambda rng, dtype, **kw: _dropout_case(rng, dtype, "test", **kw),
+        numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
+                                           _xs_and("dropout_param")),
+        torch_impl_fn=_dropout_apply,
+        torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
+        builtin_fn=_dropout_builtin,
+        conversion="test mode is the identity in both",
+    ),
+    OpSpec(
+        name="conv_naive",
+        make_case=_conv_case,
+        flavors=_CONV_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npl, "conv_forward_naive", "conv_backward_naive",
+                                           _xs_and("conv_param")),
+        torch_impl_fn=_conv_apply,
+        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
+        builtin_fn=_conv_builtin,
+        bad_inputs=_CONV_BAD,
+        conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, floor rule",
+    ),
+    OpSpec(
+        name="conv_fast",
+        make_case=lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw),
+        flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1}, *_CONV_FLAVORS[:2]),
+        numpy_forward_backward=_numpy_pair(npf, "conv_forward_fast", "conv_backward_fast",
+                                           _xs_and("conv_param")),
+        torch_impl_fn=_conv_apply,
+        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
+        builtin_fn=_conv_builtin,
+        bad_inputs=_CONV_BAD,
+        conversion="F.conv2d(x, w, b, stride, padding=pad)",
+        gradcheck=False,  # same torch Function as conv_naive, gradchecked there
+    ),
+    OpSpec(
+        name="max_pool_naive",
+        make_case=_pool_case,
+        flavors=_POOL_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npl, "max_pool_forward_naive",
+                                           "max_pool_backward_naive", _xs_and("pool_param")),
+        torch_impl_fn=_pool_apply,
+        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
+        builtin_fn=_pool_builtin,
+        bad_inputs=_POOL_BAD,
+        conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
+    ),
+    OpSpec(
+        name="max_pool_fast",
+        make_case=_pool_case,
+        flavors=_POOL_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npf, "max_pool_forward_fast", "max_pool_backward_fast",
+                                           _xs_and("pool_param")),
+        torch_impl_fn=_pool_apply,
+        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
+        builtin_fn=_pool_builtin,
+        bad_inputs=_POOL_BAD,
+        conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
+        gradcheck=False,  # same torch Function as max_pool_naive, gradchecked there
+    ),
+    # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
+    OpSpec(
+        name="conv_strides",
+        make_case=lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw),
+        flavors=_CONV_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npf, "conv_forward_strides", "conv_backward_strides",
+                                           _xs_and("conv_param")),
+        torch_impl_fn=_conv_apply,
+        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
+        builtin_fn=_conv_builtin,
+        bad_inputs=_CONV_BAD,
+        conversion="F.conv2d(x, w, b, stride, padding=pad)",
+        gradcheck=False,  # same torch Function as conv_naive, gradchecked there
+    ),
+    OpSpec(
+        name="max_pool_im2col",
+        make_case=_pool_case,
+        flavors=_POOL_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npf, "max_pool_forward_im2col",
+                                           "max_pool_backward_im2col", _xs_and("pool_param")),
+        torch_impl_fn=_pool_apply,
+        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
+        builtin_fn=_pool_builtin,
+        bad_inputs=_POOL_BAD,
+        conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
+        gradcheck=False,  # same torch Function as max_pool_naive, gradchecked there
+    ),
+    # Sandwich layers of numpy_impl.layer_utils against the same chain of torch_impl Functions
+    # and of builtins.
+    OpSpec(
+        name="affine_relu",
+        make_case=_affine_relu_case,
+        flavors=({"N": 1},),
+        numpy_forward_backward=_numpy_pair(npu, "affine_relu_forward", "affine_relu_backward",
+                                           _xs),
+        torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(
+            tf.AffineFunction.apply(t["x"], t["w"], t["b"])),
+        builtin_fn=lambda t, c: F.relu(
+            F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])),
+        conversion="F.relu(F.linear(x.reshape(N, -1), w.T, b))",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
+        name="conv_relu_pool",
+        make_case=_conv_relu_pool_case,
+        flavors=({"same": True, "N": 1}, {"same": True}),
+        numpy_forward_backward=_numpy_pair(npu, "conv_relu_pool_forward",
+                                           "conv_relu_pool_backward",
+                                           _xs_and("conv_param", "pool_param")),
+        torch_impl_fn=_conv_relu_pool_apply,
+        builtin_fn=_conv_relu_pool_builtin,
+        conversion="F.max_pool2d(F.relu(F.conv2d(x, w, b, stride, pad)), window, stride)",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
+        name="svm_loss",
+        make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, True, **kw),
+        make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, True, **kw),
+        flavors=({"N": 1, "C": 2},),
+        numpy_forward_backward=_numpy_loss("svm_loss"),
+        torch_impl_fn=lambda t, c: tf.SVMLossFunction.apply(t["x"], c["y"]),
+        torch_functional_fn=lambda t, c: tfn.svm_loss(t["x"], c["y"]),
+        builtin_fn=_svm_builtin,
+        bad_inputs=_LOSS_BAD,
+        conversion="CS231n loss = C * F.multi_margin_loss(x, y, p=1, margin=1)",
+    ),
+    OpSpec(
+        name="softmax_loss",
+        make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, **kw),
+        # Finite differences of a loss of ~1e3 lose ~1e-8 absolute to round-off: moderate logits.
+        make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, **kw),
+        flavors=({"N": 1, "C": 2},),
+        numpy_forward_backward=_numpy_loss("softmax_loss"),
+        torch_impl_fn=lambda t, c: tf.SoftmaxLossFunction.apply(t["x"], c["y"]),
+        torch_functional_fn=lambda t, c: tfn.softmax_loss(t["x"], c["y"]),
+        builtin_fn=lambda t, c: F.cross_entropy(t["x"], c["y"]),
+        bad_inputs=_LOSS_BAD,
+        conversion="F.cross_entropy(x, y) (mean over N): identical definition",
+    ),
+]

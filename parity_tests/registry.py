@@ -1,0 +1,209 @@
+"""The op registry: the parity suite's one source of truth.
+
+Every layer/loss that exists in two or three versions (``numpy_impl``, ``torch_impl``, a PyTorch
+builtin) is ONE :class:`OpSpec` entry. The tests in ``parity_tests/test_ops.py`` are parametrized
+over :data:`REGISTRY`, so adding an op means adding one entry, and every check (numerical
+gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
+CUDA) then runs on it automatically.
+
+Entries are collected from ``parity_tests/ops_layers.py`` (assignments 1-2) and, when the module
+exists, ``parity_tests/ops_a3.py`` (assignment 3). Each of those modules exposes ``OPS``, a list
+of ``OpSpec``.
+
+Writing an entry
+----------------
+A :class:`Case` is one randomized input: ``case.inputs`` holds the float arrays that are
+differentiated (their order is the order in which they are listed; their names are the names of
+the gradients), ``case.consts`` holds everything else (labels, masks, running statistics, and
+plain hyperparameters such as stride, pad, G, mode, eps), CS231n's param dicts included as dicts
+(``consts['bn_param']``). The three implementations each receive the same case:
+
+* ``numpy_forward_backward(case, dout)`` calls the NumPy forward, and, unless ``dout`` is None,
+  the NumPy backward with ``dout``; it returns ``(out, grads)``: ``out`` an ndarray, or a tuple of
+  ndarrays for several outputs (a scalar loss is a 0-d array), and ``grads`` a dict name -> ndarray
+  for every name in :meth:`OpSpec.grad_names` (``None`` when ``dout`` is None). For a loss that
+  returns ``(loss, dx)`` the entry returns ``(np.asarray(loss), {'x': dout * dx})``. It receives
+  fresh copies of the consts on every call (the suite copies them), so it may pass them into
+  CS231n's param dicts, which forward updates in place.
+* ``torch_impl_fn(tensors, consts)`` and ``builtin_fn(tensors, consts)`` return a tensor or a
+  tuple of tensors with the same structure as numpy's ``out``. ``tensors`` maps each input name to
+  a leaf tensor (``requires_grad=True``) of the dtype and device under test; ``consts`` holds the
+  consts with every ndarray (also inside param dicts) converted to a fresh tensor on that device
+  (floating arrays to the dtype under test, integer/bool arrays keep their dtype). Write every
+  CS231n-vs-PyTorch conversion explicitly inside ``builtin_fn`` (and in ``conversion``). An op
+  built from modules can use ``torch.func.functional_call(module, {...: tensors[...]}, args)``
+  so gradients reach the case's tensors.
+
+``make_case`` draws the case (see :class:`OpSpec`); ``flavors`` pin the awkward ones (batch of 1,
+stride > kernel, ...) to the first case indices so that every default run includes them.
+
+Outputs whose dtype is not floating (e.g. indices) get no upstream gradient and are compared
+exactly. Any of the three callables may be None: each check runs on the entries that have what it
+compares (numpy's numerical gradient needs ``numpy_forward_backward``; gradcheck needs
+``torch_impl_fn``; ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import importlib.util
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+# Seeded cases: NN_TWINS_SEED changes the seed (as in the root conftest), NN_TWINS_EXAMPLES
+# gives more cases per op; the default keeps `pytest parity_tests` quick on 2 cores.
+SEED = int(os.environ.get("NN_TWINS_SEED", "231"))
+DEFAULT_CASES = 4
+N_CASES = int(os.environ.get("NN_TWINS_EXAMPLES", DEFAULT_CASES))
+
+
+@dataclass
+class Case:
+    """One randomized input of an op.
+
+    inputs: name -> floating ndarray, the arrays differentiated (forward argument order).
+    consts: name -> anything else: ndarrays that are not differentiated (labels y, a dropout mask),
+        plain values (stride, pad, G, eps...) and CS231n param dicts (bn_param with its
+        running_mean/running_var arrays, conv_param, ...).
+    """
+
+    inputs: dict[str, np.ndarray]
+    consts: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> Case:
+        return Case({k: v.copy() for k, v in self.inputs.items()}, copy.deepcopy(self.consts))
+
+    def fresh_consts(self) -> Case:
+        """Same input arrays (so in-place perturbation by the numerical gradient is seen), fresh
+        copies of the consts (so running statistics updated by a forward never leak between
+        calls)."""
+        return Case(self.inputs, copy.deepcopy(self.consts))
+
+    def describe(self) -> str:
+        def show(v):
+            if isinstance(v, np.ndarray):
+                return f"{v.dtype}{tuple(v.shape)}"
+            if isinstance(v, dict):
+                return "{" + ", ".join(f"{k!r}: {show(x)}" for k, x in v.items()) + "}"
+            return repr(v)
+
+        ins = ", ".join(f"{k}={show(v)}" for k, v in self.inputs.items())
+        cs = ", ".join(f"{k}={show(v)}" for k, v in self.consts.items())
+        return f"inputs[{ins}] consts[{cs}]"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A bad input for the "same error in both twins" check.
+
+    label: what is wrong (the test id). mutate(case): modifies a copy of a valid float64 case in
+    place (replace an array, change a const). match: a substring the message must contain (the
+    argument it names), so a vague message fails even if both twins agree on it.
+    """
+
+    label: str
+    mutate: Callable[[Case], None]
+    match: str
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op of the registry; see the module docstring for the calling conventions.
+
+    name: test id (unique), e.g. 'conv_fast'.
+    make_case(rng, dtype) -> Case: a VALID random input (randomized shapes, awkward sizes) with
+        floating arrays of ``dtype`` (np.float64 or np.float32); draw values in float64 and cast at
+        the end (the float32 case then holds the same numbers rounded), unless float32 needs
+        better-conditioned values (say why).
+    numpy_forward_backward(case, dout) -> (out, grads | None), or None.
+    torch_impl_fn(tensors, consts) -> tensor(s) through torch_impl (a Function's ``apply``), or
+        None.
+    builtin_fn(tensors, consts) -> tensor(s) through PyTorch's builtin, or None when PyTorch has
+        none.
+    torch_functional_fn(tensors, consts): optional, the same op through ``torch_impl.functional``
+        (CS231n's param dicts). Checked equal to ``torch_impl_fn``; it is also what the bad-input
+        check calls, since it takes the same arguments as the NumPy forward.
+    make_numerical_case(rng, dtype): optional generator for the finite-difference check when
+        ``make_case`` draws inputs on which finite differences are ill-conditioned (huge logits).
+        Every case must stay away from kinks (ties in a max, relu/hinge at 0) by much more than the
+        step h=1e-5 used by the numerical gradient and eps=1e-6 used by gradcheck.
+    grad_inputs: names of the inputs with a gradient (default: all of ``case.inputs``).
+    bad_inputs: BadInput table for the error check (run against numpy and torch_impl).
+    conversion: the CS231n-vs-PyTorch conversion applied in ``builtin_fn``, in words.
+    flavors: keyword overrides for the first len(flavors) case indices, passed to make_case (and
+        make_numerical_case) as ``make_case(rng, dtype, **flavors[i])``: the awkward cases that
+        must run on every default run (batch of 1, stride > kernel, tiling pool windows, ...).
+        Later indices draw freely. Leave empty if make_case takes no keywords.
+    float32: False to skip the float32 builtin comparison (state why in ``conversion``).
+    gradcheck: False to skip torch.autograd.gradcheck (state why).
+    """
+
+    name: str
+    make_case: Callable[[np.random.Generator, type], Case]
+    numpy_forward_backward: Callable | None = None
+    torch_impl_fn: Callable | None = None
+    builtin_fn: Callable | None = None
+    torch_functional_fn: Callable | None = None
+    make_numerical_case: Callable | None = None
+    grad_inputs: tuple[str, ...] | None = None
+    bad_inputs: tuple[BadInput, ...] = ()
+    conversion: str = ""
+    flavors: tuple[dict, ...] = ()
+    float32: bool = True
+    gradcheck: bool = True
+
+    def grad_names(self, case: Case) -> tuple[str, ...]:
+        return tuple(case.inputs) if self.grad_inputs is None else self.grad_inputs
+
+    def _flavor(self, index: int) -> dict:
+        return self.flavors[index] if index < len(self.flavors) else {}
+
+    def case(self, index: int, dtype=np.float64) -> Case:
+        """The index-th seeded case (same numbers for every check and for both dtypes)."""
+        return self.make_case(case_rng(self.name, index), dtype, **self._flavor(index))
+
+    def numerical_case(self, index: int) -> Case:
+        make = self.make_numerical_case or self.make_case
+        return make(case_rng(self.name, index, "numerical"), np.float64, **self._flavor(index))
+
+
+def case_rng(name: str, index: int, purpose: str = "") -> np.random.Generator:
+    """A generator seeded by (SEED, op name, case index, purpose): deterministic per test."""
+    key = [SEED, zlib.crc32(name.encode()), index]
+    if purpose:
+        key.append(zlib.crc32(purpose.encode()))
+    return np.random.default_rng(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _collect() -> tuple[OpSpec, ...]:
+    from parity_tests import ops_layers
+
+    specs = list(ops_layers.OPS)
+    # ops_a3 is written by the assignment-3 helper; a missing module is fine, a broken one is not.
+    if importlib.util.find_spec("parity_tests.ops_a3") is not None:
+        specs += list(importlib.import_module("parity_tests.ops_a3").OPS)
+    names = [s.name for s in specs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"duplicate op names in the parity registry: {sorted(dup)}")
+    return tuple(specs)
+
+
+def __getattr__(name):
+    # REGISTRY is built on first access, so ops_layers/ops_a3 can import OpSpec from this module
+    # (in any import order) without a circular import.
+    if name == "REGISTRY":
+        return list(_collect())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def specs_with(*attrs: str) -> list[OpSpec]:
+    """The registry entries having every attribute in ``attrs`` set (not None / not False)."""
+    return [s for s in _collect() if all(getattr(s, a) for a in attrs)]

@@ -1,0 +1,132 @@
+"""The suite can fail: inject a bug (monkeypatched, undone after each test) and require the parity
+checks to report it. A check that passes on a wrong implementation proves nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numpy_impl import layers as npl
+from numpy_impl import optim as npo
+from parity_tests import checks
+from parity_tests import test_optim as optim_tests
+from parity_tests.registry import specs_with
+from torch_impl import functional as tfn
+from torch_impl import functions as tf
+
+
+def _spec(name):
+    (spec,) = [s for s in specs_with("numpy_forward_backward") if s.name == name]
+    return spec
+
+
+def _scaled(fn, index, factor):
+    """fn with its index-th returned gradient multiplied by factor."""
+
+    def wrong(*args):
+        grads = list(fn(*args))
+        grads[index] = grads[index] * factor
+        return tuple(grads)
+
+    return wrong
+
+
+@pytest.mark.parametrize("factor", [0.5, 1 + 1e-6], ids=["missing-half", "off-by-1e-6"])
+def test_wrong_numpy_backward_is_caught(monkeypatch, factor):
+    # A backward whose dw is off by `factor` (a missing 1/2, or a 1e-6 relative slip).
+    monkeypatch.setattr(npl, "affine_backward", _scaled(npl.affine_backward, 1, factor))
+    spec = _spec("affine")
+    with pytest.raises(AssertionError, match="dw"):
+        checks.check_numerical(spec, 0)
+    with pytest.raises(AssertionError, match="dw: numpy vs torch_impl"):
+        checks.check_twin(spec, 0)
+
+
+def test_missing_one_over_n_in_batchnorm_backward_is_caught(monkeypatch):
+    # The classic slip: dx = (N*dxhat - sum(dxhat) - xhat*sum(dxhat*xhat)) / std, the 1/N lost.
+    original = npl.batchnorm_backward_alt
+
+    def wrong(dout, cache):
+        dx, dgamma, dbeta = original(dout, cache)
+        return dx * dout.shape[0], dgamma, dbeta
+
+    monkeypatch.setattr(npl, "batchnorm_backward_alt", wrong)
+    spec = _spec("batchnorm_alt")
+    with pytest.raises(AssertionError, match="dx"):
+        checks.check_numerical(spec, 0)
+    with pytest.raises(AssertionError, match="dx: numpy vs torch_impl"):
+        checks.check_twin(spec, 0)
+
+
+def test_wrong_numpy_forward_is_caught(monkeypatch):
+    original = npl.softmax_loss
+    # The loss off by 1e-6 (absolute: case 0's loss is ~0, its logits are ~1e3 apart).
+    monkeypatch.setattr(npl, "softmax_loss",
+                        lambda x, y: (original(x, y)[0] + 1e-6, original(x, y)[1]))
+    with pytest.raises(AssertionError, match="output 0: numpy vs torch_impl"):
+        checks.check_twin(_spec("softmax_loss"), 0)
+
+
+@pytest.mark.parametrize("factor", [2.0, 1 + 1e-6], ids=["doubled", "off-by-1e-6"])
+def test_wrong_torch_backward_is_caught(monkeypatch, factor):
+    original = tf.ReLUFunction.backward
+
+    def wrong(ctx, dout):
+        return original(ctx, dout) * factor
+
+    monkeypatch.setattr(tf.ReLUFunction, "backward", staticmethod(wrong))
+    spec = _spec("relu")
+    with pytest.raises(AssertionError, match="dx: numpy vs torch_impl"):
+        checks.check_twin(spec, 0)
+    with pytest.raises(AssertionError, match="dx: torch_impl vs builtin, float64"):
+        checks.check_builtin(spec, 0, np.float64)
+    if factor == 2.0:  # float32 and gradcheck resolve only gross errors
+        with pytest.raises(AssertionError, match="float32"):
+            checks.check_builtin(spec, 0, np.float32)
+        with pytest.raises(AssertionError, match="gradcheck failed"):
+            checks.check_gradcheck(spec, 0)
+
+
+def test_different_error_message_is_caught(monkeypatch):
+    def vague(x, w, b, conv_param):
+        raise ValueError("bad input")
+
+    monkeypatch.setattr(tfn, "conv", vague)
+    spec = _spec("conv_naive")
+    with pytest.raises(AssertionError, match="different errors"):
+        checks.check_bad_input(spec, spec.bad_inputs[0])
+
+
+def test_silently_accepted_bad_input_is_caught(monkeypatch):
+    def lenient(x, w, b):  # uses the first D rows of w whatever its shape
+        x2 = x.reshape(x.shape[0], -1)
+        return x2 @ w[: x2.shape[1]] + b, None
+
+    monkeypatch.setattr(npl, "affine_forward", lenient)
+    spec = _spec("affine")
+    with pytest.raises(AssertionError, match="accepted it"):
+        checks.check_bad_input(spec, spec.bad_inputs[0])
+
+
+def test_wrong_optimizer_rule_is_caught(monkeypatch):
+    # rmsprop with epsilon INSIDE the square root (a real variant, not CS231n's/PyTorch's rule).
+    def eps_inside(w, dw, config=None):
+        config = {} if config is None else config
+        for k, v in (("learning_rate", 1e-2), ("decay_rate", 0.99), ("epsilon", 1e-8)):
+            config.setdefault(k, v)
+        d = config["decay_rate"]
+        cache = d * config.get("cache", np.zeros_like(w)) + (1 - d) * dw * dw
+        config["cache"] = cache
+        return w - config["learning_rate"] * dw / np.sqrt(cache + config["epsilon"]), config
+
+    monkeypatch.setattr(npo, "rmsprop", eps_inside)
+    with pytest.raises(AssertionError):
+        optim_tests.test_defaults_match_cs231n("rmsprop")
+
+
+@pytest.mark.parametrize("name", ["conv_naive", "batchnorm", "softmax_loss"])
+def test_cuda_check_code_path_runs_on_cpu(name):
+    # The CUDA test is skipped on machines without a GPU; running its check with device="cpu"
+    # keeps the code path exercised (device placement asserts, builtin comparison) everywhere.
+    checks.check_cuda(_spec(name), 0, device="cpu")

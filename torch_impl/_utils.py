@@ -1,0 +1,74 @@
+"""Small helpers shared by the torch twin (argument checks that are torch-specific).
+
+The checks that both twins share (shapes, labels, hyperparameters) live in the pure-Python
+``numpy_impl._checks``, so the same bad input raises the same message in each twin; what is here
+only concerns torch itself (mixed devices or dtypes, which NumPy has no notion of).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import torch
+
+_TORCH_DTYPE = re.compile(r"\btorch\.(\w+)")
+
+
+@contextlib.contextmanager
+def numpy_messages():
+    """Run ``numpy_impl._checks`` calls on tensors with NumPy's wording of dtypes.
+
+    The shared checks format a dtype with ``str(a.dtype)``: 'float64' for an ndarray but
+    'torch.float64' for a tensor. Re-raising the same exception type with the 'torch.' prefix
+    dropped makes the torch twin's message identical to the NumPy twin's.
+    """
+    try:
+        yield
+    except (TypeError, ValueError) as e:
+        message = str(e)
+        if "torch." not in message:
+            raise
+        raise type(e)(_TORCH_DTYPE.sub(r"\1", message)) from None
+
+
+def require_tensor(name: str, t) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    return t
+
+
+def require_like(ref_name: str, ref: torch.Tensor, **others) -> None:
+    """Every tensor in ``others`` must be on ``ref``'s device with ``ref``'s dtype.
+
+    PyTorch would raise too, but deep inside a matmul and without naming the argument.
+    """
+    for name, t in others.items():
+        if t is None:
+            continue
+        require_tensor(name, t)
+        if t.device != ref.device:
+            raise ValueError(
+                f"{name} must be on {ref_name}'s device {ref.device}, got {t.device}"
+            )
+        if t.dtype != ref.dtype:
+            raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype}")
+
+
+def labels_on(y, x: torch.Tensor) -> torch.Tensor:
+    """Class labels as an int64 tensor on x's device (gather/scatter need int64)."""
+    y = require_tensor("y", y)
+    return y.to(device=x.device, dtype=torch.int64)
+
+
+def as_buffer(value, like: torch.Tensor, size: int) -> torch.Tensor:
+    """A running-statistics buffer of ``size`` on like's device/dtype: zeros when ``value`` is None
+    (CS231n's default), else ``value`` itself when it already matches (so in-place updates reach
+    the caller's tensor), else a converted copy."""
+    if value is None:
+        return like.new_zeros(size)
+    if isinstance(value, torch.Tensor):
+        if value.device == like.device and value.dtype == like.dtype:
+            return value
+        return value.to(device=like.device, dtype=like.dtype)
+    return torch.as_tensor(value, device=like.device, dtype=like.dtype).clone()

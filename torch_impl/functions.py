@@ -1,0 +1,641 @@
+"""CS231n's layers and losses as ``torch.autograd.Function``s with hand-written backward passes.
+
+Each Function is the torch twin of a ``numpy_impl.layers`` forward/backward pair: the same math
+(biased variance, eps inside the square root, CS231n's SVM scaling, keep-probability dropout, the
+gradient of a max-pool window to its FIRST maximum in row-major order), computed from tensor
+primitives -- matmul, ``unfold``/``as_strided`` views, reductions and elementwise ops. None calls
+the PyTorch builtin that the parity suite compares it against, and no backward calls autograd:
+every gradient below is derived on paper and written out.
+
+Conventions:
+
+- Inputs are validated by ``numpy_impl._checks`` (pure Python), so a bad input raises the same
+  ``ValueError``/``TypeError`` message as the NumPy twin.
+- Every tensor created here follows the input's device and dtype (CPU/CUDA, float32/float64).
+- ``ctx.needs_input_grad`` decides which gradients are computed; the others are returned as None.
+- Backward passes are ``once_differentiable``: they are built from primitives outside autograd,
+  so asking for a second derivative raises instead of silently returning a wrong one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+from numpy_impl import _checks
+from torch_impl._utils import labels_on, numpy_messages, require_like
+
+__all__ = [
+    "AffineFunction",
+    "ReLUFunction",
+    "SigmoidFunction",
+    "TanhFunction",
+    "BatchNormFunction",
+    "LayerNormFunction",
+    "DropoutFunction",
+    "Conv2dFunction",
+    "MaxPool2dFunction",
+    "SpatialBatchNormFunction",
+    "SpatialGroupNormFunction",
+    "SVMLossFunction",
+    "SoftmaxLossFunction",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Affine and elementwise nonlinearities
+# ----------------------------------------------------------------------------------------------
+
+
+class AffineFunction(Function):
+    """out = x.reshape(N, D) @ w + b.
+
+    x: (N, d_1, ..., d_k) with D = d_1 * ... * d_k; w: (D, M) (CS231n's layout, the transpose of
+    nn.Linear's weight); b: (M,). Returns (N, M). Saved: x flattened to (N, D), w.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, w, b):
+        _checks.require_float("x", x)
+        N, D = _checks.check_affine_args(x, w, b)
+        require_like("x", x, w=w, b=b)
+        x2d = x.reshape(N, D)
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(x2d, w)
+        return torch.addmm(b, x2d, w)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x2d, w = ctx.saved_tensors
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = (dout @ w.T).reshape(ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            dw = x2d.T @ dout
+        if ctx.needs_input_grad[2]:
+            db = dout.sum(0)
+        return dx, dw, db
+
+
+class ReLUFunction(Function):
+    """out = max(0, x) elementwise; dx = dout where x > 0, else 0 (0 at the kink, as PyTorch)."""
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (out,) = ctx.saved_tensors
+        # out > 0 exactly where x > 0, so the output can stand in for the input.
+        return torch.where(out > 0, dout, 0)
+
+
+class SigmoidFunction(Function):
+    """out = 1 / (1 + exp(-x)); d out / dx = out * (1 - out).
+
+    Computed from z = exp(-|x|) <= 1 (as numpy_impl does), so no exponential overflows:
+    out = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        z = torch.exp(-x.abs())
+        out = torch.where(x >= 0, 1, z).div_(z.add_(1))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (s,) = ctx.saved_tensors
+        return dout * s * (1 - s)
+
+
+class TanhFunction(Function):
+    """out = tanh(x) = sign(x) * (1 - exp(-2|x|)) / (1 + exp(-2|x|)); d out / dx = 1 - out^2.
+
+    With e = expm1(-2|x|) (in (-1, 0]) the ratio is -e / (2 + e): expm1 keeps full relative
+    precision for tiny |x|, where 1 - exp(-2|x|) would cancel, and nothing overflows.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        e = torch.expm1(-2 * x.abs())
+        out = torch.copysign(-e / (2 + e), x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (t,) = ctx.saved_tensors
+        return dout * (1 - t * t)
+
+
+# ----------------------------------------------------------------------------------------------
+# Normalization
+#
+# All three normalize sets of M values with the BIASED variance:
+#     xhat = (x - mean) / std,   std = sqrt(var + eps),   out = gamma * xhat + beta.
+# Differentiating through the mean and the variance (CS231n's batchnorm_backward_alt derivation)
+# gives, with dxhat = dout * gamma and means over the same M values,
+#     dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / std.
+# Each Function evaluates this with per-set sums of dout and dout * xhat (the same sums give
+# dgamma and dbeta) and then ONE fused multiply-add pass per term, instead of materializing every
+# intermediate: the math is the formula above, regrouped.
+# ----------------------------------------------------------------------------------------------
+
+
+def _normalize(x, dims, eps):
+    """Return (xhat, std) of x normalized over ``dims`` with the biased variance (keepdim).
+
+    xhat is evaluated as x / std - mean / std in one pass (addcdiv): both quotients are correctly
+    rounded, so a value equal to its set's mean gives exactly 0, as (x - mean) / std does
+    (zero-variance features stay exactly zero in both twins).
+    """
+    var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+    std = (var + eps).sqrt_()
+    return torch.addcdiv(-(mean / std), x, std), mean, var, std
+
+
+def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout):
+    """Validation of a (spatial) batchnorm Function's arguments; returns (momentum, eps)."""
+    _checks.require_float("x", x)
+    C = x.shape[1] if x.ndim > 1 else None
+    _checks.check_norm_args(x, gamma, beta, ndim, (C,), layout)
+    require_like("x", x, gamma=gamma, beta=beta)
+    for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
+        if buf is not None:
+            _checks.require_shape(name, buf, (C,), hint="one per feature")
+            require_like("x", x, **{name: buf})
+    momentum = _checks.require_unit_interval("momentum", momentum)
+    eps = _checks.require_nonneg_real("eps", eps)
+    return momentum, eps
+
+
+def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps, dims):
+    """Shared by BatchNormFunction (dims (0,)) and SpatialBatchNormFunction (dims (0, 2, 3)).
+
+    Train mode normalizes with the batch statistics and updates the running buffers IN PLACE with
+    CS231n's convention  running = momentum * running + (1 - momentum) * batch_stat  and the
+    BIASED batch variance (PyTorch: momentum' = 1 - momentum and the unbiased variance). Test
+    mode normalizes with the running statistics. Saved: xhat, std, gamma; ctx.training.
+    """
+    C = x.shape[1]
+    shape = [1] * x.ndim
+    shape[1] = C
+    if training:
+        xhat, mean, var, std = _normalize(x, dims, eps)
+        if running_mean is not None:
+            running_mean.mul_(momentum).add_((1 - momentum) * mean.reshape(C))
+        if running_var is not None:
+            running_var.mul_(momentum).add_((1 - momentum) * var.reshape(C))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("test mode needs running_mean and running_var")
+        std = (running_var + eps).sqrt_().reshape(shape)
+        xhat = torch.addcdiv(-(running_mean.reshape(shape) / std), x, std)
+    g = gamma.reshape(shape)
+    ctx.training, ctx.dims = training, dims
+    ctx.save_for_backward(xhat, std, g)
+    return torch.addcmul(beta.reshape(shape), xhat, g)
+
+
+def _bn_backward(ctx, dout):
+    """Gradients of _bn_forward: (dx, dgamma, dbeta) with dgamma/dbeta of shape (C,).
+
+        dbeta = sum(dout),   dgamma = sum(dout * xhat)        (sums over the M values of a feature)
+    gamma is constant over a feature's values, so mean(dxhat) = gamma * dbeta / M and
+    mean(dxhat * xhat) = gamma * dgamma / M, and the general formula becomes
+        dx = (gamma / std) * (dout - dbeta / M - xhat * dgamma / M).
+    In test mode mean and std are constants: dx = dout * gamma / std.
+    """
+    xhat, std, g = ctx.saved_tensors
+    dims = ctx.dims
+    need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+    C = xhat.shape[1]
+    dbeta = dgamma = dx = None
+    if need_dbeta or (need_dx and ctx.training):
+        dbeta = dout.sum(dim=dims, keepdim=True)
+    if need_dgamma or (need_dx and ctx.training):
+        dgamma = (dout * xhat).sum(dim=dims, keepdim=True)
+    if need_dx:
+        k = g / std
+        if ctx.training:
+            M = xhat.numel() // C
+            dx = torch.addcmul(k * dbeta / -M, xhat, k * dgamma / -M).addcmul_(dout, k)
+        else:
+            dx = dout * k
+    return (
+        dx,
+        dgamma.reshape(C) if need_dgamma else None,
+        dbeta.reshape(C) if need_dbeta else None,
+    )
+
+
+class BatchNormFunction(Function):
+    """Batch normalization of x (N, D) over the batch axis; gamma, beta (D,).
+
+    apply(x, gamma, beta, running_mean, running_var, training, momentum, eps): running buffers
+    (D,) updated in place when training (CS231n's momentum and biased variance, see _bn_forward).
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+        momentum, eps = _check_bn_apply(
+            x, gamma, beta, running_mean, running_var, momentum, eps, 2, "(N, D)"
+        )
+        return _bn_forward(
+            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps, (0,)
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        return (*_bn_backward(ctx, dout), None, None, None, None, None)
+
+
+class SpatialBatchNormFunction(Function):
+    """Batch normalization of x (N, C, H, W) per channel over (N, H, W); gamma, beta (C,).
+
+    Same arguments and running-statistics convention as BatchNormFunction, buffers (C,).
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+        momentum, eps = _check_bn_apply(
+            x, gamma, beta, running_mean, running_var, momentum, eps, 4, "(N, C, H, W)"
+        )
+        return _bn_forward(
+            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps,
+            (0, 2, 3),
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        return (*_bn_backward(ctx, dout), None, None, None, None, None)
+
+
+class LayerNormFunction(Function):
+    """Layer normalization: each row of x (N, D) normalized over its D features; gamma, beta (D,).
+
+    No running statistics; the same in train and test mode. Saved: xhat, std (N, 1), gamma.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, gamma, beta, eps=1e-5):
+        _checks.require_float("x", x)
+        _checks.check_norm_args(x, gamma, beta, 2, (x.shape[-1] if x.ndim else None,), "(N, D)")
+        require_like("x", x, gamma=gamma, beta=beta)
+        eps = _checks.require_nonneg_real("eps", eps)
+        xhat, _, _, std = _normalize(x, 1, eps)
+        ctx.save_for_backward(xhat, std, gamma)
+        return torch.addcmul(beta, xhat, gamma)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        """dgamma = sum_n dout * xhat, dbeta = sum_n dout; per row, with dxhat = dout * gamma,
+        mean(dxhat) = (dout @ gamma) / D and mean(dxhat * xhat) = ((dout * xhat) @ gamma) / D,
+        and dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / std."""
+        xhat, std, gamma = ctx.saved_tensors
+        need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+        D = xhat.shape[1]
+        dx = dgamma = dbeta = None
+        dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
+        if need_dx:
+            inv_std = 1 / std
+            mean_dxhat = (dout @ gamma).unsqueeze(1) / D
+            mean_dxhat_xhat = (dout_xhat @ gamma).unsqueeze(1) / D
+            dx = torch.addcmul(mean_dxhat * -inv_std, xhat, mean_dxhat_xhat * -inv_std)
+            dx.addcmul_(dout * gamma, inv_std)
+        if need_dgamma:
+            dgamma = dout_xhat.sum(0)
+        if need_dbeta:
+            dbeta = dout.sum(0)
+        return dx, dgamma, dbeta, None
+
+
+class SpatialGroupNormFunction(Function):
+    """Group normalization: the C channels of each sample split into G groups of C // G channels,
+    each group normalized over its M = (C // G) * H * W values.
+
+    x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (CS231n's layout; so are dgamma, dbeta); G divides
+    C. Saved: xhat (N, C, H, W), std (N, G, 1), gamma; ctx.G.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, gamma, beta, G, eps=1e-5):
+        _checks.require_float("x", x)
+        C = x.shape[1] if x.ndim > 1 else None
+        _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
+        G = _checks.require_groups(G, C)
+        require_like("x", x, gamma=gamma, beta=beta)
+        eps = _checks.require_nonneg_real("eps", eps)
+        N, C, H, W = x.shape
+        xhat, _, _, std = _normalize(x.reshape(N, G, -1), 2, eps)
+        xhat = xhat.view(N, C, H, W)
+        ctx.G = G
+        ctx.save_for_backward(xhat, std, gamma)
+        return torch.addcmul(beta, xhat, gamma)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        """Per (sample, channel) sums s1 = sum_hw dout and s2 = sum_hw dout * xhat give
+        dbeta = sum_n s1, dgamma = sum_n s2, and per group (dxhat = dout * gamma)
+            mean(dxhat) = sum_{c in group} gamma_c s1 / M,
+            mean(dxhat * xhat) = sum_{c in group} gamma_c s2 / M,
+        so dx = (gamma / std) * dout - xhat * mean(dxhat * xhat) / std - mean(dxhat) / std."""
+        xhat, std, gamma = ctx.saved_tensors
+        need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+        N, C, H, W = xhat.shape
+        G = ctx.G
+        s1 = dout.sum(dim=(2, 3))
+        s2 = (dout * xhat).sum(dim=(2, 3))
+        dx = dgamma = dbeta = None
+        if need_dx:
+            g = gamma.view(1, G, C // G)
+            M = (C // G) * H * W
+            inv_std = 1 / std  # (N, G, 1)
+            mean_dxhat = (s1.view(N, G, -1) * g).sum(2, keepdim=True) / M
+            mean_dxhat_xhat = (s2.view(N, G, -1) * g).sum(2, keepdim=True) / M
+            shift = (mean_dxhat * -inv_std).expand(N, G, C // G).reshape(N, C, 1, 1)
+            slope = (mean_dxhat_xhat * -inv_std).expand(N, G, C // G).reshape(N, C, 1, 1)
+            dx = torch.addcmul(shift, xhat, slope)
+            dx.addcmul_(dout, (g * inv_std).view(N, C, 1, 1))
+        if need_dgamma:
+            dgamma = s2.sum(0).view(1, C, 1, 1)
+        if need_dbeta:
+            dbeta = s1.sum(0).view(1, C, 1, 1)
+        return dx, dgamma, dbeta, None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Dropout
+# ----------------------------------------------------------------------------------------------
+
+
+class DropoutFunction(Function):
+    """Inverted dropout with CS231n's KEEP probability p (PyTorch's F.dropout takes 1 - p).
+
+    apply(x, p, training, mask=None, generator=None). Train: out = x * mask with mask in {0, 1/p}
+    (E[out] = x, so test mode needs no rescaling); ``mask`` (x's shape, CS231n's cached mask) is
+    used as given, otherwise drawn as (rand(x.shape, generator) < p) / p on x's device and dtype.
+    Test: out = x. Saved: the mask.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, p, training, mask=None, generator=None):
+        _checks.require_float("x", x)
+        p = _checks.require_keep_prob(p)
+        ctx.training = bool(training)
+        if not training:
+            return x.clone()
+        if mask is None:
+            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            mask = (u < p).to(x.dtype).div_(p)
+        else:
+            _checks.require_same_shape("mask", mask, "x", x)
+            mask = torch.as_tensor(mask, device=x.device, dtype=x.dtype)
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        if not ctx.training:
+            return dout, None, None, None, None
+        (mask,) = ctx.saved_tensors
+        return dout * mask, None, None, None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolution and max pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def _pad_hw(x, pad):
+    """Symmetric zero padding of the last two axes, on x's device and dtype."""
+    if pad == 0:
+        return x
+    N, C, H, W = x.shape
+    xp = x.new_zeros(N, C, H + 2 * pad, W + 2 * pad)
+    xp[:, :, pad:pad + H, pad:pad + W] = x
+    return xp
+
+
+def _im2col(xp, HH, WW, stride):
+    """cols (N, C*HH*WW, H'*W'): column (i, j) holds the window under output position (i, j).
+
+    ``unfold`` makes the windows a strided VIEW (N, C, H', W', HH, WW) of the padded input; the
+    reshape is the one copy (the 'im2col' matrix), rows ordered (c, k, l) like w.reshape(F, -1).
+    """
+    N, C = xp.shape[:2]
+    win = xp.unfold(2, HH, stride).unfold(3, WW, stride)
+    H_out, W_out = win.shape[2], win.shape[3]
+    return win.permute(0, 1, 4, 5, 2, 3).reshape(N, C * HH * WW, H_out * W_out)
+
+
+# Upper bound on the (images, F, C*HH*WW) temporary of the weight gradient (elements).
+_DW_BLOCK_ELEMENTS = 1 << 22
+
+
+def _weight_grad(d2, cols):
+    """dW2 = sum_n dout[n] @ cols[n]^T, (F, C*HH*WW).
+
+    A batched matmul gives one (F, C*HH*WW) product per image, summed afterwards; the images are
+    taken in blocks so that the stack of per-image products stays small next to cols.
+    """
+    N, F, _ = d2.shape
+    K = cols.shape[1]
+    block = max(1, _DW_BLOCK_ELEMENTS // (F * K))
+    dw2 = torch.bmm(d2[:block], cols[:block].transpose(1, 2)).sum(0)
+    for n0 in range(block, N, block):
+        dw2 += torch.bmm(d2[n0:n0 + block], cols[n0:n0 + block].transpose(1, 2)).sum(0)
+    return dw2
+
+
+class Conv2dFunction(Function):
+    """Convolution (cross-correlation, no kernel flip) as im2col + one batched matmul.
+
+    apply(x, w, b, stride, pad): x (N, C, H, W); w (F, C, HH, WW); b (F,); symmetric zero padding;
+    output (N, F, H', W') with H' = 1 + (H + 2*pad - HH) // stride (PyTorch's floor rule).
+        out[n] = W2 @ cols[n] + b,   W2 = w.reshape(F, C*HH*WW),   cols from _im2col
+    Backward, differentiating that product:
+        db = sum_{n, i, j} dout,   dW2 = sum_n dout[n] @ cols[n]^T,   dcols[n] = W2^T @ dout[n],
+    and dx = fold(dcols): the adjoint of im2col adds every column back onto the window it was
+    copied from (``F.fold``, col2im), overlapping windows accumulating; the padding is cropped.
+    Saved: cols (if w needs a gradient), W2 (if x needs one).
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, w, b, stride=1, pad=0):
+        _checks.require_float("x", x)
+        stride, pad, H_out, W_out = _checks.check_conv_args(
+            x, w, b, {"stride": stride, "pad": pad}
+        )
+        require_like("x", x, w=w, b=b)
+        N, _, H, W = x.shape
+        F, _, HH, WW = w.shape
+        cols = _im2col(_pad_hw(x, pad), HH, WW, stride)
+        w2 = w.reshape(F, -1)
+        out = torch.baddbmm(b.view(1, F, 1), w2.expand(N, -1, -1), cols)
+        ctx.geometry = (H, W, HH, WW, stride, pad, H_out, W_out)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(cols if need_w else None, w2 if need_x else None)
+        return out.view(N, F, H_out, W_out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        cols, w2 = ctx.saved_tensors
+        H, W, HH, WW, stride, pad, H_out, W_out = ctx.geometry
+        N, F = dout.shape[:2]
+        d2 = dout.reshape(N, F, H_out * W_out)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dcols = torch.matmul(w2.T, d2)
+            dx = torch.nn.functional.fold(
+                dcols, (H, W), (HH, WW), padding=pad, stride=stride
+            )
+        if ctx.needs_input_grad[1]:
+            dw = _weight_grad(d2, cols).view(F, -1, HH, WW)
+        if ctx.needs_input_grad[2]:
+            db = d2.sum(dim=(0, 2))
+        return dx, dw, db, None, None
+
+
+class MaxPool2dFunction(Function):
+    """Max pooling without padding: out[n, c, i, j] = max of the window
+    x[n, c, i*stride : i*stride + pool_height, j*stride : j*stride + pool_width].
+
+    apply(x, pool_height, pool_width, stride): x (N, C, H, W) -> (N, C, H', W') with
+    H' = 1 + (H - pool_height) // stride. The gradient of each window goes to ONE position, its
+    FIRST maximum in row-major order (argmax's rule; PyTorch's kernels keep the first maximum too);
+    overlapping windows (stride < pool size) accumulate. Saved: for every window, the flat index
+    into the (H, W) plane of its maximum.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, pool_height, pool_width, stride):
+        _checks.require_float("x", x)
+        ph, pw, stride, H_out, W_out = _checks.check_pool_args(
+            x, {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
+        )
+        N, C, H, W = x.shape
+        # The windows as a strided view (N, C, H', W', ph, pw); one copy flattens each window
+        # (row-major) so that max() returns the first maximum's window-local index k.
+        windows = x.unfold(2, ph, stride).unfold(3, pw, stride)
+        out, k = windows.reshape(N, C, H_out, W_out, ph * pw).max(dim=4)
+        # The same windows over the plane's flat indices translate k into a position of x.
+        plane = torch.arange(H * W, device=x.device).view(H, W)
+        where = plane.unfold(0, ph, stride).unfold(1, pw, stride).reshape(H_out, W_out, ph * pw)
+        flat = where.expand(N, C, -1, -1, -1).gather(4, k.unsqueeze(4))
+        ctx.x_shape = x.shape
+        ctx.overlap = stride < ph or stride < pw
+        ctx.save_for_backward(flat.view(N, C, H_out * W_out))
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (flat,) = ctx.saved_tensors
+        N, C, H, W = ctx.x_shape
+        dx = dout.new_zeros(N, C, H * W)
+        src = dout.reshape(N, C, -1)
+        if ctx.overlap:
+            # One x position can be the maximum of several windows: accumulate.
+            dx.scatter_add_(2, flat, src)
+        else:
+            dx.scatter_(2, flat, src)
+        return dx.view(N, C, H, W), None, None, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses on class scores
+# ----------------------------------------------------------------------------------------------
+
+
+class SVMLossFunction(Function):
+    """Multiclass SVM (hinge) loss, margin 1, averaged over the batch (CS231n's scaling: summed
+    over the classes, where F.multi_margin_loss also divides by C).
+
+    apply(x, y): x (N, C) scores; y (N,) integer labels in [0, C). Returns a 0-d tensor:
+        loss = (1/N) sum_i sum_{j != y_i} max(0, x_ij - x_{i,y_i} + 1).
+    Each positive margin adds +1 to dx_ij and -1 to dx_{i,y_i}. Saved: margins.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, y):
+        N, _ = _checks.check_scores_labels(x, y)
+        y = labels_on(y, x).view(N, 1)
+        margins = (x - x.gather(1, y) + 1).clamp_min_(0)
+        margins.scatter_(1, y, 0)
+        ctx.save_for_backward(margins, y)
+        return margins.sum() / N
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dloss):
+        margins, y = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        N = margins.shape[0]
+        positive = (margins > 0).to(margins.dtype)
+        dx = positive.scatter_(1, y, -positive.sum(1, keepdim=True))
+        return dx.div_(N).mul_(dloss), None
+
+
+class SoftmaxLossFunction(Function):
+    """Softmax cross-entropy loss averaged over the batch.
+
+    apply(x, y): x (N, C) scores; y (N,) integer labels in [0, C). Returns a 0-d tensor:
+        loss = -(1/N) sum_i log softmax(x_i)[y_i],   dx = (softmax(x) - onehot(y)) / N.
+    Each row's maximum is subtracted first (the softmax is unchanged, every exponent is <= 0, so
+    logits of 1e4 cannot overflow); log-probabilities come from the log-sum-exp.
+    Saved: log-probabilities, y.
+    """
+
+    @staticmethod
+    @numpy_messages()
+    def forward(ctx, x, y):
+        N, _ = _checks.check_scores_labels(x, y)
+        y = labels_on(y, x).view(N, 1)
+        shifted = x - x.amax(dim=1, keepdim=True)
+        log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log_()
+        ctx.save_for_backward(log_probs, y)
+        return -log_probs.gather(1, y).sum() / N
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dloss):
+        log_probs, y = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        N = log_probs.shape[0]
+        dx = log_probs.exp()
+        dx.scatter_add_(1, y, dx.new_full((N, 1), -1.0))
+        return dx.div_(N).mul_(dloss), None

@@ -451,6 +451,17 @@ def test_pool_does_not_modify_inputs(variant, stride):
     np.testing.assert_array_equal(dout, dout_saved)
 
 
+@pytest.mark.parametrize("variant", sorted(POOL_VARIANTS))
+def test_pool_backward_survives_the_caller_modifying_out(variant):
+    forward, backward = POOL_VARIANTS[variant]
+    x = _rng(14).standard_normal((2, 2, 4, 4))
+    out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
+    dout = _rng(15).standard_normal(out.shape)
+    expected = backward(dout, cache)
+    out *= -1.0                                  # e.g. an in-place activation downstream
+    np.testing.assert_array_equal(backward(dout, cache), expected)
+
+
 def _bad_pool_inputs():
     x = _rng(12).standard_normal((2, 3, 4, 4))
     ok = {"pool_height": 2, "pool_width": 2, "stride": 2}

@@ -15,6 +15,11 @@ def shape_of(a) -> tuple:
     return tuple(int(s) for s in a.shape)
 
 
+def dtype_name(a) -> str:
+    """'float32', 'int64', ... for an ndarray or a tensor alike: one wording in both twins."""
+    return str(a.dtype).removeprefix("torch.")
+
+
 def require_ndim(name: str, a, ndim, what: str = "") -> None:
     """Raise ValueError unless ``a.ndim`` is ``ndim`` (an int or a tuple of allowed ints)."""
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -54,7 +59,7 @@ def require_same_shape(name: str, a, ref_name: str, ref) -> None:
 def require_float(name: str, a) -> None:
     if not hasattr(a, "dtype"):
         raise TypeError(f"{name} must be a floating-point array, got {type(a).__name__}")
-    kind = str(a.dtype)
+    kind = dtype_name(a)
     if "float" not in kind:
         raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
 
@@ -105,8 +110,8 @@ def require_labels(y, N: int, C: int) -> None:
     """y: (N,) integer class indices in [0, C)."""
     if not hasattr(y, "shape"):
         raise TypeError(f"y must be an array of class indices, got {type(y).__name__}")
-    if "int" not in str(y.dtype):
-        raise TypeError(f"y must hold integer class indices, got dtype {y.dtype}")
+    if "int" not in dtype_name(y):
+        raise TypeError(f"y must hold integer class indices, got dtype {dtype_name(y)}")
     require_shape("y", y, (N,), hint="one label per row of x")
     if N and (int(y.min()) < 0 or int(y.max()) >= C):
         raise ValueError(

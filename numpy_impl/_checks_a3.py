@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 
 from ._checks import (
+    dtype_name,
     require_int_param,
     require_ndim,
     require_same_shape,
@@ -50,11 +51,6 @@ def _numel(a) -> int:
     return n
 
 
-def _dtype_name(a) -> str:
-    """'float32', 'int64', ... for a NumPy or a torch dtype alike (same message in each twin)."""
-    return str(a.dtype).replace("torch.", "")
-
-
 # --------------------------------------------------------------------------------------------
 # Recurrent layers (numpy_impl.rnn_layers / torch_impl.rnn_layers)
 # --------------------------------------------------------------------------------------------
@@ -64,7 +60,7 @@ def check_indices(name: str, idx, V: int) -> None:
     """idx: integer array of indices that must lie in [0, V) (e.g. word ids for a vocabulary)."""
     if not hasattr(idx, "shape"):
         raise TypeError(f"{name} must be an integer array, got {type(idx).__name__}")
-    kind = _dtype_name(idx)
+    kind = dtype_name(idx)
     if "int" not in kind:
         raise TypeError(f"{name} must hold integer indices, got dtype {kind}")
     if _numel(idx) and (int(idx.min()) < 0 or int(idx.max()) >= V):
@@ -247,7 +243,7 @@ def check_scores(name: str, a) -> None:
     """Scores/logits: a non-empty floating array."""
     if not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
-    kind = _dtype_name(a)
+    kind = dtype_name(a)
     if "float" not in kind:
         raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
     if any(int(s) == 0 for s in a.shape):

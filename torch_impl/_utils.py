@@ -7,29 +7,7 @@ only concerns torch itself (mixed devices or dtypes, which NumPy has no notion o
 
 from __future__ import annotations
 
-import contextlib
-import re
-
 import torch
-
-_TORCH_DTYPE = re.compile(r"\btorch\.(\w+)")
-
-
-@contextlib.contextmanager
-def numpy_messages():
-    """Run ``numpy_impl._checks`` calls on tensors with NumPy's wording of dtypes.
-
-    The shared checks format a dtype with ``str(a.dtype)``: 'float64' for an ndarray but
-    'torch.float64' for a tensor. Re-raising the same exception type with the 'torch.' prefix
-    dropped makes the torch twin's message identical to the NumPy twin's.
-    """
-    try:
-        yield
-    except (TypeError, ValueError) as e:
-        message = str(e)
-        if "torch." not in message:
-            raise
-        raise type(e)(_TORCH_DTYPE.sub(r"\1", message)) from None
 
 
 def require_tensor(name: str, t) -> torch.Tensor:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from numpy_impl import _checks
-from torch_impl._utils import as_buffer, numpy_messages
+from torch_impl._utils import as_buffer
 from torch_impl.functions import (
     AffineFunction,
     BatchNormFunction,
@@ -82,7 +82,6 @@ def _running_stats(bn_param, x, C):
     return bn_param["running_mean"], bn_param["running_var"]
 
 
-@numpy_messages()
 def batchnorm(x, gamma, beta, bn_param):
     """Batch normalization. x: (N, D); gamma, beta: (D,); bn_param as in the module docstring.
 
@@ -98,7 +97,6 @@ def batchnorm(x, gamma, beta, bn_param):
     )
 
 
-@numpy_messages()
 def spatial_batchnorm(x, gamma, beta, bn_param):
     """Batchnorm per channel over (N, H, W). x: (N, C, H, W); gamma, beta: (C,); running
     statistics (C,); bn_param as in batchnorm."""
@@ -112,7 +110,6 @@ def spatial_batchnorm(x, gamma, beta, bn_param):
     )
 
 
-@numpy_messages()
 def layernorm(x, gamma, beta, ln_param):
     """Layer normalization of each row. x: (N, D); gamma, beta: (D,); ln_param: 'eps'."""
     _checks.require_float("x", x)
@@ -121,7 +118,6 @@ def layernorm(x, gamma, beta, ln_param):
     return LayerNormFunction.apply(x, gamma, beta, eps)
 
 
-@numpy_messages()
 def spatial_groupnorm(x, gamma, beta, G, gn_param):
     """Group normalization. x: (N, C, H, W); gamma, beta: (1, C, 1, 1); G divides C;
     gn_param: 'eps'."""
@@ -133,7 +129,6 @@ def spatial_groupnorm(x, gamma, beta, G, gn_param):
     return SpatialGroupNormFunction.apply(x, gamma, beta, G, eps)
 
 
-@numpy_messages()
 def dropout(x, dropout_param):
     """Inverted dropout with KEEP probability dropout_param['p'] (see the module docstring).
 
@@ -152,7 +147,6 @@ def dropout(x, dropout_param):
     return DropoutFunction.apply(x, p, mode == "train", mask, generator)
 
 
-@numpy_messages()
 def conv(x, w, b, conv_param):
     """Convolution (cross-correlation). x: (N, C, H, W); w: (F, C, HH, WW); b: (F,);
     conv_param: 'stride', 'pad'. Returns (N, F, H', W'), H' = 1 + (H + 2*pad - HH) // stride."""
@@ -161,7 +155,6 @@ def conv(x, w, b, conv_param):
     return Conv2dFunction.apply(x, w, b, stride, pad)
 
 
-@numpy_messages()
 def max_pool(x, pool_param):
     """Max pooling without padding. x: (N, C, H, W); pool_param: 'pool_height', 'pool_width',
     'stride'. Returns (N, C, H', W'), H' = 1 + (H - pool_height) // stride."""

@@ -24,7 +24,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from numpy_impl import _checks
-from torch_impl._utils import labels_on, numpy_messages, require_like
+from torch_impl._utils import labels_on, require_like
 
 __all__ = [
     "AffineFunction",
@@ -56,7 +56,6 @@ class AffineFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, w, b):
         _checks.require_float("x", x)
         N, D = _checks.check_affine_args(x, w, b)
@@ -81,10 +80,13 @@ class AffineFunction(Function):
 
 
 class ReLUFunction(Function):
-    """out = max(0, x) elementwise; dx = dout where x > 0, else 0 (0 at the kink, as PyTorch)."""
+    """out = max(0, x) elementwise; dx = dout where x > 0, else 0 (0 at the kink, as PyTorch).
+
+    The backward multiplies by sign(out), which is 1 where x > 0 and 0 elsewhere (a NaN input
+    gives a NaN gradient).
+    """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x):
         _checks.require_float("x", x)
         out = x.clamp_min(0)
@@ -95,23 +97,21 @@ class ReLUFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         (out,) = ctx.saved_tensors
-        # out > 0 exactly where x > 0, so the output can stand in for the input.
-        return torch.where(out > 0, dout, 0)
+        # out > 0 exactly where x > 0, so the output's sign is the 0/1 mask of the derivative.
+        return out.sign().mul_(dout)
 
 
 class SigmoidFunction(Function):
     """out = 1 / (1 + exp(-x)); d out / dx = out * (1 - out).
 
     Computed from z = exp(-|x|) <= 1 (as numpy_impl does), so no exponential overflows:
-    out = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0.
+    out = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0, i.e. exp(min(x, 0)) / (1 + z).
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x):
         _checks.require_float("x", x)
-        z = torch.exp(-x.abs())
-        out = torch.where(x >= 0, 1, z).div_(z.add_(1))
+        out = torch.exp(x.clamp_max(0)).div_(torch.exp(-x.abs()).add_(1))
         ctx.save_for_backward(out)
         return out
 
@@ -130,7 +130,6 @@ class TanhFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x):
         _checks.require_float("x", x)
         e = torch.expm1(-2 * x.abs())
@@ -148,27 +147,48 @@ class TanhFunction(Function):
 # ----------------------------------------------------------------------------------------------
 # Normalization
 #
-# All three normalize sets of M values with the BIASED variance:
-#     xhat = (x - mean) / std,   std = sqrt(var + eps),   out = gamma * xhat + beta.
+# All three normalize sets of M values with the BIASED variance, as numpy_impl does:
+#     mean = sum(x) / M,  xmu = x - mean,  var = sum(xmu^2) / M,  std = sqrt(var + eps),
+#     xhat = xmu / std,   out = gamma * xhat + beta.
 # Differentiating through the mean and the variance (CS231n's batchnorm_backward_alt derivation)
 # gives, with dxhat = dout * gamma and means over the same M values,
 #     dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / std.
-# Each Function evaluates this with per-set sums of dout and dout * xhat (the same sums give
-# dgamma and dbeta) and then ONE fused multiply-add pass per term, instead of materializing every
-# intermediate: the math is the formula above, regrouped.
+# Each Function evaluates this from per-set sums of dout and dout * xhat (the same sums give
+# dbeta and dgamma) and a few elementwise passes: the formula above, regrouped.
+#
+# A set of values is reduced over ``inner`` dims (trailing, contiguous: summed first, which is
+# the fast direction for a reduction) and then over ``outer`` dims.
 # ----------------------------------------------------------------------------------------------
 
 
-def _normalize(x, dims, eps):
-    """Return (xhat, std) of x normalized over ``dims`` with the biased variance (keepdim).
+def _sum(t, inner, outer):
+    """sum of t over inner + outer dims (keepdim)."""
+    r = t.sum(dim=inner, keepdim=True) if inner else t
+    return r.sum(dim=outer, keepdim=True) if outer else r
 
-    xhat is evaluated as x / std - mean / std in one pass (addcdiv): both quotients are correctly
-    rounded, so a value equal to its set's mean gives exactly 0, as (x - mean) / std does
-    (zero-variance features stay exactly zero in both twins).
-    """
-    var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+
+def _sum_squares(t, inner, outer):
+    """sum of t**2 over inner + outer dims (keepdim); over trailing dims as a squared 2-norm,
+    a single fused pass."""
+    r = torch.linalg.vector_norm(t, dim=inner, keepdim=True).square_() if inner else t * t
+    return r.sum(dim=outer, keepdim=True) if outer else r
+
+
+def _normalize(x, inner, outer, eps):
+    """Return (xhat, mean, var, std) of x normalized over inner + outer dims (keepdim shapes)."""
+    mean = _sum(x, inner, outer)
+    M = x.numel() // mean.numel()
+    mean = mean.div_(M)
+    xmu = x - mean
+    var = _sum_squares(xmu, inner, outer).div_(M)
     std = (var + eps).sqrt_()
-    return torch.addcdiv(-(mean / std), x, std), mean, var, std
+    return xmu.div_(std), mean, var, std
+
+
+def _scale_shift(xhat, gamma, beta):
+    """gamma * xhat + beta with gamma, beta broadcast along xhat: a multiply and an in-place add
+    (on CPU both are faster than one fused addcmul whose first operand is broadcast)."""
+    return (xhat * gamma).add_(beta)
 
 
 def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout):
@@ -186,8 +206,9 @@ def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, nd
     return momentum, eps
 
 
-def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps, dims):
-    """Shared by BatchNormFunction (dims (0,)) and SpatialBatchNormFunction (dims (0, 2, 3)).
+def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps, inner):
+    """Shared by BatchNormFunction (inner ()) and SpatialBatchNormFunction (inner (2, 3)); the
+    statistics are over the batch axis 0 and ``inner``.
 
     Train mode normalizes with the batch statistics and updates the running buffers IN PLACE with
     CS231n's convention  running = momentum * running + (1 - momentum) * batch_stat  and the
@@ -198,20 +219,20 @@ def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, moment
     shape = [1] * x.ndim
     shape[1] = C
     if training:
-        xhat, mean, var, std = _normalize(x, dims, eps)
+        xhat, mean, var, std = _normalize(x, inner, (0,), eps)
         if running_mean is not None:
-            running_mean.mul_(momentum).add_((1 - momentum) * mean.reshape(C))
+            running_mean.mul_(momentum).add_(mean.reshape(C), alpha=1 - momentum)
         if running_var is not None:
-            running_var.mul_(momentum).add_((1 - momentum) * var.reshape(C))
+            running_var.mul_(momentum).add_(var.reshape(C), alpha=1 - momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("test mode needs running_mean and running_var")
         std = (running_var + eps).sqrt_().reshape(shape)
-        xhat = torch.addcdiv(-(running_mean.reshape(shape) / std), x, std)
+        xhat = (x - running_mean.reshape(shape)).div_(std)
     g = gamma.reshape(shape)
-    ctx.training, ctx.dims = training, dims
+    ctx.training, ctx.inner = training, inner
     ctx.save_for_backward(xhat, std, g)
-    return torch.addcmul(beta.reshape(shape), xhat, g)
+    return _scale_shift(xhat, g, beta.reshape(shape))
 
 
 def _bn_backward(ctx, dout):
@@ -224,21 +245,22 @@ def _bn_backward(ctx, dout):
     In test mode mean and std are constants: dx = dout * gamma / std.
     """
     xhat, std, g = ctx.saved_tensors
-    dims = ctx.dims
+    inner, outer = ctx.inner, (0,)
     need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
     C = xhat.shape[1]
     dbeta = dgamma = dx = None
+    tmp = None
     if need_dbeta or (need_dx and ctx.training):
-        dbeta = dout.sum(dim=dims, keepdim=True)
+        dbeta = _sum(dout, inner, outer)
     if need_dgamma or (need_dx and ctx.training):
-        dgamma = (dout * xhat).sum(dim=dims, keepdim=True)
+        tmp = dout * xhat
+        dgamma = _sum(tmp, inner, outer)
     if need_dx:
         k = g / std
+        dx = torch.mul(dout, k, out=tmp)  # reuses dout * xhat's memory once it is summed
         if ctx.training:
             M = xhat.numel() // C
-            dx = torch.addcmul(k * dbeta / -M, xhat, k * dgamma / -M).addcmul_(dout, k)
-        else:
-            dx = dout * k
+            dx.addcmul_(xhat, k * dgamma / -M).sub_(k * dbeta / M)
     return (
         dx,
         dgamma.reshape(C) if need_dgamma else None,
@@ -254,13 +276,12 @@ class BatchNormFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
         momentum, eps = _check_bn_apply(
             x, gamma, beta, running_mean, running_var, momentum, eps, 2, "(N, D)"
         )
         return _bn_forward(
-            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps, (0,)
+            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps, ()
         )
 
     @staticmethod
@@ -276,14 +297,13 @@ class SpatialBatchNormFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
         momentum, eps = _check_bn_apply(
             x, gamma, beta, running_mean, running_var, momentum, eps, 4, "(N, C, H, W)"
         )
         return _bn_forward(
             ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps,
-            (0, 2, 3),
+            (2, 3),
         )
 
     @staticmethod
@@ -299,15 +319,14 @@ class LayerNormFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, gamma, beta, eps=1e-5):
         _checks.require_float("x", x)
         _checks.check_norm_args(x, gamma, beta, 2, (x.shape[-1] if x.ndim else None,), "(N, D)")
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
-        xhat, _, _, std = _normalize(x, 1, eps)
+        xhat, _, _, std = _normalize(x, (1,), (), eps)
         ctx.save_for_backward(xhat, std, gamma)
-        return torch.addcmul(beta, xhat, gamma)
+        return _scale_shift(xhat, gamma, beta)
 
     @staticmethod
     @once_differentiable
@@ -320,14 +339,13 @@ class LayerNormFunction(Function):
         D = xhat.shape[1]
         dx = dgamma = dbeta = None
         dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
-        if need_dx:
-            inv_std = 1 / std
-            mean_dxhat = (dout @ gamma).unsqueeze(1) / D
-            mean_dxhat_xhat = (dout_xhat @ gamma).unsqueeze(1) / D
-            dx = torch.addcmul(mean_dxhat * -inv_std, xhat, mean_dxhat_xhat * -inv_std)
-            dx.addcmul_(dout * gamma, inv_std)
         if need_dgamma:
             dgamma = dout_xhat.sum(0)
+        if need_dx:
+            mean_dxhat = (dout @ gamma).unsqueeze(1) / D
+            mean_dxhat_xhat = (dout_xhat @ gamma).unsqueeze(1) / -D
+            dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
+            dx = dxhat.addcmul_(xhat, mean_dxhat_xhat).sub_(mean_dxhat).div_(std)
         if need_dbeta:
             dbeta = dout.sum(0)
         return dx, dgamma, dbeta, None
@@ -342,7 +360,6 @@ class SpatialGroupNormFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, gamma, beta, G, eps=1e-5):
         _checks.require_float("x", x)
         C = x.shape[1] if x.ndim > 1 else None
@@ -351,11 +368,11 @@ class SpatialGroupNormFunction(Function):
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
-        xhat, _, _, std = _normalize(x.reshape(N, G, -1), 2, eps)
+        xhat, _, _, std = _normalize(x.reshape(N, G, -1), (2,), (), eps)
         xhat = xhat.view(N, C, H, W)
         ctx.G = G
         ctx.save_for_backward(xhat, std, gamma)
-        return torch.addcmul(beta, xhat, gamma)
+        return _scale_shift(xhat, gamma, beta)
 
     @staticmethod
     @once_differentiable
@@ -370,7 +387,8 @@ class SpatialGroupNormFunction(Function):
         N, C, H, W = xhat.shape
         G = ctx.G
         s1 = dout.sum(dim=(2, 3))
-        s2 = (dout * xhat).sum(dim=(2, 3))
+        tmp = dout * xhat
+        s2 = tmp.sum(dim=(2, 3))
         dx = dgamma = dbeta = None
         if need_dx:
             g = gamma.view(1, G, C // G)
@@ -378,10 +396,10 @@ class SpatialGroupNormFunction(Function):
             inv_std = 1 / std  # (N, G, 1)
             mean_dxhat = (s1.view(N, G, -1) * g).sum(2, keepdim=True) / M
             mean_dxhat_xhat = (s2.view(N, G, -1) * g).sum(2, keepdim=True) / M
-            shift = (mean_dxhat * -inv_std).expand(N, G, C // G).reshape(N, C, 1, 1)
+            shift = (mean_dxhat * inv_std).expand(N, G, C // G).reshape(N, C, 1, 1)
             slope = (mean_dxhat_xhat * -inv_std).expand(N, G, C // G).reshape(N, C, 1, 1)
-            dx = torch.addcmul(shift, xhat, slope)
-            dx.addcmul_(dout, (g * inv_std).view(N, C, 1, 1))
+            dx = torch.mul(dout, (g * inv_std).view(N, C, 1, 1), out=tmp)  # reuse dout * xhat
+            dx.addcmul_(xhat, slope).sub_(shift)
         if need_dgamma:
             dgamma = s2.sum(0).view(1, C, 1, 1)
         if need_dbeta:
@@ -404,7 +422,6 @@ class DropoutFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, p, training, mask=None, generator=None):
         _checks.require_float("x", x)
         p = _checks.require_keep_prob(p)
@@ -436,12 +453,7 @@ class DropoutFunction(Function):
 
 def _pad_hw(x, pad):
     """Symmetric zero padding of the last two axes, on x's device and dtype."""
-    if pad == 0:
-        return x
-    N, C, H, W = x.shape
-    xp = x.new_zeros(N, C, H + 2 * pad, W + 2 * pad)
-    xp[:, :, pad:pad + H, pad:pad + W] = x
-    return xp
+    return torch.nn.functional.pad(x, (pad, pad, pad, pad)) if pad else x
 
 
 def _im2col(xp, HH, WW, stride):
@@ -457,7 +469,7 @@ def _im2col(xp, HH, WW, stride):
 
 
 # Upper bound on the (images, F, C*HH*WW) temporary of the weight gradient (elements).
-_DW_BLOCK_ELEMENTS = 1 << 22
+_DW_BLOCK_ELEMENTS = 1 << 25
 
 
 def _weight_grad(d2, cols):
@@ -489,7 +501,6 @@ class Conv2dFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, w, b, stride=1, pad=0):
         _checks.require_float("x", x)
         stride, pad, H_out, W_out = _checks.check_conv_args(
@@ -499,8 +510,10 @@ class Conv2dFunction(Function):
         N, _, H, W = x.shape
         F, _, HH, WW = w.shape
         cols = _im2col(_pad_hw(x, pad), HH, WW, stride)
-        w2 = w.reshape(F, -1)
-        out = torch.baddbmm(b.view(1, F, 1), w2.expand(N, -1, -1), cols)
+        w2 = w.detach().reshape(F, -1)
+        # One (F, C*HH*WW) @ (C*HH*WW, H'*W') product per image (bmm with w2 broadcast).
+        out = torch.bmm(w2.expand(N, -1, -1), cols)
+        out += b.view(1, F, 1)
         ctx.geometry = (H, W, HH, WW, stride, pad, H_out, W_out)
         need_x, need_w = ctx.needs_input_grad[:2]
         ctx.save_for_backward(cols if need_w else None, w2 if need_x else None)
@@ -515,7 +528,7 @@ class Conv2dFunction(Function):
         d2 = dout.reshape(N, F, H_out * W_out)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dcols = torch.matmul(w2.T, d2)
+            dcols = torch.bmm(w2.T.expand(N, -1, -1), d2)
             dx = torch.nn.functional.fold(
                 dcols, (H, W), (HH, WW), padding=pad, stride=stride
             )
@@ -538,7 +551,6 @@ class MaxPool2dFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, pool_height, pool_width, stride):
         _checks.require_float("x", x)
         ph, pw, stride, H_out, W_out = _checks.check_pool_args(
@@ -588,7 +600,6 @@ class SVMLossFunction(Function):
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, y):
         N, _ = _checks.check_scores_labels(x, y)
         y = labels_on(y, x).view(N, 1)
@@ -615,27 +626,29 @@ class SoftmaxLossFunction(Function):
     apply(x, y): x (N, C) scores; y (N,) integer labels in [0, C). Returns a 0-d tensor:
         loss = -(1/N) sum_i log softmax(x_i)[y_i],   dx = (softmax(x) - onehot(y)) / N.
     Each row's maximum is subtracted first (the softmax is unchanged, every exponent is <= 0, so
-    logits of 1e4 cannot overflow); log-probabilities come from the log-sum-exp.
-    Saved: log-probabilities, y.
+    logits of 1e4 cannot overflow); with Z_i = sum_j exp(shifted_ij) the log-probability of the
+    label is shifted_{i,y_i} - log Z_i (the log-sum-exp). Saved: the probabilities, y.
     """
 
     @staticmethod
-    @numpy_messages()
     def forward(ctx, x, y):
         N, _ = _checks.check_scores_labels(x, y)
         y = labels_on(y, x).view(N, 1)
         shifted = x - x.amax(dim=1, keepdim=True)
-        log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log_()
-        ctx.save_for_backward(log_probs, y)
-        return -log_probs.gather(1, y).sum() / N
+        exp = shifted.exp()
+        Z = exp.sum(dim=1, keepdim=True)
+        loss = (Z.log() - shifted.gather(1, y)).sum() / N
+        ctx.save_for_backward(exp.div_(Z), y)
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dloss):
-        log_probs, y = ctx.saved_tensors
+        probs, y = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
-        N = log_probs.shape[0]
-        dx = log_probs.exp()
-        dx.scatter_add_(1, y, dx.new_full((N, 1), -1.0))
-        return dx.div_(N).mul_(dloss), None
+        N = probs.shape[0]
+        scale = dloss / N
+        dx = probs * scale
+        dx.scatter_add_(1, y, (-scale).expand(N, 1))
+        return dx, None

@@ -1,0 +1,39 @@
+"""Train a CNN on CIFAR-10 with Lightning, the math done by either twin or by PyTorch itself.
+
+``python train.py --backend torch|numpy|builtin`` (see ``cifar_training.cli``). The package:
+
+- ``datasets``: find, decode and cache CIFAR-10 from the python batches, an ImageFolder tree or
+  a tarball of either, as uint8 arrays in memory.
+- ``datamodule``: the LightningDataModule (held-out split, whole-batch augmentation on device).
+- ``backends``: the three op sets (``torch_impl``, the NumPy bridge, PyTorch builtins) and their
+  optimizers; ``numpy_bridge`` holds the autograd.Functions that call ``numpy_impl``.
+- ``models``: the one network definition, written against an op set.
+- ``module``: the LightningModule (and ``make_train_step`` for benchmarks); ``plots``: the PNGs;
+  ``cli``: the command line; ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like
+  datasets in the real on-disk formats (tests, smoke runs).
+
+Submodules load on first use, so importing the package stays cheap.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "backends",
+    "cli",
+    "datamodule",
+    "datasets",
+    "models",
+    "module",
+    "numpy_bridge",
+    "plots",
+    "synthetic",
+    "threads",
+)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

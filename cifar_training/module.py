@@ -1,0 +1,261 @@
+"""The LightningModule: one network, one loop; the backend only picks who does the math.
+
+Training: smoothed softmax cross-entropy (``--label-smoothing``), the backend's optimizer with
+coupled L2 weight decay on conv/affine weights, a per-step schedule (linear warmup from 0.2x to
+the peak ``--lr`` over the first ``--warmup`` fraction of steps, then linear decay to 0; or
+constant). Validation: plain cross-entropy and accuracy on the held-out split, which
+``ModelCheckpoint`` uses to keep the best epoch. Test: accuracy without and with flip
+test-time augmentation (scores averaged over the image and its mirror), optionally 6-view
+flip+translate TTA (``tta_translate``), and the confusion matrix.
+
+Metrics are reduced across DDP processes as sums of (loss * n, correct, n), so they are exact
+whatever the shard sizes. A non-finite loss on any process stops every process at the same step
+with ``NonFiniteLossError``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import LambdaLR
+
+from cifar_training.backends import get_ops
+from cifar_training.models import build_net, param_groups
+
+SCHEDULES = ("linear", "constant")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class WarmupLinearDecay:
+    """LR factor at optimizer step t: 0.2 -> 1 linearly over the first warmup*T steps, then
+    1 -> 0 linearly at step T (T = total steps). A class, not a lambda, so that LambdaLR's
+    state_dict (hence the checkpoint) records it."""
+
+    def __init__(self, total_steps: int, warmup: float = 0.2, start: float = 0.2):
+        self.total = max(int(total_steps), 1)
+        self.warm = max(int(round(warmup * self.total)), 0)
+        self.start = start
+
+    def __call__(self, step: int) -> float:
+        if step < self.warm:
+            return self.start + (1.0 - self.start) * step / self.warm
+        return max(0.0, (self.total - step) / max(self.total - self.warm, 1))
+
+
+class CifarModule(L.LightningModule):
+    """Hyperparameters (all plain values, stored in every checkpoint under "nn_twins"):
+
+    backend: torch | numpy | builtin. model/widths/stem/bn_momentum/num_classes/image_shape/seed:
+    the network (``models.build_net``). optimizer/lr/momentum/weight_decay/betas: the update
+    rule and its CS231n hyperparameters. label_smoothing: eps of the smoothed target.
+    schedule/warmup: the LR schedule. head_scale: the default model's output scale, applied as
+    smaller head init + head lr * scale^2 (``models.param_groups``; SGD-family optimizers only).
+    classes: label names (for the confusion matrix).
+    """
+
+    def __init__(self, backend="torch", model="default", widths=(32, 64, 128), stem="whiten",
+                 num_classes=10, image_shape=(3, 32, 32), bn_momentum=0.9, seed=0,
+                 optimizer="nesterov", lr=0.4, momentum=0.9, weight_decay=5e-4,
+                 betas=(0.9, 0.999), label_smoothing=0.2, schedule="linear", warmup=0.2,
+                 head_scale=1.0, classes=None):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.config = {
+            "backend": backend, "model": model, "widths": list(widths), "stem": stem,
+            "num_classes": num_classes, "image_shape": list(image_shape),
+            "bn_momentum": bn_momentum, "seed": seed, "optimizer": optimizer, "lr": lr,
+            "momentum": momentum, "weight_decay": weight_decay, "betas": list(betas),
+            "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup,
+            "head_scale": head_scale,
+            "classes": list(classes) if classes else [str(i) for i in range(num_classes)],
+        }
+        self.backend = backend
+        self.ops = get_ops(backend)
+        self.net = build_net(model, widths, stem, num_classes, tuple(image_shape), bn_momentum,
+                             seed, head_scale)
+        self.history = {"train_step": [], "train_epoch": [], "val_epoch": []}
+        self.test_results: dict = {}
+        self.tta_translate = False  # also score 6-view flip+translate TTA at test time
+        self._sums: dict = {}
+
+    def forward(self, x):
+        return self.net(x, self.ops)
+
+    # -- training ------------------------------------------------------------------------------
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        scores = self(x)
+        loss = self.ops.cross_entropy(scores, y, self.config["label_smoothing"])
+        self._stop_if_not_finite(loss, batch_idx)
+        self._accumulate("train", loss.detach(), scores.detach(), y)
+        self.log("train/loss_step", loss.detach(), prog_bar=True)
+        if self.trainer.is_global_zero:
+            self.history["train_step"].append([int(self.global_step), float(loss.detach())])
+        return loss
+
+    def _stop_if_not_finite(self, loss, batch_idx):
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"the training loss is not finite ({float(loss.detach())} on rank "
+                f"{self.trainer.global_rank}) at optimizer step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}) with --backend {self.backend}; "
+                f"training stopped. The learning rate at this step was {lr:.4g}: try a lower "
+                f"--lr, or check the data."
+            )
+
+    def on_train_epoch_start(self):
+        self._sums.pop("train", None)
+
+    def on_train_epoch_end(self):
+        loss, acc = self._reduce("train")
+        if loss is None:
+            return
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict({"train/loss": loss, "train/acc": acc, "lr": lr}, sync_dist=False)
+        if self.trainer.is_global_zero:
+            self.history["train_epoch"].append([int(self.current_epoch), loss, acc, lr])
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        scores = self(x)
+        self._accumulate("val", self.ops.softmax_loss(scores, y), scores, y)
+
+    def on_validation_epoch_start(self):
+        self._sums.pop("val", None)
+
+    def on_validation_epoch_end(self):
+        loss, acc = self._reduce("val")
+        if loss is None or self.trainer.sanity_checking:
+            return
+        self.log_dict({"val/loss": loss, "val/acc": acc}, prog_bar=True, sync_dist=False)
+        if self.trainer.is_global_zero:
+            self.history["val_epoch"].append([int(self.current_epoch), loss, acc])
+
+    # -- test ----------------------------------------------------------------------------------
+
+    def on_test_epoch_start(self):
+        C = self.config["num_classes"]
+        self._test = {
+            "loss": torch.zeros((), dtype=torch.float64, device=self.device),
+            "correct": torch.zeros((), dtype=torch.int64, device=self.device),
+            "correct_tta": torch.zeros((), dtype=torch.int64, device=self.device),
+            "n": torch.zeros((), dtype=torch.int64, device=self.device),
+            "confusion": torch.zeros(C * C, dtype=torch.int64, device=self.device),
+            "correct_tta6": torch.zeros((), dtype=torch.int64, device=self.device),
+        }
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        scores = self(x)
+        # Flip test-time augmentation: average the scores of the image and of its mirror.
+        scores_tta = 0.5 * (scores + self(x.flip(3)))
+        C = self.config["num_classes"]
+        t = self._test
+        t["loss"] += self.ops.softmax_loss(scores, y).double() * len(y)
+        t["correct"] += (scores.argmax(1) == y).sum()
+        pred_tta = scores_tta.argmax(1)
+        t["correct_tta"] += (pred_tta == y).sum()
+        t["n"] += len(y)
+        t["confusion"] += torch.bincount(y * C + pred_tta, minlength=C * C)
+        if self.tta_translate:
+            # Six views (airbench's level 2): the flip pair, plus the flip pairs of the image
+            # moved one pixel up-left and down-right (reflect padding), weighted 1/2, 1/4, 1/4.
+            p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+            H, W = x.shape[2:]
+            moved = [p[:, :, :H, :W], p[:, :, 2:, 2:]]
+            pairs = [0.5 * (self(m) + self(m.flip(3))) for m in moved]
+            scores6 = 0.5 * scores_tta + 0.25 * (pairs[0] + pairs[1])
+            t["correct_tta6"] += (scores6.argmax(1) == y).sum()
+
+    def on_test_epoch_end(self):
+        t = {k: self.trainer.strategy.reduce(v, reduce_op="sum") for k, v in self._test.items()}
+        n = max(int(t["n"]), 1)
+        C = self.config["num_classes"]
+        self.test_results = {
+            "test_acc": int(t["correct"]) / n,
+            "test_acc_flip_tta": int(t["correct_tta"]) / n,
+            "test_loss": float(t["loss"]) / n,
+            "num_test": int(t["n"]),
+            "confusion_flip_tta": t["confusion"].view(C, C).cpu().tolist(),
+        }
+        if self.tta_translate:
+            self.test_results["test_acc_flip_translate_tta"] = int(t["correct_tta6"]) / n
+        self.log_dict({"test/acc": self.test_results["test_acc"],
+                       "test/acc_flip_tta": self.test_results["test_acc_flip_tta"]},
+                      sync_dist=False)
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _accumulate(self, key, loss, scores, y):
+        n = len(y)
+        correct = (scores.argmax(1) == y).sum()
+        s = self._sums.get(key)
+        upd = torch.stack([loss.double() * n, correct.double(),
+                           torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
+        self._sums[key] = upd if s is None else s + upd
+
+    def _reduce(self, key):
+        s = self._sums.pop(key, None)
+        if s is None:
+            return None, None
+        s = self.trainer.strategy.reduce(s, reduce_op="sum")
+        n = max(float(s[2]), 1.0)
+        return float(s[0]) / n, float(s[1]) / n
+
+    def configure_optimizers(self):
+        c = self.config
+        scale = c["head_scale"] if c["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
+        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale)
+        opt = self.ops.make_optimizer(groups, c["optimizer"], c["lr"], momentum=c["momentum"],
+                                      betas=tuple(c["betas"]))
+        if c["schedule"] == "constant":
+            return opt
+        total = self.trainer.estimated_stepping_batches
+        sched = LambdaLR(opt, WarmupLinearDecay(total, c["warmup"]))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["nn_twins"] = {"config": self.config, "history": self.history}
+
+    def on_load_checkpoint(self, checkpoint):
+        saved = checkpoint.get("nn_twins", {})
+        if "history" in saved:
+            self.history = saved["history"]
+
+
+def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float32, **recipe):
+    """(net, step) for benchmarks: ``step(x, y)`` is one training step exactly as train.py
+    runs it (forward, smoothed loss, backward, optimizer with weight decay and the head's
+    param groups), returning the loss. x: (N, 3, 32, 32) normalized images, y: (N,) int64.
+    ``recipe`` overrides the --model's defaults (cli.RECIPES: lr, momentum, weight_decay,
+    label_smoothing, optimizer, head_scale); widths/stem go to the network."""
+    from cifar_training.cli import RECIPES
+
+    r = {**RECIPES[model], **recipe}
+    net_kw = {k: r.pop(k) for k in ("widths", "stem") if k in r}
+    net = build_net(model, seed=seed, head_scale=r["head_scale"], **net_kw).to(dtype)
+    ops = get_ops(backend)
+    scale = r["head_scale"] if r["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
+    opt = ops.make_optimizer(param_groups(net, r["lr"], r["weight_decay"], scale),
+                             r["optimizer"], r["lr"], momentum=r["momentum"])
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = ops.cross_entropy(net(x, ops), y, r["label_smoothing"])
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return net.train(), step

@@ -1,0 +1,104 @@
+"""PNG plots of a run: loss/accuracy curves, test confusion matrix, first-layer filters.
+
+Matplotlib's Agg backend (no display needed). Each figure is written to a temporary file and
+renamed into place, so a plot on disk is always complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title: str = ""):
+    """history: {"train_step": [[step, loss]], "train_epoch": [[epoch, loss, acc, lr]],
+    "val_epoch": [[epoch, loss, acc]]} (``CifarModule.history``)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    spe = steps_per_epoch or 1.0
+    if history.get("train_step"):
+        s = np.asarray(history["train_step"], dtype=float)
+        ax_loss.plot(s[:, 0] / spe, s[:, 1], color="0.75", lw=0.8,
+                     label="train, per step (loss as optimized)")
+    te = np.asarray(history.get("train_epoch") or np.zeros((0, 4)), dtype=float)
+    ve = np.asarray(history.get("val_epoch") or np.zeros((0, 3)), dtype=float)
+    # Epoch e's metrics describe the state at its end: plot them at x = e + 1.
+    if len(te):
+        ax_loss.plot(te[:, 0] + 1, te[:, 1], "o-", label="train, epoch mean (as optimized)")
+        ax_acc.plot(te[:, 0] + 1, te[:, 2], "o-", label="train")
+    if len(ve):
+        ax_loss.plot(ve[:, 0] + 1, ve[:, 1], "s-", label="validation (plain cross-entropy)")
+        ax_acc.plot(ve[:, 0] + 1, ve[:, 2], "s-", label="validation")
+    # Log scale: an early validation loss of tens (running statistics still settling) would
+    # otherwise flatten every other curve.
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_confusion(confusion, classes, path, title="test confusion matrix"):
+    """confusion: (C, C) counts, rows = true class, columns = predicted class."""
+    cm = np.asarray(confusion, dtype=float)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    C = len(cm)
+    fig, ax = plt.subplots(figsize=(0.6 * C + 2.5, 0.6 * C + 2))
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(C), classes, rotation=45, ha="right")
+    ax.set_yticks(range(C), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    for i in range(C):
+        for j in range(C):
+            ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    return _save(fig, path)
+
+
+def plot_filters(w, path, title="first-layer filters"):
+    """w: (F, C, k, k) array; each filter shown as an RGB tile (C = 3) or gray (else),
+    contrast-stretched to its own range."""
+    w = np.asarray(w, dtype=float)
+    F_ = w.shape[0]
+    cols = int(math.ceil(math.sqrt(F_)))
+    rows = int(math.ceil(F_ / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= F_:
+            continue
+        f = w[i]
+        f = (f - f.min()) / max(f.max() - f.min(), 1e-12)
+        if f.shape[0] == 3:
+            ax.imshow(f.transpose(1, 2, 0), interpolation="nearest")
+        else:
+            ax.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
+    fig.suptitle(title)
+    return _save(fig, path)

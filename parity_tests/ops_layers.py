@@ -551,6 +551,40 @@ _POOL_FLAVORS = (
 )
 
 
+
+def _conv_spec(name, module, forward, backward, *, make_case=None, flavors=_CONV_FLAVORS,
+               gradcheck=False, conversion="F.conv2d(x, w, b, stride, padding=pad)"):
+    """A numpy conv variant against the one torch Function (gradchecked once, on conv_naive)."""
+    return OpSpec(
+        name=name,
+        make_case=make_case or (lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw)),
+        flavors=flavors,
+        numpy_forward_backward=_numpy_pair(module, forward, backward, _xs_and("conv_param")),
+        torch_impl_fn=_conv_apply,
+        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
+        builtin_fn=_conv_builtin,
+        bad_inputs=_CONV_BAD,
+        conversion=conversion,
+        gradcheck=gradcheck,
+    )
+
+
+def _pool_spec(name, module, forward, backward, *, gradcheck=False,
+               conversion="F.max_pool2d(x, (pool_height, pool_width), stride)"):
+    """A numpy max-pool variant against the one torch Function (gradchecked on max_pool_naive)."""
+    return OpSpec(
+        name=name,
+        make_case=_pool_case,
+        flavors=_POOL_FLAVORS,
+        numpy_forward_backward=_numpy_pair(module, forward, backward, _xs_and("pool_param")),
+        torch_impl_fn=_pool_apply,
+        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
+        builtin_fn=_pool_builtin,
+        bad_inputs=_POOL_BAD,
+        conversion=conversion,
+        gradcheck=gradcheck,
+    )
+
 def _bn_entry(name, backward, mode, spatial, flavors):
     make = _spatial_bn_case if spatial else _batchnorm_case
     np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
@@ -661,83 +695,21 @@ OPS = [
         builtin_fn=_dropout_builtin,
         conversion="test mode is the identity in both",
     ),
-    OpSpec(
-        name="conv_naive",
-        make_case=_conv_case,
-        flavors=_CONV_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npl, "conv_forward_naive", "conv_backward_naive",
-                                           _xs_and("conv_param")),
-        torch_impl_fn=_conv_apply,
-        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
-        builtin_fn=_conv_builtin,
-        bad_inputs=_CONV_BAD,
-        conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, floor rule",
-    ),
-    OpSpec(
-        name="conv_fast",
-        make_case=lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw),
-        flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1}, *_CONV_FLAVORS[:2]),
-        numpy_forward_backward=_numpy_pair(npf, "conv_forward_fast", "conv_backward_fast",
-                                           _xs_and("conv_param")),
-        torch_impl_fn=_conv_apply,
-        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
-        builtin_fn=_conv_builtin,
-        bad_inputs=_CONV_BAD,
-        conversion="F.conv2d(x, w, b, stride, padding=pad)",
-        gradcheck=False,  # same torch Function as conv_naive, gradchecked there
-    ),
-    OpSpec(
-        name="max_pool_naive",
-        make_case=_pool_case,
-        flavors=_POOL_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npl, "max_pool_forward_naive",
-                                           "max_pool_backward_naive", _xs_and("pool_param")),
-        torch_impl_fn=_pool_apply,
-        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
-        builtin_fn=_pool_builtin,
-        bad_inputs=_POOL_BAD,
-        conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
-    ),
-    OpSpec(
-        name="max_pool_fast",
-        make_case=_pool_case,
-        flavors=_POOL_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npf, "max_pool_forward_fast", "max_pool_backward_fast",
-                                           _xs_and("pool_param")),
-        torch_impl_fn=_pool_apply,
-        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
-        builtin_fn=_pool_builtin,
-        bad_inputs=_POOL_BAD,
-        conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
-        gradcheck=False,  # same torch Function as max_pool_naive, gradchecked there
-    ),
+    _conv_spec("conv_naive", npl, "conv_forward_naive", "conv_backward_naive",
+               make_case=_conv_case, gradcheck=True,
+               conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, "
+                          "floor rule"),
+    _conv_spec("conv_fast", npf, "conv_forward_fast", "conv_backward_fast",
+               flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1},
+                        *_CONV_FLAVORS[:2])),
+    _pool_spec("max_pool_naive", npl, "max_pool_forward_naive", "max_pool_backward_naive",
+               gradcheck=True,
+               conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, "
+                          "floor rule"),
+    _pool_spec("max_pool_fast", npf, "max_pool_forward_fast", "max_pool_backward_fast"),
     # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
-    OpSpec(
-        name="conv_strides",
-        make_case=lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw),
-        flavors=_CONV_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npf, "conv_forward_strides", "conv_backward_strides",
-                                           _xs_and("conv_param")),
-        torch_impl_fn=_conv_apply,
-        torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
-        builtin_fn=_conv_builtin,
-        bad_inputs=_CONV_BAD,
-        conversion="F.conv2d(x, w, b, stride, padding=pad)",
-        gradcheck=False,  # same torch Function as conv_naive, gradchecked there
-    ),
-    OpSpec(
-        name="max_pool_im2col",
-        make_case=_pool_case,
-        flavors=_POOL_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npf, "max_pool_forward_im2col",
-                                           "max_pool_backward_im2col", _xs_and("pool_param")),
-        torch_impl_fn=_pool_apply,
-        torch_functional_fn=lambda t, c: tfn.max_pool(t["x"], c["pool_param"]),
-        builtin_fn=_pool_builtin,
-        bad_inputs=_POOL_BAD,
-        conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
-        gradcheck=False,  # same torch Function as max_pool_naive, gradchecked there
-    ),
+    _conv_spec("conv_strides", npf, "conv_forward_strides", "conv_backward_strides"),
+    _pool_spec("max_pool_im2col", npf, "max_pool_forward_im2col", "max_pool_backward_im2col"),
     # Sandwich layers of numpy_impl.layer_utils against the same chain of torch_impl Functions
     # and of builtins.
     OpSpec(

@@ -168,6 +168,141 @@ def _normalize_backward(dxhat, xhat, std, axis):
     return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) / std
 
 
+# Batchnorm's statistics are per feature (vanilla) or per channel (spatial), and both variants
+# share one implementation that works on the (N, K) view of x's memory. x (N, D) is its own view
+# (K = D); x (N, C, H, W) in C order keeps each sample's H*W values of channel c in the
+# contiguous columns c*H*W .. (c+1)*H*W - 1, so reshaping it to (N, C*H*W) copies nothing. A
+# per-channel statistic is then a sum down the batch axis (one pass over contiguous rows)
+# followed by a sum over each channel's block of hw = H*W columns, and a per-channel vector acts
+# on the view once np.repeat has spread it over its block. Compared with transposing to
+# (N*H*W, C) and back this saves two full copies per pass, and every elementwise pass runs over
+# long contiguous rows (hw = 1 is vanilla batchnorm).
+
+
+def _channel_view(a):
+    """(N, K) view of an (N, C, *spatial) array, and hw, the number of columns per channel."""
+    return a.reshape(a.shape[0], -1), int(np.prod(a.shape[2:]))
+
+
+def _per_column(v, hw):
+    """A per-channel vector (C,) spread over the view's C*hw columns."""
+    return v if hw == 1 else np.repeat(v, hw)
+
+
+def _channel_sum(a2, hw, b2=None):
+    """Per-channel sum over the batch and the spatial positions of a2 (N, C*hw), or of a2 * b2.
+
+    float32/float64 sum in the input's dtype, and einsum forms a sum of products without an
+    (N, K) temporary. (Not ``ones @ a2``: BLAS would wake its thread pool for a memory-bound sum,
+    which costs more than the sum on a busy machine.) Narrower floats accumulate in float32, as
+    np.mean does for them.
+    """
+    if a2.dtype.itemsize >= 4 and (b2 is None or b2.dtype.itemsize >= 4):
+        cols = np.add.reduce(a2, axis=0) if b2 is None else np.einsum("nk,nk->k", a2, b2)
+        return cols if hw == 1 else cols.reshape(-1, hw).sum(axis=1)
+    prod = a2 if b2 is None else a2 * b2
+    cols = prod.sum(axis=0, dtype=np.promote_types(prod.dtype, np.float32))
+    return (cols if hw == 1 else cols.reshape(-1, hw).sum(axis=1)).astype(prod.dtype)
+
+
+def _scale_shift(a2, scale, shift):
+    """a2 * scale + shift (NumPy's dtype promotion) with the addition done in place."""
+    out = np.multiply(a2, scale, dtype=np.result_type(a2, scale, shift))
+    out += shift
+    return out
+
+
+def _bn_train_forward(x, gamma, beta, eps):
+    """Normalize x per channel with the batch mean and the BIASED batch variance.
+
+    x: (N, D) or (N, C, H, W); gamma, beta: (C,). Returns out, xhat, xmu (x's shape) and the
+    per-channel mean, var, std (C,).
+    """
+    x2, hw = _channel_view(x)
+    m = x2.shape[0] * hw  # values per channel
+    mean = _channel_sum(x2, hw) / m
+    # xmu and xhat live as long as the cache: one allocation holds both. A single large block
+    # is cheaper to obtain from the OS than two (fewer page faults: NumPy asks for huge pages
+    # from 4 MiB on), which matters as much as the arithmetic for memory-bound layers.
+    xmu, xhat = np.empty((2, *x2.shape), x2.dtype)
+    np.subtract(x2, _per_column(mean, hw), out=xmu)
+    # Two passes (the mean, then the mean squared deviation): E[x^2] - mean^2 would lose every
+    # digit of a small variance under a large mean, in float32 above all.
+    var = _channel_sum(xmu, hw, xmu) / m
+    std = np.sqrt(var + eps)
+    np.multiply(xmu, _per_column(1 / std, hw), out=xhat)
+    out = _scale_shift(xhat, _per_column(gamma, hw), _per_column(beta, hw))
+    return (out.reshape(x.shape), xhat.reshape(x.shape), xmu.reshape(x.shape), mean, var,
+            std)
+
+
+def _bn_train_backward(dout, xhat, std, gamma):
+    """dx, dgamma, dbeta of out = gamma * xhat + beta, xhat = (x - mean) / std per channel.
+
+    With m values per channel and dxhat = gamma * dout, batchnorm_backward_alt's closed form
+        dx = (1 / std) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    needs only the two sums the parameter gradients are made of, because gamma and std are
+    constant over a channel: mean(dxhat) = gamma * dbeta / m and mean(dxhat * xhat) =
+    gamma * dgamma / m, so
+        dx = (gamma / std) * (dout - dbeta / m - xhat * dgamma / m).
+    dout, xhat: (N, D) or (N, C, H, W); std: the channel statistic in any shape; gamma: (C,).
+    """
+    d2, hw = _channel_view(dout)
+    xhat2 = xhat.reshape(d2.shape)
+    m = d2.shape[0] * hw
+    dbeta = _channel_sum(d2, hw)  # sum(dout)
+    dgamma = _channel_sum(d2, hw, xhat2)  # sum(dout * xhat)
+    std = std.reshape(-1)
+    # One new array, then in place: dx = -xhat * dgamma/m; += dout; -= dbeta/m; *= gamma/std.
+    dx = np.multiply(xhat2, _per_column(-dgamma / m, hw),
+                     dtype=np.result_type(d2, xhat2, std, gamma))
+    dx += d2
+    dx -= _per_column(dbeta / m, hw)
+    dx *= _per_column(gamma / std, hw)
+    return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def _batchnorm_forward(x, gamma, beta, bn_param):
+    """batchnorm_forward's body, statistics per column of x (N, D) or channel of x (N, C, H, W);
+    the arguments are already checked except bn_param."""
+    C = x.shape[1]
+    mode, eps, momentum = check_bn_param(bn_param, C)
+    running_mean = bn_param.get("running_mean")
+    running_var = bn_param.get("running_var")
+    if running_mean is None:
+        running_mean = np.zeros(C, dtype=x.dtype)
+    if running_var is None:
+        running_var = np.zeros(C, dtype=x.dtype)
+
+    if mode == "train":
+        out, xhat, xmu, mean, var, std = _bn_train_forward(x, gamma, beta, eps)
+        running_mean = momentum * running_mean + (1 - momentum) * mean
+        running_var = momentum * running_var + (1 - momentum) * var
+        # The statistics are cached in the shape that broadcasts against x: (1, D) or
+        # (1, C, 1, 1).
+        stat_shape = (1, C) + (1,) * (x.ndim - 2)
+        cache = {"mode": mode, "x": x, "xhat": xhat, "xmu": xmu,
+                 "var": var.reshape(stat_shape), "std": std.reshape(stat_shape),
+                 "gamma": gamma, "eps": eps}
+    else:
+        x2, hw = _channel_view(x)
+        std = np.sqrt(running_var + eps)
+        xhat = (x2 - _per_column(running_mean, hw)) / _per_column(std, hw)
+        out = _scale_shift(xhat, _per_column(gamma, hw), _per_column(beta, hw)).reshape(x.shape)
+        cache = {"mode": mode, "xhat": xhat.reshape(x.shape), "std": std, "gamma": gamma}
+
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out, cache
+
+
+def _batchnorm_backward(dout, cache):
+    """The closed-form backward of _batchnorm_forward, either mode, either layout."""
+    if cache["mode"] == "test":
+        return _batchnorm_test_backward(dout, cache)
+    return _bn_train_backward(dout, cache["xhat"], cache["std"], cache["gamma"])
+
+
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalization over the batch axis.
 
@@ -178,44 +313,22 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     convention, not PyTorch's ``1 - momentum`` and unbiased variance)
         running = momentum * running + (1 - momentum) * batch_stat
     by writing new arrays into bn_param. Test mode normalizes with the running statistics.
-    Returns out (N, D) and a cache dict with keys 'mode', 'x', 'xhat', 'xmu', 'var', 'std',
-    'gamma', 'eps' (train) or 'mode', 'xhat', 'std', 'gamma' (test).
+    Returns out (N, D) and a cache dict with keys 'mode', 'x', 'xhat', 'xmu' (N, D), 'var',
+    'std' (1, D), 'gamma', 'eps' (train) or 'mode', 'xhat', 'std' (D,), 'gamma' (test).
     """
     require_float("x", x)
     require_ndim("x", x, 2, "(N, D)")
     D = x.shape[1]
     check_norm_args(x, gamma, beta, 2, (D,), "(N, D)")
-    mode, eps, momentum = check_bn_param(bn_param, D)
-    running_mean = bn_param.get("running_mean")
-    running_var = bn_param.get("running_var")
-    if running_mean is None:
-        running_mean = np.zeros(D, dtype=x.dtype)
-    if running_var is None:
-        running_var = np.zeros(D, dtype=x.dtype)
-
-    if mode == "train":
-        xhat, xmu, var, std = _normalize(x, 0, eps)
-        out = gamma * xhat + beta
-        mean = x.mean(axis=0)
-        running_mean = momentum * running_mean + (1 - momentum) * mean
-        running_var = momentum * running_var + (1 - momentum) * var[0]
-        cache = {"mode": mode, "x": x, "xhat": xhat, "xmu": xmu, "var": var, "std": std,
-                 "gamma": gamma, "eps": eps}
-    else:
-        std = np.sqrt(running_var + eps)
-        xhat = (x - running_mean) / std
-        out = gamma * xhat + beta
-        cache = {"mode": mode, "xhat": xhat, "std": std, "gamma": gamma}
-
-    bn_param["running_mean"] = running_mean
-    bn_param["running_var"] = running_var
-    return out, cache
+    return _batchnorm_forward(x, gamma, beta, bn_param)
 
 
 def _batchnorm_test_backward(dout, cache):
     """Test mode is an affine map per feature: out = gamma * (x - mean_run) / std_run + beta."""
-    dx = dout * (cache["gamma"] / cache["std"])
-    return dx, (dout * cache["xhat"]).sum(axis=0), dout.sum(axis=0)
+    d2, hw = _channel_view(dout)
+    dx = d2 * _per_column(cache["gamma"] / cache["std"], hw)
+    dgamma = _channel_sum(d2, hw, cache["xhat"].reshape(d2.shape))
+    return dx.reshape(dout.shape), dgamma, _channel_sum(d2, hw)
 
 
 def batchnorm_backward(dout, cache):
@@ -264,13 +377,7 @@ def batchnorm_backward_alt(dout, cache):
     dout: (N, D). Returns dx (N, D), dgamma (D,), dbeta (D,).
     """
     check_dout(dout, shape_of(cache["xhat"]))
-    if cache["mode"] == "test":
-        return _batchnorm_test_backward(dout, cache)
-    xhat, std, gamma = cache["xhat"], cache["std"], cache["gamma"]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
-    dx = _normalize_backward(dout * gamma, xhat, std, 0)
-    return dx, dgamma, dbeta
+    return _batchnorm_backward(dout, cache)
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
@@ -306,27 +413,28 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batchnorm per channel over (N, H, W).
 
     x: (N, C, H, W); gamma, beta: (C,); bn_param as in batchnorm_forward (running stats (C,)).
-    Moving C last and flattening gives the (N*H*W, C) matrix that vanilla batchnorm normalizes
-    per column. Returns out (N, C, H, W) and cache = (batchnorm cache, x's shape).
+    The classic derivation moves C last and normalizes the (N*H*W, C) matrix per column; the
+    statistics here are the same per-channel sums, taken on x's own memory without the
+    transposes (see _channel_view). Returns out (N, C, H, W) and cache = (batchnorm cache,
+    x's shape), the batchnorm cache holding batchnorm_forward's keys with 'x', 'xhat', 'xmu'
+    (N, C, H, W) and 'var', 'std' (1, C, 1, 1) (train) or 'std' (C,) (test).
     """
     require_float("x", x)
     require_ndim("x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
     check_norm_args(x, gamma, beta, 4, (C,), "(N, C, H, W)")
-    x2d = x.transpose(0, 2, 3, 1).reshape(-1, C)
-    out2d, bn_cache = batchnorm_forward(x2d, gamma, beta, bn_param)
-    out = out2d.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    out, bn_cache = _batchnorm_forward(x, gamma, beta, bn_param)
     return out, (bn_cache, (N, C, H, W))
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
+    """dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma (C,), dbeta (C,).
+
+    The closed form of batchnorm_backward_alt with every sum over (N, H, W).
+    """
     bn_cache, (N, C, H, W) = cache
     check_dout(dout, (N, C, H, W))
-    dout2d = dout.transpose(0, 2, 3, 1).reshape(-1, C)
-    dx2d, dgamma, dbeta = batchnorm_backward_alt(dout2d, bn_cache)
-    dx = dx2d.reshape(N, H, W, C).transpose(0, 3, 1, 2)
-    return dx, dgamma, dbeta
+    return _batchnorm_backward(dout, bn_cache)
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):

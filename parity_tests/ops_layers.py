@@ -357,9 +357,9 @@ def _conv_builtin(t, c):
     return F.conv2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
 
 
-def _conv_apply(t, c):
+def _conv_apply(t, c, algorithm="auto"):
     cp = c["conv_param"]
-    return tf.Conv2dFunction.apply(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
+    return tf.Conv2dFunction.apply(t["x"], t["w"], t["b"], cp["stride"], cp["pad"], algorithm)
 
 
 def _pool_builtin(t, c):
@@ -553,14 +553,16 @@ _POOL_FLAVORS = (
 
 
 def _conv_spec(name, module, forward, backward, *, make_case=None, flavors=_CONV_FLAVORS,
-               gradcheck=False, conversion="F.conv2d(x, w, b, stride, padding=pad)"):
-    """A numpy conv variant against the one torch Function (gradchecked once, on conv_naive)."""
+               gradcheck=False, conversion="F.conv2d(x, w, b, stride, padding=pad)",
+               algorithm="auto"):
+    """A numpy conv variant against the torch Function run with one of its algorithms
+    (each algorithm gradchecked once)."""
     return OpSpec(
         name=name,
         make_case=make_case or (lambda rng, dtype, **kw: _conv_case(rng, dtype, max_hw=9, **kw)),
         flavors=flavors,
         numpy_forward_backward=_numpy_pair(module, forward, backward, _xs_and("conv_param")),
-        torch_impl_fn=_conv_apply,
+        torch_impl_fn=lambda t, c: _conv_apply(t, c, algorithm),
         torch_functional_fn=lambda t, c: tfn.conv(t["x"], t["w"], t["b"], c["conv_param"]),
         builtin_fn=_conv_builtin,
         bad_inputs=_CONV_BAD,
@@ -695,10 +697,13 @@ OPS = [
         builtin_fn=_dropout_builtin,
         conversion="test mode is the identity in both",
     ),
+    # torch_impl's two conv algorithms (im2col, shifted products), each on every random case.
     _conv_spec("conv_naive", npl, "conv_forward_naive", "conv_backward_naive",
-               make_case=_conv_case, gradcheck=True,
+               make_case=_conv_case, gradcheck=True, algorithm="im2col",
                conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, "
                           "floor rule"),
+    _conv_spec("conv_shifted", npl, "conv_forward_naive", "conv_backward_naive",
+               make_case=_conv_case, gradcheck=True, algorithm="shifted"),
     _conv_spec("conv_fast", npf, "conv_forward_fast", "conv_backward_fast",
                flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1},
                         *_CONV_FLAVORS[:2])),

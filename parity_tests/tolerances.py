@@ -22,3 +22,9 @@ ASSERT_CLOSE = {
 
 # torch.autograd.gradcheck on float64 inputs.
 GRADCHECK = {"eps": 1e-6, "atol": 1e-6, "rtol": 1e-4}
+
+# Mixed precision (torch.autocast): products in the low dtype, accumulated in float32.
+# Relative error ||a - ref|| / ||ref|| against a float64 reference; bfloat16 keeps 8 bits of
+# mantissa (unit round-off 2^-9 ~ 2e-3), and one rounding of each operand and of the output
+# stays within a few units of that.
+MIXED_PRECISION_NORM_ERROR = {"bfloat16": 1e-2}

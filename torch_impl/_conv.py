@@ -236,7 +236,7 @@ class Conv2dFunction(Function):
         # (F, N, H', W') -> (N, F, H', W'): the transposing copy also adds the bias.
         out = x.new_empty(N, F, H_out, W_out)
         torch.add(out_fn.transpose(0, 1), b.view(1, F, 1, 1), out=out)
-        ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype)
+        ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products)
         ctx.save_for_backward(saved if need_w else None, w if need_x else None)
         return out
 
@@ -244,14 +244,16 @@ class Conv2dFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         saved, w = ctx.saved_tensors
-        algorithm, x_shape, w_shape, stride, pad, dtype = ctx.geometry
+        algorithm, x_shape, w_shape, stride, pad, dtype, products = ctx.geometry
         F, _, HH, WW = w_shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if algorithm == "shifted":
+        dx = dw = None
+        if not (need_x or need_w):
+            pass
+        elif algorithm == "shifted":
             dx, dw = _shifted_backward(dout, saved, w, x_shape, w_shape, stride, pad,
                                        need_x, need_w)
         else:
-            products = (saved if saved is not None else w).dtype
             d2 = torch.empty(dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products,
                              device=dout.device)
             d2.copy_(dout.transpose(0, 1))

@@ -1,0 +1,42 @@
+"""torch_impl's conv algorithms beyond the registry's cases: every subset of inputs that need a
+gradient (a frozen layer, a first layer whose input needs none), and the argument check."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from parity_tests.tolerances import ASSERT_CLOSE
+from torch_impl._conv import CONV_ALGORITHMS
+from torch_impl.functions import Conv2dFunction
+
+
+@pytest.mark.parametrize("algorithm", CONV_ALGORITHMS)
+@pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)),
+                         ids=lambda n: "".join("xwb"[i] if f else "-" for i, f in enumerate(n)))
+def test_gradients_of_any_subset_of_inputs(algorithm, needs):
+    gen = torch.Generator().manual_seed(3)
+    tensors = [torch.randn(2, 9, 6, 5, generator=gen, dtype=torch.float64),
+               torch.randn(4, 9, 3, 2, generator=gen, dtype=torch.float64),
+               torch.randn(4, generator=gen, dtype=torch.float64)]
+    ours = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs, strict=True)]
+    ref = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs, strict=True)]
+    out = Conv2dFunction.apply(*ours, 1, 1, algorithm)
+    expected = F.conv2d(*ref, stride=1, padding=1)
+    torch.testing.assert_close(out, expected, **ASSERT_CLOSE["float64"])
+    if not any(needs):
+        return
+    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    (out * dout).sum().backward()
+    (expected * dout).sum().backward()
+    for a, r in zip(ours, ref, strict=True):
+        assert (a.grad is None) == (r.grad is None)
+        if r.grad is not None:
+            torch.testing.assert_close(a.grad, r.grad, **ASSERT_CLOSE["float64"])
+
+
+def test_unknown_algorithm_is_named():
+    x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
+    with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):
+        Conv2dFunction.apply(x, w, b, 1, 0, "winograd")

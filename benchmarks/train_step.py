@@ -38,6 +38,7 @@ from benchmarks import _common as C  # noqa: E402
 
 TARGETS = {"torch": 1.5, "numpy": 3.0}  # issue 7: time per step relative to the builtin
 MODELS = ("default", "three-layer")
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +64,9 @@ def _build(item: dict, backend: str):
     last = {}
 
     def step():
-        last["loss"] = train_step(x, y)
+        # bf16-mixed is Lightning's CPU mixed precision: the step under torch.autocast.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=item["precision"] == "bf16-mixed"):
+            last["loss"] = train_step(x, y)
 
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return step, last, params
@@ -220,7 +223,8 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
             })
         C.add_ratios(part)
         for row in part:
-            t = TARGETS.get(row["backend"])
+            row["precision"] = item["precision"]
+            t = TARGETS.get(row["backend"]) if item["precision"] == "32-true" else None
             if t is not None and row["ratio_to_builtin"] is not None:
                 row["target"], row["meets_target"] = t, row["ratio_to_builtin"] <= t
         rows += part
@@ -267,6 +271,10 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for torch and NumPy's BLAS (default: the libraries' own)")
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true",
+                   help="32-true, or bf16-mixed (train.py --precision bf16-mixed: the step under "
+                        "torch.autocast; the numpy backend has no such mode and is skipped; the "
+                        "issue's targets are for 32-true)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name, allowed in (("models", MODELS), ("backends", C.BACKENDS)):
@@ -294,14 +302,16 @@ def main(argv=None) -> int:
     opts["threads"] = args.threads
     out = sys.stderr if args.json else sys.stdout
     facts = C.machine_facts()
-    print(C.format_header("nn-twins training-step benchmark (float32, CPU)", facts,
+    what = "float32" if args.precision == "32-true" else "bf16-mixed: products in bfloat16"
+    print(C.format_header(f"nn-twins training-step benchmark ({what}, CPU)", facts,
                           ["benchmarks/train_step.py", *argv]), file=out)
     print(f"# timing: one process per backend; {opts['warmup']} warm-up step(s), median of "
           f"{opts['repeats']} round-robin sample(s) of {opts['steps']} step(s)", file=out,
           flush=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    backends = [b for b in C.BACKENDS if b in args.backends.split(",")]
+    backends = [b for b in C.BACKENDS if b in args.backends.split(",")
+                and not (b == "numpy" and args.precision != "32-true")]
     items = []
     for model in args.models.split(","):
         recipe = C.train_recipe(model, cheap=args.smoke)
@@ -317,7 +327,8 @@ def main(argv=None) -> int:
                  if model == "default" else ""), file=out, flush=True)
         overrides = {"widths": recipe["widths"]} if args.smoke else {}
         items.append({"model": model, "recipe": recipe, "batch_size": batch,
-                      "seed": recipe["seed"], "overrides": overrides})
+                      "seed": recipe["seed"], "overrides": overrides,
+                      "precision": args.precision})
     if args.smoke:  # one process per backend serves every model: startup dominates here
         rows = bench(items, backends, opts, env)
     else:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from numpy_impl import layers as L
 from numpy_impl.gradient_check import eval_numerical_gradient_array, rel_error
-from parity_tests.tolerances import REL_ERROR
+from parity_tests.tolerances import ASSERT_CLOSE, REL_ERROR
 
 RNG_SEED = 231
 
@@ -452,6 +452,151 @@ def test_spatial_batchnorm_normalizes_each_channel_over_n_h_w():
     np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-4)  # eps keeps it below 1
     np.testing.assert_allclose(bn["running_mean"], 0.1 * x.mean(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def _bn_reference(x, gamma, beta, dout, eps):
+    """Textbook batchnorm in float64 with NumPy's own reductions over every axis but the
+    channel axis 1: out, running-average terms (mean, biased var), dx, dgamma, dbeta."""
+    x, gamma, beta, dout = (np.asarray(a, np.float64) for a in (x, gamma, beta, dout))
+    axes = (0, *range(2, x.ndim))
+    bshape = (1, -1) + (1,) * (x.ndim - 2)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    xhat = (x - mean.reshape(bshape)) / np.sqrt(var + eps).reshape(bshape)
+    out = gamma.reshape(bshape) * xhat + beta.reshape(bshape)
+    dbeta, dgamma = dout.sum(axis=axes), (dout * xhat).sum(axis=axes)
+    dxhat = dout * gamma.reshape(bshape)
+    dx = (dxhat - dxhat.mean(axis=axes, keepdims=True)
+          - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)) / np.sqrt(var + eps).reshape(
+        bshape)
+    return out, mean, var, dx, dgamma, dbeta
+
+
+@given(N=st.integers(1, 40), C=st.integers(1, 5), H=st.integers(1, 4), W=st.integers(1, 4),
+       spatial=st.booleans(), seed=st.integers(0, 2**16))
+def test_batchnorm_matches_textbook_formulas_for_any_batch(N, C, H, W, spatial, seed):
+    # Batches with and without power-of-two factors (6, 12, 24, 7, 1...) take every row
+    # grouping of the implementation's matrix view of x.
+    r = np.random.default_rng(seed)
+    shape = (N, C, H, W) if spatial else (N, C)
+    x = r.standard_normal(shape) * r.uniform(0.5, 3, C).reshape((1, C) + (1,) * (len(shape) - 2))
+    x += r.normal(0, 2, C).reshape((1, C) + (1,) * (len(shape) - 2))
+    gamma, beta, dout = r.standard_normal(C), r.standard_normal(C), r.standard_normal(shape)
+    forward = L.spatial_batchnorm_forward if spatial else L.batchnorm_forward
+    backward = L.spatial_batchnorm_backward if spatial else L.batchnorm_backward_alt
+    bn = {"mode": "train", "momentum": 0.5, "eps": 1e-3}
+    out, cache = forward(x, gamma, beta, bn)
+    dx, dgamma, dbeta = backward(dout, cache)
+    ref_out, mean, var, ref_dx, ref_dgamma, ref_dbeta = _bn_reference(x, gamma, beta, dout, 1e-3)
+    for got, want in ((out, ref_out), (bn["running_mean"], 0.5 * mean),
+                      (bn["running_var"], 0.5 * var), (dx, ref_dx), (dgamma, ref_dgamma),
+                      (dbeta, ref_dbeta)):
+        assert got.shape == want.shape
+        assert rel_error(got, want) < REL_ERROR["twin_float64"]
+
+
+@pytest.mark.parametrize("shape", [(12, 3, 2, 2), (6, 5), (7, 2, 3, 1)])
+def test_batchnorm_numerical_gradient_with_grouped_rows(shape):
+    # 12 and 6 samples put several samples in each row of the matrix view, 7 (odd) one.
+    r = rng()
+    C = shape[1]
+    x, gamma, beta = randn(*shape, r=r) + 1.5, randn(C, r=r), randn(C, r=r)
+    dout = randn(*shape, r=r)
+    forward = L.spatial_batchnorm_forward if len(shape) == 4 else L.batchnorm_forward
+    backward = L.spatial_batchnorm_backward if len(shape) == 4 else L.batchnorm_backward_alt
+    bn = {"mode": "train"}
+    dx, dgamma, dbeta = backward(dout, forward(x, gamma, beta, bn)[1])
+    for got, arg in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+        def f(_):
+            return forward(x, gamma, beta, dict(bn))[0]
+        num = eval_numerical_gradient_array(f, arg, dout)
+        assert rel_error(got, num) < REL_ERROR["numerical_layer"]
+
+
+@pytest.mark.parametrize("shape", [(64, 4, 16, 16), (8192, 3), (256, 1024)])
+def test_batchnorm_float32_large_batch_is_as_accurate_as_torch_float32(shape):
+    # Up to 16384 values per channel, mean 10: the float32 result must not drift from the
+    # float64 result of the same float32 input by more than PyTorch's float32 tolerance, the
+    # parameter gradients (sums over the batch) relative to the sum of their terms' magnitudes.
+    r = rng()
+    C = shape[1]
+    bshape = (1, C) + (1,) * (len(shape) - 2)
+    x = (10 + r.standard_normal(shape) * r.uniform(0.5, 1.5, C).reshape(bshape))
+    x, dout = x.astype(np.float32), randn(*shape, dtype=np.float32, r=r)
+    gamma = (1 + 0.5 * randn(C, r=r)).astype(np.float32)
+    beta = randn(C, dtype=np.float32, r=r)
+    spatial = len(shape) == 4
+    forward = L.spatial_batchnorm_forward if spatial else L.batchnorm_forward
+    backward = L.spatial_batchnorm_backward if spatial else L.batchnorm_backward_alt
+    results = []
+    for dt in (np.float32, np.float64):
+        bn = {"mode": "train"}
+        out, cache = forward(x.astype(dt), gamma.astype(dt), beta.astype(dt), bn)
+        results.append((out, *backward(dout.astype(dt), cache), bn["running_mean"],
+                        bn["running_var"], cache["xhat"] if not spatial else cache[0]["xhat"]))
+    (out, dx, dgamma, dbeta, rm, rv, _), (*want, xhat64) = results
+    for got, ref in zip((out, dx, rm, rv), (want[0], want[1], want[4], want[5]), strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, **ASSERT_CLOSE["float32"])
+    axes = (0, *range(2, len(shape)))
+    rtol = ASSERT_CLOSE["float32"]["rtol"]
+    for got, ref, terms in ((dgamma, want[2], dout * xhat64), (dbeta, want[3], dout)):
+        assert got.dtype == np.float32
+        np.testing.assert_array_less(np.abs(got - ref), rtol * np.abs(terms).sum(axis=axes))
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_batchnorm_cache_layout_and_fresh_contiguous_outputs(mode):
+    # The documented cache: batchnorm's keys, arrays in x's layout, statistics broadcastable
+    # against x in train mode and (C,) in test mode; spatial wraps it with x's shape.
+    r = rng()
+    for x in (randn(6, 3, r=r), randn(4, 3, 2, 5, r=r)):
+        bn = {"mode": mode, "running_mean": randn(3, r=r), "running_var": randn(3, r=r) ** 2}
+        spatial = x.ndim == 4
+        forward = L.spatial_batchnorm_forward if spatial else L.batchnorm_forward
+        out, cache = forward(x, randn(3, r=r), randn(3, r=r), bn)
+        if spatial:
+            cache, shape = cache
+            assert shape == x.shape
+        stat = (1, 3) + (1,) * (x.ndim - 2)
+        if mode == "train":
+            assert set(cache) == {"mode", "x", "xhat", "xmu", "var", "std", "gamma", "eps"}
+            assert cache["x"] is x and cache["xhat"].shape == cache["xmu"].shape == x.shape
+            assert cache["var"].shape == cache["std"].shape == stat
+            np.testing.assert_allclose(cache["xhat"] * cache["std"], cache["xmu"], rtol=1e-12)
+        else:
+            assert set(cache) == {"mode", "xhat", "std", "gamma"}
+            assert cache["xhat"].shape == x.shape and cache["std"].shape == (3,)
+        assert out.flags.c_contiguous
+        for a in (cache["xhat"], cache.get("xmu")):
+            assert a is None or not np.shares_memory(out, a)
+
+
+def test_batchnorm_accepts_non_contiguous_arrays():
+    r = rng()
+    base, dbase = randn(8, 6, 3, 4, r=r), randn(8, 6, 3, 4, r=r)
+    x, dout = base[:, ::2], dbase[:, ::2]  # (8, 3, 3, 4) strided views
+    gamma, beta = randn(3, r=r), randn(3, r=r)
+    out, cache = L.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    out_c, cache_c = L.spatial_batchnorm_forward(x.copy(), gamma, beta, {"mode": "train"})
+    np.testing.assert_array_equal(out, out_c)
+    for a, b in zip(L.spatial_batchnorm_backward(dout, cache),
+                    L.spatial_batchnorm_backward(dout.copy(), cache_c), strict=True):
+        np.testing.assert_array_equal(a, b)
+    xt = randn(5, 8, r=r).T  # (8, 5) Fortran-ordered
+    out, cache = L.batchnorm_forward(xt, gamma[:1].repeat(5), beta[:1].repeat(5),
+                                     {"mode": "train"})
+    np.testing.assert_array_equal(out, L.batchnorm_forward(
+        xt.copy(), gamma[:1].repeat(5), beta[:1].repeat(5), {"mode": "train"})[0])
+
+
+def test_batchnorm_float16_stays_float16():
+    x = randn(64, 3, 2, 2, dtype=np.float16)
+    g, b = np.ones(3, np.float16), np.zeros(3, np.float16)
+    bn = {"mode": "train"}
+    out, cache = L.spatial_batchnorm_forward(x, g, b, bn)
+    grads = L.spatial_batchnorm_backward(np.ones_like(x), cache)
+    for a in (out, *grads, bn["running_mean"], bn["running_var"]):
+        assert a.dtype == np.float16
 
 
 def test_groupnorm_hand_example():

@@ -26,6 +26,14 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # ----------------------------------------------------------------------------------------------
 
 
+def configure_allocator() -> None:
+    """train.py's allocator setting (huge pages for torch's large CPU tensors), so that every
+    backend is timed as train.py runs it; call before importing torch."""
+    from cifar_training.threads import configure_allocator as train_py_setting
+
+    train_py_setting()
+
+
 def configure_threads(n: int | None) -> None:
     """Pin every BLAS/OpenMP pool to ``n`` threads (call before importing NumPy or torch).
 
@@ -149,7 +157,7 @@ def machine_facts() -> dict:
         torch_mkldnn=torch.backends.mkldnn.is_available(),
         torch_threads=torch.get_num_threads(),
         torch_interop_threads=torch.get_num_interop_threads(),
-        env={v: os.environ[v] for v in THREAD_VARS if v in os.environ},
+        env={v: os.environ[v] for v in (*THREAD_VARS, "THP_MEM_ALLOC_ENABLE") if v in os.environ},
         loadavg=[round(x, 2) for x in os.getloadavg()],
     )
     return facts

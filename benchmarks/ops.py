@@ -829,6 +829,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     C.configure_threads(args.threads)
+    C.configure_allocator()
     import torch
 
     if args.threads:

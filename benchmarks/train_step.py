@@ -288,6 +288,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     C.configure_threads(args.threads)
+    C.configure_allocator()
     if args.child:
         return child_main(json.loads(args.child))
     if args.smoke:

@@ -98,12 +98,32 @@ def _im2col_backward(d2, cols, w2, x_shape, HH, WW, stride, pad, need_x, need_w,
 # ----------------------------------------------------------------------------------------------
 
 
+def _place(src, H_grid, W_grid, top, left, rows, cols):
+    """(C, N, H_grid, W_grid) zeros with src (N, C, h, w) transposed into [top + rows, left + cols].
+
+    Only the positions outside src are zeroed (a full zero fill first would be one more pass over
+    a large fresh allocation, and the page faults that come with it).
+    """
+    N, C = src.shape[:2]
+    grid = src.new_empty(C, N, H_grid, W_grid)
+    if rows.step != 1 or cols.step != 1:
+        grid.zero_()
+    else:
+        bottom, right = top + (rows.stop - rows.start), left + (cols.stop - cols.start)
+        grid[:, :, :top].zero_()
+        grid[:, :, bottom:].zero_()
+        grid[:, :, top:bottom, :left].zero_()
+        grid[:, :, top:bottom, right:].zero_()
+    grid[:, :, top + rows.start:top + rows.stop:rows.step,
+         left + cols.start:left + cols.stop:cols.step] = src.transpose(0, 1)
+    return grid
+
+
 def _to_grid(x, pad):
     """x (N, C, H, W) -> grid (C, N*Hp*Wp): zero-padded, channel first, one copy."""
-    N, C, H, W = x.shape
-    grid = x.new_zeros(C, N, H + 2 * pad, W + 2 * pad)
-    grid[:, :, pad:pad + H, pad:pad + W] = x.transpose(0, 1)
-    return grid.view(C, -1)
+    H, W = x.shape[2:]
+    grid = _place(x, H + 2 * pad, W + 2 * pad, pad, pad, slice(0, H), slice(0, W))
+    return grid.view(x.shape[1], -1)
 
 
 def _taps(HH, WW, W_pad):
@@ -150,9 +170,7 @@ def _shifted_backward(dout, grid, w, x_shape, w_shape, stride, pad, need_x, need
     M = N * Hp * Wp
     L = M - (HH - 1) * Wp - (WW - 1)
     rows, cols = _kept(H_out, W_out, stride)
-    dgrid = dout.new_zeros(F, N, Hp, Wp)
-    dgrid[:, :, rows, cols] = dout.transpose(0, 1)
-    dgrid = dgrid.view(F, M)
+    dgrid = _place(dout, Hp, Wp, 0, 0, rows, cols).view(F, M)
     shifts = _taps(HH, WW, Wp)
     dx = dw_taps = dx_grid = wt_taps = None
     if need_w:

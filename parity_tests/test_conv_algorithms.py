@@ -1,5 +1,6 @@
-"""torch_impl's conv algorithms beyond the registry's cases: every subset of inputs that need a
-gradient (a frozen layer, a first layer whose input needs none), and the argument check."""
+"""torch_impl conv and pool beyond the registry's cases: every subset of inputs that need a
+gradient (a frozen layer, a first layer whose input needs none), the argument check, and
+max-pool ties."""
 
 import itertools
 
@@ -40,3 +41,20 @@ def test_unknown_algorithm_is_named():
     x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
     with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):
         Conv2dFunction.apply(x, w, b, 1, 0, "winograd")
+
+
+# The registry draws distinct values, so ties need their own check: the gradient of a window
+# goes to its FIRST maximum in row-major order, as in PyTorch's kernels.
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("ph,pw,stride", [(2, 2, 2), (3, 3, 3), (3, 2, 1), (2, 3, 2), (1, 1, 2),
+                                          (3, 3, 2)])
+def test_max_pool_ties_go_to_the_first_maximum(ph, pw, stride, dtype):
+    from torch_impl.functions import MaxPool2dFunction
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-1, 2, (2, 3, 7, 6), generator=g).to(dtype).requires_grad_()
+    out = MaxPool2dFunction.apply(x, ph, pw, stride)
+    ref = F.max_pool2d(x, (ph, pw), stride)
+    d = torch.randint(-3, 4, out.shape, generator=g).to(dtype)
+    assert torch.equal(out, ref)
+    assert torch.equal(torch.autograd.grad(out, x, d)[0], torch.autograd.grad(ref, x, d)[0])

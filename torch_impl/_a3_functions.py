@@ -59,12 +59,6 @@ __all__ = [
 ]
 
 
-def _sigmoid(x):
-    """Numerically stable logistic function (as numpy_impl's)."""
-    e = torch.exp(-x.abs())
-    return torch.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
 def _mm(x, W):
     """x (..., D) @ W (D, M) -> (..., M) as ONE 2-D matrix product over the flattened rows.
 
@@ -160,8 +154,12 @@ class RNNFunction(Function):
 
 
 def _lstm_gates(a, H: int):
-    """(N, 4H) pre-activations i, f, o, g -> activated gates (sigmoid x3, tanh)."""
-    return torch.cat([_sigmoid(a[:, : 3 * H]), torch.tanh(a[:, 3 * H :])], dim=1)
+    """(N, 4H) pre-activations i, f, o, g -> activated gates (sigmoid x3, tanh), computed IN
+    PLACE: ``a`` must be a fresh temporary (it is returned). torch's sigmoid is numerically
+    stable (as numpy_impl's exp(-|x|) form) and takes one pass with no temporaries."""
+    a[:, : 3 * H].sigmoid_()
+    a[:, 3 * H :].tanh_()
+    return a
 
 
 def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
@@ -209,47 +207,76 @@ class LSTMStepFunction(Function):
 
 class LSTMFunction(Function):
     """An LSTM over a sequence with c0 = 0: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
-    b (4H,) -> h (N, T, H). Twin of ``lstm_forward/backward``."""
+    b (4H,) -> h (N, T, H). Twin of ``lstm_forward/backward`` (same math; the per-step work is
+    regrouped so that each time step is a handful of kernels).
+
+    Layout: everything runs TIME-major, (T, N, ...), so a time step is one contiguous block.
+    The input term x_t @ Wx + b of all steps is one matrix product; step t then adds
+    prev_h @ Wh into its block in place (``addmm_``) and activates the gates in place. The
+    hidden and cell states live in (T + 1, N, H) buffers whose slot 0 is h0 / c0, so
+    "previous state" is the slice [:-1] and "state" the slice [1:], with no copies.
+    Saved: x, Wx, Wh, the activated gates (T, N, 4H), the states (T + 1, N, H) and tanh(c).
+    """
 
     @staticmethod
     def forward(ctx, x, h0, Wx, Wh, b):
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=4)
-        xa = _mm(x, Wx) + b
-        prev_h, prev_c = h0, h0.new_zeros((N, H))
-        gates_t, c_t, tanh_t, h_t = [], [], [], []
+        x_tm = x.transpose(0, 1).reshape(T * N, D)
+        gates = torch.addmm(b, x_tm, Wx).view(T, N, 4 * H)  # the input terms, activated below
+        h = h0.new_empty((T + 1, N, H))
+        c = h0.new_empty((T + 1, N, H))
+        tanh_c = h0.new_empty((T, N, H))
+        h[0], c[0] = h0, 0
         for t in range(T):
-            gates = _lstm_gates(xa[:, t] + prev_h @ Wh, H)
-            i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
-            prev_c = f * prev_c + i * g
-            tanh_c = torch.tanh(prev_c)
-            prev_h = o * tanh_c
-            gates_t.append(gates)
-            c_t.append(prev_c)
-            tanh_t.append(tanh_c)
-            h_t.append(prev_h)
-        gates, c, tanh_c, h = (torch.stack(s, dim=1) for s in (gates_t, c_t, tanh_t, h_t))
-        ctx.save_for_backward(x, h0, Wx, Wh, gates, c, tanh_c, h)
-        return h
+            a = _lstm_gates(gates[t].addmm_(h[t], Wh), H)  # activated in place
+            i, f, o, g = (a[:, k * H : (k + 1) * H] for k in range(4))
+            torch.mul(f, c[t], out=c[t + 1]).addcmul_(i, g)  # c = f * c_prev + i * g
+            torch.tanh(c[t + 1], out=tanh_c[t])
+            torch.mul(o, tanh_c[t], out=h[t + 1])  # h = o * tanh(c)
+        ctx.save_for_backward(x, Wx, Wh, gates, h, c, tanh_c)
+        return h[1:].transpose(0, 1).contiguous()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dh):
-        x, h0, Wx, Wh, gates, c, tanh_c, h = ctx.saved_tensors
-        check_dout(dh, h.shape)
-        N, T, H = h.shape
-        c_prev = torch.cat([torch.zeros_like(c[:, :1]), c[:, :-1]], dim=1)  # c0 = 0
+        """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
+            dc = dnext_c + dh_t * o * (1 - tanh(c)^2),
+            da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh_t * tanh(c) * o(1-o), dc * i * (1-g^2)]
+            dprev_c = dc * f,   dprev_h = da @ Wh^T.
+        Every factor that does not depend on the recursion (o * (1 - tanh(c)^2) and the four
+        products "partner * gate derivative") is computed for ALL steps before the loop, so a
+        step is five elementwise kernels and one matrix product. The weight gradients and dx
+        are then single matrix products over the (T * N) rows."""
+        x, Wx, Wh, gates, h, c, tanh_c = ctx.saved_tensors
+        T, N, H = tanh_c.shape
+        D = x.shape[2]
+        check_dout(dh, (N, T, H))
+        i, f, o, g = (gates[..., k * H : (k + 1) * H] for k in range(4))
+        dc_from_h = o * (1 - tanh_c * tanh_c)
+        partner = torch.empty_like(gates)  # da = upstream * partner, upstream dc or dh_t
+        torch.mul(g, i * (1 - i), out=partner[..., :H])
+        torch.mul(c[:-1], f * (1 - f), out=partner[..., H : 2 * H])
+        torch.mul(tanh_c, o * (1 - o), out=partner[..., 2 * H : 3 * H])
+        torch.mul(i, 1 - g * g, out=partner[..., 3 * H :])
+        partner4 = partner.view(T, N, 4, H)
         da = torch.empty_like(gates)
-        dprev_h = torch.zeros_like(h0)
-        dprev_c = torch.zeros_like(h0)
+        da4 = da.view(T, N, 4, H)
+        dprev_h = dh.new_zeros((N, H))
+        dc = dh.new_zeros((N, H))  # dnext_c of the last step
         for t in reversed(range(T)):
-            da[:, t], dprev_c = _lstm_cell_backward(
-                dh[:, t] + dprev_h, dprev_c, gates[:, t], c_prev[:, t], tanh_c[:, t]
-            )
-            dprev_h = da[:, t] @ Wh.T
-        h_prev = torch.cat([h0[:, None, :], h[:, :-1]], dim=1)
-        dWx, dWh, db = _weight_grads(x, h_prev, da)
+            dh_t = dprev_h.add_(dh[:, t])
+            dc = torch.addcmul(dc, dh_t, dc_from_h[t])
+            torch.mul(partner4[t], dc.unsqueeze(1), out=da4[t])  # i, f, g (o overwritten)
+            torch.mul(partner4[t, :, 2], dh_t, out=da4[t, :, 2])
+            dc.mul_(f[t])  # dprev_c
+            dprev_h = da[t] @ Wh.T
+        da2 = da.view(T * N, 4 * H)
         need = ctx.needs_input_grad
-        return _mm(da, Wx.T) if need[0] else None, dprev_h, dWx, dWh, db
+        dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
+        dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
+        dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
+        db = da2.new_ones(T * N) @ da2 if need[4] else None
+        return dx, dprev_h, dWx, dWh, db
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ Conventions:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
@@ -183,11 +185,11 @@ def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, nd
     _checks.require_float("x", x)
     C = x.shape[1] if x.ndim > 1 else None
     _checks.check_norm_args(x, gamma, beta, ndim, (C,), layout)
-    require_like("x", x, gamma=gamma, beta=beta)
     for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
         if buf is not None:
             _checks.require_shape(name, buf, (C,), hint="one per feature")
-            require_like("x", x, **{name: buf})
+    require_like("x", x, gamma=gamma, beta=beta, running_mean=running_mean,
+                 running_var=running_var)
     momentum = _checks.require_unit_interval("momentum", momentum)
     eps = _checks.require_nonneg_real("eps", eps)
     return momentum, eps
@@ -199,15 +201,16 @@ def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, moment
     (N, C * L) view of x (L = H * W; 1 for (N, D)).
 
     Train mode normalizes with the batch statistics and updates the running buffers IN PLACE with
-    CS231n's convention  running = momentum * running + (1 - momentum) * batch_stat  and the
-    BIASED batch variance (PyTorch: momentum' = 1 - momentum and the unbiased variance). Test
-    mode normalizes with the running statistics.
-    gamma and rstd are both per channel, so out = xmu * (gamma * rstd) + beta is ONE pass and
-    xhat is never stored. Saved: xmu (N, C * L), rstd (C,), gamma; ctx.training, ctx.x_shape.
+    CS231n's convention  running = momentum * running + (1 - momentum) * batch_stat  (a lerp
+    from running towards batch_stat by 1 - momentum) and the BIASED batch variance (PyTorch:
+    momentum' = 1 - momentum and the unbiased variance). Test mode normalizes with the running
+    statistics.
+    gamma and rstd are both per channel, so out = xmu * k + beta with k = gamma * rstd is ONE
+    pass and xhat is never stored. Saved: xmu (N, C * L), rstd and k (C,); ctx.training.
     """
     N, C = x.shape[0], x.shape[1]
     L = x.numel() // (N * C) if N * C else 1
-    x2 = x.reshape(N, C * L)
+    x2 = x.reshape(N, C * L).contiguous()  # (the .view()s below need a contiguous layout)
     if training:
         M = N * L
         mean = _channel_sum(x2, L).div_(M)
@@ -215,18 +218,19 @@ def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, moment
         sq = torch.mul(xmu, xmu)  # its memory is reused for the output below
         var = _channel_sum(sq, L).div_(M)
         if running_mean is not None:
-            running_mean.mul_(momentum).add_(mean, alpha=1 - momentum)
+            running_mean.lerp_(mean, 1 - momentum)
         if running_var is not None:
-            running_var.mul_(momentum).add_(var, alpha=1 - momentum)
+            running_var.lerp_(var, 1 - momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("test mode needs running_mean and running_var")
         xmu = x2 - _per_column(running_mean, L)
-        sq, var = torch.empty_like(xmu), running_var
-    rstd = (var + eps).rsqrt_()
-    out = torch.addcmul(_per_column(beta, L), xmu, _per_column(gamma * rstd, L), out=sq)
+        sq, var = None, running_var
+    rstd = torch.rsqrt(var + eps)
+    k = gamma * rstd
+    out = torch.addcmul(_per_column(beta, L), xmu, _per_column(k, L), out=sq)
     ctx.training, ctx.x_shape = training, x.shape
-    ctx.save_for_backward(xmu, rstd, gamma)
+    ctx.save_for_backward(xmu, rstd, k)
     return out.view(x.shape)
 
 
@@ -238,28 +242,26 @@ def _bn_backward(ctx, dout):
     mean(dxhat) = gamma * dbeta / M and mean(dxhat * xhat) = gamma * dgamma / M, and the general
     formula becomes, with k = gamma * rstd,
         dx = k * (dout - dbeta / M - xhat * dgamma / M)
-           = k * dout  +  xmu * (-k * rstd * dgamma / M)  +  (-k * dbeta / M),
+           = k * dout  +  xmu * (-k / M * rstd * dgamma)  +  (-k / M * dbeta),
     every coefficient a per-channel vector: two passes. In test mode mean and rstd are constants:
     dx = k * dout.
     """
-    xmu, rstd, gamma = ctx.saved_tensors
+    xmu, rstd, k = ctx.saved_tensors
     need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
     N, CL = xmu.shape
     C = rstd.shape[0]
     L = CL // C if C else 1
-    dout2 = dout.reshape(N, CL)
-    dbeta = dgamma = dx = None
-    tmp = None
+    dout2 = dout.reshape(N, CL).contiguous()
+    dbeta = dgamma = dx = tmp = None
     if need_dbeta or (need_dx and ctx.training):
         dbeta = _channel_sum(dout2, L)
     if need_dgamma or (need_dx and ctx.training):
         tmp = dout2 * xmu
         dgamma = _channel_sum(tmp, L).mul_(rstd)
     if need_dx:
-        k = gamma * rstd
         if ctx.training:
-            M = N * L
-            shift, slope = k * dbeta / -M, k * rstd * dgamma / -M
+            c = k / -(N * L)
+            shift, slope = c * dbeta, (c * rstd).mul_(dgamma)
             # Written into dout * xmu's memory once it is summed.
             dx = torch.addcmul(_per_column(shift, L), xmu, _per_column(slope, L), out=tmp)
             dx.addcmul_(dout2, _per_column(k, L))
@@ -313,13 +315,15 @@ class SpatialBatchNormFunction(Function):
 
 
 def _normalize_rows(x3, eps):
-    """x3 (N, G, M) normalized over its last axis: (xhat, rstd) with rstd (N, G, 1).
-    Every reduction and broadcast runs along the contiguous last axis (the fast direction)."""
+    """x3 (N, G, M) normalized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
+    Every reduction and broadcast runs along the contiguous last axis (the fast direction); the
+    variance is the squared 2-norm of xmu (one fused pass) / M; xhat is one new array."""
     M = x3.shape[2]
-    xmu = x3 - x3.sum(2, keepdim=True).div_(M)
+    mean = x3.mean(2, keepdim=True)
+    xmu = x3 - mean
     var = torch.linalg.vector_norm(xmu, dim=2, keepdim=True).square_().div_(M)
     rstd = var.add_(eps).rsqrt_()
-    return xmu.mul_(rstd), rstd
+    return xmu.mul_(rstd), mean, rstd
 
 
 class LayerNormFunction(Function):
@@ -335,7 +339,7 @@ class LayerNormFunction(Function):
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
         N, D = x.shape
-        xhat, rstd = _normalize_rows(x.reshape(N, 1, D), eps)
+        xhat, _, rstd = _normalize_rows(x.reshape(N, 1, D).contiguous(), eps)
         xhat, rstd = xhat.view(N, D), rstd.view(N, 1)
         ctx.save_for_backward(xhat, rstd, gamma)
         return torch.addcmul(beta, xhat, gamma)
@@ -344,11 +348,10 @@ class LayerNormFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         """dgamma = sum_n dout * xhat, dbeta = sum_n dout; per row, with dxhat = dout * gamma,
-        mean(dxhat) = (dout @ gamma) / D and mean(dxhat * xhat) = ((dout * xhat) @ gamma) / D,
+        -mean(dxhat) = dout @ (gamma / -D) and -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D),
         and dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
         xhat, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
-        D = xhat.shape[1]
         dx = dgamma = dbeta = None
         dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
         if need_dgamma:
@@ -356,8 +359,9 @@ class LayerNormFunction(Function):
         if need_dbeta:
             dbeta = dout.sum(0)
         if need_dx:
-            shift = (dout @ gamma).div_(-D).unsqueeze(1)  # -mean(dxhat)
-            slope = (dout_xhat @ gamma).div_(-D).unsqueeze(1)  # -mean(dxhat * xhat)
+            g = gamma / -xhat.shape[1]
+            shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
+            slope = torch.mv(dout_xhat, g).unsqueeze(1)  # -mean(dxhat * xhat)
             dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
             dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd)
         return dx, dgamma, dbeta, None
@@ -368,7 +372,12 @@ class SpatialGroupNormFunction(Function):
     each group normalized over its M = (C // G) * H * W values.
 
     x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (CS231n's layout; so are dgamma, dbeta); G divides
-    C. Saved: xhat (N, C, H, W), rstd (N, G, 1), gamma; ctx.G.
+    C. Saved: x, the group means and rstd (N, G, 1), gamma; ctx.G.
+
+    Memory: xhat is not stored (the backward works from x itself), so each direction allocates
+    ONE (N, C, H, W) array, the output or dx. On CPU a fresh large array is paged in on first
+    touch, which costs more than an elementwise pass: saving xhat and a separate dout * xhat
+    temporary (three arrays) was 1.25-1.4x slower (N = 128 and 512, C = 32, 15 x 15, G = 4).
     """
 
     @staticmethod
@@ -380,12 +389,13 @@ class SpatialGroupNormFunction(Function):
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
-        xhat, rstd = _normalize_rows(x.reshape(N, G, -1), eps)
-        xhat = xhat.view(N, C * H * W)
-        ctx.G = G
-        ctx.save_for_backward(xhat, rstd, gamma)
         L = H * W
-        out = torch.addcmul(_per_column(beta, L), xhat, _per_column(gamma, L))
+        x3 = x.reshape(N, G, -1).contiguous()
+        xhat, mean, rstd = _normalize_rows(x3, eps)
+        out = xhat.view(N, C * L)  # gamma * xhat + beta, in place:
+        torch.addcmul(_per_column(beta, L), out, _per_column(gamma, L), out=out)
+        ctx.G = G
+        ctx.save_for_backward(x3, mean, rstd, gamma)
         return out.view(N, C, H, W)
 
     @staticmethod
@@ -395,23 +405,30 @@ class SpatialGroupNormFunction(Function):
         dbeta = sum_n s1, dgamma = sum_n s2, and per group (dxhat = dout * gamma)
             mean(dxhat) = sum_{c in group} gamma_c s1 / M,
             mean(dxhat * xhat) = sum_{c in group} gamma_c s2 / M,
-        so dx = rstd * (gamma * dout - xhat * mean(dxhat * xhat) - mean(dxhat))."""
-        xhat, rstd, gamma = ctx.saved_tensors
+        so dx = rstd * (gamma * dout - xhat * mean(dxhat * xhat) - mean(dxhat)).
+        With xhat = (x - mean) * rstd both are written in terms of x itself (as PyTorch's own
+        kernel does), so xhat is never materialized:
+            s2 = rstd * (sum_hw dout * x - mean * s1),
+            dx = dout * (gamma * rstd) + x * a + (b - mean * a),
+        a = -rstd^2 * mean(dxhat * xhat) and b = -rstd * mean(dxhat) per (sample, group):
+        two passes for the sums and three for dx, all in the one (N, C, H, W) buffer."""
+        x3, mean, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
-        N, CL = xhat.shape
-        C, G = gamma.numel(), ctx.G
-        L, M = CL // C, CL // G
-        dout2 = dout.reshape(N, CL)
-        tmp = dout2 * xhat
-        s1 = dout2.view(N, C, L).sum(2)
-        s2 = tmp.view(N, C, L).sum(2)
+        N, G, M = x3.shape
+        C = gamma.numel()
+        L = M * G // C
+        dout3 = dout.reshape(N, C, L).contiguous()
+        buf = torch.mul(dout3, x3.view(N, C, L))  # becomes dx below
+        s1 = dout3.sum(2)
+        s2 = buf.sum(2).sub_(s1 * mean.expand(N, G, C // G).reshape(N, C))
+        s2 = s2.view(N, G, -1).mul_(rstd).view(N, C)
         dx = dgamma = dbeta = None
         if need_dx:
-            g = gamma.view(1, C)
-            shift = (s1 * g).view(N, G, -1).sum(2, keepdim=True).div_(-M)  # -mean(dxhat)
-            slope = (s2 * g).view(N, G, -1).sum(2, keepdim=True).div_(-M)
-            dx = torch.mul(dout2, _per_column(gamma, L), out=tmp).view(N, G, M)  # reuse
-            dx.addcmul_(xhat.view(N, G, M), slope).add_(shift).mul_(rstd)
+            g = gamma.view(1, G, -1)
+            b = (s1.view(N, G, -1) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
+            a = (s2.view(N, G, -1) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
+            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(b.sub_(mean * a))
+            dx.view(N, C, L).addcmul_(dout3, (g * rstd).view(N, C, 1))
             dx = dx.view(dout.shape)
         if need_dgamma:
             dgamma = s2.sum(0).view(1, C, 1, 1)
@@ -471,26 +488,27 @@ def _window_max(x, ph, pw, stride, H_out, W_out):
     index into x's (H, W) plane of each window's FIRST maximum in row-major order.
 
     ``unfold`` views the windows as (N, C, H', W', ph, pw); one copy lays them out as
-    (ph, pw, N, C, H', W'), so that windows[di, dj] -- the element at offset (di, dj) of EVERY
-    window -- is one contiguous block (elementwise ops on it are vectorized; on the strided view
-    they were 2-4x slower). The offsets are visited in row-major order with a running maximum;
-    a later offset takes over a window only where it is STRICTLY greater, so ties keep the
-    earliest position (argmax's rule). The winning offset di * W + dj grows along the visit
-    order, so "take the new offset where greater" is the running maximum of offset * greater.
+    (ph * pw, N, C, H', W'), so that windows[k] -- the element at offset (di, dj) =
+    divmod(k, pw) of EVERY window -- is one contiguous block (elementwise ops on it are
+    vectorized; on the strided view they were 2-4x slower). The offsets are visited in row-major
+    order with a running maximum; a later offset takes over a window only where it is STRICTLY
+    greater, so ties keep the earliest position (argmax's rule). The winning offset di * W + dj
+    grows along the visit order, so "take the new offset where greater" is the running maximum
+    of offset * greater (three cheap int32 passes; torch.where/masked_fill were 10x slower).
     """
     W = x.shape[3]
     windows = x.unfold(2, ph, stride).unfold(3, pw, stride).permute(4, 5, 0, 1, 2, 3)
-    windows = windows.contiguous()
-    out = windows[0, 0].clone()
-    offset = torch.zeros(out.shape, dtype=torch.int32, device=x.device)
-    for di in range(ph):
-        for dj in range(pw):
-            if di == dj == 0:
-                continue
-            v = windows[di, dj]
-            greater = v > out
-            torch.maximum(out, v, out=out)
-            torch.maximum(offset, greater.to(torch.int32).mul_(di * W + dj), out=offset)
+    windows = windows.reshape(ph * pw, *windows.shape[2:])  # one copy: (ph * pw, N, C, H', W')
+    out, offset = windows[0], None  # offset (di, dj) = (0, 0) so far
+    for k in range(1, ph * pw):
+        v = windows[k]
+        greater = v > out
+        # The first update allocates the output (out is still a view of windows).
+        out = torch.maximum(out, v, out=None if offset is None else out)
+        won = greater.to(torch.int32).mul_((k // pw) * W + k % pw)
+        offset = won if offset is None else torch.maximum(offset, won, out=offset)
+    if offset is None:  # a 1 x 1 window
+        out, offset = out.clone(), torch.zeros(out.shape, dtype=torch.int32, device=x.device)
     # + the flat index of each window's top-left corner (i * stride, j * stride).
     corner = torch.arange(0, H_out * stride, stride, device=x.device).mul_(W).unsqueeze(1)
     corner = corner + torch.arange(0, W_out * stride, stride, device=x.device)
@@ -571,35 +589,41 @@ class SVMLossFunction(Function):
         return dx.div_(N).mul_(dloss), None
 
 
+_LOG2_E = 1.0 / math.log(2.0)  # exp(t) = 2 ** (t * log2(e))
+
+
 class SoftmaxLossFunction(Function):
     """Softmax cross-entropy loss averaged over the batch.
 
     apply(x, y): x (N, C) scores; y (N,) integer labels in [0, C). Returns a 0-d tensor:
         loss = -(1/N) sum_i log softmax(x_i)[y_i],   dx = (softmax(x) - onehot(y)) / N.
-    Each row's maximum is subtracted first (the softmax is unchanged, every exponent is <= 0, so
-    logits of 1e4 cannot overflow); with Z_i = sum_j exp(shifted_ij) the log-probability of the
-    label is shifted_{i,y_i} - log Z_i (the log-sum-exp). Saved: the probabilities, y.
+    Each row's maximum m_i is subtracted first (the softmax is unchanged, every exponent is <= 0,
+    so logits of 1e4 cannot overflow); with e_ij = exp(x_ij - m_i) and Z_i = sum_j e_ij, the
+    log-probability of the label is (x_{i,y_i} - m_i) - log Z_i (the log-sum-exp).
+    Saved: e - Z * onehot(y) and Z, so the backward is one pass: dx = that * dloss / (N Z).
+
+    exp(t) is computed as 2^(t * log2(e)): the same function (relative error ~1e-6 in float32,
+    ~1e-14 in float64 at the bottom of the range), and torch.exp2 is about 4x faster than
+    torch.exp on CPU (measured, float32, 2 threads: 19 vs 79 us for 256 x 1000) -- the exponential
+    is most of this loss's time.
     """
 
     @staticmethod
     def forward(ctx, x, y):
         N, _ = _checks.check_scores_labels(x, y)
         y = labels_on(y, x).view(N, 1)
-        shifted = x - x.amax(dim=1, keepdim=True)
-        exp = shifted.exp()
-        Z = exp.sum(dim=1, keepdim=True)
-        loss = (Z.log() - shifted.gather(1, y)).sum() / N
-        ctx.save_for_backward(exp.div_(Z), y)
+        m = x.amax(dim=1, keepdim=True)
+        e = torch.sub(x, m).mul_(_LOG2_E).exp2_()  # one buffer, three in-place passes
+        Z = e.sum(dim=1, keepdim=True)
+        # x_y - m first: it is exact-ish whatever the logits' scale (log Z + m would round at |m|).
+        loss = (Z.log() - (x.gather(1, y) - m)).mean()
+        ctx.save_for_backward(e.scatter_add_(1, y, -Z), Z)  # softmax - onehot, times Z
         return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dloss):
-        probs, y = ctx.saved_tensors
+        e_minus_onehot, Z = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
-        N = probs.shape[0]
-        scale = dloss / N
-        dx = probs * scale
-        dx.scatter_add_(1, y, (-scale).expand(N, 1))
-        return dx, None
+        return e_minus_onehot * (dloss / (Z * Z.shape[0])), None

@@ -54,3 +54,23 @@ def test_conv_outside_autocast_is_float32_exact():
         out = Conv2dFunction.apply(x, w, b, 1, 1)
     torch.testing.assert_close(out, F.conv2d(x, w, b, padding=1), **ASSERT_CLOSE["float32"])
 
+
+
+def test_affine_under_bfloat16_autocast():
+    from torch_impl.functions import AffineFunction
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(16, 8, 3, 3, generator=gen, requires_grad=True)
+    w = (torch.randn(72, 10, generator=gen) / 72 ** 0.5).requires_grad_()
+    b = torch.randn(10, generator=gen, requires_grad=True)
+    ref = x.double().reshape(16, -1) @ w.double() + b.double()
+    dout = torch.randn(ref.shape, generator=gen)
+    ref_grads = torch.autograd.grad(ref, (x, w, b), dout.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = AffineFunction.apply(x, w, b)
+    grads = torch.autograd.grad(out, (x, w, b), dout)
+    tol = MIXED_PRECISION_NORM_ERROR["bfloat16"]
+    assert out.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads)
+    assert 1e-5 < _norm_error(out, ref) < tol
+    for name, g, r in zip("xwb", grads, ref_grads, strict=True):
+        assert _norm_error(g, r) < tol, name

@@ -30,7 +30,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 from numpy_impl import _checks
-from torch_impl._utils import require_like
+from torch_impl._utils import products_dtype, require_like
 
 __all__ = ["Conv2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]
 
@@ -192,17 +192,6 @@ def _shifted_backward(dout, grid, w, x_shape, w_shape, stride, pad, need_x, need
     return dx, dw
 
 
-def _products_dtype(x):
-    """The dtype of the matrix products: x's, or autocast's lower precision (bfloat16/float16)
-    when a ``torch.autocast`` region is active for x's device and x is float32. Everything
-    else (the im2col copy's source, col2im's sums, the output, the gradients) stays in x's dtype.
-    """
-    device = x.device.type
-    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
-
-
 # ----------------------------------------------------------------------------------------------
 # The Function
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +225,7 @@ class Conv2dFunction(Function):
             raise ValueError(f"algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
         N, C, H, W = x.shape
         F, _, HH, WW = w.shape
-        products = _products_dtype(x)
+        products = products_dtype(x)
         if algorithm == "auto":
             algorithm = choose_conv_algorithm(C, H + 2 * pad, W + 2 * pad, H_out, W_out, stride)
         if products != x.dtype:

@@ -50,3 +50,14 @@ def as_buffer(value, like: torch.Tensor, size: int) -> torch.Tensor:
             return value
         return value.to(device=like.device, dtype=like.dtype)
     return torch.as_tensor(value, device=like.device, dtype=like.dtype).clone()
+
+
+def products_dtype(x):
+    """The dtype of the matrix products: x's, or autocast's lower precision (bfloat16/float16)
+    when a ``torch.autocast`` region is active for x's device and x is float32. Everything
+    else (the im2col copy's source, col2im's sums, the output, the gradients) stays in x's dtype.
+    """
+    device = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype

@@ -27,7 +27,7 @@ from torch.autograd.function import once_differentiable
 
 from numpy_impl import _checks
 from torch_impl._conv import Conv2dFunction
-from torch_impl._utils import labels_on, require_like
+from torch_impl._utils import labels_on, products_dtype, require_like
 
 __all__ = [
     "AffineFunction",
@@ -56,6 +56,8 @@ class AffineFunction(Function):
 
     x: (N, d_1, ..., d_k) with D = d_1 * ... * d_k; w: (D, M) (CS231n's layout, the transpose of
     nn.Linear's weight); b: (M,). Returns (N, M). Saved: x flattened to (N, D), w.
+    Inside ``torch.autocast`` a float32 affine multiplies in autocast's dtype and returns float32
+    output and gradients (``_utils.products_dtype``), as the conv does.
     """
 
     @staticmethod
@@ -65,6 +67,11 @@ class AffineFunction(Function):
         require_like("x", x, w=w, b=b)
         x2d = x.reshape(N, D)
         ctx.x_shape = x.shape
+        products = products_dtype(x)
+        if products != x.dtype:
+            x2d, w = x2d.to(products), w.to(products)
+            ctx.save_for_backward(x2d, w)
+            return torch.add(x2d @ w, b).to(b.dtype)
         ctx.save_for_backward(x2d, w)
         return torch.addmm(b, x2d, w)
 
@@ -72,11 +79,13 @@ class AffineFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         x2d, w = ctx.saved_tensors
+        dtype = dout.dtype
+        dout_p = dout.to(w.dtype)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = (dout @ w.T).reshape(ctx.x_shape)
+            dx = (dout_p @ w.T).reshape(ctx.x_shape).to(dtype)
         if ctx.needs_input_grad[1]:
-            dw = x2d.T @ dout
+            dw = (x2d.T @ dout_p).to(dtype)
         if ctx.needs_input_grad[2]:
             db = dout.sum(0)
         return dx, dw, db

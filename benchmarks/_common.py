@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from cifar_training.threads import configure_allocator as _train_py_allocator_setting
+
 BACKENDS = ("numpy", "torch", "builtin")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -26,12 +28,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # ----------------------------------------------------------------------------------------------
 
 
-def configure_allocator() -> None:
-    """train.py's allocator setting (huge pages for torch's large CPU tensors), so that every
-    backend is timed as train.py runs it; call before importing torch."""
-    from cifar_training.threads import configure_allocator as train_py_setting
-
-    train_py_setting()
+# train.py's allocator setting (huge pages for torch's large CPU tensors), so every backend is
+# timed as train.py runs it; call before importing torch.
+configure_allocator = _train_py_allocator_setting
 
 
 def configure_threads(n: int | None) -> None:

@@ -46,7 +46,7 @@ def test_conv_under_bfloat16_autocast(shape):
     assert _norm_error(out, ref) > 1e-5
 
 
-def test_conv_outside_autocast_is_float32_exact():
+def test_conv_outside_autocast_matches_builtin_float32():
     gen = torch.Generator().manual_seed(0)
     x, w, b = torch.randn(2, 8, 6, 6, generator=gen), torch.randn(4, 8, 3, 3, generator=gen), \
         torch.randn(4, generator=gen)

@@ -45,7 +45,8 @@ def choose_conv_algorithm(C, H_pad, W_pad, H_out, W_out, stride):
 
     The shifted products have an inner dimension of C (small C runs the GEMM far below its
     peak) and compute H_pad*W_pad positions for H_out*W_out outputs; both limits were
-    measured on the CNN's shapes (BENCHMARKS.md): it wins from ~8 channels and maps of ~7x7 up.
+    measured on the CNN's shapes (BENCHMARKS.md): it wins clearly from ~8 channels on 15x15 maps
+    and up, is a near tie on 7x7 maps (waste 1.65), and loses on 3x3 maps (waste 2.8).
     """
     waste = (H_pad * W_pad) / (H_out * W_out)
     return "shifted" if stride == 1 and C >= 8 and waste <= 2.0 else "im2col"
@@ -255,12 +256,10 @@ class Conv2dFunction(Function):
         F, _, HH, WW = w_shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
-        if not (need_x or need_w):
-            pass
-        elif algorithm == "shifted":
+        if algorithm == "shifted" and (need_x or need_w):
             dx, dw = _shifted_backward(dout, saved, w, x_shape, w_shape, stride, pad,
                                        need_x, need_w)
-        else:
+        elif need_x or need_w:
             d2 = torch.empty(dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products,
                              device=dout.device)
             d2.copy_(dout.transpose(0, 1))

@@ -71,7 +71,7 @@ class AffineFunction(Function):
         if products != x.dtype:
             x2d, w = x2d.to(products), w.to(products)
             ctx.save_for_backward(x2d, w)
-            return torch.add(x2d @ w, b).to(b.dtype)
+            return torch.add(b, x2d @ w)  # float32 b promotes the low-precision product
         ctx.save_for_backward(x2d, w)
         return torch.addmm(b, x2d, w)
 

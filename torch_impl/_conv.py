@@ -17,8 +17,10 @@ shifted (sum of HH*WW shifted products, no window copy): lay the zero-padded inp
     (the grid is 1-2x the output: a small waste on large maps, a large one on tiny maps, where
     im2col is used). With stride s, the kept positions are every s-th row and column.
     Backward is the transpose of each product, tap by tap:
-        dw[:, :, i, j] = dgrid @ grid[:, shift]^T,   dgrid_x[:, shift] += w[:, :, i, j]^T @ dgrid,
-    where dgrid is dout placed on the output grid with zeros at the dropped positions.
+        dw[:, :, i, j] = dgrid @ grid[:, shift]^T,   dgrid_x[:, q] = sum_{i,j} w[:, :, i, j]^T
+        @ dgrid[:, q - shift],
+    where dgrid is dout placed on the output grid with zeros at the dropped positions (and
+    before its start), i.e. dx is the forward's sum run on dgrid with the taps mirrored.
     The columns are processed in blocks so that one block of the output stays in cache while
     all taps are added into it.
 """
@@ -38,18 +40,22 @@ CONV_ALGORITHMS = ("auto", "im2col", "shifted")
 
 # Columns of the grid per block in the shifted algorithm (one block of output stays in cache).
 _BLOCK_COLUMNS = 32768
+# Largest canvas positions per output for which 'auto' picks the shifted algorithm.
+_MAX_WASTE = 2.0
 
 
-def choose_conv_algorithm(C, H_pad, W_pad, H_out, W_out, stride):
-    """'shifted' where its products are large enough and its wasted grid positions few.
+def choose_conv_algorithm(C, H, W, HH, WW, stride, pad):
+    """'shifted' where its products are large enough and its wasted canvas positions few.
 
     The shifted products have an inner dimension of C (small C runs the GEMM far below its
-    peak) and compute H_pad*W_pad positions for H_out*W_out outputs; both limits were
-    measured on the CNN's shapes (BENCHMARKS.md): it wins clearly from ~8 channels on 15x15 maps
-    and up, is a near tie on 7x7 maps (waste 1.65), and loses on 3x3 maps (waste 2.8).
+    peak) and compute one anchor per canvas position, (H + z)*(W + z) for H'*W' outputs
+    (``_Canvas``); both limits were measured on the CNN's shapes (BENCHMARKS.md).
     """
-    waste = (H_pad * W_pad) / (H_out * W_out)
-    return "shifted" if stride == 1 and C >= 8 and waste <= 2.0 else "im2col"
+    H_out = (H + 2 * pad - HH) // stride + 1
+    W_out = (W + 2 * pad - WW) // stride + 1
+    cv = _Canvas(1, H, W, HH, WW, stride, pad, H_out, W_out)
+    waste = (cv.Hc * cv.Wc) / (H_out * W_out)
+    return "shifted" if stride == 1 and C >= 8 and waste <= _MAX_WASTE else "im2col"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,97 +105,107 @@ def _im2col_backward(d2, cols, w2, x_shape, HH, WW, stride, pad, need_x, need_w,
 # ----------------------------------------------------------------------------------------------
 
 
-def _place(src, H_grid, W_grid, top, left, rows, cols):
-    """(C, N, H_grid, W_grid) zeros with src (N, C, h, w) transposed into [top + rows, left + cols].
+class _Canvas:
+    """Where the shifted algorithm keeps images: every image's rows are W + z columns wide and
+    every image is followed by z zero rows, one image after the other, flattened; ``lead`` zero
+    columns come first and ``tail`` zero columns last.
 
-    Only the positions outside src are zeroed (a full zero fill first would be one more pass over
-    a large fresh allocation, and the page faults that come with it).
+    The z zero columns at the end of a row are also the left padding of the next row (reading
+    column -k of a row lands on column W + z - k of the row before), and the z zero rows after an
+    image are also the top padding of the next one. So padding of p needs only z >= p zeros per
+    row, not 2p: a 7x7 map with 'same' 3x3 padding takes 8x8 positions instead of 9x9.
+    z also keeps every output anchor (i*stride, j*stride) inside its image's rows and columns.
+
+    Flat positions: input (n, r, c) is at lead + (n*Hc + r)*Wc + c; output (n, i, j) is computed
+    at anchor O = (n*Hc + i*stride)*Wc + j*stride, and its tap (k, l) reads the canvas at
+    O + k*Wc + l (lead = p*Wc + p puts that on input (n, i*stride - p + k, j*stride - p + l)).
     """
-    N, C = src.shape[:2]
-    grid = src.new_empty(C, N, H_grid, W_grid)
-    if rows.step != 1 or cols.step != 1:
-        grid.zero_()
-    else:
-        bottom, right = top + (rows.stop - rows.start), left + (cols.stop - cols.start)
-        grid[:, :, :top].zero_()
-        grid[:, :, bottom:].zero_()
-        grid[:, :, top:bottom, :left].zero_()
-        grid[:, :, top:bottom, right:].zero_()
-    grid[:, :, top + rows.start:top + rows.stop:rows.step,
-         left + cols.start:left + cols.stop:cols.step] = src.transpose(0, 1)
-    return grid
+
+    def __init__(self, N, H, W, HH, WW, stride, pad, H_out, W_out):
+        z = max(pad, 2 * pad - HH + 1, 2 * pad - WW + 1, 0)
+        self.N, self.H, self.W, self.z = N, H, W, z
+        self.Hc, self.Wc = H + z, W + z
+        self.lead = pad * self.Wc + pad
+        self.shifts = [k * self.Wc + l for k in range(HH) for l in range(WW)]
+        self.tail = self.shifts[-1] + 1
+        self.body = N * self.Hc * self.Wc
+        self.rows = slice(0, stride * (H_out - 1) + 1, stride)
+        self.cols = slice(0, stride * (W_out - 1) + 1, stride)
+        # One past the last anchor that is an output: the columns that are computed.
+        self.L = ((N - 1) * self.Hc + self.rows.stop - 1) * self.Wc + self.cols.stop
+
+    def place(self, src, lead, tail, rows, cols):
+        """(C, lead + body + tail) zeros with src (N, C, h, w) transposed into the image area at
+        [rows, cols] (slices of the Hc x Wc image frame). Only the positions outside src are
+        zeroed: a full zero fill first would be one more pass over a large fresh allocation."""
+        C = src.shape[1]
+        buffer = src.new_empty(C, lead + self.body + tail)
+        buffer[:, :lead].zero_()
+        buffer[:, lead + self.body:].zero_()
+        frame = buffer[:, lead:lead + self.body].view(C, self.N, self.Hc, self.Wc)
+        if rows.step != 1 or cols.step != 1:
+            frame.zero_()
+        else:
+            frame[:, :, rows.stop:].zero_()
+            frame[:, :, :rows.stop, cols.stop:].zero_()
+        frame[:, :, rows, cols] = src.transpose(0, 1)
+        return buffer, frame
 
 
-def _to_grid(x, pad):
-    """x (N, C, H, W) -> grid (C, N*Hp*Wp): zero-padded, channel first, one copy."""
-    H, W = x.shape[2:]
-    grid = _place(x, H + 2 * pad, W + 2 * pad, pad, pad, slice(0, H), slice(0, W))
-    return grid.view(x.shape[1], -1)
+def _blocks(start, stop):
+    return [(a, min(a + _BLOCK_COLUMNS, stop)) for a in range(start, stop, _BLOCK_COLUMNS)]
 
 
-def _taps(HH, WW, W_pad):
-    """Column shift of every kernel tap (i, j), row-major."""
-    return [i * W_pad + j for i in range(HH) for j in range(WW)]
-
-
-def _blocks(L):
-    return [(a, min(a + _BLOCK_COLUMNS, L)) for a in range(0, L, _BLOCK_COLUMNS)]
-
-
-def _kept(H_out, W_out, stride):
-    """The output positions among the grid's rows and columns."""
-    return (slice(0, stride * (H_out - 1) + 1, stride), slice(0, stride * (W_out - 1) + 1, stride))
+def _shifted_sum(out, taps, src, shifts, start, stop, offset=0):
+    """out[:, q] = sum_t taps[t] @ src[:, q + offset + shifts[t]] for q in [start, stop), one
+    block of columns at a time (the block of out stays in cache while every tap adds into it)."""
+    for a, b in _blocks(start, stop):
+        block = out[:, a:b]
+        for t, s in enumerate(shifts):
+            view = src[:, a + offset + s:b + offset + s]
+            if t == 0:
+                torch.mm(taps[t], view, out=block)
+            else:
+                block.addmm_(taps[t], view)
 
 
 def _shifted_forward(x, w, stride, pad, H_out, W_out):
-    """out (F, N, H', W') as a view of the output grid, and the input grid (C, M)."""
+    """out (F, N, H', W') as a view of the output canvas, and (the input canvas, its geometry)."""
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    grid = _to_grid(x, pad)
-    M = grid.shape[1]
-    L = M - (HH - 1) * Wp - (WW - 1)  # one past the last position whose window fits
+    cv = _Canvas(N, H, W, HH, WW, stride, pad, H_out, W_out)
+    canvas, _ = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W))
+    out_canvas = x.new_empty(F, cv.body)  # anchors from L on are never read
     w_taps = w.permute(2, 3, 0, 1).reshape(HH * WW, F, C)
-    shifts = _taps(HH, WW, Wp)
-    out_grid = x.new_empty(F, M)
-    out_grid[:, L:].zero_()
-    for a, b in _blocks(L):
-        block = out_grid[:, a:b]
-        torch.mm(w_taps[0], grid[:, a:b], out=block)
-        for t in range(1, len(shifts)):
-            block.addmm_(w_taps[t], grid[:, a + shifts[t]:b + shifts[t]])
-    rows, cols = _kept(H_out, W_out, stride)
-    return out_grid.view(F, N, Hp, Wp)[:, :, rows, cols], grid
+    _shifted_sum(out_canvas, w_taps, canvas, cv.shifts, 0, cv.L)
+    out = out_canvas.view(F, N, cv.Hc, cv.Wc)[:, :, cv.rows, cv.cols]
+    return out, (canvas, cv)
 
 
-def _shifted_backward(dout, grid, w, x_shape, w_shape, stride, pad, need_x, need_w):
+def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w):
     """dx (N, C, H, W) and dw (F, C, HH, WW), tap by tap (see the module docstring)."""
     N, C, H, W = x_shape
     F, _, HH, WW = w_shape
-    H_out, W_out = dout.shape[2:]
-    Hp, Wp = H + 2 * pad, W + 2 * pad
-    M = N * Hp * Wp
-    L = M - (HH - 1) * Wp - (WW - 1)
-    rows, cols = _kept(H_out, W_out, stride)
-    dgrid = _place(dout, Hp, Wp, 0, 0, rows, cols).view(F, M)
-    shifts = _taps(HH, WW, Wp)
-    dx = dw_taps = dx_grid = wt_taps = None
+    # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero columns
+    # (so that dgrid[:, O - s] below exists for every O >= 0) and before lead zero columns.
+    S = cv.shifts[-1]
+    dgrid_ext, _ = cv.place(dout, S, cv.lead, cv.rows, cv.cols)
+    dx = dw = None
     if need_w:
         dw_taps = dout.new_zeros(HH * WW, F, C)
+        for a, b in _blocks(0, cv.L):
+            d = dgrid_ext[:, S + a:S + b]
+            for t, s in enumerate(cv.shifts):
+                dw_taps[t].addmm_(d, canvas[:, a + s:b + s].T)
+        dw = dw_taps.view(HH, WW, F, C).permute(2, 3, 0, 1).contiguous()
     if need_x:
-        dx_grid = dout.new_zeros(C, M)
+        # dcanvas[:, q] = sum_t w_t^T dgrid[:, q - s_t]: the forward's sum, taps mirrored, over
+        # the image area only (the padding's gradient is never needed).
         wt_taps = w.permute(2, 3, 1, 0).reshape(HH * WW, C, F)
-    for a, b in _blocks(L):
-        d = dgrid[:, a:b]
-        for t, s in enumerate(shifts):
-            if need_w:
-                dw_taps[t].addmm_(d, grid[:, a + s:b + s].T)
-            if need_x:
-                dx_grid[:, a + s:b + s].addmm_(wt_taps[t], d)
-    if need_x:
-        dx = dx_grid.view(C, N, Hp, Wp)[:, :, pad:pad + H, pad:pad + W].transpose(0, 1)
-        dx = dx.contiguous()
-    dw = dw_taps.view(HH, WW, F, C).permute(2, 3, 0, 1).contiguous() if need_w else None
+        dx_canvas = dout.new_empty(C, cv.body)
+        _shifted_sum(dx_canvas, wt_taps, dgrid_ext, [-s for s in cv.shifts], 0, cv.body,
+                     offset=S + cv.lead)
+        dx = dx_canvas.view(C, N, cv.Hc, cv.Wc)[:, :, :H, :W].transpose(0, 1).contiguous()
     return dx, dw
 
 
@@ -211,8 +227,8 @@ class Conv2dFunction(Function):
     dtype (bfloat16 on CPU) with im2col, and returns float32 output and gradients, as x.
     Backward, differentiating the product:
         db = sum_{n, i, j} dout,   dW = dout (x) windows,   dx = windows^T applied to W^T dout.
-    Saved: the window matrix (im2col) or the padded input grid (shifted) if w needs a gradient,
-    w if x needs one.
+    Saved: the window matrix (im2col) or the input canvas (shifted) if w needs a gradient, w if
+    x needs one.
     """
 
     @staticmethod
@@ -228,15 +244,16 @@ class Conv2dFunction(Function):
         F, _, HH, WW = w.shape
         products = products_dtype(x)
         if algorithm == "auto":
-            algorithm = choose_conv_algorithm(C, H + 2 * pad, W + 2 * pad, H_out, W_out, stride)
+            algorithm = choose_conv_algorithm(C, H, W, HH, WW, stride, pad)
         if products != x.dtype:
             # One product per pass, so the low-precision operands are summed once, in the
             # GEMM's float32 accumulator (the shifted sum would round after every tap).
             algorithm = "im2col"
         w = w.detach()
         need_x, need_w = ctx.needs_input_grad[:2]
+        canvas_geometry = None
         if algorithm == "shifted":
-            out_fn, saved = _shifted_forward(x, w, stride, pad, H_out, W_out)
+            out_fn, (saved, canvas_geometry) = _shifted_forward(x, w, stride, pad, H_out, W_out)
         else:
             w = w.reshape(F, -1).to(products)
             out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
@@ -245,6 +262,7 @@ class Conv2dFunction(Function):
         out = x.new_empty(N, F, H_out, W_out)
         torch.add(out_fn.transpose(0, 1), b.view(1, F, 1, 1), out=out)
         ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products)
+        ctx.canvas_geometry = canvas_geometry
         ctx.save_for_backward(saved if need_w else None, w if need_x else None)
         return out
 
@@ -257,7 +275,7 @@ class Conv2dFunction(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
         if algorithm == "shifted" and (need_x or need_w):
-            dx, dw = _shifted_backward(dout, saved, w, x_shape, w_shape, stride, pad,
+            dx, dw = _shifted_backward(dout, saved, ctx.canvas_geometry, w, x_shape, w_shape,
                                        need_x, need_w)
         elif need_x or need_w:
             d2 = torch.empty(dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products,

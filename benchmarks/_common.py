@@ -33,6 +33,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 configure_allocator = _train_py_allocator_setting
 
 
+# torch.set_float32_matmul_precision values (train.py --matmul-precision).
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
 def configure_threads(n: int | None) -> None:
     """Pin every BLAS/OpenMP pool to ``n`` threads (call before importing NumPy or torch).
 

@@ -813,6 +813,9 @@ def parse_args(argv):
                    help="threads for torch and NumPy's BLAS (default: the libraries' own)")
     p.add_argument("--backends", default=",".join(C.BACKENDS),
                    help="comma-separated subset of numpy,torch,builtin")
+    p.add_argument("--matmul-precision", choices=C.MATMUL_PRECISIONS, default="highest",
+                   help="torch.set_float32_matmul_precision (train.py --matmul-precision; see "
+                   "BENCHMARKS.md) (default: highest)")
     p.add_argument("--only", default=None,
                    help="comma-separated substrings: keep cases whose 'bench case' matches")
     p.add_argument("--profile", nargs="?", const="auto", default=None, metavar="SUBSTRING",
@@ -834,6 +837,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     torch.manual_seed(0)
     if args.smoke:
         warmup, repeats, min_time = 1, 1, 0.0

@@ -86,6 +86,7 @@ def child_main(spec: dict) -> int:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    torch.set_float32_matmul_precision(spec.get("matmul_precision", "highest"))
     import cifar_training.module  # noqa: F401 - imported before the baseline RSS is taken
 
     baseline = C.peak_rss_mb()
@@ -172,7 +173,8 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
     items: [{"model", "recipe", "batch_size"}]. Call with one item per call for separate peak
     RSS per model (the full and quick runs do).
     """
-    spec_base = {"models": items, "warmup": opts["warmup"], "threads": opts["threads"]}
+    spec_base = {"models": items, "warmup": opts["warmup"], "threads": opts["threads"],
+                 "matmul_precision": opts["matmul_precision"]}
     children = [Child({**spec_base, "backend": b}, env) for b in backends]
     for ch in children:
         ch.info = ch.request(None) or {}
@@ -275,6 +277,9 @@ def parse_args(argv):
                    help="32-true, or bf16-mixed (train.py --precision bf16-mixed: the step under "
                         "torch.autocast; the numpy backend has no such mode and is skipped; the "
                         "issue's targets are for 32-true)")
+    p.add_argument("--matmul-precision", choices=C.MATMUL_PRECISIONS, default="highest",
+                   help="torch.set_float32_matmul_precision in every backend's process "
+                        "(train.py --matmul-precision; see BENCHMARKS.md) (default: highest)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name, allowed in (("models", MODELS), ("backends", C.BACKENDS)):
@@ -301,6 +306,7 @@ def main(argv=None) -> int:
         if getattr(args, k) is not None:
             opts[k] = getattr(args, k)
     opts["threads"] = args.threads
+    opts["matmul_precision"] = args.matmul_precision
     out = sys.stderr if args.json else sys.stdout
     facts = C.machine_facts()
     what = "float32" if args.precision == "32-true" else "bf16-mixed: products in bfloat16"

@@ -35,19 +35,22 @@ RECIPES = {
         "epochs": 15, "batch_size": 512, "optimizer": "nesterov", "lr": 0.4, "momentum": 0.9,
         "weight_decay": 5e-4, "label_smoothing": 0.2, "schedule": "linear", "warmup": 0.2,
         "crop_pad": 2, "flip": "alternating", "head_scale": 0.125,
+        "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
     },
     # CS231n's ThreeLayerConvNet setting: Adam 1e-3, no augmentation.
     "three-layer": {
         "epochs": 5, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "momentum": 0.9,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant", "warmup": 0.0,
         "crop_pad": 0, "flip": "none", "head_scale": 1.0,
+        "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
     },
 }
 
 # Flags that may differ between an interrupted run and its --resume.
 _RESUME_FREE = {
     "resume", "overwrite", "stop_after_epochs", "data_dir", "download", "cache_dir", "threads",
-    "progress_bar", "out", "tta_translate", "limit_test_batches", "eval_batch_size",
+    "progress_bar", "out", "tta_translate", "matmul_precision", "limit_test_batches",
+    "eval_batch_size",
 }
 _GPU_ACCELERATORS = ("gpu", "cuda", "mps", "tpu")
 _NUMPY_PRECISIONS = ("32", "32-true", "64", "64-true")
@@ -79,6 +82,12 @@ def _fraction(s):
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {s}")
     return v
+
+
+def _on_off(s):
+    if s not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {s!r}")
+    return s == "on"
 
 
 def _widths(s):
@@ -190,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--head-scale", type=float, default=None,
                    help="output scale of the default model's classifier, applied as a smaller "
                    "head init and head lr * scale^2 for SGD-family optimizers (default 0.125)")
+    g.add_argument("--bn-scale", choices=("trained", "fixed"), default=None,
+                   help="default model's batchnorm gamma: trained, or fixed at 1 (airbench)")
+    g.add_argument("--bn-bias-lr-scale", type=_nonneg_float, default=None,
+                   help="learning-rate multiplier of the batchnorm betas (airbench: 64)")
+    g.add_argument("--dirac-init", type=_on_off, default=None, metavar="on|off",
+                   help="start each block conv's first C_in filters as the identity (airbench)")
     g.add_argument("--seed", type=int, default=0,
                    help="initial weights, batch order and augmentation (default: 0); the "
                    "validation split is fixed (seed 0) whatever this is")
@@ -202,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strategy", default="auto", help="e.g. ddp (default: auto)")
     g.add_argument("--precision", default="32-true",
                    help="32-true, 64-true, bf16-mixed, 16-mixed (default: 32-true)")
+    g.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
+                   help="torch.set_float32_matmul_precision for float32 products (torch_impl's "
+                   "conv and affine are matmuls): 'medium' lets PyTorch route them to oneDNN, "
+                   "which may compute in bfloat16 where the CPU has a fast bf16 path (on CPUs "
+                   "without one it runs oneDNN's float32 kernels, often faster than the default "
+                   "BLAS); see README (default: highest)")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads per process (default: available cores / processes)")
     g.add_argument("--channels-last", nargs="?", const="on", default="auto",
@@ -435,6 +456,7 @@ def run(args) -> int:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     threads = args.threads or default_threads(args.devices, args.accelerator)
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
 
     out = prepare_out_dir(args)
     L.seed_everything(args.seed, workers=True, verbose=False)
@@ -452,7 +474,9 @@ def run(args) -> int:
             bn_momentum=args.bn_momentum, seed=args.seed, optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, schedule=args.schedule, warmup=args.warmup,
-            head_scale=args.head_scale, classes=dm.classes,
+            head_scale=args.head_scale, bn_scale=args.bn_scale,
+            bn_bias_lr_scale=args.bn_bias_lr_scale, dirac_init=args.dirac_init,
+            classes=dm.classes,
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
@@ -554,7 +578,8 @@ def write_outputs(out, args, dm, module, trainer, ckpt, timer, tested, wall, thr
         "resumed": args.resume,
         "hardware": {
             "accelerator": type(trainer.accelerator).__name__, "world_size": trainer.world_size,
-            "precision": args.precision, "torch_threads": threads,
+            "precision": args.precision, "matmul_precision": args.matmul_precision,
+            "torch_threads": threads,
             "cpu_cores_available": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "platform": platform.platform(), "processor": platform.processor(),
@@ -589,6 +614,7 @@ def main(argv=None) -> int:
 
     args = resolve_args(argv)
     threads_before = torch.get_num_threads()
+    matmul_precision_before = torch.get_float32_matmul_precision()
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         return run(args)
@@ -600,4 +626,5 @@ def main(argv=None) -> int:
         return 1
     finally:  # main() called in-process (tests, notebooks) leaves torch's globals as they were
         torch.set_num_threads(threads_before)
+        torch.set_float32_matmul_precision(matmul_precision_before)
         torch.use_deterministic_algorithms(deterministic_before)

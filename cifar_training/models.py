@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 MODELS = ("default", "three-layer")
+BN_SCALES = ("trained", "fixed")
 DEFAULT_WIDTHS = (32, 64, 128)
 
 
@@ -178,9 +179,15 @@ class ThreeLayerConvNet(nn.Module):
 
 
 def build_net(model="default", widths=DEFAULT_WIDTHS, stem="whiten", num_classes=10,
-              image_shape=(3, 32, 32), bn_momentum=0.9, seed=0, head_scale=1.0) -> nn.Module:
+              image_shape=(3, 32, 32), bn_momentum=0.9, seed=0, head_scale=1.0,
+              bn_scale="trained", dirac_init=False) -> nn.Module:
     """The network for ``--model``, initialized from ``seed`` alone (same on every backend).
-    head_scale: CifarNet's head weights are drawn head_scale times smaller (see param_groups)."""
+    head_scale: CifarNet's head weights are drawn head_scale times smaller (see param_groups).
+    bn_scale: 'trained', or 'fixed' (CifarNet's batchnorm gamma stays 1, as airbench's).
+    dirac_init: CifarNet's block convs start with their first C_in filters the identity
+    (``init_weights``)."""
+    if bn_scale not in BN_SCALES:
+        raise ValueError(f"--bn-scale must be one of {BN_SCALES}, got {bn_scale!r}")
     C, H, W = image_shape
     if model == "default":
         if H != W:
@@ -190,19 +197,26 @@ def build_net(model="default", widths=DEFAULT_WIDTHS, stem="whiten", num_classes
         net = ThreeLayerConvNet((C, H, W), num_classes=num_classes)
     else:
         raise ValueError(f"--model must be one of {MODELS}, got {model!r}")
-    init_weights(net, seed)
+    init_weights(net, seed, dirac_init)
     if isinstance(net, CifarNet):
         with torch.no_grad():
             net.head.w.mul_(head_scale)
+        if bn_scale == "fixed":
+            for m in net.modules():
+                if isinstance(m, SpatialBatchNorm):
+                    m.gamma.requires_grad_(False)
     return net
 
 
-def init_weights(net: nn.Module, seed: int) -> None:
+def init_weights(net: nn.Module, seed: int, dirac_init: bool = False) -> None:
     """Draw every weight from a generator seeded with ``seed``, in parameter order.
 
     Convs in CifarNet: He-normal (std sqrt(2 / fan_in)), as suits ReLU; the head affine
     std sqrt(1 / (3 fan_in)) (the spread of nn.Linear's default uniform init).
     ThreeLayerConvNet: CS231n's N(0, weight_scale^2). Biases stay zero.
+    dirac_init (airbench's identity init): in CifarNet's blocks, filter f < C_in of every 3x3
+    conv is then replaced by the identity on channel f (1 at the centre tap), so that at the
+    start each block passes its input through next to the random features.
     """
     g = torch.Generator().manual_seed(int(seed))
     for name, module in net.named_modules():
@@ -216,6 +230,11 @@ def init_weights(net: nn.Module, seed: int) -> None:
             std = math.sqrt((1.0 / 3.0 if name == "head" else 2.0) / fan_in)
         with torch.no_grad():
             w.copy_(torch.randn(w.shape, generator=g, dtype=torch.float32).to(w.dtype) * std)
+            if dirac_init and name.startswith("blocks."):
+                F_, C, k, _ = w.shape
+                n = min(F_, C)
+                w[:n] = 0
+                w[torch.arange(n), torch.arange(n), k // 2, k // 2] = 1
 
 
 def fit_whitening(net: nn.Module, images: torch.Tensor, eps: float = 5e-4, chunk: int = 500):
@@ -246,11 +265,13 @@ def fit_whitening(net: nn.Module, images: torch.Tensor, eps: float = 5e-4, chunk
 
 
 def param_groups(net: nn.Module, lr: float, weight_decay: float,
-                 head_scale: float = 1.0) -> list[dict]:
+                 head_scale: float = 1.0, bn_bias_lr_scale: float = 1.0) -> list[dict]:
     """Optimizer param groups, each with its own 'lr' and 'weight_decay':
 
     - conv/affine weights: lr, weight_decay (CS231n's reg covers weight matrices only);
-    - biases, gamma, beta: lr, no decay;
+    - biases, gamma: lr, no decay;
+    - batchnorm beta: lr * bn_bias_lr_scale, no decay (airbench trains its batchnorm biases
+      64x faster than the weights);
     - the head affine of CifarNet (``head.w``, ``head.b``) with ``head_scale`` a != 1: lr * a^2
       and weight_decay / a^2. Together with the a-times smaller initial weights (``build_net``)
       this is SGD on logits multiplied by a (the 0.125 output scale of Page's fast ResNet,
@@ -259,18 +280,23 @@ def param_groups(net: nn.Module, lr: float, weight_decay: float,
       SGD, momentum and Nesterov; Adam/RMSprop normalize the step and do not need it.)
     Frozen parameters (the whitening filters) are left out.
     """
-    body_w, body_b, head_w, head_b = [], [], [], []
+    body_w, body_b, bn_b, head_w, head_b = [], [], [], [], []
     scaled = head_scale != 1.0 and isinstance(net, CifarNet)
     for name, p in net.named_parameters():
         if not p.requires_grad:
             continue
         is_head = scaled and name.startswith("head.")
         weight = name.endswith(".w")
-        ((head_w if weight else head_b) if is_head else (body_w if weight else body_b)).append(p)
+        if name.endswith(".beta"):
+            bn_b.append(p)
+        else:
+            ((head_w if weight else head_b) if is_head else (body_w if weight else body_b)
+             ).append(p)
     a2 = head_scale ** 2
     groups = [
         {"params": body_w, "lr": lr, "weight_decay": weight_decay},
         {"params": body_b, "lr": lr, "weight_decay": 0.0},
+        {"params": bn_b, "lr": lr * bn_bias_lr_scale, "weight_decay": 0.0},
         {"params": head_w, "lr": lr * a2, "weight_decay": weight_decay / a2},
         {"params": head_b, "lr": lr * a2, "weight_decay": 0.0},
     ]

@@ -54,6 +54,8 @@ class CifarModule(L.LightningModule):
     rule and its CS231n hyperparameters. label_smoothing: eps of the smoothed target.
     schedule/warmup: the LR schedule. head_scale: the default model's output scale, applied as
     smaller head init + head lr * scale^2 (``models.param_groups``; SGD-family optimizers only).
+    bn_scale ('trained' | 'fixed' gamma), bn_bias_lr_scale (beta's lr multiplier), dirac_init
+    (identity init of the block convs): airbench's batchnorm and init choices (``models``).
     classes: label names (for the confusion matrix).
     """
 
@@ -61,7 +63,8 @@ class CifarModule(L.LightningModule):
                  num_classes=10, image_shape=(3, 32, 32), bn_momentum=0.9, seed=0,
                  optimizer="nesterov", lr=0.4, momentum=0.9, weight_decay=5e-4,
                  betas=(0.9, 0.999), label_smoothing=0.2, schedule="linear", warmup=0.2,
-                 head_scale=1.0, classes=None):
+                 head_scale=1.0, bn_scale="trained", bn_bias_lr_scale=1.0, dirac_init=False,
+                 classes=None):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
@@ -71,13 +74,14 @@ class CifarModule(L.LightningModule):
             "bn_momentum": bn_momentum, "seed": seed, "optimizer": optimizer, "lr": lr,
             "momentum": momentum, "weight_decay": weight_decay, "betas": list(betas),
             "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup,
-            "head_scale": head_scale,
+            "head_scale": head_scale, "bn_scale": bn_scale, "bn_bias_lr_scale": bn_bias_lr_scale,
+            "dirac_init": bool(dirac_init),
             "classes": list(classes) if classes else [str(i) for i in range(num_classes)],
         }
         self.backend = backend
         self.ops = get_ops(backend)
         self.net = build_net(model, widths, stem, num_classes, tuple(image_shape), bn_momentum,
-                             seed, head_scale)
+                             seed, head_scale, bn_scale, dirac_init)
         self.history = {"train_step": [], "train_epoch": [], "val_epoch": []}
         self.test_results: dict = {}
         self.tta_translate = False  # also score 6-view flip+translate TTA at test time
@@ -217,7 +221,8 @@ class CifarModule(L.LightningModule):
     def configure_optimizers(self):
         c = self.config
         scale = c["head_scale"] if c["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
-        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale)
+        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale,
+                              c["bn_bias_lr_scale"])
         opt = self.ops.make_optimizer(groups, c["optimizer"], c["lr"], momentum=c["momentum"],
                                       betas=tuple(c["betas"]))
         if c["schedule"] == "constant":
@@ -244,11 +249,12 @@ def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float3
     from cifar_training.cli import RECIPES
 
     r = {**RECIPES[model], **recipe}
-    net_kw = {k: r.pop(k) for k in ("widths", "stem") if k in r}
+    net_kw = {k: r.pop(k) for k in ("widths", "stem", "bn_scale", "dirac_init") if k in r}
     net = build_net(model, seed=seed, head_scale=r["head_scale"], **net_kw).to(dtype)
     ops = get_ops(backend)
     scale = r["head_scale"] if r["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
-    opt = ops.make_optimizer(param_groups(net, r["lr"], r["weight_decay"], scale),
+    opt = ops.make_optimizer(param_groups(net, r["lr"], r["weight_decay"], scale,
+                                          r.get("bn_bias_lr_scale", 1.0)),
                              r["optimizer"], r["lr"], momentum=r["momentum"])
 
     def step(x, y):

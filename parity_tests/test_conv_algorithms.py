@@ -1,4 +1,4 @@
-"""torch_impl conv and pool beyond the registry's cases: every subset of inputs that need a
+"""torch_impl conv, pool and relu beyond the registry's cases: every subset of inputs that need a
 gradient (a frozen layer, a first layer whose input needs none), the argument check, and
 max-pool ties."""
 
@@ -82,3 +82,24 @@ def test_max_pool_ties_go_to_the_first_maximum(ph, pw, stride, dtype):
     d = torch.randint(-3, 4, out.shape, generator=g).to(dtype)
     assert torch.equal(out, ref)
     assert torch.equal(torch.autograd.grad(out, x, d)[0], torch.autograd.grad(ref, x, d)[0])
+
+
+def test_relu_of_nan_and_the_kink():
+    """NaN in, NaN out; 0 gradient at the kink. At a NaN the twins follow CS231n's relu_backward,
+    dout * (x > 0) = 0, where PyTorch's threshold_backward (0 only where x <= 0) passes dout."""
+    import numpy as np
+
+    from numpy_impl.layers import relu_backward, relu_forward
+    from torch_impl.functions import ReLUFunction
+
+    x = torch.tensor([float("nan"), -1.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    dout = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    ours = ReLUFunction.apply(x)
+    (dx,) = torch.autograd.grad(ours, x, dout)
+    ref = torch.relu(x)
+    (ref_dx,) = torch.autograd.grad(ref, x, dout)
+    out_np, cache = relu_forward(x.detach().numpy())
+    dx_np = relu_backward(dout.numpy(), cache)
+    torch.testing.assert_close(ours, ref, equal_nan=True)
+    assert dx.tolist() == [0.0, 0.0, 0.0, 4.0] and ref_dx.tolist() == [1.0, 0.0, 0.0, 4.0]
+    assert np.isnan(out_np[0]) and dx_np.tolist() == [0.0, 0.0, 0.0, 4.0]

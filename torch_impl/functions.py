@@ -94,8 +94,8 @@ class AffineFunction(Function):
 class ReLUFunction(Function):
     """out = max(0, x) elementwise; dx = dout where x > 0, else 0 (0 at the kink, as PyTorch).
 
-    The backward multiplies by sign(out), which is 1 where x > 0 and 0 elsewhere (a NaN input
-    gives a NaN gradient).
+    A NaN input gives a NaN output and a zero gradient, as CS231n's ``dout * (x > 0)`` (PyTorch's
+    threshold_backward zeroes only where x <= 0, so it passes dout at a NaN).
     """
 
     @staticmethod
@@ -109,8 +109,8 @@ class ReLUFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         (out,) = ctx.saved_tensors
-        # out > 0 exactly where x > 0, so the output's sign is the 0/1 mask of the derivative.
-        return out.sign().mul_(dout)
+        # out > 0 exactly where x > 0 (and is False for NaN), the 0/1 mask of the derivative.
+        return dout * (out > 0)
 
 
 class SigmoidFunction(Function):

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from cifar_training.threads import MATMUL_PRECISIONS  # noqa: F401 - re-exported for the scripts
 from cifar_training.threads import configure_allocator as _train_py_allocator_setting
 
 BACKENDS = ("numpy", "torch", "builtin")
@@ -31,10 +32,6 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # train.py's allocator setting (huge pages for torch's large CPU tensors), so every backend is
 # timed as train.py runs it; call before importing torch.
 configure_allocator = _train_py_allocator_setting
-
-
-# torch.set_float32_matmul_precision values (train.py --matmul-precision).
-MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 def configure_threads(n: int | None) -> None:

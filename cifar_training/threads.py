@@ -21,6 +21,10 @@ import os
 
 _ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+# torch.set_float32_matmul_precision values (train.py --matmul-precision; the benchmarks, which
+# import this module before torch, offer the same).
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
 
 def available_cores() -> int:
     try:

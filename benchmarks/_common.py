@@ -198,21 +198,21 @@ RECIPE_KEYS = ("batch_size", "optimizer", "lr", "momentum", "weight_decay", "lab
 
 
 def train_recipe(model: str, cheap: bool = False) -> dict:
-    """train.py's defaults for ``--model``: batch size, optimizer, widths, ...
+    """train.py's recipe for ``--model`` as the benchmark tables use it: batch size, optimizer,
+    widths, ... ("classic", widths 32/64/128, for the default model; "three-layer").
 
-    The truth is ``cifar_training.cli.resolve_args`` (argparse defaults merged with the model's
+    The truth is ``cifar_training.cli.resolve_args`` (argparse defaults merged with the
     recipe), which imports Lightning (seconds). ``cheap=True`` (the smoke runs) reads the
     ``RECIPES`` table and the parser-independent model defaults instead.
     """
     from cifar_training import cli
 
+    name = "classic" if model == "default" else model
     if not cheap:
-        args = vars(cli.resolve_args(["--model", model]))
+        args = vars(cli.resolve_args(["--model", model, "--recipe", name]))
         return {k: args[k] for k in RECIPE_KEYS}
-    from cifar_training.models import DEFAULT_WIDTHS
-
-    r = {"widths": DEFAULT_WIDTHS, "stem": "whiten", "bn_momentum": 0.9, "seed": 0}
-    r.update(cli.RECIPES[model])
+    r = {"stem": "whiten", "bn_momentum": 0.9, "seed": 0}
+    r.update(cli.RECIPES[name])
     return {k: r[k] for k in RECIPE_KEYS}
 
 

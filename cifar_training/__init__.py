@@ -9,8 +9,10 @@
   optimizers; ``numpy_bridge`` holds the autograd.Functions that call ``numpy_impl``.
 - ``models``: the one network definition, written against an op set.
 - ``module``: the LightningModule (and ``make_train_step`` for benchmarks); ``plots``: the PNGs;
-  ``cli``: the command line; ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like
-  datasets in the real on-disk formats (tests, smoke runs).
+  ``cli``: the command line (``train_entry``: its console script); ``run_control``:
+  checkpoints, signals and resumption; ``predict``: classify image files with a finished run;
+  ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like datasets in the real on-disk
+  formats (tests, smoke runs).
 
 Submodules load on first use, so importing the package stays cheap.
 """
@@ -28,6 +30,8 @@ _SUBMODULES = (
     "module",
     "numpy_bridge",
     "plots",
+    "predict",
+    "run_control",
     "synthetic",
     "threads",
 )

@@ -14,46 +14,107 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import shutil
+import signal
 import sys
-import tempfile
 import textwrap
 import time
 import warnings
 from pathlib import Path
 
-from cifar_training.datasets import make_readable
+import numpy as np
+
+from cifar_training.run_control import (
+    SIGNAL_NAMES,
+    AtomicCheckpointIO,
+    CheckpointError,
+    RunCheckpoints,
+    RunInterrupted,
+    StopAfterEpochs,
+    StopDuringTest,
+    StopRequest,
+    ThroughputTimer,
+    atomic_write_bytes,
+    read_checkpoint,
+)
 from cifar_training.threads import MATMUL_PRECISIONS, default_threads
 
 _T0 = time.perf_counter()  # wall time counts from here: imports, data loading, training, test
 
+# The training recipes, as data: every value is also a flag, and a flag given on the command
+# line wins. "best" is the measured best within 15 minutes on 2 CPU cores (README "Results");
+# "classic" is the earlier default (widths 32/64/128, float32, 45,000/5,000 split), kept so its
+# rows stay reproducible; "three-layer" is CS231n's ThreeLayerConvNet setting.
+_AIRBENCH = {
+    "batch_size": 512, "optimizer": "nesterov", "lr": 0.4, "momentum": 0.9,
+    "weight_decay": 5e-4, "label_smoothing": 0.2, "schedule": "linear", "warmup": 0.2,
+    "crop_pad": 2, "flip": "alternating", "head_scale": 0.125,
+    "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
+}
 RECIPES = {
-    # airbench-style recipe for the default model; see README "Training on CIFAR-10".
-    "default": {
-        "epochs": 15, "batch_size": 512, "optimizer": "nesterov", "lr": 0.4, "momentum": 0.9,
-        "weight_decay": 5e-4, "label_smoothing": 0.2, "schedule": "linear", "warmup": 0.2,
-        "crop_pad": 2, "flip": "alternating", "head_scale": 0.125,
-        "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
+    "best": {
+        "model": "default", "widths": (48, 96, 192), "epochs": 14, "val_size": 0,
+        "precision": "bf16-mixed", "tta_translate": True, **_AIRBENCH,
     },
-    # CS231n's ThreeLayerConvNet setting: Adam 1e-3, no augmentation.
+    "classic": {
+        "model": "default", "widths": (32, 64, 128), "epochs": 15, "val_size": 5000,
+        "precision": "32-true", "tta_translate": False, **_AIRBENCH,
+    },
     "three-layer": {
-        "epochs": 5, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "momentum": 0.9,
+        "model": "three-layer", "widths": (32, 64, 128), "epochs": 5, "val_size": 5000,
+        "precision": "32-true", "tta_translate": False,
+        "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "momentum": 0.9,
         "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant", "warmup": 0.0,
         "crop_pad": 0, "flip": "none", "head_scale": 1.0,
         "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
     },
 }
+DEFAULT_RECIPE = {"default": "best", "three-layer": "three-layer"}  # per --model
+# The optimization keys of a recipe (what make_train_step and the benchmarks take).
+TRAIN_KEYS = tuple(_AIRBENCH)
 
 # Flags that may differ between an interrupted run and its --resume.
 _RESUME_FREE = {
     "resume", "overwrite", "stop_after_epochs", "data_dir", "download", "cache_dir", "threads",
     "progress_bar", "out", "tta_translate", "matmul_precision", "limit_test_batches",
-    "eval_batch_size",
+    "eval_batch_size", "eval_only", "save_every_n_steps", "notes",
 }
+# Lightning's --precision values (what Trainer(precision=...) accepts).
+PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16", "16-mixed", "16",
+              "bf16-true", "16-true")
 _GPU_ACCELERATORS = ("gpu", "cuda", "mps", "tpu")
 _NUMPY_PRECISIONS = ("32", "32-true", "64", "64-true")
+
+
+def _positive_float(s):
+    v = float(s)
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
+    return v
+
+
+def _devices(s):
+    """Lightning's --devices: auto, a count (>= 1, or -1 for all), or a list like 0,1."""
+    if s == "auto":
+        return s
+    parts = s.split(",")
+    try:
+        ids = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        ids = None
+    if ids is None or not ids:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, a count, -1 or a list like 0,1, got {s!r}")
+    if len(parts) == 1:
+        if ids[0] == 0 or ids[0] < -1:
+            raise argparse.ArgumentTypeError(f"must be >= 1 (or -1 for all devices), got {s}")
+        return ids[0]
+    if min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"device indices must be >= 0, got {s!r}")
+    return s
 
 
 def _positive_int(s):
@@ -114,6 +175,23 @@ def _limit(s):
     return v
 
 
+def _describe(name: str) -> str:
+    r = RECIPES[name]
+    if r["model"] == "three-layer":
+        return (f"{name}: CS231n's ThreeLayerConvNet, {r['epochs']} epochs, batch "
+                f"{r['batch_size']}, {r['optimizer']} lr {r['lr']}, no augmentation, "
+                f"{r['val_size']} validation images, float32.")
+    return (f"{name}: default model at widths {','.join(map(str, r['widths']))}, "
+            f"{r['epochs']} epochs, batch {r['batch_size']}, {r['optimizer']} momentum "
+            f"{r['momentum']}, lr {r['lr']} (linear warmup over {r['warmup']} of the steps, then "
+            f"linear decay to 0), weight decay {r['weight_decay']}, label smoothing "
+            f"{r['label_smoothing']}, head scale {r['head_scale']}, translate +-{r['crop_pad']} "
+            f"px + {r['flip']} flips, {r['val_size'] or 'no'} validation images, "
+            f"{r['precision']}"
+            f"{' (float32 where bf16 is not fast)' if 'bf16' in r['precision'] else ''}"
+            f"{', 6-view test-time augmentation' if r['tta_translate'] else ''}.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cifar_training.backends import BACKENDS, OPTIMIZERS
     from cifar_training.datamodule import FLIP_MODES
@@ -121,34 +199,37 @@ def build_parser() -> argparse.ArgumentParser:
     from cifar_training.models import BN_SCALES, MODELS
     from cifar_training.module import SCHEDULES
 
-    d, t = RECIPES["default"], RECIPES["three-layer"]
+    recipes = "\n".join(textwrap.fill(_describe(n), 79, subsequent_indent="  ")
+                         for n in RECIPES)
     p = argparse.ArgumentParser(
         prog="train.py",
         description=textwrap.fill(
             "Train a CNN on CIFAR-10 with Lightning. --backend picks who does the math: "
             "torch_impl's hand-written autograd Functions (torch), the NumPy twin through an "
-            "autograd bridge (numpy, CPU only), or PyTorch's own kernels (builtin).", 79),
+            "autograd bridge (numpy, CPU only), or PyTorch's own kernels (builtin). With no "
+            "flags it runs the 'best' recipe below. --eval-only tests a finished run's weights "
+            "again; python -m cifar_training.predict classifies image files.", 79),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"data: --data-dir takes\n{LAYOUTS}\n\n" + textwrap.fill(
-            f"Recipe defaults: default model {d['epochs']} epochs, batch {d['batch_size']}, "
-            f"{d['optimizer']} momentum {d['momentum']}, lr {d['lr']} (linear warmup over "
-            f"{d['warmup']} of the steps, then linear decay to 0), weight decay "
-            f"{d['weight_decay']}, label smoothing {d['label_smoothing']}, head scale "
-            f"{d['head_scale']}, translate +-{d['crop_pad']} px + {d['flip']} flips; "
-            f"three-layer {t['epochs']} epochs, batch {t['batch_size']}, {t['optimizer']} lr "
-            f"{t['lr']}, no augmentation.", 79) + "\n\n" + textwrap.fill(
+        epilog=f"data: --data-dir takes\n{LAYOUTS}\n\nrecipes (--recipe; every value is a flag "
+        f"that overrides it):\n{recipes}\n\n" + textwrap.fill(
             "Outputs in --out: model.pt (state dict, torch.load(weights_only=True)), "
             "model.json, metrics.json, curves.png, confusion_matrix.png, filters.png, "
-            "config.json, checkpoints/{best,last}.ckpt, logs/metrics.csv.", 79),
+            "config.json, checkpoints/{best,last}.ckpt, logs/metrics.csv. Ctrl-C or SIGTERM "
+            "saves a checkpoint at the current batch and exits 130 / 143; --resume continues.",
+            79),
     )
     g = p.add_argument_group("model and math")
+    g.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="a named set of defaults for every flag below (default: best; "
+                   "three-layer with --model three-layer)")
     g.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="who computes the layers and the update (default: torch)")
-    g.add_argument("--model", choices=MODELS, default="default",
+    g.add_argument("--model", choices=MODELS, default=None,
                    help="default: airbench-style conv net; three-layer: CS231n's "
-                   "ThreeLayerConvNet (default: default)")
-    g.add_argument("--widths", type=_widths, default=(32, 64, 128), metavar="W1,W2,W3",
-                   help="channel widths of the default model's blocks (default: 32,64,128)")
+                   "ThreeLayerConvNet (default: the recipe's)")
+    g.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3",
+                   help="channel widths of the default model's blocks (default: the recipe's, "
+                   "48,96,192)")
     g.add_argument("--stem", choices=("whiten", "conv"), default="whiten",
                    help="default model's first layer: fixed 2x2 patch-whitening conv fitted to "
                    "the training images, or a trained 3x3 conv + batchnorm (default: whiten)")
@@ -164,9 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", default=None,
                    help="where archives are extracted and decoded arrays cached (default: "
                    "$NN_TWINS_CACHE or ~/.cache/nn-twins)")
-    g.add_argument("--val-size", type=_nonneg_int, default=5000,
+    g.add_argument("--val-size", type=_nonneg_int, default=None,
                    help="training images held out for validation/model selection; 0 = none, "
-                   "then the last epoch is tested (default: 5000)")
+                   "then the last epoch is tested (default: the recipe's; best 0, classic 5000)")
+    g.add_argument("--train-subset", type=_positive_int, default=None, metavar="N",
+                   help="train on a fixed random N of the training images (short runs; the "
+                   "validation and test splits are unchanged)")
     g.add_argument("--crop-pad", type=_nonneg_int, default=None,
                    help="random translation by up to this many pixels (reflect padding)")
     g.add_argument("--flip", choices=FLIP_MODES, default=None,
@@ -175,10 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("optimization (defaults depend on --model, see below)")
     g.add_argument("--epochs", type=_positive_int, default=None,
-                   help="passes over the training split (default: 15; three-layer 5)")
+                   help="passes over the training split (default: the recipe's)")
     g.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="global batch size, split over DDP processes (default: 512; "
-                   "three-layer 128)")
+                   help="global batch size, split over DDP processes (default: the "
+                   "recipe's)")
     g.add_argument("--eval-batch-size", type=_positive_int, default=None,
                    help="per-process batch size for validation/test (default: --batch-size)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
@@ -196,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear: warmup from 0.2x lr then linear decay to 0; constant")
     g.add_argument("--warmup", type=_fraction, default=None,
                    help="fraction of the steps spent warming up (linear schedule)")
-    g.add_argument("--head-scale", type=float, default=None,
+    g.add_argument("--head-scale", type=_positive_float, default=None,
                    help="output scale of the default model's classifier, applied as a smaller "
                    "head init and head lr * scale^2 for SGD-family optimizers (default 0.125)")
     g.add_argument("--bn-scale", choices=BN_SCALES, default=None,
@@ -212,11 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("hardware (passed to Lightning)")
     g.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default: auto; "
                    "the numpy backend always runs on cpu)")
-    g.add_argument("--devices", default="auto",
+    g.add_argument("--devices", type=_devices, default="auto",
                    help="number of devices/processes, e.g. 2 with --strategy ddp on CPU (gloo)")
     g.add_argument("--strategy", default="auto", help="e.g. ddp (default: auto)")
-    g.add_argument("--precision", default="32-true",
-                   help="32-true, 64-true, bf16-mixed, 16-mixed (default: 32-true)")
+    g.add_argument("--precision", choices=PRECISIONS, default=None, metavar="PRECISION",
+                   help="Lightning's precision: 32-true, 64-true, bf16-mixed, 16-mixed, ... "
+                   "(default: the recipe's; best: bf16-mixed where the hardware has it, else "
+                   "32-true, saying so)")
     g.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
                    help="torch.set_float32_matmul_precision for float32 products (torch_impl's "
                    "conv and affine are matmuls): 'medium' lets PyTorch route them to oneDNN, "
@@ -241,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "completed epoch); the other flags must match the interrupted run's")
     g.add_argument("--overwrite", action="store_true",
                    help="start over in an --out that already holds a run")
+    g.add_argument("--eval-only", action="store_true",
+                   help="do not train: test the finished run in --out (its model.pt) on the "
+                   "test split, with --tta-translate if asked, and write eval_metrics.json")
+    g.add_argument("--save-every-n-steps", type=_positive_int, default=None, metavar="N",
+                   help="also save checkpoints/last.ckpt every N optimizer steps (long epochs "
+                   "on slow backends); it is always saved at the end of every epoch")
     g.add_argument("--fast-dev-run", action="store_true",
                    help="one batch of train/val/test, no checkpoints (smoke test)")
     g.add_argument("--limit-train-batches", type=_limit, default=None, metavar="N|FRAC",
@@ -253,9 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop-after-epochs", type=_positive_int, default=None, metavar="N",
                    help="stop after N epochs as if interrupted, keeping the schedule of "
                    "--epochs (to test --resume)")
-    g.add_argument("--tta-translate", action="store_true",
+    g.add_argument("--tta-translate", nargs="?", const="on", default=None, type=_on_off,
+                   metavar="on|off",
                    help="also report 6-view test-time augmentation (flip x {none, 1 px up-left, "
-                   "1 px down-right}); costs ~3x the test pass")
+                   "1 px down-right}); costs ~3x the test pass (default: the recipe's; on for "
+                   "best)")
     g.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
                    help="no progress bar (logs only)")
     return p
@@ -264,9 +358,28 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for k, v in RECIPES[args.model].items():
+    args.notes = []  # said once at the start of the run
+    if args.recipe is None:
+        args.recipe = DEFAULT_RECIPE[args.model or "default"]
+    recipe = RECIPES[args.recipe]
+    if args.model is not None and args.model != recipe["model"]:
+        parser.error(f"--recipe {args.recipe} is for --model {recipe['model']}, got --model "
+                     f"{args.model}; the recipes for {args.model}: "
+                     f"{', '.join(n for n, r in RECIPES.items() if r['model'] == args.model)}")
+    precision_given = args.precision is not None
+    for k, v in recipe.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if not precision_given and "bf16" in args.precision:
+        why = None
+        if args.backend == "numpy":
+            why = "the numpy backend computes in float32"
+        elif not bf16_available(args.accelerator):
+            why = "this hardware has no fast bfloat16 (on CPU that needs AVX-512)"
+        if why:
+            args.notes.append(f"the {args.recipe} recipe trains in {args.precision}, but {why}: "
+                              f"training in float32 (32-true) instead")
+            args.precision = "32-true"
     if args.out is None:
         args.out = os.path.join("runs", f"{args.model}-{args.backend}-seed{args.seed}")
     if args.backend == "numpy":
@@ -293,6 +406,33 @@ def resolve_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def bf16_available(accelerator: str) -> bool:
+    """Whether this hardware computes bf16-mixed fast: on CPU, oneDNN's bfloat16 kernels need
+    AVX-512 (BW/VL/DQ, or AVX512_BF16/AMX); without them PyTorch still runs bfloat16 but
+    through slow reference loops (measured 0.3 GFLOP/s against 54 in float32 on an AVX2 CPU).
+    CUDA needs a GPU with bfloat16 (Ampere or newer). Other accelerators are not assumed to."""
+    import torch
+
+    acc = str(accelerator).lower()
+    if acc in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    if acc in ("auto", "cpu"):
+        mps = getattr(torch.backends, "mps", None)
+        if acc == "auto" and mps is not None and mps.is_available():
+            return False
+        return cpu_has_fast_bf16()
+    return False
+
+
+def cpu_has_fast_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 def _is_child_process() -> bool:
     """DDP workers started by Lightning's launcher re-run this script with LOCAL_RANK set."""
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
@@ -307,26 +447,53 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+def finite_or_none(obj):
+    """obj with every NaN/inf float replaced by None (JSON has no NaN), recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(finite_or_none(obj), indent=2, allow_nan=False) + "\n")
+
+
+# What a checkpointed or finished run leaves; a directory with none of these holds no run, so
+# the leftovers of a failed start (config.json, empty logs) or of a --fast-dev-run smoke test
+# never block the next attempt.
+_CHECKPOINTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt")
+_OUTPUTS = ("metrics.json", "eval_metrics.json", "model.pt", "model.json", "curves.png",
+            "confusion_matrix.png", "filters.png", "config.json")
+
+
+def holds_run(out: Path) -> bool:
+    if any((out / f).exists() for f in _CHECKPOINTS):
+        return True
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        make_readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        return not json.loads((out / "metrics.json").read_text()).get("fast_dev_run", False)
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable results: leave them to the user
 
 
 def prepare_out_dir(args) -> Path:
-    """Create --out; refuse to mix runs; check that --resume has a run to continue."""
+    """Create --out; refuse to mix runs; check that --resume has a usable checkpoint."""
     out = Path(args.out)
     cfg_path, last = out / "config.json", out / "checkpoints" / "last.ckpt"
     if args.resume:
         if not last.is_file():
-            raise UsageError(f"--resume: no checkpoint to resume from at {last} (a run saves it "
-                             f"at the end of each epoch)")
+            started = " (the earlier attempt stopped before its first checkpoint: start it " \
+                "again without --resume)" if out.is_dir() else ""
+            raise UsageError(f"--resume: no checkpoint to resume from at {last}{started}")
+        try:
+            read_checkpoint(last)
+        except CheckpointError as e:
+            raise UsageError(f"--resume: {e}") from None
         if cfg_path.is_file():
             old = json.loads(cfg_path.read_text())
             new = _run_config(args)
@@ -340,15 +507,13 @@ def prepare_out_dir(args) -> Path:
         return out
     if _is_child_process():
         return out
-    if cfg_path.exists() or last.exists():
-        if not args.overwrite:
-            raise UsageError(f"{out} already holds a run: add --resume to continue it, "
-                             f"--overwrite to start over, or choose another --out")
-        for name in ("checkpoints", "logs", "tensorboard"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("metrics.json", "model.pt", "model.json", "curves.png",
-                     "confusion_matrix.png", "filters.png"):
-            (out / name).unlink(missing_ok=True)
+    if holds_run(out) and not args.overwrite:
+        raise UsageError(f"{out} already holds a run: add --resume to continue it, "
+                         f"--overwrite to start over, or choose another --out")
+    for name in ("checkpoints", "logs", "tensorboard"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in _OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, json.dumps(_run_config(args), indent=2) + "\n")
     return out
@@ -358,58 +523,29 @@ class UsageError(Exception):
     """A flag combination or --out state that cannot run (exit status 2)."""
 
 
+class NonFiniteEvaluationError(Exception):
+    """The final test evaluation is NaN or infinite (exit status 1)."""
+
+
 # ----------------------------------------------------------------------------------------------
 
 
-def _callbacks(args, out, has_val):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def _callbacks(args, out, has_val, stop, with_logger):
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    class ThroughputTimer(L.Callback):
-        """Seconds spent in training batches (fetch, forward, backward, step) and images trained
-        on, summed over epochs; updated after every batch, so the checkpoint written at the end
-        of an epoch carries them through --resume."""
-
-        def __init__(self):
-            self.train_time, self.images = 0.0, 0
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self._mark = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            now = time.perf_counter()
-            self.train_time += now - self._mark
-            self._mark = now
-            self.images += len(batch[1]) * trainer.world_size
-
-        def state_dict(self):
-            return {"train_time": self.train_time, "images": self.images}
-
-        def load_state_dict(self, state):
-            self.train_time, self.images = state["train_time"], state["images"]
-
-    class StopAfterEpochs(L.Callback):
-        def __init__(self, n):
-            self.n, self.stopped = n, False
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            if self.n is not None and trainer.current_epoch + 1 >= self.n:
-                trainer.should_stop = True
-                self.stopped = trainer.current_epoch + 1 < trainer.max_epochs
-
-    class ResumeHint(L.Callback):
-        def on_exception(self, trainer, pl_module, exception):
-            if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
-                print(f"\ninterrupted: rerun the same command with --resume to continue from "
-                      f"{out / 'checkpoints' / 'last.ckpt'} (end of the last completed epoch)",
-                      file=sys.stderr)
-
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor="val/acc" if has_val else None,
-        mode="max", save_top_k=1 if has_val else 0, save_last=True,
-        auto_insert_metric_name=False, enable_version_counter=False,
-    )
-    return ckpt, ThroughputTimer(), StopAfterEpochs(args.stop_after_epochs), ResumeHint()
+    callbacks = {
+        "timer": ThroughputTimer(), "stopper": StopAfterEpochs(args.stop_after_epochs),
+        "last": RunCheckpoints(out / "checkpoints" / "last.ckpt", stop, args.save_every_n_steps),
+    }
+    if has_val:
+        callbacks["best"] = ModelCheckpoint(
+            dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
+            save_top_k=1, save_last=False, auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+    if with_logger:
+        callbacks["lr"] = LearningRateMonitor(logging_interval="step")
+    return callbacks
 
 
 def _loggers(out):
@@ -440,7 +576,35 @@ def _versions() -> dict:
     }
 
 
-def run(args) -> int:
+def _quiet_lightning():
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning-internal deprecation
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def make_trainer(args, out, **kwargs):
+    """L.Trainer from the hardware flags; what Lightning refuses (an unknown --strategy, a GPU
+    that is not there, too many devices) becomes a UsageError naming the flags."""
+    import lightning as L
+
+    try:
+        return L.Trainer(accelerator=args.accelerator, devices=args.devices,
+                         strategy=args.strategy, precision=args.precision,
+                         default_root_dir=str(out), **kwargs)
+    except Exception as e:  # MisconfigurationException, ValueError, RuntimeError, ...
+        raise UsageError(
+            f"Lightning cannot run --accelerator {args.accelerator} --devices {args.devices} "
+            f"--strategy {args.strategy} --precision {args.precision} here: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def run(args, stop: StopRequest) -> int:
     t_start = min(_T0, time.perf_counter())
     import lightning as L
     import torch
@@ -449,21 +613,21 @@ def run(args) -> int:
     from cifar_training.models import fit_whitening
     from cifar_training.module import CifarModule
 
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning-internal deprecation
-    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    _quiet_lightning()
     threads = args.threads or default_threads(args.devices, args.accelerator)
     torch.set_num_threads(threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
 
     out = prepare_out_dir(args)
+    primary = not _is_child_process()
+    for note in args.notes if primary else ():
+        _say(f"note: {note}")
     L.seed_everything(args.seed, workers=True, verbose=False)
     dm = CIFARDataModule(
         args.data_dir, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         val_size=args.val_size, seed=args.seed, crop_pad=args.crop_pad, flip=args.flip,
         download=args.download, cache_dir=args.cache_dir, channels_last=args.channels_last,
+        train_subset=args.train_subset, log=_say if primary else None,
     )
     dm.prepare_data()
     try:  # flags that only the data can judge (--val-size, --widths vs the image size)
@@ -486,59 +650,98 @@ def run(args) -> int:
         module = module.to(memory_format=torch.channels_last)
 
     has_val = dm.num_val > 0 and args.limit_val_batches != 0 and not args.fast_dev_run
-    ckpt, timer, stopper, hint = _callbacks(args, out, has_val)
-    steps_per_epoch = max(dm.num_train // args.batch_size, 1)
-    ltb = args.limit_train_batches
-    log_every = min(50, steps_per_epoch, ltb if isinstance(ltb, int) and ltb > 0 else 50)
+    with_logger = not args.fast_dev_run
+    cb = _callbacks(args, out, has_val, stop, with_logger)
     limits = {k: getattr(args, k) for k in ("limit_train_batches", "limit_val_batches",
                                             "limit_test_batches") if getattr(args, k) is not None}
     if dm.num_val == 0 and not args.fast_dev_run:
         limits["limit_val_batches"] = 0
-    trainer = L.Trainer(
-        accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-        precision=args.precision, max_epochs=args.epochs, default_root_dir=str(out),
-        logger=False if args.fast_dev_run else _loggers(out),
-        callbacks=[timer, stopper, hint] + ([] if args.fast_dev_run else [ckpt]),
+    steps = max(dm.num_train // args.batch_size, 1)
+    ltb = args.limit_train_batches
+    if ltb is not None:
+        steps = min(steps, ltb) if isinstance(ltb, int) else max(int(steps * ltb), 1)
+    module.total_steps = None if args.fast_dev_run else args.epochs * steps
+    callbacks = [cb["timer"], cb["stopper"]]
+    if not args.fast_dev_run:
+        callbacks += [cb[k] for k in ("best", "last", "lr") if k in cb]
+    trainer = make_trainer(
+        args, out, max_epochs=args.epochs, logger=_loggers(out) if with_logger else False,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         enable_checkpointing=not args.fast_dev_run, fast_dev_run=args.fast_dev_run,
         enable_progress_bar=args.progress_bar, deterministic=args.deterministic or None,
         use_distributed_sampler=False, num_sanity_val_steps=0,
-        log_every_n_steps=log_every, enable_model_summary=False, **limits,
+        log_every_n_steps=max(min(10, steps), 1),
+        enable_model_summary=False, **limits,
     )
     if args.batch_size % trainer.world_size:
         raise UsageError(f"--batch-size {args.batch_size} is the global batch and must be "
                          f"divisible by the {trainer.world_size} processes")
     if trainer.is_global_zero:
         if args.backend == "numpy" and torch.cuda.is_available():
-            print("note: --backend numpy runs on CPU only (NumPy arrays live in host memory); "
-                  "the GPU stays idle. Use --backend torch or builtin to train on it.",
-                  flush=True)
+            _say("note: --backend numpy runs on CPU only (NumPy arrays live in host memory); "
+                 "the GPU stays idle. Use --backend torch or builtin to train on it.")
         n_params = sum(p.numel() for p in module.net.parameters() if p.requires_grad)
-        print(f"nn-twins train: backend={args.backend} model={args.model} ({n_params} trained "
-              f"parameters) data={dm.num_train}/{dm.num_val}/{dm.num_test} train/val/test from "
-              f"{args.data_dir}; {threads} CPU thread(s) per process; out={out}", flush=True)
+        _say(f"nn-twins train: recipe={args.recipe} backend={args.backend} model={args.model} "
+             f"({n_params} trained parameters) epochs={args.epochs} precision={args.precision} "
+             f"data={dm.num_train}/{dm.num_val}/{dm.num_test} train/val/test from "
+             f"{args.data_dir}; {threads} CPU thread(s) per process; out={out}")
     last = out / "checkpoints" / "last.ckpt"
+    stop.armed = True
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if args.resume else None,
                 weights_only=True)
-    if stopper.stopped:
+    if cb["stopper"].stopped:
         if trainer.is_global_zero:
-            print(f"stopped after epoch {trainer.current_epoch} as asked (--stop-after-epochs); "
-                  f"continue with --resume", flush=True)
+            _say(f"stopped after epoch {trainer.current_epoch} as asked (--stop-after-epochs); "
+                 f"continue with --resume")
         return 0
 
     # Testing the best checkpoint restores its (earlier) history and timer state: keep ours.
     history = {k: list(v) for k, v in module.history.items()}
-    timing = timer.state_dict()
-    tested = "best" if has_val and ckpt.best_model_path else None
+    timing = cb["timer"].state_dict()
+    best = cb.get("best")
+    tested = best.best_model_path if best is not None and best.best_model_path else None
     trainer.test(module, datamodule=dm, ckpt_path=tested, weights_only=True, verbose=False)
+    stop.armed = False
     module.history = history
-    timer.load_state_dict(timing)
+    cb["timer"].load_state_dict(timing)
     if trainer.is_global_zero:
-        write_outputs(out, args, dm, module, trainer, ckpt, timer, tested,
-                      time.perf_counter() - t_start, threads, steps_per_epoch)
+        write_outputs(out, args, dm, module, trainer, cb["timer"], tested,
+                      time.perf_counter() - t_start, threads, trainer.num_training_batches)
+        check_finite_evaluation(module.test_results, out / "metrics.json")
     return 0
 
 
-def write_outputs(out, args, dm, module, trainer, ckpt, timer, tested, wall, threads,
+def check_finite_evaluation(res: dict, where: Path) -> None:
+    bad = {k: v for k, v in res.items()
+           if k.startswith("test_") and isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        shown = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise NonFiniteEvaluationError(
+            f"the final evaluation is not finite ({shown}); {where} records it as null. The "
+            f"weights were saved, but they produce NaN or infinite scores: try a lower --lr, "
+            f"float32 (--precision 32-true), or check the data.")
+
+
+def _test_metrics(res: dict) -> dict:
+    return {
+        "test_acc": res.get("test_acc"), "test_acc_flip_tta": res.get("test_acc_flip_tta"),
+        "test_acc_flip_translate_tta": res.get("test_acc_flip_translate_tta"),
+        "test_loss": res.get("test_loss"), "num_test": res.get("num_test"),
+    }
+
+
+def _hardware(trainer, args, threads) -> dict:
+    return {
+        "accelerator": type(trainer.accelerator).__name__, "world_size": trainer.world_size,
+        "precision": args.precision, "matmul_precision": args.matmul_precision,
+        "torch_threads": threads,
+        "cpu_cores_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(), "processor": platform.processor(),
+    }
+
+
+def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
                   steps_per_epoch):
     import torch
 
@@ -562,9 +765,7 @@ def write_outputs(out, args, dm, module, trainer, ckpt, timer, tested, wall, thr
     best_val = max(val, key=lambda r: r[2]) if val else None
     metrics = {
         "dataset": str(args.data_dir), "note": "accuracy on the test split",
-        "test_acc": res.get("test_acc"), "test_acc_flip_tta": res.get("test_acc_flip_tta"),
-        "test_acc_flip_translate_tta": res.get("test_acc_flip_translate_tta"),
-        "test_loss": res.get("test_loss"), "num_test": res.get("num_test"),
+        **_test_metrics(res),
         "tested_checkpoint": "best validation epoch" if tested else "last epoch",
         "best_val_acc": best_val[2] if best_val else None,
         "best_val_epoch": best_val[0] + 1 if best_val else None,
@@ -574,16 +775,10 @@ def write_outputs(out, args, dm, module, trainer, ckpt, timer, tested, wall, thr
         "wall_time_s": wall, "train_time_s": timer.train_time, "train_images": timer.images,
         "train_images_per_s": timer.images / timer.train_time if timer.train_time else None,
         "backend": args.backend, "model": args.model, "seed": args.seed,
-        "recipe": {k: getattr(args, k) for k in RECIPES["default"]},
-        "resumed": args.resume,
-        "hardware": {
-            "accelerator": type(trainer.accelerator).__name__, "world_size": trainer.world_size,
-            "precision": args.precision, "matmul_precision": args.matmul_precision,
-            "torch_threads": threads,
-            "cpu_cores_available": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "platform": platform.platform(), "processor": platform.processor(),
-        },
+        "recipe_name": args.recipe,
+        "recipe": {k: getattr(args, k) for k in RECIPES["best"] if k != "model"},
+        "resumed": args.resume, "fast_dev_run": args.fast_dev_run,
+        "hardware": _hardware(trainer, args, threads),
         "versions": _versions(),
         "confusion_matrix_flip_tta": res.get("confusion_flip_tta"),
         "classes": dm.classes,
@@ -592,22 +787,118 @@ def write_outputs(out, args, dm, module, trainer, ckpt, timer, tested, wall, thr
             "val_epoch": module.history.get("val_epoch", []),
         },
     }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     title = f"{args.model} on {args.backend}"
     plots.plot_curves(module.history, out / "curves.png", steps_per_epoch, title)
     if res.get("confusion_flip_tta"):
         plots.plot_confusion(res["confusion_flip_tta"], dm.classes, out / "confusion_matrix.png",
                              f"test confusion (flip TTA), {title}")
-    plots.plot_filters(module.net.first_layer_filters().float().cpu().numpy(),
-                       out / "filters.png", f"first-layer filters, {title}")
-    print(f"test accuracy {res.get('test_acc', float('nan')):.4f} "
-          f"(flip TTA {res.get('test_acc_flip_tta', float('nan')):.4f}); "
-          f"{metrics['train_images_per_s'] or 0:.0f} training images/s; wall {wall:.1f} s; "
-          f"outputs in {out}", flush=True)
+    filters, what = module.net.trained_filters_rgb()
+    plots.plot_filters(filters.float().cpu().numpy(), out / "filters.png",
+                       f"{what}, {title}")
+    _say(f"test accuracy {_accuracies(res, args.tta_translate)}; "
+         f"{metrics['train_images_per_s'] or 0:.0f} training images/s; wall {wall:.1f} s; "
+         f"outputs in {out}")
+
+
+def _accuracies(res: dict, tta_translate: bool) -> str:
+    six = f", 6-view TTA {_pct(res.get('test_acc_flip_translate_tta'))}" if tta_translate else ""
+    return f"{_pct(res.get('test_acc'))} (flip TTA {_pct(res.get('test_acc_flip_tta'))}{six})"
+
+
+def _pct(v) -> str:
+    return f"{v:.2%}" if isinstance(v, float) and math.isfinite(v) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# --eval-only
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluate(args, stop: StopRequest) -> int:
+    """Test the finished run in --out (model.pt + model.json) on the test split; write
+    eval_metrics.json. Normalization comes from model.json, as the run trained."""
+    import torch
+
+    from cifar_training.datamodule import CIFARDataModule
+    from cifar_training.models import load_trained
+    from cifar_training.module import CifarModule
+
+    _quiet_lightning()
+    out = Path(args.out)
+    if not (out / "model.pt").is_file() or not (out / "model.json").is_file():
+        raise UsageError(f"--eval-only: {out} holds no finished run (model.pt and model.json "
+                         f"are written when a run ends); finish it with --resume first")
+    threads = args.threads or default_threads(args.devices, args.accelerator)
+    torch.set_num_threads(threads)
+    try:
+        net, info = load_trained(out)
+    except Exception as e:
+        raise UsageError(f"--eval-only: cannot load the run in {out} ({type(e).__name__}): "
+                         f"model.pt must be a state dict for model.json's network") from None
+    dm = CIFARDataModule(args.data_dir, batch_size=args.batch_size,
+                         eval_batch_size=args.eval_batch_size, val_size=0, cache_dir=args.cache_dir,
+                         download=args.download, log=_say)
+    dm.prepare_data()
+    dm.setup("test")
+    if list(dm.classes) != list(info["classes"]) or list(dm.image_shape) != info["image_shape"]:
+        raise UsageError(f"--eval-only: the data's classes/image shape ({dm.classes}, "
+                         f"{dm.image_shape}) differ from the run's ({info['classes']}, "
+                         f"{info['image_shape']})")
+    dm.mean, dm.std = (np.asarray(info[k], dtype=np.float64) for k in ("input_mean", "input_std"))
+    module = CifarModule(backend=args.backend, model=info["model"], widths=info["widths"],
+                         stem=info["stem"], num_classes=info["num_classes"],
+                         image_shape=info["image_shape"], bn_momentum=info["bn_momentum"],
+                         classes=info["classes"])
+    module.net.load_state_dict(net.state_dict())
+    module.tta_translate = args.tta_translate
+    trainer = make_trainer(args, out, logger=False, enable_checkpointing=False,
+                           enable_progress_bar=args.progress_bar, enable_model_summary=False,
+                           callbacks=[StopDuringTest(stop)],
+                           **({"limit_test_batches": args.limit_test_batches}
+                              if args.limit_test_batches is not None else {}))
+    t0 = time.perf_counter()
+    stop.armed = True
+    trainer.test(module, datamodule=dm, verbose=False)
+    stop.armed = False
+    res = module.test_results
+    if trainer.is_global_zero:
+        metrics = {
+            "evaluated": str(out / "model.pt"), "dataset": str(args.data_dir),
+            "backend": args.backend, **_test_metrics(res),
+            "confusion_matrix_flip_tta": res.get("confusion_flip_tta"),
+            "classes": dm.classes, "seconds": time.perf_counter() - t0,
+            "hardware": _hardware(trainer, args, threads), "versions": _versions(),
+        }
+        write_json(out / "eval_metrics.json", metrics)
+        _say(f"test accuracy {_accuracies(res, args.tta_translate)} on {res.get('num_test')} "
+             f"test images; written to {out / 'eval_metrics.json'}")
+        check_finite_evaluation(res, out / "eval_metrics.json")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _interrupted_message(e: RunInterrupted, args) -> str:
+    last = Path(args.out) / "checkpoints" / "last.ckpt"
+    what = SIGNAL_NAMES.get(e.signum, f"signal {e.signum}")
+    if args.eval_only:
+        return f"interrupted by {what} during --eval-only; nothing was written"
+    if last.is_file():
+        try:
+            ckpt = read_checkpoint(last)
+            where = f"epoch {ckpt['epoch'] + 1}, optimizer step {ckpt['global_step']}"
+        except CheckpointError:
+            where = "its last save"
+        return (f"interrupted by {what}: the run is saved in {last} ({where}); rerun the same "
+                f"command with --resume to continue")
+    return f"interrupted by {what} before the first checkpoint: nothing to resume, start again"
 
 
 def main(argv=None) -> int:
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from cifar_training.datasets import DataError
     from cifar_training.module import NonFiniteLossError
@@ -616,15 +907,27 @@ def main(argv=None) -> int:
     threads_before = torch.get_num_threads()
     matmul_precision_before = torch.get_float32_matmul_precision()
     deterministic_before = torch.are_deterministic_algorithms_enabled()
+    stop = StopRequest().install()
     try:
-        return run(args)
+        return evaluate(args, stop) if args.eval_only else run(args, stop)
     except (DataError, UsageError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, NonFiniteEvaluationError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
+    except RunInterrupted as e:
+        if not _is_child_process():
+            print(f"train.py: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except SIGTERMException:  # Lightning's own SIGTERM stop, when it acts before ours
+        e = RunInterrupted(signal.SIGTERM)
+        if not _is_child_process():
+            print(f"train.py: {_interrupted_message(e, args)}", file=sys.stderr, flush=True)
+        return e.exit_code
     finally:  # main() called in-process (tests, notebooks) leaves torch's globals as they were
+        stop.restore()
         torch.set_num_threads(threads_before)
         torch.set_float32_matmul_precision(matmul_precision_before)
         torch.use_deterministic_algorithms(deterministic_before)
+

@@ -13,7 +13,9 @@ Pipeline, per batch:
 The split: the training images are shuffled once with ``np.random.RandomState(split_seed)``
 (independent of ``--seed``, so every run validates on the same images) and the LAST ``val_size``
 of that permutation are held out. The shuffle matters: an ImageFolder tree is read class by
-class, and a first-N slice of it would hold one or two classes.
+class, and a first-N slice of it would hold one or two classes. The held-out images are stored
+in that shuffled order (so are the test images), so a ``--limit-val-batches`` subset still
+holds every class; the training images stay in index order (each epoch draws its own order).
 """
 
 from __future__ import annotations
@@ -29,12 +31,26 @@ FLIP_MODES = ("alternating", "random", "none")
 
 
 def split_indices(n: int, val_size: int, split_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train_idx, val_idx): a fixed shuffle of range(n); the last val_size indices are held out."""
+    """(train_idx, val_idx): a fixed shuffle of range(n); the last val_size indices are held out.
+
+    train_idx is sorted; val_idx keeps the shuffled order, so any prefix of the validation split
+    is a random sample of the classes (ImageFolder trees are read class by class)."""
     if not 0 <= val_size < n:
         raise ValueError(f"--val-size must lie in [0, {n - 1}] for {n} training images, "
                          f"got {val_size}")
     perm = np.random.RandomState(split_seed).permutation(n)
-    return np.sort(perm[: n - val_size]), np.sort(perm[n - val_size:])
+    return np.sort(perm[: n - val_size]), perm[n - val_size:]
+
+
+def subset_indices(train_idx: np.ndarray, size: int | None, split_seed: int = 0) -> np.ndarray:
+    """The first ``size`` of a fixed shuffle of train_idx (sorted), or all of it when size is
+    None: a smaller training set that still holds every class (``--train-subset``)."""
+    if size is None:
+        return train_idx
+    if not 1 <= size <= len(train_idx):
+        raise ValueError(f"--train-subset must lie in [1, {len(train_idx)}] (the training "
+                         f"split's size), got {size}")
+    return np.sort(np.random.RandomState(split_seed + 1).permutation(train_idx)[:size])
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
@@ -78,9 +94,16 @@ class EpochBatches(Sampler):
         self.rank, self.world = rank, world
         self.crop_pad, self.flip, self.flip_base = crop_pad, flip, flip_base
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already trained)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Start the next pass at batch ``batches_done`` of ``epoch`` (a mid-epoch resume): the
+        same batches, with the same augmentation, as the uninterrupted pass yields from there."""
+        self.epoch = int(epoch)
+        self._resume = (int(epoch), int(batches_done))
 
     def _num_global_batches(self) -> int:
         if self.train:
@@ -104,7 +127,11 @@ class EpochBatches(Sampler):
     def _train_batches(self):
         perm = np.random.default_rng([self.seed, self.epoch, 0xB47C]).permutation(self.n)
         b = self.B // self.world
-        for k in range(self._num_global_batches()):
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        for k in range(start, self._num_global_batches()):
             idx = perm[k * self.B:(k + 1) * self.B]
             rng = batch_rng(self.seed, self.epoch, k)
             shift = rng.integers(0, 2 * self.crop_pad + 1, size=(len(idx), 2))
@@ -123,6 +150,23 @@ class EpochBatches(Sampler):
                 "shift": torch.from_numpy(shift[lo:hi].copy()),
                 "flip": torch.from_numpy(flip[lo:hi].copy()),
             }
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, with Lightning's stateful-loader interface: the checkpoint
+    records (epoch, optimizer batches done in it), and a resumed run's sampler skips those
+    batches, so a run interrupted mid-epoch continues exactly where it stopped.
+    ``progress()`` gives the batches finished in the current epoch (the trainer's count)."""
+
+    def __init__(self, dataset, sampler: EpochBatches, progress):
+        super().__init__(dataset, sampler=sampler, batch_size=None, num_workers=0)
+        self._progress = progress
+
+    def state_dict(self) -> dict:
+        return {"epoch": int(self.sampler.epoch), "batches_done": int(self._progress())}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.resume_at(state["epoch"], state["batches_done"])
 
 
 class InMemoryImages(Dataset):
@@ -177,7 +221,8 @@ class CIFARDataModule(L.LightningDataModule):
 
     def __init__(self, data_dir, batch_size=512, eval_batch_size=None, val_size=5000,
                  split_seed=0, seed=0, crop_pad=2, flip="alternating", download=False,
-                 cache_dir=None, channels_last=False, arrays: CifarArrays | None = None):
+                 cache_dir=None, channels_last=False, arrays: CifarArrays | None = None,
+                 train_subset: int | None = None, log=None):
         super().__init__()
         if flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
@@ -190,7 +235,7 @@ class CIFARDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size, self.split_seed, self.seed = val_size, split_seed, seed
         self.crop_pad, self.flip, self.channels_last = crop_pad, flip, channels_last
-        self._arrays = arrays
+        self._arrays, self.train_subset, self.log = arrays, train_subset, log
         self._prepared = self._ready = False
 
     # -- loading -------------------------------------------------------------------------------
@@ -200,8 +245,8 @@ class CIFARDataModule(L.LightningDataModule):
         if self._arrays is not None or self._prepared:
             return
         if self.download:
-            download_cifar10(self.data_dir)
-        load_cifar(self.data_dir, self.cache_dir)
+            download_cifar10(self.data_dir, log=self.log)
+        load_cifar(self.data_dir, self.cache_dir, log=self.log)
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
@@ -212,6 +257,7 @@ class CIFARDataModule(L.LightningDataModule):
             raise DataError(f"--crop-pad {self.crop_pad} is too large for images of shape "
                             f"{a.image_shape}")
         train_idx, val_idx = split_indices(len(a.x_train), self.val_size, self.split_seed)
+        train_idx = subset_indices(train_idx, self.train_subset, self.split_seed)
         x_tr = a.x_train[train_idx]
         self.mean, self.std = channel_stats(x_tr)
         self.classes = list(a.classes)
@@ -244,7 +290,17 @@ class CIFARDataModule(L.LightningDataModule):
         return DataLoader(InMemoryImages(x, y), sampler=sampler, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.x_train, self.y_train, self.batch_size, train=True)
+        rank, world = self._rank_world()
+        sampler = EpochBatches(
+            len(self.x_train), self.batch_size, True, self.seed, rank, world, self.crop_pad,
+            self.flip, self.flip_base,
+        )
+        return ResumableLoader(InMemoryImages(self.x_train, self.y_train), sampler,
+                               self._batches_done)
+
+    def _batches_done(self) -> int:
+        t = self.trainer
+        return t.fit_loop.epoch_loop.batch_progress.current.processed if t is not None else 0
 
     def val_dataloader(self):
         if self.num_val == 0:

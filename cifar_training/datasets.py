@@ -25,6 +25,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,12 @@ LAYOUTS = """accepted layouts:
   2. an ImageFolder tree: train/<class>/<image> and test/<class>/<image> (jpg, png, ...), with
      the same class folders in both;
   3. a .tar.gz, .tgz or .tar archive holding either of the above (extracted once into the
-     cache directory).
-Use --download to fetch the official batches with torchvision (needs internet)."""
+     cache directory)."""
+DOWNLOAD_HINT = "Use --download to fetch the official batches with torchvision (needs internet)."
+OFFLINE_HINT = (
+    "Without internet, point --data-dir at a local copy in one of the accepted layouts (and "
+    "leave out --download)."
+)
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -60,8 +65,13 @@ class DataError(Exception):
     """The dataset is missing, unreadable or in no accepted layout (the message says which)."""
 
 
-def data_error(path, problem: str) -> DataError:
-    return DataError(f"{problem}\n  path: {path}\n{LAYOUTS}")
+def data_error(path, problem: str, hint: str = DOWNLOAD_HINT) -> DataError:
+    return DataError(f"{problem}\n  path: {path}\n{LAYOUTS}\n{hint}")
+
+
+def _say(log, message: str) -> None:
+    if log is not None:
+        log(message)
 
 
 @dataclass
@@ -93,9 +103,11 @@ def default_cache_dir() -> Path:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_cifar(data_dir, cache_dir=None, use_cache: bool = True) -> CifarArrays:
+def load_cifar(data_dir, cache_dir=None, use_cache: bool = True, log=None) -> CifarArrays:
     """Decoded CIFAR-10 from ``data_dir`` (any accepted layout), through the decoded-array cache.
 
+    ``log``: a callable taking one line of text (e.g. ``print``), told when the slow first-time
+    work starts (extracting an archive, decoding the images), which can take half a minute.
     Raises DataError naming the path and the accepted layouts when nothing usable is found.
     """
     src = Path(data_dir).expanduser()
@@ -112,11 +124,32 @@ def load_cifar(data_dir, cache_dir=None, use_cache: bool = True) -> CifarArrays:
     if src.is_file():
         if not src.name.endswith(ARCHIVE_SUFFIXES):
             raise data_error(src, "data path is a file but not a .tar.gz/.tgz/.tar archive.")
+        if not (cache / f"extracted-{key}").is_dir():
+            _say(log, f"extracting {src} into {cache} (once; later runs reuse it) ...")
         root = extract_archive(src, cache, key)
+    _say(log, f"decoding the images of {src} into arrays (once; cached in {cache}) ...")
+    t0 = time.perf_counter()
     arrays = decode_tree(root, shown_path=src)
+    _say(log, f"decoded {len(arrays.x_train)} training and {len(arrays.x_test)} test images in "
+         f"{time.perf_counter() - t0:.1f} s")
     if use_cache:
         _write_npz(npz_path, arrays)
     return arrays
+
+
+def holds_cifar(data_dir) -> bool:
+    """Whether ``data_dir`` already holds data in an accepted layout (an archive file counts;
+    nothing is decoded)."""
+    src = Path(data_dir).expanduser()
+    if src.is_file():
+        return src.name.endswith(ARCHIVE_SUFFIXES)
+    if not src.is_dir():
+        return False
+    try:
+        find_layout(src)
+    except DataError:
+        return False
+    return True
 
 
 def decode_tree(root: Path, shown_path=None) -> CifarArrays:
@@ -461,14 +494,26 @@ def _read_npz(path: Path):
     return a if ok else None
 
 
-def download_cifar10(root) -> Path:
-    """Fetch the official python batches into ``root`` with torchvision; return their folder."""
+def download_cifar10(root, log=None) -> Path:
+    """Fetch the official python batches into the folder ``root`` with torchvision; return the
+    folder that holds them. Data already at ``root`` (any accepted layout, or an archive file)
+    is used as it is: nothing is downloaded."""
+    root = Path(root).expanduser()
+    if holds_cifar(root):
+        _say(log, f"--download: {root} already holds CIFAR-10; using it (nothing downloaded)")
+        return root
+    if root.name.endswith(ARCHIVE_SUFFIXES) or root.is_file():
+        raise data_error(root, "--download saves the official batches into a folder, but "
+                         "--data-dir names a file (or an archive that does not exist).",
+                         hint="Give --download a folder, e.g. --data-dir data, or point "
+                         "--data-dir at an existing copy without --download.")
     from torchvision.datasets import CIFAR10
 
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    _say(log, f"--download: fetching CIFAR-10's python batches (163 MB) into {root} ...")
     try:
+        root.mkdir(parents=True, exist_ok=True)
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # network errors come in many types; say what happened and where
-        raise data_error(root, f"downloading CIFAR-10 failed ({type(e).__name__}: {e}).") from e
+        raise data_error(root, f"downloading CIFAR-10 failed ({type(e).__name__}: {e}).",
+                         hint=OFFLINE_HINT) from e
     return root / "cifar-10-batches-py"

@@ -142,6 +142,30 @@ class CifarNet(nn.Module):
     def first_layer_filters(self) -> torch.Tensor:
         return self.stem_conv.w.detach()
 
+    def trained_filters_rgb(self) -> tuple[torch.Tensor, str]:
+        """(filters (F, 3, k, k), caption): the first TRAINED conv, seen in RGB.
+
+        With the trained conv stem that is the stem itself. With the fixed whitening stem
+        (filters S_j and their negatives -S_j, j < J, each followed by a ReLU) it is the first
+        block conv W composed with the stem: relu(z) - relu(-z) = z, so the part of W that is
+        linear in the image is G_j = (W[:, j] - W[:, J + j]) / 2 applied to S_j x, i.e. the
+        4x4 RGB filter sum_j G_j * S_j (a 3x3 filter of 2x2 filters). The even part,
+        (W[:, j] + W[:, J + j]) / 2 on |S_j x|, has no single image-space filter and is not shown.
+        """
+        if self.stem == "conv":
+            return self.stem_conv.w.detach(), "first trained conv (3x3 stem)"
+        S = self.stem_conv.w.detach().double()  # (2J, C, 2, 2)
+        W = self.blocks[0].conv1.w.detach().double()  # (F, 2J, 3, 3)
+        J = S.shape[0] // 2
+        G = (W[:, :J] - W[:, J:]) / 2
+        k, s = W.shape[-1], S.shape[-1]
+        out = torch.zeros(W.shape[0], S.shape[1], k + s - 1, k + s - 1, dtype=torch.float64)
+        for i in range(k):
+            for j in range(k):
+                out[:, :, i:i + s, j:j + s] += torch.einsum("fj,jcab->fcab", G[:, :, i, j], S[:J])
+        return out, ("first trained conv (block 1) in RGB: its weights composed with the fixed "
+                     "whitening stem (the part linear in the image, 4x4 px)")
+
 
 class ThreeLayerConvNet(nn.Module):
     """CS231n's ThreeLayerConvNet: conv - relu - 2x2 max pool - affine - relu - affine.
@@ -166,6 +190,9 @@ class ThreeLayerConvNet(nn.Module):
 
     def first_layer_filters(self) -> torch.Tensor:
         return self.conv.w.detach()
+
+    def trained_filters_rgb(self) -> tuple[torch.Tensor, str]:
+        return self.conv.w.detach(), "first-layer filters (7x7 conv)"
 
     def cs231n_params(self) -> dict:
         names = {"W1": self.conv.w, "b1": self.conv.b, "W2": self.fc1.w, "b2": self.fc1.b,

@@ -15,6 +15,8 @@ with ``NonFiniteLossError``.
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -86,6 +88,8 @@ class CifarModule(L.LightningModule):
         self.test_results: dict = {}
         self.tta_translate = False  # also score 6-view flip+translate TTA at test time
         self._sums: dict = {}
+        self.total_steps: int | None = None  # optimizer steps of the whole run, for the schedule
+        self._epoch_marks, self._epoch_images = [0.0, 0.0], 0
 
     def forward(self, x):
         return self.net(x, self.ops)
@@ -100,8 +104,13 @@ class CifarModule(L.LightningModule):
         self._accumulate("train", loss.detach(), scores.detach(), y)
         self.log("train/loss_step", loss.detach(), prog_bar=True)
         if self.trainer.is_global_zero:
-            self.history["train_step"].append([int(self.global_step), float(loss.detach())])
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            self.history["train_step"].append([int(self.global_step), float(loss.detach()), lr])
+        self._epoch_images += len(y) * self.trainer.world_size
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._epoch_marks[1] = time.perf_counter()
 
     def _stop_if_not_finite(self, loss, batch_idx):
         bad = not bool(torch.isfinite(loss.detach()).all())
@@ -117,17 +126,36 @@ class CifarModule(L.LightningModule):
                 f"--lr, or check the data."
             )
 
+    def on_train_start(self):
+        # Also the start of a resumed epoch, for which on_train_epoch_start is not called.
+        now = time.perf_counter()
+        self._epoch_marks, self._epoch_images = [now, now], 0
+
     def on_train_epoch_start(self):
         self._sums.pop("train", None)
+        self.on_train_start()
 
     def on_train_epoch_end(self):
         loss, acc = self._reduce("train")
         if loss is None:
             return
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log_dict({"train/loss": loss, "train/acc": acc, "lr": lr}, sync_dist=False)
+        self.log_dict({"train/loss": loss, "train/acc": acc}, sync_dist=False)
         if self.trainer.is_global_zero:
             self.history["train_epoch"].append([int(self.current_epoch), loss, acc, lr])
+            self.print(self.epoch_summary(loss, acc, lr))
+
+    def epoch_summary(self, loss, acc, lr) -> str:
+        """One console line per epoch: train and validation loss/accuracy, the learning rate
+        at the epoch's end, seconds (validation included) and training images/s."""
+        start, last_batch = self._epoch_marks
+        now = time.perf_counter()
+        e = int(self.current_epoch)
+        val = [r for r in self.history["val_epoch"] if r[0] == e]
+        val_text = f" | val loss {val[-1][1]:.4f} acc {val[-1][2]:.2%}" if val else ""
+        rate = self._epoch_images / max(last_batch - start, 1e-9)
+        return (f"epoch {e + 1}/{self.trainer.max_epochs} | train loss {loss:.4f} acc {acc:.2%}"
+                f"{val_text} | lr {lr:.4g} | {now - start:.1f} s | {rate:.0f} images/s")
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -208,7 +236,7 @@ class CifarModule(L.LightningModule):
         s = self._sums.get(key)
         upd = torch.stack([loss.double() * n, correct.double(),
                            torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
-        self._sums[key] = upd if s is None else s + upd
+        self._sums[key] = upd if s is None else s.to(upd.device) + upd
 
     def _reduce(self, key):
         s = self._sums.pop(key, None)
@@ -227,28 +255,40 @@ class CifarModule(L.LightningModule):
                                       betas=tuple(c["betas"]))
         if c["schedule"] == "constant":
             return opt
-        total = self.trainer.estimated_stepping_batches
+        # total_steps from the caller when known: Lightning's estimate builds the training
+        # loader before a checkpoint is restored, and a loader built then never receives its
+        # saved position (a mid-epoch resume would restart the epoch).
+        total = self.total_steps or self.trainer.estimated_stepping_batches
         sched = LambdaLR(opt, WarmupLinearDecay(total, c["warmup"]))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["nn_twins"] = {"config": self.config, "history": self.history}
+        # The running sums of the epoch's train loss/accuracy go along, so an epoch resumed
+        # from a mid-epoch checkpoint reports the mean over all of its batches.
+        sums = {k: v.tolist() for k, v in self._sums.items()}
+        checkpoint["nn_twins"] = {"config": self.config, "history": self.history, "sums": sums}
 
     def on_load_checkpoint(self, checkpoint):
         saved = checkpoint.get("nn_twins", {})
         if "history" in saved:
             self.history = saved["history"]
+        self._sums = {k: torch.tensor(v, dtype=torch.float64, device=self.device)
+                      for k, v in saved.get("sums", {}).items()}
 
 
-def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float32, **recipe):
+def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float32,
+                    recipe_name=None, **recipe):
     """(net, step) for benchmarks: ``step(x, y)`` is one training step exactly as train.py
     runs it (forward, smoothed loss, backward, optimizer with weight decay and the head's
     param groups), returning the loss. x: (N, 3, 32, 32) normalized images, y: (N,) int64.
-    ``recipe`` overrides the --model's defaults (cli.RECIPES: lr, momentum, weight_decay,
-    label_smoothing, optimizer, head_scale); widths/stem go to the network."""
-    from cifar_training.cli import RECIPES
+    ``recipe_name``: one of cli.RECIPES (default: "classic" for the default model, whose
+    32/64/128 widths the benchmark tables use, and "three-layer"); ``recipe`` overrides its
+    values (lr, momentum, weight_decay, label_smoothing, optimizer, head_scale, widths, ...)."""
+    from cifar_training.cli import RECIPES, TRAIN_KEYS
 
-    r = {**RECIPES[model], **recipe}
+    name = recipe_name or ("classic" if model == "default" else model)
+    r = {k: RECIPES[name][k] for k in (*TRAIN_KEYS, "widths")}
+    r.update(recipe)
     net_kw = {k: r.pop(k) for k in ("widths", "stem", "bn_scale", "dirac_init") if k in r}
     net = build_net(model, seed=seed, head_scale=r["head_scale"], **net_kw).to(dtype)
     ops = get_ops(backend)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -33,17 +34,36 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _loss_ylim(values: list) -> tuple[float, float] | None:
+    """A linear y range that shows the training curves: from 0 to a little above the largest
+    finite value once the first 5% of the points are set aside (an early spike, or a validation
+    loss of tens while the running statistics settle, would flatten everything else)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if not len(v):
+        return None
+    top = np.quantile(v, 0.95) if len(v) >= 20 else v.max()
+    return 0.0, 1.15 * max(float(top), 1e-6)
+
+
 def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title: str = ""):
-    """history: {"train_step": [[step, loss]], "train_epoch": [[epoch, loss, acc, lr]],
-    "val_epoch": [[epoch, loss, acc]]} (``CifarModule.history``)."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    spe = steps_per_epoch or 1.0
-    if history.get("train_step"):
-        s = np.asarray(history["train_step"], dtype=float)
-        ax_loss.plot(s[:, 0] / spe, s[:, 1], color="0.75", lw=0.8,
-                     label="train, per step (loss as optimized)")
+    """history: {"train_step": [[step, loss(, lr)]], "train_epoch": [[epoch, loss, acc, lr]],
+    "val_epoch": [[epoch, loss, acc]]} (``CifarModule.history``). ``steps_per_epoch``: the
+    optimizer steps an epoch actually took (the trainer's count, which ``--limit-train-batches``
+    shrinks), so step s is drawn at epoch s / steps_per_epoch.
+
+    Three panels: loss (linear, clipped to the range of the curves; points above it are marked
+    at the top edge), accuracy, and the learning rate per step."""
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
+    spe = float(steps_per_epoch or 1.0)
+    s = np.asarray(history.get("train_step") or np.zeros((0, 2)), dtype=float)
     te = np.asarray(history.get("train_epoch") or np.zeros((0, 4)), dtype=float)
     ve = np.asarray(history.get("val_epoch") or np.zeros((0, 3)), dtype=float)
+    # Step s is the (s+1)-th optimizer step: it ends at epoch (s + 1) / spe.
+    if len(s):
+        ax_loss.plot((s[:, 0] + 1) / spe, s[:, 1], color="0.7", lw=0.8,
+                     label="train, per step (loss as optimized)")
+        if s.shape[1] > 2:
+            ax_lr.plot((s[:, 0] + 1) / spe, s[:, 2], color="tab:green")
     # Epoch e's metrics describe the state at its end: plot them at x = e + 1.
     if len(te):
         ax_loss.plot(te[:, 0] + 1, te[:, 1], "o-", label="train, epoch mean (as optimized)")
@@ -51,14 +71,22 @@ def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title
     if len(ve):
         ax_loss.plot(ve[:, 0] + 1, ve[:, 1], "s-", label="validation (plain cross-entropy)")
         ax_acc.plot(ve[:, 0] + 1, ve[:, 2], "s-", label="validation")
-    # Log scale: an early validation loss of tens (running statistics still settling) would
-    # otherwise flatten every other curve.
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss", yscale="log")
+    lim = _loss_ylim(list(s[:, 1]) if len(s) else list(te[:, 1]) + list(ve[:, 1]))
+    if lim is not None:
+        ax_loss.set_ylim(*lim)
+        above = [(x, y) for line in ax_loss.lines for x, y in zip(*line.get_data(), strict=True)
+                 if np.isfinite(y) and y > lim[1]]
+        if above:
+            ax_loss.plot([x for x, _ in above], [lim[1]] * len(above), "^", color="tab:red",
+                         ms=4, clip_on=False, label="above the range shown")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate (per step)")
+    for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
+        ax.set_xlim(left=0)
+        if ax.lines and ax is not ax_lr:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -84,7 +112,7 @@ def plot_confusion(confusion, classes, path, title="test confusion matrix"):
 
 def plot_filters(w, path, title="first-layer filters"):
     """w: (F, C, k, k) array; each filter shown as an RGB tile (C = 3) or gray (else),
-    contrast-stretched to its own range."""
+    contrast-stretched to its own range (so a tile shows the filter's pattern, not its size)."""
     w = np.asarray(w, dtype=float)
     F_ = w.shape[0]
     cols = int(math.ceil(math.sqrt(F_)))
@@ -100,5 +128,5 @@ def plot_filters(w, path, title="first-layer filters"):
             ax.imshow(f.transpose(1, 2, 0), interpolation="nearest")
         else:
             ax.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
-    fig.suptitle(title)
+    fig.suptitle(textwrap.fill(title, max(40, 11 * cols)), fontsize=9)
     return _save(fig, path)

@@ -225,7 +225,7 @@ def test_out_dir_protection_and_resume_without_checkpoint(tmp_path, data, capsys
     assert _run(["--resume", "--out", str(out)], tmp_path, data) == 2
     assert "no checkpoint to resume from" in capsys.readouterr().err
     out.mkdir()
-    (out / "config.json").write_text("{}")
+    (out / "metrics.json").write_text("{}")  # a finished run's results
     assert _run(["--out", str(out)], tmp_path, data) == 2
     assert "already holds a run" in capsys.readouterr().err
 

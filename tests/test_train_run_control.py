@@ -289,3 +289,157 @@ def test_first_trained_filters_are_the_linear_part_of_stem_and_block_conv():
     odd = (f(x) - f(-x)) / 2
     expected = torch.einsum("nchw,fchw->nf", x, filters)
     torch.testing.assert_close(odd, expected, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# The validation split, --train-subset, --download, bad flags, console, plots
+# ----------------------------------------------------------------------------------------------
+
+
+def test_validation_split_is_stored_shuffled_so_a_prefix_holds_every_class(tmp_path):
+    """An ImageFolder tree is read class by class; --limit-val-batches 1 must still see the
+    classes in proportion, as the full validation split does."""
+    import numpy as np
+
+    from cifar_training.datamodule import CIFARDataModule, split_indices
+    from cifar_training.synthetic import write_image_folder
+
+    tr, va = split_indices(1000, 200)
+    assert np.all(np.diff(tr) > 0) and not np.all(np.diff(va) > 0)  # train sorted, val not
+    root, *_ = write_image_folder(tmp_path / "tree", n_train=400, n_test=40, size=8)
+    dm = CIFARDataModule(root, batch_size=50, val_size=100, crop_pad=0, flip="none",
+                         cache_dir=tmp_path / "cache")
+    dm.prepare_data()
+    dm.setup("fit")
+    first_batch = dm.y_val[:50].numpy()
+    assert len(np.unique(first_batch)) == 10, np.bincount(first_batch)
+
+
+def test_train_subset_is_a_fixed_sample_of_every_class(data, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli.main(_argv(data, tmp_path, out, "--epochs", "1", "--val-size", "48",
+                          "--train-subset", "64")) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_train"] == 64 and m["num_val"] == 48 and m["optimizer_steps"] == 2
+    assert cli.main(_argv(data, tmp_path, tmp_path / "o2", "--epochs", "1", "--val-size",
+                          "48", "--train-subset", "500")) == 2
+    assert "--train-subset must lie in [1, 192]" in capsys.readouterr().err
+
+
+def test_download_uses_data_that_is_there_and_says_what_to_do_offline(data, tmp_path,
+                                                                      monkeypatch, capsys):
+    import torchvision.datasets
+
+    from cifar_training.datasets import DataError, download_cifar10
+    from cifar_training.synthetic import make_tarball
+
+    calls = []
+
+    def offline(*a, **k):
+        calls.append(a)
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    # Data already there (a folder, or an archive): no network.
+    assert download_cifar10(data / "batches") == data / "batches"
+    tgz = make_tarball(data / "batches", tmp_path / "copy.tar.gz")
+    assert download_cifar10(tgz) == tgz and calls == []
+    out = tmp_path / "o"
+    assert cli.main(["--data-dir", str(tgz), "--download", "--cache-dir",
+                     str(tmp_path / "cache"), "--out", str(out), *COMMON, "--epochs", "1",
+                     "--val-size", "0"]) == 0
+    assert calls == [] and "already holds CIFAR-10" in capsys.readouterr().out
+    # Offline, with nothing there: the hint points to a local copy, not to --download.
+    with pytest.raises(DataError) as info:
+        download_cifar10(tmp_path / "empty")
+    text = str(info.value)
+    assert "downloading CIFAR-10 failed" in text and "local copy" in text
+    assert "Use --download" not in text and len(calls) == 1
+    # An archive path that does not exist cannot be downloaded into.
+    with pytest.raises(DataError, match="names a file"):
+        download_cifar10(tmp_path / "missing.tar.gz")
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--head-scale", "0"], "must be a positive number"),
+    (["--head-scale", "-1"], "must be a positive number"),
+    (["--precision", "garbage"], "invalid choice: 'garbage'"),
+    (["--devices", "0"], "must be >= 1"),
+    (["--devices", "x"], "expected auto, a count"),
+    (["--recipe", "three-layer", "--model", "default"], "is for --model three-layer"),
+    (["--tta-translate", "maybe"], "expected on or off"),
+    (["--train-subset", "0"], "must be a positive integer"),
+])
+def test_more_bad_flags_are_parser_errors(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--strategy", "garbage"], "--strategy garbage"),
+    (["--accelerator", "gpu"], "--accelerator gpu"),
+])
+def test_hardware_lightning_refuses_is_a_clear_error(argv, fragment, data, tmp_path, capsys):
+    if "gpu" in argv and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code = cli.main(_argv(data, tmp_path, tmp_path / "o", "--epochs", "1", *argv))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("train.py: error:") and fragment in err, err
+    assert "Traceback" not in err
+
+
+def test_console_lines_and_lr_log_without_progress_bar(data, tmp_path, capsys):
+    from cifar_training.synthetic import make_tarball
+
+    tgz = make_tarball(data / "batches", tmp_path / "c.tar.gz")
+    out = tmp_path / "o"
+    argv = ["--data-dir", str(tgz), "--cache-dir", str(tmp_path / "fresh-cache"), "--out",
+            str(out), *COMMON, "--epochs", "2", "--val-size", "48"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "extracting" in text and "decoding the images" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 2 and lines[1].startswith("epoch 2/2 | train loss ")
+    for part in ("val loss", "acc", "lr ", " s |", "images/s"):
+        assert part in lines[0], lines[0]
+    import csv
+
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    lr_cols = [c for c in rows[0] if c.startswith("lr-")]
+    assert lr_cols, rows[0].keys()
+    steps = [r for r in rows if r.get("train/loss_step")]
+    assert len(steps) >= 2  # logged more often than every 50 steps (12 steps here)
+
+
+def test_curves_put_steps_at_their_epoch_under_limit_train_batches(data, tmp_path,
+                                                                   monkeypatch):
+    from cifar_training import plots
+
+    figs = []
+    real_save = plots._save
+
+    def keep(fig, path):
+        figs.append((Path(path).name, [ax for ax in fig.axes]))
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    out = tmp_path / "o"
+    assert cli.main(_argv(data, tmp_path, out, "--epochs", "3", "--val-size", "48",
+                          "--limit-train-batches", "2")) == 0
+    axes = dict(figs)["curves.png"]
+    ax_loss, _, ax_lr = axes[:3]
+    step_line = ax_loss.lines[0]
+    x = step_line.get_xdata()
+    assert len(x) == 6 and abs(x[-1] - 3.0) < 1e-9 and abs(x[0] - 0.5) < 1e-9
+    assert ax_loss.get_yscale() == "linear" and ax_lr.lines  # the learning rate is drawn
+    lr = ax_lr.lines[0].get_ydata()
+    assert lr[-1] < lr[len(lr) // 2]  # decays
+
+
+def test_loss_range_ignores_an_early_spike():
+    from cifar_training.plots import _loss_ylim
+
+    lo, hi = _loss_ylim([40.0] + [2.3 - 0.01 * i for i in range(100)])
+    assert lo == 0 and 2.3 < hi < 3

@@ -700,6 +700,10 @@ def run(args, stop: StopRequest) -> int:
     timing = cb["timer"].state_dict()
     best = cb.get("best")
     tested = best.best_model_path if best is not None and best.best_model_path else None
+    if trainer.is_global_zero:
+        views = "6-view" if args.tta_translate else "flip"
+        _say(f"testing {'the best validation epoch' if tested else 'the last epoch'} on the "
+             f"test split (single view and {views} test-time augmentation) ...")
     trainer.test(module, datamodule=dm, ckpt_path=tested, weights_only=True, verbose=False)
     stop.armed = False
     module.history = history
@@ -888,7 +892,8 @@ def _interrupted_message(e: RunInterrupted, args) -> str:
     if last.is_file():
         try:
             ckpt = read_checkpoint(last)
-            where = f"epoch {ckpt['epoch'] + 1}, optimizer step {ckpt['global_step']}"
+            where = f"in epoch {ckpt['epoch'] + 1}, after {ckpt['global_step']} optimizer " \
+                "steps"
         except CheckpointError:
             where = "its last save"
         return (f"interrupted by {what}: the run is saved in {last} ({where}); rerun the same "

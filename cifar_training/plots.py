@@ -88,7 +88,7 @@ def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title
         if ax.lines and ax is not ax_lr:
             ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 

@@ -80,7 +80,7 @@ TRAIN_KEYS = tuple(_AIRBENCH)
 _RESUME_FREE = {
     "resume", "overwrite", "stop_after_epochs", "data_dir", "download", "cache_dir", "threads",
     "progress_bar", "out", "tta_translate", "matmul_precision", "limit_test_batches",
-    "eval_batch_size", "eval_only", "save_every_n_steps", "notes",
+    "eval_batch_size", "eval_only", "save_every_n_steps", "notes", "diagnostics",
 }
 # Lightning's --precision values (what Trainer(precision=...) accepts).
 PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16", "16-mixed", "16",
@@ -350,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report 6-view test-time augmentation (flip x {none, 1 px up-left, "
                    "1 px down-right}); costs ~3x the test pass (default: the recipe's; on for "
                    "best)")
+    g.add_argument("--diagnostics", action="store_true",
+                   help="also record, every 10 steps, each layer's activation mean/std and "
+                   "fraction of dead ReLU units and each weight's gradient norm (logs/metrics.csv, "
+                   "diagnostics.png); the update/weight ratio (update_ratio.png) is always "
+                   "recorded")
     g.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
                    help="no progress bar (logs only)")
     return p
@@ -467,7 +472,8 @@ def write_json(path: Path, obj) -> None:
 # never block the next attempt.
 _CHECKPOINTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt")
 _OUTPUTS = ("metrics.json", "eval_metrics.json", "model.pt", "model.json", "curves.png",
-            "confusion_matrix.png", "filters.png", "config.json")
+            "confusion_matrix.png", "filters.png", "update_ratio.png", "diagnostics.png",
+            "config.json")
 
 
 def holds_run(out: Path) -> bool:
@@ -533,8 +539,11 @@ class NonFiniteEvaluationError(Exception):
 def _callbacks(args, out, has_val, stop, with_logger):
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from cifar_training.diagnostics import TrainingDiagnostics
+
     callbacks = {
         "timer": ThroughputTimer(), "stopper": StopAfterEpochs(args.stop_after_epochs),
+        "diagnostics": TrainingDiagnostics(every=10, activations=args.diagnostics),
         "last": RunCheckpoints(out / "checkpoints" / "last.ckpt", stop, args.save_every_n_steps),
     }
     if has_val:
@@ -661,7 +670,7 @@ def run(args, stop: StopRequest) -> int:
     if ltb is not None:
         steps = min(steps, ltb) if isinstance(ltb, int) else max(int(steps * ltb), 1)
     module.total_steps = None if args.fast_dev_run else args.epochs * steps
-    callbacks = [cb["timer"], cb["stopper"]]
+    callbacks = [cb["timer"], cb["stopper"], cb["diagnostics"]]
     if not args.fast_dev_run:
         callbacks += [cb[k] for k in ("best", "last", "lr") if k in cb]
     trainer = make_trainer(
@@ -698,6 +707,7 @@ def run(args, stop: StopRequest) -> int:
     # Testing the best checkpoint restores its (earlier) history and timer state: keep ours.
     history = {k: list(v) for k, v in module.history.items()}
     timing = cb["timer"].state_dict()
+    diagnostics = {k: list(v) for k, v in cb["diagnostics"].history.items()}
     best = cb.get("best")
     tested = best.best_model_path if best is not None and best.best_model_path else None
     if trainer.is_global_zero:
@@ -708,9 +718,11 @@ def run(args, stop: StopRequest) -> int:
     stop.armed = False
     module.history = history
     cb["timer"].load_state_dict(timing)
+    cb["diagnostics"].history = diagnostics
     if trainer.is_global_zero:
         write_outputs(out, args, dm, module, trainer, cb["timer"], tested,
-                      time.perf_counter() - t_start, threads, trainer.num_training_batches)
+                      time.perf_counter() - t_start, threads, trainer.num_training_batches,
+                      cb["diagnostics"].history)
         check_finite_evaluation(module.test_results, out / "metrics.json")
     return 0
 
@@ -746,7 +758,7 @@ def _hardware(trainer, args, threads) -> dict:
 
 
 def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
-                  steps_per_epoch):
+                  steps_per_epoch, diagnostics=None):
     import torch
 
     from cifar_training import plots
@@ -797,6 +809,11 @@ def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
     if res.get("confusion_flip_tta"):
         plots.plot_confusion(res["confusion_flip_tta"], dm.classes, out / "confusion_matrix.png",
                              f"test confusion (flip TTA), {title}")
+    if diagnostics and diagnostics["update_ratio"]:
+        plots.plot_update_ratio(diagnostics["update_ratio"], out / "update_ratio.png",
+                                steps_per_epoch, title)
+    if diagnostics and diagnostics["activations"]:
+        plots.plot_diagnostics(diagnostics, out / "diagnostics.png", steps_per_epoch, title)
     filters, what = module.net.trained_filters_rgb()
     plots.plot_filters(filters.float().cpu().numpy(), out / "filters.png",
                        f"{what}, {title}")

@@ -142,6 +142,11 @@ class CifarNet(nn.Module):
     def first_layer_filters(self) -> torch.Tensor:
         return self.stem_conv.w.detach()
 
+    def activation_layers(self) -> list:
+        """[(name, module, post_relu)]: the layers whose outputs the diagnostics summarize; each
+        block ends in a ReLU."""
+        return [(f"block{i + 1}", b, True) for i, b in enumerate(self.blocks)]
+
     def trained_filters_rgb(self) -> tuple[torch.Tensor, str]:
         """(filters (F, 3, k, k), caption): the first TRAINED conv, seen in RGB.
 
@@ -193,6 +198,10 @@ class ThreeLayerConvNet(nn.Module):
 
     def trained_filters_rgb(self) -> tuple[torch.Tensor, str]:
         return self.conv.w.detach(), "first-layer filters (7x7 conv)"
+
+    def activation_layers(self) -> list:
+        """The conv and hidden affine layers; their outputs feed ReLUs (post_relu False)."""
+        return [("conv", self.conv, False), ("fc1", self.fc1, False)]
 
     def cs231n_params(self) -> dict:
         names = {"W1": self.conv.w, "b1": self.conv.b, "W2": self.fc1.w, "b2": self.fc1.b,

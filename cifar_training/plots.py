@@ -130,3 +130,56 @@ def plot_filters(w, path, title="first-layer filters"):
             ax.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
     fig.suptitle(textwrap.fill(title, max(40, 11 * cols)), fontsize=9)
     return _save(fig, path)
+
+
+def _series(rows: list) -> dict:
+    """[[step, {name: value}]] -> {name: (steps, values)}."""
+    out: dict = {}
+    for step, values in rows:
+        for name, v in values.items():
+            out.setdefault(name, ([], []))
+            out[name][0].append(step)
+            out[name][1].append(v)
+    return out
+
+
+def plot_update_ratio(rows: list, path, steps_per_epoch: float | None = None, title: str = ""):
+    """rows: [[step, {weight name: ||dw|| / ||w||}]] (``TrainingDiagnostics.history``). Log
+    scale, one line per weight, the notes' healthy value 1e-3 drawn as a line in a band
+    (3e-4 to 3e-3)."""
+    spe = float(steps_per_epoch or 1.0)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.axhspan(3e-4, 3e-3, color="tab:green", alpha=0.12, label="~1e-3: healthy (CS231n notes)")
+    ax.axhline(1e-3, color="tab:green", lw=1)
+    for name, (steps, values) in _series(rows).items():
+        v = np.asarray(values, dtype=float)
+        ax.plot((np.asarray(steps) + 1) / spe, np.where(v > 0, v, np.nan), lw=1, label=name)
+    ax.set_yscale("log")
+    ax.set(xlabel="epoch", ylabel="||update|| / ||weight||",
+           title="update/weight ratio per layer" + (f", {title}" if title else ""))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def plot_diagnostics(history: dict, path, steps_per_epoch: float | None = None, title: str = ""):
+    """Per layer over training: activation std, fraction of dead ReLUs, and per weight the
+    gradient norm (``TrainingDiagnostics.history`` with activations)."""
+    spe = float(steps_per_epoch or 1.0)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    acts = _series([[s, {n: v[1] for n, v in d.items()}] for s, d in history["activations"]])
+    dead = _series([[s, {n: v[2] for n, v in d.items()}] for s, d in history["activations"]])
+    grads = _series(history["grad_norm"])
+    panels = [(acts, "activation std", "linear"),
+              (dead, "dead ReLU units (0 for the whole batch)", "linear"),
+              (grads, "gradient norm", "log")]
+    for ax, (series, label, scale) in zip(axes, panels, strict=True):
+        for name, (steps, values) in series.items():
+            ax.plot((np.asarray(steps) + 1) / spe, values, lw=1, label=name)
+        ax.set(xlabel="epoch", ylabel=label, title=label, yscale=scale)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, y=1.03)
+    return _save(fig, path)

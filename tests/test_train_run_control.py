@@ -443,3 +443,70 @@ def test_loss_range_ignores_an_early_spike():
 
     lo, hi = _loss_ylim([40.0] + [2.3 - 0.01 * i for i in range(100)])
     assert lo == 0 and 2.3 < hi < 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Diagnostics: update/weight ratio, activations, dead units
+# ----------------------------------------------------------------------------------------------
+
+
+def test_update_ratio_is_the_norm_of_the_step_over_the_norm_of_the_weight():
+    from types import SimpleNamespace
+
+    from cifar_training.diagnostics import TrainingDiagnostics
+    from cifar_training.models import build_net
+
+    net = build_net("default", (4, 8, 8), seed=0)
+    logged = {}
+    module = SimpleNamespace(net=net, log_dict=lambda d, **k: logged.update(d))
+    trainer = SimpleNamespace(global_step=20, is_global_zero=True)
+    cb = TrainingDiagnostics(every=10)
+    cb.on_train_batch_start(trainer, module, None, 0)
+    w = net.blocks[0].conv1.w
+    w.grad = torch.ones_like(w)
+    w0 = w.detach().clone()
+    cb.on_before_optimizer_step(trainer, module, None)
+    with torch.no_grad():
+        w -= 0.01 * w.grad  # the "optimizer": only this weight moves
+    trainer.global_step = 21
+    cb.on_train_batch_end(trainer, module, None, None, 0)
+    step, ratios = cb.history["update_ratio"][0]
+    assert step == 20
+    expected = 0.01 * w.grad.norm() / w0.norm()
+    assert abs(ratios["blocks.0.conv1.w"] - float(expected)) < 1e-6 * float(expected)
+    assert ratios["head.w"] == 0.0 and "stem_conv.w" not in ratios  # fixed stem: not trained
+    assert logged["update_ratio/blocks.0.conv1.w"] == ratios["blocks.0.conv1.w"]
+    trainer.global_step = 21  # not a multiple of every: nothing recorded
+    cb.on_train_batch_start(trainer, module, None, 1)
+    cb.on_before_optimizer_step(trainer, module, None)
+    cb.on_train_batch_end(trainer, module, None, None, 1)
+    assert len(cb.history["update_ratio"]) == 1
+
+
+def test_activation_stats_count_units_dead_for_the_whole_batch():
+    from cifar_training.diagnostics import activation_stats
+
+    a = torch.rand(5, 4, 3, 3) + 0.1
+    a[:, 1] = 0  # unit 1 never fires
+    a[0, 2] = 0  # unit 2 fires for the other examples: alive
+    mean, std, dead = activation_stats(a, post_relu=True)
+    assert dead == 0.25 and abs(mean - float(a.mean())) < 1e-6 and std > 0
+    pre = torch.randn(6, 8)
+    pre[:, 3] = -torch.rand(6)  # always <= 0 before the ReLU: dead
+    assert activation_stats(pre, post_relu=False)[2] >= 1 / 8
+
+
+def test_diagnostics_flag_logs_and_plots(data, tmp_path):
+    import csv
+
+    out = tmp_path / "o"
+    assert cli.main(_argv(data, tmp_path, out, "--epochs", "2", "--val-size", "48",
+                          "--diagnostics")) == 0
+    for name in ("update_ratio.png", "diagnostics.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    cols = rows[0].keys()
+    for prefix in ("update_ratio/", "activation_std/block", "dead_relu/block", "grad_norm/"):
+        assert any(c.startswith(prefix) for c in cols), prefix
+    ratios = [float(r["update_ratio/head.w"]) for r in rows if r.get("update_ratio/head.w")]
+    assert len(ratios) == 2 and all(0 < r < 1 for r in ratios)  # steps 0 and 10 of 12

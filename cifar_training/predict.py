@@ -53,7 +53,7 @@ def load_image(path: Path, size: tuple[int, int]):
         with Image.open(path) as im:
             im = im.convert("RGB")
             im = im.resize((size[1], size[0]), Image.Resampling.BICUBIC, reducing_gap=3.0)
-            return np.asarray(im, dtype=np.uint8)
+            return np.array(im, dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except IsADirectoryError:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_training.datasets import atomic_write_bytes
 from cifar_training.run_control import (
     SIGNAL_NAMES,
     AtomicCheckpointIO,
@@ -37,7 +38,6 @@ from cifar_training.run_control import (
     StopDuringTest,
     StopRequest,
     ThroughputTimer,
-    atomic_write_bytes,
     read_checkpoint,
 )
 from cifar_training.threads import MATMUL_PRECISIONS, default_threads

@@ -445,6 +445,23 @@ def _extract_filter() -> dict:
     return {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
+def atomic_write_bytes(path, data) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, flushed to disk
+    and renamed into place: a reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        make_readable(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def make_readable(path) -> None:
     """mkstemp creates files 0600; give the final file the usual 0644 (minus the umask)."""
     umask = os.umask(0)
@@ -465,15 +482,7 @@ def _write_npz(path: Path, a: CifarArrays) -> None:
             json.dumps({"classes": a.classes, "source": a.source}).encode(), dtype=np.uint8
         ),
     )
-    fd, tmp = tempfile.mkstemp(prefix=".npz-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getbuffer())
-        make_readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, buf.getbuffer())
 
 
 def _read_npz(path: Path):

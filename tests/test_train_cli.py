@@ -189,6 +189,14 @@ def test_fast_dev_run_three_layer(tmp_path, data):
     (["--resume", "--overwrite"], "contradict"),
     (["--dirac-init", "yes"], "expected on or off"),
     (["--matmul-precision", "low"], "invalid choice: 'low'"),
+    (["--head-scale", "0"], "must be a positive number"),
+    (["--head-scale", "-1"], "must be a positive number"),
+    (["--precision", "garbage"], "invalid choice: 'garbage'"),
+    (["--devices", "0"], "must be >= 1"),
+    (["--devices", "x"], "expected auto, a count"),
+    (["--recipe", "three-layer", "--model", "default"], "is for --model three-layer"),
+    (["--tta-translate", "maybe"], "expected on or off"),
+    (["--train-subset", "0"], "must be a positive integer"),
 ])
 def test_bad_flags_are_rejected_by_the_parser(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:

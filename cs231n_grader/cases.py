@@ -173,14 +173,29 @@ def spatial_groupnorm(rng):
     return cases
 
 
+def row_offsets(rng, N, spread=1000.0):
+    """One offset per row, ``spread`` apart: rows of scores that differ by ~1000 while each row's
+    own scores are close. Subtracting one max over the whole batch underflows every exp of the
+    rows far below it (0 / 0 = NaN); the per-row max the course teaches handles them."""
+    offsets = np.arange(N, dtype=np.float64) * spread
+    return rng.permutation(offsets)[:, None]
+
+
 def _scores_cases(rng, large):
     cases = [
         _case("batch of 1, 3 classes", [rng.standard_normal((1, 3)) * 2, rng.integers(0, 3, 1)], 1),
         _case("N=5, C=10", [rng.standard_normal((5, 10)) * 2, rng.integers(0, 10, 5)], 5),
     ]
     if large:
+        cases.append(_case("rows offset by ~1000 from each other",
+                           [rng.standard_normal((3, 5)) * 2 + row_offsets(rng, 3),
+                            rng.integers(0, 5, 3)], 3))
+        # Robustness only: within a row, scores 1000 apart underflow exp(x - max) to 0 for the
+        # lower ones, and log(0) = -inf for a softmax that takes log of probabilities (the course
+        # notes' max shift alone, a correct answer on every realistic input).
         cases.append(_case("huge logits (|x| ~ 1000)", [rng.standard_normal((4, 6)) * 1000,
-                                                         rng.integers(0, 6, 4)], 4))
+                                                         rng.integers(0, 6, 4)], 4,
+                           meta={"N": 4, "robust": True}))
     return cases
 
 
@@ -296,6 +311,56 @@ def linear_loss(rng):
         W = rng.standard_normal((D, C)) * scale
         X = rng.standard_normal((N, D))
         cases.append(_case(label, [W, X, rng.integers(0, C, N), reg], N))
+    return cases
+
+
+def linear_softmax_loss(rng):
+    """The linear cases, plus scores X @ W whose rows sit ~1000 apart: X's first column holds
+    each row's offset and W's first row is constant, so every class of a row gets the same
+    shift (the loss does not change, a global max shift gives NaN)."""
+    cases = linear_loss(rng)
+    N, D, C = 4, 5, 6
+    W = rng.standard_normal((D, C))
+    W[0] = 2.0
+    X = rng.standard_normal((N, D))
+    X[:, 0] = row_offsets(rng, N, 500.0)[:, 0]
+    cases.append(_case("rows of scores offset by ~1000 from each other, reg 0.05",
+                       [W, X, rng.integers(0, C, N), 0.05], N))
+    return cases
+
+
+def _train_call(X, y, iters, batch):
+    return [
+        {"method": "train", "args": [X, y],
+         "kwargs": {"learning_rate": 0.1, "reg": 0.01, "num_iters": iters, "batch_size": batch},
+         "test": "train", "check": "sequence", "names": ["X", "y"]},
+        {"attr": "W", "test": "train", "check": "output"},
+    ]
+
+
+def linear_train(rng):
+    """LinearClassifier.train with a quadratic stand-in loss (``case['train_loss']``), so the
+    training loop is graded on its own, whatever the student's SVM loss does. Minibatches drawn
+    by np.random.choice(num_train, batch_size) under the grader's seed match the reference."""
+    cases = []
+    for label, N, D, C, iters, batch, given_w in [
+        ("W given, 4 steps of batch 5 from N=8", 8, 4, 3, 4, 5, True),
+        ("W created by train (0.001 * randn), 3 steps of batch 3 from N=6", 6, 5, 4, 3, 3, False),
+    ]:
+        X = rng.standard_normal((N, D))
+        y = rng.integers(0, C, N)
+        y[0] = C - 1  # the number of classes is max(y) + 1
+        case = {"label": label, "ctor_args": [], "ctor_kwargs": {}, "meta": {"N": N},
+                "train_loss": "quadratic", "calls": _train_call(X, y, iters, batch)}
+        if given_w:
+            case["attrs"] = {"W": rng.standard_normal((D, C)) * 0.1}
+        cases.append(case)
+    # Every example the same: any way of drawing minibatches gives the same steps.
+    X = np.tile(rng.standard_normal((1, 4)), (6, 1))
+    cases.append({"label": "identical examples (any sampling gives the same steps), 3 steps",
+                  "ctor_args": [], "ctor_kwargs": {}, "meta": {"N": 6},
+                  "train_loss": "quadratic", "attrs": {"W": rng.standard_normal((4, 3)) * 0.1},
+                  "calls": _train_call(X, np.full(6, 2), 3, 4)})
     return cases
 
 
@@ -521,4 +586,69 @@ def temporal_softmax(rng):
         mask[0, 0] = True
         cases.append(_case(label, [rng.standard_normal((N, T, V)) * scale,
                                    rng.integers(0, V, (N, T)), mask], N))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------
+# assignment 3, PyTorch: GAN losses and SimCLR (inputs become float64 tensors)
+# ----------------------------------------------------------------------------------------------
+
+
+def gan_scores(n_inputs):
+    """Scores of shape (N,) and (N, 1), as the course's discriminators give them."""
+    def gen(rng):
+        return [_case(label, [rng.standard_normal(shape) * 2 for _ in range(n_inputs)],
+                      shape[0])
+                for label, shape in [("batch of 1", (1,)), ("N=6, scores of shape (N,)", (6,)),
+                                     ("N=4, scores of shape (N, 1)", (4, 1))]]
+    return gen
+
+
+def simclr_vectors(rng):
+    return [_case(f"D={D}", [rng.standard_normal(D) * s, rng.standard_normal(D)], None)
+            for D, s in ((3, 1.0), (8, 5.0))]
+
+
+def simclr_matrix(rng):
+    return [_case(f"2N={M}, D={D}", [rng.standard_normal((M, D))], M // 2)
+            for M, D in ((2, 3), (6, 5))]
+
+
+def simclr_pairs(rng):
+    return [_case(f"N={N}, D={D}", [rng.standard_normal((N, D)), rng.standard_normal((N, D))], N)
+            for N, D in ((1, 4), (3, 5))]
+
+
+def simclr_loss(rng):
+    return [_case(f"N={N}, D={D}, tau={tau:g}",
+                  [rng.standard_normal((N, D)), rng.standard_normal((N, D)), tau], N)
+            for N, D, tau in ((1, 3, 0.5), (3, 4, 0.5), (4, 6, 0.1))]
+
+
+def positional_encoding(rng):
+    return [{"label": label, "ctor_args": [D], "ctor_kwargs": {"dropout": 0.0, "max_len": L},
+             "params": {}, "args": [rng.standard_normal((N, S, D))], "meta": {"N": N}}
+            for label, N, S, D, L in [("N=2, S=3, D=4, max_len 10", 2, 3, 4, 10),
+                                      ("batch of 1, S = max_len = 5, D=6", 1, 5, 6, 5)]]
+
+
+def multihead_attention(rng):
+    """Query (N, S, E), key/value (N, T, E); attn_mask (S, T) with 0 = blocked (the course's
+    convention); weights in CS231n layout (E, E)."""
+    cases = []
+    for label, N, S, T, E, H, mask in [
+        ("self-attention, N=1, S=T=3, E=4, 2 heads", 1, 3, 3, 4, 2, None),
+        ("cross-attention, N=2, S=2, T=4, E=6, 3 heads", 2, 2, 4, 6, 3, None),
+        ("causal mask (0 = blocked), N=2, S=T=4, E=4, 2 heads", 2, 4, 4, 4, 2, "causal"),
+    ]:
+        q = rng.standard_normal((N, S, E))
+        kv = q if S == T else rng.standard_normal((N, T, E))  # S == T: self-attention
+        params = {}
+        for w in ("q", "k", "v", "o"):
+            params[f"W{w}"] = rng.standard_normal((E, E)) / np.sqrt(E)
+            params[f"b{w}"] = rng.standard_normal(E) * 0.1
+        kwargs = {"attn_mask": np.tril(np.ones((S, T), dtype=bool))} if mask else {}
+        cases.append({"label": label, "ctor_args": [E, H], "ctor_kwargs": {"dropout": 0.0},
+                      "params": params, "args": [q, kv.copy(), kv.copy()], "kwargs": kwargs,
+                      "meta": {"N": N}})
     return cases

@@ -1,13 +1,18 @@
-"""Child process that runs a student's code: ``python -m cs231n_grader.child JOBDIR``.
+"""Child process that runs a student's code: ``python -s <harness>/run_child.py JOBDIR``.
 
-It reads ``JOBDIR/job.{json,npz}``, caps its own address space and file sizes, puts the student's
-root first on ``sys.path`` (so ``from cs231n.layers import *`` resolves to the student's files),
-imports the student's module, runs one driver from ``drivers.py`` and writes one record per call
-to ``JOBDIR/rec-NNNNN.{json,npz}``. Before each call it writes ``JOBDIR/progress`` (sequence number
-and call key), which the parent watches to enforce the per-call time limit and to know which call
-hung or crashed. Nothing is pickled in either direction (see ``codec.py``).
+The grader starts it from a private copy of the harness (see ``sandbox.py``). It seals itself
+off from the reference (``seal.py``), reads ``JOBDIR/job.{json,npz}``, caps its own address space
+and file sizes, puts the student's root first on ``sys.path`` (so ``from cs231n.layers import *``
+resolves to the student's files, or to a stand-in the job names), imports the student's module,
+runs one driver from ``drivers.py`` and writes one record per call to
+``JOBDIR/rec-NNNNN.{json,npz}``. Before each call it writes ``JOBDIR/progress`` (sequence number
+and call key), which tells the grader which call is running (for the per-call limit, and to
+know which call hung or crashed). Nothing is pickled in either direction (see ``codec.py``).
+When the job is done it writes ``JOBDIR/done`` and waits: the grader then kills it together
+with every process the student's code left behind.
 
-This isolates faults (exceptions, hangs, runaway memory, crashes); it is not a security sandbox.
+The harness modules import each other relatively and nothing else of the project, so they run
+the same from the installed package and from the harness copy.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import types
+
+from . import codec, seal
+from .drivers import DRIVERS, describe_exception, guarded_call
+
+# After writing ``done`` the child waits this long for the grader to end it, then exits alone.
+_AWAIT_END_S = 60.0
 
 
 def _limit_resources(memory_mb: int, max_output: int) -> None:
@@ -75,20 +87,14 @@ class ChildEnv:
         return key in self.exclude
 
     def progress(self, key):
-        from cs231n_grader.codec import _atomic_write
-
         self.seq += 1
-        _atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
+        codec._atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
 
     def call(self, key, label, fn, args, kwargs, names):
-        from cs231n_grader.drivers import guarded_call
-
         return guarded_call(key, fn, args, kwargs, names, self.roots,
                             before=lambda: self.progress(key))
 
     def emit(self, key, record):
-        from cs231n_grader import codec
-
         self.n_records += 1
         stem = os.path.join(self.jobdir, f"rec-{self.n_records:06d}")
         try:
@@ -100,16 +106,26 @@ class ChildEnv:
                           "message": f"the result could not be read back: {exc}"}}})
 
 
+def _await_end() -> None:
+    """Wait for the grader to kill this process (and its descendants); exit if it never does
+    or if the grader is gone."""
+    parent = os.getppid()
+    end = time.monotonic() + _AWAIT_END_S
+    while time.monotonic() < end and os.getppid() == parent:
+        time.sleep(0.2)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     jobdir = argv[0]
-    from cs231n_grader import codec
-    from cs231n_grader.drivers import DRIVERS, describe_exception
-
+    seal.seal()
+    seal.set_subreaper()
     job = codec.load(os.path.join(jobdir, "job"))
     _limit_resources(int(job["memory_mb"]), int(job["max_output"]))
     root = os.path.abspath(job["student_root"])
     sys.path.insert(0, root)
+    seal.seal(keep_paths=(root,), reference_root=job.get("reference_root"),
+              standins=job.get("standins"))
     sys.dont_write_bytecode = True
     _install_py2_shims()
     roots = (root + os.sep,)
@@ -132,8 +148,10 @@ def main(argv=None) -> int:
     if job["driver"] != "import" and job["module"] in loaded:
         env.module = loaded[job["module"]]
         DRIVERS[job["driver"]](job["spec"], job["cases"], env)
-    codec._atomic_write(os.path.join(jobdir, "done"), b"1")
     sys.stdout.flush()
+    sys.stderr.flush()
+    codec._atomic_write(os.path.join(jobdir, "done"), b"1")
+    _await_end()
     # Skip interpreter teardown: student objects with odd __del__ methods cannot hang the exit.
     os._exit(0)
 

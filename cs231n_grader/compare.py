@@ -65,16 +65,18 @@ def scale_of(*values) -> float:
     return m
 
 
-def compare(key: str, student, ref, tol: float, scale: float = 0.0) -> Cmp:
+def compare(key: str, student, ref, tol: float, scale: float = 0.0,
+            atol: float | None = None) -> Cmp:
     """Student vs reference value: type, shape, finiteness, then rel_error <= tol (exact
     equality for integer results such as labels).
 
     ``scale`` (the largest magnitude among the related reference results, see ``scale_of``)
     sets an absolute floor: differences below THRESHOLDS['abs_floor'] * scale are round-off
     around a value that is mathematically zero and pass even when rel_error's 1e-8 floor would
-    not (e.g. the gradient of a bias that batchnorm follows).
+    not (e.g. the gradient of a bias that batchnorm follows). ``atol`` replaces that floor
+    where a result is only as exact as float32 (e.g. the course's float32 positional table).
     """
-    atol = THRESHOLDS["abs_floor"] * scale
+    atol = THRESHOLDS["abs_floor"] * scale if atol is None else atol
     if ref is None:
         return Cmp(key, student is None, 0.0)
     if student is None:
@@ -103,8 +105,11 @@ def compare(key: str, student, ref, tol: float, scale: float = 0.0) -> Cmp:
     if student.shape != ref_arr.shape:
         msg = f"{key} has shape {student.shape}, expected {ref_arr.shape}"
         if student.size == ref_arr.size and student.dtype.kind in "iuf":
-            flat = np.asarray(student, dtype=np.float64).reshape(ref_arr.shape)
-            if rel_error(flat, ref_arr) <= tol:
+            values = np.asarray(student, dtype=np.float64)
+            if values.ndim == 2 and values.T.shape == ref_arr.shape and \
+                    rel_error(values.T, ref_arr) <= tol and 1 not in ref_arr.shape:
+                msg += " (it is the transpose of the right answer: swap the axes, e.g. .T)"
+            elif rel_error(values.reshape(ref_arr.shape), ref_arr) <= tol:
                 msg += " (the values are right: reshape it)"
         return Cmp(key, False, None, msg, "shape")
     if student.dtype.kind not in "iufb":

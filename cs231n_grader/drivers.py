@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import traceback
+import types
 import zlib
 from dataclasses import dataclass, field
 
@@ -236,7 +237,23 @@ def _construct(spec, case, env, i):
     return obj, _record(o, copy.deepcopy(value))
 
 
+def _quadratic_loss(self, X_batch, y_batch, reg):
+    """Stand-in loss for grading a training loop on its own: 0.5 * mean squared distance of
+    the scores to one-hot targets, plus reg * sum(W**2). (Not a loss students write.)"""
+    N = X_batch.shape[0]
+    targets = np.zeros((N, self.W.shape[1]))
+    targets[np.arange(N), y_batch] = 1.0
+    diff = X_batch.dot(self.W) - targets
+    loss = 0.5 * np.sum(diff * diff) / N + reg * np.sum(self.W * self.W)
+    return loss, X_batch.T.dot(diff) / N + 2 * reg * self.W
+
+
+_TRAIN_LOSSES = {"quadratic": _quadratic_loss}
+
+
 def _set_state(obj, case, env, i):
+    if case.get("train_loss"):
+        obj.loss = types.MethodType(_TRAIN_LOSSES[case["train_loss"]], obj)
     params = getattr(obj, "params", None)
     if case.get("params") is None and env.make_params is not None and isinstance(params, dict):
         case["params"] = env.make_params(i, params)
@@ -251,7 +268,8 @@ def run_object(spec, cases, env):
 
     spec: 'cls'. case: 'ctor_args', 'ctor_kwargs', 'params' (name -> array, set after
     construction; drawn by env.make_params on the reference side when None), 'attrs' (attributes
-    to set), 'calls' (list of {'method', 'args', 'kwargs'}).
+    to set), 'train_loss' (a stand-in ``loss`` method, see ``_TRAIN_LOSSES``), 'calls' (list of
+    {'method', 'args', 'kwargs'}, or {'attr'} to read an attribute).
     """
     for i, case in enumerate(cases):
         if env.skip(f"init/{i}"):
@@ -274,9 +292,14 @@ def run_object(spec, cases, env):
             key = f"call/{i}/{j}"
             if env.skip(key):
                 break
+            if "attr" in c:  # read an attribute the earlier calls set (e.g. W after train)
+                env.emit(key, {"value": copy.deepcopy(getattr(obj, c["attr"], None)),
+                               "error": None, "mutated": []})
+                continue
             fn = getattr(obj, c["method"], None)
             if fn is None:
-                env.emit(key, _not_run(f"{spec['cls']} has no method {c['method']!r}"))
+                env.emit(key, {"value": None, "mutated": [], "error": _error(
+                    "Missing", f"{spec['cls']} has no method {c['method']!r}")})
                 break
             args = copy.deepcopy(c.get("args", []))
             o = env.call(key, f"{spec['cls']}.{c['method']}: {case['label']}", fn, args,
@@ -286,15 +309,150 @@ def run_object(spec, cases, env):
                 break
 
 
+def _to_numpy(value, name):
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(value).__name__}")
+    return value.detach().cpu().numpy()
+
+
+def run_torch(spec, cases, env):
+    """PyTorch code (assignment 3): for each case, the function ``spec['functions'][case['fn']]``
+    called with every array argument a float64 tensor that requires grad; then autograd with
+    the upstream gradient (1 for a scalar output, the case's ``douts`` otherwise). Record value:
+    (output, [gradient of each argument; None for non-tensors or when no gradient reached it]).
+
+    spec: 'functions', a list of {'function', 'args' (names), 'kwargs'}.
+    """
+    import torch
+
+    for i, case in enumerate(cases):
+        key = f"loss/{i}"
+        fspec = spec["functions"][case["fn"]]
+        name = fspec["function"]
+        if env.skip(key):
+            continue
+        try:
+            fn = env.resolve(name)
+        except AttributeError as exc:
+            env.emit(key, _not_run(str(exc)))
+            continue
+
+        def forward_backward(i=i, case=case, key=key, fn=fn, name=name, fspec=fspec):
+            tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True)
+                       if isinstance(a, np.ndarray) else a for a in copy.deepcopy(case["args"])]
+            torch.manual_seed(call_seed(key))
+            out = fn(*tensors, **copy.deepcopy(fspec.get("kwargs") or {}))
+            value = _to_numpy(out, name)
+            if value.ndim == 0:
+                dout = np.array(1.0)
+            else:
+                if case.get("douts") is None and env.make_douts is not None:
+                    case["douts"] = env.make_douts(i, [value])
+                dout = case["douts"][0]
+            if out.requires_grad:
+                out.backward(torch.as_tensor(dout, dtype=out.dtype))
+            grads = [t.grad.detach().cpu().numpy()
+                     if isinstance(t, torch.Tensor) and t.grad is not None else None
+                     for t in tensors]
+            return value, grads
+
+        o = env.call(key, f"{name}: {case['label']}", forward_backward, [], None, [])
+        env.emit(key, _record(o, o.value))
+
+
+def _attr_path(obj, path):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _torch_value(a, grad):
+    import torch
+
+    if not isinstance(a, np.ndarray):
+        return a
+    if a.dtype.kind == "f":
+        return torch.tensor(a, dtype=torch.float64, requires_grad=grad)
+    return torch.tensor(a)
+
+
+def run_torch_module(spec, cases, env):
+    """A PyTorch module of assignment 3: construct it (eval mode, float64), set its parameters
+    from the case's arrays, call forward on tensors that require grad, then autograd with the
+    case's upstream gradient. Record value: (output, {input name: gradient},
+    {parameter name: gradient}).
+
+    spec: 'modules', a list of {'cls', 'inputs' (names of forward's tensor arguments),
+    'params': {'student': ..., 'reference': ...}}, each params map taking an attribute path of
+    the module ('query.weight') to [parameter name, transposed?] (the course's nn.Linear holds
+    the transpose of CS231n's w); each case's 'fn' picks its module.
+    """
+    import torch
+
+    side = "reference" if getattr(env, "reference", False) else "student"
+    for i, case in enumerate(cases):
+        key = f"loss/{i}"
+        mspec = spec["modules"][case["fn"]]
+        if env.skip(key):
+            continue
+        try:
+            cls = env.resolve(mspec["cls"])
+        except AttributeError as exc:
+            env.emit(key, _not_run(str(exc)))
+            continue
+        pmap = mspec["params"][side]
+
+        def forward_backward(i=i, case=case, key=key, cls=cls, pmap=pmap, mspec=mspec):
+            torch.manual_seed(call_seed(key))
+            module = cls(*case.get("ctor_args", []), **case.get("ctor_kwargs", {}))
+            module = module.double().eval()
+            params = {}
+            for path, (pname, transposed) in pmap.items():
+                p = _attr_path(module, path)
+                value = case["params"][pname]
+                with torch.no_grad():
+                    p.copy_(torch.as_tensor(value.T if transposed else value))
+                params[pname] = (p, transposed)
+            inputs = [_torch_value(a, True) for a in copy.deepcopy(case["args"])]
+            kwargs = {k: _torch_value(v, False) for k, v in (case.get("kwargs") or {}).items()}
+            out = module(*inputs, **kwargs)
+            value = _to_numpy(out, f"{mspec['cls']}.forward")
+            if case.get("douts") is None and env.make_douts is not None:
+                case["douts"] = env.make_douts(i, [value])
+            if out.requires_grad:
+                out.backward(torch.as_tensor(case["douts"][0], dtype=out.dtype))
+            grads = {n: (t.grad.detach().cpu().numpy() if t.grad is not None else None)
+                     for n, t in zip(mspec["inputs"], inputs, strict=True)}
+            pgrads = {}
+            for pname, (p, transposed) in params.items():
+                g = None if p.grad is None else p.grad.detach().cpu().numpy()
+                pgrads[pname] = g.T if transposed and g is not None else g
+            return value, grads, pgrads
+
+        o = env.call(key, f"{mspec['cls']}: {case['label']}", forward_backward, [], None, [])
+        env.emit(key, _record(o, o.value))
+
+
 # ----------------------------------------------------------------------------------------------
 # Diagnosis: numerical gradients of the STUDENT's forward (only run when a gradient disagrees)
 # ----------------------------------------------------------------------------------------------
 
 
 def _numerical(f, x, h):
-    from numpy_impl.gradient_check import eval_numerical_gradient
-
-    return eval_numerical_gradient(lambda _: f(), x, verbose=False, h=h)
+    """Centered differences of the scalar ``f()`` with respect to ``x`` (perturbed in place and
+    restored). Written out here because the child may not import the reference."""
+    grad = np.zeros(np.shape(x), dtype=np.float64)
+    for ix in np.ndindex(*np.shape(x)):
+        old = x[ix]
+        x[ix] = old + h
+        fxph = f()
+        x[ix] = old - h
+        fxmh = f()
+        x[ix] = old
+        grad[ix] = (fxph - fxmh) / (2 * h)
+    return grad
 
 
 class _Abort(Exception):
@@ -379,4 +537,6 @@ DRIVERS = {
     "optim": run_optim,
     "object": run_object,
     "numgrad": run_numgrad,
+    "torch": run_torch,
+    "torch_module": run_torch_module,
 }

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
+import math
 import os
 import threading
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cs231n_grader import cases as C
-from cs231n_grader import runner
+from cs231n_grader import runner, sandbox
 from cs231n_grader.compare import (
     Cmp,
     compare,
@@ -34,7 +37,7 @@ from cs231n_grader.thresholds import NUMERICAL_STEP, THRESHOLDS
 T = THRESHOLDS
 VERDICTS = ("pass", "fail", "error", "timeout", "crash", "not run", "missing", "skipped")
 # When cases of one test fail in different ways, the test's verdict is the first of these.
-_SEVERITY = ("timeout", "crash", "error", "fail", "not run")
+_SEVERITY = ("timeout", "crash", "error", "fail", "not run", "missing")
 # Reference code draws from NumPy's global random state (dropout, model initialization, as in
 # CS231n); items are graded on several threads, so in-process reference runs take turns.
 _REFERENCE_LOCK = threading.Lock()
@@ -53,6 +56,11 @@ class TestResult:
     cases_passed: int = 0
     cases_total: int = 0
     output: str = ""  # what the student's code printed, when it errored
+    # Robustness extras the code misses (an input modified in place, overflow on huge logits):
+    # reported, and worth a configurable deduction, but never a failure.
+    robustness: list = field(default_factory=list)
+    points: float | None = None  # the assignment profile's points for this test, if any
+    cases: list = field(default_factory=list)  # per case: label, status, max_rel_error, ...
 
     @property
     def passed(self) -> bool:
@@ -71,6 +79,7 @@ class CaseResult:
     cmps: list = field(default_factory=list)
     diagnosis: str = ""
     skip_reason: str = ""
+    robustness: list = field(default_factory=list)  # see TestResult.robustness
 
     def fail(self, message: str, status: str = "fail") -> None:
         if self.status == "pass" or (status in _SEVERITY and self.status in _SEVERITY
@@ -105,6 +114,26 @@ class Context:
     limits: runner.Limits
     seed: int = 231
     import_errors: dict = field(default_factory=dict)
+    harness: object = None  # sandbox.Harness the children start from
+    standins: dict = field(default_factory=dict)  # course-provided modules served by the reference
+    deadline: float = math.inf  # time.monotonic() at which the run's time budget ends
+
+
+def reference_root() -> str:
+    """The directory holding ``numpy_impl`` (children load stand-ins' reference code there)."""
+    spec = importlib.util.find_spec("numpy_impl")
+    return os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
+
+
+def child_job(ctx: Context, **fields) -> dict:
+    """A job for a child process: ``fields`` plus where the student's code lives and which of
+    its modules are stand-ins for the reference (see ``seal.py``)."""
+    job = {"student_root": ctx.sub.root, **fields}
+    standins = {**ctx.sub.standins, **ctx.standins}
+    if standins:
+        job["standins"] = standins
+        job["reference_root"] = reference_root()
+    return job
 
 
 def item_rng(seed: int, name: str, extra: int = 0):
@@ -114,9 +143,14 @@ def item_rng(seed: int, name: str, extra: int = 0):
 class LocalEnv:
     """Runs a driver in this process on trusted code (the reference or a variant of it)."""
 
-    def __init__(self, module, overrides=None, make_douts=None, make_params=None):
+    reference = True  # drivers that call student and reference code differently ask
+
+    def __init__(self, module, overrides=None, make_douts=None, make_params=None,
+                 case_index=None):
         self.module = module
         self.overrides = overrides or {}
+        # A variant replays one case as case 0: seed its calls as that case's own calls were.
+        self.case_index = case_index
         self.records = {}
         self.make_douts = make_douts
         self.make_params = make_params
@@ -128,6 +162,10 @@ class LocalEnv:
         return getattr(self.module, name)
 
     def call(self, key, label, fn, args, kwargs, names):
+        if self.case_index is not None:
+            kind, _, rest = key.partition("/")
+            _, _, tail = rest.partition("/")
+            key = "/".join(p for p in (kind, str(self.case_index), tail) if p)
         with np.errstate(all="ignore"):
             return guarded_call(key, fn, args, kwargs, names, self.roots)
 
@@ -157,8 +195,10 @@ def reference_run(item: Item, seed: int):
     return module, cases, env.records
 
 
-def variant_records(item: Item, module, overrides: dict, case: dict) -> dict:
-    env = LocalEnv(module, overrides)
+def variant_records(item: Item, module, overrides: dict, case: dict, index: int = 0) -> dict:
+    """Records of a variant of the reference on one case (case ``index`` of the item), keyed
+    as case 0."""
+    env = LocalEnv(module, overrides, case_index=index)
     try:
         with _REFERENCE_LOCK:
             DRIVERS[item.kind](item.spec, [copy.deepcopy(case)], env)
@@ -173,7 +213,8 @@ def _pretty_where(where: str, ctx: Context) -> str:
 
 
 def error_status(err: dict) -> str:
-    return {"Timeout": "timeout", "Crash": "crash", "NotRun": "not run"}.get(err["type"], "error")
+    return {"Timeout": "timeout", "Crash": "crash", "NotRun": "not run",
+            "Missing": "missing"}.get(err["type"], "error")
 
 
 def error_message(err: dict, ctx: Context) -> str:
@@ -184,6 +225,8 @@ def error_message(err: dict, ctx: Context) -> str:
         return f"crashed: {msg}"
     if kind == "NotRun":
         return f"not run: {msg}"
+    if kind == "Missing":
+        return msg
     if kind == "ReturnType":
         return msg
     where = _pretty_where(err.get("where", ""), ctx)
@@ -212,7 +255,8 @@ def _mutations(item: Item, s: dict, cr: CaseResult) -> None:
             cr.notes.append(f"updates {name} in place (CS231n's starter code does; the "
                             "reference returns a new array)")
         else:
-            cr.fail(f"modifies its input {name} in place", "fail")
+            cr.robustness.append(f"modifies its input {name} in place (callers' arrays change; "
+                                 "compute into a new array)")
 
 
 def _new_case(case: dict, i: int) -> CaseResult:
@@ -537,13 +581,44 @@ def check_object(item, cases, R, S, ctx):
             v = s["value"]
             if what == "loss_grads":
                 _check_loss_grads(cr, v, r["value"], item)
+            elif what == "sequence":  # a list of numbers (loss_history): any sequence type
+                label = f"{call['method']}(...)"
+                cr.add(compare(label, _as_float_array(v), np.asarray(r["value"], dtype=float),
+                               T["output"], scale_of(r["value"])))
             else:
-                label = "scores" if what == "scores" else f"{call['method']}(...)"
+                label = ("scores" if what == "scores" else
+                         f"self.{call['attr']}" if "attr" in call else f"{call['method']}(...)")
                 if what == "scores" and j > 0:
                     label = "scores after a training-mode call"
-                cr.add(compare(label, v, r["value"], T["output"], scale_of(r["value"])))
+                c = cr.add(compare(label, v, r["value"], T["output"], scale_of(r["value"])))
+                if not c.ok and call.get("method") == "sample":
+                    cr.diagnosis = _sample_hint(v, r["value"], case)
             _mutations(item, s, cr)
     return per_test
+
+
+def _sample_hint(got, ref, case) -> str:
+    """CaptioningRNN.sample one position late: <START> written into the output."""
+    start = (case.get("ctor_args") or [{}])[0].get("<START>")
+    got = np.asarray(got) if isinstance(got, np.ndarray) else None
+    ref = np.asarray(ref)
+    if got is None or got.shape != ref.shape or got.ndim != 2 or start is None:
+        return ""
+    if np.all(got[:, 0] == start) and np.array_equal(got[:, 1:], ref[:, :-1]):
+        return ("your captions are the right words shifted one step late: captions[:, 0] holds "
+                "<START>. <START> is the first INPUT; the first output is the word sampled "
+                "from it")
+    return ""
+
+
+def _as_float_array(v):
+    """A list or tuple of numbers as a float array (other values unchanged, for compare)."""
+    if isinstance(v, (list, tuple)):
+        try:
+            return np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            return v
+    return v
 
 
 def _check_loss_grads(cr, v, rv, item):
@@ -568,7 +643,66 @@ def _check_loss_grads(cr, v, rv, item):
             cr.add(compare(f"grads[{k!r}]", grads[k], ref[k], T["gradient"], scale))
 
 
-CHECKS = {"layer": check_layer, "loss": check_loss, "optim": check_optim, "object": check_object}
+def check_torch(item, cases, R, S, ctx):
+    """PyTorch functions: the output, and each argument's gradient through autograd."""
+    per_test = {f["function"]: [] for f in item.spec["functions"]}
+    for i, case in enumerate(cases):
+        fspec = item.spec["functions"][case["fn"]]
+        cr = _new_case(case, i)
+        per_test[fspec["function"]].append(cr)
+        r, s = R.get(f"loss/{i}"), S.get(f"loss/{i}")
+        if _ref_failed(cr, r) or _fail_record(cr, s, ctx):
+            continue
+        got = _as_tuple(s["value"], 2)
+        if got is None:
+            cr.fail(f"{fspec['function']} returned {describe(s['value'])}")
+            continue
+        (rv, rgrads), (sv, sgrads) = r["value"], got
+        cr.add(compare("output", sv, rv, T["output"], scale_of(rv)))
+        scale = scale_of(*[g for g in rgrads if g is not None])
+        for g, idx in fspec["grads"]:
+            if rgrads[idx] is None:
+                continue
+            if sgrads[idx] is None:
+                cr.fail(f"no gradient reaches {fspec['args'][idx]}: compute with torch "
+                        "operations only (no .item(), .numpy() or Python floats in between) "
+                        "so autograd can differentiate the result")
+                continue
+            cr.add(compare(g, sgrads[idx], rgrads[idx], T["gradient"], scale))
+    return per_test
+
+
+def check_torch_module(item, cases, R, S, ctx):
+    """PyTorch modules: the output, the inputs' and the parameters' gradients."""
+    per_test = {m["cls"]: [] for m in item.spec["modules"]}
+    for i, case in enumerate(cases):
+        mspec = item.spec["modules"][case["fn"]]
+        cr = _new_case(case, i)
+        per_test[mspec["cls"]].append(cr)
+        r, s = R.get(f"loss/{i}"), S.get(f"loss/{i}")
+        if _ref_failed(cr, r) or _fail_record(cr, s, ctx):
+            continue
+        got = _as_tuple(s["value"], 3)
+        if got is None:
+            cr.fail(f"{mspec['cls']}.forward returned {describe(s['value'])}")
+            continue
+        rv, rgrads, rpgrads = r["value"]
+        sv, sgrads, spgrads = got
+        # The course builds some constants (the positional table) in float32: compare those
+        # outputs to float32 precision of their scale.
+        atol = T["float32"] * scale_of(rv) if mspec["float32_constants"] else None
+        cr.add(compare("output", sv, rv, T["output"], scale_of(rv), atol=atol))
+        scale = scale_of(*[g for g in (*rgrads.values(), *rpgrads.values()) if g is not None])
+        for label, ref, mine in [*((f"grad of {n}", g, sgrads.get(n)) for n, g in rgrads.items()),
+                                 *((f"grad of {n}", g, spgrads.get(n))
+                                   for n, g in rpgrads.items())]:
+            if ref is not None:
+                cr.add(compare(label, mine, ref, T["gradient"], scale))
+    return per_test
+
+
+CHECKS = {"layer": check_layer, "loss": check_loss, "optim": check_optim, "object": check_object,
+          "torch": check_torch, "torch_module": check_torch_module}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -617,16 +751,17 @@ def explain_gradients(grads, forward_ok, what, meta) -> str:
 
 
 def _numgrad(ctx, mod, spec, case, wrt):
-    job = {"driver": "numgrad", "module": mod.dotted, "student_root": ctx.sub.root,
-           "spec": {**spec, "wrt": wrt, "h": NUMERICAL_STEP}, "cases": [case]}
-    res = runner.run_job(job, ctx.limits)
+    job = child_job(ctx, driver="numgrad", module=mod.dotted, cases=[case],
+                    spec={**spec, "wrt": wrt, "h": NUMERICAL_STEP})
+    res = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
     return {k[len("num/"):]: v["value"] for k, v in res.records.items()
             if k.startswith("num/") and v.get("value") is not None}
 
 
 def _pick(crs):
-    """The first case that failed on values only, preferring cases without ties."""
-    cands = [c for c in crs if c.value_only]
+    """The first case that failed on values only (robustness cases aside), preferring cases
+    without ties."""
+    cands = [c for c in crs if c.value_only and not c.meta.get("robust")]
     plain = [c for c in cands if not c.meta.get("ties")]
     return (plain or cands or [None])[0]
 
@@ -646,15 +781,20 @@ def diagnose_layer(item, cases, R, S, results, ctx, mod, module):
     for cr in results["backward"]:
         if cr.value_only and item.accept:
             for note, overrides in item.accept:
-                V = variant_records(item, module, overrides, cases[cr.index])
+                V = variant_records(item, module, overrides, cases[cr.index], cr.index)
                 alt = _as_tuple((V.get("bwd/0") or {}).get("value"), len(item.grads))
                 got = _as_tuple(S[f"bwd/{cr.index}"]["value"], len(item.grads))
                 if alt and got and all(matches(a, b, T["gradient"])
                                        for a, b in zip(got, alt, strict=True)):
                     cr.status, cr.messages, cr.notes = "pass", [], [*cr.notes, note]
                     break
+    if item.meta.get("pool"):
+        _accept_pool_splits(item, cases, S, results["backward"])
     cr = _pick(results["backward"])
     if cr is None:
+        return
+    if item.meta.get("pool") and cr.meta.get("ties"):
+        cr.diagnosis = _TIE_HINT  # a numerical gradient means nothing at a tie
         return
     names = [g for g, _ in item.grads]
     bad = _failing_grads(cr, names)
@@ -676,9 +816,56 @@ def diagnose_layer(item, cases, R, S, results, ctx, mod, module):
         "forward", cr.meta)
 
 
+_TIE_HINT = ("where a window has several equal maxima your dx is not a valid split of dout: "
+             "each window's dout must go to its maxima only and sum to dout (all of it to the "
+             "first maximum, as the reference and PyTorch do, or shared among them)")
+
+
+def pool_split_ok(x, pool_param, dout, dx, tol=None) -> bool:
+    """Is ``dx`` a valid subgradient of max pooling (non-overlapping windows): in each window,
+    zero off the maxima, and on them a split of dout (same sign, parts adding up to dout)?"""
+    tol = T["gradient"] if tol is None else tol
+    ph, pw, st = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    x, dout = np.asarray(x, dtype=np.float64), np.asarray(dout, dtype=np.float64)
+    try:
+        dx = np.asarray(dx, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if dx.shape != x.shape or st < max(ph, pw) or not np.all(np.isfinite(dx)):
+        return False
+    covered = np.zeros(x.shape, dtype=bool)
+    scale = max(float(np.abs(dout).max(initial=0.0)), 1e-300)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            win = (slice(None), slice(None), slice(i * st, i * st + ph), slice(j * st, j * st + pw))
+            covered[win] = True
+            xw, gw, d = x[win], dx[win], dout[:, :, i:i + 1, j:j + 1]
+            is_max = xw == xw.max(axis=(2, 3), keepdims=True)
+            if np.abs(np.where(is_max, 0.0, gw)).max(initial=0.0) > tol * scale:
+                return False  # gradient off the maxima
+            share = np.where(is_max, gw, 0.0)
+            if np.abs(share.sum(axis=(2, 3), keepdims=True) - d).max() > tol * scale:
+                return False  # the parts do not add up to dout
+            if np.any(share * d < -tol * scale * scale):
+                return False  # a part of the wrong sign
+    return bool(np.abs(dx[~covered]).max(initial=0.0) <= tol * scale)
+
+
+def _accept_pool_splits(item, cases, S, crs) -> None:
+    for cr in crs:
+        if not cr.value_only:
+            continue
+        case = cases[cr.index]
+        got = _as_tuple(S[f"bwd/{cr.index}"]["value"], 1)
+        if got and pool_split_ok(case["args"][0], case["args"][1], case["douts"][0], got[0]):
+            cr.status, cr.messages = "pass", []
+            cr.notes = [*cr.notes, "tied maxima share the gradient differently from the "
+                        "reference (accepted: any split among tied maxima is a valid gradient)"]
+
+
 def _match_bug(item, module, case, S, cr, prefix):
     for message, overrides in item.bugs:
-        V = variant_records(item, module, overrides, case)
+        V = variant_records(item, module, overrides, case, cr.index)
         if not V:
             continue
         if _records_match(S, V, cr.index, prefix):
@@ -767,11 +954,32 @@ def _reg_hints(dloss, dgrad, W, reg, loss_ok, g, convention, half) -> list:
 
 def diagnose_optim(item, cases, R, S, results, ctx, mod, module):
     for cr in results["step"]:
+        if cr.value_only and item.accept:
+            for note, overrides in item.accept:
+                V = variant_records(item, module, overrides, cases[cr.index], cr.index)
+                if V and _records_match(S, V, cr.index, "step"):
+                    cr.status, cr.messages, cr.notes = "pass", [], [*cr.notes, note]
+                    break
         if cr.status == "fail" and item.bugs:
             cr.diagnosis = _match_bug(item, module, cases[cr.index], S, cr, "step")
 
 
+def _accept_object_alternatives(item, module, cases, S, results) -> None:
+    """Pass object cases that an accepted alternative reproduces (e.g. minibatches drawn
+    without replacement), with the alternative's note."""
+    for crs in results.values():
+        for cr in crs:
+            if not (cr.value_only and item.accept):
+                continue
+            for note, overrides in item.accept:
+                V = variant_records(item, module, overrides, cases[cr.index], cr.index)
+                if V and _records_match(S, V, cr.index, "call"):
+                    cr.status, cr.messages, cr.notes = "pass", [], [*cr.notes, note]
+                    break
+
+
 def diagnose_object(item, cases, R, S, results, ctx, mod, module):
+    _accept_object_alternatives(item, module, cases, S, results)
     if "loss" not in results:
         return
     cr = _pick(results["loss"])
@@ -831,7 +1039,8 @@ def diagnose_object(item, cases, R, S, results, ctx, mod, module):
 
 
 DIAGNOSES = {"layer": diagnose_layer, "loss": diagnose_loss, "optim": diagnose_optim,
-             "object": diagnose_object}
+             "object": diagnose_object, "torch": lambda *args: None,
+             "torch_module": lambda *args: None}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -839,17 +1048,42 @@ DIAGNOSES = {"layer": diagnose_layer, "loss": diagnose_loss, "optim": diagnose_o
 # ----------------------------------------------------------------------------------------------
 
 
+def _robustness_only(c: CaseResult, item: Item) -> None:
+    """A robustness case (e.g. huge logits) that fails on values or raises becomes a robustness
+    remark on an otherwise passing case."""
+    if c.meta.get("robust") and c.status in ("fail", "error"):
+        why = c.messages[0] if c.messages else c.status
+        if item.meta.get("nan_hint") and any(m.kind == "nan" for m in c.cmps):
+            why += f" ({item.meta['nan_hint']})"
+        c.robustness.append(f"case '{c.label}': {why}")
+        c.status, c.messages, c.diagnosis = "pass", [], ""
+
+
+def _case_record(c: CaseResult) -> dict:
+    """One case of a test, as plain JSON data."""
+    err = c.err if c.err is not None and math.isfinite(c.err) else None
+    return {"label": c.label, "status": c.status, "max_rel_error": err,
+            "messages": list(c.messages), "diagnosis": c.diagnosis,
+            "robustness": list(c.robustness), "notes": list(c.notes)}
+
+
 def summarize(name, item, file, crs, output="") -> TestResult:
+    for c in crs:
+        _robustness_only(c, item)
     counted = [c for c in crs if c.status != "skipped"]
-    notes = []
+    notes, robustness = [], []
     for c in crs:
         for n in c.notes:
             if n not in notes:
                 notes.append(n)
+        for n in c.robustness:
+            if n not in robustness:
+                robustness.append(n)
     errs = [c.err for c in counted if c.err is not None]
     res = TestResult(name, item.name, file, "pass", max(errs) if errs else None, notes=notes,
                      cases_passed=sum(c.status == "pass" for c in counted),
-                     cases_total=len(counted))
+                     cases_total=len(counted), robustness=robustness,
+                     cases=[_case_record(c) for c in crs])
     reasons = []
     for c in crs:
         if c.skip_reason and c.skip_reason not in reasons:
@@ -915,9 +1149,8 @@ def grade_item(item: Item, ctx: Context) -> list:
     except Exception as exc:  # noqa: BLE001 -- reference not written yet, or broken
         return everything("skipped", f"reference {item.ref} is not available "
                                      f"({type(exc).__name__}: {exc})")
-    job = {"driver": item.kind, "module": mod.dotted, "spec": item.spec, "cases": cases,
-           "student_root": sub.root}
-    S = runner.run_job(job, ctx.limits)
+    job = child_job(ctx, driver=item.kind, module=mod.dotted, spec=item.spec, cases=cases)
+    S = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
     results = CHECKS[item.kind](item, cases, R, S.records, ctx)
     DIAGNOSES[item.kind](item, cases, R, S.records, results, ctx, mod, module)
     out = [summarize(t, item, mod.relpath, results[p], S.output)
@@ -931,8 +1164,8 @@ def preflight_imports(ctx: Context, modules) -> dict:
     modules = sorted(set(modules))
     if not modules:
         return {}
-    job = {"driver": "import", "modules": modules, "student_root": ctx.sub.root}
-    res = runner.run_job(job, ctx.limits)
+    job = child_job(ctx, driver="import", modules=modules)
+    res = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
     errors = {}
     for name in modules:
         rec = res.records.get(f"import:{name}")
@@ -955,20 +1188,116 @@ def select_items(only=None) -> list:
                    for t in it.tests.values() for pat in only)]
 
 
-def grade(sub, limits=None, seed: int = 231, jobs: int = 1, only=None) -> list:
-    """Grade a Submission; returns TestResults in the order of the item table."""
-    ctx = Context(sub, limits or runner.Limits(), seed)
-    items = [it for it in select_items(only) if sub.find(it.files, it.functions) is not None]
-    mods = {m.relpath: m for m in (sub.find(it.files, it.functions) for it in items)}
-    ctx.import_errors = preflight_imports(
-        ctx, [m.dotted for m in mods.values() if not m.syntax_error])
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        per_item = list(pool.map(lambda it: grade_item(it, ctx), items))
-    results = [r for rs in per_item for r in rs]
+def _profile_items(profile, only) -> list:
+    items = select_items(only)
+    if profile is None:
+        return items
+    return [it for it in items if set(it.tests.values()) & set(profile.points)]
+
+
+def _not_found(profile, results, sub, only) -> list:
+    """MISSING results for the profile's tests the submission does not define at all."""
+    import fnmatch
+
+    seen = {r.name for r in results}
+    out = []
+    for item in ITEMS:
+        for test in item.tests.values():
+            if test not in profile.points or test in seen or profile.is_optional(test):
+                continue
+            if only and not any(fnmatch.fnmatchcase(test, p) or
+                                fnmatch.fnmatchcase(item.name, p) for p in only):
+                continue
+            files = " or ".join(item.files)
+            out.append(TestResult(test, item.name, item.files[0], "missing",
+                                  hint=f"{item.requires[test]} is not defined (looked in {files})"))
+            seen.add(test)
+    return out
+
+
+def _ungraded_note(profile, sub) -> str:
+    """Which functions the submission defines that the profile does not grade."""
+    extra = []
+    for item in ITEMS:
+        mod = sub.find(item.files, item.functions)
+        if mod is None or mod.syntax_error:
+            continue
+        for test in item.tests.values():
+            if test not in profile.points and item.requires[test] in mod.defined \
+                    and test not in extra:
+                extra.append(test)
+    if not extra:
+        return ""
+    return (f"not graded (not part of assignment {profile.assignment}, or course-provided): "
+            + ", ".join(extra))
+
+
+def _keep(results, profile, only) -> list:
+    """The results to report: those ``only`` asks for, and with a profile its tests only."""
     if only:
         import fnmatch
 
         results = [r for r in results
                    if any(fnmatch.fnmatchcase(r.name, p) or fnmatch.fnmatchcase(r.item, p)
                           for p in only)]
+    if profile is not None:
+        results = [r for r in results if r.name in profile.points]
+        for r in results:
+            r.points = float(profile.points[r.name])
+    return results
+
+
+def grade(sub, limits=None, seed: int = 231, jobs: int = 1, only=None,
+          time_budget: float | None = None, student_user=None, profile=None,
+          on_progress=None) -> list:
+    """Grade a Submission; returns TestResults in the order of the item table.
+
+    ``time_budget``: seconds for the whole run (items not finished by then time out);
+    ``student_user``: a ``sandbox.StudentUser`` to run student code as (the grader is root);
+    ``profile``: a ``profiles.Profile`` fixing the tests and their points (each result's
+    ``points``); its tests the submission lacks come back MISSING. Notes about what was and
+    was not graded are appended to ``sub.notes``. ``on_progress(results, done, total)`` is
+    called after each item with the results so far (from worker threads, one call at a time).
+    """
+    start = time.monotonic()
+    ctx = Context(sub, limits or runner.Limits(), seed,
+                  deadline=start + time_budget if time_budget else math.inf,
+                  standins=dict(profile.standins) if profile else {})
+    items = [it for it in _profile_items(profile, only)
+             if sub.find(it.files, it.functions) is not None]
+    # PyTorch files have one item each, whose own child finds their import errors: leaving
+    # them out of the import check saves a child importing torch.
+    mods = {m.relpath: m for m in (sub.find(it.files, it.functions) for it in items
+                                   if not it.kind.startswith("torch"))}
+    finished: dict = {}
+    lock = threading.Lock()
+
+    def run(i_item):
+        i, item = i_item
+        rs = grade_item(item, ctx)
+        if on_progress is not None:
+            with lock:
+                finished[i] = rs
+                so_far = [r for k in sorted(finished) for r in finished[k]]
+                on_progress(_keep(so_far, profile, only), len(finished), len(items))
+        return rs
+
+    with sandbox.Harness(student_user) as ctx.harness:
+        if student_user is not None:
+            sub.share_with(student_user)
+        ctx.import_errors = preflight_imports(
+            ctx, [m.dotted for m in mods.values() if not m.syntax_error])
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            per_item = list(pool.map(run, enumerate(items)))
+    results = _keep([r for rs in per_item for r in rs], profile, only)
+    if profile is not None:
+        results += _not_found(profile, results, sub, only)
+        for r in results:
+            r.points = float(profile.points[r.name])
+        order = {t: i for i, t in enumerate(profile.points)}
+        results.sort(key=lambda r: order[r.name])
+        sub.notes.append(profile.environment_note())
+        note = _ungraded_note(profile, sub)
+        if note:
+            sub.notes.append(note)
     return results

@@ -1,17 +1,20 @@
 """The table of gradable items: what the grader looks for in a student's code and how it calls it.
 
-One entry per function pair, loss, optimizer rule or class. Adding an item is one entry here:
-the helpers below (``layer``, ``loss``, ``optim``, ``model``, ``method``) fill in the driver spec,
-the test names and the student files to search. Each entry names
+One entry per function pair, loss, optimizer rule or class (or group of PyTorch functions of
+one file). Adding an item is one entry here: the helpers below (``layer``, ``loss``, ``optim``,
+``model``, ``method``, ``torch_functions``) fill in the driver spec, the test names and the
+student files to search. Each entry names
   - the function(s) or class, and which module file(s) of the CS231n layout hold them
     (the first file that defines them is graded);
-  - the reference module (numpy_impl...) giving the exact answers;
+  - the reference module (numpy_impl..., torch_impl... for PyTorch code) giving the answers;
   - an input generator from ``cases.py`` (several seeded shapes, including edge cases);
   - how to call it: ``layer`` runs the student's forward, then feeds the reference's upstream
     gradient to the student's backward with the student's own cache; ``loss`` compares the value
     and the gradient; ``optim`` runs several steps feeding next_w and config back; ``model``
     constructs the class with the same arguments, sets the same parameters on both sides and
     compares scores, loss and every gradient; ``method`` compares one method's output;
+    ``torch`` calls PyTorch functions on float64 tensors and compares outputs and autograd
+    gradients;
   - optional diagnosis helpers: known-bug variants (``variants.py``) and accepted alternatives.
 """
 
@@ -27,7 +30,7 @@ from cs231n_grader import variants as V
 @dataclass(frozen=True)
 class Item:
     name: str
-    kind: str  # driver: 'layer', 'loss', 'optim' or 'object'
+    kind: str  # driver: 'layer', 'loss', 'optim', 'object', 'torch' or 'torch_module'
     files: tuple  # candidate module files, relative to the student's root
     ref: str  # reference module
     cases: Callable  # numpy Generator -> list of case dicts
@@ -94,6 +97,58 @@ def method(cls, meth, cases, files, ref, test_prefix=None, **kw) -> Item:
                 {"cls": cls}, {meth: test}, {test: cls}, **kw)
 
 
+def torch_functions(name, file, ref, functions) -> Item:
+    """PyTorch functions of assignment 3 from one file, graded in one child process (importing
+    torch is the slow part): output and autograd gradients vs torch_impl. ``functions``: list
+    of (function, argument names, case generator, kwargs)."""
+    specs, gens = [], []
+    for function, args, cases, kwargs in functions:
+        grads = [[f"grad of {a}", i] for i, a in enumerate(args) if a != "tau"]
+        specs.append({"function": function, "args": list(args), "kwargs": kwargs or {},
+                      "grads": grads})
+        gens.append(cases)
+
+    def all_cases(rng):
+        out = []
+        for k, gen in enumerate(gens):
+            for case in gen(rng):
+                out.append({**case, "fn": k})
+        return out
+
+    tests = {f: f for f, *_ in functions}
+    return Item(name, "torch", _files(file), f"torch_impl.{ref}", all_cases,
+                {"functions": specs}, tests, dict(tests))
+
+
+def torch_modules(name, file, ref, modules) -> Item:
+    """PyTorch modules of assignment 3 from one file, graded in one child (eval mode): output
+    and the gradients of inputs and parameters vs torch_impl's modules. ``modules``: list of
+    (class, forward's tensor inputs, case generator, student params map, reference params map,
+    float32_constants); the maps say where each named array goes in the student's (course)
+    module and in the reference's; ``float32_constants``: the course's module builds
+    constants in float32 (see THRESHOLDS['float32'])."""
+    specs, gens = [], []
+    for cls, inputs, cases, student, reference, f32 in modules:
+        specs.append({"cls": cls, "inputs": list(inputs), "float32_constants": f32,
+                      "params": {"student": student or {}, "reference": reference or {}}})
+        gens.append(cases)
+
+    def all_cases(rng):
+        return [{**case, "fn": k} for k, gen in enumerate(gens) for case in gen(rng)]
+
+    tests = {m[0]: f"{m[0]}.forward" for m in modules}
+    return Item(name, "torch_module", _files(file), f"torch_impl.{ref}", all_cases,
+                {"modules": specs}, tests, {t: cls for cls, t in tests.items()})
+
+
+# The course's MultiHeadAttention holds nn.Linear layers key, query, value, proj (weight is
+# the transpose of CS231n's w); torch_impl's holds TemporalAffine layers with w and b.
+_MHA = {"query": "q", "key": "k", "value": "v", "proj": "o"}
+_MHA_STUDENT = {f"{layer}.{p}": [f"{'W' if p == 'weight' else 'b'}{x}", p == "weight"]
+                for layer, x in _MHA.items() for p in ("weight", "bias")}
+_MHA_REFERENCE = {f"{layer}.{p}": [f"{'W' if p == 'w' else 'b'}{x}", False]
+                  for layer, x in _MHA.items() for p in ("w", "b")}
+
 _X, _XWB = ("x",), ("x", "w", "b")
 _DX, _DXWB = (("dx", 0),), (("dx", 0), ("dw", 1), ("db", 2))
 _NORM = (("dx", 0), ("dgamma", 1), ("dbeta", 2))
@@ -107,10 +162,14 @@ _BN_BUGS = (
      {"batchnorm_forward": V.bn_unbiased_running_var}),
     ("bn_param['running_mean'] / ['running_var'] are never updated (write the new arrays back "
      "into bn_param)", {"batchnorm_forward": V.bn_no_running_update}),
+    ("test mode normalizes with the batch's own mean and variance; at test time use "
+     "bn_param['running_mean'] and bn_param['running_var']",
+     {"batchnorm_forward": V.bn_test_batch_stats}),
 )
 _SBN_BUGS = (
     (_BN_BUGS[0][0], {"spatial_batchnorm_forward": V.spatial_bn_pytorch_momentum}),
     (_BN_BUGS[1][0], {"spatial_batchnorm_forward": V.spatial_bn_unbiased_running_var}),
+    (_BN_BUGS[3][0], {"spatial_batchnorm_forward": V.spatial_bn_test_batch_stats}),
 )
 _POOL = ("x", "pool_param")
 _CONV = ("x", "w", "b", "conv_param")
@@ -134,7 +193,7 @@ ITEMS: tuple[Item, ...] = (
           check="dropout", repeat=True),
     layer("conv_forward_naive", "conv_backward_naive", _CONV, _DXWB, C.conv, name="conv_naive"),
     layer("max_pool_forward_naive", "max_pool_backward_naive", _POOL, _DX, C.max_pool,
-          name="max_pool_naive",
+          name="max_pool_naive", meta={"pool": True},
           accept=((_TIES, {"max_pool_forward_naive": V.max_pool_forward_own_cache,
                            "max_pool_backward_naive": V.max_pool_backward_all_ties}),)),
     layer("spatial_batchnorm_forward", "spatial_batchnorm_backward",
@@ -149,7 +208,7 @@ ITEMS: tuple[Item, ...] = (
     layer("conv_forward_fast", "conv_backward_fast", _CONV, _DXWB, C.conv, file="fast_layers.py",
           ref="fast_layers", name="conv_fast"),
     layer("max_pool_forward_fast", "max_pool_backward_fast", _POOL, _DX, C.max_pool,
-          file="fast_layers.py", ref="fast_layers", name="max_pool_fast",
+          file="fast_layers.py", ref="fast_layers", name="max_pool_fast", meta={"pool": True},
           accept=((_TIES, {"max_pool_forward_fast": V.max_pool_forward_own_cache,
                            "max_pool_backward_fast": V.max_pool_backward_all_ties}),)),
     # ---- layer_utils.py ----------------------------------------------------------------------
@@ -175,6 +234,9 @@ ITEMS: tuple[Item, ...] = (
           bugs=(("epsilon is inside the square root; CS231n divides by sqrt(cache) + epsilon",
                  {"rmsprop": V.rmsprop_eps_inside_sqrt}),)),
     optim("adam", C.adam, ("m", "v", "t"),
+          accept=(("Adam in the paper's epsilon-hat form (bias corrections folded into the step "
+                   "size, as the course's assignment-3 optim.py has it): accepted, it differs "
+                   "from the reference by about epsilon / sqrt(v)", {"adam": V.adam_eps_hat}),),
           bugs=(("t is incremented after the bias correction: on the first step 1 - beta**0 = 0 "
                  "divides by zero. Increment t FIRST (t starts at 0)",
                  {"adam": V.adam_t_late}),
@@ -185,9 +247,9 @@ ITEMS: tuple[Item, ...] = (
          ("classifiers/linear_svm.py",), "classifiers.linear_svm", reg=(0, 3)),
     loss("svm_loss_vectorized", ("W", "X", "y", "reg"), ("dW", 0), C.linear_loss,
          ("classifiers/linear_svm.py",), "classifiers.linear_svm", reg=(0, 3)),
-    loss("softmax_loss_naive", ("W", "X", "y", "reg"), ("dW", 0), C.linear_loss,
+    loss("softmax_loss_naive", ("W", "X", "y", "reg"), ("dW", 0), C.linear_softmax_loss,
          ("classifiers/softmax.py",), "classifiers.softmax", reg=(0, 3), meta=_LSE),
-    loss("softmax_loss_vectorized", ("W", "X", "y", "reg"), ("dW", 0), C.linear_loss,
+    loss("softmax_loss_vectorized", ("W", "X", "y", "reg"), ("dW", 0), C.linear_softmax_loss,
          ("classifiers/softmax.py",), "classifiers.softmax", reg=(0, 3), meta=_LSE),
     *(method("KNearestNeighbor", m, C.knn_distances(m), ("classifiers/k_nearest_neighbor.py",),
              "classifiers.k_nearest_neighbor")
@@ -197,6 +259,11 @@ ITEMS: tuple[Item, ...] = (
            ("classifiers/k_nearest_neighbor.py",), "classifiers.k_nearest_neighbor"),
     method("LinearSVM", "predict", C.linear_predict, ("classifiers/linear_classifier.py",),
            "classifiers.linear_classifier", test_prefix="LinearClassifier"),
+    method("LinearSVM", "train", C.linear_train, ("classifiers/linear_classifier.py",),
+           "classifiers.linear_classifier", test_prefix="LinearClassifier",
+           accept=(("minibatches drawn without replacement (accepted; the reference draws "
+                    "with replacement, as the notebook suggests)",
+                    {"LinearSVM": V.linear_svm_without_replacement}),)),
     # ---- models (assignments 1-3) -----------------------------------------------------------
     model("TwoLayerNet", C.two_layer_net, ("classifiers/fc_net.py",), "classifiers.fc_net"),
     model("FullyConnectedNet", C.fc_net, ("classifiers/fc_net.py",), "classifiers.fc_net"),
@@ -224,6 +291,26 @@ ITEMS: tuple[Item, ...] = (
           file="rnn_layers.py", ref="rnn_layers"),
     loss("temporal_softmax_loss", ("x", "y", "mask"), ("dx", 0), C.temporal_softmax,
          ("rnn_layers.py",), "rnn_layers", meta=_LSE),
+    # ---- gan_pytorch.py, simclr/contrastive_loss.py (assignment 3, PyTorch) -----------------
+    torch_functions("gan_losses", "gan_pytorch.py", "gan", [
+        ("discriminator_loss", ("logits_real", "logits_fake"), C.gan_scores(2), None),
+        ("generator_loss", ("logits_fake",), C.gan_scores(1), None),
+        ("ls_discriminator_loss", ("scores_real", "scores_fake"), C.gan_scores(2), None),
+        ("ls_generator_loss", ("scores_fake",), C.gan_scores(1), None),
+    ]),
+    torch_modules("transformer_layers", "transformer_layers.py", "transformer_layers", [
+        ("PositionalEncoding", ("x",), C.positional_encoding, None, None, True),
+        ("MultiHeadAttention", ("query", "key", "value"), C.multihead_attention, _MHA_STUDENT,
+         _MHA_REFERENCE, False),
+    ]),
+    torch_functions("simclr", "simclr/contrastive_loss.py", "simclr", [
+        ("sim", ("z_i", "z_j"), C.simclr_vectors, None),
+        ("compute_sim_matrix", ("out",), C.simclr_matrix, None),
+        ("sim_positive_pairs", ("out_left", "out_right"), C.simclr_pairs, None),
+        ("simclr_loss_naive", ("out_left", "out_right", "tau"), C.simclr_loss, None),
+        ("simclr_loss_vectorized", ("out_left", "out_right", "tau"), C.simclr_loss,
+         {"device": "cpu"}),
+    ]),
 )
 
 

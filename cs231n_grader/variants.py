@@ -40,6 +40,16 @@ bn_unbiased_running_var = _bn_with_running(
 bn_no_running_update = _bn_with_running(lambda x, rm, rv, m: (rm, rv))
 
 
+def bn_test_batch_stats(x, gamma, beta, bn_param):
+    """Test mode normalizing with the batch's own statistics (train mode unchanged)."""
+    from numpy_impl.layers import batchnorm_forward
+
+    if bn_param["mode"] != "test":
+        return batchnorm_forward(x, gamma, beta, bn_param)
+    eps = bn_param.get("eps", 1e-5)
+    return gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + eps) + beta, None
+
+
 def _spatial(bn_variant):
     def forward(x, gamma, beta, bn_param):
         N, C, H, W = x.shape
@@ -50,6 +60,7 @@ def _spatial(bn_variant):
 
 spatial_bn_pytorch_momentum = _spatial(bn_pytorch_momentum)
 spatial_bn_unbiased_running_var = _spatial(bn_unbiased_running_var)
+spatial_bn_test_batch_stats = _spatial(bn_test_batch_stats)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,6 +84,25 @@ def _adam(w, dw, config, late_t=False, bias_correction=True):
         vhat = v / (1 - b2**t) if bias_correction else v
         next_w = w - config["learning_rate"] * mhat / (np.sqrt(vhat) + config["epsilon"])
     config["m"], config["v"], config["t"] = m, v, config["t"] + 1
+    return next_w, config
+
+
+def adam_eps_hat(w, dw, config=None):
+    """Adam in the paper's efficient form, as CS231n's assignment-3 optim.py ships it: the bias
+    corrections fold into the step size and epsilon is added to sqrt(v) uncorrected ("epsilon
+    hat"). Differs from the reference by ~epsilon / sqrt(v_hat) relative: accepted."""
+    config = {} if config is None else config
+    for k, v in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8),
+                 ("t", 0)):
+        config.setdefault(k, v)
+    m = config.get("m", np.zeros_like(w))
+    v = config.get("v", np.zeros_like(w))
+    b1, b2, t = config["beta1"], config["beta2"], config["t"] + 1
+    m = b1 * m + (1 - b1) * dw
+    v = b2 * v + (1 - b2) * dw**2
+    alpha = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
+    next_w = w - alpha * m / (np.sqrt(v) + config["epsilon"])
+    config["m"], config["v"], config["t"] = m, v, t
     return next_w, config
 
 
@@ -127,3 +157,30 @@ def max_pool_backward_all_ties(dout, cache):
             dx[:, :, i * s:i * s + ph, j * s:j * s + pw] += mask * dout[:, :, i:i + 1, j:j + 1]
     return dx
 
+
+
+# ----------------------------------------------------------------------------------------------
+# LinearClassifier.train: minibatches drawn without replacement (accepted alternative)
+# ----------------------------------------------------------------------------------------------
+
+
+def linear_svm_without_replacement(*args, **kwargs):
+    """A reference LinearSVM whose train draws each minibatch without replacement (the
+    notebook only says replace=True is faster)."""
+    from numpy_impl.classifiers.linear_classifier import LinearSVM
+
+    class WithoutReplacement(LinearSVM):
+        def train(self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200,
+                  verbose=False):
+            num_train, dim = X.shape
+            if self.W is None:
+                self.W = 0.001 * np.random.randn(dim, int(np.max(y)) + 1)  # noqa: NPY002
+            history = []
+            for _ in range(num_iters):
+                idx = np.random.choice(num_train, batch_size, replace=False)  # noqa: NPY002
+                loss, grad = self.loss(X[idx], y[idx], reg)
+                history.append(loss)
+                self.W = self.W - learning_rate * grad
+            return history
+
+    return WithoutReplacement(*args, **kwargs)

@@ -1,0 +1,119 @@
+"""Gradescope/otter conventions: per-test visibility and hidden cases from the weights file,
+tests outside a weights file omitted, partial credit, per-case JSON, stdout visibility, and a
+results file on disk while the run goes (a killed run still leaves one)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cs231n_grader import report, sandbox
+from cs231n_grader.cli import main
+from tests.test_grader_cli import validate_gradescope
+
+STUDENTS = os.path.join(os.path.dirname(__file__), "fixtures", "students")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_weights_file_options(tmp_path):
+    weights = tmp_path / "weights.json"
+    weights.write_text(json.dumps({
+        "batchnorm_forward": {"points": 3, "visibility": "hidden", "hide_cases": True},
+        "batchnorm_backward": 2,
+    }))
+    out = tmp_path / "results.json"
+    assert main([os.path.join(STUDENTS, "bn_momentum"), "--format", "gradescope", "--weights",
+                 str(weights), "-o", str(out), "--stdout-visibility", "visible",
+                 "--partial-credit", "--jobs", "2"]) == 0
+    doc = json.loads(out.read_text())
+    validate_gradescope(doc)
+    assert doc["stdout_visibility"] == "visible"
+    tests = {t["name"]: t for t in doc["tests"]}
+    assert set(tests) == {"batchnorm_forward", "batchnorm_backward"}, "others are omitted"
+    fwd = tests["batchnorm_forward"]
+    assert fwd["visibility"] == "hidden" and tests["batchnorm_backward"]["visibility"] == "visible"
+    assert "hidden" in fwd["output"] and "running_mean" not in fwd["output"]
+    # Partial credit: the test-mode case of the buggy forward passes (1 of 4 cases).
+    assert 0 < fwd["score"] < fwd["max_score"] == 3
+    assert "INCOMPLETE" not in doc["output"]
+
+
+def test_bad_weights_options_are_named(tmp_path):
+    bad = tmp_path / "w.json"
+    bad.write_text(json.dumps({"adam": {"points": 1, "visibility": "secret"}}))
+    with pytest.raises(report.WeightsError, match="visibility of 'adam' must be one of .*"
+                                                  "'secret'"):
+        report.load_weights(str(bad))
+    bad.write_text(json.dumps({"adam": {"pts": 1}}))
+    with pytest.raises(report.WeightsError, match="'adam' must be a number or an object"):
+        report.load_weights(str(bad))
+    bad.write_text(json.dumps([1, 2]))
+    with pytest.raises(report.WeightsError, match="got list"):
+        report.load_weights(str(bad))
+
+
+def test_json_has_per_case_results(tmp_path):
+    out = tmp_path / "r.json"
+    assert main([os.path.join(STUDENTS, "backward_factor"), "--format", "json", "-o", str(out),
+                 "--only", "softmax_loss"]) == 0
+    doc = json.loads(out.read_text())
+    (sm,) = doc["tests"]
+    labels = [c["label"] for c in sm["cases"]]
+    assert "N=5, C=10" in labels and len(labels) == sm["cases_total"]
+    bad = next(c for c in sm["cases"] if c["label"] == "N=5, C=10")
+    assert bad["status"] == "fail" and "factor of N=5" in bad["diagnosis"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process tree via /proc")
+def test_killed_run_leaves_results(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    grader = subprocess.Popen(
+        [sys.executable, "-m", "cs231n_grader", os.path.join(STUDENTS, "infinite_loop"),
+         "--format", "gradescope", "-o", "results.json", "--timeout", "60", "--jobs", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "results.json"
+    try:
+        for _ in range(600):  # relu_backward hangs; the affine item finishes in seconds
+            if out.exists() and "affine_forward" in out.read_text():
+                break
+            time.sleep(0.1)
+    finally:
+        below = sandbox.descendants(grader.pid)
+        grader.send_signal(signal.SIGKILL)
+        grader.wait()
+        for pid in below:  # the children the killed grader can no longer end
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    doc = json.loads(out.read_text())
+    validate_gradescope(doc)
+    assert "INCOMPLETE" in doc["output"]
+    assert {t["name"]: t["status"] for t in doc["tests"]}["affine_forward"] == "passed"
+
+
+def test_exported_vectors_come_with_a_decoder_and_rules(tmp_path):
+    import importlib.util
+
+    import numpy as np
+
+    from cs231n_grader.export import load_vectors
+
+    d = tmp_path / "vectors"
+    assert main(["--export-vectors", str(d), "--only", "max_pool_naive"]) == 0
+    assert "Comparison rules" in (d / "README.md").read_text()
+    spec = importlib.util.spec_from_file_location("decode_vectors", d / "decode.py")
+    decode = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(decode)
+    ours, theirs = load_vectors(str(d)), decode.load_vectors(str(d))
+    assert set(ours) == set(theirs) == {"max_pool_naive"}
+    for a, b in zip(ours["max_pool_naive"], theirs["max_pool_naive"], strict=True):
+        assert a["label"] == b["label"] and a["meta"] == b["meta"]
+        np.testing.assert_array_equal(a["outputs"]["backward"]["dx"],
+                                      b["outputs"]["backward"]["dx"])
+    assert any(c["meta"].get("ties") for c in theirs["max_pool_naive"])
+    assert decode.rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0

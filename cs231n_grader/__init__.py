@@ -18,8 +18,17 @@ Python API: ``grade_paths(paths, ...)`` returns the list of ``TestResult``.
 from cs231n_grader._version import __version__  # noqa: F401
 
 
-def grade_paths(paths, timeout=None, memory_mb=None, seed=231, jobs=1, only=None,
-                assignment="auto", time_budget=None, student_user=None):
+def grade_paths(
+    paths,
+    timeout=None,
+    memory_mb=None,
+    seed=231,
+    jobs=1,
+    only=None,
+    assignment="auto",
+    time_budget=None,
+    student_user=None,
+):
     """Grade the student code at ``paths`` (see ``submission.load``); returns TestResults.
 
     ``assignment``: '1', '2', '3' (that assignment's profile), 'auto' (tell from the files) or
@@ -29,10 +38,20 @@ def grade_paths(paths, timeout=None, memory_mb=None, seed=231, jobs=1, only=None
     from cs231n_grader import engine, profiles, runner, sandbox, submission
     from cs231n_grader.thresholds import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
 
-    limits = runner.Limits(timeout if timeout is not None else DEFAULT_TIMEOUT_S,
-                           memory_mb if memory_mb is not None else DEFAULT_MEMORY_MB)
+    limits = runner.Limits(
+        timeout if timeout is not None else DEFAULT_TIMEOUT_S,
+        memory_mb if memory_mb is not None else DEFAULT_MEMORY_MB,
+    )
     user = sandbox.student_user(student_user)
     with submission.load(paths) as sub:
         profile, _ = profiles.choose(assignment, sub.modules)
-        return engine.grade(sub, limits, seed=seed, jobs=jobs, only=only,
-                            time_budget=time_budget, student_user=user, profile=profile)
+        return engine.grade(
+            sub,
+            limits,
+            seed=seed,
+            jobs=jobs,
+            only=only,
+            time_budget=time_budget,
+            student_user=user,
+            profile=profile,
+        )

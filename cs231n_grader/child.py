@@ -35,8 +35,10 @@ def _limit_resources(memory_mb: int, max_output: int) -> None:
         import resource
     except ImportError:  # pragma: no cover - Windows: no caps, faults are still isolated
         return
-    for limit, value in ((getattr(resource, "RLIMIT_AS", None), memory_mb * 1024 * 1024),
-                         (getattr(resource, "RLIMIT_FSIZE", None), max_output)):
+    for limit, value in (
+        (getattr(resource, "RLIMIT_AS", None), memory_mb * 1024 * 1024),
+        (getattr(resource, "RLIMIT_FSIZE", None), max_output),
+    ):
         if limit is None or value <= 0:
             continue
         try:
@@ -79,9 +81,7 @@ class ChildEnv:
         try:
             return getattr(self.module, name)
         except AttributeError:
-            raise AttributeError(
-                f"{name} is not defined in {self.module.__name__}"
-            ) from None
+            raise AttributeError(f"{name} is not defined in {self.module.__name__}") from None
 
     def skip(self, key):
         return key in self.exclude
@@ -91,8 +91,9 @@ class ChildEnv:
         codec._atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
 
     def call(self, key, label, fn, args, kwargs, names):
-        return guarded_call(key, fn, args, kwargs, names, self.roots,
-                            before=lambda: self.progress(key))
+        return guarded_call(
+            key, fn, args, kwargs, names, self.roots, before=lambda: self.progress(key)
+        )
 
     def emit(self, key, record):
         self.n_records += 1
@@ -100,10 +101,21 @@ class ChildEnv:
         try:
             codec.save(stem, {"key": key, "rec": record})
         except Exception as exc:  # noqa: BLE001 -- an unserializable result is the student's fault
-            codec.save(stem, {"key": key, "rec": {
-                "value": None, "mutated": [],
-                "error": {"type": "ReturnType", "where": "",
-                          "message": f"the result could not be read back: {exc}"}}})
+            codec.save(
+                stem,
+                {
+                    "key": key,
+                    "rec": {
+                        "value": None,
+                        "mutated": [],
+                        "error": {
+                            "type": "ReturnType",
+                            "where": "",
+                            "message": f"the result could not be read back: {exc}",
+                        },
+                    },
+                },
+            )
 
 
 def _await_end() -> None:
@@ -124,8 +136,9 @@ def main(argv=None) -> int:
     _limit_resources(int(job["memory_mb"]), int(job["max_output"]))
     root = os.path.abspath(job["student_root"])
     sys.path.insert(0, root)
-    seal.seal(keep_paths=(root,), reference_root=job.get("reference_root"),
-              standins=job.get("standins"))
+    seal.seal(
+        keep_paths=(root,), reference_root=job.get("reference_root"), standins=job.get("standins")
+    )
     sys.dont_write_bytecode = True
     _install_py2_shims()
     roots = (root + os.sep,)

@@ -132,8 +132,7 @@ def run_layer(spec, cases, env):
             continue
         args = copy.deepcopy(case["args"])
         o = env.call(key, f"{fwd_name}: {case['label']}", fwd, args, None, names)
-        state = {n: a for n, a in zip(names, args, strict=False)
-                 if isinstance(a, dict)}
+        state = {n: a for n, a in zip(names, args, strict=False) if isinstance(a, dict)}
         split = _split_outputs(o.value, n_out) if o.ok else None
         if o.ok and split is None:
             rec = _record(o, o.value, state=state, structure=False)
@@ -167,8 +166,9 @@ def run_layer(spec, cases, env):
             env.emit(key, _not_run(f"{fwd_name} returned no cache for this case"))
             continue
         douts = copy.deepcopy(case["douts"])
-        o = env.call(key, f"{bwd_name}: {case['label']}", bwd, [*douts, caches[i]], None,
-                     [*dnames, None])
+        o = env.call(
+            key, f"{bwd_name}: {case['label']}", bwd, [*douts, caches[i]], None, [*dnames, None]
+        )
         env.emit(key, _record(o, o.value))
 
 
@@ -210,8 +210,9 @@ def run_optim(spec, cases, env):
             if env.skip(key):
                 break
             args = [w, np.array(dw), config]
-            o = env.call(key, f"{name}: {case['label']}, step {s + 1}", rule, args, None,
-                         ["w", "dw", None])
+            o = env.call(
+                key, f"{name}: {case['label']}, step {s + 1}", rule, args, None, ["w", "dw", None]
+            )
             ok = o.ok and isinstance(o.value, (tuple, list)) and len(o.value) == 2
             if not ok:
                 env.emit(key, _record(o, o.value, structure=not o.ok))
@@ -227,8 +228,14 @@ def _construct(spec, case, env, i):
     cls_name = spec["cls"]
     cls = env.resolve(cls_name)
     key = f"init/{i}"
-    o = env.call(key, f"{cls_name}(...): {case['label']}", cls, list(case.get("ctor_args", [])),
-                 copy.deepcopy(case.get("ctor_kwargs", {})), None)
+    o = env.call(
+        key,
+        f"{cls_name}(...): {case['label']}",
+        cls,
+        list(case.get("ctor_args", [])),
+        copy.deepcopy(case.get("ctor_kwargs", {})),
+        None,
+    )
     if not o.ok:
         return None, _record(o)
     obj = o.value
@@ -285,25 +292,49 @@ def run_object(spec, cases, env):
         try:
             _set_state(obj, case, env, i)
         except Exception as exc:  # noqa: BLE001 -- e.g. the student's params is not a dict
-            env.emit(f"call/{i}/0", {"value": None, "mutated": [],
-                                     "error": _error(type(exc).__name__, f"setting params: {exc}")})
+            env.emit(
+                f"call/{i}/0",
+                {
+                    "value": None,
+                    "mutated": [],
+                    "error": _error(type(exc).__name__, f"setting params: {exc}"),
+                },
+            )
             continue
         for j, c in enumerate(case["calls"]):
             key = f"call/{i}/{j}"
             if env.skip(key):
                 break
             if "attr" in c:  # read an attribute the earlier calls set (e.g. W after train)
-                env.emit(key, {"value": copy.deepcopy(getattr(obj, c["attr"], None)),
-                               "error": None, "mutated": []})
+                env.emit(
+                    key,
+                    {
+                        "value": copy.deepcopy(getattr(obj, c["attr"], None)),
+                        "error": None,
+                        "mutated": [],
+                    },
+                )
                 continue
             fn = getattr(obj, c["method"], None)
             if fn is None:
-                env.emit(key, {"value": None, "mutated": [], "error": _error(
-                    "Missing", f"{spec['cls']} has no method {c['method']!r}")})
+                env.emit(
+                    key,
+                    {
+                        "value": None,
+                        "mutated": [],
+                        "error": _error("Missing", f"{spec['cls']} has no method {c['method']!r}"),
+                    },
+                )
                 break
             args = copy.deepcopy(c.get("args", []))
-            o = env.call(key, f"{spec['cls']}.{c['method']}: {case['label']}", fn, args,
-                         copy.deepcopy(c.get("kwargs")), c.get("names"))
+            o = env.call(
+                key,
+                f"{spec['cls']}.{c['method']}: {case['label']}",
+                fn,
+                args,
+                copy.deepcopy(c.get("kwargs")),
+                c.get("names"),
+            )
             env.emit(key, _record(o, o.value))
             if not o.ok:
                 break
@@ -340,8 +371,12 @@ def run_torch(spec, cases, env):
             continue
 
         def forward_backward(i=i, case=case, key=key, fn=fn, name=name, fspec=fspec):
-            tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True)
-                       if isinstance(a, np.ndarray) else a for a in copy.deepcopy(case["args"])]
+            tensors = [
+                torch.tensor(a, dtype=torch.float64, requires_grad=True)
+                if isinstance(a, np.ndarray)
+                else a
+                for a in copy.deepcopy(case["args"])
+            ]
             torch.manual_seed(call_seed(key))
             out = fn(*tensors, **copy.deepcopy(fspec.get("kwargs") or {}))
             value = _to_numpy(out, name)
@@ -353,9 +388,12 @@ def run_torch(spec, cases, env):
                 dout = case["douts"][0]
             if out.requires_grad:
                 out.backward(torch.as_tensor(dout, dtype=out.dtype))
-            grads = [t.grad.detach().cpu().numpy()
-                     if isinstance(t, torch.Tensor) and t.grad is not None else None
-                     for t in tensors]
+            grads = [
+                t.grad.detach().cpu().numpy()
+                if isinstance(t, torch.Tensor) and t.grad is not None
+                else None
+                for t in tensors
+            ]
             return value, grads
 
         o = env.call(key, f"{name}: {case['label']}", forward_backward, [], None, [])
@@ -423,8 +461,10 @@ def run_torch_module(spec, cases, env):
                 case["douts"] = env.make_douts(i, [value])
             if out.requires_grad:
                 out.backward(torch.as_tensor(case["douts"][0], dtype=out.dtype))
-            grads = {n: (t.grad.detach().cpu().numpy() if t.grad is not None else None)
-                     for n, t in zip(mspec["inputs"], inputs, strict=True)}
+            grads = {
+                n: (t.grad.detach().cpu().numpy() if t.grad is not None else None)
+                for n, t in zip(mspec["inputs"], inputs, strict=True)
+            }
             pgrads = {}
             for pname, (p, transposed) in params.items():
                 g = None if p.grad is None else p.grad.detach().cpu().numpy()
@@ -469,6 +509,7 @@ def _scalar_caller(env, key, label, fn, make_args, reduce):
             return float(reduce(o.value))
         except Exception as exc:  # noqa: BLE001
             raise _Abort(_error(type(exc).__name__, str(exc))) from exc
+
     return f
 
 
@@ -486,8 +527,10 @@ def run_numgrad(spec, cases, env):
 
         def reduce(value):
             outs = _split_outputs(value, n_out)[0]
-            return sum(np.sum(np.asarray(o, dtype=np.float64) * d)
-                       for o, d in zip(outs, douts, strict=True))
+            return sum(
+                np.sum(np.asarray(o, dtype=np.float64) * d)
+                for o, d in zip(outs, douts, strict=True)
+            )
 
         def make_args():
             return copy.deepcopy(base), None

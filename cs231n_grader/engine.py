@@ -82,8 +82,11 @@ class CaseResult:
     robustness: list = field(default_factory=list)  # see TestResult.robustness
 
     def fail(self, message: str, status: str = "fail") -> None:
-        if self.status == "pass" or (status in _SEVERITY and self.status in _SEVERITY
-                                     and _SEVERITY.index(status) < _SEVERITY.index(self.status)):
+        if self.status == "pass" or (
+            status in _SEVERITY
+            and self.status in _SEVERITY
+            and _SEVERITY.index(status) < _SEVERITY.index(self.status)
+        ):
             self.status = status
         self.messages.append(message)
 
@@ -99,8 +102,12 @@ class CaseResult:
     def value_only(self) -> bool:
         """Failed only because numbers differ (not an exception, a shape, a type, a NaN)."""
         bad = [c for c in self.cmps if not c.ok]
-        return self.status == "fail" and bool(bad) and all(c.kind == "value" for c in bad) and \
-            len(bad) == len(self.messages)
+        return (
+            self.status == "fail"
+            and bool(bad)
+            and all(c.kind == "value" for c in bad)
+            and len(bad) == len(self.messages)
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,8 +152,7 @@ class LocalEnv:
 
     reference = True  # drivers that call student and reference code differently ask
 
-    def __init__(self, module, overrides=None, make_douts=None, make_params=None,
-                 case_index=None):
+    def __init__(self, module, overrides=None, make_douts=None, make_params=None, case_index=None):
         self.module = module
         self.overrides = overrides or {}
         # A variant replays one case as case 0: seed its calls as that case's own calls were.
@@ -213,8 +219,9 @@ def _pretty_where(where: str, ctx: Context) -> str:
 
 
 def error_status(err: dict) -> str:
-    return {"Timeout": "timeout", "Crash": "crash", "NotRun": "not run",
-            "Missing": "missing"}.get(err["type"], "error")
+    return {"Timeout": "timeout", "Crash": "crash", "NotRun": "not run", "Missing": "missing"}.get(
+        err["type"], "error"
+    )
 
 
 def error_message(err: dict, ctx: Context) -> str:
@@ -252,11 +259,15 @@ def _fail_record(cr: CaseResult, s: dict | None, ctx: Context) -> bool:
 def _mutations(item: Item, s: dict, cr: CaseResult) -> None:
     for name in s.get("mutated", []):
         if name in item.may_mutate:
-            cr.notes.append(f"updates {name} in place (CS231n's starter code does; the "
-                            "reference returns a new array)")
+            cr.notes.append(
+                f"updates {name} in place (CS231n's starter code does; the "
+                "reference returns a new array)"
+            )
         else:
-            cr.robustness.append(f"modifies its input {name} in place (callers' arrays change; "
-                                 "compute into a new array)")
+            cr.robustness.append(
+                f"modifies its input {name} in place (callers' arrays change; "
+                "compute into a new array)"
+            )
 
 
 def _new_case(case: dict, i: int) -> CaseResult:
@@ -304,8 +315,16 @@ def _check_forward(item, r, s, cr, ctx):
                 continue
             label = f"{dict_name}[{key!r}]"
             if key not in ss:
-                cr.add(Cmp(label, False, None, f"{label} was not written back: the forward must "
-                           f"store the updated running averages in {dict_name}", "missing"))
+                cr.add(
+                    Cmp(
+                        label,
+                        False,
+                        None,
+                        f"{label} was not written back: the forward must "
+                        f"store the updated running averages in {dict_name}",
+                        "missing",
+                    )
+                )
             else:
                 cr.add(compare(label, ss[key], rs[key], T["output"], scale_of(rs[key])))
     _mutations(item, s, cr)
@@ -361,29 +380,39 @@ def _check_dropout_forward(item, case, r, s, cr, ctx):
         else:
             scaled = None
         if (not kept_ok and p < 1 and abs(frac - (1 - p)) <= k * sigma) or scaled == "1/(1-p)":
-            cr.fail(f"you treat p as the drop probability: {frac:.0%} of the units are kept with "
-                    f"p={p:g}" + (" and scaled by 1/(1-p)" if scaled == "1/(1-p)" else "")
-                    + "; in CS231n p is the probability of KEEPING a unit (keep with "
-                    "probability p, scale the kept units by 1/p)")
+            cr.fail(
+                f"you treat p as the drop probability: {frac:.0%} of the units are kept with "
+                f"p={p:g}"
+                + (" and scaled by 1/(1-p)" if scaled == "1/(1-p)" else "")
+                + "; in CS231n p is the probability of KEEPING a unit (keep with "
+                "probability p, scale the kept units by 1/p)"
+            )
         else:
             if not kept_ok:
-                cr.fail(f"{frac:.1%} of the units are kept; with keep probability p={p:g} "
-                        f"expected about {p:.0%}")
+                cr.fail(
+                    f"{frac:.1%} of the units are kept; with keep probability p={p:g} "
+                    f"expected about {p:.0%}"
+                )
             if scaled == "1":
-                cr.fail("kept units are not scaled: inverted dropout divides them by p at "
-                        "train time")
+                cr.fail(
+                    "kept units are not scaled: inverted dropout divides them by p at train time"
+                )
             elif scaled is None:
                 cr.fail("out is neither 0 nor x / p entrywise (not an inverted-dropout mask)")
         if cr.status != "pass":
             cr.err = c.err
         if cr.status == "pass":
-            cr.notes.append("the mask differs from CS231n's seeded draw "
-                            "np.random.rand(*x.shape) < p (valid dropout, but the notebook's "
-                            "expected numbers will differ)")
+            cr.notes.append(
+                "the mask differs from CS231n's seeded draw "
+                "np.random.rand(*x.shape) < p (valid dropout, but the notebook's "
+                "expected numbers will differ)"
+            )
     again = s.get("repeat")
     if again is not None and not matches(again[0], out, 0.0):
-        cr.fail("two calls with the same dropout_param['seed'] gave different outputs: seed "
-                "np.random with it (np.random.seed(seed)) before drawing the mask")
+        cr.fail(
+            "two calls with the same dropout_param['seed'] gave different outputs: seed "
+            "np.random with it (np.random.seed(seed)) before drawing the mask"
+        )
     _mutations(item, s, cr)
 
 
@@ -401,13 +430,25 @@ def _check_dropout_backward(item, case, r, s, sfwd, cr, ctx):
     x, param, dout = case["args"][0], case["args"][1], case["douts"][0]
     if param["mode"] == "test":
         cr.add(compare("dx (test mode: dx = dout)", got[0], dout, T["gradient"], scale_of(dout)))
-    elif sfwd and not sfwd.get("error") and sfwd.get("structure", True) \
-            and isinstance(sfwd["value"][0], np.ndarray) and sfwd["value"][0].shape == x.shape \
-            and np.all(np.isfinite(sfwd["value"][0])):
+    elif (
+        sfwd
+        and not sfwd.get("error")
+        and sfwd.get("structure", True)
+        and isinstance(sfwd["value"][0], np.ndarray)
+        and sfwd["value"][0].shape == x.shape
+        and np.all(np.isfinite(sfwd["value"][0]))
+    ):
         # Any valid mask is accepted: the backward must apply the one its own forward drew.
         mask = np.asarray(sfwd["value"][0], dtype=np.float64) / x
-        cr.add(compare("dx (dout times your forward's mask)", got[0], dout * mask,
-                       T["gradient"], scale_of(dout)))
+        cr.add(
+            compare(
+                "dx (dout times your forward's mask)",
+                got[0],
+                dout * mask,
+                T["gradient"],
+                scale_of(dout),
+            )
+        )
     else:
         cr.add(compare("dx", got[0], _as_tuple(r["value"], 1)[0], T["gradient"], scale_of(dout)))
     _mutations(item, s, cr)
@@ -455,8 +496,10 @@ def check_loss(item, cases, R, S, ctx):
             continue
         got = _as_tuple(s["value"], 2)
         if got is None:
-            cr.fail(f"{item.spec['function']} must return (loss, {g}); it returned "
-                    f"{describe(s['value'])}")
+            cr.fail(
+                f"{item.spec['function']} must return (loss, {g}); it returned "
+                f"{describe(s['value'])}"
+            )
             continue
         cr.add(compare("loss", got[0], r["value"][0], T["output"], scale_of(r["value"][0])))
         cr.add(compare(g, got[1], r["value"][1], T["gradient"], scale_of(r["value"][1])))
@@ -480,19 +523,43 @@ def check_optim(item, cases, R, S, ctx):
                 break
             got = _as_tuple(s["value"], 2)
             if got is None or not isinstance(got[1], dict):
-                cr.fail(f"step {step + 1}: {item.spec['function']} must return (next_w, config);"
-                        f" it returned {describe(s['value'])}")
+                cr.fail(
+                    f"step {step + 1}: {item.spec['function']} must return (next_w, config);"
+                    f" it returned {describe(s['value'])}"
+                )
                 break
-            cr.add(compare(f"step {step + 1}: next_w", got[0], r["value"][0], T["output"],
-                           scale_of(r["value"][0])))
+            cr.add(
+                compare(
+                    f"step {step + 1}: next_w",
+                    got[0],
+                    r["value"][0],
+                    T["output"],
+                    scale_of(r["value"][0]),
+                )
+            )
             for k in item.state:
                 label = f"step {step + 1}: config[{k!r}]"
                 if k not in got[1]:
-                    cr.add(Cmp(label, False, None, f"{label} is missing: the rule must keep its "
-                               "state in config for the next step", "missing"))
+                    cr.add(
+                        Cmp(
+                            label,
+                            False,
+                            None,
+                            f"{label} is missing: the rule must keep its "
+                            "state in config for the next step",
+                            "missing",
+                        )
+                    )
                 else:
-                    cr.add(compare(label, got[1][k], r["value"][1][k], T["output"],
-                                   scale_of(r["value"][1][k])))
+                    cr.add(
+                        compare(
+                            label,
+                            got[1][k],
+                            r["value"][1][k],
+                            T["output"],
+                            scale_of(r["value"][1][k]),
+                        )
+                    )
             _mutations(item, s, cr)
             if len(cr.messages) > before:
                 break
@@ -520,8 +587,10 @@ def _check_init(item, r, s, cr, ctx, big: bool):
             cr.fail(f"params[{k!r}] is {describe(sv)}, expected shape {np.shape(rv)}")
             continue
         if sv.dtype != np.asarray(rv).dtype:
-            cr.fail(f"params[{k!r}] has dtype {sv.dtype}; the model was built with "
-                    f"dtype={np.asarray(rv).dtype}")
+            cr.fail(
+                f"params[{k!r}] has dtype {sv.dtype}; the model was built with "
+                f"dtype={np.asarray(rv).dtype}"
+            )
             continue
         rv = np.asarray(rv, dtype=np.float64)
         svf = sv.astype(np.float64)
@@ -532,8 +601,10 @@ def _check_init(item, r, s, cr, ctx, big: bool):
             rs, ss = float(rv.std()), float(svf.std())
             f = T["init_std_factor"]
             if not rs / f <= ss <= rs * f:
-                cr.fail(f"params[{k!r}] has std {ss:.3g}; the reference's initialization gives "
-                        f"{rs:.3g} (check weight_scale / the initialization formula)")
+                cr.fail(
+                    f"params[{k!r}] has std {ss:.3g}; the reference's initialization gives "
+                    f"{rs:.3g} (check weight_scale / the initialization formula)"
+                )
 
 
 def check_object(item, cases, R, S, ctx):
@@ -543,8 +614,7 @@ def check_object(item, cases, R, S, ctx):
         if "init" in per_test:
             cr = _new_case(case, i)
             if not _ref_failed(cr, r_init):
-                _check_init(item, r_init, s_init, cr, ctx,
-                            bool(case["meta"].get("init_stats")))
+                _check_init(item, r_init, s_init, cr, ctx, bool(case["meta"].get("init_stats")))
             per_test["init"].append(cr)
         crs = {}
         for j, call in enumerate(case["calls"]):
@@ -555,11 +625,16 @@ def check_object(item, cases, R, S, ctx):
             if cr is None:
                 cr = crs[part] = _new_case(case, i)
                 per_test[part].append(cr)
-                if not _ref_failed(cr, r_init) and "init" not in per_test and \
-                        s_init is not None and s_init.get("error"):
-                    cr.fail(f"constructing {item.spec['cls']}: "
-                            f"{error_message(s_init['error'], ctx)}",
-                            error_status(s_init["error"]))
+                if (
+                    not _ref_failed(cr, r_init)
+                    and "init" not in per_test
+                    and s_init is not None
+                    and s_init.get("error")
+                ):
+                    cr.fail(
+                        f"constructing {item.spec['cls']}: {error_message(s_init['error'], ctx)}",
+                        error_status(s_init["error"]),
+                    )
             if cr.status != "pass":
                 continue
             key = f"call/{i}/{j}"
@@ -583,11 +658,23 @@ def check_object(item, cases, R, S, ctx):
                 _check_loss_grads(cr, v, r["value"], item)
             elif what == "sequence":  # a list of numbers (loss_history): any sequence type
                 label = f"{call['method']}(...)"
-                cr.add(compare(label, _as_float_array(v), np.asarray(r["value"], dtype=float),
-                               T["output"], scale_of(r["value"])))
+                cr.add(
+                    compare(
+                        label,
+                        _as_float_array(v),
+                        np.asarray(r["value"], dtype=float),
+                        T["output"],
+                        scale_of(r["value"]),
+                    )
+                )
             else:
-                label = ("scores" if what == "scores" else
-                         f"self.{call['attr']}" if "attr" in call else f"{call['method']}(...)")
+                label = (
+                    "scores"
+                    if what == "scores"
+                    else f"self.{call['attr']}"
+                    if "attr" in call
+                    else f"{call['method']}(...)"
+                )
                 if what == "scores" and j > 0:
                     label = "scores after a training-mode call"
                 c = cr.add(compare(label, v, r["value"], T["output"], scale_of(r["value"])))
@@ -605,9 +692,11 @@ def _sample_hint(got, ref, case) -> str:
     if got is None or got.shape != ref.shape or got.ndim != 2 or start is None:
         return ""
     if np.all(got[:, 0] == start) and np.array_equal(got[:, 1:], ref[:, :-1]):
-        return ("your captions are the right words shifted one step late: captions[:, 0] holds "
-                "<START>. <START> is the first INPUT; the first output is the word sampled "
-                "from it")
+        return (
+            "your captions are the right words shifted one step late: captions[:, 0] holds "
+            "<START>. <START> is the first INPUT; the first output is the word sampled "
+            "from it"
+        )
     return ""
 
 
@@ -664,9 +753,11 @@ def check_torch(item, cases, R, S, ctx):
             if rgrads[idx] is None:
                 continue
             if sgrads[idx] is None:
-                cr.fail(f"no gradient reaches {fspec['args'][idx]}: compute with torch "
-                        "operations only (no .item(), .numpy() or Python floats in between) "
-                        "so autograd can differentiate the result")
+                cr.fail(
+                    f"no gradient reaches {fspec['args'][idx]}: compute with torch "
+                    "operations only (no .item(), .numpy() or Python floats in between) "
+                    "so autograd can differentiate the result"
+                )
                 continue
             cr.add(compare(g, sgrads[idx], rgrads[idx], T["gradient"], scale))
     return per_test
@@ -693,16 +784,23 @@ def check_torch_module(item, cases, R, S, ctx):
         atol = T["float32"] * scale_of(rv) if mspec["float32_constants"] else None
         cr.add(compare("output", sv, rv, T["output"], scale_of(rv), atol=atol))
         scale = scale_of(*[g for g in (*rgrads.values(), *rpgrads.values()) if g is not None])
-        for label, ref, mine in [*((f"grad of {n}", g, sgrads.get(n)) for n, g in rgrads.items()),
-                                 *((f"grad of {n}", g, spgrads.get(n))
-                                   for n, g in rpgrads.items())]:
+        for label, ref, mine in [
+            *((f"grad of {n}", g, sgrads.get(n)) for n, g in rgrads.items()),
+            *((f"grad of {n}", g, spgrads.get(n)) for n, g in rpgrads.items()),
+        ]:
             if ref is not None:
                 cr.add(compare(label, mine, ref, T["gradient"], scale))
     return per_test
 
 
-CHECKS = {"layer": check_layer, "loss": check_loss, "optim": check_optim, "object": check_object,
-          "torch": check_torch, "torch_module": check_torch_module}
+CHECKS = {
+    "layer": check_layer,
+    "loss": check_loss,
+    "optim": check_optim,
+    "object": check_object,
+    "torch": check_torch,
+    "torch_module": check_torch_module,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -727,18 +825,23 @@ def explain_gradients(grads, forward_ok, what, meta) -> str:
             if c is not None:
                 clauses.append(f"your {g} is off by {name_factor(c, meta)}")
             elif num is not None and not consistent:
-                clauses.append(f"{g} disagrees with a numerical gradient of your {what}"
-                               + (f" ({p})" if p else ""))
+                clauses.append(
+                    f"{g} disagrees with a numerical gradient of your {what}"
+                    + (f" ({p})" if p else "")
+                )
             else:
                 clauses.append(f"{g} is wrong" + (f" ({p})" if p else ""))
         elif consistent:
-            clauses.append(f"{g} is consistent with it (a numerical gradient of your {what} "
-                           "agrees)")
+            clauses.append(
+                f"{g} is consistent with it (a numerical gradient of your {what} agrees)"
+            )
         elif c is not None:
             clauses.append(f"{g} is off by {name_factor(c, meta)} from the reference")
         elif num is not None:
-            clauses.append(f"{g} matches neither the reference nor a numerical gradient of your "
-                           f"{what}" + (f" ({p})" if p else ""))
+            clauses.append(
+                f"{g} matches neither the reference nor a numerical gradient of your "
+                f"{what}" + (f" ({p})" if p else "")
+            )
         else:
             clauses.append(f"{g} is wrong" + (f" ({p})" if p else ""))
     if forward_ok:
@@ -751,11 +854,19 @@ def explain_gradients(grads, forward_ok, what, meta) -> str:
 
 
 def _numgrad(ctx, mod, spec, case, wrt):
-    job = child_job(ctx, driver="numgrad", module=mod.dotted, cases=[case],
-                    spec={**spec, "wrt": wrt, "h": NUMERICAL_STEP})
+    job = child_job(
+        ctx,
+        driver="numgrad",
+        module=mod.dotted,
+        cases=[case],
+        spec={**spec, "wrt": wrt, "h": NUMERICAL_STEP},
+    )
     res = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
-    return {k[len("num/"):]: v["value"] for k, v in res.records.items()
-            if k.startswith("num/") and v.get("value") is not None}
+    return {
+        k[len("num/") :]: v["value"]
+        for k, v in res.records.items()
+        if k.startswith("num/") and v.get("value") is not None
+    }
 
 
 def _pick(crs):
@@ -784,8 +895,11 @@ def diagnose_layer(item, cases, R, S, results, ctx, mod, module):
                 V = variant_records(item, module, overrides, cases[cr.index], cr.index)
                 alt = _as_tuple((V.get("bwd/0") or {}).get("value"), len(item.grads))
                 got = _as_tuple(S[f"bwd/{cr.index}"]["value"], len(item.grads))
-                if alt and got and all(matches(a, b, T["gradient"])
-                                       for a, b in zip(got, alt, strict=True)):
+                if (
+                    alt
+                    and got
+                    and all(matches(a, b, T["gradient"]) for a, b in zip(got, alt, strict=True))
+                ):
                     cr.status, cr.messages, cr.notes = "pass", [], [*cr.notes, note]
                     break
     if item.meta.get("pool"):
@@ -801,24 +915,35 @@ def diagnose_layer(item, cases, R, S, results, ctx, mod, module):
     case = cases[cr.index]
     fwd_cr = fwd_crs.get(cr.index)
     outputs = set(item.spec["outputs"])
-    fwd_ok = fwd_cr is not None and fwd_cr.status != "skipped" and \
-        all(c.ok for c in fwd_cr.cmps if c.key in outputs) and \
-        any(c.key in outputs for c in fwd_cr.cmps)
+    fwd_ok = (
+        fwd_cr is not None
+        and fwd_cr.status != "skipped"
+        and all(c.ok for c in fwd_cr.cmps if c.key in outputs)
+        and any(c.key in outputs for c in fwd_cr.cmps)
+    )
     if item.check == "dropout":
         return
     idx = dict(item.grads)
-    num = _numgrad(ctx, mod, {**item.spec, "mode": "layer"}, case,
-                   [[g, idx[g]] for g in bad]) if bad else {}
+    num = (
+        _numgrad(ctx, mod, {**item.spec, "mode": "layer"}, case, [[g, idx[g]] for g in bad])
+        if bad
+        else {}
+    )
     got = _as_tuple(S[f"bwd/{cr.index}"]["value"], len(names))
     ref = _as_tuple(R[f"bwd/{cr.index}"]["value"], len(names))
     cr.diagnosis = explain_gradients(
-        [(g, got[names.index(g)], ref[names.index(g)], num.get(g)) for g in bad], fwd_ok,
-        "forward", cr.meta)
+        [(g, got[names.index(g)], ref[names.index(g)], num.get(g)) for g in bad],
+        fwd_ok,
+        "forward",
+        cr.meta,
+    )
 
 
-_TIE_HINT = ("where a window has several equal maxima your dx is not a valid split of dout: "
-             "each window's dout must go to its maxima only and sum to dout (all of it to the "
-             "first maximum, as the reference and PyTorch do, or shared among them)")
+_TIE_HINT = (
+    "where a window has several equal maxima your dx is not a valid split of dout: "
+    "each window's dout must go to its maxima only and sum to dout (all of it to the "
+    "first maximum, as the reference and PyTorch do, or shared among them)"
+)
 
 
 def pool_split_ok(x, pool_param, dout, dx, tol=None) -> bool:
@@ -839,7 +964,7 @@ def pool_split_ok(x, pool_param, dout, dx, tol=None) -> bool:
         for j in range(dout.shape[3]):
             win = (slice(None), slice(None), slice(i * st, i * st + ph), slice(j * st, j * st + pw))
             covered[win] = True
-            xw, gw, d = x[win], dx[win], dout[:, :, i:i + 1, j:j + 1]
+            xw, gw, d = x[win], dx[win], dout[:, :, i : i + 1, j : j + 1]
             is_max = xw == xw.max(axis=(2, 3), keepdims=True)
             if np.abs(np.where(is_max, 0.0, gw)).max(initial=0.0) > tol * scale:
                 return False  # gradient off the maxima
@@ -859,8 +984,11 @@ def _accept_pool_splits(item, cases, S, crs) -> None:
         got = _as_tuple(S[f"bwd/{cr.index}"]["value"], 1)
         if got and pool_split_ok(case["args"][0], case["args"][1], case["douts"][0], got[0]):
             cr.status, cr.messages = "pass", []
-            cr.notes = [*cr.notes, "tied maxima share the gradient differently from the "
-                        "reference (accepted: any split among tied maxima is a valid gradient)"]
+            cr.notes = [
+                *cr.notes,
+                "tied maxima share the gradient differently from the "
+                "reference (accepted: any split among tied maxima is a valid gradient)",
+            ]
 
 
 def _match_bug(item, module, case, S, cr, prefix):
@@ -875,8 +1003,11 @@ def _match_bug(item, module, case, S, cr, prefix):
 
 def _records_match(S, V, i, prefix) -> bool:
     """Do the student's records of case i equal the variant's (case 0 of its own run)?"""
-    pairs = [(k, f"{prefix}/0" + k[len(f"{prefix}/{i}"):]) for k in S
-             if k == f"{prefix}/{i}" or k.startswith(f"{prefix}/{i}/")]
+    pairs = [
+        (k, f"{prefix}/0" + k[len(f"{prefix}/{i}") :])
+        for k in S
+        if k == f"{prefix}/{i}" or k.startswith(f"{prefix}/{i}/")
+    ]
     if not pairs:
         return False
     for sk, vk in pairs:
@@ -887,8 +1018,9 @@ def _records_match(S, V, i, prefix) -> bool:
             return False
         for name, d in (v.get("state") or {}).items():
             sd = (s.get("state") or {}).get(name) or {}
-            if not all(k in sd and _tree_match(sd[k], d[k]) for k in d
-                       if isinstance(d[k], np.ndarray)):
+            if not all(
+                k in sd and _tree_match(sd[k], d[k]) for k in d if isinstance(d[k], np.ndarray)
+            ):
                 return False
     return True
 
@@ -896,10 +1028,14 @@ def _records_match(S, V, i, prefix) -> bool:
 def _tree_match(a, b) -> bool:
     if isinstance(b, dict):
         return isinstance(a, dict) and all(
-            k in a and _tree_match(a[k], b[k]) for k in b if isinstance(b[k], np.ndarray))
+            k in a and _tree_match(a[k], b[k]) for k in b if isinstance(b[k], np.ndarray)
+        )
     if isinstance(b, (tuple, list)):
-        return isinstance(a, (tuple, list)) and len(a) == len(b) and all(
-            _tree_match(x, y) for x, y in zip(a, b, strict=True))
+        return (
+            isinstance(a, (tuple, list))
+            and len(a) == len(b)
+            and all(_tree_match(x, y) for x, y in zip(a, b, strict=True))
+        )
     if isinstance(b, (np.ndarray, float, int, np.number)) and not isinstance(b, bool):
         return matches(a, b, T["bug_match"])
     return True
@@ -917,12 +1053,19 @@ def diagnose_loss(item, cases, R, S, results, ctx, mod, module):
     lines = []
     if item.reg is not None:
         W, reg = case["args"][item.reg[0]], float(case["args"][item.reg[1]])
-        lines += _reg_hints(float(got[0]) - float(ref[0]), got[1] - ref[1], W, reg,
-                            loss_ok, g, "reg * sum(W * W)", 1.0)
+        lines += _reg_hints(
+            float(got[0]) - float(ref[0]),
+            got[1] - ref[1],
+            W,
+            reg,
+            loss_ok,
+            g,
+            "reg * sum(W * W)",
+            1.0,
+        )
     if g in _failing_grads(cr, [g]) and not lines:
         num = _numgrad(ctx, mod, {**item.spec, "mode": "loss"}, case, [[g, gi]])
-        lines.append(explain_gradients([(g, got[1], ref[1], num.get(g))], loss_ok, "loss",
-                                       cr.meta))
+        lines.append(explain_gradients([(g, got[1], ref[1], num.get(g))], loss_ok, "loss", cr.meta))
     cr.diagnosis = "; ".join(lines)
 
 
@@ -935,10 +1078,12 @@ def _reg_hints(dloss, dgrad, W, reg, loss_ok, g, convention, half) -> list:
     R = half * reg * float(np.sum(W * W))
     tol = 1e-6 * max(1.0, abs(R))
     if not loss_ok:
-        for c, text in ((-1.0, "the regularization term is missing from the loss"),
-                        (1.0, "the regularization term is counted twice"),
-                        (-0.5, "the loss has half the regularization term"),
-                        (0.5 / half - 1, "the loss's regularization term uses the wrong factor")):
+        for c, text in (
+            (-1.0, "the regularization term is missing from the loss"),
+            (1.0, "the regularization term is counted twice"),
+            (-0.5, "the loss has half the regularization term"),
+            (0.5 / half - 1, "the loss's regularization term uses the wrong factor"),
+        ):
             if c != 0 and abs(dloss - c * R) <= tol:
                 out.append(f"{text} (the reference's term is {convention})")
                 break
@@ -947,8 +1092,10 @@ def _reg_hints(dloss, dgrad, W, reg, loss_ok, g, convention, half) -> list:
         c = float(np.sum(dgrad * W) / (reg * np.sum(W * W)))
         if matches(dgrad, c * reg * W, T["factor"]):
             want = 2 * half
-            out.append(f"{g} differs from the reference by {c:.3g} * reg * W: the gradient of "
-                       f"{convention} is {want:g} * reg * W")
+            out.append(
+                f"{g} differs from the reference by {c:.3g} * reg * W: the gradient of "
+                f"{convention} is {want:g} * reg * W"
+            )
     return out
 
 
@@ -986,9 +1133,15 @@ def diagnose_object(item, cases, R, S, results, ctx, mod, module):
     if cr is None:
         return
     case = cases[cr.index]
-    j = next((j for j, c in enumerate(case["calls"])
-              if c.get("check") == "loss_grads"
-              and any(not m.ok and m.key.startswith("grads[") for m in cr.cmps)), None)
+    j = next(
+        (
+            j
+            for j, c in enumerate(case["calls"])
+            if c.get("check") == "loss_grads"
+            and any(not m.ok and m.key.startswith("grads[") for m in cr.cmps)
+        ),
+        None,
+    )
     if j is None:
         return
     got_loss, got = S[f"call/{cr.index}/{j}"]["value"]
@@ -1003,9 +1156,13 @@ def diagnose_object(item, cases, R, S, results, ctx, mod, module):
         R2 = 0.5 * reg * sum(float(np.sum(params[k] ** 2)) for k in weights)
         dloss = float(got_loss) - float(ref_loss)
         if not loss_ok:
-            for c, text in ((-1.0, "the L2 term is missing from the loss"),
-                            (1.0, "the L2 term lacks CS231n's 0.5 factor "
-                                  "(the loss uses 0.5 * reg * sum(W**2))")):
+            for c, text in (
+                (-1.0, "the L2 term is missing from the loss"),
+                (
+                    1.0,
+                    "the L2 term lacks CS231n's 0.5 factor (the loss uses 0.5 * reg * sum(W**2))",
+                ),
+            ):
                 if abs(dloss - c * R2) <= 1e-6 * max(1.0, R2):
                     lines.append(text)
         by_factor, not_weights = {}, []
@@ -1021,26 +1178,40 @@ def diagnose_object(item, cases, R, S, results, ctx, mod, module):
                         not_weights.append(k)
         for c, ks in by_factor.items():
             which = ", ".join(f"grads[{k!r}]" for k in ks)
-            lines.append(f"{which} differ{'s' if len(ks) == 1 else ''} from the reference by "
-                         f"{c} * reg * W: the gradient of the L2 term 0.5 * reg * sum(W**2) "
-                         "is reg * W")
+            lines.append(
+                f"{which} differ{'s' if len(ks) == 1 else ''} from the reference by "
+                f"{c} * reg * W: the gradient of the L2 term 0.5 * reg * sum(W**2) "
+                "is reg * W"
+            )
         if not_weights:
-            lines.append(", ".join(f"grads[{k!r}]" for k in not_weights) + " include an L2 "
-                         "term: CS231n regularizes the weight matrices only (not biases, gamma "
-                         "or beta)")
+            lines.append(
+                ", ".join(f"grads[{k!r}]" for k in not_weights) + " include an L2 "
+                "term: CS231n regularizes the weight matrices only (not biases, gamma "
+                "or beta)"
+            )
     if not lines:
         wrt = [[f"grads[{k!r}]", k] for k in bad[:3]]
         spec = {**item.spec, "mode": "object", "call": j}
         num = _numgrad(ctx, mod, spec, case, wrt)
-        lines.append(explain_gradients(
-            [(f"grads[{k!r}]", got[k], ref[k], num.get(f"grads[{k!r}]")) for k in bad[:3]],
-            loss_ok, "loss", cr.meta))
+        lines.append(
+            explain_gradients(
+                [(f"grads[{k!r}]", got[k], ref[k], num.get(f"grads[{k!r}]")) for k in bad[:3]],
+                loss_ok,
+                "loss",
+                cr.meta,
+            )
+        )
     cr.diagnosis = "; ".join(lines)
 
 
-DIAGNOSES = {"layer": diagnose_layer, "loss": diagnose_loss, "optim": diagnose_optim,
-             "object": diagnose_object, "torch": lambda *args: None,
-             "torch_module": lambda *args: None}
+DIAGNOSES = {
+    "layer": diagnose_layer,
+    "loss": diagnose_loss,
+    "optim": diagnose_optim,
+    "object": diagnose_object,
+    "torch": lambda *args: None,
+    "torch_module": lambda *args: None,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1062,9 +1233,15 @@ def _robustness_only(c: CaseResult, item: Item) -> None:
 def _case_record(c: CaseResult) -> dict:
     """One case of a test, as plain JSON data."""
     err = c.err if c.err is not None and math.isfinite(c.err) else None
-    return {"label": c.label, "status": c.status, "max_rel_error": err,
-            "messages": list(c.messages), "diagnosis": c.diagnosis,
-            "robustness": list(c.robustness), "notes": list(c.notes)}
+    return {
+        "label": c.label,
+        "status": c.status,
+        "max_rel_error": err,
+        "messages": list(c.messages),
+        "diagnosis": c.diagnosis,
+        "robustness": list(c.robustness),
+        "notes": list(c.notes),
+    }
 
 
 def summarize(name, item, file, crs, output="") -> TestResult:
@@ -1080,10 +1257,18 @@ def summarize(name, item, file, crs, output="") -> TestResult:
             if n not in robustness:
                 robustness.append(n)
     errs = [c.err for c in counted if c.err is not None]
-    res = TestResult(name, item.name, file, "pass", max(errs) if errs else None, notes=notes,
-                     cases_passed=sum(c.status == "pass" for c in counted),
-                     cases_total=len(counted), robustness=robustness,
-                     cases=[_case_record(c) for c in crs])
+    res = TestResult(
+        name,
+        item.name,
+        file,
+        "pass",
+        max(errs) if errs else None,
+        notes=notes,
+        cases_passed=sum(c.status == "pass" for c in counted),
+        cases_total=len(counted),
+        robustness=robustness,
+        cases=[_case_record(c) for c in crs],
+    )
     reasons = []
     for c in crs:
         if c.skip_reason and c.skip_reason not in reasons:
@@ -1095,8 +1280,9 @@ def summarize(name, item, file, crs, output="") -> TestResult:
         return res
     if reasons:
         n = len(crs) - len(counted)
-        res.notes.append(f"{n} case(s) not graded: the reference failed on them "
-                         f"({'; '.join(reasons[:2])})")
+        res.notes.append(
+            f"{n} case(s) not graded: the reference failed on them ({'; '.join(reasons[:2])})"
+        )
     failing = [c for c in counted if c.status != "pass"]
     if not failing:
         return res
@@ -1126,35 +1312,51 @@ def grade_item(item: Item, ctx: Context) -> list:
     mod = sub.find(item.files, item.functions)
     if mod is None:
         return []
-    present = {p: t for p, t in item.tests.items()
-               if mod.syntax_error or item.requires[t] in mod.defined}
+    present = {
+        p: t for p, t in item.tests.items() if mod.syntax_error or item.requires[t] in mod.defined
+    }
     if not present:
         return []
-    missing = [TestResult(t, item.name, mod.relpath, "missing",
-                          hint=f"{item.requires[t]} is not defined in {mod.relpath}")
-               for p, t in item.tests.items() if p not in present]
+    missing = [
+        TestResult(
+            t,
+            item.name,
+            mod.relpath,
+            "missing",
+            hint=f"{item.requires[t]} is not defined in {mod.relpath}",
+        )
+        for p, t in item.tests.items()
+        if p not in present
+    ]
 
     def everything(verdict, hint):
-        return [TestResult(t, item.name, mod.relpath, verdict, hint=hint, details=[hint])
-                for t in present.values()] + missing
+        return [
+            TestResult(t, item.name, mod.relpath, verdict, hint=hint, details=[hint])
+            for t in present.values()
+        ] + missing
 
     if mod.syntax_error:
         return everything("error", f"{mod.relpath} does not parse: {mod.syntax_error}")
     if mod.dotted in ctx.import_errors:
         err = ctx.import_errors[mod.dotted]
-        return everything(error_status(err),
-                          f"importing {mod.relpath} failed: {error_message(err, ctx)}")
+        return everything(
+            error_status(err), f"importing {mod.relpath} failed: {error_message(err, ctx)}"
+        )
     try:
         module, cases, R = reference_run(item, ctx.seed)
     except Exception as exc:  # noqa: BLE001 -- reference not written yet, or broken
-        return everything("skipped", f"reference {item.ref} is not available "
-                                     f"({type(exc).__name__}: {exc})")
+        return everything(
+            "skipped", f"reference {item.ref} is not available ({type(exc).__name__}: {exc})"
+        )
     job = child_job(ctx, driver=item.kind, module=mod.dotted, spec=item.spec, cases=cases)
     S = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
     results = CHECKS[item.kind](item, cases, R, S.records, ctx)
     DIAGNOSES[item.kind](item, cases, R, S.records, results, ctx, mod, module)
-    out = [summarize(t, item, mod.relpath, results[p], S.output)
-           for p, t in item.tests.items() if p in present]
+    out = [
+        summarize(t, item, mod.relpath, results[p], S.output)
+        for p, t in item.tests.items()
+        if p in present
+    ]
     return out + missing
 
 
@@ -1170,8 +1372,11 @@ def preflight_imports(ctx: Context, modules) -> dict:
     for name in modules:
         rec = res.records.get(f"import:{name}")
         if rec is None:
-            errors[name] = {"type": "NotRun", "message": "the import check did not finish",
-                            "where": ""}
+            errors[name] = {
+                "type": "NotRun",
+                "message": "the import check did not finish",
+                "where": "",
+            }
         elif rec.get("error"):
             errors[name] = rec["error"]
     return errors
@@ -1183,9 +1388,15 @@ def select_items(only=None) -> list:
 
     if not only:
         return list(ITEMS)
-    return [it for it in ITEMS
-            if any(fnmatch.fnmatchcase(t, pat) or fnmatch.fnmatchcase(it.name, pat)
-                   for t in it.tests.values() for pat in only)]
+    return [
+        it
+        for it in ITEMS
+        if any(
+            fnmatch.fnmatchcase(t, pat) or fnmatch.fnmatchcase(it.name, pat)
+            for t in it.tests.values()
+            for pat in only
+        )
+    ]
 
 
 def _profile_items(profile, only) -> list:
@@ -1205,12 +1416,20 @@ def _not_found(profile, results, sub, only) -> list:
         for test in item.tests.values():
             if test not in profile.points or test in seen or profile.is_optional(test):
                 continue
-            if only and not any(fnmatch.fnmatchcase(test, p) or
-                                fnmatch.fnmatchcase(item.name, p) for p in only):
+            if only and not any(
+                fnmatch.fnmatchcase(test, p) or fnmatch.fnmatchcase(item.name, p) for p in only
+            ):
                 continue
             files = " or ".join(item.files)
-            out.append(TestResult(test, item.name, item.files[0], "missing",
-                                  hint=f"{item.requires[test]} is not defined (looked in {files})"))
+            out.append(
+                TestResult(
+                    test,
+                    item.name,
+                    item.files[0],
+                    "missing",
+                    hint=f"{item.requires[test]} is not defined (looked in {files})",
+                )
+            )
             seen.add(test)
     return out
 
@@ -1223,13 +1442,18 @@ def _ungraded_note(profile, sub) -> str:
         if mod is None or mod.syntax_error:
             continue
         for test in item.tests.values():
-            if test not in profile.points and item.requires[test] in mod.defined \
-                    and test not in extra:
+            if (
+                test not in profile.points
+                and item.requires[test] in mod.defined
+                and test not in extra
+            ):
                 extra.append(test)
     if not extra:
         return ""
-    return (f"not graded (not part of assignment {profile.assignment}, or course-provided): "
-            + ", ".join(extra))
+    return (
+        f"not graded (not part of assignment {profile.assignment}, or course-provided): "
+        + ", ".join(extra)
+    )
 
 
 def _keep(results, profile, only) -> list:
@@ -1237,9 +1461,11 @@ def _keep(results, profile, only) -> list:
     if only:
         import fnmatch
 
-        results = [r for r in results
-                   if any(fnmatch.fnmatchcase(r.name, p) or fnmatch.fnmatchcase(r.item, p)
-                          for p in only)]
+        results = [
+            r
+            for r in results
+            if any(fnmatch.fnmatchcase(r.name, p) or fnmatch.fnmatchcase(r.item, p) for p in only)
+        ]
     if profile is not None:
         results = [r for r in results if r.name in profile.points]
         for r in results:
@@ -1247,9 +1473,17 @@ def _keep(results, profile, only) -> list:
     return results
 
 
-def grade(sub, limits=None, seed: int = 231, jobs: int = 1, only=None,
-          time_budget: float | None = None, student_user=None, profile=None,
-          on_progress=None) -> list:
+def grade(
+    sub,
+    limits=None,
+    seed: int = 231,
+    jobs: int = 1,
+    only=None,
+    time_budget: float | None = None,
+    student_user=None,
+    profile=None,
+    on_progress=None,
+) -> list:
     """Grade a Submission; returns TestResults in the order of the item table.
 
     ``time_budget``: seconds for the whole run (items not finished by then time out);
@@ -1260,15 +1494,24 @@ def grade(sub, limits=None, seed: int = 231, jobs: int = 1, only=None,
     called after each item with the results so far (from worker threads, one call at a time).
     """
     start = time.monotonic()
-    ctx = Context(sub, limits or runner.Limits(), seed,
-                  deadline=start + time_budget if time_budget else math.inf,
-                  standins=dict(profile.standins) if profile else {})
-    items = [it for it in _profile_items(profile, only)
-             if sub.find(it.files, it.functions) is not None]
+    ctx = Context(
+        sub,
+        limits or runner.Limits(),
+        seed,
+        deadline=start + time_budget if time_budget else math.inf,
+        standins=dict(profile.standins) if profile else {},
+    )
+    items = [
+        it for it in _profile_items(profile, only) if sub.find(it.files, it.functions) is not None
+    ]
     # PyTorch files have one item each, whose own child finds their import errors: leaving
     # them out of the import check saves a child importing torch.
-    mods = {m.relpath: m for m in (sub.find(it.files, it.functions) for it in items
-                                   if not it.kind.startswith("torch"))}
+    mods = {
+        m.relpath: m
+        for m in (
+            sub.find(it.files, it.functions) for it in items if not it.kind.startswith("torch")
+        )
+    }
     finished: dict = {}
     lock = threading.Lock()
 
@@ -1286,7 +1529,8 @@ def grade(sub, limits=None, seed: int = 231, jobs: int = 1, only=None,
         if student_user is not None:
             sub.share_with(student_user)
         ctx.import_errors = preflight_imports(
-            ctx, [m.dotted for m in mods.values() if not m.syntax_error])
+            ctx, [m.dotted for m in mods.values() if not m.syntax_error]
+        )
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             per_item = list(pool.map(run, enumerate(items)))
     results = _keep([r for rs in per_item for r in rs], profile, only)

@@ -37,8 +37,21 @@ from cs231n_grader import codec
 from cs231n_grader._version import __version__
 from cs231n_grader.engine import reference_run, select_items
 
-_INPUT_KEYS = ("args", "kwargs", "douts", "w", "config", "dws", "ctor_args", "ctor_kwargs",
-               "params", "attrs", "calls", "fn", "train_loss")
+_INPUT_KEYS = (
+    "args",
+    "kwargs",
+    "douts",
+    "w",
+    "config",
+    "dws",
+    "ctor_args",
+    "ctor_kwargs",
+    "params",
+    "attrs",
+    "calls",
+    "fn",
+    "train_loss",
+)
 
 
 def _outputs(item, case, i, R) -> dict:
@@ -63,16 +76,23 @@ def _outputs(item, case, i, R) -> dict:
         if rec.get("error"):
             return {}
         out, grads, pgrads = rec["value"]
-        return {"class": item.spec["modules"][case["fn"]]["cls"], "output": out,
-                "input_grads": grads, "param_grads": pgrads}
+        return {
+            "class": item.spec["modules"][case["fn"]]["cls"],
+            "output": out,
+            "input_grads": grads,
+            "param_grads": pgrads,
+        }
     if item.kind == "torch":
         rec = R.get(f"loss/{i}") or {}
         if rec.get("error"):
             return {}
         out, grads = rec["value"]
         fspec = item.spec["functions"][case["fn"]]
-        return {"function": fspec["function"], "output": out,
-                **{g: grads[idx] for g, idx in fspec["grads"]}}
+        return {
+            "function": fspec["function"],
+            "output": out,
+            **{g: grads[idx] for g, idx in fspec["grads"]},
+        }
     if item.kind == "optim":
         steps = []
         for s in range(len(case["dws"])):
@@ -89,8 +109,14 @@ def _outputs(item, case, i, R) -> dict:
 def export_vectors(outdir: str, seed: int = 231, only=None) -> dict:
     """Write the vectors (see the module docstring); returns the index."""
     os.makedirs(outdir, exist_ok=True)
-    index = {"format": "nn-twins test vectors", "version": __version__, "seed": seed,
-             "numpy": np.__version__, "items": [], "skipped": []}
+    index = {
+        "format": "nn-twins test vectors",
+        "version": __version__,
+        "seed": seed,
+        "numpy": np.__version__,
+        "items": [],
+        "skipped": [],
+    }
     for item in select_items(only):
         try:
             _, cases, R = reference_run(item, seed)
@@ -98,19 +124,31 @@ def export_vectors(outdir: str, seed: int = 231, only=None) -> dict:
             index["skipped"].append({"item": item.name, "reason": f"{type(exc).__name__}: {exc}"})
             continue
         arrays: dict = {}
-        entry = {"item": item.name, "kind": item.kind, "reference": item.ref,
-                 "student_files": list(item.files), "tests": list(item.tests.values()),
-                 "arrays": f"{item.name}.npz", "cases": []}
+        entry = {
+            "item": item.name,
+            "kind": item.kind,
+            "reference": item.ref,
+            "student_files": list(item.files),
+            "tests": list(item.tests.values()),
+            "arrays": f"{item.name}.npz",
+            "cases": [],
+        }
         for i, case in enumerate(cases):
             inputs = {k: case[k] for k in _INPUT_KEYS if k in case}
-            entry["cases"].append({
-                "label": case["label"],
-                "meta": {k: v for k, v in (case.get("meta") or {}).items()
-                         if isinstance(v, (bool, int, float, str))},
-                "inputs": codec.encode(inputs, arrays, prefix=f"case{i}_in_"),
-                "outputs": codec.encode(_outputs(item, case, i, R), arrays,
-                                        prefix=f"case{i}_out_"),
-            })
+            entry["cases"].append(
+                {
+                    "label": case["label"],
+                    "meta": {
+                        k: v
+                        for k, v in (case.get("meta") or {}).items()
+                        if isinstance(v, (bool, int, float, str))
+                    },
+                    "inputs": codec.encode(inputs, arrays, prefix=f"case{i}_in_"),
+                    "outputs": codec.encode(
+                        _outputs(item, case, i, R), arrays, prefix=f"case{i}_out_"
+                    ),
+                }
+            )
         codec.write_npz(os.path.join(outdir, entry["arrays"]), arrays)
         index["items"].append(entry)
     codec.write_json(os.path.join(outdir, "index.json"), index)
@@ -133,9 +171,12 @@ def load_vectors(outdir: str) -> dict:
     for entry in index["items"]:
         with np.load(os.path.join(outdir, entry["arrays"]), allow_pickle=False) as npz:
             out[entry["item"]] = [
-                {"label": c["label"], "meta": c.get("meta", {}),
-                 "inputs": codec.decode(c["inputs"], npz),
-                 "outputs": codec.decode(c["outputs"], npz)}
+                {
+                    "label": c["label"],
+                    "meta": c.get("meta", {}),
+                    "inputs": codec.decode(c["inputs"], npz),
+                    "outputs": codec.decode(c["outputs"], npz),
+                }
                 for c in entry["cases"]
             ]
     return out

@@ -39,15 +39,19 @@ class Profile:
         return any(fnmatch.fnmatchcase(test, p) for p in self.optional)
 
     def environment_note(self) -> str:
-        parts = [f"graded as CS231n assignment {self.assignment} ({self.title}): "
-                 f"{len(self.points)} tests, {sum(self.points.values()):g} points"]
+        parts = [
+            f"graded as CS231n assignment {self.assignment} ({self.title}): "
+            f"{len(self.points)} tests, {sum(self.points.values()):g} points"
+        ]
         provided = ", ".join(p.removeprefix("cs231n/") for p in self.provided)
         parts.append(f"course-provided code is not graded ({provided})")
         if self.standins:
             subs = ", ".join(m.removeprefix("cs231n.") + ".py" for m in self.standins)
-            parts.append(f"the reference stands in for {subs} in your code's processes, so "
-                         "that file (or an uncompiled extension it needs) cannot fail your own "
-                         "functions")
+            parts.append(
+                f"the reference stands in for {subs} in your code's processes, so "
+                "that file (or an uncompiled extension it needs) cannot fail your own "
+                "functions"
+            )
         return "; ".join(parts)
 
 
@@ -128,31 +132,73 @@ _A3 = {
     "simclr_loss_naive": 2,
     "simclr_loss_vectorized": 2,
 }
-_A3_TORCH = ("PositionalEncoding.*", "MultiHeadAttention.*", "discriminator_loss",
-             "generator_loss", "ls_*", "sim", "compute_sim_matrix", "sim_positive_pairs",
-             "simclr_loss_*")
+_A3_TORCH = (
+    "PositionalEncoding.*",
+    "MultiHeadAttention.*",
+    "discriminator_loss",
+    "generator_loss",
+    "ls_*",
+    "sim",
+    "compute_sim_matrix",
+    "sim_positive_pairs",
+    "simclr_loss_*",
+)
 
 PROFILES = {
-    "1": Profile("1", "k-NN, linear SVM and softmax, two-layer net", _A1,
-                 provided=("cs231n/layer_utils.py", "cs231n/optim.py", "cs231n/solver.py",
-                           "cs231n/gradient_check.py")),
-    "2": Profile("2", "fully connected nets, batch/layer norm, dropout, CNNs", _A2,
-                 provided=("cs231n/fast_layers.py", "cs231n/layer_utils.py",
-                           "cs231n/solver.py", "cs231n/gradient_check.py"),
-                 standins={"cs231n.fast_layers": "numpy_impl.fast_layers"}),
-    "3": Profile("3", "RNN/LSTM captioning, attention, GAN losses, SimCLR", _A3,
-                 provided=("cs231n/layers.py", "cs231n/layer_utils.py", "cs231n/optim.py",
-                           "cs231n/captioning_solver.py", "cs231n/gradient_check.py"),
-                 optional=("lstm_*", *_A3_TORCH)),
+    "1": Profile(
+        "1",
+        "k-NN, linear SVM and softmax, two-layer net",
+        _A1,
+        provided=(
+            "cs231n/layer_utils.py",
+            "cs231n/optim.py",
+            "cs231n/solver.py",
+            "cs231n/gradient_check.py",
+        ),
+    ),
+    "2": Profile(
+        "2",
+        "fully connected nets, batch/layer norm, dropout, CNNs",
+        _A2,
+        provided=(
+            "cs231n/fast_layers.py",
+            "cs231n/layer_utils.py",
+            "cs231n/solver.py",
+            "cs231n/gradient_check.py",
+        ),
+        standins={"cs231n.fast_layers": "numpy_impl.fast_layers"},
+    ),
+    "3": Profile(
+        "3",
+        "RNN/LSTM captioning, attention, GAN losses, SimCLR",
+        _A3,
+        provided=(
+            "cs231n/layers.py",
+            "cs231n/layer_utils.py",
+            "cs231n/optim.py",
+            "cs231n/captioning_solver.py",
+            "cs231n/gradient_check.py",
+        ),
+        optional=("lstm_*", *_A3_TORCH),
+    ),
 }
 
 # Files that only one assignment's starter code has: they tell the assignment of a folder.
 _DISTINCTIVE = {
-    "1": ("cs231n/classifiers/k_nearest_neighbor.py", "cs231n/classifiers/linear_svm.py",
-          "cs231n/classifiers/softmax.py", "cs231n/classifiers/linear_classifier.py"),
+    "1": (
+        "cs231n/classifiers/k_nearest_neighbor.py",
+        "cs231n/classifiers/linear_svm.py",
+        "cs231n/classifiers/softmax.py",
+        "cs231n/classifiers/linear_classifier.py",
+    ),
     "2": ("cs231n/classifiers/cnn.py", "cs231n/fast_layers.py"),
-    "3": ("cs231n/rnn_layers.py", "cs231n/classifiers/rnn.py", "cs231n/gan_pytorch.py",
-          "cs231n/simclr/contrastive_loss.py", "cs231n/transformer_layers.py"),
+    "3": (
+        "cs231n/rnn_layers.py",
+        "cs231n/classifiers/rnn.py",
+        "cs231n/gan_pytorch.py",
+        "cs231n/simclr/contrastive_loss.py",
+        "cs231n/transformer_layers.py",
+    ),
 }
 ASSIGNMENT_CHOICES = ("auto", "1", "2", "3", "all")
 
@@ -171,17 +217,23 @@ def detect(relpaths) -> str | None:
 def choose(assignment: str, relpaths) -> tuple[Profile | None, str]:
     """(profile or None for 'grade everything found', a note saying how it was chosen)."""
     if assignment not in ASSIGNMENT_CHOICES:
-        raise ProfileError(f"--assignment must be one of {', '.join(ASSIGNMENT_CHOICES)}, got "
-                           f"{assignment!r}")
+        raise ProfileError(
+            f"--assignment must be one of {', '.join(ASSIGNMENT_CHOICES)}, got {assignment!r}"
+        )
     if assignment == "all":
-        return None, "no assignment profile (--assignment all): every function with a " \
-                     "counterpart in the reference is graded, 1 point each"
+        return (
+            None,
+            "no assignment profile (--assignment all): every function with a "
+            "counterpart in the reference is graded, 1 point each",
+        )
     if assignment == "auto":
         found = detect(relpaths)
         if found is None:
-            return None, ("could not tell which assignment this is (its files match none or "
-                          "several); every function with a counterpart in the reference is "
-                          "graded, 1 point each. Pass --assignment 1, 2 or 3 to grade against "
-                          "an assignment's list")
+            return None, (
+                "could not tell which assignment this is (its files match none or "
+                "several); every function with a counterpart in the reference is "
+                "graded, 1 point each. Pass --assignment 1, 2 or 3 to grade against "
+                "an assignment's list"
+            )
         return PROFILES[found], f"assignment {found} detected from the files submitted"
     return PROFILES[assignment], f"assignment {assignment} (--assignment)"

@@ -20,8 +20,16 @@ from cs231n_grader.engine import TestResult
 from cs231n_grader.items import all_test_names
 from cs231n_grader.thresholds import THRESHOLDS
 
-LABELS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "timeout": "TIMEOUT",
-          "crash": "CRASH", "not run": "NOT RUN", "missing": "MISSING", "skipped": "SKIPPED"}
+LABELS = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "error": "ERROR",
+    "timeout": "TIMEOUT",
+    "crash": "CRASH",
+    "not run": "NOT RUN",
+    "missing": "MISSING",
+    "skipped": "SKIPPED",
+}
 
 
 class WeightsError(ValueError):
@@ -50,8 +58,9 @@ def load_weights(path: str) -> tuple[dict, dict]:
     except (OSError, json.JSONDecodeError) as exc:
         raise WeightsError(f"cannot read weights file {path!r}: {exc}") from exc
     if not isinstance(raw, dict):
-        raise WeightsError(f"{path}: expected a JSON object of test name -> points, got "
-                           f"{type(raw).__name__}")
+        raise WeightsError(
+            f"{path}: expected a JSON object of test name -> points, got {type(raw).__name__}"
+        )
     known = set(all_test_names())
     unknown = sorted(k for k in raw if k not in known and k != "default")
     if unknown:
@@ -61,13 +70,17 @@ def load_weights(path: str) -> tuple[dict, dict]:
         if isinstance(v, dict):
             extra = sorted(set(v) - {"points", "visibility", "hide_cases"})
             if extra or "points" not in v:
-                raise WeightsError(f"{path}: {k!r} must be a number or an object with "
-                                   f"'points' (and optional 'visibility', 'hide_cases'), got "
-                                   f"keys {sorted(v)}")
+                raise WeightsError(
+                    f"{path}: {k!r} must be a number or an object with "
+                    f"'points' (and optional 'visibility', 'hide_cases'), got "
+                    f"keys {sorted(v)}"
+                )
             vis = v.get("visibility")
             if vis is not None and vis not in VISIBILITIES:
-                raise WeightsError(f"{path}: visibility of {k!r} must be one of "
-                                   f"{', '.join(VISIBILITIES)}, got {vis!r}")
+                raise WeightsError(
+                    f"{path}: visibility of {k!r} must be one of "
+                    f"{', '.join(VISIBILITIES)}, got {vis!r}"
+                )
             options[k] = TestOptions(vis, bool(v.get("hide_cases", False)))
             v = v["points"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
@@ -83,8 +96,12 @@ class Scored:
     max_score: float
 
 
-def score(results: list, weights: dict | None = None, robustness_deduction: float = 0.0,
-          partial_credit: bool = False) -> list:
+def score(
+    results: list,
+    weights: dict | None = None,
+    robustness_deduction: float = 0.0,
+    partial_credit: bool = False,
+) -> list:
     """Points per test.
 
     A test is worth its ``weights`` entry (a weights file without a "default" key grades only
@@ -109,10 +126,11 @@ def score(results: list, weights: dict | None = None, robustness_deduction: floa
         else:
             pts = 1.0
         out.append(Scored(r, _earned(r, pts, robustness_deduction, partial_credit), pts))
-    for name in (weights or {}):
+    for name in weights or {}:
         if name != "default" and name not in seen:
-            r = TestResult(name, "", "", "missing",
-                           hint="not found in the submission (no file defines it)")
+            r = TestResult(
+                name, "", "", "missing", hint="not found in the submission (no file defines it)"
+            )
             out.append(Scored(r, 0.0, float(weights[name])))
     return out
 
@@ -148,16 +166,28 @@ def _pts(x: float) -> str:
 
 def table(scored: list, student: str, seed: int, notes=(), width: int | None = None) -> str:
     width = width or max(120, shutil.get_terminal_size((120, 20)).columns)
-    rows = [(s.result.name, LABELS[s.result.verdict], _err(s.result.max_rel_error),
-             _cases(s.result), s.result.hint) for s in scored]
+    rows = [
+        (
+            s.result.name,
+            LABELS[s.result.verdict],
+            _err(s.result.max_rel_error),
+            _cases(s.result),
+            s.result.hint,
+        )
+        for s in scored
+    ]
     w0 = max([len("test")] + [len(r[0]) for r in rows])
     head = f"{'test':<{w0}}  {'verdict':<8} {'max rel err':>11}  {'cases':>5}  hint"
-    lines = [f"nn-twins-grade {__version__}: {student} (seed {seed})", "", head,
-             "-" * min(width, len(head) + 40)]
+    lines = [
+        f"nn-twins-grade {__version__}: {student} (seed {seed})",
+        "",
+        head,
+        "-" * min(width, len(head) + 40),
+    ]
     room = max(20, width - len(head) + 4)
     for name, verdict, err, cases, hint in rows:
         if len(hint) > room:
-            hint = hint[:room - 3] + "..."
+            hint = hint[: room - 3] + "..."
         lines.append(f"{name:<{w0}}  {verdict:<8} {err:>11}  {cases:>5}  {hint}".rstrip())
     total = sum(s.score for s in scored)
     top = sum(s.max_score for s in scored)
@@ -167,11 +197,13 @@ def table(scored: list, student: str, seed: int, notes=(), width: int | None = N
     if failing:
         lines += ["", "Details:"]
         for r in failing:
-            lines.append(f"  {r.name}" + (f"  ({r.file})" if r.file else "") + f": "
-                         f"{LABELS[r.verdict]}")
+            lines.append(
+                f"  {r.name}" + (f"  ({r.file})" if r.file else "") + f": {LABELS[r.verdict]}"
+            )
             for d in (r.details or [r.hint])[:8]:
-                lines += textwrap.wrap(d, width - 6, initial_indent="    ",
-                                       subsequent_indent="      ")
+                lines += textwrap.wrap(
+                    d, width - 6, initial_indent="    ", subsequent_indent="      "
+                )
             if len(r.details) > 8:
                 lines.append(f"    ... and {len(r.details) - 8} more")
             if r.output.strip():
@@ -191,8 +223,10 @@ def table(scored: list, student: str, seed: int, notes=(), width: int | None = N
 def _test_text(r: TestResult, hide_cases: bool = False) -> str:
     parts = [f"{LABELS[r.verdict]}" + (f" ({r.file})" if r.file else "")]
     if r.cases_total:
-        parts.append(f"cases passed: {r.cases_passed}/{r.cases_total}; max rel error: "
-                     f"{_err(r.max_rel_error)}")
+        parts.append(
+            f"cases passed: {r.cases_passed}/{r.cases_total}; max rel error: "
+            f"{_err(r.max_rel_error)}"
+        )
     if hide_cases:
         if not r.passed:
             parts.append("the cases of this test are hidden")
@@ -209,38 +243,59 @@ def _test_text(r: TestResult, hide_cases: bool = False) -> str:
 def as_json(scored: list, student: str, seed: int, limits, notes=()) -> dict:
     """The report for other tools: every test with its verdict, points and cases."""
     return {
-        "tool": "nn-twins-grade", "version": __version__, "student": student, "seed": seed,
+        "tool": "nn-twins-grade",
+        "version": __version__,
+        "student": student,
+        "seed": seed,
         "thresholds": dict(THRESHOLDS),
         "limits": {"timeout_s": limits.timeout, "memory_mb": limits.memory_mb},
-        "score": sum(s.score for s in scored), "max_score": sum(s.max_score for s in scored),
+        "score": sum(s.score for s in scored),
+        "max_score": sum(s.max_score for s in scored),
         "notes": list(notes),
-        "tests": [{**dataclasses.asdict(s.result), "max_rel_error": _finite(s.result),
-                   "passed": s.result.passed, "score": s.score, "max_score": s.max_score}
-                  for s in scored],
+        "tests": [
+            {
+                **dataclasses.asdict(s.result),
+                "max_rel_error": _finite(s.result),
+                "passed": s.result.passed,
+                "score": s.score,
+                "max_score": s.max_score,
+            }
+            for s in scored
+        ],
     }
 
 
-def gradescope_results(scored: list, student: str, seed: int, execution_time: float,
-                       notes=(), visibility: str = "visible", options=None,
-                       stdout_visibility: str = "hidden") -> dict:
+def gradescope_results(
+    scored: list,
+    student: str,
+    seed: int,
+    execution_time: float,
+    notes=(),
+    visibility: str = "visible",
+    options=None,
+    stdout_visibility: str = "hidden",
+) -> dict:
     """Gradescope's results.json (see the module docstring). ``options``: test name ->
     TestOptions (per-test visibility, hidden cases)."""
     options = options or {}
     passed = sum(s.result.passed for s in scored)
-    summary = [f"nn-twins-grade {__version__}: {passed} of {len(scored)} tests passed "
-               f"(seed {seed})."]
+    summary = [
+        f"nn-twins-grade {__version__}: {passed} of {len(scored)} tests passed (seed {seed})."
+    ]
     summary += list(notes)
     tests = []
     for s in scored:
         opt = options.get(s.result.name, TestOptions())
-        tests.append({
-            "name": s.result.name,
-            "score": s.score,
-            "max_score": s.max_score,
-            "status": "passed" if s.result.passed else "failed",
-            "output": _test_text(s.result, opt.hide_cases),
-            "visibility": opt.visibility or visibility,
-        })
+        tests.append(
+            {
+                "name": s.result.name,
+                "score": s.score,
+                "max_score": s.max_score,
+                "status": "passed" if s.result.passed else "failed",
+                "output": _test_text(s.result, opt.hide_cases),
+                "visibility": opt.visibility or visibility,
+            }
+        )
     return {
         "score": sum(s.score for s in scored),
         "execution_time": round(float(execution_time), 3),

@@ -74,8 +74,10 @@ def _why_stopped(reason: str, limits: Limits, allowance_s: float) -> str:
     if reason == "call":
         return f"still running after {limits.timeout:g} s (infinite loop?); stopped"
     if reason == "hard":
-        return (f"the item ran past its hard limit of {allowance_s:g} s of calls "
-                f"({limits.timeout:g} s per call); stopped")
+        return (
+            f"the item ran past its hard limit of {allowance_s:g} s of calls "
+            f"({limits.timeout:g} s per call); stopped"
+        )
     return "the overall time budget of the run ran out; stopped"
 
 
@@ -135,8 +137,9 @@ def _tail(f) -> str:
     return f.read().decode("utf-8", "replace")
 
 
-def _run_once(job: dict, limits: Limits, harness, allowance: float, allowance_total: float,
-              budget_end: float):
+def _run_once(
+    job: dict, limits: Limits, harness, allowance: float, allowance_total: float, budget_end: float
+):
     """One child for ``job``: (records, failure or None, printed output, seconds of calls)."""
     tmp = harness.job_dir()
     token = sandbox.new_token()
@@ -156,12 +159,19 @@ def _run_once(job: dict, limits: Limits, harness, allowance: float, allowance_to
         key = last[1] if last else None
         failure = None
         if reason is not None:
-            failure = {"key": key, "type": "Timeout", "reason": reason,
-                       "message": _why_stopped(reason, limits, allowance_total)}
+            failure = {
+                "key": key,
+                "type": "Timeout",
+                "reason": reason,
+                "message": _why_stopped(reason, limits, allowance_total),
+            }
         elif not done:
             rc = proc.returncode
-            how = (f"was killed by {_signal_name(rc)}" if rc < 0
-                   else f"exited with status {rc} in the middle of the call (os._exit?)")
+            how = (
+                f"was killed by {_signal_name(rc)}"
+                if rc < 0
+                else f"exited with status {rc} in the middle of the call (os._exit?)"
+            )
             if rc == -getattr(signal, "SIGKILL", 9):
                 how += " (out of memory?)"
             if key in records:  # the call finished; the crash came after it
@@ -185,8 +195,11 @@ def _keys(job: dict) -> list:
         if driver == "object":
             keys += [f"init/{i}"] + [f"call/{i}/{j}" for j in range(len(case.get("calls", [])))]
         elif driver == "layer":
-            keys += [f"fwd/{i}"] + ([f"bwd/{i}"] if (job.get("spec") or {}).get("backward")
-                                    and case.get("backward", True) else [])
+            keys += [f"fwd/{i}"] + (
+                [f"bwd/{i}"]
+                if (job.get("spec") or {}).get("backward") and case.get("backward", True)
+                else []
+            )
         elif driver in ("loss", "torch", "torch_module"):
             keys.append(f"loss/{i}")
         elif driver == "optim":
@@ -218,8 +231,14 @@ def _stopped(result: ChildResult, job: dict, failure: dict) -> None:
     """A job stopped by its hard limit or the time budget: every call it did not run fails
     with that reason."""
     for k in _keys(job):
-        result.records.setdefault(k, {"value": None, "mutated": [], "error": {
-            "type": "Timeout", "message": failure["message"], "where": ""}})
+        result.records.setdefault(
+            k,
+            {
+                "value": None,
+                "mutated": [],
+                "error": {"type": "Timeout", "message": failure["message"], "where": ""},
+            },
+        )
 
 
 def run_job(job: dict, limits: Limits, harness=None, deadline: float = math.inf) -> ChildResult:
@@ -241,8 +260,9 @@ def run_job(job: dict, limits: Limits, harness=None, deadline: float = math.inf)
     allowance = total
     outputs = []
     for _ in range(MAX_RESTARTS + 1):
-        records, failure, output, used = _run_once(dict(job, exclude=exclude), limits, harness,
-                                                   allowance, total, deadline)
+        records, failure, output, used = _run_once(
+            dict(job, exclude=exclude), limits, harness, allowance, total, deadline
+        )
         allowance = max(0.0, allowance - used)
         for k, v in records.items():
             result.records.setdefault(k, v)
@@ -254,14 +274,26 @@ def run_job(job: dict, limits: Limits, harness=None, deadline: float = math.inf)
         key = failure["key"]
         if failure.get("reason") in ("hard", "budget"):
             if key is not None and failure["reason"] == "hard":
-                result.records.setdefault(key, {"value": None, "mutated": [], "error": {
-                    "type": "Timeout", "message": failure["message"], "where": ""}})
+                result.records.setdefault(
+                    key,
+                    {
+                        "value": None,
+                        "mutated": [],
+                        "error": {"type": "Timeout", "message": failure["message"], "where": ""},
+                    },
+                )
             _stopped(result, job, failure)
             break
         if key is None or key in exclude:
             break
-        result.records.setdefault(key, {"value": None, "mutated": [], "error": {
-            "type": failure["type"], "message": failure["message"], "where": ""}})
+        result.records.setdefault(
+            key,
+            {
+                "value": None,
+                "mutated": [],
+                "error": {"type": failure["type"], "message": failure["message"], "where": ""},
+            },
+        )
         exclude.append(key)
         kind = key.split("/", 1)[0]
         if failure["type"] == "Timeout" and kind in _SKIP_ALL_AFTER_HANG:
@@ -270,9 +302,18 @@ def run_job(job: dict, limits: Limits, harness=None, deadline: float = math.inf)
             for k in _keys(job):
                 if k.startswith(kind + "/") and k not in exclude:
                     exclude.append(k)
-                    result.records.setdefault(k, {"value": None, "mutated": [], "error": {
-                        "type": "NotRun", "where": "",
-                        "message": "the same function already timed out on another case"}})
+                    result.records.setdefault(
+                        k,
+                        {
+                            "value": None,
+                            "mutated": [],
+                            "error": {
+                                "type": "NotRun",
+                                "where": "",
+                                "message": "the same function already timed out on another case",
+                            },
+                        },
+                    )
         if key.startswith("import:") and job["driver"] != "import":
             break
     result.output = "\n".join(outputs)[-4000:]

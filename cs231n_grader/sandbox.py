@@ -34,8 +34,17 @@ HARNESS_PACKAGE = "nn_twins_harness"
 HARNESS_MODULES = ("child.py", "drivers.py", "codec.py", "seal.py")
 TOKEN_VAR = "NN_TWINS_GRADE_TOKEN"
 # Environment variables the child inherits; everything else (PYTHONPATH included) is dropped.
-_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH",
-             "SYSTEMROOT", "CUDA_VISIBLE_DEVICES")
+_ENV_KEEP = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "LD_LIBRARY_PATH",
+    "SYSTEMROOT",
+    "CUDA_VISIBLE_DEVICES",
+)
 _RUNNER = f"""\
 import sys
 from {HARNESS_PACKAGE}.child import main
@@ -67,8 +76,10 @@ def student_user(name: str | None) -> StudentUser | None:
     except KeyError:
         raise StudentUserError(f"--student-user: no user named {name!r}") from None
     if os.geteuid() != 0:
-        raise StudentUserError(f"--student-user {name!r} needs the grader to run as root "
-                               f"(it runs as uid {os.geteuid()})")
+        raise StudentUserError(
+            f"--student-user {name!r} needs the grader to run as root "
+            f"(it runs as uid {os.geteuid()})"
+        )
     if entry.pw_uid == 0:
         raise StudentUserError(f"--student-user {name!r} is root: give an unprivileged user")
     user = StudentUser(name, entry.pw_uid, entry.pw_gid)
@@ -79,16 +90,25 @@ def student_user(name: str | None) -> StudentUser | None:
 def _check_interpreter(user: StudentUser) -> None:
     """The student's user must be able to run this Python and import NumPy with it."""
     try:
-        proc = subprocess.run([sys.executable, "-s", "-c", "import numpy"], user=user.uid,
-                              group=user.gid, extra_groups=[], env={"PATH": os.defpath},
-                              cwd="/", capture_output=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-s", "-c", "import numpy"],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            env={"PATH": os.defpath},
+            cwd="/",
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         ok, why = proc.returncode == 0, proc.stderr.decode(errors="replace").strip()[-300:]
     except (OSError, subprocess.SubprocessError) as exc:
         ok, why = False, str(exc)
     if not ok:
         raise StudentUserError(
             f"--student-user {user.name!r}: that user cannot run {sys.executable} with NumPy "
-            f"({why or 'failed'}); install Python where that user may read and run it")
+            f"({why or 'failed'}); install Python where that user may read and run it"
+        )
 
 
 class Harness:
@@ -124,9 +144,15 @@ class Harness:
         if self.user is not None:
             kw = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
         return subprocess.Popen(
-            [sys.executable, "-s", self.runner, jobdir], cwd=jobdir, stdin=subprocess.DEVNULL,
-            stdout=stdout, stderr=subprocess.STDOUT, env=child_env(jobdir, token),
-            start_new_session=True, **kw)
+            [sys.executable, "-s", self.runner, jobdir],
+            cwd=jobdir,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            env=child_env(jobdir, token),
+            start_new_session=True,
+            **kw,
+        )
 
     def close(self) -> None:
         if self.user is not None:
@@ -150,11 +176,18 @@ def child_env(jobdir: str, token: str) -> dict:
     env.setdefault("PATH", os.defpath)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"  # one thread per child: children run side by side
-    env.update({
-        "HOME": jobdir, "TMPDIR": jobdir, "MPLCONFIGDIR": jobdir, "MPLBACKEND": "Agg",
-        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the student's directory
-        "PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1", TOKEN_VAR: token,
-    })
+    env.update(
+        {
+            "HOME": jobdir,
+            "TMPDIR": jobdir,
+            "MPLCONFIGDIR": jobdir,
+            "MPLBACKEND": "Agg",
+            "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the student's directory
+            "PYTHONHASHSEED": "0",
+            "PYTHONNOUSERSITE": "1",
+            TOKEN_VAR: token,
+        }
+    )
     return env
 
 
@@ -176,7 +209,7 @@ def _parents() -> dict:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 stat = f.read()
-            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+            state, ppid = stat[stat.rindex(b")") + 2 :].split()[:2]
         except (OSError, ValueError, IndexError):
             continue
         if state not in (b"Z", b"X"):
@@ -252,10 +285,21 @@ def end_job(proc: subprocess.Popen, token: str) -> None:
 def kill_user_processes(user: StudentUser) -> None:
     """Kill every process of ``user`` (kill(-1) run as that user, which spares only itself)."""
     try:
-        subprocess.run([sys.executable, "-S", "-c",
-                        "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\n"
-                        "except OSError:\n    pass\n"],
-                       user=user.uid, group=user.gid, extra_groups=[], env={},
-                       cwd="/", timeout=30, check=False)
+        subprocess.run(
+            [
+                sys.executable,
+                "-S",
+                "-c",
+                "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\n"
+                "except OSError:\n    pass\n",
+            ],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            env={},
+            cwd="/",
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         pass

@@ -31,8 +31,7 @@ import threading
 
 # Top-level packages that student code must not import: the reference twins, the grader, and
 # the project's other packages (which import the reference).
-BLOCKED_PACKAGES = ("numpy_impl", "torch_impl", "cs231n_grader", "cifar_training",
-                    "parity_tests")
+BLOCKED_PACKAGES = ("numpy_impl", "torch_impl", "cs231n_grader", "cifar_training", "parity_tests")
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -47,8 +46,9 @@ def _imported_by_reference() -> bool:
         return True
     frame = sys._getframe(2)
     while frame is not None and (
-            frame.f_code.co_filename.startswith("<frozen importlib")
-            or str(frame.f_globals.get("__name__", "")).startswith("importlib")):
+        frame.f_code.co_filename.startswith("<frozen importlib")
+        or str(frame.f_globals.get("__name__", "")).startswith("importlib")
+    ):
         frame = frame.f_back  # the import machinery; the importer is further out
     if frame is None:
         return False
@@ -71,7 +71,9 @@ class SealedReference(importlib.abc.MetaPathFinder):
             return importlib.machinery.PathFinder.find_spec(fullname, search)
         raise ModuleNotFoundError(
             f"No module named {fullname!r} (the grader's reference and the grader itself are "
-            "not available to student code)", name=fullname)
+            "not available to student code)",
+            name=fullname,
+        )
 
 
 class _StandInLoader(importlib.abc.Loader):
@@ -130,8 +132,9 @@ def _maps_blocked(finder) -> bool:
 
 def _holds_blocked(entry: str) -> bool:
     try:
-        return any(os.path.exists(os.path.join(entry or os.curdir, name))
-                   for name in BLOCKED_PACKAGES)
+        return any(
+            os.path.exists(os.path.join(entry or os.curdir, name)) for name in BLOCKED_PACKAGES
+        )
     except (TypeError, ValueError):
         return False
 
@@ -153,8 +156,11 @@ def seal(keep_paths=(), reference_root: str | None = None, standins=None) -> Non
     """Block the reference (see the module docstring). ``keep_paths`` stay on ``sys.path``;
     ``standins`` maps student module names to the reference modules that replace them, loaded
     from ``reference_root``."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, (SealedReference, StandIns))
-                        and not _maps_blocked(f)]
+    sys.meta_path[:] = [
+        f
+        for f in sys.meta_path
+        if not isinstance(f, (SealedReference, StandIns)) and not _maps_blocked(f)
+    ]
     sys.meta_path.insert(0, SealedReference(reference_root if standins else None))
     if standins:
         sys.meta_path.insert(0, StandIns(standins))

@@ -32,10 +32,14 @@ LAYOUT = {
     "rnn_layers.py": ("cs231n/rnn_layers.py", "numpy_impl.rnn_layers"),
     "gradient_check.py": ("cs231n/gradient_check.py", "numpy_impl.gradient_check"),
     "solver.py": ("cs231n/solver.py", "numpy_impl.solver"),
-    "k_nearest_neighbor.py": ("cs231n/classifiers/k_nearest_neighbor.py",
-                              "numpy_impl.classifiers.k_nearest_neighbor"),
-    "linear_classifier.py": ("cs231n/classifiers/linear_classifier.py",
-                             "numpy_impl.classifiers.linear_classifier"),
+    "k_nearest_neighbor.py": (
+        "cs231n/classifiers/k_nearest_neighbor.py",
+        "numpy_impl.classifiers.k_nearest_neighbor",
+    ),
+    "linear_classifier.py": (
+        "cs231n/classifiers/linear_classifier.py",
+        "numpy_impl.classifiers.linear_classifier",
+    ),
     "linear_svm.py": ("cs231n/classifiers/linear_svm.py", "numpy_impl.classifiers.linear_svm"),
     "softmax.py": ("cs231n/classifiers/softmax.py", "numpy_impl.classifiers.softmax"),
     "fc_net.py": ("cs231n/classifiers/fc_net.py", "numpy_impl.classifiers.fc_net"),
@@ -163,8 +167,9 @@ def _staged(files: list, display: str) -> Submission:
         base = os.path.basename(f)
         if base not in LAYOUT:
             known = ", ".join(sorted(LAYOUT))
-            raise SubmissionError(f"don't know where {f!r} goes in the cs231n layout "
-                                  f"(known files: {known})")
+            raise SubmissionError(
+                f"don't know where {f!r} goes in the cs231n layout (known files: {known})"
+            )
         if base in by_name:
             raise SubmissionError(f"two files named {base}: {by_name[base]!r} and {f!r}")
         by_name[base] = f
@@ -185,7 +190,8 @@ def _staged(files: list, display: str) -> Submission:
     sub = Submission(tmp, display, modules, _tmp=tmp, standins=standins)
     sub.notes.append(
         "loose files: graded inside a temporary cs231n/ package; the modules not submitted ("
-        + ", ".join(filled) + ") are the reference's"
+        + ", ".join(filled)
+        + ") are the reference's"
     )
     return sub
 

@@ -29,14 +29,19 @@ def _bn_with_running(update):
             m = bn_param.get("momentum", 0.9)
             bn_param["running_mean"], bn_param["running_var"] = update(x, rm, rv, m)
         return out, cache
+
     return forward
 
 
 bn_pytorch_momentum = _bn_with_running(
-    lambda x, rm, rv, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.var(0)))
+    lambda x, rm, rv, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.var(0))
+)
 bn_unbiased_running_var = _bn_with_running(
-    lambda x, rm, rv, m: (m * rm + (1 - m) * x.mean(0),
-                          m * rv + (1 - m) * x.var(0, ddof=1) if len(x) > 1 else rv * np.nan))
+    lambda x, rm, rv, m: (
+        m * rm + (1 - m) * x.mean(0),
+        m * rv + (1 - m) * x.var(0, ddof=1) if len(x) > 1 else rv * np.nan,
+    )
+)
 bn_no_running_update = _bn_with_running(lambda x, rm, rv, m: (rm, rv))
 
 
@@ -55,6 +60,7 @@ def _spatial(bn_variant):
         N, C, H, W = x.shape
         out, cache = bn_variant(x.transpose(0, 2, 3, 1).reshape(-1, C), gamma, beta, bn_param)
         return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), cache
+
     return forward
 
 
@@ -70,8 +76,13 @@ spatial_bn_test_batch_stats = _spatial(bn_test_batch_stats)
 
 def _adam(w, dw, config, late_t=False, bias_correction=True):
     config = {} if config is None else config
-    for k, v in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8),
-                 ("t", 0)):
+    for k, v in (
+        ("learning_rate", 1e-3),
+        ("beta1", 0.9),
+        ("beta2", 0.999),
+        ("epsilon", 1e-8),
+        ("t", 0),
+    ):
         config.setdefault(k, v)
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
@@ -92,8 +103,13 @@ def adam_eps_hat(w, dw, config=None):
     corrections fold into the step size and epsilon is added to sqrt(v) uncorrected ("epsilon
     hat"). Differs from the reference by ~epsilon / sqrt(v_hat) relative: accepted."""
     config = {} if config is None else config
-    for k, v in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8),
-                 ("t", 0)):
+    for k, v in (
+        ("learning_rate", 1e-3),
+        ("beta1", 0.9),
+        ("beta2", 0.999),
+        ("epsilon", 1e-8),
+        ("t", 0),
+    ):
         config.setdefault(k, v)
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
@@ -152,11 +168,12 @@ def max_pool_backward_all_ties(dout, cache):
     dx = np.zeros_like(x)
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
-            window = x[:, :, i * s:i * s + ph, j * s:j * s + pw]
+            window = x[:, :, i * s : i * s + ph, j * s : j * s + pw]
             mask = window == window.max(axis=(2, 3), keepdims=True)
-            dx[:, :, i * s:i * s + ph, j * s:j * s + pw] += mask * dout[:, :, i:i + 1, j:j + 1]
+            dx[:, :, i * s : i * s + ph, j * s : j * s + pw] += (
+                mask * dout[:, :, i : i + 1, j : j + 1]
+            )
     return dx
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,8 +187,9 @@ def linear_svm_without_replacement(*args, **kwargs):
     from numpy_impl.classifiers.linear_classifier import LinearSVM
 
     class WithoutReplacement(LinearSVM):
-        def train(self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200,
-                  verbose=False):
+        def train(
+            self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200, verbose=False
+        ):
             num_train, dim = X.shape
             if self.W is None:
                 self.W = 0.001 * np.random.randn(dim, int(np.max(y)) + 1)  # noqa: NPY002

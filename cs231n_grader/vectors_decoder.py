@@ -51,8 +51,12 @@ def load_vectors(directory):
     for entry in index["items"]:
         with np.load(os.path.join(directory, entry["arrays"]), allow_pickle=False) as npz:
             out[entry["item"]] = [
-                {"label": c["label"], "meta": c.get("meta", {}),
-                 "inputs": _decode(c["inputs"], npz), "outputs": _decode(c["outputs"], npz)}
+                {
+                    "label": c["label"],
+                    "meta": c.get("meta", {}),
+                    "inputs": _decode(c["inputs"], npz),
+                    "outputs": _decode(c["outputs"], npz),
+                }
                 for c in entry["cases"]
             ]
     return out

@@ -19,8 +19,9 @@ def grade(name, timeout=10.0, memory_mb=1024, only=None, paths=None):
     if key not in _cache:
         paths = paths or [os.path.join(STUDENTS, name)]
         with submission.load(paths) as sub:
-            results = engine.grade(sub, runner.Limits(timeout, memory_mb), seed=231, jobs=2,
-                                   only=only)
+            results = engine.grade(
+                sub, runner.Limits(timeout, memory_mb), seed=231, jobs=2, only=only
+            )
         _cache[key] = {r.name: r for r in results}
     return _cache[key]
 
@@ -120,6 +121,7 @@ def test_exceptions_memory_and_crashes_are_test_failures():
     assert pool.verdict == "error"
     try:
         import resource  # noqa: F401
+
         assert "MemoryError" in pool.hint and "memory cap 512 MiB" in pool.hint
     except ImportError:  # pragma: no cover - no address-space cap on this platform
         pass

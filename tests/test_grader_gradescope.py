@@ -21,14 +21,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_weights_file_options(tmp_path):
     weights = tmp_path / "weights.json"
-    weights.write_text(json.dumps({
-        "batchnorm_forward": {"points": 3, "visibility": "hidden", "hide_cases": True},
-        "batchnorm_backward": 2,
-    }))
+    weights.write_text(
+        json.dumps(
+            {
+                "batchnorm_forward": {"points": 3, "visibility": "hidden", "hide_cases": True},
+                "batchnorm_backward": 2,
+            }
+        )
+    )
     out = tmp_path / "results.json"
-    assert main([os.path.join(STUDENTS, "bn_momentum"), "--format", "gradescope", "--weights",
-                 str(weights), "-o", str(out), "--stdout-visibility", "visible",
-                 "--partial-credit", "--jobs", "2"]) == 0
+    assert (
+        main(
+            [
+                os.path.join(STUDENTS, "bn_momentum"),
+                "--format",
+                "gradescope",
+                "--weights",
+                str(weights),
+                "-o",
+                str(out),
+                "--stdout-visibility",
+                "visible",
+                "--partial-credit",
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     validate_gradescope(doc)
     assert doc["stdout_visibility"] == "visible"
@@ -45,8 +65,7 @@ def test_weights_file_options(tmp_path):
 def test_bad_weights_options_are_named(tmp_path):
     bad = tmp_path / "w.json"
     bad.write_text(json.dumps({"adam": {"points": 1, "visibility": "secret"}}))
-    with pytest.raises(report.WeightsError, match="visibility of 'adam' must be one of .*"
-                                                  "'secret'"):
+    with pytest.raises(report.WeightsError, match="visibility of 'adam' must be one of .*'secret'"):
         report.load_weights(str(bad))
     bad.write_text(json.dumps({"adam": {"pts": 1}}))
     with pytest.raises(report.WeightsError, match="'adam' must be a number or an object"):
@@ -58,8 +77,20 @@ def test_bad_weights_options_are_named(tmp_path):
 
 def test_json_has_per_case_results(tmp_path):
     out = tmp_path / "r.json"
-    assert main([os.path.join(STUDENTS, "backward_factor"), "--format", "json", "-o", str(out),
-                 "--only", "softmax_loss"]) == 0
+    assert (
+        main(
+            [
+                os.path.join(STUDENTS, "backward_factor"),
+                "--format",
+                "json",
+                "-o",
+                str(out),
+                "--only",
+                "softmax_loss",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     (sm,) = doc["tests"]
     labels = [c["label"] for c in sm["cases"]]
@@ -72,9 +103,25 @@ def test_json_has_per_case_results(tmp_path):
 def test_killed_run_leaves_results(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     grader = subprocess.Popen(
-        [sys.executable, "-m", "cs231n_grader", os.path.join(STUDENTS, "infinite_loop"),
-         "--format", "gradescope", "-o", "results.json", "--timeout", "60", "--jobs", "2"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "cs231n_grader",
+            os.path.join(STUDENTS, "infinite_loop"),
+            "--format",
+            "gradescope",
+            "-o",
+            "results.json",
+            "--timeout",
+            "60",
+            "--jobs",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     out = tmp_path / "results.json"
     try:
         for _ in range(600):  # relu_backward hangs; the affine item finishes in seconds
@@ -113,7 +160,8 @@ def test_exported_vectors_come_with_a_decoder_and_rules(tmp_path):
     assert set(ours) == set(theirs) == {"max_pool_naive"}
     for a, b in zip(ours["max_pool_naive"], theirs["max_pool_naive"], strict=True):
         assert a["label"] == b["label"] and a["meta"] == b["meta"]
-        np.testing.assert_array_equal(a["outputs"]["backward"]["dx"],
-                                      b["outputs"]["backward"]["dx"])
+        np.testing.assert_array_equal(
+            a["outputs"]["backward"]["dx"], b["outputs"]["backward"]["dx"]
+        )
     assert any(c["meta"].get("ties") for c in theirs["max_pool_naive"])
     assert decode.rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0

@@ -20,20 +20,34 @@ def _grade_edited(tmp_path, rel, edits, only):
 
 
 def test_sample_shifted_by_one(tmp_path):
-    res = _grade_edited(tmp_path, "classifiers/rnn.py", [
-        ("        for t in range(max_length):\n",
-         "        captions[:, 0] = self._start\n        for t in range(max_length - 1):\n"),
-        ("            captions[:, t] = word", "            captions[:, t + 1] = word"),
-    ], only=["CaptioningRNN.sample"])
+    res = _grade_edited(
+        tmp_path,
+        "classifiers/rnn.py",
+        [
+            (
+                "        for t in range(max_length):\n",
+                "        captions[:, 0] = self._start\n        for t in range(max_length - 1):\n",
+            ),
+            ("            captions[:, t] = word", "            captions[:, t + 1] = word"),
+        ],
+        only=["CaptioningRNN.sample"],
+    )
     r = res["CaptioningRNN.sample"]
     assert r.verdict == "fail" and "shifted one step late" in r.hint
 
 
 def test_batchnorm_test_mode_on_batch_statistics(tmp_path):
-    res = _grade_edited(tmp_path, "layers.py", [
-        ("        out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta",
-         "        out = gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + eps) + beta"),
-    ], only=["batchnorm_forward"])
+    res = _grade_edited(
+        tmp_path,
+        "layers.py",
+        [
+            (
+                "        out = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta",
+                "        out = gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + eps) + beta",
+            ),
+        ],
+        only=["batchnorm_forward"],
+    )
     r = res["batchnorm_forward"]
     assert r.verdict == "fail" and "running_mean" in r.hint and "test mode" in r.hint
     assert r.cases_passed == r.cases_total - 1

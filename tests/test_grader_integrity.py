@@ -68,8 +68,12 @@ def test_time_budget_stops_the_whole_run():
 
 
 def test_hard_limit_is_fixed_before_the_child_starts():
-    job = {"driver": "layer", "spec": {"repeat": False, "backward": "relu_backward"},
-           "module": "cs231n.layers", "cases": [{"args": []}, {"args": [], "backward": False}]}
+    job = {
+        "driver": "layer",
+        "spec": {"repeat": False, "backward": "relu_backward"},
+        "module": "cs231n.layers",
+        "cases": [{"args": []}, {"args": [], "backward": False}],
+    }
     # The import, two forwards, one backward (the second case has none).
     assert runner.call_count(job) == 4
     assert runner.hard_limit(job, runner.Limits(2.0)) == 8.0
@@ -92,9 +96,25 @@ def test_detached_processes_die_and_cannot_rewrite_results(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-m", "cs231n_grader", str(student), "--format",
-                           "gradescope", "-o", "results.json", "--only", "relu_*"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cs231n_grader",
+            str(student),
+            "--format",
+            "gradescope",
+            "-o",
+            "results.json",
+            "--only",
+            "relu_*",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     time.sleep(3.0)  # the escaped process would have written its marker after 2 s
     marker = student / "cs231n" / "escaped.txt"
@@ -104,8 +124,10 @@ def test_detached_processes_die_and_cannot_rewrite_results(tmp_path):
             os.kill(pid, 9)
         pytest.fail("a process started by student code outlived its job")
     doc = json.loads((work / "results.json").read_text())
-    assert doc["score"] == 2 and {t["name"] for t in doc["tests"]} == {"relu_forward",
-                                                                        "relu_backward"}
+    assert doc["score"] == 2 and {t["name"] for t in doc["tests"]} == {
+        "relu_forward",
+        "relu_backward",
+    }
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process tree via /proc")
@@ -120,7 +142,8 @@ def test_end_job_kills_a_double_forked_grandchild(tmp_path):
             "if os.fork():\n    os._exit(0)  # orphan the grandchild\n"
             "os.setsid()\n"
             "with open(sys.argv[1], 'w') as f:\n    f.write(str(os.getpid()))\n"
-            "time.sleep(60)\n")
+            "time.sleep(60)\n"
+        )
         script = tmp_path / "spawn.py"
         script.write_text(
             "import subprocess, sys, time\n"
@@ -128,11 +151,14 @@ def test_end_job_kills_a_double_forked_grandchild(tmp_path):
             "seal.set_subreaper()\n"
             f"subprocess.Popen([sys.executable, {str(grandchild_code)!r}, {str(pidfile)!r}], "
             "env={})\n"
-            "time.sleep(60)\n")
-        proc = subprocess.Popen([sys.executable, "-s", str(script)], cwd=jobdir,
-                                env={**sandbox.child_env(jobdir, token),
-                                     "PYTHONPATH": harness.dir},
-                                start_new_session=True)
+            "time.sleep(60)\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-s", str(script)],
+            cwd=jobdir,
+            env={**sandbox.child_env(jobdir, token), "PYTHONPATH": harness.dir},
+            start_new_session=True,
+        )
         for _ in range(200):
             if pidfile.exists() and pidfile.read_text():
                 break

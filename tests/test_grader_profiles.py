@@ -19,8 +19,9 @@ def grade(name, assignment="auto", only=None):
     if key not in _cache:
         with submission.load([os.path.join(STUDENTS, name)]) as sub:
             profile, how = profiles.choose(assignment, sub.modules)
-            results = engine.grade(sub, runner.Limits(10.0, 6144), jobs=2, only=only,
-                                   profile=profile)
+            results = engine.grade(
+                sub, runner.Limits(10.0, 6144), jobs=2, only=only, profile=profile
+            )
             _cache[key] = ({r.name: r for r in results}, [how, *sub.notes], profile)
     return _cache[key]
 
@@ -48,20 +49,32 @@ def test_detection_and_bad_choice():
 def test_assignment_2_course_code_cannot_fail_the_student():
     """fast_layers.py without its compiled extension, relu_backward editing dout in place,
     max-pool ties split equally: a right assignment 2 scores full marks."""
-    res, notes, profile = grade("a2_course", only=[
-        "relu_*", "max_pool_*", "ThreeLayerConvNet*", "adam", "affine_*"])
+    res, notes, profile = grade(
+        "a2_course", only=["relu_*", "max_pool_*", "ThreeLayerConvNet*", "adam", "affine_*"]
+    )
     assert profile.assignment == "2" and "detected" in notes[0]
-    assert set(res) == {"relu_forward", "relu_backward", "max_pool_forward_naive",
-                        "max_pool_backward_naive", "ThreeLayerConvNet.__init__",
-                        "ThreeLayerConvNet.loss", "adam", "affine_forward", "affine_backward"}
+    assert set(res) == {
+        "relu_forward",
+        "relu_backward",
+        "max_pool_forward_naive",
+        "max_pool_backward_naive",
+        "ThreeLayerConvNet.__init__",
+        "ThreeLayerConvNet.loss",
+        "adam",
+        "affine_forward",
+        "affine_backward",
+    }
     for r in res.values():
         assert r.verdict == "pass", (r.name, r.hint, r.details)
     assert any("in place" in n for n in res["relu_backward"].robustness)
     assert any("tied maxima" in n for n in res["max_pool_backward_naive"].notes)
     assert any("fast_layers.py" in n and "stands in" in n for n in notes)
     scored = report.score(list(res.values()))
-    assert sum(s.score for s in scored) == sum(s.max_score for s in scored) == sum(
-        profile.points[t] for t in res)
+    assert (
+        sum(s.score for s in scored)
+        == sum(s.max_score for s in scored)
+        == sum(profile.points[t] for t in res)
+    )
     # The deduction applies to the one test with a robustness remark.
     scored = report.score(list(res.values()), robustness_deduction=0.5)
     lost = {s.result.name: s.max_score - s.score for s in scored if s.score < s.max_score}
@@ -81,8 +94,10 @@ def test_assignment_2_buggy_student_scores_lower_with_missing_tests():
     top = sum(s.max_score for s in scored)
     assert top == sum(profile.points[t] for t in res)  # MISSING keeps its points in the total
     got = sum(s.score for s in scored)
-    assert got == top - sum(profile.points[t] for t in (
-        "batchnorm_forward", "conv_backward_naive", "spatial_groupnorm_backward"))
+    assert got == top - sum(
+        profile.points[t]
+        for t in ("batchnorm_forward", "conv_backward_naive", "spatial_groupnorm_backward")
+    )
     partial = sum(s.score for s in report.score(list(res.values()), partial_credit=True))
     assert got < partial < top  # failing tests earn the share of their cases that passed
 
@@ -106,8 +121,9 @@ def test_assignment_1_stubs_of_assignment_2_are_not_graded():
 def test_assignment_3_course_optim_is_not_graded():
     # The GAN and SimCLR functions are graded in test_grader.py's full-marks test (each file of
     # PyTorch code costs a child that imports torch).
-    res, notes, profile = grade("a3_course", only=[
-        "rnn_*", "word_*", "lstm_*", "CaptioningRNN*", "MultiHeadAttention*"])
+    res, notes, profile = grade(
+        "a3_course", only=["rnn_*", "word_*", "lstm_*", "CaptioningRNN*", "MultiHeadAttention*"]
+    )
     assert profile.assignment == "3"
     assert "adam" not in res and "temporal_softmax_loss" not in res
     assert "lstm_forward" in res  # optional tests are graded when defined
@@ -124,8 +140,10 @@ def test_global_max_softmax_fails_and_per_row_max_passes(tmp_path):
     assert bad != src
     (tmp_path / "softmax.py").write_text(bad)
     with submission.load([str(tmp_path / "softmax.py")]) as sub:
-        res = {r.name: r for r in engine.grade(sub, runner.Limits(10.0, 1024),
-                                               only=["softmax_loss_vectorized"])}
+        res = {
+            r.name: r
+            for r in engine.grade(sub, runner.Limits(10.0, 1024), only=["softmax_loss_vectorized"])
+        }
     r = res["softmax_loss_vectorized"]
     assert r.verdict == "fail" and "offset by ~1000" in " ".join(r.details)
     assert r.cases_passed == r.cases_total - 1

@@ -35,8 +35,9 @@ def test_codec_round_trip(tmp_path):
 
 def test_codec_marks_what_it_cannot_carry():
     arrays = {}
-    tree = codec.encode({"gen": (i for i in range(3)), "obj": np.array([object()]),
-                         "keys": {1: 2}}, arrays)
+    tree = codec.encode(
+        {"gen": (i for i in range(3)), "obj": np.array([object()]), "keys": {1: 2}}, arrays
+    )
     back = codec.decode(tree, arrays)
     assert isinstance(back["gen"], Unsupported) and back["gen"].type_name == "generator"
     assert isinstance(back["obj"], Unsupported) and isinstance(back["keys"], Unsupported)

@@ -66,6 +66,9 @@ def test_assignment_2_course_code_cannot_fail_the_student():
     }
     for r in res.values():
         assert r.verdict == "pass", (r.name, r.hint, r.details)
+        # An accepted alternative (tied maxima shared equally) reports no error against the
+        # reference it does not follow.
+        assert r.max_rel_error is None or r.max_rel_error <= 1e-7, r.name
     assert any("in place" in n for n in res["relu_backward"].robustness)
     assert any("tied maxima" in n for n in res["max_pool_backward_naive"].notes)
     assert any("fast_layers.py" in n and "stands in" in n for n in notes)

@@ -145,6 +145,7 @@ def _run_once(
     token = sandbox.new_token()
     try:
         codec.save(os.path.join(tmp, "job"), job)
+        harness.share(os.path.join(tmp, "job.json"), os.path.join(tmp, "job.npz"))
         out_path = os.path.join(tmp, "output.txt")
         with open(out_path, "w+b") as out:
             proc = harness.popen(tmp, token, out)

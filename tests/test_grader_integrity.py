@@ -186,3 +186,26 @@ def test_student_user_errors():
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         with pytest.raises(sandbox.StudentUserError, match="needs the grader to run as root"):
             sandbox.student_user("nobody")
+
+
+def _usable_student_user():
+    try:
+        return sandbox.student_user("nobody")
+    except (sandbox.StudentUserError, OSError):
+        return None
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="dropping to another user needs root"
+)
+def test_student_code_runs_as_the_student_user():
+    user = _usable_student_user()
+    if user is None:
+        pytest.skip("user nobody cannot run this Python (e.g. it lives under /root)")
+    with submission.load([os.path.join(STUDENTS, "unprivileged")]) as sub:
+        res = {
+            r.name: r
+            for r in engine.grade(sub, runner.Limits(10.0, 1024), jobs=2, student_user=user)
+        }
+    assert res["relu_forward"].verdict == "pass", res["relu_forward"].details
+    assert res["relu_backward"].verdict == "pass"

@@ -4,6 +4,7 @@ results file on disk while the run goes (a killed run still leaves one)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,6 +100,23 @@ def test_json_has_per_case_results(tmp_path):
     assert bad["status"] == "fail" and "factor of N=5" in bad["diagnosis"]
 
 
+def _temp_dirs_of(pids) -> set:
+    """The harness and job directories named on the command lines of ``pids``."""
+    dirs = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        for arg in args:
+            for marker in ("nn-twins-harness-", "nn-twins-job-"):
+                if marker in arg:
+                    head, _, tail = arg.partition(marker)
+                    dirs.add(head + marker + tail.split(os.sep)[0])
+    return dirs
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process tree via /proc")
 def test_killed_run_leaves_results(tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -130,6 +148,7 @@ def test_killed_run_leaves_results(tmp_path):
             time.sleep(0.1)
     finally:
         below = sandbox.descendants(grader.pid)
+        leftovers = _temp_dirs_of(below)
         grader.send_signal(signal.SIGKILL)
         grader.wait()
         for pid in below:  # the children the killed grader can no longer end
@@ -137,6 +156,8 @@ def test_killed_run_leaves_results(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for path in leftovers:  # nor remove their directories
+            shutil.rmtree(path, ignore_errors=True)
     doc = json.loads(out.read_text())
     validate_gradescope(doc)
     assert "INCOMPLETE" in doc["output"]

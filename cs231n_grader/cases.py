@@ -976,6 +976,24 @@ def gan_scores(n_inputs):
     return gen
 
 
+def gan_noise(rng):
+    """sample_noise(batch_size, dim, seed=None): uniform noise in [-1, 1]."""
+    return [
+        {
+            "label": "batch_size=128, dim=96, seed=231",
+            "args": [128, 96],
+            "kwargs": {"seed": 231},
+            "meta": {"N": 128, "seeded": True},
+        },
+        {
+            "label": "batch_size=64, dim=10, no seed",
+            "args": [64, 10],
+            "kwargs": {},
+            "meta": {"N": 64, "seeded": False},
+        },
+    ]
+
+
 def simclr_vectors(rng):
     return [
         _case(f"D={D}", [rng.standard_normal(D) * s, rng.standard_normal(D)], None)

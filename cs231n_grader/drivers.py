@@ -354,7 +354,9 @@ def run_torch(spec, cases, env):
     the upstream gradient (1 for a scalar output, the case's ``douts`` otherwise). Record value:
     (output, [gradient of each argument; None for non-tensors or when no gradient reached it]).
 
-    spec: 'functions', a list of {'function', 'args' (names), 'kwargs'}.
+    spec: 'functions', a list of {'function', 'args' (names), 'kwargs', 'check'}. With
+    check 'random' the function draws random numbers: it is called twice (the case's kwargs
+    hold its seed, if any) and the record holds both outputs, (first, second), no gradients.
     """
     import torch
 
@@ -368,6 +370,16 @@ def run_torch(spec, cases, env):
             fn = env.resolve(name)
         except AttributeError as exc:
             env.emit(key, _not_run(str(exc)))
+            continue
+        if fspec.get("check") == "random":
+
+            def twice(case=case, key=key, fn=fn, name=name):
+                torch.manual_seed(call_seed(key))
+                kwargs = case.get("kwargs") or {}
+                return tuple(_to_numpy(fn(*case["args"], **kwargs), name) for _ in range(2))
+
+            o = env.call(key, f"{name}: {case['label']}", twice, [], None, [])
+            env.emit(key, _record(o, o.value))
             continue
 
         def forward_backward(i=i, case=case, key=key, fn=fn, name=name, fspec=fspec):

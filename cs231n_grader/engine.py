@@ -732,6 +732,34 @@ def _check_loss_grads(cr, v, rv, item):
             cr.add(compare(f"grads[{k!r}]", grads[k], ref[k], T["gradient"], scale))
 
 
+def check_random(cr: CaseResult, value, case) -> None:
+    """sample_noise: shape (batch_size, dim), values in [-1, 1] spread like U(-1, 1) (mean 0,
+    variance 1/3, within THRESHOLDS['dropout_sigmas'] standard errors), and with a seed the
+    same draw twice."""
+    got = _as_tuple(value, 2)
+    shape = tuple(case["args"])
+    if got is None or not all(isinstance(g, np.ndarray) for g in got):
+        cr.fail(f"must return a tensor of shape {shape}; it returned {describe(value)}")
+        return
+    x = np.asarray(got[0], dtype=np.float64)
+    if x.shape != shape:
+        cr.fail(f"the noise has shape {x.shape}, expected {shape} (batch_size, dim)")
+        return
+    k, n = T["dropout_sigmas"], x.size
+    if x.min() < -1 or x.max() > 1:
+        cr.fail(f"values range over [{x.min():.3g}, {x.max():.3g}]; the noise must lie in [-1, 1]")
+    elif abs(x.mean()) > k * np.sqrt(1 / 3 / n) or abs(x.var() - 1 / 3) > k * np.sqrt(4 / 45 / n):
+        cr.fail(
+            f"mean {x.mean():.3g} and variance {x.var():.3g}: not uniform on [-1, 1] "
+            "(mean 0, variance 1/3); e.g. 2 * torch.rand(batch_size, dim) - 1"
+        )
+    if case["meta"].get("seeded") and not np.array_equal(got[0], got[1]):
+        cr.fail(
+            "two calls with the same seed gave different noise: call torch.manual_seed(seed) "
+            "when a seed is given"
+        )
+
+
 def check_torch(item, cases, R, S, ctx):
     """PyTorch functions: the output, and each argument's gradient through autograd."""
     per_test = {f["function"]: [] for f in item.spec["functions"]}
@@ -740,6 +768,10 @@ def check_torch(item, cases, R, S, ctx):
         cr = _new_case(case, i)
         per_test[fspec["function"]].append(cr)
         r, s = R.get(f"loss/{i}"), S.get(f"loss/{i}")
+        if fspec.get("check") == "random":
+            if not _fail_record(cr, s, ctx):
+                check_random(cr, s["value"], case)
+            continue
         if _ref_failed(cr, r) or _fail_record(cr, s, ctx):
             continue
         got = _as_tuple(s["value"], 2)

@@ -166,12 +166,20 @@ def method(cls, meth, cases, files, ref, test_prefix=None, **kw) -> Item:
 def torch_functions(name, file, ref, functions) -> Item:
     """PyTorch functions of assignment 3 from one file, graded in one child process (importing
     torch is the slow part): output and autograd gradients vs torch_impl. ``functions``: list
-    of (function, argument names, case generator, kwargs)."""
+    of (function, argument names, case generator, kwargs[, check]); check 'random': a function
+    that draws random numbers, judged by the statistics of what it returns (see
+    ``engine.check_random``), as no reference reproduces another implementation's draws."""
     specs, gens = [], []
-    for function, args, cases, kwargs in functions:
+    for function, args, cases, kwargs, *check in functions:
         grads = [[f"grad of {a}", i] for i, a in enumerate(args) if a != "tau"]
         specs.append(
-            {"function": function, "args": list(args), "kwargs": kwargs or {}, "grads": grads}
+            {
+                "function": function,
+                "args": list(args),
+                "kwargs": kwargs or {},
+                "grads": grads,
+                "check": check[0] if check else None,
+            }
         )
         gens.append(cases)
 
@@ -652,6 +660,7 @@ ITEMS: tuple[Item, ...] = (
             ("generator_loss", ("logits_fake",), C.gan_scores(1), None),
             ("ls_discriminator_loss", ("scores_real", "scores_fake"), C.gan_scores(2), None),
             ("ls_generator_loss", ("scores_fake",), C.gan_scores(1), None),
+            ("sample_noise", ("batch_size", "dim"), C.gan_noise, None, "random"),
         ],
     ),
     torch_modules(

@@ -122,6 +122,7 @@ _A3 = {
     "lstm_backward": 2,
     "PositionalEncoding.forward": 1,
     "MultiHeadAttention.forward": 3,
+    "sample_noise": 1,
     "discriminator_loss": 1,
     "generator_loss": 1,
     "ls_discriminator_loss": 1,

@@ -1,5 +1,5 @@
 """Hints that name a mistake instead of a generic mismatch: sampling one step late, batchnorm's
-test mode on batch statistics."""
+test mode on batch statistics, noise that is not U(-1, 1) or ignores its seed."""
 
 import os
 
@@ -8,7 +8,7 @@ from cs231n_grader import engine, runner, submission
 CORRECT = os.path.join(os.path.dirname(__file__), "fixtures", "students", "correct", "cs231n")
 
 
-def _grade_edited(tmp_path, rel, edits, only):
+def _grade_edited(tmp_path, rel, edits, only, memory_mb=1024):
     text = open(os.path.join(CORRECT, rel)).read()
     for old, new in edits:
         assert old in text, old
@@ -16,7 +16,7 @@ def _grade_edited(tmp_path, rel, edits, only):
     path = tmp_path / os.path.basename(rel)
     path.write_text(text)
     with submission.load([str(path)]) as sub:
-        return {r.name: r for r in engine.grade(sub, runner.Limits(10.0, 1024), only=only)}
+        return {r.name: r for r in engine.grade(sub, runner.Limits(10.0, memory_mb), only=only)}
 
 
 def test_sample_shifted_by_one(tmp_path):
@@ -51,3 +51,25 @@ def test_batchnorm_test_mode_on_batch_statistics(tmp_path):
     r = res["batchnorm_forward"]
     assert r.verdict == "fail" and "running_mean" in r.hint and "test mode" in r.hint
     assert r.cases_passed == r.cases_total - 1
+
+
+def test_sample_noise_is_judged_by_its_statistics(tmp_path):
+    """No reference reproduces another implementation's draws: shape, range, spread, seed."""
+    res = _grade_edited(
+        tmp_path,
+        "gan_pytorch.py",
+        [
+            (
+                "    if seed is not None:\n        torch.manual_seed(seed)\n"
+                "    return 2 * torch.rand(batch_size, dim) - 1",
+                "    return torch.rand(batch_size, dim)",
+            ),
+        ],
+        only=["sample_noise", "generator_loss"],
+        memory_mb=6144,
+    )
+    r = res["sample_noise"]
+    assert r.verdict == "fail"
+    text = " ".join(r.details)
+    assert "not uniform on [-1, 1]" in text and "same seed gave different noise" in text
+    assert res["generator_loss"].verdict == "pass"

@@ -8,8 +8,8 @@ directory of its own, see ``sandbox.py``) and imports nothing of the project. ``
   says, so ``from numpy_impl.layers import conv_backward_naive`` in a student's file fails with
   ``ModuleNotFoundError`` instead of turning a bug into a pass;
 - removes the finders that an editable install of the project put on ``sys.meta_path`` (they
-  map those names to the project's directories) and every ``sys.path`` entry that holds one of
-  those packages;
+  map those names to the project's directories), their modules from ``sys.modules``, and every
+  ``sys.path`` entry that holds one of those packages;
 - serves *stand-ins*: modules of the student's package that the grader substitutes with the
   reference (course-provided files such as ``fast_layers.py``, or files a loose-file submission
   did not include). A stand-in carries the names its reference module defines; the reference
@@ -165,7 +165,10 @@ def seal(keep_paths=(), reference_root: str | None = None, standins=None) -> Non
     if standins:
         sys.meta_path.insert(0, StandIns(standins))
     sys.path[:] = [p for p in sys.path if p in keep_paths or not _holds_blocked(p)]
-    for name in list(sys.modules):
-        if name.partition(".")[0] in BLOCKED_PACKAGES:
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None)  # an editable install's finder module
+        if name.partition(".")[0] in BLOCKED_PACKAGES or (
+            isinstance(mapping, dict) and any(k in BLOCKED_PACKAGES for k in mapping)
+        ):
             del sys.modules[name]
     importlib.invalidate_caches()

@@ -994,6 +994,23 @@ def gan_noise(rng):
     ]
 
 
+def gan_network(ctor_args, in_shape, N=3):
+    """One input batch of shape (N, *in_shape) for a network of the GAN notebook built by
+    fn(*ctor_args) (the discriminator reads images (N, 1, 28, 28), as in the notebook)."""
+
+    def gen(rng):
+        shape = (N, *in_shape)
+        return [
+            {
+                "label": f"built with {tuple(ctor_args)}, input of shape {shape}",
+                "args": [rng.standard_normal(shape)],
+                "meta": {"N": N},
+            }
+        ]
+
+    return gen
+
+
 def simclr_vectors(rng):
     return [
         _case(f"D={D}", [rng.standard_normal(D) * s, rng.standard_normal(D)], None)

@@ -348,6 +348,85 @@ def _to_numpy(value, name):
     return value.detach().cpu().numpy()
 
 
+def course_network(arch: str, noise_dim: int):
+    """The networks CS231n's GAN notebook specifies layer by layer (not a solution students
+    write: the notebook gives every layer), to hold a student's network against."""
+    from torch import nn
+
+    if arch == "discriminator":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 256),
+            nn.LeakyReLU(0.01),
+            nn.Linear(256, 256),
+            nn.LeakyReLU(0.01),
+            nn.Linear(256, 1),
+        )
+    if arch == "generator":
+        return nn.Sequential(
+            nn.Linear(noise_dim, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 784),
+            nn.Tanh(),
+        )
+    if arch == "dc_classifier":
+        return nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 32, 5),
+            nn.LeakyReLU(0.01),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(32, 64, 5),
+            nn.LeakyReLU(0.01),
+            nn.MaxPool2d(2, 2),
+            nn.Flatten(),
+            nn.Linear(1024, 1024),
+            nn.LeakyReLU(0.01),
+            nn.Linear(1024, 1),
+        )
+    if arch == "dc_generator":
+        return nn.Sequential(
+            nn.Linear(noise_dim, 1024),
+            nn.ReLU(),
+            nn.BatchNorm1d(1024),
+            nn.Linear(1024, 7 * 7 * 128),
+            nn.ReLU(),
+            nn.BatchNorm1d(7 * 7 * 128),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1),
+            nn.ReLU(),
+            nn.BatchNorm2d(64),
+            nn.ConvTranspose2d(64, 1, 4, 2, 1),
+            nn.Tanh(),
+            nn.Flatten(),
+        )
+    raise ValueError(f"unknown network {arch!r}")
+
+
+def _compare_architecture(fn, fspec, case):
+    """Build the student's network, give the course's network the same parameters (in order),
+    run both (float64, training mode) on the case's input. Returns (the student's parameter
+    shapes, the course's, the student's output, the course's output or None when the
+    parameters do not line up)."""
+    import torch
+
+    net = fn(*fspec.get("ctor_args", []))
+    ours = course_network(fspec["arch"], fspec.get("noise_dim", 0)).double()
+    net = net.double()
+    mine = [tuple(p.shape) for p in net.parameters()]
+    want = [tuple(p.shape) for p in ours.parameters()]
+    x = torch.tensor(case["args"][0], dtype=torch.float64)
+    out = _to_numpy(net(x.clone()), fspec["function"] + "(...)")
+    expected = None
+    if mine == want:
+        with torch.no_grad():
+            for p, q in zip(ours.parameters(), net.parameters(), strict=True):
+                p.copy_(q)
+        expected = ours(x.clone()).detach().numpy()
+    return mine, want, out, expected
+
+
 def run_torch(spec, cases, env):
     """PyTorch code (assignment 3): for each case, the function ``spec['functions'][case['fn']]``
     called with every array argument a float64 tensor that requires grad; then autograd with
@@ -370,6 +449,15 @@ def run_torch(spec, cases, env):
             fn = env.resolve(name)
         except AttributeError as exc:
             env.emit(key, _not_run(str(exc)))
+            continue
+        if fspec.get("check") == "architecture":
+
+            def build_and_run(case=case, key=key, fn=fn, fspec=fspec):
+                torch.manual_seed(call_seed(key))
+                return _compare_architecture(fn, fspec, case)
+
+            o = env.call(key, f"{name}: {case['label']}", build_and_run, [], None, [])
+            env.emit(key, _record(o, o.value))
             continue
         if fspec.get("check") == "random":
 

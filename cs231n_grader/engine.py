@@ -760,6 +760,38 @@ def check_random(cr: CaseResult, value, case) -> None:
         )
 
 
+def check_architecture(cr: CaseResult, value, case) -> None:
+    """A network the notebook specifies layer by layer: the same parameter shapes in the same
+    order, then the same output as the notebook's network given the student's parameters
+    (so the activations and their order are right too)."""
+    got = _as_tuple(value, 4)
+    if got is None:
+        cr.fail(f"the network could not be compared: {describe(value)}")
+        return
+    mine, want, out, expected = got
+    mine, want = [tuple(s) for s in mine], [tuple(s) for s in want]
+    if mine != want:
+        k = next(
+            (i for i, (a, b) in enumerate(zip(mine, want, strict=False)) if a != b),
+            min(len(mine), len(want)),
+        )
+        have = f"{mine[k]}" if k < len(mine) else "nothing"
+        need = f"{want[k]}" if k < len(want) else "nothing"
+        cr.fail(
+            f"{sum(int(np.prod(s)) for s in mine)} parameters in {len(mine)} tensors; the "
+            f"notebook's network has {sum(int(np.prod(s)) for s in want)} in {len(want)} "
+            f"(parameter tensor {k + 1}: yours {have}, expected {need})"
+        )
+        return
+    c = cr.add(compare("output", out, expected, T["output"], scale_of(expected)))
+    if not c.ok:
+        cr.diagnosis = (
+            "the layers' shapes are right but the output is not: check the "
+            "activations (LeakyReLU(0.01), ReLU, Tanh), batchnorm and their order "
+            "against the notebook"
+        )
+
+
 def check_torch(item, cases, R, S, ctx):
     """PyTorch functions: the output, and each argument's gradient through autograd."""
     per_test = {f["function"]: [] for f in item.spec["functions"]}
@@ -768,9 +800,10 @@ def check_torch(item, cases, R, S, ctx):
         cr = _new_case(case, i)
         per_test[fspec["function"]].append(cr)
         r, s = R.get(f"loss/{i}"), S.get(f"loss/{i}")
-        if fspec.get("check") == "random":
+        if fspec.get("check") in ("random", "architecture"):
             if not _fail_record(cr, s, ctx):
-                check_random(cr, s["value"], case)
+                check = check_random if fspec["check"] == "random" else check_architecture
+                check(cr, s["value"], case)
             continue
         if _ref_failed(cr, r) or _fail_record(cr, s, ctx):
             continue

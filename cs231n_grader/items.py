@@ -166,9 +166,11 @@ def method(cls, meth, cases, files, ref, test_prefix=None, **kw) -> Item:
 def torch_functions(name, file, ref, functions) -> Item:
     """PyTorch functions of assignment 3 from one file, graded in one child process (importing
     torch is the slow part): output and autograd gradients vs torch_impl. ``functions``: list
-    of (function, argument names, case generator, kwargs[, check]); check 'random': a function
-    that draws random numbers, judged by the statistics of what it returns (see
-    ``engine.check_random``), as no reference reproduces another implementation's draws."""
+    of (function, argument names, case generator, kwargs[, check[, extra spec]]); check
+    'random': a function that draws random numbers, judged by the statistics of what it returns
+    (``engine.check_random``), as no reference reproduces another implementation's draws;
+    'architecture': a function building a network the notebook specifies layer by layer
+    (``drivers.course_network``, ``engine.check_architecture``)."""
     specs, gens = [], []
     for function, args, cases, kwargs, *check in functions:
         grads = [[f"grad of {a}", i] for i, a in enumerate(args) if a != "tau"]
@@ -179,6 +181,7 @@ def torch_functions(name, file, ref, functions) -> Item:
                 "kwargs": kwargs or {},
                 "grads": grads,
                 "check": check[0] if check else None,
+                **(check[1] if len(check) > 1 else {}),
             }
         )
         gens.append(cases)
@@ -251,6 +254,15 @@ _MHA_REFERENCE = {
     for layer, x in _MHA.items()
     for p in ("w", "b")
 }
+
+# The GAN notebook's networks: (function, network, its arguments, input shape without the
+# batch, noise size); the notebook's own tests build the generators with a noise size of 4.
+_GAN_NETWORKS = (
+    ("discriminator", "discriminator", (), (1, 28, 28), 0),
+    ("generator", "generator", (4,), (4,), 4),
+    ("build_dc_classifier", "dc_classifier", (3,), (784,), 0),
+    ("build_dc_generator", "dc_generator", (4,), (4,), 4),
+)
 
 _X, _XWB = ("x",), ("x", "w", "b")
 _DX, _DXWB = (("dx", 0),), (("dx", 0), ("dw", 1), ("db", 2))
@@ -661,6 +673,17 @@ ITEMS: tuple[Item, ...] = (
             ("ls_discriminator_loss", ("scores_real", "scores_fake"), C.gan_scores(2), None),
             ("ls_generator_loss", ("scores_fake",), C.gan_scores(1), None),
             ("sample_noise", ("batch_size", "dim"), C.gan_noise, None, "random"),
+            *(
+                (
+                    fn,
+                    ("x",),
+                    C.gan_network(ctor, in_shape),
+                    None,
+                    "architecture",
+                    {"arch": arch, "ctor_args": list(ctor), "noise_dim": noise},
+                )
+                for fn, arch, ctor, in_shape, noise in _GAN_NETWORKS
+            ),
         ],
     ),
     torch_modules(

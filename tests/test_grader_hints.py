@@ -53,8 +53,9 @@ def test_batchnorm_test_mode_on_batch_statistics(tmp_path):
     assert r.cases_passed == r.cases_total - 1
 
 
-def test_sample_noise_is_judged_by_its_statistics(tmp_path):
-    """No reference reproduces another implementation's draws: shape, range, spread, seed."""
+def test_gan_noise_and_networks(tmp_path):
+    """sample_noise is judged by its statistics (no reference reproduces another
+    implementation's draws); the networks against the notebook's layer-by-layer spec."""
     res = _grade_edited(
         tmp_path,
         "gan_pytorch.py",
@@ -64,8 +65,13 @@ def test_sample_noise_is_judged_by_its_statistics(tmp_path):
                 "    return 2 * torch.rand(batch_size, dim) - 1",
                 "    return torch.rand(batch_size, dim)",
             ),
+            (
+                "        nn.Linear(784, 256),\n        nn.LeakyReLU(0.01),",
+                "        nn.Linear(784, 256),\n        nn.ReLU(),",
+            ),
+            ("        nn.Linear(1024, 784),", "        nn.Linear(1024, 784, bias=False),"),
         ],
-        only=["sample_noise", "generator_loss"],
+        only=["sample_noise", "generator_loss", "discriminator", "generator", "build_dc_*"],
         memory_mb=6144,
     )
     r = res["sample_noise"]
@@ -73,3 +79,9 @@ def test_sample_noise_is_judged_by_its_statistics(tmp_path):
     text = " ".join(r.details)
     assert "not uniform on [-1, 1]" in text and "same seed gave different noise" in text
     assert res["generator_loss"].verdict == "pass"
+    assert res["discriminator"].verdict == "fail" and "activations" in res["discriminator"].hint
+    gen = res["generator"]
+    assert gen.verdict == "fail" and "1857536 parameters in 5 tensors" in gen.hint
+    assert "1858320 in 6" in gen.hint  # the notebook's count for generator(4)
+    assert res["build_dc_classifier"].verdict == "pass"
+    assert res["build_dc_generator"].verdict == "pass"

@@ -10,8 +10,10 @@ Gradescope's autograder reads ``/autograder/results/results.json`` with this str
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
+import re
 import shutil
 import textwrap
 
@@ -44,13 +46,16 @@ class TestOptions:
     """Per-test settings of a weights file besides the points."""
 
     visibility: str | None = None  # Gradescope visibility of this test (else the run's)
-    hide_cases: bool = False  # show pass/fail counts only, not what each case fed or got
+    # True: show pass/fail counts only, not what any case fed or got; a list of label patterns
+    # (fnmatch): hide those cases only.
+    hide_cases: bool | list = False
 
 
 def load_weights(path: str) -> tuple[dict, dict]:
     """Read a weights file: a JSON object of test name -> points (a number >= 0) or
-    {"points": N, "visibility": "hidden", "hide_cases": true}; the optional key "default" gives
-    the points of graded tests it does not name (without it those tests are omitted).
+    {"points": N, "visibility": "hidden", "hide_cases": true or ["label pattern", ...]}; the
+    optional key "default" gives the points of graded tests it does not name (without it those
+    tests are omitted).
     Returns (test name -> points, test name -> TestOptions)."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -81,7 +86,15 @@ def load_weights(path: str) -> tuple[dict, dict]:
                     f"{path}: visibility of {k!r} must be one of "
                     f"{', '.join(VISIBILITIES)}, got {vis!r}"
                 )
-            options[k] = TestOptions(vis, bool(v.get("hide_cases", False)))
+            hide = v.get("hide_cases", False)
+            if not isinstance(hide, bool) and not (
+                isinstance(hide, list) and all(isinstance(h, str) for h in hide)
+            ):
+                raise WeightsError(
+                    f"{path}: hide_cases of {k!r} must be true, false or a list of case-label "
+                    f"patterns, got {hide!r}"
+                )
+            options[k] = TestOptions(vis, hide)
             v = v["points"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
             raise WeightsError(f"{path}: points for {k!r} must be a number >= 0, got {v!r}")
@@ -220,21 +233,33 @@ def table(scored: list, student: str, seed: int, notes=(), width: int | None = N
     return "\n".join(lines) + "\n"
 
 
-def _test_text(r: TestResult, hide_cases: bool = False) -> str:
+def _names_hidden_case(line: str, patterns) -> bool:
+    """Does a detail line ("case 'label': ..." or "... (case 'label')") name a hidden case?"""
+    labels = re.findall(r"case '([^']*)'", line)
+    return any(fnmatch.fnmatchcase(label, p) for label in labels for p in patterns)
+
+
+def _test_text(r: TestResult, hide_cases: bool | list = False) -> str:
     parts = [f"{LABELS[r.verdict]}" + (f" ({r.file})" if r.file else "")]
     if r.cases_total:
         parts.append(
             f"cases passed: {r.cases_passed}/{r.cases_total}; max rel error: "
             f"{_err(r.max_rel_error)}"
         )
-    if hide_cases:
+    if hide_cases is True:
         if not r.passed:
             parts.append("the cases of this test are hidden")
         return "\n".join(parts)
+    patterns = hide_cases or []
+    lines = []
     if not r.passed:
-        parts += r.details or [r.hint]
-    parts += [f"note: {n}" for n in r.notes]
-    parts += [f"robustness: {n}" for n in r.robustness]
+        lines += r.details or [r.hint]
+    lines += [f"note: {n}" for n in r.notes]
+    lines += [f"robustness: {n}" for n in r.robustness]
+    shown = [ln for ln in lines if not _names_hidden_case(ln, patterns)]
+    parts += shown
+    if len(shown) < len(lines):
+        parts.append("(details of hidden cases are not shown)")
     if r.output.strip():
         parts += ["your code printed (last lines):", r.output.strip()[-1500:]]
     return "\n".join(parts)

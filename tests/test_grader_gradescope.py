@@ -186,3 +186,33 @@ def test_exported_vectors_come_with_a_decoder_and_rules(tmp_path):
         )
     assert any(c["meta"].get("ties") for c in theirs["max_pool_naive"])
     assert decode.rel_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+
+
+def test_hidden_cases_by_label(tmp_path):
+    from cs231n_grader.engine import TestResult
+
+    r = TestResult(
+        "softmax_loss",
+        "softmax_loss",
+        "cs231n/layers.py",
+        "fail",
+        hint="loss differs (case 'N=5')",
+        details=[
+            "case 'N=5': loss differs",
+            "case 'secret rows': dx differs",
+            "case 'secret rows': diagnosis: off by 2",
+        ],
+        robustness=["case 'secret huge': loss is inf"],
+        cases_passed=1,
+        cases_total=4,
+    )
+    text = report._test_text(r, ["secret*"])
+    assert "case 'N=5': loss differs" in text and "secret" not in text
+    assert "details of hidden cases are not shown" in text and "cases passed: 1/4" in text
+    assert "secret rows" in report._test_text(r, [])
+    bad = tmp_path / "w.json"
+    bad.write_text(json.dumps({"softmax_loss": {"points": 1, "hide_cases": "secret*"}}))
+    with pytest.raises(report.WeightsError, match="hide_cases of 'softmax_loss' must be"):
+        report.load_weights(str(bad))
+    bad.write_text(json.dumps({"softmax_loss": {"points": 1, "hide_cases": ["secret*"]}}))
+    assert report.load_weights(str(bad))[1]["softmax_loss"].hide_cases == ["secret*"]

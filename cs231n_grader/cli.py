@@ -134,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--export-vectors",
         metavar="DIR",
-        help="write the reference's inputs and "
-        "outputs (.npz + index.json) to DIR; no student path needed",
+        help="write the reference's inputs and outputs (.npz + index.json) to DIR, with "
+        "decode.py (reads them with NumPy alone) and README.md (the comparison rules); no "
+        "student path needed",
     )
     p.add_argument("--list", action="store_true", help="list the gradable tests and exit")
     p.add_argument("--version", action="version", version=f"nn-twins-grade {__version__}")

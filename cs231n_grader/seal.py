@@ -131,6 +131,11 @@ def _maps_blocked(finder) -> bool:
 
 
 def _holds_blocked(entry: str) -> bool:
+    """A sys.path entry that exists to reach the project (its checkout, on PYTHONPATH). An
+    installed environment (site-packages) stays: other packages live there, and the finder
+    in front of sys.meta_path refuses the blocked names wherever they are."""
+    if os.path.basename(os.path.normpath(entry or os.curdir)) in ("site-packages", "dist-packages"):
+        return False
     try:
         return any(
             os.path.exists(os.path.join(entry or os.curdir, name)) for name in BLOCKED_PACKAGES

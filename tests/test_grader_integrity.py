@@ -209,3 +209,40 @@ def test_student_code_runs_as_the_student_user():
         }
     assert res["relu_forward"].verdict == "pass", res["relu_forward"].details
     assert res["relu_backward"].verdict == "pass"
+
+
+def test_seal_blocks_names_but_keeps_installed_packages(tmp_path):
+    """The seal refuses the project's names wherever they are, drops a checkout from sys.path,
+    and keeps site-packages even when the project is installed there (a wheel)."""
+    site = tmp_path / "lib" / "site-packages"
+    checkout = tmp_path / "checkout"
+    for root in (site, checkout):
+        (root / "numpy_impl").mkdir(parents=True)
+        (root / "numpy_impl" / "__init__.py").write_text("")
+    (site / "other_pkg.py").write_text("VALUE = 7\n")
+    script = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(checkout)!r}, {str(site)!r}]\n"
+        "from nn_twins_harness import seal\n"
+        "seal.seal()\n"
+        f"assert {str(checkout)!r} not in sys.path and {str(site)!r} in sys.path\n"
+        "import other_pkg\n"
+        "assert other_pkg.VALUE == 7\n"
+        "for name in ('numpy_impl', 'numpy_impl.layers', 'torch_impl', 'cs231n_grader'):\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "    except ModuleNotFoundError as exc:\n"
+        "        assert 'not available to student code' in str(exc), exc\n"
+        "    else:\n"
+        "        raise AssertionError(name + ' was importable')\n"
+        "print('sealed')\n"
+    )
+    with sandbox.Harness() as harness:
+        proc = subprocess.run(
+            [sys.executable, "-s", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**sandbox.child_env(str(tmp_path), "t"), "PYTHONPATH": harness.dir},
+        )
+    assert proc.returncode == 0 and "sealed" in proc.stdout, proc.stderr

@@ -1087,3 +1087,26 @@ def multihead_attention(rng):
             }
         )
     return cases
+
+
+def captioning_transformer(rng):
+    """CaptioningTransformer(word_to_idx, input_dim, wordvec_dim, num_heads, num_layers,
+    max_length) on features (N, input_dim) and captions (N, T) starting with <START>."""
+    word_to_idx = {w: i for i, w in enumerate(_WORDS)}
+    cases = []
+    for label, N, T, D, W, H, L in [
+        ("N=2, T=5, 2 heads, 2 layers", 2, 5, 6, 8, 2, 2),
+        ("batch of 1, T=3, 4 heads, 1 layer", 1, 3, 5, 8, 4, 1),
+    ]:
+        captions = rng.integers(3, len(_WORDS), (N, T))
+        captions[:, 0] = word_to_idx["<START>"]
+        cases.append(
+            {
+                "label": label,
+                "ctor_args": [word_to_idx, D, W],
+                "ctor_kwargs": {"num_heads": H, "num_layers": L, "max_length": 10},
+                "args": [rng.standard_normal((N, D)), captions],
+                "meta": {"N": N},
+            }
+        )
+    return cases

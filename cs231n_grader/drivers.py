@@ -427,6 +427,27 @@ def _compare_architecture(fn, fspec, case):
     return mine, want, out, expected
 
 
+def captioning_transformer_forward(cls, case):
+    """CaptioningTransformer.forward against the composition the notebook describes, made of
+    the student's own submodules (so a bug in them does not count here): embed the captions,
+    add the positional encoding, project the features into one memory step, run the decoder
+    with a causal mask, score the vocabulary. Returns (the student's scores, the composition's
+    scores), float64, eval mode."""
+    import torch
+
+    model = cls(*case["ctor_args"], **case["ctor_kwargs"]).double().eval()
+    features = torch.tensor(case["args"][0], dtype=torch.float64)
+    captions = torch.tensor(case["args"][1], dtype=torch.long)
+    with torch.no_grad():
+        scores = model(features, captions)
+        T = captions.shape[1]
+        tgt = model.positional_encoding(model.embedding(captions))
+        memory = model.visual_projection(features).unsqueeze(1)
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        expected = model.output(model.transformer(tgt, memory, tgt_mask=mask))
+    return _to_numpy(scores, "CaptioningTransformer.forward"), expected.numpy()
+
+
 def run_torch(spec, cases, env):
     """PyTorch code (assignment 3): for each case, the function ``spec['functions'][case['fn']]``
     called with every array argument a float64 tensor that requires grad; then autograd with
@@ -449,6 +470,15 @@ def run_torch(spec, cases, env):
             fn = env.resolve(name)
         except AttributeError as exc:
             env.emit(key, _not_run(str(exc)))
+            continue
+        if fspec.get("check") == "composition":
+
+            def compose(case=case, key=key, fn=fn):
+                torch.manual_seed(call_seed(key))
+                return captioning_transformer_forward(fn, case)
+
+            o = env.call(key, f"{name}: {case['label']}", compose, [], None, [])
+            env.emit(key, _record(o, o.value))
             continue
         if fspec.get("check") == "architecture":
 

@@ -792,6 +792,31 @@ def check_architecture(cr: CaseResult, value, case) -> None:
         )
 
 
+def check_composition(cr: CaseResult, value, case) -> None:
+    """A model's forward vs the notebook's composition of its own submodules."""
+    got = _as_tuple(value, 2)
+    if got is None:
+        cr.fail(f"the model could not be run: {describe(value)}")
+        return
+    scores, expected = got
+    c = cr.add(compare("scores", scores, expected, T["output"], scale_of(expected)))
+    if not c.ok and c.kind == "value":
+        cr.diagnosis = (
+            "forward does not compose its parts as the notebook describes: embed "
+            "the captions, add the positional encoding, project the features to "
+            "one memory step (N, 1, W), decode with a causal mask "
+            "(torch.tril(torch.ones(T, T))), then score with self.output"
+        )
+
+
+# Checks of PyTorch code that no reference answers; each judges the student's record alone.
+_SELF_CHECKS = {
+    "random": check_random,
+    "architecture": check_architecture,
+    "composition": check_composition,
+}
+
+
 def check_torch(item, cases, R, S, ctx):
     """PyTorch functions: the output, and each argument's gradient through autograd."""
     per_test = {f["function"]: [] for f in item.spec["functions"]}
@@ -800,10 +825,9 @@ def check_torch(item, cases, R, S, ctx):
         cr = _new_case(case, i)
         per_test[fspec["function"]].append(cr)
         r, s = R.get(f"loss/{i}"), S.get(f"loss/{i}")
-        if fspec.get("check") in ("random", "architecture"):
+        if fspec.get("check") in _SELF_CHECKS:
             if not _fail_record(cr, s, ctx):
-                check = check_random if fspec["check"] == "random" else check_architecture
-                check(cr, s["value"], case)
+                _SELF_CHECKS[fspec["check"]](cr, s["value"], case)
             continue
         if _ref_failed(cr, r) or _fail_record(cr, s, ctx):
             continue

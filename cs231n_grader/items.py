@@ -170,7 +170,9 @@ def torch_functions(name, file, ref, functions) -> Item:
     'random': a function that draws random numbers, judged by the statistics of what it returns
     (``engine.check_random``), as no reference reproduces another implementation's draws;
     'architecture': a function building a network the notebook specifies layer by layer
-    (``drivers.course_network``, ``engine.check_architecture``)."""
+    (``drivers.course_network``, ``engine.check_architecture``); 'composition': a model whose
+    forward composes its own submodules as the notebook describes
+    (``drivers.captioning_transformer_forward``)."""
     specs, gens = [], []
     for function, args, cases, kwargs, *check in functions:
         grads = [[f"grad of {a}", i] for i, a in enumerate(args) if a != "tau"]
@@ -193,7 +195,8 @@ def torch_functions(name, file, ref, functions) -> Item:
                 out.append({**case, "fn": k})
         return out
 
-    tests = {f: f for f, *_ in functions}
+    # A spec's 'test' names its test when that is not the function's name (a class's method).
+    tests = {f["function"]: f.get("test") or f["function"] for f in specs}
     return Item(
         name,
         "torch",
@@ -202,7 +205,7 @@ def torch_functions(name, file, ref, functions) -> Item:
         all_cases,
         {"functions": specs},
         tests,
-        dict(tests),
+        {t: f for f, t in tests.items()},
     )
 
 
@@ -700,6 +703,21 @@ ITEMS: tuple[Item, ...] = (
                 _MHA_REFERENCE,
                 False,
             ),
+        ],
+    ),
+    torch_functions(
+        "captioning_transformer",
+        "classifiers/transformer.py",
+        "transformer_layers",
+        [
+            (
+                "CaptioningTransformer",
+                ("features", "captions"),
+                C.captioning_transformer,
+                None,
+                "composition",
+                {"test": "CaptioningTransformer.forward"},
+            )
         ],
     ),
     torch_functions(

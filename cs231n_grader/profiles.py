@@ -122,6 +122,7 @@ _A3 = {
     "lstm_backward": 2,
     "PositionalEncoding.forward": 1,
     "MultiHeadAttention.forward": 3,
+    "CaptioningTransformer.forward": 2,
     "sample_noise": 1,
     "discriminator": 1,
     "generator": 1,
@@ -140,6 +141,7 @@ _A3 = {
 _A3_TORCH = (
     "PositionalEncoding.*",
     "MultiHeadAttention.*",
+    "CaptioningTransformer.*",
     "sample_noise",
     "discriminator",
     "generator",

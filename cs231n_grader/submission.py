@@ -47,6 +47,7 @@ LAYOUT = {
     "rnn.py": ("cs231n/classifiers/rnn.py", "numpy_impl.classifiers.rnn"),
     "gan_pytorch.py": ("cs231n/gan_pytorch.py", None),
     "transformer_layers.py": ("cs231n/transformer_layers.py", None),
+    "transformer.py": ("cs231n/classifiers/transformer.py", None),
     "contrastive_loss.py": ("cs231n/simclr/contrastive_loss.py", None),
 }
 

@@ -1,5 +1,6 @@
 """Hints that name a mistake instead of a generic mismatch: sampling one step late, batchnorm's
-test mode on batch statistics, noise that is not U(-1, 1) or ignores its seed."""
+test mode on batch statistics, noise that is not U(-1, 1) or ignores its seed, GAN networks
+off the notebook's spec, a captioning transformer that skips a step."""
 
 import os
 
@@ -85,3 +86,23 @@ def test_gan_noise_and_networks(tmp_path):
     assert "1858320 in 6" in gen.hint  # the notebook's count for generator(4)
     assert res["build_dc_classifier"].verdict == "pass"
     assert res["build_dc_generator"].verdict == "pass"
+
+
+def test_captioning_transformer_forward(tmp_path):
+    """Graded against the notebook's composition of the model's own submodules (the right one
+    passes in test_grader.py's full-marks test); a forward that forgets the positional
+    encoding is named."""
+    import shutil
+
+    pkg = tmp_path / "a3" / "cs231n"
+    shutil.copytree(os.path.join(CORRECT, "..", "..", "a3_course", "cs231n"), pkg)
+    path = pkg / "classifiers" / "transformer.py"
+    text = path.read_text()
+    good = "caption_embeddings = self.positional_encoding(self.embedding(captions))"
+    assert good in text
+    path.write_text(text.replace(good, "caption_embeddings = self.embedding(captions)"))
+    with submission.load([str(tmp_path / "a3")]) as sub:
+        res = engine.grade(sub, runner.Limits(10.0, 6144), only=["CaptioningTransformer*"])
+    (r,) = res
+    assert r.name == "CaptioningTransformer.forward"
+    assert r.verdict == "fail" and "positional encoding" in r.hint

@@ -118,6 +118,68 @@ class ChildEnv:
             )
 
 
+class PartEnv:
+    """One part of a 'multi' job (several items in one child): its own module, its keys
+    prefixed with the part's number; calls are seeded by the unprefixed key, as the
+    reference's were."""
+
+    make_douts = None
+    make_params = None
+
+    def __init__(self, env: ChildEnv, k: int, module):
+        self.env, self.prefix, self.module = env, f"{k}|", module
+        self.roots = env.roots
+
+    def resolve(self, name):
+        try:
+            return getattr(self.module, name)
+        except AttributeError:
+            raise AttributeError(f"{name} is not defined in {self.module.__name__}") from None
+
+    def skip(self, key):
+        return self.env.skip(self.prefix + key)
+
+    def call(self, key, label, fn, args, kwargs, names):
+        return guarded_call(
+            key,
+            fn,
+            args,
+            kwargs,
+            names,
+            self.roots,
+            before=lambda: self.env.progress(self.prefix + key),
+        )
+
+    def emit(self, key, record):
+        self.env.emit(self.prefix + key, record)
+
+
+def _import(env: ChildEnv, name: str, key: str, roots):
+    """Import the student's module ``name`` under the progress key ``key``; None on failure
+    (recorded)."""
+    env.progress(key)
+    try:
+        module = importlib.import_module(name)
+    except BaseException as exc:  # noqa: BLE001 -- SyntaxError, SystemExit, ImportError...
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        env.emit(key, {"value": None, "error": describe_exception(exc, roots), "mutated": []})
+        return None
+    env.emit(key, {"value": None, "error": None, "mutated": []})
+    return module
+
+
+def _run_parts(job: dict, env: ChildEnv, roots) -> None:
+    """A 'multi' job: each part (module, driver, spec, cases) in turn, in this one process."""
+    for k, part in enumerate(job["parts"]):
+        key = f"{k}|import:{part['module']}"
+        if env.skip(key):
+            continue
+        module = _import(env, part["module"], key, roots)
+        if module is not None:
+            DRIVERS[part["driver"]](part["spec"], part["cases"], PartEnv(env, k, module))
+
+
 def _await_end() -> None:
     """Wait for the grader to kill this process (and its descendants); exit if it never does
     or if the grader is gone."""
@@ -144,23 +206,18 @@ def main(argv=None) -> int:
     roots = (root + os.sep,)
     env = ChildEnv(jobdir, None, job.get("exclude", []), roots)
 
-    modules = job["modules"] if job["driver"] == "import" else [job["module"]]
-    loaded = {}
-    for name in modules:
-        key = f"import:{name}"
-        if env.skip(key):
-            continue
-        env.progress(key)
-        try:
-            loaded[name] = importlib.import_module(name)
-            env.emit(key, {"value": None, "error": None, "mutated": []})
-        except BaseException as exc:  # noqa: BLE001 -- SyntaxError, SystemExit, ImportError...
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            env.emit(key, {"value": None, "error": describe_exception(exc, roots), "mutated": []})
-    if job["driver"] != "import" and job["module"] in loaded:
-        env.module = loaded[job["module"]]
-        DRIVERS[job["driver"]](job["spec"], job["cases"], env)
+    if job["driver"] == "multi":
+        _run_parts(job, env, roots)
+    else:
+        modules = job["modules"] if job["driver"] == "import" else [job["module"]]
+        loaded = {}
+        for name in modules:
+            key = f"import:{name}"
+            if not env.skip(key):
+                loaded[name] = _import(env, name, key, roots)
+        if job["driver"] != "import" and loaded.get(job["module"]) is not None:
+            env.module = loaded[job["module"]]
+            DRIVERS[job["driver"]](job["spec"], job["cases"], env)
     sys.stdout.flush()
     sys.stderr.flush()
     codec._atomic_write(os.path.join(jobdir, "done"), b"1")

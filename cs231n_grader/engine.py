@@ -1402,16 +1402,30 @@ def summarize(name, item, file, crs, output="") -> TestResult:
     return res
 
 
-def grade_item(item: Item, ctx: Context) -> list:
-    sub = ctx.sub
-    mod = sub.find(item.files, item.functions)
+@dataclass
+class _Prepared:
+    """An item ready for its child: the student's module, the tests it defines, and the
+    reference's cases and records."""
+
+    item: Item
+    mod: object
+    present: dict
+    missing: list
+    module: object
+    cases: list
+    R: dict
+
+
+def _prepare(item: Item, ctx: Context):
+    """(final results, None) when the item cannot or need not run, else (None, _Prepared)."""
+    mod = ctx.sub.find(item.files, item.functions)
     if mod is None:
-        return []
+        return [], None
     present = {
         p: t for p, t in item.tests.items() if mod.syntax_error or item.requires[t] in mod.defined
     }
     if not present:
-        return []
+        return [], None
     missing = [
         TestResult(
             t,
@@ -1428,7 +1442,7 @@ def grade_item(item: Item, ctx: Context) -> list:
         return [
             TestResult(t, item.name, mod.relpath, verdict, hint=hint, details=[hint])
             for t in present.values()
-        ] + missing
+        ] + missing, None
 
     if mod.syntax_error:
         return everything("error", f"{mod.relpath} does not parse: {mod.syntax_error}")
@@ -1443,16 +1457,81 @@ def grade_item(item: Item, ctx: Context) -> list:
         return everything(
             "skipped", f"reference {item.ref} is not available ({type(exc).__name__}: {exc})"
         )
-    job = child_job(ctx, driver=item.kind, module=mod.dotted, spec=item.spec, cases=cases)
-    S = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
-    results = CHECKS[item.kind](item, cases, R, S.records, ctx)
-    DIAGNOSES[item.kind](item, cases, R, S.records, results, ctx, mod, module)
+    return None, _Prepared(item, mod, present, missing, module, cases, R)
+
+
+def _part(prep: _Prepared) -> dict:
+    return {
+        "driver": prep.item.kind,
+        "module": prep.mod.dotted,
+        "spec": prep.item.spec,
+        "cases": prep.cases,
+    }
+
+
+def _finish(prep: _Prepared, records: dict, output: str, ctx: Context) -> list:
+    """Compare the student's records with the reference's, diagnose, summarize each test."""
+    item = prep.item
+    results = CHECKS[item.kind](item, prep.cases, prep.R, records, ctx)
+    DIAGNOSES[item.kind](item, prep.cases, prep.R, records, results, ctx, prep.mod, prep.module)
     out = [
-        summarize(t, item, mod.relpath, results[p], S.output)
+        summarize(t, item, prep.mod.relpath, results[p], output)
         for p, t in item.tests.items()
-        if p in present
+        if p in prep.present
     ]
-    return out + missing
+    return out + prep.missing
+
+
+def grade_item(item: Item, ctx: Context) -> list:
+    done, prep = _prepare(item, ctx)
+    if prep is None:
+        return done
+    S = runner.run_job(child_job(ctx, **_part(prep)), ctx.limits, ctx.harness, ctx.deadline)
+    return _finish(prep, S.records, S.output, ctx)
+
+
+def grade_together(items, ctx: Context) -> list:
+    """Grade several items in ONE child (``drivers`` 'multi'): for the PyTorch items, whose
+    children spend most of their time importing torch. Returns one result list per item."""
+    prepared = [_prepare(item, ctx) for item in items]
+    parts = [prep for _, prep in prepared if prep is not None]
+    if not parts:
+        return [done for done, _ in prepared]
+    job = child_job(ctx, driver="multi", parts=[_part(p) for p in parts])
+    S = runner.run_job(job, ctx.limits, ctx.harness, ctx.deadline)
+    out = []
+    k = 0
+    for done, prep in prepared:
+        if prep is None:
+            out.append(done)
+            continue
+        records = {
+            key.partition("|")[2]: rec
+            for key, rec in S.records.items()
+            if key.partition("|")[0] == str(k)
+        }
+        err = (records.get(f"import:{prep.mod.dotted}") or {}).get("error")
+        if err:  # the import check left these files out: the shared child found it
+            hint = f"importing {prep.mod.relpath} failed: {error_message(err, ctx)}"
+            out.append(
+                [
+                    TestResult(
+                        t,
+                        prep.item.name,
+                        prep.mod.relpath,
+                        error_status(err),
+                        hint=hint,
+                        details=[hint],
+                        output=S.output,
+                    )
+                    for t in prep.present.values()
+                ]
+                + prep.missing
+            )
+        else:
+            out.append(_finish(prep, records, S.output, ctx))
+        k += 1
+    return out
 
 
 def preflight_imports(ctx: Context, modules) -> dict:
@@ -1610,14 +1689,21 @@ def grade(
     finished: dict = {}
     lock = threading.Lock()
 
+    # The PyTorch items share one child (importing torch is most of a child's time).
+    together = [it for it in items if it.kind.startswith("torch")]
+    work = [it for it in items if not it.kind.startswith("torch")] + ([None] if together else [])
+
     def run(i_item):
         i, item = i_item
-        rs = grade_item(item, ctx)
+        if item is None:  # the PyTorch items, all in one child
+            rs = [r for group in grade_together(together, ctx) for r in group]
+        else:
+            rs = grade_item(item, ctx)
         if on_progress is not None:
             with lock:
                 finished[i] = rs
                 so_far = [r for k in sorted(finished) for r in finished[k]]
-                on_progress(_keep(so_far, profile, only), len(finished), len(items))
+                on_progress(_keep(so_far, profile, only), len(finished), len(work))
         return rs
 
     with sandbox.Harness(student_user) as ctx.harness:
@@ -1627,7 +1713,7 @@ def grade(
             ctx, [m.dotted for m in mods.values() if not m.syntax_error]
         )
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            per_item = list(pool.map(run, enumerate(items)))
+            per_item = list(pool.map(run, enumerate(work)))
     results = _keep([r for rs in per_item for r in rs], profile, only)
     if profile is not None:
         results += _not_found(profile, results, sub, only)

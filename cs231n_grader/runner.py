@@ -189,7 +189,10 @@ _SKIP_ALL_AFTER_HANG = ("fwd", "bwd", "loss", "step")
 
 def _keys(job: dict) -> list:
     """Every call key a job can produce (for skipping the rest of a function after a hang, and
-    for marking what a stopped job never ran)."""
+    for marking what a stopped job never ran); a 'multi' job's keys carry their part's number
+    ("2|loss/0")."""
+    if job.get("driver") == "multi":
+        return [f"{k}|{key}" for k, part in enumerate(job["parts"]) for key in _keys(part)]
     keys = [f"import:{m}" for m in (job.get("modules") or [job.get("module")]) if m]
     driver = job.get("driver")
     for i, case in enumerate(job.get("cases") or []):
@@ -211,6 +214,8 @@ def _keys(job: dict) -> list:
 def call_count(job: dict) -> int:
     """How many calls of student code ``job`` makes at most: its hard limit is this many times
     the per-call limit (plus start-up)."""
+    if job.get("driver") == "multi":
+        return max(1, sum(call_count(part) for part in job["parts"]))
     if job.get("driver") == "numgrad":
         spec, case = job["spec"], job["cases"][0]
         if spec["mode"] == "object":
@@ -296,12 +301,14 @@ def run_job(job: dict, limits: Limits, harness=None, deadline: float = math.inf)
             },
         )
         exclude.append(key)
-        kind = key.split("/", 1)[0]
+        part, _, bare = key.rpartition("|")  # a 'multi' job's part number, if any
+        kind = bare.split("/", 1)[0]
+        prefix = f"{part}|{kind}/" if part else f"{kind}/"
         if failure["type"] == "Timeout" and kind in _SKIP_ALL_AFTER_HANG:
             # A function that hung on one case would likely hang on the next: skip its other
             # cases instead of waiting out the time limit once per case.
             for k in _keys(job):
-                if k.startswith(kind + "/") and k not in exclude:
+                if k.startswith(prefix) and k not in exclude:
                     exclude.append(k)
                     result.records.setdefault(
                         k,

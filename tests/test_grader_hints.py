@@ -106,3 +106,25 @@ def test_captioning_transformer_forward(tmp_path):
     (r,) = res
     assert r.name == "CaptioningTransformer.forward"
     assert r.verdict == "fail" and "positional encoding" in r.hint
+
+
+def test_pytorch_files_share_a_child_and_fail_alone(tmp_path):
+    """The PyTorch items run in one child; a file that fails to import fails only its tests."""
+    import shutil
+
+    pkg = tmp_path / "a3" / "cs231n"
+    shutil.copytree(os.path.join(CORRECT, "..", "..", "a3_course", "cs231n"), pkg)
+    gan = pkg / "gan_pytorch.py"
+    gan.write_text("import no_such_module_for_the_grader_test\n" + gan.read_text())
+    with submission.load([str(tmp_path / "a3")]) as sub:
+        res = {
+            r.name: r
+            for r in engine.grade(
+                sub, runner.Limits(10.0, 6144), jobs=2, only=["gan_losses", "simclr"]
+            )
+        }
+    assert res["discriminator_loss"].verdict == "error"
+    assert "importing cs231n/gan_pytorch.py failed" in res["sample_noise"].hint
+    assert "no_such_module_for_the_grader_test" in res["sample_noise"].hint
+    for name in ("sim", "compute_sim_matrix", "simclr_loss_naive", "simclr_loss_vectorized"):
+        assert res[name].verdict == "pass", (name, res[name].hint)

@@ -88,43 +88,29 @@ def test_gan_noise_and_networks(tmp_path):
     assert res["build_dc_generator"].verdict == "pass"
 
 
-def test_captioning_transformer_forward(tmp_path):
-    """Graded against the notebook's composition of the model's own submodules (the right one
-    passes in test_grader.py's full-marks test); a forward that forgets the positional
-    encoding is named."""
-    import shutil
-
-    pkg = tmp_path / "a3" / "cs231n"
-    shutil.copytree(os.path.join(CORRECT, "..", "..", "a3_course", "cs231n"), pkg)
-    path = pkg / "classifiers" / "transformer.py"
-    text = path.read_text()
-    good = "caption_embeddings = self.positional_encoding(self.embedding(captions))"
-    assert good in text
-    path.write_text(text.replace(good, "caption_embeddings = self.embedding(captions)"))
-    with submission.load([str(tmp_path / "a3")]) as sub:
-        res = engine.grade(sub, runner.Limits(10.0, 6144), only=["CaptioningTransformer*"])
-    (r,) = res
-    assert r.name == "CaptioningTransformer.forward"
-    assert r.verdict == "fail" and "positional encoding" in r.hint
-
-
-def test_pytorch_files_share_a_child_and_fail_alone(tmp_path):
-    """The PyTorch items run in one child; a file that fails to import fails only its tests."""
+def test_pytorch_files_in_one_child_fail_alone_and_transformer_forward(tmp_path):
+    """The PyTorch items run in one child: a file that fails to import fails only its own
+    tests. CaptioningTransformer.forward is graded against the notebook's composition of the
+    model's own submodules (the right one passes in test_grader.py's full-marks test); one that
+    forgets the positional encoding is named."""
     import shutil
 
     pkg = tmp_path / "a3" / "cs231n"
     shutil.copytree(os.path.join(CORRECT, "..", "..", "a3_course", "cs231n"), pkg)
     gan = pkg / "gan_pytorch.py"
     gan.write_text("import no_such_module_for_the_grader_test\n" + gan.read_text())
+    path = pkg / "classifiers" / "transformer.py"
+    text = path.read_text()
+    good = "caption_embeddings = self.positional_encoding(self.embedding(captions))"
+    assert good in text
+    path.write_text(text.replace(good, "caption_embeddings = self.embedding(captions)"))
+    only = ["gan_losses", "simclr", "captioning_transformer"]
     with submission.load([str(tmp_path / "a3")]) as sub:
-        res = {
-            r.name: r
-            for r in engine.grade(
-                sub, runner.Limits(10.0, 6144), jobs=2, only=["gan_losses", "simclr"]
-            )
-        }
+        res = {r.name: r for r in engine.grade(sub, runner.Limits(10.0, 6144), jobs=2, only=only)}
     assert res["discriminator_loss"].verdict == "error"
     assert "importing cs231n/gan_pytorch.py failed" in res["sample_noise"].hint
     assert "no_such_module_for_the_grader_test" in res["sample_noise"].hint
     for name in ("sim", "compute_sim_matrix", "simclr_loss_naive", "simclr_loss_vectorized"):
         assert res[name].verdict == "pass", (name, res[name].hint)
+    r = res["CaptioningTransformer.forward"]
+    assert r.verdict == "fail" and "positional encoding" in r.hint

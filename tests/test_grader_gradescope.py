@@ -216,3 +216,29 @@ def test_hidden_cases_by_label(tmp_path):
         report.load_weights(str(bad))
     bad.write_text(json.dumps({"softmax_loss": {"points": 1, "hide_cases": ["secret*"]}}))
     assert report.load_weights(str(bad))[1]["softmax_loss"].hide_cases == ["secret*"]
+
+
+def test_gradescope_with_a_profile_keeps_missing_tests(tmp_path):
+    out = tmp_path / "results.json"
+    assert (
+        main(
+            [
+                os.path.join(STUDENTS, "a2_buggy"),
+                "--format",
+                "gradescope",
+                "-o",
+                str(out),
+                "--only",
+                "spatial_groupnorm_*",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(out.read_text())
+    validate_gradescope(doc)
+    tests = {t["name"]: t for t in doc["tests"]}
+    assert tests["spatial_groupnorm_backward"]["status"] == "failed"
+    assert tests["spatial_groupnorm_backward"]["max_score"] == 2  # assignment 2's points
+    assert "MISSING" in tests["spatial_groupnorm_backward"]["output"]
+    assert tests["spatial_groupnorm_forward"]["score"] == 2
+    assert "assignment 2 detected" in doc["output"]

@@ -67,18 +67,43 @@ def batchnorm(rng):
     D = 4
     rm, rv = rng.standard_normal(D), rng.uniform(0.5, 2.0, D)
     return [
-        _case("train, fresh bn_param (running stats default to zeros)",
-              [data(5, 3), rng.uniform(0.5, 1.5, 3), rng.standard_normal(3), {"mode": "train"}], 5),
-        _case("train, momentum 0.7, eps 1e-3, given running stats",
-              [data(6, D), rng.uniform(0.5, 1.5, D), rng.standard_normal(D),
-               {"mode": "train", "momentum": 0.7, "eps": 1e-3,
-                "running_mean": rm.copy(), "running_var": rv.copy()}], 6),
-        _case("train, batch of 1 (zero variance)",
-              [data(1, 3), rng.uniform(0.5, 1.5, 3), rng.standard_normal(3), {"mode": "train"}], 1),
-        _case("test mode uses the running stats",
-              [data(4, D), rng.uniform(0.5, 1.5, D), rng.standard_normal(D),
-               {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy()}], 4,
-              backward=False),
+        _case(
+            "train, fresh bn_param (running stats default to zeros)",
+            [data(5, 3), rng.uniform(0.5, 1.5, 3), rng.standard_normal(3), {"mode": "train"}],
+            5,
+        ),
+        _case(
+            "train, momentum 0.7, eps 1e-3, given running stats",
+            [
+                data(6, D),
+                rng.uniform(0.5, 1.5, D),
+                rng.standard_normal(D),
+                {
+                    "mode": "train",
+                    "momentum": 0.7,
+                    "eps": 1e-3,
+                    "running_mean": rm.copy(),
+                    "running_var": rv.copy(),
+                },
+            ],
+            6,
+        ),
+        _case(
+            "train, batch of 1 (zero variance)",
+            [data(1, 3), rng.uniform(0.5, 1.5, 3), rng.standard_normal(3), {"mode": "train"}],
+            1,
+        ),
+        _case(
+            "test mode uses the running stats",
+            [
+                data(4, D),
+                rng.uniform(0.5, 1.5, D),
+                rng.standard_normal(D),
+                {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy()},
+            ],
+            4,
+            backward=False,
+        ),
     ]
 
 
@@ -101,10 +126,12 @@ def dropout(rng):
     return [
         _case("train, keep p=0.3, seed 7", [x(), {"mode": "train", "p": 0.3, "seed": 7}], 40),
         _case("train, keep p=0.8, seed 3", [x(), {"mode": "train", "p": 0.8, "seed": 3}], 40),
-        _case("train, keep p=1 (keeps everything)", [x((3, 5)), {"mode": "train", "p": 1.0,
-                                                                 "seed": 1}], 3),
-        _case("test mode is the identity, batch of 1", [x((1, 6)), {"mode": "test", "p": 0.4}],
-              1),
+        _case(
+            "train, keep p=1 (keeps everything)",
+            [x((3, 5)), {"mode": "train", "p": 1.0, "seed": 1}],
+            3,
+        ),
+        _case("test mode is the identity, batch of 1", [x((1, 6)), {"mode": "test", "p": 0.4}], 1),
     ]
 
 
@@ -117,9 +144,18 @@ def conv(rng):
         ("1x1 kernel", (2, 3, 3, 4), (4, 3, 1, 1), 1, 0),
         ("non-square kernel 3x2, pad 2", (1, 2, 4, 3), (2, 2, 3, 2), 1, 2),
     ]:
-        cases.append(_case(label, [rng.standard_normal(xs), rng.standard_normal(ws) * 0.5,
-                                   rng.standard_normal(ws[0]), {"stride": stride, "pad": pad}],
-                           xs[0]))
+        cases.append(
+            _case(
+                label,
+                [
+                    rng.standard_normal(xs),
+                    rng.standard_normal(ws) * 0.5,
+                    rng.standard_normal(ws[0]),
+                    {"stride": stride, "pad": pad},
+                ],
+                xs[0],
+            )
+        )
     return cases
 
 
@@ -131,11 +167,22 @@ def max_pool(rng):
         ("stride 3 > window 2", (2, 2, 8, 8), 2, 2, 3),
         ("non-square window 2x3, stride 1", (1, 2, 3, 5), 2, 3, 1),
     ]:
-        cases.append(_case(label, [distinct(rng, xs), {"pool_height": ph, "pool_width": pw,
-                                                       "stride": stride}], xs[0]))
+        cases.append(
+            _case(
+                label,
+                [distinct(rng, xs), {"pool_height": ph, "pool_width": pw, "stride": stride}],
+                xs[0],
+            )
+        )
     ties = rng.integers(0, 2, size=(2, 2, 4, 4)).astype(np.float64)
-    cases.append(_case("ties: several equal maxima per window", [
-        ties, {"pool_height": 2, "pool_width": 2, "stride": 2}], 2, meta={"N": 2, "ties": True}))
+    cases.append(
+        _case(
+            "ties: several equal maxima per window",
+            [ties, {"pool_height": 2, "pool_width": 2, "stride": 2}],
+            2,
+            meta={"N": 2, "ties": True},
+        )
+    )
     return cases
 
 
@@ -147,15 +194,42 @@ def spatial_batchnorm(rng):
         return rng.standard_normal(shape) * 2 + rng.standard_normal((1, shape[1], 1, 1)) * 3
 
     return [
-        _case("train, fresh bn_param", [data((2, C, 4, 5)), rng.uniform(0.5, 1.5, C),
-                                        rng.standard_normal(C), {"mode": "train"}], 2),
-        _case("train, batch of 1, momentum 0.5", [
-            data((1, C, 3, 3)), rng.uniform(0.5, 1.5, C), rng.standard_normal(C),
-            {"mode": "train", "momentum": 0.5, "running_mean": rm.copy(),
-             "running_var": rv.copy()}], 1),
-        _case("test mode", [data((2, C, 2, 3)), rng.uniform(0.5, 1.5, C), rng.standard_normal(C),
-                            {"mode": "test", "running_mean": rm.copy(),
-                             "running_var": rv.copy()}], 2, backward=False),
+        _case(
+            "train, fresh bn_param",
+            [
+                data((2, C, 4, 5)),
+                rng.uniform(0.5, 1.5, C),
+                rng.standard_normal(C),
+                {"mode": "train"},
+            ],
+            2,
+        ),
+        _case(
+            "train, batch of 1, momentum 0.5",
+            [
+                data((1, C, 3, 3)),
+                rng.uniform(0.5, 1.5, C),
+                rng.standard_normal(C),
+                {
+                    "mode": "train",
+                    "momentum": 0.5,
+                    "running_mean": rm.copy(),
+                    "running_var": rv.copy(),
+                },
+            ],
+            1,
+        ),
+        _case(
+            "test mode",
+            [
+                data((2, C, 2, 3)),
+                rng.uniform(0.5, 1.5, C),
+                rng.standard_normal(C),
+                {"mode": "test", "running_mean": rm.copy(), "running_var": rv.copy()},
+            ],
+            2,
+            backward=False,
+        ),
     ]
 
 
@@ -168,9 +242,22 @@ def spatial_groupnorm(rng):
     ]:
         C = shape[1]
         x = rng.standard_normal(shape) * 2 + rng.standard_normal((shape[0], C, 1, 1))
-        cases.append(_case(label, [x, rng.uniform(0.5, 1.5, (1, C, 1, 1)),
-                                   rng.standard_normal((1, C, 1, 1)), G, {}], shape[0]))
+        cases.append(
+            _case(
+                label,
+                [x, rng.uniform(0.5, 1.5, (1, C, 1, 1)), rng.standard_normal((1, C, 1, 1)), G, {}],
+                shape[0],
+            )
+        )
     return cases
+
+
+def row_offsets(rng, N, spread=1000.0):
+    """One offset per row, ``spread`` apart: rows of scores that differ by ~1000 while each row's
+    own scores are close. Subtracting one max over the whole batch underflows every exp of the
+    rows far below it (0 / 0 = NaN); the per-row max the course teaches handles them."""
+    offsets = np.arange(N, dtype=np.float64) * spread
+    return rng.permutation(offsets)[:, None]
 
 
 def _scores_cases(rng, large):
@@ -179,8 +266,24 @@ def _scores_cases(rng, large):
         _case("N=5, C=10", [rng.standard_normal((5, 10)) * 2, rng.integers(0, 10, 5)], 5),
     ]
     if large:
-        cases.append(_case("huge logits (|x| ~ 1000)", [rng.standard_normal((4, 6)) * 1000,
-                                                         rng.integers(0, 6, 4)], 4))
+        cases.append(
+            _case(
+                "rows offset by ~1000 from each other",
+                [rng.standard_normal((3, 5)) * 2 + row_offsets(rng, 3), rng.integers(0, 5, 3)],
+                3,
+            )
+        )
+        # Robustness only: within a row, scores 1000 apart underflow exp(x - max) to 0 for the
+        # lower ones, and log(0) = -inf for a softmax that takes log of probabilities (the course
+        # notes' max shift alone, a correct answer on every realistic input).
+        cases.append(
+            _case(
+                "huge logits (|x| ~ 1000)",
+                [rng.standard_normal((4, 6)) * 1000, rng.integers(0, 6, 4)],
+                4,
+                meta={"N": 4, "robust": True},
+            )
+        )
     return cases
 
 
@@ -199,21 +302,45 @@ def softmax_scores(rng):
 
 def affine_relu(rng):
     return [
-        _case("batch of 1", [rng.standard_normal((1, 4)), rng.standard_normal((4, 5)),
-                             rng.standard_normal(5)], 1),
-        _case("x of shape (3, 2, 3)", [rng.standard_normal((3, 2, 3)),
-                                       rng.standard_normal((6, 7)) / 2, rng.standard_normal(7)], 3),
+        _case(
+            "batch of 1",
+            [rng.standard_normal((1, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)],
+            1,
+        ),
+        _case(
+            "x of shape (3, 2, 3)",
+            [
+                rng.standard_normal((3, 2, 3)),
+                rng.standard_normal((6, 7)) / 2,
+                rng.standard_normal(7),
+            ],
+            3,
+        ),
     ]
 
 
 def conv_relu(rng):
     return [
-        _case("stride 1, pad 1", [rng.standard_normal((2, 3, 4, 4)),
-                                  rng.standard_normal((3, 3, 3, 3)) * 0.5,
-                                  rng.standard_normal(3), {"stride": 1, "pad": 1}], 2),
-        _case("batch of 1, stride 2", [rng.standard_normal((1, 2, 5, 5)),
-                                       rng.standard_normal((2, 2, 3, 3)) * 0.5,
-                                       rng.standard_normal(2), {"stride": 2, "pad": 0}], 1),
+        _case(
+            "stride 1, pad 1",
+            [
+                rng.standard_normal((2, 3, 4, 4)),
+                rng.standard_normal((3, 3, 3, 3)) * 0.5,
+                rng.standard_normal(3),
+                {"stride": 1, "pad": 1},
+            ],
+            2,
+        ),
+        _case(
+            "batch of 1, stride 2",
+            [
+                rng.standard_normal((1, 2, 5, 5)),
+                rng.standard_normal((2, 2, 3, 3)) * 0.5,
+                rng.standard_normal(2),
+                {"stride": 2, "pad": 0},
+            ],
+            1,
+        ),
     ]
 
 
@@ -223,21 +350,36 @@ def conv_bn_relu(rng):
         x, w, b, cp = base["args"]
         F = w.shape[0]
         gamma, beta = rng.uniform(0.5, 1.5, F), rng.standard_normal(F)
-        cases.append(_case(base["label"], [x, w, b, gamma, beta, cp, {"mode": "train"}],
-                           x.shape[0]))
+        cases.append(
+            _case(base["label"], [x, w, b, gamma, beta, cp, {"mode": "train"}], x.shape[0])
+        )
     return cases
 
 
 def conv_relu_pool(rng):
     return [
-        _case("pad 1, 2x2 pool", [rng.standard_normal((2, 3, 4, 4)),
-                                  rng.standard_normal((3, 3, 3, 3)) * 0.5,
-                                  rng.standard_normal(3), {"stride": 1, "pad": 1},
-                                  {"pool_height": 2, "pool_width": 2, "stride": 2}], 2),
-        _case("batch of 1, odd size", [rng.standard_normal((1, 2, 7, 7)),
-                                       rng.standard_normal((2, 2, 3, 3)) * 0.5,
-                                       rng.standard_normal(2), {"stride": 1, "pad": 0},
-                                       {"pool_height": 3, "pool_width": 3, "stride": 2}], 1),
+        _case(
+            "pad 1, 2x2 pool",
+            [
+                rng.standard_normal((2, 3, 4, 4)),
+                rng.standard_normal((3, 3, 3, 3)) * 0.5,
+                rng.standard_normal(3),
+                {"stride": 1, "pad": 1},
+                {"pool_height": 2, "pool_width": 2, "stride": 2},
+            ],
+            2,
+        ),
+        _case(
+            "batch of 1, odd size",
+            [
+                rng.standard_normal((1, 2, 7, 7)),
+                rng.standard_normal((2, 2, 3, 3)) * 0.5,
+                rng.standard_normal(2),
+                {"stride": 1, "pad": 0},
+                {"pool_height": 3, "pool_width": 3, "stride": 2},
+            ],
+            1,
+        ),
     ]
 
 
@@ -252,13 +394,27 @@ def _optim_cases(rng, state):
     w2 = rng.standard_normal((3, 6))
     w3 = rng.standard_normal(7)
     return [
-        {"label": "config=None (defaults), 3 steps", "w": w1, "config": None,
-         "dws": [rng.standard_normal(w1.shape) for _ in range(3)], "meta": {}},
-        {"label": "given learning_rate and state, 3 steps", "w": w2,
-         "config": {"learning_rate": 3e-2, **state(w2)},
-         "dws": [rng.standard_normal(w2.shape) for _ in range(3)], "meta": {}},
-        {"label": "1-D w, 4 steps", "w": w3, "config": {"learning_rate": 5e-2},
-         "dws": [rng.standard_normal(w3.shape) for _ in range(4)], "meta": {}},
+        {
+            "label": "config=None (defaults), 3 steps",
+            "w": w1,
+            "config": None,
+            "dws": [rng.standard_normal(w1.shape) for _ in range(3)],
+            "meta": {},
+        },
+        {
+            "label": "given learning_rate and state, 3 steps",
+            "w": w2,
+            "config": {"learning_rate": 3e-2, **state(w2)},
+            "dws": [rng.standard_normal(w2.shape) for _ in range(3)],
+            "meta": {},
+        },
+        {
+            "label": "1-D w, 4 steps",
+            "w": w3,
+            "config": {"learning_rate": 5e-2},
+            "dws": [rng.standard_normal(w3.shape) for _ in range(4)],
+            "meta": {},
+        },
     ]
 
 
@@ -267,18 +423,25 @@ def sgd(rng):
 
 
 def momentum(rng):
-    return _optim_cases(rng, lambda w: {"momentum": 0.8,
-                                        "velocity": rng.standard_normal(w.shape) * 0.1})
+    return _optim_cases(
+        rng, lambda w: {"momentum": 0.8, "velocity": rng.standard_normal(w.shape) * 0.1}
+    )
 
 
 def rmsprop(rng):
-    return _optim_cases(rng, lambda w: {"decay_rate": 0.9,
-                                        "cache": rng.uniform(0.1, 1.0, w.shape)})
+    return _optim_cases(rng, lambda w: {"decay_rate": 0.9, "cache": rng.uniform(0.1, 1.0, w.shape)})
 
 
 def adam(rng):
-    return _optim_cases(rng, lambda w: {"beta1": 0.8, "m": rng.standard_normal(w.shape) * 0.1,
-                                        "v": rng.uniform(0.1, 1.0, w.shape), "t": 5})
+    return _optim_cases(
+        rng,
+        lambda w: {
+            "beta1": 0.8,
+            "m": rng.standard_normal(w.shape) * 0.1,
+            "v": rng.uniform(0.1, 1.0, w.shape),
+            "t": 5,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,20 +462,104 @@ def linear_loss(rng):
     return cases
 
 
+def linear_softmax_loss(rng):
+    """The linear cases, plus scores X @ W whose rows sit ~1000 apart: X's first column holds
+    each row's offset and W's first row is constant, so every class of a row gets the same
+    shift (the loss does not change, a global max shift gives NaN)."""
+    cases = linear_loss(rng)
+    N, D, C = 4, 5, 6
+    W = rng.standard_normal((D, C))
+    W[0] = 2.0
+    X = rng.standard_normal((N, D))
+    X[:, 0] = row_offsets(rng, N, 500.0)[:, 0]
+    cases.append(
+        _case(
+            "rows of scores offset by ~1000 from each other, reg 0.05",
+            [W, X, rng.integers(0, C, N), 0.05],
+            N,
+        )
+    )
+    return cases
+
+
+def _train_call(X, y, iters, batch):
+    return [
+        {
+            "method": "train",
+            "args": [X, y],
+            "kwargs": {"learning_rate": 0.1, "reg": 0.01, "num_iters": iters, "batch_size": batch},
+            "test": "train",
+            "check": "sequence",
+            "names": ["X", "y"],
+        },
+        {"attr": "W", "test": "train", "check": "output"},
+    ]
+
+
+def linear_train(rng):
+    """LinearClassifier.train with a quadratic stand-in loss (``case['train_loss']``), so the
+    training loop is graded on its own, whatever the student's SVM loss does. Minibatches drawn
+    by np.random.choice(num_train, batch_size) under the grader's seed match the reference."""
+    cases = []
+    for label, N, D, C, iters, batch, given_w in [
+        ("W given, 4 steps of batch 5 from N=8", 8, 4, 3, 4, 5, True),
+        ("W created by train (0.001 * randn), 3 steps of batch 3 from N=6", 6, 5, 4, 3, 3, False),
+    ]:
+        X = rng.standard_normal((N, D))
+        y = rng.integers(0, C, N)
+        y[0] = C - 1  # the number of classes is max(y) + 1
+        case = {
+            "label": label,
+            "ctor_args": [],
+            "ctor_kwargs": {},
+            "meta": {"N": N},
+            "train_loss": "quadratic",
+            "calls": _train_call(X, y, iters, batch),
+        }
+        if given_w:
+            case["attrs"] = {"W": rng.standard_normal((D, C)) * 0.1}
+        cases.append(case)
+    # Every example the same: any way of drawing minibatches gives the same steps.
+    X = np.tile(rng.standard_normal((1, 4)), (6, 1))
+    cases.append(
+        {
+            "label": "identical examples (any sampling gives the same steps), 3 steps",
+            "ctor_args": [],
+            "ctor_kwargs": {},
+            "meta": {"N": 6},
+            "train_loss": "quadratic",
+            "attrs": {"W": rng.standard_normal((4, 3)) * 0.1},
+            "calls": _train_call(X, np.full(6, 2), 3, 4),
+        }
+    )
+    return cases
+
+
 def knn_distances(method):
     def gen(rng):
         cases = []
         for label, ntr, nte, D in [("one test point", 6, 1, 4), ("odd sizes", 9, 5, 3)]:
             Xtr, Xte = rng.standard_normal((ntr, D)), rng.standard_normal((nte, D))
-            cases.append({
-                "label": label, "ctor_args": [], "ctor_kwargs": {}, "meta": {"N": nte},
-                "calls": [
-                    {"method": "train", "args": [Xtr, rng.integers(0, 3, ntr)], "test": None},
-                    {"method": method, "args": [Xte], "test": method, "check": "output",
-                     "names": ["X"]},
-                ],
-            })
+            cases.append(
+                {
+                    "label": label,
+                    "ctor_args": [],
+                    "ctor_kwargs": {},
+                    "meta": {"N": nte},
+                    "calls": [
+                        {"method": "train", "args": [Xtr, rng.integers(0, 3, ntr)], "test": None},
+                        {
+                            "method": method,
+                            "args": [Xte],
+                            "test": method,
+                            "check": "output",
+                            "names": ["X"],
+                        },
+                    ],
+                }
+            )
         return cases
+
     return gen
 
 
@@ -323,27 +570,53 @@ def knn_predict_labels(rng):
     dists[0] = [0.1, 0.2, 3.0, 4.0, 5.0, 6.0]
     cases = []
     for k in (1, 2, 3):
-        cases.append({
-            "label": f"k={k}" + (" (tied vote -> smaller label)" if k == 2 else ""),
-            "ctor_args": [], "ctor_kwargs": {}, "meta": {},
-            "calls": [
-                {"method": "train", "args": [rng.standard_normal((6, 3)), y_train], "test": None},
-                {"method": "predict_labels", "args": [dists], "kwargs": {"k": k},
-                 "test": "predict_labels", "check": "output", "names": ["dists"]},
-            ],
-        })
+        cases.append(
+            {
+                "label": f"k={k}" + (" (tied vote -> smaller label)" if k == 2 else ""),
+                "ctor_args": [],
+                "ctor_kwargs": {},
+                "meta": {},
+                "calls": [
+                    {
+                        "method": "train",
+                        "args": [rng.standard_normal((6, 3)), y_train],
+                        "test": None,
+                    },
+                    {
+                        "method": "predict_labels",
+                        "args": [dists],
+                        "kwargs": {"k": k},
+                        "test": "predict_labels",
+                        "check": "output",
+                        "names": ["dists"],
+                    },
+                ],
+            }
+        )
     return cases
 
 
 def linear_predict(rng):
     cases = []
     for label, N, D, C in [("batch of 1", 1, 4, 3), ("N=7, C=5", 7, 6, 5)]:
-        cases.append({
-            "label": label, "ctor_args": [], "ctor_kwargs": {}, "meta": {"N": N},
-            "attrs": {"W": rng.standard_normal((D, C))},
-            "calls": [{"method": "predict", "args": [rng.standard_normal((N, D))],
-                       "test": "predict", "check": "output", "names": ["X"]}],
-        })
+        cases.append(
+            {
+                "label": label,
+                "ctor_args": [],
+                "ctor_kwargs": {},
+                "meta": {"N": N},
+                "attrs": {"W": rng.standard_normal((D, C))},
+                "calls": [
+                    {
+                        "method": "predict",
+                        "args": [rng.standard_normal((N, D))],
+                        "test": "predict",
+                        "check": "output",
+                        "names": ["X"],
+                    }
+                ],
+            }
+        )
     return cases
 
 
@@ -352,8 +625,13 @@ def _model_calls(X, y):
     call: batchnorm's running statistics must have moved)."""
     return [
         {"method": "loss", "args": [X], "test": "loss", "check": "scores", "names": ["X"]},
-        {"method": "loss", "args": [X, y], "test": "loss", "check": "loss_grads",
-         "names": ["X", "y"]},
+        {
+            "method": "loss",
+            "args": [X, y],
+            "test": "loss",
+            "check": "loss_grads",
+            "names": ["X", "y"],
+        },
         {"method": "loss", "args": [X], "test": "loss", "check": "scores", "names": ["X"]},
     ]
 
@@ -363,50 +641,137 @@ def _model_case(label, rng, N, in_shape, C, ctor_kwargs, dtype=True):
     y = rng.integers(0, C, N)
     if dtype:  # float64 parameters (TwoLayerNet has no dtype argument: always float64)
         ctor_kwargs = {**ctor_kwargs, "dtype": np.float64}
-    return {"label": label, "ctor_args": [], "ctor_kwargs": ctor_kwargs, "params": None,
-            "calls": _model_calls(X, y),
-            # Big enough layers to compare the spread of the random initial weights.
-            "meta": {"N": N, "init_stats": label.startswith("init statistics")}}
+    return {
+        "label": label,
+        "ctor_args": [],
+        "ctor_kwargs": ctor_kwargs,
+        "params": None,
+        "calls": _model_calls(X, y),
+        # Big enough layers to compare the spread of the random initial weights.
+        "meta": {"N": N, "init_stats": label.startswith("init statistics")},
+    }
 
 
 def two_layer_net(rng):
     return [
-        _model_case("D=6, H=5, C=3, reg 0", rng, 4, (6,), 3,
-                    {"input_dim": 6, "hidden_dim": 5, "num_classes": 3}, dtype=False),
-        _model_case("batch of 1, X of shape (1, 2, 3), reg 0.7", rng, 1, (2, 3), 4,
-                    {"input_dim": 6, "hidden_dim": 7, "num_classes": 4, "reg": 0.7}, dtype=False),
-        _model_case("init statistics (D=40, H=30)", rng, 3, (40,), 10,
-                    {"input_dim": 40, "hidden_dim": 30, "num_classes": 10,
-                     "weight_scale": 1e-2}, dtype=False),
+        _model_case(
+            "D=6, H=5, C=3, reg 0",
+            rng,
+            4,
+            (6,),
+            3,
+            {"input_dim": 6, "hidden_dim": 5, "num_classes": 3},
+            dtype=False,
+        ),
+        _model_case(
+            "batch of 1, X of shape (1, 2, 3), reg 0.7",
+            rng,
+            1,
+            (2, 3),
+            4,
+            {"input_dim": 6, "hidden_dim": 7, "num_classes": 4, "reg": 0.7},
+            dtype=False,
+        ),
+        _model_case(
+            "init statistics (D=40, H=30)",
+            rng,
+            3,
+            (40,),
+            10,
+            {"input_dim": 40, "hidden_dim": 30, "num_classes": 10, "weight_scale": 1e-2},
+            dtype=False,
+        ),
     ]
 
 
 def fc_net(rng):
     return [
-        _model_case("one hidden layer, no normalization", rng, 3, (5,), 3,
-                    {"hidden_dims": [4], "input_dim": 5, "num_classes": 3}),
-        _model_case("two hidden layers, reg 0.7", rng, 4, (2, 3), 4,
-                    {"hidden_dims": [5, 4], "input_dim": 6, "num_classes": 4, "reg": 0.7}),
-        _model_case("batchnorm, reg 0.1", rng, 5, (5,), 3,
-                    {"hidden_dims": [4, 3], "input_dim": 5, "num_classes": 3, "reg": 0.1,
-                     "normalization": "batchnorm"}),
-        _model_case("layernorm, batch of 1", rng, 1, (4,), 3,
-                    {"hidden_dims": [5], "input_dim": 4, "num_classes": 3,
-                     "normalization": "layernorm"}),
-        _model_case("init statistics (batchnorm, D=40, H=30, 20)", rng, 3, (40,), 10,
-                    {"hidden_dims": [30, 20], "input_dim": 40, "num_classes": 10,
-                     "normalization": "batchnorm", "weight_scale": 5e-2}),
+        _model_case(
+            "one hidden layer, no normalization",
+            rng,
+            3,
+            (5,),
+            3,
+            {"hidden_dims": [4], "input_dim": 5, "num_classes": 3},
+        ),
+        _model_case(
+            "two hidden layers, reg 0.7",
+            rng,
+            4,
+            (2, 3),
+            4,
+            {"hidden_dims": [5, 4], "input_dim": 6, "num_classes": 4, "reg": 0.7},
+        ),
+        _model_case(
+            "batchnorm, reg 0.1",
+            rng,
+            5,
+            (5,),
+            3,
+            {
+                "hidden_dims": [4, 3],
+                "input_dim": 5,
+                "num_classes": 3,
+                "reg": 0.1,
+                "normalization": "batchnorm",
+            },
+        ),
+        _model_case(
+            "layernorm, batch of 1",
+            rng,
+            1,
+            (4,),
+            3,
+            {"hidden_dims": [5], "input_dim": 4, "num_classes": 3, "normalization": "layernorm"},
+        ),
+        _model_case(
+            "init statistics (batchnorm, D=40, H=30, 20)",
+            rng,
+            3,
+            (40,),
+            10,
+            {
+                "hidden_dims": [30, 20],
+                "input_dim": 40,
+                "num_classes": 10,
+                "normalization": "batchnorm",
+                "weight_scale": 5e-2,
+            },
+        ),
     ]
 
 
 def three_layer_convnet(rng):
     return [
-        _model_case("3 filters 3x3 on (2, 6, 6), reg 0.1", rng, 2, (2, 6, 6), 4,
-                    {"input_dim": (2, 6, 6), "num_filters": 3, "filter_size": 3,
-                     "hidden_dim": 5, "num_classes": 4, "reg": 0.1}),
-        _model_case("batch of 1, 5x5 filters on (3, 4, 4)", rng, 1, (3, 4, 4), 3,
-                    {"input_dim": (3, 4, 4), "num_filters": 2, "filter_size": 5,
-                     "hidden_dim": 4, "num_classes": 3}),
+        _model_case(
+            "3 filters 3x3 on (2, 6, 6), reg 0.1",
+            rng,
+            2,
+            (2, 6, 6),
+            4,
+            {
+                "input_dim": (2, 6, 6),
+                "num_filters": 3,
+                "filter_size": 3,
+                "hidden_dim": 5,
+                "num_classes": 4,
+                "reg": 0.1,
+            },
+        ),
+        _model_case(
+            "batch of 1, 5x5 filters on (3, 4, 4)",
+            rng,
+            1,
+            (3, 4, 4),
+            3,
+            {
+                "input_dim": (3, 4, 4),
+                "num_filters": 2,
+                "filter_size": 5,
+                "hidden_dim": 4,
+                "num_classes": 3,
+            },
+        ),
     ]
 
 
@@ -424,18 +789,38 @@ def captioning_rnn(rng):
         captions[0, 4:] = 0  # padding: these targets are masked out of the loss
         captions[1, 5] = 2
         features = rng.standard_normal((N, D))
-        cases.append({
-            "label": f"cell_type={cell!r}, N=3, T=6 with padding", "ctor_args": [word_to_idx],
-            "ctor_kwargs": {"input_dim": D, "wordvec_dim": 4, "hidden_dim": 3, "cell_type": cell,
-                            "dtype": np.float64},
-            "params": None, "meta": {"N": N},
-            "calls": [
-                {"method": "loss", "args": [features, captions], "test": "loss",
-                 "check": "loss_grads", "names": ["features", "captions"]},
-                {"method": "sample", "args": [features], "kwargs": {"max_length": 5},
-                 "test": "sample", "check": "output", "names": ["features"]},
-            ],
-        })
+        cases.append(
+            {
+                "label": f"cell_type={cell!r}, N=3, T=6 with padding",
+                "ctor_args": [word_to_idx],
+                "ctor_kwargs": {
+                    "input_dim": D,
+                    "wordvec_dim": 4,
+                    "hidden_dim": 3,
+                    "cell_type": cell,
+                    "dtype": np.float64,
+                },
+                "params": None,
+                "meta": {"N": N},
+                "calls": [
+                    {
+                        "method": "loss",
+                        "args": [features, captions],
+                        "test": "loss",
+                        "check": "loss_grads",
+                        "names": ["features", "captions"],
+                    },
+                    {
+                        "method": "sample",
+                        "args": [features],
+                        "kwargs": {"max_length": 5},
+                        "test": "sample",
+                        "check": "output",
+                        "names": ["features"],
+                    },
+                ],
+            }
+        )
     return cases
 
 
@@ -462,63 +847,266 @@ def make_params(rng, params: dict) -> dict:
 
 
 def _rnn_weights(rng, D, H, gates):
-    return (rng.standard_normal((D, gates * H)) / np.sqrt(D),
-            rng.standard_normal((H, gates * H)) / np.sqrt(H),
-            rng.standard_normal(gates * H) * 0.1)
+    return (
+        rng.standard_normal((D, gates * H)) / np.sqrt(D),
+        rng.standard_normal((H, gates * H)) / np.sqrt(H),
+        rng.standard_normal(gates * H) * 0.1,
+    )
 
 
 def rnn_step(rng):
     cases = []
     for label, N, D, H in [("batch of 1", 1, 3, 4), ("N=3, D=5, H=2", 3, 5, 2)]:
-        cases.append(_case(label, [rng.standard_normal((N, D)), rng.standard_normal((N, H)),
-                                   *_rnn_weights(rng, D, H, 1)], N))
+        cases.append(
+            _case(
+                label,
+                [
+                    rng.standard_normal((N, D)),
+                    rng.standard_normal((N, H)),
+                    *_rnn_weights(rng, D, H, 1),
+                ],
+                N,
+            )
+        )
     return cases
 
 
 def rnn_sequence(gates):
     def gen(rng):
         cases = []
-        for label, N, T, D, H in [("batch of 1, T=1", 1, 1, 3, 4),
-                                  ("N=2, T=5, D=3, H=4", 2, 5, 3, 4),
-                                  ("odd sizes N=3, T=3, D=5, H=3", 3, 3, 5, 3)]:
-            cases.append(_case(label, [rng.standard_normal((N, T, D)),
-                                       rng.standard_normal((N, H)),
-                                       *_rnn_weights(rng, D, H, gates)], N))
+        for label, N, T, D, H in [
+            ("batch of 1, T=1", 1, 1, 3, 4),
+            ("N=2, T=5, D=3, H=4", 2, 5, 3, 4),
+            ("odd sizes N=3, T=3, D=5, H=3", 3, 3, 5, 3),
+        ]:
+            cases.append(
+                _case(
+                    label,
+                    [
+                        rng.standard_normal((N, T, D)),
+                        rng.standard_normal((N, H)),
+                        *_rnn_weights(rng, D, H, gates),
+                    ],
+                    N,
+                )
+            )
         return cases
+
     return gen
 
 
 def lstm_step(rng):
     cases = []
     for label, N, D, H in [("batch of 1", 1, 3, 4), ("N=3, D=5, H=2", 3, 5, 2)]:
-        cases.append(_case(label, [rng.standard_normal((N, D)), rng.standard_normal((N, H)),
-                                   rng.standard_normal((N, H)), *_rnn_weights(rng, D, H, 4)], N))
+        cases.append(
+            _case(
+                label,
+                [
+                    rng.standard_normal((N, D)),
+                    rng.standard_normal((N, H)),
+                    rng.standard_normal((N, H)),
+                    *_rnn_weights(rng, D, H, 4),
+                ],
+                N,
+            )
+        )
     return cases
 
 
 def word_embedding(rng):
     return [
-        _case("N=2, T=4, V=5 (repeated words)", [rng.integers(0, 5, (2, 4)),
-                                                 rng.standard_normal((5, 3))], 2),
+        _case(
+            "N=2, T=4, V=5 (repeated words)",
+            [rng.integers(0, 5, (2, 4)), rng.standard_normal((5, 3))],
+            2,
+        ),
         _case("batch of 1, T=1", [np.array([[3]]), rng.standard_normal((6, 2))], 1),
     ]
 
 
 def temporal_affine(rng):
     return [
-        _case("N=2, T=3, D=4, M=5", [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)),
-                                     rng.standard_normal(5)], 2),
-        _case("batch of 1, T=1", [rng.standard_normal((1, 1, 3)), rng.standard_normal((3, 2)),
-                                  rng.standard_normal(2)], 1),
+        _case(
+            "N=2, T=3, D=4, M=5",
+            [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)],
+            2,
+        ),
+        _case(
+            "batch of 1, T=1",
+            [rng.standard_normal((1, 1, 3)), rng.standard_normal((3, 2)), rng.standard_normal(2)],
+            1,
+        ),
     ]
 
 
 def temporal_softmax(rng):
     cases = []
-    for label, N, T, V, scale in [("N=3, T=4, V=5", 3, 4, 5, 1.0),
-                                  ("batch of 1, scores of scale 10", 1, 3, 6, 10.0)]:
+    for label, N, T, V, scale in [
+        ("N=3, T=4, V=5", 3, 4, 5, 1.0),
+        ("batch of 1, scores of scale 10", 1, 3, 6, 10.0),
+    ]:
         mask = rng.random((N, T)) > 0.3
         mask[0, 0] = True
-        cases.append(_case(label, [rng.standard_normal((N, T, V)) * scale,
-                                   rng.integers(0, V, (N, T)), mask], N))
+        cases.append(
+            _case(
+                label, [rng.standard_normal((N, T, V)) * scale, rng.integers(0, V, (N, T)), mask], N
+            )
+        )
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------
+# assignment 3, PyTorch: GAN losses and SimCLR (inputs become float64 tensors)
+# ----------------------------------------------------------------------------------------------
+
+
+def gan_scores(n_inputs):
+    """Scores of shape (N,) and (N, 1), as the course's discriminators give them."""
+
+    def gen(rng):
+        return [
+            _case(label, [rng.standard_normal(shape) * 2 for _ in range(n_inputs)], shape[0])
+            for label, shape in [
+                ("batch of 1", (1,)),
+                ("N=6, scores of shape (N,)", (6,)),
+                ("N=4, scores of shape (N, 1)", (4, 1)),
+            ]
+        ]
+
+    return gen
+
+
+def gan_noise(rng):
+    """sample_noise(batch_size, dim, seed=None): uniform noise in [-1, 1]."""
+    return [
+        {
+            "label": "batch_size=128, dim=96, seed=231",
+            "args": [128, 96],
+            "kwargs": {"seed": 231},
+            "meta": {"N": 128, "seeded": True},
+        },
+        {
+            "label": "batch_size=64, dim=10, no seed",
+            "args": [64, 10],
+            "kwargs": {},
+            "meta": {"N": 64, "seeded": False},
+        },
+    ]
+
+
+def gan_network(ctor_args, in_shape, N=3):
+    """One input batch of shape (N, *in_shape) for a network of the GAN notebook built by
+    fn(*ctor_args) (the discriminator reads images (N, 1, 28, 28), as in the notebook)."""
+
+    def gen(rng):
+        shape = (N, *in_shape)
+        return [
+            {
+                "label": f"built with {tuple(ctor_args)}, input of shape {shape}",
+                "args": [rng.standard_normal(shape)],
+                "meta": {"N": N},
+            }
+        ]
+
+    return gen
+
+
+def simclr_vectors(rng):
+    return [
+        _case(f"D={D}", [rng.standard_normal(D) * s, rng.standard_normal(D)], None)
+        for D, s in ((3, 1.0), (8, 5.0))
+    ]
+
+
+def simclr_matrix(rng):
+    return [
+        _case(f"2N={M}, D={D}", [rng.standard_normal((M, D))], M // 2) for M, D in ((2, 3), (6, 5))
+    ]
+
+
+def simclr_pairs(rng):
+    return [
+        _case(f"N={N}, D={D}", [rng.standard_normal((N, D)), rng.standard_normal((N, D))], N)
+        for N, D in ((1, 4), (3, 5))
+    ]
+
+
+def simclr_loss(rng):
+    return [
+        _case(
+            f"N={N}, D={D}, tau={tau:g}",
+            [rng.standard_normal((N, D)), rng.standard_normal((N, D)), tau],
+            N,
+        )
+        for N, D, tau in ((1, 3, 0.5), (3, 4, 0.5), (4, 6, 0.1))
+    ]
+
+
+def positional_encoding(rng):
+    return [
+        {
+            "label": label,
+            "ctor_args": [D],
+            "ctor_kwargs": {"dropout": 0.0, "max_len": L},
+            "params": {},
+            "args": [rng.standard_normal((N, S, D))],
+            "meta": {"N": N},
+        }
+        for label, N, S, D, L in [
+            ("N=2, S=3, D=4, max_len 10", 2, 3, 4, 10),
+            ("batch of 1, S = max_len = 5, D=6", 1, 5, 6, 5),
+        ]
+    ]
+
+
+def multihead_attention(rng):
+    """Query (N, S, E), key/value (N, T, E); attn_mask (S, T) with 0 = blocked (the course's
+    convention); weights in CS231n layout (E, E)."""
+    cases = []
+    for label, N, S, T, E, H, mask in [
+        ("self-attention, N=1, S=T=3, E=4, 2 heads", 1, 3, 3, 4, 2, None),
+        ("cross-attention, N=2, S=2, T=4, E=6, 3 heads", 2, 2, 4, 6, 3, None),
+        ("causal mask (0 = blocked), N=2, S=T=4, E=4, 2 heads", 2, 4, 4, 4, 2, "causal"),
+    ]:
+        q = rng.standard_normal((N, S, E))
+        kv = q if S == T else rng.standard_normal((N, T, E))  # S == T: self-attention
+        params = {}
+        for w in ("q", "k", "v", "o"):
+            params[f"W{w}"] = rng.standard_normal((E, E)) / np.sqrt(E)
+            params[f"b{w}"] = rng.standard_normal(E) * 0.1
+        kwargs = {"attn_mask": np.tril(np.ones((S, T), dtype=bool))} if mask else {}
+        cases.append(
+            {
+                "label": label,
+                "ctor_args": [E, H],
+                "ctor_kwargs": {"dropout": 0.0},
+                "params": params,
+                "args": [q, kv.copy(), kv.copy()],
+                "kwargs": kwargs,
+                "meta": {"N": N},
+            }
+        )
+    return cases
+
+
+def captioning_transformer(rng):
+    """CaptioningTransformer(word_to_idx, input_dim, wordvec_dim, num_heads, num_layers,
+    max_length) on features (N, input_dim) and captions (N, T) starting with <START>."""
+    word_to_idx = {w: i for i, w in enumerate(_WORDS)}
+    cases = []
+    for label, N, T, D, W, H, L in [
+        ("N=2, T=5, 2 heads, 2 layers", 2, 5, 6, 8, 2, 2),
+        ("batch of 1, T=3, 4 heads, 1 layer", 1, 3, 5, 8, 4, 1),
+    ]:
+        captions = rng.integers(3, len(_WORDS), (N, T))
+        captions[:, 0] = word_to_idx["<START>"]
+        cases.append(
+            {
+                "label": label,
+                "ctor_args": [word_to_idx, D, W],
+                "ctor_kwargs": {"num_heads": H, "num_layers": L, "max_length": 10},
+                "args": [rng.standard_normal((N, D)), captions],
+                "meta": {"N": N},
+            }
+        )
     return cases

@@ -65,16 +65,19 @@ def scale_of(*values) -> float:
     return m
 
 
-def compare(key: str, student, ref, tol: float, scale: float = 0.0) -> Cmp:
+def compare(
+    key: str, student, ref, tol: float, scale: float = 0.0, atol: float | None = None
+) -> Cmp:
     """Student vs reference value: type, shape, finiteness, then rel_error <= tol (exact
     equality for integer results such as labels).
 
     ``scale`` (the largest magnitude among the related reference results, see ``scale_of``)
     sets an absolute floor: differences below THRESHOLDS['abs_floor'] * scale are round-off
     around a value that is mathematically zero and pass even when rel_error's 1e-8 floor would
-    not (e.g. the gradient of a bias that batchnorm follows).
+    not (e.g. the gradient of a bias that batchnorm follows). ``atol`` replaces that floor
+    where a result is only as exact as float32 (e.g. the course's float32 positional table).
     """
-    atol = THRESHOLDS["abs_floor"] * scale
+    atol = THRESHOLDS["abs_floor"] * scale if atol is None else atol
     if ref is None:
         return Cmp(key, student is None, 0.0)
     if student is None:
@@ -85,40 +88,64 @@ def compare(key: str, student, ref, tol: float, scale: float = 0.0) -> Cmp:
     if ref_arr.ndim == 0 or (not isinstance(ref, np.ndarray) and np.isscalar(ref)):
         s = _as_number(student)
         if s is None:
-            return Cmp(key, False, None, f"{key} should be a number, got {describe(student)}",
-                       "type")
+            return Cmp(
+                key, False, None, f"{key} should be a number, got {describe(student)}", "type"
+            )
         r = float(ref_arr)
         if not np.isfinite(s) and np.isfinite(r):
             return Cmp(key, False, None, f"{key} is {s} (expected {r:.6g})", "nan")
         if ref_arr.dtype.kind in "iub":
-            return Cmp(key, s == r, 0.0 if s == r else 1.0,
-                       "" if s == r else f"{key} is {s:g}, expected {r:g}")
+            return Cmp(
+                key,
+                s == r,
+                0.0 if s == r else 1.0,
+                "" if s == r else f"{key} is {s:g}, expected {r:g}",
+            )
         err = 0.0 if abs(s - r) <= atol else rel_error(s, r)
         ok = err <= tol
         return Cmp(key, ok, err, "" if ok else f"{key} = {s:.8g}, expected {r:.8g}")
     if not isinstance(student, np.ndarray):
-        return Cmp(key, False, None,
-                   f"{key} should be an ndarray of shape {ref_arr.shape}, got {describe(student)}",
-                   "type")
+        return Cmp(
+            key,
+            False,
+            None,
+            f"{key} should be an ndarray of shape {ref_arr.shape}, got {describe(student)}",
+            "type",
+        )
     if student.shape != ref_arr.shape:
         msg = f"{key} has shape {student.shape}, expected {ref_arr.shape}"
         if student.size == ref_arr.size and student.dtype.kind in "iuf":
-            flat = np.asarray(student, dtype=np.float64).reshape(ref_arr.shape)
-            if rel_error(flat, ref_arr) <= tol:
+            values = np.asarray(student, dtype=np.float64)
+            if (
+                values.ndim == 2
+                and values.T.shape == ref_arr.shape
+                and rel_error(values.T, ref_arr) <= tol
+                and 1 not in ref_arr.shape
+            ):
+                msg += " (it is the transpose of the right answer: swap the axes, e.g. .T)"
+            elif rel_error(values.reshape(ref_arr.shape), ref_arr) <= tol:
                 msg += " (the values are right: reshape it)"
         return Cmp(key, False, None, msg, "shape")
     if student.dtype.kind not in "iufb":
         return Cmp(key, False, None, f"{key} has dtype {student.dtype}", "type")
     if ref_arr.dtype.kind in "iub":
         bad = int(np.sum(student != ref_arr))
-        return Cmp(key, bad == 0, 0.0 if bad == 0 else 1.0,
-                   "" if bad == 0 else f"{key}: {bad} of {ref_arr.size} entries differ")
+        return Cmp(
+            key,
+            bad == 0,
+            0.0 if bad == 0 else 1.0,
+            "" if bad == 0 else f"{key}: {bad} of {ref_arr.size} entries differ",
+        )
     s = np.asarray(student, dtype=np.float64)
     nonfinite = ~np.isfinite(s) & np.isfinite(ref_arr)
     if nonfinite.any():
-        return Cmp(key, False, None,
-                   f"{key} contains NaN/inf in {int(nonfinite.sum())} of {s.size} entries",
-                   "nan")
+        return Cmp(
+            key,
+            False,
+            None,
+            f"{key} contains NaN/inf in {int(nonfinite.sum())} of {s.size} entries",
+            "nan",
+        )
     if s.size == 0:
         return Cmp(key, True, 0.0)
     # Entries within the absolute floor count as equal (see above); the rest by rel_error.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import traceback
+import types
 import zlib
 from dataclasses import dataclass, field
 
@@ -131,8 +132,7 @@ def run_layer(spec, cases, env):
             continue
         args = copy.deepcopy(case["args"])
         o = env.call(key, f"{fwd_name}: {case['label']}", fwd, args, None, names)
-        state = {n: a for n, a in zip(names, args, strict=False)
-                 if isinstance(a, dict)}
+        state = {n: a for n, a in zip(names, args, strict=False) if isinstance(a, dict)}
         split = _split_outputs(o.value, n_out) if o.ok else None
         if o.ok and split is None:
             rec = _record(o, o.value, state=state, structure=False)
@@ -166,8 +166,9 @@ def run_layer(spec, cases, env):
             env.emit(key, _not_run(f"{fwd_name} returned no cache for this case"))
             continue
         douts = copy.deepcopy(case["douts"])
-        o = env.call(key, f"{bwd_name}: {case['label']}", bwd, [*douts, caches[i]], None,
-                     [*dnames, None])
+        o = env.call(
+            key, f"{bwd_name}: {case['label']}", bwd, [*douts, caches[i]], None, [*dnames, None]
+        )
         env.emit(key, _record(o, o.value))
 
 
@@ -209,8 +210,9 @@ def run_optim(spec, cases, env):
             if env.skip(key):
                 break
             args = [w, np.array(dw), config]
-            o = env.call(key, f"{name}: {case['label']}, step {s + 1}", rule, args, None,
-                         ["w", "dw", None])
+            o = env.call(
+                key, f"{name}: {case['label']}, step {s + 1}", rule, args, None, ["w", "dw", None]
+            )
             ok = o.ok and isinstance(o.value, (tuple, list)) and len(o.value) == 2
             if not ok:
                 env.emit(key, _record(o, o.value, structure=not o.ok))
@@ -226,8 +228,14 @@ def _construct(spec, case, env, i):
     cls_name = spec["cls"]
     cls = env.resolve(cls_name)
     key = f"init/{i}"
-    o = env.call(key, f"{cls_name}(...): {case['label']}", cls, list(case.get("ctor_args", [])),
-                 copy.deepcopy(case.get("ctor_kwargs", {})), None)
+    o = env.call(
+        key,
+        f"{cls_name}(...): {case['label']}",
+        cls,
+        list(case.get("ctor_args", [])),
+        copy.deepcopy(case.get("ctor_kwargs", {})),
+        None,
+    )
     if not o.ok:
         return None, _record(o)
     obj = o.value
@@ -236,7 +244,23 @@ def _construct(spec, case, env, i):
     return obj, _record(o, copy.deepcopy(value))
 
 
+def _quadratic_loss(self, X_batch, y_batch, reg):
+    """Stand-in loss for grading a training loop on its own: 0.5 * mean squared distance of
+    the scores to one-hot targets, plus reg * sum(W**2). (Not a loss students write.)"""
+    N = X_batch.shape[0]
+    targets = np.zeros((N, self.W.shape[1]))
+    targets[np.arange(N), y_batch] = 1.0
+    diff = X_batch.dot(self.W) - targets
+    loss = 0.5 * np.sum(diff * diff) / N + reg * np.sum(self.W * self.W)
+    return loss, X_batch.T.dot(diff) / N + 2 * reg * self.W
+
+
+_TRAIN_LOSSES = {"quadratic": _quadratic_loss}
+
+
 def _set_state(obj, case, env, i):
+    if case.get("train_loss"):
+        obj.loss = types.MethodType(_TRAIN_LOSSES[case["train_loss"]], obj)
     params = getattr(obj, "params", None)
     if case.get("params") is None and env.make_params is not None and isinstance(params, dict):
         case["params"] = env.make_params(i, params)
@@ -251,7 +275,8 @@ def run_object(spec, cases, env):
 
     spec: 'cls'. case: 'ctor_args', 'ctor_kwargs', 'params' (name -> array, set after
     construction; drawn by env.make_params on the reference side when None), 'attrs' (attributes
-    to set), 'calls' (list of {'method', 'args', 'kwargs'}).
+    to set), 'train_loss' (a stand-in ``loss`` method, see ``_TRAIN_LOSSES``), 'calls' (list of
+    {'method', 'args', 'kwargs'}, or {'attr'} to read an attribute).
     """
     for i, case in enumerate(cases):
         if env.skip(f"init/{i}"):
@@ -267,23 +292,317 @@ def run_object(spec, cases, env):
         try:
             _set_state(obj, case, env, i)
         except Exception as exc:  # noqa: BLE001 -- e.g. the student's params is not a dict
-            env.emit(f"call/{i}/0", {"value": None, "mutated": [],
-                                     "error": _error(type(exc).__name__, f"setting params: {exc}")})
+            env.emit(
+                f"call/{i}/0",
+                {
+                    "value": None,
+                    "mutated": [],
+                    "error": _error(type(exc).__name__, f"setting params: {exc}"),
+                },
+            )
             continue
         for j, c in enumerate(case["calls"]):
             key = f"call/{i}/{j}"
             if env.skip(key):
                 break
+            if "attr" in c:  # read an attribute the earlier calls set (e.g. W after train)
+                env.emit(
+                    key,
+                    {
+                        "value": copy.deepcopy(getattr(obj, c["attr"], None)),
+                        "error": None,
+                        "mutated": [],
+                    },
+                )
+                continue
             fn = getattr(obj, c["method"], None)
             if fn is None:
-                env.emit(key, _not_run(f"{spec['cls']} has no method {c['method']!r}"))
+                env.emit(
+                    key,
+                    {
+                        "value": None,
+                        "mutated": [],
+                        "error": _error("Missing", f"{spec['cls']} has no method {c['method']!r}"),
+                    },
+                )
                 break
             args = copy.deepcopy(c.get("args", []))
-            o = env.call(key, f"{spec['cls']}.{c['method']}: {case['label']}", fn, args,
-                         copy.deepcopy(c.get("kwargs")), c.get("names"))
+            o = env.call(
+                key,
+                f"{spec['cls']}.{c['method']}: {case['label']}",
+                fn,
+                args,
+                copy.deepcopy(c.get("kwargs")),
+                c.get("names"),
+            )
             env.emit(key, _record(o, o.value))
             if not o.ok:
                 break
+
+
+def _to_numpy(value, name):
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(value).__name__}")
+    return value.detach().cpu().numpy()
+
+
+def course_network(arch: str, noise_dim: int):
+    """The networks CS231n's GAN notebook specifies layer by layer (not a solution students
+    write: the notebook gives every layer), to hold a student's network against."""
+    from torch import nn
+
+    if arch == "discriminator":
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 256),
+            nn.LeakyReLU(0.01),
+            nn.Linear(256, 256),
+            nn.LeakyReLU(0.01),
+            nn.Linear(256, 1),
+        )
+    if arch == "generator":
+        return nn.Sequential(
+            nn.Linear(noise_dim, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, 784),
+            nn.Tanh(),
+        )
+    if arch == "dc_classifier":
+        return nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, 32, 5),
+            nn.LeakyReLU(0.01),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(32, 64, 5),
+            nn.LeakyReLU(0.01),
+            nn.MaxPool2d(2, 2),
+            nn.Flatten(),
+            nn.Linear(1024, 1024),
+            nn.LeakyReLU(0.01),
+            nn.Linear(1024, 1),
+        )
+    if arch == "dc_generator":
+        return nn.Sequential(
+            nn.Linear(noise_dim, 1024),
+            nn.ReLU(),
+            nn.BatchNorm1d(1024),
+            nn.Linear(1024, 7 * 7 * 128),
+            nn.ReLU(),
+            nn.BatchNorm1d(7 * 7 * 128),
+            nn.Unflatten(1, (128, 7, 7)),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1),
+            nn.ReLU(),
+            nn.BatchNorm2d(64),
+            nn.ConvTranspose2d(64, 1, 4, 2, 1),
+            nn.Tanh(),
+            nn.Flatten(),
+        )
+    raise ValueError(f"unknown network {arch!r}")
+
+
+def _compare_architecture(fn, fspec, case):
+    """Build the student's network, give the course's network the same parameters (in order),
+    run both (float64, training mode) on the case's input. Returns (the student's parameter
+    shapes, the course's, the student's output, the course's output or None when the
+    parameters do not line up)."""
+    import torch
+
+    net = fn(*fspec.get("ctor_args", []))
+    ours = course_network(fspec["arch"], fspec.get("noise_dim", 0)).double()
+    net = net.double()
+    mine = [tuple(p.shape) for p in net.parameters()]
+    want = [tuple(p.shape) for p in ours.parameters()]
+    x = torch.tensor(case["args"][0], dtype=torch.float64)
+    out = _to_numpy(net(x.clone()), fspec["function"] + "(...)")
+    expected = None
+    if mine == want:
+        with torch.no_grad():
+            for p, q in zip(ours.parameters(), net.parameters(), strict=True):
+                p.copy_(q)
+        expected = ours(x.clone()).detach().numpy()
+    return mine, want, out, expected
+
+
+def captioning_transformer_forward(cls, case):
+    """CaptioningTransformer.forward against the composition the notebook describes, made of
+    the student's own submodules (so a bug in them does not count here): embed the captions,
+    add the positional encoding, project the features into one memory step, run the decoder
+    with a causal mask, score the vocabulary. Returns (the student's scores, the composition's
+    scores), float64, eval mode."""
+    import torch
+
+    model = cls(*case["ctor_args"], **case["ctor_kwargs"]).double().eval()
+    features = torch.tensor(case["args"][0], dtype=torch.float64)
+    captions = torch.tensor(case["args"][1], dtype=torch.long)
+    with torch.no_grad():
+        scores = model(features, captions)
+        T = captions.shape[1]
+        tgt = model.positional_encoding(model.embedding(captions))
+        memory = model.visual_projection(features).unsqueeze(1)
+        mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+        expected = model.output(model.transformer(tgt, memory, tgt_mask=mask))
+    return _to_numpy(scores, "CaptioningTransformer.forward"), expected.numpy()
+
+
+def run_torch(spec, cases, env):
+    """PyTorch code (assignment 3): for each case, the function ``spec['functions'][case['fn']]``
+    called with every array argument a float64 tensor that requires grad; then autograd with
+    the upstream gradient (1 for a scalar output, the case's ``douts`` otherwise). Record value:
+    (output, [gradient of each argument; None for non-tensors or when no gradient reached it]).
+
+    spec: 'functions', a list of {'function', 'args' (names), 'kwargs', 'check'}. With
+    check 'random' the function draws random numbers: it is called twice (the case's kwargs
+    hold its seed, if any) and the record holds both outputs, (first, second), no gradients.
+    """
+    import torch
+
+    for i, case in enumerate(cases):
+        key = f"loss/{i}"
+        fspec = spec["functions"][case["fn"]]
+        name = fspec["function"]
+        if env.skip(key):
+            continue
+        try:
+            fn = env.resolve(name)
+        except AttributeError as exc:
+            env.emit(key, _not_run(str(exc)))
+            continue
+        if fspec.get("check") == "composition":
+
+            def compose(case=case, key=key, fn=fn):
+                torch.manual_seed(call_seed(key))
+                return captioning_transformer_forward(fn, case)
+
+            o = env.call(key, f"{name}: {case['label']}", compose, [], None, [])
+            env.emit(key, _record(o, o.value))
+            continue
+        if fspec.get("check") == "architecture":
+
+            def build_and_run(case=case, key=key, fn=fn, fspec=fspec):
+                torch.manual_seed(call_seed(key))
+                return _compare_architecture(fn, fspec, case)
+
+            o = env.call(key, f"{name}: {case['label']}", build_and_run, [], None, [])
+            env.emit(key, _record(o, o.value))
+            continue
+        if fspec.get("check") == "random":
+
+            def twice(case=case, key=key, fn=fn, name=name):
+                torch.manual_seed(call_seed(key))
+                kwargs = case.get("kwargs") or {}
+                return tuple(_to_numpy(fn(*case["args"], **kwargs), name) for _ in range(2))
+
+            o = env.call(key, f"{name}: {case['label']}", twice, [], None, [])
+            env.emit(key, _record(o, o.value))
+            continue
+
+        def forward_backward(i=i, case=case, key=key, fn=fn, name=name, fspec=fspec):
+            tensors = [
+                torch.tensor(a, dtype=torch.float64, requires_grad=True)
+                if isinstance(a, np.ndarray)
+                else a
+                for a in copy.deepcopy(case["args"])
+            ]
+            torch.manual_seed(call_seed(key))
+            out = fn(*tensors, **copy.deepcopy(fspec.get("kwargs") or {}))
+            value = _to_numpy(out, name)
+            if value.ndim == 0:
+                dout = np.array(1.0)
+            else:
+                if case.get("douts") is None and env.make_douts is not None:
+                    case["douts"] = env.make_douts(i, [value])
+                dout = case["douts"][0]
+            if out.requires_grad:
+                out.backward(torch.as_tensor(dout, dtype=out.dtype))
+            grads = [
+                t.grad.detach().cpu().numpy()
+                if isinstance(t, torch.Tensor) and t.grad is not None
+                else None
+                for t in tensors
+            ]
+            return value, grads
+
+        o = env.call(key, f"{name}: {case['label']}", forward_backward, [], None, [])
+        env.emit(key, _record(o, o.value))
+
+
+def _attr_path(obj, path):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _torch_value(a, grad):
+    import torch
+
+    if not isinstance(a, np.ndarray):
+        return a
+    if a.dtype.kind == "f":
+        return torch.tensor(a, dtype=torch.float64, requires_grad=grad)
+    return torch.tensor(a)
+
+
+def run_torch_module(spec, cases, env):
+    """A PyTorch module of assignment 3: construct it (eval mode, float64), set its parameters
+    from the case's arrays, call forward on tensors that require grad, then autograd with the
+    case's upstream gradient. Record value: (output, {input name: gradient},
+    {parameter name: gradient}).
+
+    spec: 'modules', a list of {'cls', 'inputs' (names of forward's tensor arguments),
+    'params': {'student': ..., 'reference': ...}}, each params map taking an attribute path of
+    the module ('query.weight') to [parameter name, transposed?] (the course's nn.Linear holds
+    the transpose of CS231n's w); each case's 'fn' picks its module.
+    """
+    import torch
+
+    side = "reference" if getattr(env, "reference", False) else "student"
+    for i, case in enumerate(cases):
+        key = f"loss/{i}"
+        mspec = spec["modules"][case["fn"]]
+        if env.skip(key):
+            continue
+        try:
+            cls = env.resolve(mspec["cls"])
+        except AttributeError as exc:
+            env.emit(key, _not_run(str(exc)))
+            continue
+        pmap = mspec["params"][side]
+
+        def forward_backward(i=i, case=case, key=key, cls=cls, pmap=pmap, mspec=mspec):
+            torch.manual_seed(call_seed(key))
+            module = cls(*case.get("ctor_args", []), **case.get("ctor_kwargs", {}))
+            module = module.double().eval()
+            params = {}
+            for path, (pname, transposed) in pmap.items():
+                p = _attr_path(module, path)
+                value = case["params"][pname]
+                with torch.no_grad():
+                    p.copy_(torch.as_tensor(value.T if transposed else value))
+                params[pname] = (p, transposed)
+            inputs = [_torch_value(a, True) for a in copy.deepcopy(case["args"])]
+            kwargs = {k: _torch_value(v, False) for k, v in (case.get("kwargs") or {}).items()}
+            out = module(*inputs, **kwargs)
+            value = _to_numpy(out, f"{mspec['cls']}.forward")
+            if case.get("douts") is None and env.make_douts is not None:
+                case["douts"] = env.make_douts(i, [value])
+            if out.requires_grad:
+                out.backward(torch.as_tensor(case["douts"][0], dtype=out.dtype))
+            grads = {
+                n: (t.grad.detach().cpu().numpy() if t.grad is not None else None)
+                for n, t in zip(mspec["inputs"], inputs, strict=True)
+            }
+            pgrads = {}
+            for pname, (p, transposed) in params.items():
+                g = None if p.grad is None else p.grad.detach().cpu().numpy()
+                pgrads[pname] = g.T if transposed and g is not None else g
+            return value, grads, pgrads
+
+        o = env.call(key, f"{mspec['cls']}: {case['label']}", forward_backward, [], None, [])
+        env.emit(key, _record(o, o.value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,9 +611,18 @@ def run_object(spec, cases, env):
 
 
 def _numerical(f, x, h):
-    from numpy_impl.gradient_check import eval_numerical_gradient
-
-    return eval_numerical_gradient(lambda _: f(), x, verbose=False, h=h)
+    """Centered differences of the scalar ``f()`` with respect to ``x`` (perturbed in place and
+    restored). Written out here because the child may not import the reference."""
+    grad = np.zeros(np.shape(x), dtype=np.float64)
+    for ix in np.ndindex(*np.shape(x)):
+        old = x[ix]
+        x[ix] = old + h
+        fxph = f()
+        x[ix] = old - h
+        fxmh = f()
+        x[ix] = old
+        grad[ix] = (fxph - fxmh) / (2 * h)
+    return grad
 
 
 class _Abort(Exception):
@@ -311,6 +639,7 @@ def _scalar_caller(env, key, label, fn, make_args, reduce):
             return float(reduce(o.value))
         except Exception as exc:  # noqa: BLE001
             raise _Abort(_error(type(exc).__name__, str(exc))) from exc
+
     return f
 
 
@@ -328,8 +657,10 @@ def run_numgrad(spec, cases, env):
 
         def reduce(value):
             outs = _split_outputs(value, n_out)[0]
-            return sum(np.sum(np.asarray(o, dtype=np.float64) * d)
-                       for o, d in zip(outs, douts, strict=True))
+            return sum(
+                np.sum(np.asarray(o, dtype=np.float64) * d)
+                for o, d in zip(outs, douts, strict=True)
+            )
 
         def make_args():
             return copy.deepcopy(base), None
@@ -379,4 +710,6 @@ DRIVERS = {
     "optim": run_optim,
     "object": run_object,
     "numgrad": run_numgrad,
+    "torch": run_torch,
+    "torch_module": run_torch_module,
 }

@@ -5,9 +5,10 @@
   ``from cs231n.layers import *`` resolves to the student's files.
 - Loose files (``layers.py``, ``fc_net.py``, ... given one by one, or a directory of them such as
   Gradescope's ``/autograder/submission``) are copied into a temporary ``cs231n/`` package at the
-  places the CS231n layout puts them. Modules of the layout that were not submitted are filled
-  with one-line modules re-exporting the reference (``from numpy_impl.layers import *``), so a
-  lone ``fc_net.py`` can import the layers it builds on. Only the submitted files are graded.
+  places the CS231n layout puts them. Modules of the layout that were not submitted are
+  *stand-ins* (``Submission.standins``): the child process serves the reference's functions
+  under their names (see ``seal.py``), so a lone ``fc_net.py`` can import the layers it builds
+  on. Only the submitted files are graded.
 
 Which functions a file defines is read with ``ast`` (nothing of the student's runs in the
 grader's process).
@@ -22,7 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 # Where each file of the CS231n layout lives, and the reference module that stands in for it
-# when a loose-file submission does not include it.
+# when a loose-file submission does not include it (None: nothing of the course imports it).
 LAYOUT = {
     "layers.py": ("cs231n/layers.py", "numpy_impl.layers"),
     "fast_layers.py": ("cs231n/fast_layers.py", "numpy_impl.fast_layers"),
@@ -31,16 +32,28 @@ LAYOUT = {
     "rnn_layers.py": ("cs231n/rnn_layers.py", "numpy_impl.rnn_layers"),
     "gradient_check.py": ("cs231n/gradient_check.py", "numpy_impl.gradient_check"),
     "solver.py": ("cs231n/solver.py", "numpy_impl.solver"),
-    "k_nearest_neighbor.py": ("cs231n/classifiers/k_nearest_neighbor.py",
-                              "numpy_impl.classifiers.k_nearest_neighbor"),
-    "linear_classifier.py": ("cs231n/classifiers/linear_classifier.py",
-                             "numpy_impl.classifiers.linear_classifier"),
+    "k_nearest_neighbor.py": (
+        "cs231n/classifiers/k_nearest_neighbor.py",
+        "numpy_impl.classifiers.k_nearest_neighbor",
+    ),
+    "linear_classifier.py": (
+        "cs231n/classifiers/linear_classifier.py",
+        "numpy_impl.classifiers.linear_classifier",
+    ),
     "linear_svm.py": ("cs231n/classifiers/linear_svm.py", "numpy_impl.classifiers.linear_svm"),
     "softmax.py": ("cs231n/classifiers/softmax.py", "numpy_impl.classifiers.softmax"),
     "fc_net.py": ("cs231n/classifiers/fc_net.py", "numpy_impl.classifiers.fc_net"),
     "cnn.py": ("cs231n/classifiers/cnn.py", "numpy_impl.classifiers.cnn"),
     "rnn.py": ("cs231n/classifiers/rnn.py", "numpy_impl.classifiers.rnn"),
+    "gan_pytorch.py": ("cs231n/gan_pytorch.py", None),
+    "transformer_layers.py": ("cs231n/transformer_layers.py", None),
+    "transformer.py": ("cs231n/classifiers/transformer.py", None),
+    "contrastive_loss.py": ("cs231n/simclr/contrastive_loss.py", None),
 }
+
+
+# Files of the submission that student code may import (sources and compiled extensions).
+_CODE_SUFFIXES = (".py", ".so", ".pyd")
 
 
 class SubmissionError(ValueError):
@@ -63,6 +76,8 @@ class Submission:
     modules: dict  # relpath -> Module (only the student's files)
     notes: list = field(default_factory=list)
     _tmp: str | None = None
+    # student module name -> reference module that stands in for it in the child processes
+    standins: dict = field(default_factory=dict)
 
     def find(self, files, names) -> Module | None:
         """The first of ``files`` that defines any of ``names``; a file with a syntax error
@@ -72,6 +87,25 @@ class Submission:
             if mod is not None and (mod.syntax_error or mod.defined & set(names)):
                 return mod
         return None
+
+    def share_with(self, user) -> None:
+        """Give ``user`` (the unprivileged user student code runs as) a readable copy of the
+        submission's code: its Python files and compiled extensions under ``cs231n/``, in a
+        directory that user can read but not write. Data files are not copied."""
+        tmp = tempfile.mkdtemp(prefix="nn-twins-shared-")
+        src = os.path.join(self.root, "cs231n")
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+            dest = os.path.join(tmp, os.path.relpath(dirpath, self.root))
+            os.makedirs(dest, exist_ok=True)
+            os.chmod(dest, 0o755)
+            for fn in filenames:
+                if fn.endswith(_CODE_SUFFIXES):
+                    shutil.copyfile(os.path.join(dirpath, fn), os.path.join(dest, fn))
+                    os.chmod(os.path.join(dest, fn), 0o644)
+        os.chmod(tmp, 0o755)
+        self.cleanup()
+        self.root, self._tmp = tmp, tmp
 
     def cleanup(self) -> None:
         if self._tmp:
@@ -134,31 +168,31 @@ def _staged(files: list, display: str) -> Submission:
         base = os.path.basename(f)
         if base not in LAYOUT:
             known = ", ".join(sorted(LAYOUT))
-            raise SubmissionError(f"don't know where {f!r} goes in the cs231n layout "
-                                  f"(known files: {known})")
+            raise SubmissionError(
+                f"don't know where {f!r} goes in the cs231n layout (known files: {known})"
+            )
         if base in by_name:
             raise SubmissionError(f"two files named {base}: {by_name[base]!r} and {f!r}")
         by_name[base] = f
     tmp = tempfile.mkdtemp(prefix="nn-twins-student-")
-    for pkg in ("cs231n", "cs231n/classifiers"):
+    for pkg in sorted({os.path.dirname(rel) for rel, _ in LAYOUT.values()}):
         os.makedirs(os.path.join(tmp, pkg), exist_ok=True)
         open(os.path.join(tmp, pkg, "__init__.py"), "w").close()
-    modules, filled = {}, []
+    modules, filled, standins = {}, [], {}
     for base, (rel, ref) in LAYOUT.items():
-        dest = os.path.join(tmp, rel)
         if base in by_name:
-            shutil.copyfile(by_name[base], dest)
+            shutil.copyfile(by_name[base], os.path.join(tmp, rel))
             mod = _module(tmp, rel)
             mod.path = os.path.abspath(by_name[base])
             modules[rel] = mod
-        else:
-            with open(dest, "w") as f:
-                f.write(f"from {ref} import *  # noqa: F401,F403 -- stand-in: not submitted\n")
+        elif ref is not None:
+            standins[rel[:-3].replace("/", ".")] = ref
             filled.append(base)
-    sub = Submission(tmp, display, modules, _tmp=tmp)
+    sub = Submission(tmp, display, modules, _tmp=tmp, standins=standins)
     sub.notes.append(
         "loose files: graded inside a temporary cs231n/ package; the modules not submitted ("
-        + ", ".join(filled) + ") are the reference's"
+        + ", ".join(filled)
+        + ") are the reference's"
     )
     return sub
 

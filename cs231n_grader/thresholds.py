@@ -28,6 +28,10 @@ THRESHOLDS = {
     "factor": 1e-6,
     # Diagnosis only: a known-bug variant of the reference explains the student's result.
     "bug_match": 1e-6,
+    # Outputs built from constants the course computes in float32 (the positional-encoding
+    # table): entries within this times the largest reference magnitude count as equal
+    # (float32's epsilon is 1.2e-7; a few roundings add up).
+    "float32": 1e-6,
     # Dropout: the kept fraction must lie within this many binomial standard deviations of p.
     "dropout_sigmas": 6.0,
     # Model __init__: each random weight's std must lie within this factor of the reference's.

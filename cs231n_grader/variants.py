@@ -29,15 +29,30 @@ def _bn_with_running(update):
             m = bn_param.get("momentum", 0.9)
             bn_param["running_mean"], bn_param["running_var"] = update(x, rm, rv, m)
         return out, cache
+
     return forward
 
 
 bn_pytorch_momentum = _bn_with_running(
-    lambda x, rm, rv, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.var(0)))
+    lambda x, rm, rv, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.var(0))
+)
 bn_unbiased_running_var = _bn_with_running(
-    lambda x, rm, rv, m: (m * rm + (1 - m) * x.mean(0),
-                          m * rv + (1 - m) * x.var(0, ddof=1) if len(x) > 1 else rv * np.nan))
+    lambda x, rm, rv, m: (
+        m * rm + (1 - m) * x.mean(0),
+        m * rv + (1 - m) * x.var(0, ddof=1) if len(x) > 1 else rv * np.nan,
+    )
+)
 bn_no_running_update = _bn_with_running(lambda x, rm, rv, m: (rm, rv))
+
+
+def bn_test_batch_stats(x, gamma, beta, bn_param):
+    """Test mode normalizing with the batch's own statistics (train mode unchanged)."""
+    from numpy_impl.layers import batchnorm_forward
+
+    if bn_param["mode"] != "test":
+        return batchnorm_forward(x, gamma, beta, bn_param)
+    eps = bn_param.get("eps", 1e-5)
+    return gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + eps) + beta, None
 
 
 def _spatial(bn_variant):
@@ -45,11 +60,13 @@ def _spatial(bn_variant):
         N, C, H, W = x.shape
         out, cache = bn_variant(x.transpose(0, 2, 3, 1).reshape(-1, C), gamma, beta, bn_param)
         return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), cache
+
     return forward
 
 
 spatial_bn_pytorch_momentum = _spatial(bn_pytorch_momentum)
 spatial_bn_unbiased_running_var = _spatial(bn_unbiased_running_var)
+spatial_bn_test_batch_stats = _spatial(bn_test_batch_stats)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,8 +76,13 @@ spatial_bn_unbiased_running_var = _spatial(bn_unbiased_running_var)
 
 def _adam(w, dw, config, late_t=False, bias_correction=True):
     config = {} if config is None else config
-    for k, v in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8),
-                 ("t", 0)):
+    for k, v in (
+        ("learning_rate", 1e-3),
+        ("beta1", 0.9),
+        ("beta2", 0.999),
+        ("epsilon", 1e-8),
+        ("t", 0),
+    ):
         config.setdefault(k, v)
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
@@ -73,6 +95,30 @@ def _adam(w, dw, config, late_t=False, bias_correction=True):
         vhat = v / (1 - b2**t) if bias_correction else v
         next_w = w - config["learning_rate"] * mhat / (np.sqrt(vhat) + config["epsilon"])
     config["m"], config["v"], config["t"] = m, v, config["t"] + 1
+    return next_w, config
+
+
+def adam_eps_hat(w, dw, config=None):
+    """Adam in the paper's efficient form, as CS231n's assignment-3 optim.py ships it: the bias
+    corrections fold into the step size and epsilon is added to sqrt(v) uncorrected ("epsilon
+    hat"). Differs from the reference by ~epsilon / sqrt(v_hat) relative: accepted."""
+    config = {} if config is None else config
+    for k, v in (
+        ("learning_rate", 1e-3),
+        ("beta1", 0.9),
+        ("beta2", 0.999),
+        ("epsilon", 1e-8),
+        ("t", 0),
+    ):
+        config.setdefault(k, v)
+    m = config.get("m", np.zeros_like(w))
+    v = config.get("v", np.zeros_like(w))
+    b1, b2, t = config["beta1"], config["beta2"], config["t"] + 1
+    m = b1 * m + (1 - b1) * dw
+    v = b2 * v + (1 - b2) * dw**2
+    alpha = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
+    next_w = w - alpha * m / (np.sqrt(v) + config["epsilon"])
+    config["m"], config["v"], config["t"] = m, v, t
     return next_w, config
 
 
@@ -122,8 +168,37 @@ def max_pool_backward_all_ties(dout, cache):
     dx = np.zeros_like(x)
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
-            window = x[:, :, i * s:i * s + ph, j * s:j * s + pw]
+            window = x[:, :, i * s : i * s + ph, j * s : j * s + pw]
             mask = window == window.max(axis=(2, 3), keepdims=True)
-            dx[:, :, i * s:i * s + ph, j * s:j * s + pw] += mask * dout[:, :, i:i + 1, j:j + 1]
+            dx[:, :, i * s : i * s + ph, j * s : j * s + pw] += (
+                mask * dout[:, :, i : i + 1, j : j + 1]
+            )
     return dx
 
+
+# ----------------------------------------------------------------------------------------------
+# LinearClassifier.train: minibatches drawn without replacement (accepted alternative)
+# ----------------------------------------------------------------------------------------------
+
+
+def linear_svm_without_replacement(*args, **kwargs):
+    """A reference LinearSVM whose train draws each minibatch without replacement (the
+    notebook only says replace=True is faster)."""
+    from numpy_impl.classifiers.linear_classifier import LinearSVM
+
+    class WithoutReplacement(LinearSVM):
+        def train(
+            self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200, verbose=False
+        ):
+            num_train, dim = X.shape
+            if self.W is None:
+                self.W = 0.001 * np.random.randn(dim, int(np.max(y)) + 1)  # noqa: NPY002
+            history = []
+            for _ in range(num_iters):
+                idx = np.random.choice(num_train, batch_size, replace=False)  # noqa: NPY002
+                loss, grad = self.loss(X[idx], y[idx], reg)
+                history.append(loss)
+                self.W = self.W - learning_rate * grad
+            return history
+
+    return WithoutReplacement(*args, **kwargs)

@@ -19,8 +19,9 @@ def grade(name, timeout=10.0, memory_mb=1024, only=None, paths=None):
     if key not in _cache:
         paths = paths or [os.path.join(STUDENTS, name)]
         with submission.load(paths) as sub:
-            results = engine.grade(sub, runner.Limits(timeout, memory_mb), seed=231, jobs=2,
-                                   only=only)
+            results = engine.grade(
+                sub, runner.Limits(timeout, memory_mb), seed=231, jobs=2, only=only
+            )
         _cache[key] = {r.name: r for r in results}
     return _cache[key]
 
@@ -31,7 +32,7 @@ def _grade_dir(path):
 
 
 def test_correct_student_scores_full_marks():
-    res = grade("correct")
+    res = grade("correct", memory_mb=6144)  # its gan_pytorch.py imports torch
     from cs231n_grader.items import ITEMS
 
     expected = {t for item in ITEMS for t in item.tests.values()}
@@ -49,7 +50,7 @@ def test_correct_student_scores_full_marks():
 
 
 def test_correct_student_notes_in_place_sgd_without_failing():
-    r = grade("correct")["sgd"]
+    r = grade("correct", memory_mb=6144)["sgd"]
     assert r.verdict == "pass"
     assert any("in place" in n for n in r.notes)
 
@@ -120,6 +121,7 @@ def test_exceptions_memory_and_crashes_are_test_failures():
     assert pool.verdict == "error"
     try:
         import resource  # noqa: F401
+
         assert "MemoryError" in pool.hint and "memory cap 512 MiB" in pool.hint
     except ImportError:  # pragma: no cover - no address-space cap on this platform
         pass
@@ -132,8 +134,9 @@ def test_contract_violations():
     assert ab.verdict == "fail"
     assert "db has shape (1, 4), expected (4,)" in ab.hint and "reshape" in ab.hint
     assert res["affine_forward"].verdict == "pass"
-    relu = res["relu_forward"]
-    assert relu.verdict == "fail" and "modifies its input x in place" in relu.hint
+    relu = res["relu_forward"]  # values right, the caller's x changed: a robustness remark
+    assert relu.verdict == "pass"
+    assert any("modifies its input x in place" in n for n in relu.robustness)
     sig = res["sigmoid_forward"]
     assert sig.verdict == "fail" and "must return (out, cache)" in sig.hint
     assert res["sigmoid_backward"].verdict == "not run"

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 
 import numpy_impl.layer_utils as layer_utils
 from numpy_impl.classifiers import (
@@ -40,6 +41,8 @@ from numpy_impl.classifiers import (
     svm_loss_naive,
     svm_loss_vectorized,
 )
+from numpy_impl.classifiers import k_nearest_neighbor as knn_module
+from numpy_impl.classifiers.k_nearest_neighbor import best_knn_setting
 from numpy_impl.gradient_check import eval_numerical_gradient, rel_error
 from numpy_impl.solver import Solver
 from parity_tests.tolerances import REL_ERROR
@@ -240,6 +243,86 @@ def test_knn_bad_input():
         knn.train(np.zeros((4, 3)), np.array([0, 1]))
     with pytest.raises(TypeError, match="integer"):
         knn.train(np.zeros((2, 3)), np.array([0.5, 1.0]))
+
+
+@pytest.mark.parametrize("metric, scipy_name", [("l1", "cityblock"), ("l2", "euclidean")])
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8])
+def test_knn_distances_equal_scipy_cdist(metric, scipy_name, dtype):
+    rs = np.random.RandomState(10)
+    X_train = (rs.rand(13, 20) * 255).astype(dtype)
+    X = (rs.rand(6, 20) * 255).astype(dtype)
+    knn = KNearestNeighbor(metric=metric)
+    knn.train(X_train, rs.randint(3, size=13))
+    ref = cdist(X.astype(np.float64), X_train.astype(np.float64), scipy_name)
+    for d in (knn.compute_distances_two_loops(X), knn.compute_distances_one_loop(X),
+              knn.compute_distances_no_loops(X)):
+        assert d.shape == (6, 13)
+        np.testing.assert_allclose(d, ref, rtol=1e-12)
+
+
+def test_knn_l1_no_loop_blocks_bound_memory(monkeypatch):
+    # A block budget of 3 rows' worth of the (block, num_train, D) temporary: the result must not
+    # depend on how the test points are split, including a ragged last block.
+    rs = np.random.RandomState(11)
+    X_train, X = rs.randn(9, 4), rs.randn(10, 4)
+    monkeypatch.setattr(knn_module, "L1_BLOCK_BYTES", 3 * 9 * 4 * 8)
+    seen = []
+    real_abs = np.abs
+
+    def spy(a, *args, **kwargs):
+        if a.ndim == 3:
+            seen.append(a.shape)
+        return real_abs(a, *args, **kwargs)
+
+    monkeypatch.setattr(knn_module.np, "abs", spy)
+    knn = KNearestNeighbor("l1")
+    knn.train(X_train, np.zeros(9, dtype=int))
+    d = knn.compute_distances_no_loops(X)
+    monkeypatch.undo()
+    np.testing.assert_allclose(d, cdist(X, X_train, "cityblock"), rtol=1e-12)
+    assert seen == [(3, 9, 4)] * 3 + [(1, 9, 4)]
+
+
+def test_knn_l1_and_l2_can_disagree_on_the_nearest_point():
+    # x = 0 is L2-closer to (2, 2) (2.83 < 3) but L1-closer to (3, 0) (3 < 4).
+    knn_l1, knn_l2 = KNearestNeighbor("l1"), KNearestNeighbor()
+    for knn in (knn_l1, knn_l2):
+        knn.train(np.array([[2.0, 2.0], [3.0, 0.0]]), np.array([0, 1]))
+    for loops in (0, 1, 2):
+        assert knn_l1.predict(np.zeros((1, 2)), num_loops=loops)[0] == 1
+        assert knn_l2.predict(np.zeros((1, 2)), num_loops=loops)[0] == 0
+
+
+def test_cross_validate_knn_over_metrics_and_best_setting():
+    rs = np.random.RandomState(12)
+    X, y = rs.randn(30, 5), rs.randint(3, size=30)
+    both = cross_validate_knn(X, y, [1, 5], num_folds=3, metric=["l1", "l2"])
+    assert set(both) == {"l1", "l2"}
+    assert both["l2"] == cross_validate_knn(X, y, [1, 5], num_folds=3)
+    # The L1 results equal a manual cross-validation with SciPy's cityblock distances.
+    idx = np.array_split(np.arange(30), 3)
+    for i in range(3):
+        tr = np.concatenate([idx[j] for j in range(3) if j != i])
+        order = np.argsort(cdist(X[idx[i]], X[tr], "cityblock"), axis=1, kind="stable")
+        pred = [np.argmax(np.bincount(y[tr][o[:5]], minlength=3)) for o in order]
+        assert both["l1"][5][i] == np.mean(np.array(pred) == y[idx[i]])
+    # Ties on the mean go to the smaller k, then to the metric listed first.
+    table = {"l2": {1: [0.5, 0.5], 3: [0.5, 1.0]}, "l1": {1: [0.75, 0.75], 3: [1.0, 0.5]}}
+    assert best_knn_setting(table) == ("l1", 1, 0.75)
+    assert best_knn_setting({"l2": {3: [0.75]}, "l1": {3: [0.75], 1: [0.5]}}) == ("l2", 3, 0.75)
+    assert best_knn_setting({1: [0.2], 3: [0.4], 5: [0.4]}) == (None, 3, pytest.approx(0.4))
+
+
+def test_knn_bad_metric():
+    with pytest.raises(ValueError, match=r"metric must be one of \('l2', 'l1'\), got 'cosine'"):
+        KNearestNeighbor(metric="cosine")
+    X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"metric must be one of .*got 'L1'"):
+        cross_validate_knn(X, y, [1], num_folds=2, metric=["l2", "L1"])
+    with pytest.raises(ValueError, match=r"non-empty list of them, got \[\]"):
+        cross_validate_knn(X, y, [1], num_folds=2, metric=[])
+    with pytest.raises(ValueError, match=r"accuracies must be a non-empty dict"):
+        best_knn_setting({})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -363,6 +363,44 @@ def test_linear_loss_numerical_gradient(naive, vectorized, seed, N, D, C, reg):
         assert rel_error(num, dW) < TOL
 
 
+@pytest.mark.parametrize("fn", [svm_loss_naive, svm_loss_vectorized])
+@given(seed=seeds, delta=st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+def test_svm_margin_delta(fn, seed, delta):
+    rs = np.random.RandomState(seed)
+    N, D, C = 6, 4, 5
+    W, X, y = rs.randn(D, C), rs.randn(N, D), rs.randint(C, size=N)
+    S = X @ W
+    hinge = np.maximum(0, S - S[np.arange(N), y][:, None] + delta)
+    expected = (hinge.sum() - N * delta) / N + 0.3 * np.sum(W * W)  # j = y_i terms give delta
+    loss, dW = fn(W, X, y, 0.3, delta=delta)
+    assert rel_error(loss, expected) < REL_ERROR["twin_float64"]
+    num = eval_numerical_gradient(lambda w: fn(w, X, y, 0.3, delta=delta)[0], W.copy(),
+                                  verbose=False, h=H)
+    assume(np.all(np.abs(np.abs(S - S[np.arange(N), y][:, None]) - delta) > 1e-3))
+    assert rel_error(num, dW) < TOL
+    if delta > 0:
+        # Only delta / ||W|| matters without regularization: L(W; delta) = delta * L(W/delta; 1).
+        loss1, dW1 = fn(W / delta, X, y, 0.0)
+        assert rel_error(fn(W, X, y, 0.0, delta=delta)[0], delta * loss1) < 1e-12
+        assert rel_error(fn(W, X, y, 0.0, delta=delta)[1], dW1) < 1e-12
+    assert fn(W, X, y, 0.3)[0] == fn(W, X, y, 0.3, delta=1.0)[0]
+
+
+def test_svm_delta_bad_input_and_linear_svm_passes_it():
+    W, X, y = np.ones((2, 3)), np.ones((4, 2)), np.zeros(4, dtype=int)
+    for fn in (svm_loss_naive, svm_loss_vectorized):
+        for bad in (-1.0, float("inf"), True, "1"):
+            with pytest.raises(ValueError, match=r"delta must be a finite number >= 0, got"):
+                fn(W, X, y, 0.0, delta=bad)
+    with pytest.raises(ValueError, match=r"delta must be a finite number >= 0, got -2"):
+        LinearSVM(delta=-2)
+    svm = LinearSVM(delta=5.0)
+    svm.W = np.zeros((2, 3))
+    # At W = 0 every wrong class violates the margin by exactly delta: loss = (C - 1) * delta.
+    assert svm.loss(X, y, 0.0)[0] == pytest.approx(10.0)
+    assert LinearSVM().delta == 1.0
+
+
 def test_linear_losses_known_values_at_zero_weights():
     # W = 0: every score is 0. SVM: each of the C-1 wrong classes has margin 1 -> loss C-1.
     # Softmax: uniform probabilities -> loss log(C). Both plus reg * sum(W*W) = 0.

@@ -22,7 +22,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
@@ -556,6 +556,72 @@ def test_fc_net_gradients(normalization, keep, seed, reg, hidden):
     exact_zero = [f"b{i}" for i in range(1, L)] if normalization == "batchnorm" else []
     assert_model_gradients(model, away_from_zero(rs, (N, D)), rs.randint(C, size=N),
                            exact_zero=exact_zero)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("normalization, keep", [(None, 1), ("batchnorm", 0.6), ("layernorm", 1)])
+@settings(max_examples=3)
+@given(seed=seeds)
+def test_fc_net_smooth_activation_gradients(activation, normalization, keep, seed):
+    rs = np.random.RandomState(seed)
+    np.random.seed(seed)
+    N, D, C = 6, 5, 4
+    model = FullyConnectedNet([7, 6], input_dim=D, num_classes=C, reg=0.3, weight_scale=0.5,
+                              dtype=np.float64, normalization=normalization,
+                              dropout_keep_ratio=keep, seed=3, activation=activation)
+    randomize_biases(model, rs)
+    exact_zero = ["b1", "b2"] if normalization == "batchnorm" else []
+    assert_model_gradients(model, rs.randn(N, D), rs.randint(C, size=N), exact_zero=exact_zero)
+
+
+@pytest.mark.parametrize("activation, fn", [("sigmoid", lambda a: 1 / (1 + np.exp(-a))),
+                                            ("tanh", np.tanh), ("relu", lambda a: a * (a > 0))])
+def test_fc_net_activation_forward_values(activation, fn):
+    rs = np.random.RandomState(21)
+    model = FullyConnectedNet([5, 3], input_dim=4, num_classes=2, dtype=np.float64,
+                              activation=activation)
+    randomize_biases(model, rs)
+    X = rs.randn(7, 4)
+    p = model.params
+    h1 = fn(X @ p["W1"] + p["b1"])
+    h2 = fn(h1 @ p["W2"] + p["b2"])
+    np.testing.assert_allclose(model.loss(X), h2 @ p["W3"] + p["b3"], rtol=1e-12)
+    hidden = model.hidden_activations(X)
+    np.testing.assert_allclose(hidden[0], h1, rtol=1e-12)
+    np.testing.assert_allclose(hidden[1], h2, rtol=1e-12)
+
+
+def test_fc_net_default_activation_is_relu_and_unchanged():
+    np.random.seed(22)
+    default = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64)
+    np.random.seed(22)
+    relu = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64,
+                             activation="relu")
+    assert default.activation == "relu"
+    X, y = np.random.RandomState(0).randn(5, 4), np.array([0, 1, 2, 0, 1])
+    with relu_inputs() as seen:  # still the course's affine-relu sandwich
+        loss, grads = default.loss(X, y)
+    assert len(seen) == 1
+    loss2, grads2 = relu.loss(X, y)
+    assert loss == loss2 and all(np.array_equal(grads[k], grads2[k]) for k in grads)
+
+
+def test_fc_net_bad_activation_and_hidden_activations_keep_running_stats():
+    with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'sigmoid', "
+                                         r"'tanh'\), got 'gelu'"):
+        FullyConnectedNet([3], activation="gelu")
+    model = FullyConnectedNet([3], input_dim=2, num_classes=2, normalization="batchnorm",
+                              dropout_keep_ratio=0.5, dtype=np.float64)
+    X = np.random.RandomState(1).randn(8, 2)
+    model.loss(X, np.zeros(8, dtype=int))
+    before = {k: v.copy() for k, v in model.bn_params[0].items() if isinstance(v, np.ndarray)}
+    out = model.hidden_activations(X, mode="train")
+    assert out[0].shape == (8, 3)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.bn_params[0][k], v)
+    assert model.bn_params[0]["mode"] == "train" and model.dropout_param["mode"] == "train"
+    with pytest.raises(ValueError, match=r"mode must be 'train' or 'test', got 'eval'"):
+        model.hidden_activations(X, mode="eval")
 
 
 def test_fc_net_params_and_dtype():

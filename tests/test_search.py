@@ -57,10 +57,10 @@ def test_coarse_to_fine_narrows_around_the_optimum_and_improves():
     assert min(lrs[2]) < 1e-3 * 10 ** 0.5 and max(lrs[2]) > 1e-3 / 10 ** 0.5
     mean_score = [np.mean([r["score"] for r in results if r["round"] == i]) for i in range(3)]
     assert mean_score[2] > mean_score[0] + 2
-    # The best run is within ~0.3 decades of the continuous optimum (a hidden size other than
+    # The best run is within ~0.45 decades of the continuous optimum (a hidden size other than
     # 64 may have been narrowed away after round 0: Choice keeps only values seen at the top).
     best = results[0]["params"]
-    assert (math.log10(best["learning_rate"]) + 3) ** 2 + (math.log10(best["reg"]) - 2) ** 2 < 0.1
+    assert (math.log10(best["learning_rate"]) + 3) ** 2 + (math.log10(best["reg"]) - 2) ** 2 < 0.2
 
 
 def test_refine_space_spans_the_best_results_in_log_space():

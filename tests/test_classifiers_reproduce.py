@@ -20,11 +20,14 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     table = captured.out
     for name in ("k-NN, k=1", "k-NN, best k=", "linear SVM", "softmax", "two-layer net",
                  "FC net + batchnorm + dropout", "ThreeLayerConvNet", "two loops", "one loop",
-                 "no loops", "course expects"):
+                 "no loops", "course expects", "k-NN, L1 distance, best k=",
+                 "linear SVM, random search", "Sanity checks", "initial loss = log(C)",
+                 "overfit 20 images"):
         assert name in table, name
     assert "[two-layer net]" in captured.err  # progress display
     results = json.loads(out_json.read_text())
-    assert len(results["rows"]) == 7
+    assert len(results["rows"]) == 11
+    assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 2
     for row in results["rows"]:
         assert row["test_acc"] is None or 0.0 <= row["test_acc"] <= 1.0
     # k-NN runs on raw integer pixel values in float64, where even the no-loop expansion is
@@ -32,6 +35,19 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     assert results["knn_timings"]["one loop maxdiff"] == 0.0
     assert results["knn_timings"]["no loops maxdiff"] == 0.0
     assert all(row["meets"] is None for row in results["rows"])  # quick runs judge nothing
+
+
+def test_plots_written_for_the_chosen_experiments(tmp_path, capsys):
+    write_batches(tmp_path / "cifar", n=20)
+    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick", "--only",
+                         "knn,twolayer", "--plots", str(tmp_path / "plots")])
+    assert rc == 0
+    assert "update/weight ratio" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "plots")) == [
+        "knn_cv.png", "two_layer_net_W1.png", "two_layer_net_history.png",
+        "two_layer_net_update_ratio.png"]
+    for name in os.listdir(tmp_path / "plots"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_only_and_bad_arguments(tmp_path, capsys):

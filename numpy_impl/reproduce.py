@@ -208,12 +208,16 @@ def run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots=None):
     rows.append(_row("k-NN, k=1", f"{n_tr:,} train / {n_te} test", None, acc1,
                      time.perf_counter() - t0, "knn_k1"))
 
+    # L1 in float32: the pixels are integers <= 255, so every |difference| and every sum of
+    # 3072 of them (<= 783,360 < 2**24) is exact in float32, and it runs about twice as fast.
+    data = {"l2": (X_train, X_test), "l1": (X_train.astype(np.float32),
+                                           X_test.astype(np.float32))}
     cv = {}
     for metric in ("l2", "l1"):
         t0 = time.perf_counter()
         log(f"[knn] {metric.upper()}: {cfg['knn_folds']}-fold cross-validation over "
             f"k = {cfg['knn_k']} ...")
-        cv[metric] = cross_validate_knn(X_train, y_train, cfg["knn_k"],
+        cv[metric] = cross_validate_knn(data[metric][0], y_train, cfg["knn_k"],
                                         num_folds=cfg["knn_folds"], metric=metric)
         _, best_k, best_cv = best_knn_setting(cv[metric])
         log(f"[knn] {metric.upper()} {cfg['knn_folds']}-fold CV mean accuracy: "
@@ -225,8 +229,8 @@ def run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots=None):
                              time.perf_counter() - t0, "knn_best"))
         else:
             knn_l1 = KNearestNeighbor(metric="l1")
-            knn_l1.train(X_train, y_train)
-            acc_l1 = _accuracy(knn_l1.predict(X_test, k=best_k), y_test)
+            knn_l1.train(data["l1"][0], y_train)
+            acc_l1 = _accuracy(knn_l1.predict(data["l1"][1], k=best_k), y_test)
             rows.append(_row(f"k-NN, L1 distance, best k={best_k} (5-fold CV)",
                              f"{n_tr:,} train / {n_te} test", best_cv, acc_l1,
                              time.perf_counter() - t0, "knn_l1"))

@@ -244,11 +244,12 @@ def plot_knn_cross_validation(accuracies, path):
     fig, ax = plt.subplots(figsize=(8, 5))
     for metric, k_to_acc in per_metric.items():
         ks = sorted(k_to_acc)
-        for k in ks:
-            ax.scatter([k] * len(k_to_acc[k]), k_to_acc[k], s=8, alpha=0.4)
         means = [np.mean(k_to_acc[k]) for k in ks]
         stds = [np.std(k_to_acc[k]) for k in ks]
-        ax.errorbar(ks, means, yerr=stds, capsize=3, label=metric.upper() or None)
+        bars = ax.errorbar(ks, means, yerr=stds, capsize=3, label=metric.upper() or None)
+        color = bars.lines[0].get_color()  # each fold's dots in its metric's colour
+        for k in ks:
+            ax.scatter([k] * len(k_to_acc[k]), k_to_acc[k], s=8, alpha=0.4, color=color)
     ax.set(title="Cross-validation on k", xlabel="k", ylabel="Cross-validation accuracy")
     if len(per_metric) > 1 or "" not in per_metric:
         ax.legend()

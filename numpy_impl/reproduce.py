@@ -24,6 +24,10 @@ notebook in brackets):
           regularization, two coarse-to-fine rounds of 500-iteration runs) for the LinearSVM; the
           run with the best validation accuracy is evaluated on the test split.
 
+- pca     [the notes' preprocessing]: PCA of the first 5,000 training images; the share of the
+          variance the top 144 of 3,072 components keep (with ``--plots``: the notes' picture of
+          images, top components, reconstructions and whitened images).
+
 ``--plots DIR`` also writes the course's pictures there (PNG): k-NN accuracy against k per
 metric with fold error bars, the linear classifiers' class templates, Solver histories,
 update/weight ratios and first-layer weights of the networks, the search's scatter of validation
@@ -61,10 +65,11 @@ from .classifiers import (
 )
 from .data import cs231n_splits, load_CIFAR10
 from .diagnostics import check_initial_loss, overfit_small_subset, summarize_update_ratios
+from .preprocessing import PCA
 from .search import LogUniform, random_search
 from .solver import Solver
 
-EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search")
+EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca")
 
 # What the course's notebooks tell students to expect (the thresholds marked in the table).
 COURSE_EXPECTS = {
@@ -88,6 +93,7 @@ FULL = {
     "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
     "overfit_train": 50, "overfit_epochs": 20,
     "search_budget": 12, "search_rounds": 2, "search_iters": 500,
+    "pca_images": 5000, "pca_components": 144,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
@@ -96,6 +102,7 @@ QUICK = {
     "twolayer_epochs": 1, "fcnet_epochs": 1, "cnn_train": 200, "cnn_epochs": 1,
     "overfit_train": 20, "overfit_epochs": 5,
     "search_budget": 2, "search_rounds": 2, "search_iters": 20,
+    "pca_images": 100, "pca_components": 16,
 }
 
 
@@ -446,6 +453,21 @@ def run_search(splits, cfg, log, plots=None):
                  time.perf_counter() - t0, "search", train=tr, measured=best["score"])]
 
 
+def run_pca(Xtr, cfg, log, plots=None):
+    """The notes' PCA on raw pixels: variance kept by the top components, and the picture."""
+    t0 = time.perf_counter()
+    n = min(cfg["pca_images"], len(Xtr))
+    X = Xtr[:n].reshape(n, -1).astype(np.float64)
+    K = min(cfg["pca_components"], n, X.shape[1])
+    pca = PCA(n_components=K).fit(X)
+    kept = float(pca.explained_variance_ratio_.sum())
+    log(f"[pca] top {K} of {X.shape[1]} components of {n:,} images keep {100 * kept:.1f}% of "
+        f"the variance ({time.perf_counter() - t0:.1f} s)")
+    if plots:
+        _plot(log, vis_utils.plot_pca_pictures, pca, X, os.path.join(plots, "pca.png"),
+              image_shape=Xtr.shape[1:], channels_first=False)
+
+
 def _pct(x):
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -512,6 +534,8 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
         knn_rows, timings, n_time, n_tr = run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots)
         rows += knn_rows
         timing_shape = (n_time, n_tr)
+    if "pca" in only:
+        run_pca(Xtr, cfg, log, plots)
     if set(only) & {"linear", "twolayer", "fcnet", "cnn", "sanity", "search"}:
         n_val = min(cfg["num_validation"], len(Xtr) // 10)
         n_tr = min(cfg["num_training"], len(Xtr) - n_val)

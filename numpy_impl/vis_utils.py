@@ -31,6 +31,7 @@ __all__ = [
     "plot_knn_cross_validation",
     "plot_search_results",
     "plot_activation_statistics",
+    "plot_pca_pictures",
 ]
 
 CIFAR10_CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -295,4 +296,43 @@ def plot_activation_statistics(stats, path):
     ax2.plot(layers, [s["dead_fraction"] for s in stats], "s-", label="dead units")
     ax2.set(title="Fractions", xlabel="hidden layer", ylim=(-0.05, 1.05))
     ax2.legend()
+    return _save(fig, path)
+
+
+def plot_pca_pictures(pca, X, path, image_shape=(3, 32, 32), channels_first=True,
+                      num_images=49):
+    """The notes' PCA figure, four panels: images; the top principal components as images;
+    the images reconstructed from those components; the whitened images (each component's
+    coefficient divided by sqrt(variance + eps), projected back to pixel space).
+
+    Inputs:
+    - pca: a fitted numpy_impl.preprocessing.PCA (whitened or not; K = its n_components_).
+    - X: (N, D) images flattened as image_shape, D = prod(image_shape); the first num_images
+      are shown.
+    - image_shape: (C, H, W) when channels_first, else (H, W, C).
+    """
+    if getattr(pca, "components_", None) is None:
+        raise ValueError("pca must be a fitted numpy_impl.preprocessing.PCA (call fit first)")
+    X = np.asarray(X, dtype=np.float64)
+    require_ndim("X", X, 2, "(N, D)")
+    D = int(np.prod(image_shape))
+    if X.shape[1] != D or pca.components_.shape[1] != D:
+        raise ValueError(f"X and pca must have D = {D} columns (image_shape {tuple(image_shape)})"
+                         f", got X {shape_of(X)} and components {shape_of(pca.components_)}")
+    X = X[:num_images]
+    C = pca.components_
+    coef = (X - pca.mean_) @ C.T
+    panels = {
+        "images": X,
+        f"top {len(C)} components": C,
+        f"reconstructed from {len(C)}": coef @ C + pca.mean_,
+        "whitened": (coef / np.sqrt(pca.explained_variance_ + pca.eps)) @ C,
+    }
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.5))
+    for ax, (title, rows) in zip(axes, panels.items(), strict=True):
+        grid = visualize_grid(weights_as_images(rows.T, image_shape, channels_first), ubound=1.0)
+        ax.imshow(grid.squeeze() if grid.shape[2] == 1 else grid)
+        ax.set_title(title)
+        ax.axis("off")
     return _save(fig, path)

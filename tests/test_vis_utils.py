@@ -8,12 +8,14 @@ import sys
 import numpy as np
 import pytest
 
+from numpy_impl.preprocessing import PCA
 from numpy_impl.search import LogUniform, random_search
 from numpy_impl.vis_utils import (
     plot_activation_statistics,
     plot_class_templates,
     plot_first_layer_weights,
     plot_knn_cross_validation,
+    plot_pca_pictures,
     plot_search_results,
     plot_solver_history,
     plot_update_ratios,
@@ -119,6 +121,9 @@ def test_plots_write_png_files(tmp_path):
                                   str(tmp_path / "knn.png")),
         plot_search_results(results, str(tmp_path / "search.png")),
         plot_activation_statistics(stats, str(tmp_path / "act.png")),
+        plot_pca_pictures(PCA(n_components=9).fit(rs.rand(30, 48)), rs.rand(12, 48),
+                          str(tmp_path / "pca.png"), image_shape=(4, 4, 3),
+                          channels_first=False),
     ]
     for p in paths:
         assert_png(p)
@@ -139,6 +144,11 @@ def test_plot_bad_input(tmp_path):
         visualize_grid(np.zeros((3, 4, 4)))
     with pytest.raises(ValueError, match=r"padding must be an integer >= 0, got -1"):
         visualize_grid(np.zeros((3, 4, 4, 1)), padding=-1)
+    with pytest.raises(ValueError, match=r"pca must be a fitted"):
+        plot_pca_pictures(PCA(), np.zeros((2, 48)), str(tmp_path / "p.png"), (4, 4, 3))
+    with pytest.raises(ValueError, match=r"X and pca must have D = 48 columns .*got X \(2, 40\)"):
+        plot_pca_pictures(PCA().fit(np.eye(5, 48)), np.zeros((2, 40)),
+                          str(tmp_path / "p.png"), (4, 4, 3))
     assert not list(tmp_path.iterdir())
 
 

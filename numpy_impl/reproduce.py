@@ -24,7 +24,7 @@ notebook in brackets):
           regularization, two coarse-to-fine rounds of 500-iteration runs) for the LinearSVM; the
           run with the best validation accuracy is evaluated on the test split.
 
-- pca     [the notes' preprocessing]: PCA of the first 5,000 training images; the share of the
+- pca     [the notes' preprocessing]: PCA of the first 2,000 training images; the share of the
           variance the top 144 of 3,072 components keep (with ``--plots``: the notes' picture of
           images, top components, reconstructions and whitened images).
 
@@ -93,7 +93,7 @@ FULL = {
     "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
     "overfit_train": 50, "overfit_epochs": 20,
     "search_budget": 12, "search_rounds": 2, "search_iters": 500,
-    "pca_images": 5000, "pca_components": 144,
+    "pca_images": 2000, "pca_components": 144,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,

@@ -19,7 +19,9 @@ notebook in brackets):
 - cnn     [A2 ConvolutionalNetworks.ipynb]: ThreeLayerConvNet for one epoch, Adam, batch 50
           (``--cnn-train N`` limits that epoch to the first N training images, for slow machines).
 - sanity  [the notes' babysitting checks]: the initial loss of a TwoLayerNet is log(10) and rises
-          with regularization; a FullyConnectedNet overfits 50 training images to 100%.
+          with regularization; a FullyConnectedNet overfits 50 training images to 100%; the
+          notes' initialization experiment (10 tanh layers, three weight scales) as per-layer
+          activation statistics.
 - search  [the notes' hyperparameter search]: random search (log-uniform learning rate and
           regularization, two coarse-to-fine rounds of 500-iteration runs) for the LinearSVM; the
           run with the best validation accuracy is evaluated on the test split.
@@ -64,7 +66,12 @@ from .classifiers import (
     cross_validate_knn,
 )
 from .data import cs231n_splits, load_CIFAR10
-from .diagnostics import check_initial_loss, overfit_small_subset, summarize_update_ratios
+from .diagnostics import (
+    activation_statistics,
+    check_initial_loss,
+    overfit_small_subset,
+    summarize_update_ratios,
+)
 from .preprocessing import PCA
 from .search import LogUniform, random_search
 from .solver import Solver
@@ -93,7 +100,7 @@ FULL = {
     "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
     "overfit_train": 50, "overfit_epochs": 20,
     "search_budget": 12, "search_rounds": 2, "search_iters": 500,
-    "pca_images": 2000, "pca_components": 144,
+    "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
@@ -102,7 +109,7 @@ QUICK = {
     "twolayer_epochs": 1, "fcnet_epochs": 1, "cnn_train": 200, "cnn_epochs": 1,
     "overfit_train": 20, "overfit_epochs": 5,
     "search_budget": 2, "search_rounds": 2, "search_iters": 20,
-    "pca_images": 100, "pca_components": 16,
+    "pca_images": 100, "pca_components": 16, "tanh_examples": 50,
 }
 
 
@@ -382,7 +389,7 @@ def _sanity_row(check, setting, measured, expected, ok, seconds):
             "val_acc": None, "test_acc": None, "threshold": None}
 
 
-def run_sanity(splits, cfg, log):
+def run_sanity(splits, cfg, log, plots=None):
     """The notes' sanity checks before training: initial loss, then overfitting a tiny subset."""
     rows = []
     t0 = time.perf_counter()
@@ -411,7 +418,26 @@ def run_sanity(splits, cfg, log):
         f"overfit {n} images", f"FC net [100, 100], Adam 1e-3, {cfg['overfit_epochs']} epochs",
         f"train acc {100 * r['train_acc']:.1f}%", "100% train acc", r["ok"],
         time.perf_counter() - t0))
+    _activation_experiment(cfg["tanh_examples"], log, plots)
     return rows
+
+
+def _activation_experiment(num_examples, log, plots):
+    """The notes' initialization experiment: unit-Gaussian data through 10 tanh layers of 500
+    units; per-layer activation statistics for three weight scales."""
+    X = np.random.RandomState(0).randn(num_examples, 500)
+    histograms = {}
+    for label, scale in (("0.01", 0.01), ("1/sqrt(500)", 1 / np.sqrt(500)), ("1.0", 1.0)):
+        np.random.seed(231)
+        net = FullyConnectedNet([500] * 10, input_dim=500, activation="tanh", weight_scale=scale)
+        stats = activation_statistics(net, X)
+        log(f"[sanity] tanh x10, weight_scale {label}: activation std per layer "
+            + " ".join(f"{s['std']:.2g}" for s in stats)
+            + f"; saturated {100 * stats[-1]['saturated_fraction']:.0f}% in the last layer")
+        histograms[f"w ~ {label}"] = net.hidden_activations(X, mode="train")
+    if plots:
+        _plot(log, vis_utils.plot_activation_histograms, histograms,
+              os.path.join(plots, "tanh_activations.png"))
 
 
 def run_search(splits, cfg, log, plots=None):
@@ -543,7 +569,7 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
                                min(cfg["num_test"], len(Xte)))
         del Xtr, Xte
         if "sanity" in only:
-            rows += run_sanity(splits, cfg, log)
+            rows += run_sanity(splits, cfg, log, plots)
         if "linear" in only:
             rows += run_linear(splits, cfg, log, plots)
         if "search" in only:

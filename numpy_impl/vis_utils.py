@@ -32,6 +32,7 @@ __all__ = [
     "plot_search_results",
     "plot_activation_statistics",
     "plot_pca_pictures",
+    "plot_activation_histograms",
 ]
 
 CIFAR10_CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -335,4 +336,32 @@ def plot_pca_pictures(pca, X, path, image_shape=(3, 32, 32), channels_first=True
         ax.imshow(grid.squeeze() if grid.shape[2] == 1 else grid)
         ax.set_title(title)
         ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_activation_histograms(activations, path, bins=30):
+    """The notes' histograms of each hidden layer's activations, one row per setting.
+
+    Inputs:
+    - activations: dict label -> list of hidden-layer outputs (N, H_i) (e.g.
+      ``FullyConnectedNet.hidden_activations(X)`` for several weight scales).
+    - bins: number of histogram bins per panel.
+    """
+    if not isinstance(activations, dict) or not activations or not all(activations.values()):
+        raise ValueError("activations must be a non-empty dict label -> non-empty list of "
+                         "hidden-layer outputs")
+    rows, cols = len(activations), max(len(v) for v in activations.values())
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    for r, (label, layers) in enumerate(activations.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            if c < len(layers):
+                a = np.asarray(layers[c], dtype=np.float64).ravel()
+                ax.hist(a, bins=bins)
+                ax.set_title(f"layer {c + 1}, std {a.std():.2g}", fontsize=7)
+            ax.set_yticks([])
+            ax.tick_params(labelsize=6)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
     return _save(fig, path)

@@ -26,6 +26,7 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
         assert name in table, name
     assert "[two-layer net]" in captured.err  # progress display
     assert "[pca] top 16 of 3072 components of 100 images keep" in captured.err
+    assert "[sanity] tanh x10, weight_scale 1.0: activation std per layer" in captured.err
     results = json.loads(out_json.read_text())
     assert len(results["rows"]) == 11
     assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 2

@@ -11,6 +11,7 @@ import pytest
 from numpy_impl.preprocessing import PCA
 from numpy_impl.search import LogUniform, random_search
 from numpy_impl.vis_utils import (
+    plot_activation_histograms,
     plot_activation_statistics,
     plot_class_templates,
     plot_first_layer_weights,
@@ -121,6 +122,9 @@ def test_plots_write_png_files(tmp_path):
                                   str(tmp_path / "knn.png")),
         plot_search_results(results, str(tmp_path / "search.png")),
         plot_activation_statistics(stats, str(tmp_path / "act.png")),
+        plot_activation_histograms({"small": [rs.randn(20, 5) * 0.1, rs.randn(20, 5) * 0.01],
+                                    "large": [np.tanh(rs.randn(20, 5) * 9)]},
+                                   str(tmp_path / "hist.png")),
         plot_pca_pictures(PCA(n_components=9).fit(rs.rand(30, 48)), rs.rand(12, 48),
                           str(tmp_path / "pca.png"), image_shape=(4, 4, 3),
                           channels_first=False),
@@ -144,6 +148,8 @@ def test_plot_bad_input(tmp_path):
         visualize_grid(np.zeros((3, 4, 4)))
     with pytest.raises(ValueError, match=r"padding must be an integer >= 0, got -1"):
         visualize_grid(np.zeros((3, 4, 4, 1)), padding=-1)
+    with pytest.raises(ValueError, match=r"activations must be a non-empty dict"):
+        plot_activation_histograms({"a": []}, str(tmp_path / "h.png"))
     with pytest.raises(ValueError, match=r"pca must be a fitted"):
         plot_pca_pictures(PCA(), np.zeros((2, 48)), str(tmp_path / "p.png"), (4, 4, 3))
     with pytest.raises(ValueError, match=r"X and pca must have D = 48 columns .*got X \(2, 40\)"):

@@ -100,7 +100,7 @@ FULL = {
     "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
     "overfit_train": 50, "overfit_epochs": 20,
     "search_budget": 12, "search_rounds": 2, "search_iters": 500,
-    "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000,
+    "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000, "tanh_width": 500,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
@@ -109,7 +109,7 @@ QUICK = {
     "twolayer_epochs": 1, "fcnet_epochs": 1, "cnn_train": 200, "cnn_epochs": 1,
     "overfit_train": 20, "overfit_epochs": 5,
     "search_budget": 2, "search_rounds": 2, "search_iters": 20,
-    "pca_images": 100, "pca_components": 16, "tanh_examples": 50,
+    "pca_images": 100, "pca_components": 16, "tanh_examples": 50, "tanh_width": 50,
 }
 
 
@@ -418,18 +418,20 @@ def run_sanity(splits, cfg, log, plots=None):
         f"overfit {n} images", f"FC net [100, 100], Adam 1e-3, {cfg['overfit_epochs']} epochs",
         f"train acc {100 * r['train_acc']:.1f}%", "100% train acc", r["ok"],
         time.perf_counter() - t0))
-    _activation_experiment(cfg["tanh_examples"], log, plots)
+    _activation_experiment(cfg["tanh_examples"], cfg["tanh_width"], log, plots)
     return rows
 
 
-def _activation_experiment(num_examples, log, plots):
-    """The notes' initialization experiment: unit-Gaussian data through 10 tanh layers of 500
-    units; per-layer activation statistics for three weight scales."""
-    X = np.random.RandomState(0).randn(num_examples, 500)
+def _activation_experiment(num_examples, width, log, plots):
+    """The notes' initialization experiment: unit-Gaussian data through 10 tanh layers of
+    ``width`` (500 in the notes) units; per-layer activation statistics for three weight
+    scales."""
+    X = np.random.RandomState(0).randn(num_examples, width)
     histograms = {}
-    for label, scale in (("0.01", 0.01), ("1/sqrt(500)", 1 / np.sqrt(500)), ("1.0", 1.0)):
+    for label, scale in (("0.01", 0.01), (f"1/sqrt({width})", 1 / np.sqrt(width)), ("1.0", 1.0)):
         np.random.seed(231)
-        net = FullyConnectedNet([500] * 10, input_dim=500, activation="tanh", weight_scale=scale)
+        net = FullyConnectedNet([width] * 10, input_dim=width, activation="tanh",
+                                weight_scale=scale)
         stats = activation_statistics(net, X)
         log(f"[sanity] tanh x10, weight_scale {label}: activation std per layer "
             + " ".join(f"{s['std']:.2g}" for s in stats)

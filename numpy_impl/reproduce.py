@@ -501,24 +501,29 @@ def _pct(x):
 
 
 def format_results(rows, timings=None, timing_shape=None):
-    """The results as Markdown tables (accuracy table, then k-NN distance timings)."""
-    out = ["| experiment | setting | train acc | val acc | test acc | wall time | course expects "
-           "| meets |",
-           "|---|---|---|---|---|---|---|---|"]
+    """The results as Markdown tables (accuracy table, sanity checks, then k-NN distance
+    timings); a table with no rows is left out."""
     sanity = [r for r in rows if r.get("kind") == "sanity"]
-    for r in (r for r in rows if r.get("kind") != "sanity"):
+    accuracy = [r for r in rows if r.get("kind") != "sanity"]
+    out = []
+    if accuracy:
+        out += ["| experiment | setting | train acc | val acc | test acc | wall time | "
+                "course expects | meets |",
+                "|---|---|---|---|---|---|---|---|"]
+    for r in accuracy:
         meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
         out.append(f"| {r['experiment']} | {r['setting']} | {_pct(r['train_acc'])} | "
                    f"{_pct(r['val_acc'])} | {_pct(r['test_acc'])} | {r['seconds']:.1f} s | "
                    f"{r['course_expects']} | {meets} |")
     if sanity:
-        out += ["", "Sanity checks (the notes' babysitting):", "",
+        out += ["" if out else None, "Sanity checks (the notes' babysitting):", "",
                 "| check | setting | measured | expected | wall time | passes |",
                 "|---|---|---|---|---|---|"]
         for r in sanity:
             meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
             out.append(f"| {r['experiment']} | {r['setting']} | {r['measured']} | "
                        f"{r['course_expects']} | {r['seconds']:.1f} s | {meets} |")
+    out = [line for line in out if line is not None]
     if timings:
         n_test, n_train = timing_shape
         base = timings["two loops"]

@@ -75,3 +75,14 @@ def test_real_cifar10_reaches_the_course_ranges():
     print(reproduce.format_results(rows, timings, (100, 5000)))
     failed = [r["experiment"] for r in rows if r["meets"] is False]
     assert not failed, f"below the course's range: {failed}"
+
+
+def test_format_results_leaves_out_empty_tables():
+    sanity = reproduce._sanity_row("initial loss", "TwoLayerNet", "2.30", "log(10)", False, 0.5)
+    only_sanity = reproduce.format_results([sanity])
+    assert only_sanity.startswith("Sanity checks") and "| experiment |" not in only_sanity
+    assert "| initial loss | TwoLayerNet | 2.30 | log(10) | 0.5 s | NO |" in only_sanity
+    row = reproduce._row("k-NN, k=1", "5,000 train", None, 0.29, 1.0, "knn_k1")
+    both = reproduce.format_results([row, sanity]).splitlines()
+    assert both[0].startswith("| experiment |") and "| k-NN, k=1 |" in both[2]
+    assert both[3] == "" and both[4].startswith("Sanity checks")

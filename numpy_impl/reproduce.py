@@ -30,6 +30,10 @@ notebook in brackets):
           variance the top 144 of 3,072 components keep (with ``--plots``: the notes' picture of
           images, top components, reconstructions and whitened images).
 
+- features[A1 features.ipynb]: HOG + HSV colour histogram (10 bins) features, standardized with
+          the training split's statistics; LinearSVM (the notebook's 3 x 3 sweep, plus a bias
+          column) and TwoLayerNet (hidden 500, SGD lr 0.3, decay 0.95, 10 epochs) on them.
+
 ``--plots DIR`` also writes the course's pictures there (PNG): k-NN accuracy against k per
 metric with fold error bars, the linear classifiers' class templates, Solver histories,
 update/weight ratios and first-layer weights of the networks, the search's scatter of validation
@@ -72,11 +76,13 @@ from .diagnostics import (
     overfit_small_subset,
     summarize_update_ratios,
 )
-from .preprocessing import PCA
+from .features import color_histogram_hsv, extract_features, hog_feature
+from .preprocessing import PCA, Standardize
 from .search import LogUniform, random_search
 from .solver import Solver
 
-EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca")
+EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca",
+               "features")
 
 # What the course's notebooks tell students to expect (the thresholds marked in the table).
 COURSE_EXPECTS = {
@@ -84,6 +90,8 @@ COURSE_EXPECTS = {
     "knn_best": (0.28, "> 28% test (knn.ipynb, best k)"),
     "knn_l1": (None, "none given (the notes: L1 38.6% vs L2 35.4% for k=1 on all 50,000)"),
     "search": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
+    "features_svm": (0.43, "near 44% val (features.ipynb)"),
+    "features_net": (0.55, "> 55% test (features.ipynb)"),
     "svm": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
     "softmax": (0.35, "~35%+ val (softmax.ipynb)"),
     "twolayer": (0.48, ">= 48% val (two_layer_net.ipynb)"),
@@ -101,6 +109,8 @@ FULL = {
     "overfit_train": 50, "overfit_epochs": 20,
     "search_budget": 12, "search_rounds": 2, "search_iters": 500,
     "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000, "tanh_width": 500,
+    "feature_lrs": [1e-9, 1e-8, 1e-7], "feature_regs": [5e4, 5e5, 5e6], "feature_iters": 1500,
+    "feature_net_epochs": 10,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
@@ -110,6 +120,7 @@ QUICK = {
     "overfit_train": 20, "overfit_epochs": 5,
     "search_budget": 2, "search_rounds": 2, "search_iters": 20,
     "pca_images": 100, "pca_components": 16, "tanh_examples": 50, "tanh_width": 50,
+    "feature_lrs": [1e-7], "feature_regs": [5e4], "feature_iters": 20, "feature_net_epochs": 1,
 }
 
 
@@ -496,6 +507,66 @@ def run_pca(Xtr, cfg, log, plots=None):
               image_shape=Xtr.shape[1:], channels_first=False)
 
 
+def image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log):
+    """HOG + colour-histogram features of the course's splits (raw NHWC pixels), standardized
+    with the training split's mean and std. Returns dict X_train/X_val/X_test (N, 154) and
+    labels."""
+    t0 = time.perf_counter()
+    fns = [hog_feature, lambda im: color_histogram_hsv(im, nbin=10)]
+    images = np.concatenate([Xtr[:n_tr + n_val], Xte[:n_te]])
+    F = extract_features(images, fns)
+    scaler = Standardize().fit(F[:n_tr])
+    F = scaler.transform(F).astype(np.float64)
+    log(f"[features] {F.shape[1]} HOG + colour-histogram features of {len(F):,} images in "
+        f"{time.perf_counter() - t0:.1f} s")
+    return {"X_train": F[:n_tr], "X_val": F[n_tr:n_tr + n_val], "X_test": F[n_tr + n_val:],
+            "y_train": Ytr[:n_tr], "y_val": Ytr[n_tr:n_tr + n_val], "y_test": Yte[:n_te],
+            "seconds": time.perf_counter() - t0}
+
+
+def run_features(feats, cfg, log, plots=None):
+    """A1 Q5: a LinearSVM and a TwoLayerNet on image features."""
+    def bias(X):
+        return np.hstack([X, np.ones((len(X), 1))])
+
+    rows = []
+    t0 = time.perf_counter()
+    best = None
+    for lr in cfg["feature_lrs"]:
+        for reg in cfg["feature_regs"]:
+            np.random.seed(231)
+            svm = LinearSVM()
+            with np.errstate(over="ignore", invalid="ignore"):  # large lr * reg diverges
+                svm.train(bias(feats["X_train"]), feats["y_train"], learning_rate=lr, reg=reg,
+                          num_iters=cfg["feature_iters"])
+                va = _accuracy(svm.predict(bias(feats["X_val"])), feats["y_val"])
+            log(f"[features] SVM lr {lr:.0e} reg {reg:.0e}: val {100 * va:.1f}%")
+            if best is None or va > best[0]:
+                best = (va, lr, reg, svm)
+    va, lr, reg, svm = best
+    tr = _accuracy(svm.predict(bias(feats["X_train"])), feats["y_train"])
+    te = _accuracy(svm.predict(bias(feats["X_test"])), feats["y_test"])
+    n = len(cfg["feature_lrs"]) * len(cfg["feature_regs"])
+    rows.append(_row("linear SVM on HOG + colour features",
+                     f"{n}-point sweep, best lr={lr:.0e} reg={reg:.0e}, "
+                     f"{cfg['feature_iters']} iters", va, te,
+                     feats["seconds"] + time.perf_counter() - t0, "features_svm", train=tr,
+                     measured=va))
+
+    np.random.seed(231)
+    dim = feats["X_train"].shape[1]
+    model = TwoLayerNet(input_dim=dim, hidden_dim=500, weight_scale=1e-2, reg=1e-3)
+    kwargs = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.3}, "lr_decay": 0.95,
+              "num_epochs": cfg["feature_net_epochs"], "batch_size": 200}
+    data = {k: feats[k] for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
+    train, val, test, sec = _train_net("features net", model, data, kwargs, log)
+    rows.append(_row("two-layer net on HOG + colour features",
+                     f"hidden 500, reg 1e-3, SGD lr 0.3 decay 0.95, "
+                     f"{cfg['feature_net_epochs']} epochs", val, test, sec, "features_net",
+                     train=train))
+    return rows
+
+
 def _pct(x):
     return "—" if x is None else f"{100 * x:.1f}%"
 
@@ -569,11 +640,14 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
         timing_shape = (n_time, n_tr)
     if "pca" in only:
         run_pca(Xtr, cfg, log, plots)
-    if set(only) & {"linear", "twolayer", "fcnet", "cnn", "sanity", "search"}:
+    if set(only) & {"linear", "twolayer", "fcnet", "cnn", "sanity", "search", "features"}:
         n_val = min(cfg["num_validation"], len(Xtr) // 10)
         n_tr = min(cfg["num_training"], len(Xtr) - n_val)
-        splits = cs231n_splits(Xtr, Ytr, Xte, Yte, n_tr, n_val,
-                               min(cfg["num_test"], len(Xte)))
+        n_te = min(cfg["num_test"], len(Xte))
+        feats = None
+        if "features" in only:  # from the raw pixels, before they are mean-subtracted
+            feats = image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log)
+        splits = cs231n_splits(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te)
         del Xtr, Xte
         if "sanity" in only:
             rows += run_sanity(splits, cfg, log, plots)
@@ -587,6 +661,8 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
             rows += run_fcnet(splits, cfg, log, plots)
         if "cnn" in only:
             rows += run_cnn(splits, cfg, log, plots)
+        if feats is not None:
+            rows += run_features(feats, cfg, log, plots)
     if quick:
         for row in rows:
             row["meets"] = None

@@ -22,13 +22,14 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
                  "FC net + batchnorm + dropout", "ThreeLayerConvNet", "two loops", "one loop",
                  "no loops", "course expects", "k-NN, L1 distance, best k=",
                  "linear SVM, random search", "Sanity checks", "initial loss = log(C)",
-                 "overfit 20 images"):
+                 "overfit 20 images", "linear SVM on HOG + colour features",
+                 "two-layer net on HOG + colour features"):
         assert name in table, name
     assert "[two-layer net]" in captured.err  # progress display
     assert "[pca] top 16 of 3072 components of 100 images keep" in captured.err
     assert "[sanity] tanh x10, weight_scale 1.0: activation std per layer" in captured.err
     results = json.loads(out_json.read_text())
-    assert len(results["rows"]) == 11
+    assert len(results["rows"]) == 13
     assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 2
     for row in results["rows"]:
         assert row["test_acc"] is None or 0.0 <= row["test_acc"] <= 1.0

@@ -1,7 +1,7 @@
 """Reproduce each CS231n assignment's headline CIFAR-10 experiment with numpy_impl.
 
     python -m numpy_impl.reproduce --data-dir DIR [--quick] [--only knn,linear,...]
-                                   [--cnn-train N] [--json FILE]
+                                   [--cnn-train N] [--json FILE] [--plots DIR]
 
 DIR holds CIFAR-10 in either layout ``numpy_impl.data.load_CIFAR10`` reads (the official python
 batches, or an ImageFolder tree ``train/<class>/*``, ``test/<class>/*``, which is shuffled once
@@ -9,7 +9,8 @@ with ``np.random.RandomState(0)`` before the course's first-N splits). Experimen
 notebook in brackets):
 
 - knn     [A1 knn.ipynb]: k-NN on the first 5,000 training / 500 test images; k = 1, then the best
-          k by 5-fold cross-validation; plus the timing of the three distance implementations.
+          k by 5-fold cross-validation, for L2 (the course's) and L1 distance (the notes' other
+          one); plus the timing of the three distance implementations.
 - linear  [A1 svm.ipynb, softmax.ipynb]: LinearSVM and Softmax on raw pixels (mean subtracted,
           bias column), a small learning-rate x regularization sweep selected on validation.
 - twolayer[A1 two_layer_net.ipynb]: TwoLayerNet trained with the Solver.
@@ -17,6 +18,26 @@ notebook in brackets):
           batchnorm and dropout, Adam.
 - cnn     [A2 ConvolutionalNetworks.ipynb]: ThreeLayerConvNet for one epoch, Adam, batch 50
           (``--cnn-train N`` limits that epoch to the first N training images, for slow machines).
+- sanity  [the notes' babysitting checks]: the initial loss of a TwoLayerNet is log(10) and rises
+          with regularization; a FullyConnectedNet overfits 50 training images to 100%; the
+          notes' initialization experiment (10 tanh layers, three weight scales) as per-layer
+          activation statistics.
+- search  [the notes' hyperparameter search]: random search (log-uniform learning rate and
+          regularization, two coarse-to-fine rounds of 500-iteration runs) for the LinearSVM; the
+          run with the best validation accuracy is evaluated on the test split.
+
+- pca     [the notes' preprocessing]: PCA of the first 2,000 training images; the share of the
+          variance the top 144 of 3,072 components keep (with ``--plots``: the notes' picture of
+          images, top components, reconstructions and whitened images).
+
+- features[A1 features.ipynb]: HOG + HSV colour histogram (10 bins) features, standardized with
+          the training split's statistics; LinearSVM (the notebook's 3 x 3 sweep, plus a bias
+          column) and TwoLayerNet (hidden 500, SGD lr 0.3, decay 0.95, 10 epochs) on them.
+
+``--plots DIR`` also writes the course's pictures there (PNG): k-NN accuracy against k per
+metric with fold error bars, the linear classifiers' class templates, Solver histories,
+update/weight ratios and first-layer weights of the networks, the search's scatter of validation
+accuracy over (learning rate, regularization).
 
 Splits are the course's: 49,000 train / 1,000 val / 1,000 test (k-NN: 5,000 / 500). It prints a
 progress display on stderr and, at the end, a Markdown table of validation / test accuracy and
@@ -37,6 +58,7 @@ import time
 
 import numpy as np
 
+from . import vis_utils
 from .classifiers import (
     FullyConnectedNet,
     KNearestNeighbor,
@@ -44,17 +66,32 @@ from .classifiers import (
     Softmax,
     ThreeLayerConvNet,
     TwoLayerNet,
+    best_knn_setting,
     cross_validate_knn,
 )
 from .data import cs231n_splits, load_CIFAR10
+from .diagnostics import (
+    activation_statistics,
+    check_initial_loss,
+    overfit_small_subset,
+    summarize_update_ratios,
+)
+from .features import color_histogram_hsv, extract_features, hog_feature
+from .preprocessing import PCA, Standardize
+from .search import LogUniform, random_search
 from .solver import Solver
 
-EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn")
+EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca",
+               "features")
 
 # What the course's notebooks tell students to expect (the thresholds marked in the table).
 COURSE_EXPECTS = {
     "knn_k1": (0.27, "~27% test (knn.ipynb, k=1)"),
     "knn_best": (0.28, "> 28% test (knn.ipynb, best k)"),
+    "knn_l1": (None, "none given (the notes: L1 38.6% vs L2 35.4% for k=1 on all 50,000)"),
+    "search": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
+    "features_svm": (0.42, "near 44% val (features.ipynb)"),
+    "features_net": (0.55, "> 55% test (features.ipynb)"),
     "svm": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
     "softmax": (0.35, "~35%+ val (softmax.ipynb)"),
     "twolayer": (0.48, ">= 48% val (two_layer_net.ipynb)"),
@@ -69,12 +106,21 @@ FULL = {
     "num_training": 49000, "num_validation": 1000, "num_test": 1000,
     "linear_lrs": [5e-7, 1e-6], "linear_regs": [1e3, 5e3], "linear_iters": 1500,
     "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
+    "overfit_train": 50, "overfit_epochs": 20,
+    "search_budget": 12, "search_rounds": 2, "search_iters": 500,
+    "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000, "tanh_width": 500,
+    "feature_lrs": [1e-9, 1e-8, 1e-7], "feature_regs": [5e4, 5e5, 5e6], "feature_iters": 1500,
+    "feature_net_epochs": 10,
 }
 QUICK = {
     "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
     "num_training": 2000, "num_validation": 200, "num_test": 200,
     "linear_lrs": [5e-7], "linear_regs": [5e3], "linear_iters": 50,
     "twolayer_epochs": 1, "fcnet_epochs": 1, "cnn_train": 200, "cnn_epochs": 1,
+    "overfit_train": 20, "overfit_epochs": 5,
+    "search_budget": 2, "search_rounds": 2, "search_iters": 20,
+    "pca_images": 100, "pca_components": 16, "tanh_examples": 50, "tanh_width": 50,
+    "feature_lrs": [1e-7], "feature_regs": [5e4], "feature_iters": 20, "feature_net_epochs": 1,
 }
 
 
@@ -147,12 +193,14 @@ def _row(name, setting, val, test, seconds, key, train=None, measured=None):
     return {
         "experiment": name, "setting": setting, "train_acc": train, "val_acc": val,
         "test_acc": test, "seconds": seconds, "course_expects": expects,
-        "meets": bool(measured >= threshold), "threshold": threshold,
+        "meets": None if threshold is None else bool(measured >= threshold),
+        "threshold": threshold,
     }
 
 
-def run_knn(Xtr, Ytr, Xte, Yte, cfg, log):
-    """A1 Q1: k-NN, k=1 and the best k by cross-validation; timing of the three distances."""
+def run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots=None):
+    """A1 Q1: k-NN, k=1 and the best k by cross-validation for L2 and L1; timing of the three
+    distances."""
     n_tr, n_te = min(cfg["knn_train"], len(Xtr)), min(cfg["knn_test"], len(Xte))
     # Raw pixels in float64, as in the course (pixel values are integers, so even the no-loop
     # expansion is exact here).
@@ -185,17 +233,47 @@ def run_knn(Xtr, Ytr, Xte, Yte, cfg, log):
     rows.append(_row("k-NN, k=1", f"{n_tr:,} train / {n_te} test", None, acc1,
                      time.perf_counter() - t0, "knn_k1"))
 
-    t0 = time.perf_counter()
-    log(f"[knn] {cfg['knn_folds']}-fold cross-validation over k = {cfg['knn_k']} ...")
-    k_to_acc = cross_validate_knn(X_train, y_train, cfg["knn_k"], num_folds=cfg["knn_folds"])
-    means = {k: float(np.mean(v)) for k, v in k_to_acc.items()}
-    best_k = max(means, key=lambda k: (means[k], -k))
-    acc_best = _accuracy(knn.predict_labels(dists, k=best_k), y_test)
-    log(f"[knn] {cfg['knn_folds']}-fold CV mean accuracy: "
-        + ", ".join(f"k={k}: {100 * m:.1f}%" for k, m in means.items()))
-    rows.append(_row(f"k-NN, best k={best_k} (5-fold CV)", f"{n_tr:,} train / {n_te} test",
-                     means[best_k], acc_best, time.perf_counter() - t0, "knn_best"))
+    # L1 in float32: the pixels are integers <= 255, so every |difference| and every sum of
+    # 3072 of them (<= 783,360 < 2**24) is exact in float32, and it runs about twice as fast.
+    data = {"l2": (X_train, X_test), "l1": (X_train.astype(np.float32),
+                                           X_test.astype(np.float32))}
+    cv = {}
+    for metric in ("l2", "l1"):
+        t0 = time.perf_counter()
+        log(f"[knn] {metric.upper()}: {cfg['knn_folds']}-fold cross-validation over "
+            f"k = {cfg['knn_k']} ...")
+        cv[metric] = cross_validate_knn(data[metric][0], y_train, cfg["knn_k"],
+                                        num_folds=cfg["knn_folds"], metric=metric)
+        _, best_k, best_cv = best_knn_setting(cv[metric])
+        log(f"[knn] {metric.upper()} {cfg['knn_folds']}-fold CV mean accuracy: "
+            + ", ".join(f"k={k}: {100 * np.mean(v):.1f}%" for k, v in cv[metric].items()))
+        if metric == "l2":
+            acc_best = _accuracy(knn.predict_labels(dists, k=best_k), y_test)
+            rows.append(_row(f"k-NN, best k={best_k} (5-fold CV)",
+                             f"{n_tr:,} train / {n_te} test", best_cv, acc_best,
+                             time.perf_counter() - t0, "knn_best"))
+        else:
+            knn_l1 = KNearestNeighbor(metric="l1")
+            knn_l1.train(data["l1"][0], y_train)
+            acc_l1 = _accuracy(knn_l1.predict(data["l1"][1], k=best_k), y_test)
+            rows.append(_row(f"k-NN, L1 distance, best k={best_k} (5-fold CV)",
+                             f"{n_tr:,} train / {n_te} test", best_cv, acc_l1,
+                             time.perf_counter() - t0, "knn_l1"))
+    metric, k, mean = best_knn_setting({"l2": cv["l2"], "l1": cv["l1"]})
+    log(f"[knn] best over k and metric: {metric.upper()}, k={k} ({100 * mean:.1f}% CV)")
+    if plots:
+        _plot(log, vis_utils.plot_knn_cross_validation, cv, os.path.join(plots, "knn_cv.png"))
     return rows, timings, n_time, n_tr
+
+
+def _plot(log, fn, *args, **kwargs):
+    """Draw one picture; a plotting failure is logged, not fatal (the numbers matter more)."""
+    try:
+        path = fn(*args, **kwargs)
+    except Exception as e:  # any matplotlib failure: the run goes on
+        log(f"[plots] {fn.__name__} failed: {type(e).__name__}: {e}")
+        return
+    log(f"[plots] wrote {path}")
 
 
 def _linear_data(splits):
@@ -206,7 +284,7 @@ def _linear_data(splits):
     return rows(splits["X_train"]), rows(splits["X_val"]), rows(splits["X_test"])
 
 
-def run_linear(splits, cfg, log):
+def run_linear(splits, cfg, log, plots=None):
     """A1 Q2/Q3: LinearSVM and Softmax, sweep selected on validation accuracy."""
     X_train, X_val, X_test = _linear_data(splits)
     y_train, y_val, y_test = splits["y_train"], splits["y_val"], splits["y_test"]
@@ -234,35 +312,59 @@ def run_linear(splits, cfg, log):
                    f"{cfg['linear_iters']} iters")
         rows.append(_row(name, setting, va, te, time.perf_counter() - t0, key, train=tr,
                          measured=va))
+        if plots:
+            _plot(log, vis_utils.plot_class_templates, clf.W,
+                  os.path.join(plots, f"{key}_templates.png"),
+                  image_shape=splits["X_train"].shape[1:])
     return rows
 
 
-def _train_net(label, model, splits, solver_kwargs, log):
+def _train_net(label, model, splits, solver_kwargs, log, plots=None):
     t0 = time.perf_counter()
     solver = _ProgressSolver(model, splits, verbose=False, **solver_kwargs)
     solver.train_with_progress(label)
     val = float(solver.check_accuracy(splits["X_val"], splits["y_val"]))
     test = float(solver.check_accuracy(splits["X_test"], splits["y_test"]))
     train = float(solver.train_acc_history[-1])
+    seconds = time.perf_counter() - t0
     log(f"[{label}] val acc per epoch: "
         + ", ".join(f"{100 * a:.1f}%" for a in solver.val_acc_history))
-    return train, val, test, time.perf_counter() - t0
+    weights = {k: v for k, v in solver.update_ratio_history.items() if k.startswith("W")}
+    log(f"[{label}] update/weight ratio (median, last epoch; ~1e-3 is healthy): "
+        + ", ".join(f"{k} {v['median']:.1e} ({v['verdict']})" for k, v in
+                    summarize_update_ratios(weights, last=_iters_per_epoch(solver)).items()))
+    if plots:
+        stem = os.path.join(plots, _slug(label))
+        _plot(log, vis_utils.plot_solver_history, solver, stem + "_history.png")
+        _plot(log, vis_utils.plot_update_ratios, weights, stem + "_update_ratio.png")
+        _plot(log, vis_utils.plot_first_layer_weights, model.params["W1"],
+              stem + "_W1.png", image_shape=splits["X_train"].shape[1:], title=label)
+    return train, val, test, seconds
 
 
-def run_twolayer(splits, cfg, log):
+def _slug(label):
+    """'FC net BN+dropout' -> 'fc_net_bn_dropout' (a file name stem)."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+
+
+def _iters_per_epoch(solver):
+    return max(solver.X_train.shape[0] // solver.batch_size, 1)
+
+
+def run_twolayer(splits, cfg, log, plots=None):
     """A1 Q4: TwoLayerNet with SGD and learning-rate decay."""
     np.random.seed(231)
     hidden, reg, lr = 100, 0.1, 1e-3
     model = TwoLayerNet(hidden_dim=hidden, reg=reg)
     kwargs = {"update_rule": "sgd", "optim_config": {"learning_rate": lr}, "lr_decay": 0.95,
               "num_epochs": cfg["twolayer_epochs"], "batch_size": 200}
-    train, val, test, sec = _train_net("two-layer net", model, splits, kwargs, log)
+    train, val, test, sec = _train_net("two-layer net", model, splits, kwargs, log, plots)
     setting = (f"hidden {hidden}, reg {reg}, SGD lr {lr:.0e} decay 0.95, "
                f"{cfg['twolayer_epochs']} epochs")
     return [_row("two-layer net", setting, val, test, sec, "twolayer", train=train, measured=val)]
 
 
-def run_fcnet(splits, cfg, log):
+def run_fcnet(splits, cfg, log, plots=None):
     """A2 Q1-Q3: FullyConnectedNet with batchnorm and dropout, Adam."""
     np.random.seed(231)
     hidden, keep, reg, lr = [256, 256], 0.75, 1e-3, 1e-3
@@ -270,14 +372,14 @@ def run_fcnet(splits, cfg, log):
                               reg=reg, weight_scale=5e-2)
     kwargs = {"update_rule": "adam", "optim_config": {"learning_rate": lr}, "lr_decay": 0.9,
               "num_epochs": cfg["fcnet_epochs"], "batch_size": 200}
-    train, val, test, sec = _train_net("FC net BN+dropout", model, splits, kwargs, log)
+    train, val, test, sec = _train_net("FC net BN+dropout", model, splits, kwargs, log, plots)
     setting = (f"hidden {hidden}, batchnorm, keep {keep}, reg {reg}, Adam lr {lr:.0e} "
                f"decay 0.9, {cfg['fcnet_epochs']} epochs")
     return [_row("FC net + batchnorm + dropout", setting, val, test, sec, "fcnet", train=train,
                  measured=val)]
 
 
-def run_cnn(splits, cfg, log):
+def run_cnn(splits, cfg, log, plots=None):
     """A2 Q4: ThreeLayerConvNet, one epoch (the notebook's settings)."""
     np.random.seed(231)
     n = min(cfg["cnn_train"], len(splits["X_train"]))
@@ -285,11 +387,184 @@ def run_cnn(splits, cfg, log):
     model = ThreeLayerConvNet(weight_scale=0.001, hidden_dim=500, reg=0.001)
     kwargs = {"update_rule": "adam", "optim_config": {"learning_rate": 1e-3},
               "num_epochs": cfg["cnn_epochs"], "batch_size": 50}
-    train, val, test, sec = _train_net("ThreeLayerConvNet", model, data, kwargs, log)
+    train, val, test, sec = _train_net("ThreeLayerConvNet", model, data, kwargs, log, plots)
     setting = (f"32 7x7 filters, hidden 500, reg 1e-3, Adam 1e-3, batch 50, "
                f"{cfg['cnn_epochs']} epoch on {n:,} images")
     return [_row("ThreeLayerConvNet", setting, val, test, sec, "cnn", train=train,
                  measured=train)]
+
+
+def _sanity_row(check, setting, measured, expected, ok, seconds):
+    return {"kind": "sanity", "experiment": check, "setting": setting, "measured": measured,
+            "course_expects": expected, "meets": bool(ok), "seconds": seconds, "train_acc": None,
+            "val_acc": None, "test_acc": None, "threshold": None}
+
+
+def run_sanity(splits, cfg, log, plots=None):
+    """The notes' sanity checks before training: initial loss, then overfitting a tiny subset."""
+    rows = []
+    t0 = time.perf_counter()
+    n = min(500, len(splits["X_train"]))
+    np.random.seed(231)
+    reg = 1e3
+    r = check_initial_loss(lambda reg: TwoLayerNet(hidden_dim=50, reg=reg),
+                           splits["X_train"][:n], splits["y_train"][:n], reg=reg)
+    log(f"[sanity] initial loss {r['loss']:.4f} (log 10 = {r['expected']:.4f}), "
+        f"{r['loss_with_reg']:.4f} with reg {reg:g}: {r['message']}")
+    rows.append(_sanity_row(
+        "initial loss = log(C), rises with reg", f"TwoLayerNet, {n} training images",
+        f"{r['loss']:.4f} at reg 0, {r['loss_with_reg']:.4f} at reg {reg:g}",
+        f"log(10) = {r['expected']:.4f}, higher with reg", r["ok"], time.perf_counter() - t0))
+
+    t0 = time.perf_counter()
+    np.random.seed(231)
+    n = min(cfg["overfit_train"], len(splits["X_train"]))
+    model = FullyConnectedNet([100, 100], weight_scale=5e-2)
+    r = overfit_small_subset(model, splits, num_train=n, update_rule="adam",
+                             optim_config={"learning_rate": 1e-3},
+                             num_epochs=cfg["overfit_epochs"], batch_size=25)
+    log(f"[sanity] overfit {n} images: train acc {100 * r['train_acc']:.1f}% after "
+        f"{cfg['overfit_epochs']} epochs")
+    rows.append(_sanity_row(
+        f"overfit {n} images", f"FC net [100, 100], Adam 1e-3, {cfg['overfit_epochs']} epochs",
+        f"train acc {100 * r['train_acc']:.1f}%", "100% train acc", r["ok"],
+        time.perf_counter() - t0))
+    _activation_experiment(cfg["tanh_examples"], cfg["tanh_width"], log, plots)
+    return rows
+
+
+def _activation_experiment(num_examples, width, log, plots):
+    """The notes' initialization experiment: unit-Gaussian data through 10 tanh layers of
+    ``width`` (500 in the notes) units; per-layer activation statistics for three weight
+    scales."""
+    X = np.random.RandomState(0).randn(num_examples, width)
+    histograms = {}
+    for label, scale in (("0.01", 0.01), (f"1/sqrt({width})", 1 / np.sqrt(width)), ("1.0", 1.0)):
+        np.random.seed(231)
+        net = FullyConnectedNet([width] * 10, input_dim=width, activation="tanh",
+                                weight_scale=scale)
+        stats = activation_statistics(net, X)
+        log(f"[sanity] tanh x10, weight_scale {label}: activation std per layer "
+            + " ".join(f"{s['std']:.2g}" for s in stats)
+            + f"; saturated {100 * stats[-1]['saturated_fraction']:.0f}% in the last layer")
+        histograms[f"w ~ {label}"] = net.hidden_activations(X, mode="train")
+    if plots:
+        _plot(log, vis_utils.plot_activation_histograms, histograms,
+              os.path.join(plots, "tanh_activations.png"))
+
+
+def run_search(splits, cfg, log, plots=None):
+    """The notes' random search (log-uniform, coarse-to-fine) for the LinearSVM; the best run's
+    model is evaluated on the test split."""
+    X_train, X_val, X_test = _linear_data(splits)
+    y_train, y_val, y_test = splits["y_train"], splits["y_val"], splits["y_test"]
+    t0 = time.perf_counter()
+    # Coarse ranges of about 1.5 and 3 decades around the course's suggestions.
+    space = {"learning_rate": LogUniform(1e-7, 5e-6), "reg": LogUniform(1e2, 1e5)}
+    progress = Progress("SVM random search", cfg["search_budget"])
+
+    def train(learning_rate, reg):
+        np.random.seed(231)
+        svm = LinearSVM()
+        with np.errstate(over="ignore", invalid="ignore"):  # too-large rates diverge: low score
+            svm.train(X_train, y_train, learning_rate=learning_rate, reg=reg,
+                      num_iters=cfg["search_iters"], batch_size=200)
+            va = _accuracy(svm.predict(X_val), y_val)
+        progress.update(info=f"lr {learning_rate:.1e} reg {reg:.1e}: val {100 * va:.1f}%")
+        return {"score": va, "model": svm}
+
+    results = random_search(space, train, cfg["search_budget"], rounds=cfg["search_rounds"],
+                            seed=231)
+    progress.close()
+    best = results[0]
+    model = best["result"]["model"]
+    tr, te = _accuracy(model.predict(X_train), y_train), _accuracy(model.predict(X_test), y_test)
+    lr, reg = best["params"]["learning_rate"], best["params"]["reg"]
+    log(f"[search] best of {len(results)}: lr {lr:.2e}, reg {reg:.2e}, "
+        f"val {100 * best['score']:.1f}%, test {100 * te:.1f}%")
+    if plots:
+        _plot(log, vis_utils.plot_search_results,
+              [{"params": r["params"], "score": r["score"]} for r in results],
+              os.path.join(plots, "svm_search.png"))
+    setting = (f"random search, {len(results)} runs x {cfg['search_iters']} iters in "
+               f"{cfg['search_rounds']} coarse-to-fine rounds; best lr={lr:.1e} reg={reg:.1e}")
+    return [_row("linear SVM, random search", setting, best["score"], te,
+                 time.perf_counter() - t0, "search", train=tr, measured=best["score"])]
+
+
+def run_pca(Xtr, cfg, log, plots=None):
+    """The notes' PCA on raw pixels: variance kept by the top components, and the picture."""
+    t0 = time.perf_counter()
+    n = min(cfg["pca_images"], len(Xtr))
+    X = Xtr[:n].reshape(n, -1).astype(np.float64)
+    K = min(cfg["pca_components"], n, X.shape[1])
+    pca = PCA(n_components=K).fit(X)
+    kept = float(pca.explained_variance_ratio_.sum())
+    log(f"[pca] top {K} of {X.shape[1]} components of {n:,} images keep {100 * kept:.1f}% of "
+        f"the variance ({time.perf_counter() - t0:.1f} s)")
+    if plots:
+        _plot(log, vis_utils.plot_pca_pictures, pca, X, os.path.join(plots, "pca.png"),
+              image_shape=Xtr.shape[1:], channels_first=False)
+
+
+def image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log):
+    """HOG + colour-histogram features of the course's splits (raw NHWC pixels), standardized
+    with the training split's mean and std. Returns dict X_train/X_val/X_test (N, 154) and
+    labels."""
+    t0 = time.perf_counter()
+    fns = [hog_feature, lambda im: color_histogram_hsv(im, nbin=10)]
+    images = np.concatenate([Xtr[:n_tr + n_val], Xte[:n_te]])
+    F = extract_features(images, fns)
+    scaler = Standardize().fit(F[:n_tr])
+    F = scaler.transform(F).astype(np.float64)
+    log(f"[features] {F.shape[1]} HOG + colour-histogram features of {len(F):,} images in "
+        f"{time.perf_counter() - t0:.1f} s")
+    return {"X_train": F[:n_tr], "X_val": F[n_tr:n_tr + n_val], "X_test": F[n_tr + n_val:],
+            "y_train": Ytr[:n_tr], "y_val": Ytr[n_tr:n_tr + n_val], "y_test": Yte[:n_te],
+            "seconds": time.perf_counter() - t0}
+
+
+def run_features(feats, cfg, log, plots=None):
+    """A1 Q5: a LinearSVM and a TwoLayerNet on image features."""
+    def bias(X):
+        return np.hstack([X, np.ones((len(X), 1))])
+
+    rows = []
+    t0 = time.perf_counter()
+    best = None
+    for lr in cfg["feature_lrs"]:
+        for reg in cfg["feature_regs"]:
+            np.random.seed(231)
+            svm = LinearSVM()
+            with np.errstate(over="ignore", invalid="ignore"):  # large lr * reg diverges
+                svm.train(bias(feats["X_train"]), feats["y_train"], learning_rate=lr, reg=reg,
+                          num_iters=cfg["feature_iters"])
+                va = _accuracy(svm.predict(bias(feats["X_val"])), feats["y_val"])
+            log(f"[features] SVM lr {lr:.0e} reg {reg:.0e}: val {100 * va:.1f}%")
+            if best is None or va > best[0]:
+                best = (va, lr, reg, svm)
+    va, lr, reg, svm = best
+    tr = _accuracy(svm.predict(bias(feats["X_train"])), feats["y_train"])
+    te = _accuracy(svm.predict(bias(feats["X_test"])), feats["y_test"])
+    n = len(cfg["feature_lrs"]) * len(cfg["feature_regs"])
+    rows.append(_row("linear SVM on HOG + colour features",
+                     f"{n}-point sweep, best lr={lr:.0e} reg={reg:.0e}, "
+                     f"{cfg['feature_iters']} iters", va, te,
+                     feats["seconds"] + time.perf_counter() - t0, "features_svm", train=tr,
+                     measured=va))
+
+    np.random.seed(231)
+    dim = feats["X_train"].shape[1]
+    model = TwoLayerNet(input_dim=dim, hidden_dim=500, weight_scale=1e-2, reg=1e-3)
+    kwargs = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.3}, "lr_decay": 0.95,
+              "num_epochs": cfg["feature_net_epochs"], "batch_size": 200}
+    data = {k: feats[k] for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
+    train, val, test, sec = _train_net("features net", model, data, kwargs, log)
+    rows.append(_row("two-layer net on HOG + colour features",
+                     f"hidden 500, reg 1e-3, SGD lr 0.3 decay 0.95, "
+                     f"{cfg['feature_net_epochs']} epochs", val, test, sec, "features_net",
+                     train=train))
+    return rows
 
 
 def _pct(x):
@@ -297,15 +572,29 @@ def _pct(x):
 
 
 def format_results(rows, timings=None, timing_shape=None):
-    """The results as Markdown tables (accuracy table, then k-NN distance timings)."""
-    out = ["| experiment | setting | train acc | val acc | test acc | wall time | course expects "
-           "| meets |",
-           "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    """The results as Markdown tables (accuracy table, sanity checks, then k-NN distance
+    timings); a table with no rows is left out."""
+    sanity = [r for r in rows if r.get("kind") == "sanity"]
+    accuracy = [r for r in rows if r.get("kind") != "sanity"]
+    out = []
+    if accuracy:
+        out += ["| experiment | setting | train acc | val acc | test acc | wall time | "
+                "course expects | meets |",
+                "|---|---|---|---|---|---|---|---|"]
+    for r in accuracy:
         meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
         out.append(f"| {r['experiment']} | {r['setting']} | {_pct(r['train_acc'])} | "
                    f"{_pct(r['val_acc'])} | {_pct(r['test_acc'])} | {r['seconds']:.1f} s | "
                    f"{r['course_expects']} | {meets} |")
+    if sanity:
+        out += ["" if out else None, "Sanity checks (the notes' babysitting):", "",
+                "| check | setting | measured | expected | wall time | passes |",
+                "|---|---|---|---|---|---|"]
+        for r in sanity:
+            meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
+            out.append(f"| {r['experiment']} | {r['setting']} | {r['measured']} | "
+                       f"{r['course_expects']} | {r['seconds']:.1f} s | {meets} |")
+    out = [line for line in out if line is not None]
     if timings:
         n_test, n_train = timing_shape
         base = timings["two loops"]
@@ -319,8 +608,11 @@ def format_results(rows, timings=None, timing_shape=None):
     return "\n".join(out)
 
 
-def run(data_dir, quick=False, only=None, log=None, cnn_train=None):
+def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
     """Run the experiments; returns (rows, timings, timing_shape, total_seconds).
+
+    plots: a directory to write the pictures to (None: no pictures). Sanity-check rows carry
+    ``kind: "sanity"``.
 
     cnn_train: train ThreeLayerConvNet's one epoch on the first cnn_train training images
     instead of all 49,000 (the course's setting; about 1,000 iterations).
@@ -343,23 +635,34 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None):
 
     rows, timings, timing_shape = [], None, None
     if "knn" in only:
-        knn_rows, timings, n_time, n_tr = run_knn(Xtr, Ytr, Xte, Yte, cfg, log)
+        knn_rows, timings, n_time, n_tr = run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots)
         rows += knn_rows
         timing_shape = (n_time, n_tr)
-    if set(only) & {"linear", "twolayer", "fcnet", "cnn"}:
+    if "pca" in only:
+        run_pca(Xtr, cfg, log, plots)
+    if set(only) & {"linear", "twolayer", "fcnet", "cnn", "sanity", "search", "features"}:
         n_val = min(cfg["num_validation"], len(Xtr) // 10)
         n_tr = min(cfg["num_training"], len(Xtr) - n_val)
-        splits = cs231n_splits(Xtr, Ytr, Xte, Yte, n_tr, n_val,
-                               min(cfg["num_test"], len(Xte)))
+        n_te = min(cfg["num_test"], len(Xte))
+        feats = None
+        if "features" in only:  # from the raw pixels, before they are mean-subtracted
+            feats = image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log)
+        splits = cs231n_splits(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te)
         del Xtr, Xte
+        if "sanity" in only:
+            rows += run_sanity(splits, cfg, log, plots)
         if "linear" in only:
-            rows += run_linear(splits, cfg, log)
+            rows += run_linear(splits, cfg, log, plots)
+        if "search" in only:
+            rows += run_search(splits, cfg, log, plots)
         if "twolayer" in only:
-            rows += run_twolayer(splits, cfg, log)
+            rows += run_twolayer(splits, cfg, log, plots)
         if "fcnet" in only:
-            rows += run_fcnet(splits, cfg, log)
+            rows += run_fcnet(splits, cfg, log, plots)
         if "cnn" in only:
-            rows += run_cnn(splits, cfg, log)
+            rows += run_cnn(splits, cfg, log, plots)
+        if feats is not None:
+            rows += run_features(feats, cfg, log, plots)
     if quick:
         for row in rows:
             row["meets"] = None
@@ -381,13 +684,15 @@ def main(argv=None):
                         help="train ThreeLayerConvNet's epoch on the first N training images "
                              "(default: all 49,000, as in the course)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--plots", metavar="DIR",
+                        help="also write the course's pictures (PNG) to this directory")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data_dir):
         parser.error(f"--data-dir {args.data_dir!r} is not a directory")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     try:
         rows, timings, shape, total = run(args.data_dir, quick=args.quick, only=only,
-                                          cnn_train=args.cnn_train)
+                                          cnn_train=args.cnn_train, plots=args.plots)
     except ValueError as e:
         parser.error(str(e))
     cmd = "python -m numpy_impl.reproduce " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -13,7 +13,10 @@ Example::
                     lr_decay=0.95, num_epochs=10, batch_size=100, print_every=100)
     solver.train()
     # model.params now holds the parameters with the best validation accuracy;
-    # solver.loss_history, solver.train_acc_history, solver.val_acc_history hold the curves.
+    # solver.loss_history, solver.train_acc_history, solver.val_acc_history hold the curves;
+    # solver.update_ratio_history[name] holds ||update|| / ||w|| for every iteration (the notes'
+    # babysitting ratio: about 1e-3 is healthy, much lower means the learning rate is too low,
+    # much higher that it is too high).
 
 Checkpoints (``checkpoint_name='runs/net'``) are written as ``runs/net_epoch_<e>.npz`` at every
 accuracy check: one ``.npz`` (read with ``allow_pickle=False``, no pickle anywhere) holding the
@@ -89,6 +92,11 @@ class Solver:
     - print_every: print the training loss every this many iterations. Default 10.
     - verbose: print progress. Default True.
 
+    Histories: ``loss_history`` (per iteration), ``train_acc_history`` and ``val_acc_history``
+    (per accuracy check), and ``update_ratio_history``: dict parameter name -> list of
+    ||update|| / ||w|| per iteration (NaN while ||w|| = 0), the notes' check of the learning
+    rate (about 1e-3 is healthy).
+
     Randomness comes from NumPy's global generator (``np.random.choice``), as in the course, so
     ``np.random.seed(...)`` before building and training makes a run reproducible.
     """
@@ -159,6 +167,7 @@ class Solver:
         self.loss_history = []
         self.train_acc_history = []
         self.val_acc_history = []
+        self.update_ratio_history = {p: [] for p in self.model.params}
         # Make a deep copy of the optim_config for each parameter.
         self.optim_configs = {}
         for p in self.model.params:
@@ -177,7 +186,9 @@ class Solver:
         for p, w in self.model.params.items():
             dw = grads[p]
             config = self.optim_configs[p]
+            w_norm = float(np.linalg.norm(w))
             next_w, next_config = self.update_rule(w, dw, config)
+            self.update_ratio_history[p].append(_update_ratio(next_w, w, w_norm))
             self.model.params[p] = next_w
             self.optim_configs[p] = next_config
 
@@ -328,6 +339,9 @@ class Solver:
             bn_meta.append(keys)
 
         arrays["loss_history"] = np.asarray(self.loss_history, dtype=np.float64)
+        for i, name in enumerate(names):
+            arrays[f"ratio/{i}"] = np.asarray(self.update_ratio_history.get(name, []),
+                                              dtype=np.float64)
         arrays["train_acc_history"] = np.asarray(self.train_acc_history, dtype=np.float64)
         arrays["val_acc_history"] = np.asarray(self.val_acc_history, dtype=np.float64)
         kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
@@ -409,6 +423,10 @@ class Solver:
             for j, key in enumerate(keys):
                 bn_params[i][key] = arrays[f"bn/{i}/{j}"]
         self.loss_history = list(arrays["loss_history"])
+        # Checkpoints written before update ratios were recorded have none: start those empty.
+        self.update_ratio_history = {
+            name: [float(r) for r in arrays.get(f"ratio/{i}", ())] for i, name in enumerate(names)
+        }
         self.train_acc_history = list(arrays["train_acc_history"])
         self.val_acc_history = list(arrays["val_acc_history"])
         self.epoch = meta["epoch"]
@@ -432,6 +450,14 @@ class Solver:
         solver = cls(model, data, **settings)
         solver.restore_checkpoint(filename)
         return solver
+
+
+def _update_ratio(next_w, w, w_norm):
+    """||next_w - w|| / ||w||; NaN when ||w|| = 0 (e.g. biases at their zero initialization),
+    where the ratio says nothing about the learning rate."""
+    if w_norm == 0:
+        return float("nan")
+    return float(np.linalg.norm(np.asarray(next_w, dtype=np.float64) - w)) / w_norm
 
 
 def _jsonable(value):

@@ -22,8 +22,9 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 
 import numpy_impl.layer_utils as layer_utils
 from numpy_impl.classifiers import (
@@ -40,6 +41,8 @@ from numpy_impl.classifiers import (
     svm_loss_naive,
     svm_loss_vectorized,
 )
+from numpy_impl.classifiers import k_nearest_neighbor as knn_module
+from numpy_impl.classifiers.k_nearest_neighbor import best_knn_setting
 from numpy_impl.gradient_check import eval_numerical_gradient, rel_error
 from numpy_impl.solver import Solver
 from parity_tests.tolerances import REL_ERROR
@@ -242,6 +245,87 @@ def test_knn_bad_input():
         knn.train(np.zeros((2, 3)), np.array([0.5, 1.0]))
 
 
+@pytest.mark.parametrize("metric, scipy_name", [("l1", "cityblock"), ("l2", "euclidean")])
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8])
+def test_knn_distances_equal_scipy_cdist(metric, scipy_name, dtype):
+    rs = np.random.RandomState(10)
+    X_train = (rs.rand(13, 20) * 255).astype(dtype)
+    X = (rs.rand(6, 20) * 255).astype(dtype)
+    knn = KNearestNeighbor(metric=metric)
+    knn.train(X_train, rs.randint(3, size=13))
+    ref = cdist(X.astype(np.float64), X_train.astype(np.float64), scipy_name)
+    for d in (knn.compute_distances_two_loops(X), knn.compute_distances_one_loop(X),
+              knn.compute_distances_no_loops(X)):
+        assert d.shape == (6, 13)
+        np.testing.assert_allclose(d, ref, rtol=1e-12)
+
+
+def test_knn_l1_no_loop_blocks_bound_memory(monkeypatch):
+    # A budget of 6 (test, train) pairs' worth of the (tile_test, tile_train, D) temporary: the
+    # result must not depend on the tiling, including ragged last tiles in both directions.
+    rs = np.random.RandomState(11)
+    X_train, X = rs.randn(9, 4), rs.randn(10, 4)
+    monkeypatch.setattr(knn_module, "L1_BLOCK_BYTES", 6 * 4 * 8)
+    seen = []
+    real_abs = np.abs
+
+    def spy(a, *args, **kwargs):
+        if a.ndim == 3:
+            seen.append(a.shape)
+        return real_abs(a, *args, **kwargs)
+
+    monkeypatch.setattr(knn_module.np, "abs", spy)
+    knn = KNearestNeighbor("l1")
+    knn.train(X_train, np.zeros(9, dtype=int))
+    d = knn.compute_distances_no_loops(X)
+    monkeypatch.undo()
+    np.testing.assert_allclose(d, cdist(X, X_train, "cityblock"), rtol=1e-12)
+    assert all(t * n <= 6 and D == 4 for t, n, D in seen)
+    assert sum(t * n for t, n, _ in seen) == 10 * 9  # every pair exactly once
+
+
+def test_knn_l1_and_l2_can_disagree_on_the_nearest_point():
+    # x = 0 is L2-closer to (2, 2) (2.83 < 3) but L1-closer to (3, 0) (3 < 4).
+    knn_l1, knn_l2 = KNearestNeighbor("l1"), KNearestNeighbor()
+    for knn in (knn_l1, knn_l2):
+        knn.train(np.array([[2.0, 2.0], [3.0, 0.0]]), np.array([0, 1]))
+    for loops in (0, 1, 2):
+        assert knn_l1.predict(np.zeros((1, 2)), num_loops=loops)[0] == 1
+        assert knn_l2.predict(np.zeros((1, 2)), num_loops=loops)[0] == 0
+
+
+def test_cross_validate_knn_over_metrics_and_best_setting():
+    rs = np.random.RandomState(12)
+    X, y = rs.randn(30, 5), rs.randint(3, size=30)
+    both = cross_validate_knn(X, y, [1, 5], num_folds=3, metric=["l1", "l2"])
+    assert set(both) == {"l1", "l2"}
+    assert both["l2"] == cross_validate_knn(X, y, [1, 5], num_folds=3)
+    # The L1 results equal a manual cross-validation with SciPy's cityblock distances.
+    idx = np.array_split(np.arange(30), 3)
+    for i in range(3):
+        tr = np.concatenate([idx[j] for j in range(3) if j != i])
+        order = np.argsort(cdist(X[idx[i]], X[tr], "cityblock"), axis=1, kind="stable")
+        pred = [np.argmax(np.bincount(y[tr][o[:5]], minlength=3)) for o in order]
+        assert both["l1"][5][i] == np.mean(np.array(pred) == y[idx[i]])
+    # Ties on the mean go to the smaller k, then to the metric listed first.
+    table = {"l2": {1: [0.5, 0.5], 3: [0.5, 1.0]}, "l1": {1: [0.75, 0.75], 3: [1.0, 0.5]}}
+    assert best_knn_setting(table) == ("l1", 1, 0.75)
+    assert best_knn_setting({"l2": {3: [0.75]}, "l1": {3: [0.75], 1: [0.5]}}) == ("l2", 3, 0.75)
+    assert best_knn_setting({1: [0.2], 3: [0.4], 5: [0.4]}) == (None, 3, pytest.approx(0.4))
+
+
+def test_knn_bad_metric():
+    with pytest.raises(ValueError, match=r"metric must be one of \('l2', 'l1'\), got 'cosine'"):
+        KNearestNeighbor(metric="cosine")
+    X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"metric must be one of .*got 'L1'"):
+        cross_validate_knn(X, y, [1], num_folds=2, metric=["l2", "L1"])
+    with pytest.raises(ValueError, match=r"non-empty list of them, got \[\]"):
+        cross_validate_knn(X, y, [1], num_folds=2, metric=[])
+    with pytest.raises(ValueError, match=r"accuracies must be a non-empty dict"):
+        best_knn_setting({})
+
+
 # ----------------------------------------------------------------------------------------------
 # Linear losses and classifiers
 # ----------------------------------------------------------------------------------------------
@@ -278,6 +362,44 @@ def test_linear_loss_numerical_gradient(naive, vectorized, seed, N, D, C, reg):
         num = eval_numerical_gradient(lambda w, fn=fn: fn(w, X, y, reg)[0], W.copy(),
                                       verbose=False, h=H)
         assert rel_error(num, dW) < TOL
+
+
+@pytest.mark.parametrize("fn", [svm_loss_naive, svm_loss_vectorized])
+@given(seed=seeds, delta=st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+def test_svm_margin_delta(fn, seed, delta):
+    rs = np.random.RandomState(seed)
+    N, D, C = 6, 4, 5
+    W, X, y = rs.randn(D, C), rs.randn(N, D), rs.randint(C, size=N)
+    S = X @ W
+    hinge = np.maximum(0, S - S[np.arange(N), y][:, None] + delta)
+    expected = (hinge.sum() - N * delta) / N + 0.3 * np.sum(W * W)  # j = y_i terms give delta
+    loss, dW = fn(W, X, y, 0.3, delta=delta)
+    assert rel_error(loss, expected) < REL_ERROR["twin_float64"]
+    num = eval_numerical_gradient(lambda w: fn(w, X, y, 0.3, delta=delta)[0], W.copy(),
+                                  verbose=False, h=H)
+    assume(np.all(np.abs(np.abs(S - S[np.arange(N), y][:, None]) - delta) > 1e-3))
+    assert rel_error(num, dW) < TOL
+    if delta > 0:
+        # Only delta / ||W|| matters without regularization: L(W; delta) = delta * L(W/delta; 1).
+        loss1, dW1 = fn(W / delta, X, y, 0.0)
+        assert rel_error(fn(W, X, y, 0.0, delta=delta)[0], delta * loss1) < 1e-12
+        assert rel_error(fn(W, X, y, 0.0, delta=delta)[1], dW1) < 1e-12
+    assert fn(W, X, y, 0.3)[0] == fn(W, X, y, 0.3, delta=1.0)[0]
+
+
+def test_svm_delta_bad_input_and_linear_svm_passes_it():
+    W, X, y = np.ones((2, 3)), np.ones((4, 2)), np.zeros(4, dtype=int)
+    for fn in (svm_loss_naive, svm_loss_vectorized):
+        for bad in (-1.0, float("inf"), True, "1"):
+            with pytest.raises(ValueError, match=r"delta must be a finite number >= 0, got"):
+                fn(W, X, y, 0.0, delta=bad)
+    with pytest.raises(ValueError, match=r"delta must be a finite number >= 0, got -2"):
+        LinearSVM(delta=-2)
+    svm = LinearSVM(delta=5.0)
+    svm.W = np.zeros((2, 3))
+    # At W = 0 every wrong class violates the margin by exactly delta: loss = (C - 1) * delta.
+    assert svm.loss(X, y, 0.0)[0] == pytest.approx(10.0)
+    assert LinearSVM().delta == 1.0
 
 
 def test_linear_losses_known_values_at_zero_weights():
@@ -435,6 +557,72 @@ def test_fc_net_gradients(normalization, keep, seed, reg, hidden):
     exact_zero = [f"b{i}" for i in range(1, L)] if normalization == "batchnorm" else []
     assert_model_gradients(model, away_from_zero(rs, (N, D)), rs.randint(C, size=N),
                            exact_zero=exact_zero)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("normalization, keep", [(None, 1), ("batchnorm", 0.6), ("layernorm", 1)])
+@settings(max_examples=3)
+@given(seed=seeds)
+def test_fc_net_smooth_activation_gradients(activation, normalization, keep, seed):
+    rs = np.random.RandomState(seed)
+    np.random.seed(seed)
+    N, D, C = 6, 5, 4
+    model = FullyConnectedNet([7, 6], input_dim=D, num_classes=C, reg=0.3, weight_scale=0.5,
+                              dtype=np.float64, normalization=normalization,
+                              dropout_keep_ratio=keep, seed=3, activation=activation)
+    randomize_biases(model, rs)
+    exact_zero = ["b1", "b2"] if normalization == "batchnorm" else []
+    assert_model_gradients(model, rs.randn(N, D), rs.randint(C, size=N), exact_zero=exact_zero)
+
+
+@pytest.mark.parametrize("activation, fn", [("sigmoid", lambda a: 1 / (1 + np.exp(-a))),
+                                            ("tanh", np.tanh), ("relu", lambda a: a * (a > 0))])
+def test_fc_net_activation_forward_values(activation, fn):
+    rs = np.random.RandomState(21)
+    model = FullyConnectedNet([5, 3], input_dim=4, num_classes=2, dtype=np.float64,
+                              activation=activation)
+    randomize_biases(model, rs)
+    X = rs.randn(7, 4)
+    p = model.params
+    h1 = fn(X @ p["W1"] + p["b1"])
+    h2 = fn(h1 @ p["W2"] + p["b2"])
+    np.testing.assert_allclose(model.loss(X), h2 @ p["W3"] + p["b3"], rtol=1e-12)
+    hidden = model.hidden_activations(X)
+    np.testing.assert_allclose(hidden[0], h1, rtol=1e-12)
+    np.testing.assert_allclose(hidden[1], h2, rtol=1e-12)
+
+
+def test_fc_net_default_activation_is_relu_and_unchanged():
+    np.random.seed(22)
+    default = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64)
+    np.random.seed(22)
+    relu = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64,
+                             activation="relu")
+    assert default.activation == "relu"
+    X, y = np.random.RandomState(0).randn(5, 4), np.array([0, 1, 2, 0, 1])
+    with relu_inputs() as seen:  # still the course's affine-relu sandwich
+        loss, grads = default.loss(X, y)
+    assert len(seen) == 1
+    loss2, grads2 = relu.loss(X, y)
+    assert loss == loss2 and all(np.array_equal(grads[k], grads2[k]) for k in grads)
+
+
+def test_fc_net_bad_activation_and_hidden_activations_keep_running_stats():
+    with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'sigmoid', "
+                                         r"'tanh'\), got 'gelu'"):
+        FullyConnectedNet([3], activation="gelu")
+    model = FullyConnectedNet([3], input_dim=2, num_classes=2, normalization="batchnorm",
+                              dropout_keep_ratio=0.5, dtype=np.float64)
+    X = np.random.RandomState(1).randn(8, 2)
+    model.loss(X, np.zeros(8, dtype=int))
+    before = {k: v.copy() for k, v in model.bn_params[0].items() if isinstance(v, np.ndarray)}
+    out = model.hidden_activations(X, mode="train")
+    assert out[0].shape == (8, 3)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.bn_params[0][k], v)
+    assert model.bn_params[0]["mode"] == "train" and model.dropout_param["mode"] == "train"
+    with pytest.raises(ValueError, match=r"mode must be 'train' or 'test', got 'eval'"):
+        model.hidden_activations(X, mode="eval")
 
 
 def test_fc_net_params_and_dtype():

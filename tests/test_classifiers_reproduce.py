@@ -20,11 +20,17 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     table = captured.out
     for name in ("k-NN, k=1", "k-NN, best k=", "linear SVM", "softmax", "two-layer net",
                  "FC net + batchnorm + dropout", "ThreeLayerConvNet", "two loops", "one loop",
-                 "no loops", "course expects"):
+                 "no loops", "course expects", "k-NN, L1 distance, best k=",
+                 "linear SVM, random search", "Sanity checks", "initial loss = log(C)",
+                 "overfit 20 images", "linear SVM on HOG + colour features",
+                 "two-layer net on HOG + colour features"):
         assert name in table, name
     assert "[two-layer net]" in captured.err  # progress display
+    assert "[pca] top 16 of 3072 components of 100 images keep" in captured.err
+    assert "[sanity] tanh x10, weight_scale 1.0: activation std per layer" in captured.err
     results = json.loads(out_json.read_text())
-    assert len(results["rows"]) == 7
+    assert len(results["rows"]) == 13
+    assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 2
     for row in results["rows"]:
         assert row["test_acc"] is None or 0.0 <= row["test_acc"] <= 1.0
     # k-NN runs on raw integer pixel values in float64, where even the no-loop expansion is
@@ -32,6 +38,19 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     assert results["knn_timings"]["one loop maxdiff"] == 0.0
     assert results["knn_timings"]["no loops maxdiff"] == 0.0
     assert all(row["meets"] is None for row in results["rows"])  # quick runs judge nothing
+
+
+def test_plots_written_for_the_chosen_experiments(tmp_path, capsys):
+    write_batches(tmp_path / "cifar", n=20)
+    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick", "--only",
+                         "knn,twolayer", "--plots", str(tmp_path / "plots")])
+    assert rc == 0
+    assert "update/weight ratio" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "plots")) == [
+        "knn_cv.png", "two_layer_net_W1.png", "two_layer_net_history.png",
+        "two_layer_net_update_ratio.png"]
+    for name in os.listdir(tmp_path / "plots"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_only_and_bad_arguments(tmp_path, capsys):
@@ -57,3 +76,14 @@ def test_real_cifar10_reaches_the_course_ranges():
     print(reproduce.format_results(rows, timings, (100, 5000)))
     failed = [r["experiment"] for r in rows if r["meets"] is False]
     assert not failed, f"below the course's range: {failed}"
+
+
+def test_format_results_leaves_out_empty_tables():
+    sanity = reproduce._sanity_row("initial loss", "TwoLayerNet", "2.30", "log(10)", False, 0.5)
+    only_sanity = reproduce.format_results([sanity])
+    assert only_sanity.startswith("Sanity checks") and "| experiment |" not in only_sanity
+    assert "| initial loss | TwoLayerNet | 2.30 | log(10) | 0.5 s | NO |" in only_sanity
+    row = reproduce._row("k-NN, k=1", "5,000 train", None, 0.29, 1.0, "knn_k1")
+    both = reproduce.format_results([row, sanity]).splitlines()
+    assert both[0].startswith("| experiment |") and "| k-NN, k=1 |" in both[2]
+    assert both[3] == "" and both[4].startswith("Sanity checks")

@@ -55,6 +55,9 @@ def assert_same_run(a, b):
     np.testing.assert_array_equal(a.train_acc_history, b.train_acc_history)
     np.testing.assert_array_equal(a.val_acc_history, b.val_acc_history)
     assert a.best_val_acc == b.best_val_acc and a.epoch == b.epoch
+    assert sorted(a.update_ratio_history) == sorted(b.update_ratio_history)
+    for k in a.update_ratio_history:
+        np.testing.assert_array_equal(a.update_ratio_history[k], b.update_ratio_history[k])
     assert sorted(a.model.params) == sorted(b.model.params)
     for k in a.model.params:
         np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
@@ -230,3 +233,59 @@ def test_verbose_output_format(capsys):
     assert any(line.startswith("(Epoch 0 / 1) train acc: ") for line in out)
     assert any(line.startswith("(Iteration 3 / 3) loss: ") for line in out)
     assert out[-1].startswith("(Epoch 1 / 1) train acc: ") and "; val_acc: " in out[-1]
+
+
+class ConstantGradModel:
+    """loss = sum(G * W): the gradient is the constant G, so SGD's updates are known exactly."""
+
+    def __init__(self, W, G):
+        self.params = {"W": W.copy(), "b": np.zeros(3)}
+        self.G = G
+
+    def loss(self, X, y=None):
+        if y is None:
+            return np.zeros((len(X), 3))
+        return float(np.sum(self.G * self.params["W"])), {"W": self.G, "b": np.ones(3)}
+
+
+def test_update_ratio_history_matches_sgd_by_hand():
+    rs = np.random.RandomState(0)
+    W0, G = rs.randn(4, 3), rs.randn(4, 3)
+    lr = 0.01
+    data = {"X_train": np.zeros((10, 2)), "y_train": np.zeros(10, dtype=int),
+            "X_val": np.zeros((5, 2)), "y_val": np.zeros(5, dtype=int)}
+    solver = Solver(ConstantGradModel(W0, G), data, optim_config={"learning_rate": lr},
+                    batch_size=5, num_epochs=3, verbose=False)
+    solver.train()
+    # Iteration t starts from W0 - t*lr*G and moves by lr*G.
+    expected = [lr * np.sqrt(np.sum(G * G)) / np.sqrt(np.sum((W0 - t * lr * G) ** 2))
+                for t in range(6)]
+    np.testing.assert_allclose(solver.update_ratio_history["W"], expected, rtol=1e-12)
+    # b starts at 0 (ratio undefined), then ||lr * 1|| / ||t * lr * 1|| = 1 / t.
+    b_ratios = solver.update_ratio_history["b"]
+    assert np.isnan(b_ratios[0])
+    np.testing.assert_allclose(b_ratios[1:], [1 / t for t in range(1, 6)], rtol=1e-12)
+
+
+def test_update_ratio_grows_with_the_learning_rate():
+    ratios = {}
+    for lr in (1e-4, 1e-2):
+        solver = run(optim_config={"learning_rate": lr}, num_epochs=1)
+        assert set(solver.update_ratio_history) == set(solver.model.params)
+        assert all(len(v) == len(solver.loss_history) for v in solver.update_ratio_history.values())
+        ratios[lr] = np.median(solver.update_ratio_history["W1"])
+    assert ratios[1e-2] > 10 * ratios[1e-4]
+
+
+def test_checkpoint_without_update_ratios_still_loads(tmp_path):
+    run(checkpoint_name=str(tmp_path / "net"), num_epochs=1)
+    path = tmp_path / "net_epoch_1.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("ratio/")}
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    solver = Solver(make_fc(1), make_data(), **SETTINGS)
+    solver.restore_checkpoint(str(old))
+    assert all(v == [] for v in solver.update_ratio_history.values())
+    solver.train()
+    assert all(len(v) == 3 * (60 // 16) for v in solver.update_ratio_history.values())

@@ -6,7 +6,7 @@ Submodules: ``k_nearest_neighbor``, ``linear_classifier``, ``linear_svm``, ``sof
 
 from .cnn import ThreeLayerConvNet
 from .fc_net import FullyConnectedNet, TwoLayerNet
-from .k_nearest_neighbor import KNearestNeighbor, cross_validate_knn
+from .k_nearest_neighbor import KNearestNeighbor, best_knn_setting, cross_validate_knn
 from .linear_classifier import LinearClassifier, LinearSVM, Softmax
 from .linear_svm import svm_loss_naive, svm_loss_vectorized
 from .rnn import CaptioningRNN
@@ -15,6 +15,7 @@ from .softmax import softmax_loss_naive, softmax_loss_vectorized
 __all__ = [
     "KNearestNeighbor",
     "cross_validate_knn",
+    "best_knn_setting",
     "LinearClassifier",
     "LinearSVM",
     "Softmax",

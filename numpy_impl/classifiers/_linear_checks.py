@@ -32,3 +32,10 @@ def check_linear_loss_args(W, X, y, reg):
     if not np.issubdtype(dtype, np.floating):
         dtype = W.dtype
     return N, D, C, dtype
+
+
+def check_delta(delta):
+    """The SVM margin: a finite real number >= 0."""
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 <= delta < np.inf:
+        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
+    return float(delta)

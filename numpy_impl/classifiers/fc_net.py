@@ -26,11 +26,75 @@ from ..layer_utils import (
     affine_relu_backward,
     affine_relu_forward,
 )
-from ..layers import affine_backward, affine_forward, softmax_loss
+from ..layers import (
+    affine_backward,
+    affine_forward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
+    layernorm_backward,
+    layernorm_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_loss,
+    tanh_backward,
+    tanh_forward,
+)
 
 __all__ = ["TwoLayerNet", "FullyConnectedNet"]
 
 _NORMALIZATIONS = (None, "batchnorm", "layernorm")
+_NORM_LAYERS = {
+    "batchnorm": (batchnorm_forward, batchnorm_backward_alt),
+    "layernorm": (layernorm_forward, layernorm_backward),
+}
+# ReLU goes through layer_utils' sandwich (the course's); the others through _affine_norm_act_*.
+_ACTIVATIONS = {
+    "relu": None,
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+
+
+def _affine_norm_act_forward(x, w, b, gamma, beta, norm_param, normalization, dropout_param,
+                             activation):
+    """affine -> [batch/layer norm] -> activation -> [dropout], one hidden layer.
+
+    x: (N, d_1, ..., d_k); w: (D, M); b: (M,); gamma, beta: (M,) or None; activation one of
+    _ACTIVATIONS. Returns out (N, M) and a cache for _affine_norm_act_backward.
+    """
+    if activation == "relu":
+        out, cache = affine_norm_relu_forward(x, w, b, gamma, beta, norm_param,
+                                              normalization=normalization,
+                                              dropout_param=dropout_param)
+        return out, (activation, cache)
+    act_forward, _ = _ACTIVATIONS[activation]
+    out, fc_cache = affine_forward(x, w, b)
+    norm_cache = None
+    if normalization is not None:
+        out, norm_cache = _NORM_LAYERS[normalization][0](out, gamma, beta, norm_param)
+    out, act_cache = act_forward(out)
+    drop_cache = None
+    if dropout_param is not None:
+        out, drop_cache = dropout_forward(out, dropout_param)
+    return out, (activation, (normalization, fc_cache, norm_cache, act_cache, drop_cache))
+
+
+def _affine_norm_act_backward(dout, cache):
+    """dout: (N, M). Returns dx, dw (D, M), db (M,), dgamma, dbeta (None without norm)."""
+    activation, cache = cache
+    if activation == "relu":
+        return affine_norm_relu_backward(dout, cache)
+    normalization, fc_cache, norm_cache, act_cache, drop_cache = cache
+    if drop_cache is not None:
+        dout = dropout_backward(dout, drop_cache)
+    da = _ACTIVATIONS[activation][1](dout, act_cache)
+    dgamma = dbeta = None
+    if normalization is not None:
+        da, dgamma, dbeta = _NORM_LAYERS[normalization][1](da, norm_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db, dgamma, dbeta
 
 
 def _require_dim(name, value):
@@ -106,13 +170,16 @@ class FullyConnectedNet:
 
         {affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax
 
-    where normalization and dropout are optional and the {...} block repeats L - 1 times.
+    where normalization and dropout are optional and the {...} block repeats L - 1 times. The
+    nonlinearity is ReLU as in the course, or sigmoid / tanh (``activation``; the notes compare
+    them).
     Parameters: W1..WL, b1..bL, and gamma1..gamma(L-1), beta1..beta(L-1) for the hidden layers
     when normalization is used, all of ``dtype``.
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
-                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None):
+                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
+                 activation="relu"):
         """
         Inputs:
         - hidden_dims: list of integers, the size of each hidden layer.
@@ -127,6 +194,7 @@ class FullyConnectedNet:
           needed for numeric gradient checking.
         - seed: if not None, passed to the dropout layers, which then draw the same mask on every
           call (makes the model deterministic for gradient checks).
+        - activation: hidden-layer nonlinearity, "relu" (the course's), "sigmoid" or "tanh".
         """
         hidden_dims = list(hidden_dims)
         for i, h in enumerate(hidden_dims):
@@ -143,6 +211,11 @@ class FullyConnectedNet:
                 "dropout_keep_ratio is the probability of keeping a unit and must lie in (0, 1], "
                 f"got {dropout_keep_ratio!r}"
             )
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}"
+            )
+        self.activation = activation
         self.normalization = normalization
         self.use_dropout = dropout_keep_ratio != 1
         self.reg = reg
@@ -200,19 +273,9 @@ class FullyConnectedNet:
             for bn_param in self.bn_params:
                 bn_param["mode"] = mode
 
-        caches = []
-        out = X
-        for i in range(1, self.num_layers):
-            gamma = self.params.get(f"gamma{i}")
-            beta = self.params.get(f"beta{i}")
-            bn_param = self.bn_params[i - 1] if self.normalization else None
-            out, cache = affine_norm_relu_forward(
-                out, self.params[f"W{i}"], self.params[f"b{i}"], gamma, beta, bn_param,
-                normalization=self.normalization,
-                dropout_param=self.dropout_param if self.use_dropout else None,
-            )
-            caches.append(cache)
+        hidden, caches = self._hidden_forward(X)
         L = self.num_layers
+        out = hidden[-1] if hidden else X
         scores, last_cache = affine_forward(out, self.params[f"W{L}"], self.params[f"b{L}"])
 
         # If test mode return early.
@@ -226,10 +289,58 @@ class FullyConnectedNet:
         grads = {}
         dout, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
         for i in range(L - 1, 0, -1):
-            dout, dW, db, dgamma, dbeta = affine_norm_relu_backward(dout, caches[i - 1])
+            dout, dW, db, dgamma, dbeta = _affine_norm_act_backward(dout, caches[i - 1])
             grads[f"W{i}"], grads[f"b{i}"] = dW, db
             if self.normalization is not None:
                 grads[f"gamma{i}"], grads[f"beta{i}"] = dgamma, dbeta
         for name in weights:
             grads[name] = grads[name] + self.reg * self.params[name]
         return loss, grads
+
+    def _hidden_forward(self, X):
+        """Run the L - 1 hidden layers in the current modes. X: (N, d_1, ..., d_k) of
+        self.dtype. Returns (outputs, caches): each hidden layer's output (N, H_i) and cache."""
+        outputs, caches = [], []
+        out = X
+        for i in range(1, self.num_layers):
+            out, cache = _affine_norm_act_forward(
+                out, self.params[f"W{i}"], self.params[f"b{i}"], self.params.get(f"gamma{i}"),
+                self.params.get(f"beta{i}"),
+                self.bn_params[i - 1] if self.normalization else None, self.normalization,
+                self.dropout_param if self.use_dropout else None, self.activation,
+            )
+            outputs.append(out)
+            caches.append(cache)
+        return outputs, caches
+
+    def hidden_activations(self, X, mode="test"):
+        """The output of every hidden layer (after the nonlinearity and dropout) for input X.
+
+        Inputs:
+        - X: (N, d_1, ..., d_k) input data.
+        - mode: "test" (batchnorm uses running statistics, dropout is the identity) or "train"
+          (batch statistics and dropout masks, as during training; batchnorm's running averages
+          are left as they were).
+
+        Returns a list of L - 1 arrays, the i-th of shape (N, hidden_dims[i]).
+        """
+        if mode not in ("train", "test"):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        saved = [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
+                 for p in self.bn_params]
+        saved_dropout = dict(self.dropout_param)
+        try:
+            if self.use_dropout:
+                self.dropout_param["mode"] = mode
+            if self.normalization == "batchnorm":
+                for bn_param in self.bn_params:
+                    bn_param["mode"] = mode
+            outputs, _ = self._hidden_forward(X.astype(self.dtype, copy=False))
+        finally:
+            # A diagnostic pass must not move batchnorm's running averages or modes.
+            for bn_param, old in zip(self.bn_params, saved, strict=True):
+                bn_param.clear()
+                bn_param.update(old)
+            self.dropout_param.clear()
+            self.dropout_param.update(saved_dropout)
+        return outputs

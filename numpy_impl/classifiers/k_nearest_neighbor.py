@@ -1,16 +1,31 @@
-"""k-nearest-neighbour classifier with L2 distance (CS231n assignment 1, Q1).
+"""k-nearest-neighbour classifier with L2 or L1 distance (CS231n assignment 1, Q1).
 
 The three distance routines compute the same (num_test, num_train) matrix
-``dists[i, j] = ||X[i] - X_train[j]||_2`` and are kept side by side for teaching: two Python loops,
-one loop over test points, and no loop at all (the expansion
-``||x - t||^2 = ||x||^2 + ||t||^2 - 2 x.t`` as one matrix product plus two broadcast sums).
+``dists[i, j] = ||X[i] - X_train[j]||`` and are kept side by side for teaching: two Python loops,
+one loop over test points, and no loop at all. For L2 (the course's default) the no-loop version
+uses the expansion ``||x - t||^2 = ||x||^2 + ||t||^2 - 2 x.t`` as one matrix product plus two
+broadcast sums. L1 (``metric="l1"``, the notes' other distance) has no such expansion: its no-loop
+version broadcasts ``|X[i] - X_train[j]|`` over tiles of test and training points sized so that
+the (tile_test, tile_train, D) temporary stays under ``L1_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import require_ndim, shape_of
+
+METRICS = ("l2", "l1")
+# Memory bound of the no-loop L1 distance's broadcast temporary (4 MiB: about a CPU's cache).
+L1_BLOCK_BYTES = 4 * 2**20
+
+
+def _require_metric(metric, name="metric"):
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise ValueError(f"{name} must be one of {METRICS}, got {metric!r}")
+    return metric
 
 
 def _float_dtype(*arrays):
@@ -22,13 +37,16 @@ def _float_dtype(*arrays):
 
 
 class KNearestNeighbor:
-    """A kNN classifier with L2 distance.
+    """A kNN classifier with L2 (default, as in the course) or L1 distance.
 
     ``train`` only memorizes the data; ``predict`` computes the distances to every training point
     and takes a majority vote among the k closest.
+
+    - metric: "l2" (Euclidean, sqrt(sum (x - t)^2)) or "l1" (Manhattan, sum |x - t|).
     """
 
-    def __init__(self):
+    def __init__(self, metric="l2"):
+        self.metric = _require_metric(metric)
         self.X_train = None
         self.y_train = None
 
@@ -90,16 +108,18 @@ class KNearestNeighbor:
         return X.astype(dtype, copy=False), self.X_train.astype(dtype, copy=False)
 
     def compute_distances_two_loops(self, X):
-        """dists[i, j] = L2 distance between X[i] and X_train[j], with a double loop.
+        """dists[i, j] = distance (self.metric) between X[i] and X_train[j], with a double loop.
 
         Input X: (num_test, D). Returns dists: (num_test, num_train).
         """
         X, X_train = self._check_test(X)
         num_test, num_train = X.shape[0], X_train.shape[0]
         dists = np.zeros((num_test, num_train), dtype=X.dtype)
+        l1 = self.metric == "l1"
         for i in range(num_test):
             for j in range(num_train):
-                dists[i, j] = np.sqrt(np.sum((X[i] - X_train[j]) ** 2))
+                diff = X[i] - X_train[j]
+                dists[i, j] = np.sum(np.abs(diff)) if l1 else np.sqrt(np.sum(diff**2))
         return dists
 
     def compute_distances_one_loop(self, X):
@@ -111,21 +131,29 @@ class KNearestNeighbor:
         X, X_train = self._check_test(X)
         num_test, num_train = X.shape[0], X_train.shape[0]
         dists = np.zeros((num_test, num_train), dtype=X.dtype)
+        l1 = self.metric == "l1"
         for i in range(num_test):
-            dists[i, :] = np.sqrt(np.sum((X_train - X[i]) ** 2, axis=1))
+            diff = X_train - X[i]
+            dists[i, :] = np.sum(np.abs(diff), axis=1) if l1 else np.sqrt(np.sum(diff**2, axis=1))
         return dists
 
     def compute_distances_no_loops(self, X):
-        """Same as compute_distances_two_loops, with no Python loop.
+        """Same as compute_distances_two_loops, with no Python loop over points.
 
-        ||x - t||^2 = ||x||^2 + ||t||^2 - 2 x.t: one (num_test, D) x (D, num_train) matrix product
-        plus two broadcast sums of squared norms. Cancellation can make the expansion slightly
-        negative for (near-)identical points, so it is clipped at 0 before the square root
-        (otherwise sqrt would return NaN).
+        For metric "l2": ||x - t||^2 = ||x||^2 + ||t||^2 - 2 x.t: one (num_test, D) x
+        (D, num_train) matrix product plus two broadcast sums of squared norms. Cancellation can
+        make the expansion slightly negative for (near-)identical points, so it is clipped at 0
+        before the square root (otherwise sqrt would return NaN).
+
+        For metric "l1": |X[i] - X_train[j]| summed over D by broadcasting, a tile of test x
+        training points at a time (no loop over individual points; memory bounded by
+        L1_BLOCK_BYTES).
 
         Input X: (num_test, D). Returns dists: (num_test, num_train).
         """
         X, X_train = self._check_test(X)
+        if self.metric == "l1":
+            return _l1_blocked(X, X_train)
         test_sq = np.sum(X * X, axis=1)[:, None]  # (num_test, 1)
         train_sq = np.sum(X_train * X_train, axis=1)[None, :]  # (1, num_train)
         sq = test_sq + train_sq - 2.0 * (X @ X_train.T)
@@ -166,20 +194,46 @@ class KNearestNeighbor:
         return np.argmax(votes, axis=1)
 
 
-def cross_validate_knn(X, y, k_choices, num_folds=5, num_loops=0):
+def _l1_blocked(X, X_train):
+    """L1 distances (num_test, num_train) between the rows of X (num_test, D) and X_train
+    (num_train, D), broadcasting |X[i] - X_train[j]| over tiles of (test rows x train rows).
+
+    A full broadcast of 500 x 5000 CIFAR-10 images would need 61 GB in float64; each tile's
+    (tile_test, tile_train, D) temporary stays under L1_BLOCK_BYTES instead. Small (cache-sized)
+    tiles are also faster than tall ones: the subtraction, abs and sum then run in cache instead
+    of streaming a large temporary through memory three times.
+    """
+    num_test, num_train, D = X.shape[0], X_train.shape[0], X.shape[1]
+    pairs = max(1, L1_BLOCK_BYTES // max(D * X.dtype.itemsize, 1))
+    tile_train = min(num_train, max(1, math.isqrt(pairs)))
+    tile_test = max(1, pairs // tile_train)
+    dists = np.empty((num_test, num_train), dtype=X.dtype)
+    for i in range(0, num_test, tile_test):
+        rows = X[i:i + tile_test, None, :]
+        for j in range(0, num_train, tile_train):
+            diff = rows - X_train[None, j:j + tile_train, :]
+            dists[i:i + tile_test, j:j + tile_train] = np.abs(diff, out=diff).sum(axis=2)
+    return dists
+
+
+def cross_validate_knn(X, y, k_choices, num_folds=5, num_loops=0, metric="l2"):
     """k-fold cross-validation of KNearestNeighbor (the course's ``k_to_accuracies`` loop).
 
     The data is split into ``num_folds`` contiguous folds with ``np.array_split`` (as in the
     course notebook); each fold in turn is the validation set and the rest is the training set.
-    Distances are computed once per fold and reused for every k.
+    Distances are computed once per fold and metric and reused for every k.
 
     Inputs:
     - X: (N, D) points; y: (N,) integer labels.
     - k_choices: iterable of k values to try.
     - num_folds: number of folds (2 <= num_folds <= N).
     - num_loops: which distance implementation to use (0, 1 or 2).
+    - metric: "l2" (the course's), "l1", or a list/tuple of them to cross-validate over k and
+      metric at once.
 
-    Returns k_to_accuracies: dict mapping each k to a list of ``num_folds`` accuracies.
+    Returns, for a single metric, k_to_accuracies: dict mapping each k to a list of
+    ``num_folds`` accuracies (the course's result). For a list of metrics, a dict mapping each
+    metric to its k_to_accuracies; ``best_knn_setting`` picks the winner from either.
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -190,17 +244,48 @@ def cross_validate_knn(X, y, k_choices, num_folds=5, num_loops=0):
         raise TypeError(f"num_folds must be an integer, got {num_folds!r}")
     if not 2 <= num_folds <= X.shape[0]:
         raise ValueError(f"num_folds must lie in [2, N={X.shape[0]}], got {num_folds}")
+    single = isinstance(metric, str)
+    metrics = [metric] if single else list(metric)
+    if not metrics:
+        raise ValueError(f"metric must be one of {METRICS} or a non-empty list of them, got []")
+    for m in metrics:
+        _require_metric(m)
     k_choices = list(k_choices)
     X_folds = np.array_split(X, num_folds)
     y_folds = np.array_split(y, num_folds)
-    k_to_accuracies = {k: [] for k in k_choices}
+    results = {m: {k: [] for k in k_choices} for m in metrics}
     for i in range(num_folds):
         X_tr = np.concatenate(X_folds[:i] + X_folds[i + 1:])
         y_tr = np.concatenate(y_folds[:i] + y_folds[i + 1:])
-        classifier = KNearestNeighbor()
-        classifier.train(X_tr, y_tr)
-        dists = classifier._distances(X_folds[i], num_loops)
-        for k in k_choices:
-            y_pred = classifier.predict_labels(dists, k=k)
-            k_to_accuracies[k].append(float(np.mean(y_pred == y_folds[i])))
-    return k_to_accuracies
+        for m in metrics:
+            classifier = KNearestNeighbor(metric=m)
+            classifier.train(X_tr, y_tr)
+            dists = classifier._distances(X_folds[i], num_loops)
+            for k in k_choices:
+                y_pred = classifier.predict_labels(dists, k=k)
+                results[m][k].append(float(np.mean(y_pred == y_folds[i])))
+    return results[metrics[0]] if single else results
+
+
+def best_knn_setting(accuracies):
+    """The setting with the highest mean cross-validation accuracy.
+
+    Input: cross_validate_knn's result, either k -> list of fold accuracies, or
+    metric -> (k -> list of fold accuracies).
+    Returns (metric, k, mean_accuracy); metric is None for the single-metric form. Ties go to the
+    smaller k, then to the metric listed first (the simpler model wins a tie).
+    """
+    if not isinstance(accuracies, dict) or not accuracies:
+        raise ValueError(f"accuracies must be a non-empty dict from cross_validate_knn, "
+                         f"got {accuracies!r}")
+    per_metric = accuracies
+    if not isinstance(next(iter(accuracies.values())), dict):
+        per_metric = {None: accuracies}
+    best = None
+    for order, (m, k_to_acc) in enumerate(per_metric.items()):
+        for k, accs in k_to_acc.items():
+            key = (-float(np.mean(accs)), k, order)
+            if best is None or key < best[0]:
+                best = (key, m, k)
+    (neg_mean, _, _), m, k = best
+    return m, k, -neg_mean

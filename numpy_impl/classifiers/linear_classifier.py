@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .._checks import require_ndim, shape_of
+from ._linear_checks import check_delta
 from .linear_svm import svm_loss_vectorized
 from .softmax import softmax_loss_vectorized
 
@@ -112,10 +113,17 @@ class LinearClassifier:
 
 
 class LinearSVM(LinearClassifier):
-    """A subclass that uses the multiclass SVM loss function."""
+    """A subclass that uses the multiclass SVM loss function.
+
+    - delta: the SVM margin (default 1, the course's).
+    """
+
+    def __init__(self, delta=1.0):
+        super().__init__()
+        self.delta = check_delta(delta)
 
     def loss(self, X_batch, y_batch, reg):
-        return svm_loss_vectorized(self.W, X_batch, y_batch, reg)
+        return svm_loss_vectorized(self.W, X_batch, y_batch, reg, delta=self.delta)
 
 
 class Softmax(LinearClassifier):

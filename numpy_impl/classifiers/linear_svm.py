@@ -1,8 +1,12 @@
 """Structured (multiclass) SVM loss for a linear classifier (CS231n assignment 1, Q2).
 
-For scores s = X[i] @ W and margin Delta = 1:
+For scores s = X[i] @ W and margin Delta (``delta``, 1 by default as in the course):
 
-    L = (1/N) sum_i sum_{j != y_i} max(0, s_j - s_{y_i} + 1)  +  reg * sum(W * W)
+    L = (1/N) sum_i sum_{j != y_i} max(0, s_j - s_{y_i} + Delta)  +  reg * sum(W * W)
+
+The notes point out that Delta and reg trade off against each other (only their ratio matters
+once W can scale freely), which is why the course fixes Delta = 1; ``delta`` lets the notes'
+examples with other margins be reproduced.
 
 Each positive margin pushes column j of W towards X[i] and column y_i away from it, which is
 where dW's two updates come from. As in the course, the regularization is ``reg * sum(W*W)``
@@ -13,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linear_checks import check_linear_loss_args
+from ._linear_checks import check_delta, check_linear_loss_args
 
 
-def svm_loss_naive(W, X, y, reg):
+def svm_loss_naive(W, X, y, reg, delta=1.0):
     """Structured SVM loss, naive implementation (with loops).
 
     Inputs:
@@ -24,12 +28,14 @@ def svm_loss_naive(W, X, y, reg):
     - X: (N, D) minibatch of data.
     - y: (N,) labels; y[i] = c means X[i] has label c, 0 <= c < C.
     - reg: (float) regularization strength.
+    - delta: (float) the margin Delta >= 0 the correct class score must win by.
 
     Returns (loss, dW): loss a scalar, dW (D, C) the gradient with respect to W.
     A margin of exactly 0 contributes no gradient (the subgradient chosen at the hinge's kink,
     the same choice as svm_loss_vectorized).
     """
     N, _, C, dtype = check_linear_loss_args(W, X, y, reg)
+    delta = check_delta(delta)
     dW = np.zeros(W.shape, dtype=dtype)
     loss = 0.0
     for i in range(N):
@@ -38,7 +44,7 @@ def svm_loss_naive(W, X, y, reg):
         for j in range(C):
             if j == y[i]:
                 continue
-            margin = scores[j] - correct_class_score + 1  # note delta = 1
+            margin = scores[j] - correct_class_score + delta
             if margin > 0:
                 loss += margin
                 dW[:, j] += X[i]
@@ -50,7 +56,7 @@ def svm_loss_naive(W, X, y, reg):
     return dtype.type(loss), dW
 
 
-def svm_loss_vectorized(W, X, y, reg):
+def svm_loss_vectorized(W, X, y, reg, delta=1.0):
     """Structured SVM loss, vectorized implementation. Same inputs and outputs as
     svm_loss_naive.
 
@@ -58,10 +64,11 @@ def svm_loss_vectorized(W, X, y, reg):
     G[i, y_i] = -(number of positive margins in row i).
     """
     N, _, _, dtype = check_linear_loss_args(W, X, y, reg)
+    delta = check_delta(delta)
     rows = np.arange(N)
     scores = (X @ W).astype(dtype, copy=False)
     correct = scores[rows, y][:, None]
-    margins = np.maximum(0, scores - correct + 1)
+    margins = np.maximum(0, scores - correct + delta)
     margins[rows, y] = 0
     loss = margins.sum() / N + reg * np.sum(W * W)
     G = (margins > 0).astype(dtype)

@@ -24,6 +24,10 @@ _SUBMODULES = (
     "solver",
     "data",
     "features",
+    "preprocessing",
+    "search",
+    "diagnostics",
+    "vis_utils",
 )
 
 

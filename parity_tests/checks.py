@@ -247,8 +247,13 @@ def check_gradcheck(spec: OpSpec, index: int) -> None:
     fixed = {
         k: torch.tensor(v, dtype=torch.float64) for k, v in case.inputs.items() if k not in names
     }
+    # torch.empty(...).copy_: an empty array becomes a tensor with C-order strides, which
+    # gradcheck requires (torch.tensor gives a zero-size one all-zero strides).
     leaves = tuple(
-        torch.tensor(case.inputs[n], dtype=torch.float64, requires_grad=True) for n in names
+        torch.empty(case.inputs[n].shape, dtype=torch.float64)
+        .copy_(torch.from_numpy(case.inputs[n]))
+        .requires_grad_()
+        for n in names
     )
 
     def f(*ts):

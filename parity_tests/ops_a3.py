@@ -311,8 +311,10 @@ _EMBED_BAD = (
 )
 
 
-def _temporal_affine_case(rng, dtype) -> Case:
-    N, T, D, M = _size(rng), _size(rng), _size(rng), _size(rng)
+def _temporal_affine_case(rng, dtype, N=None, T=None, D=None) -> Case:
+    """Random sizes; a flavor may pin N, T or D (0 for the zero-size cases)."""
+    N, T, D = (_size(rng) if v is None else v for v in (N, T, D))
+    M = _size(rng)
     inputs = {"x": rng.standard_normal((N, T, D)), "w": rng.standard_normal((D, M)),
               "b": rng.standard_normal(M)}
     return _case(dtype, inputs)
@@ -372,6 +374,9 @@ _TEMPORAL_OPS = [
     OpSpec(
         name="temporal_affine",
         make_case=_temporal_affine_case,
+        # Zero-size dimensions: no features (out = b everywhere), no steps, no sequences. (Case
+        # 0 draws freely: the bad-input check mutates it.)
+        flavors=({}, {"D": 0}, {"T": 0}, {"N": 0}),
         numpy_forward_backward=_pair(npr.temporal_affine_forward, npr.temporal_affine_backward,
                                      _xs),
         torch_impl_fn=lambda t, c: tf3.TemporalAffineFunction.apply(t["x"], t["w"], t["b"]),
@@ -870,4 +875,68 @@ _SIMCLR_OPS = [
 ]
 
 
-OPS = _RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS
+# ----------------------------------------------------------------------------------------------
+# Pieces of the transformer layers: layer norm over the last dimension, GELU
+# ----------------------------------------------------------------------------------------------
+
+
+def _last_dim_norm_case(rng, dtype, lead=None) -> Case:
+    """x (*lead, D) with D >= 3 values per normalized row (see ops_layers: with 2 the output is
+    +-1 whatever x is); lead () is a 1-D x, a single row."""
+    if lead is None:
+        lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))
+    D = _size(rng, 3, 6)
+    x = rng.standard_normal((*lead, D)) * rng.uniform(0.5, 3) + rng.normal(0, 2)
+    inputs = {"x": x, "gamma": rng.normal(1, 0.5, D), "beta": rng.standard_normal(D)}
+    return _case(dtype, inputs, eps=float(rng.choice([1e-5, 1e-3])))
+
+
+def _last_dim_norm_numpy(case: Case, dout):
+    """numpy_impl's layernorm (rows of an (N, D) matrix) on x's rows: the same math per token."""
+    from numpy_impl import layers as npl
+
+    x, gamma, beta = case.inputs.values()
+    D = x.shape[-1]
+    rows = x.reshape(int(np.prod(x.shape[:-1])), D)
+    out, cache = npl.layernorm_forward(rows, gamma, beta, {"eps": case.consts["eps"]})
+    if dout is None:
+        return out.reshape(x.shape), None
+    dx, dgamma, dbeta = npl.layernorm_backward(dout.reshape(rows.shape), cache)
+    return out.reshape(x.shape), {"x": dx.reshape(x.shape), "gamma": dgamma, "beta": dbeta}
+
+
+def _gelu_case(rng, dtype) -> Case:
+    shape = tuple(_size(rng, 1, 4) for _ in range(rng.integers(1, 4)))
+    return _case(dtype, {"x": rng.standard_normal(shape) * 2})
+
+
+_TRANSFORMER_OPS = [
+    OpSpec(
+        name="transformer_layernorm",
+        make_case=_last_dim_norm_case,
+        flavors=({}, {"lead": ()}),  # a 1-D x: one row, no leading dimension to sum over
+        numpy_forward_backward=_last_dim_norm_numpy,
+        torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(t["x"], t["gamma"],
+                                                                      t["beta"], c["eps"]),
+        torch_functional_fn=lambda t, c: functional_call(
+            ttl.LayerNorm(t["x"].shape[-1], eps=c["eps"]),
+            {"gamma": t["gamma"], "beta": t["beta"]}, (t["x"],)),
+        builtin_fn=lambda t, c: F.layer_norm(t["x"], t["x"].shape[-1:], t["gamma"], t["beta"],
+                                             eps=c["eps"]),
+        bad_inputs=(BadInput("gamma wrong length", _set_input("gamma", lambda g: g[:-1]),
+                             "gamma must have shape"),),
+        conversion="F.layer_norm(x, x.shape[-1:], gamma, beta, eps); numpy: layernorm_forward "
+        "on x.reshape(-1, D)",
+    ),
+    OpSpec(
+        name="gelu",
+        make_case=_gelu_case,
+        torch_impl_fn=lambda t, c: tf3.GELUFunction.apply(t["x"]),
+        builtin_fn=lambda t, c: F.gelu(t["x"]),
+        conversion="F.gelu(x) (approximate='none', the exact x * Phi(x)); no NumPy twin",
+    ),
+]
+
+
+OPS = (_RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS
+       + _TRANSFORMER_OPS)

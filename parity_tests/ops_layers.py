@@ -90,7 +90,7 @@ def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
         x = (x - x.mean(axis=0)) / x.std(axis=0) * scale + rng.uniform(-1, 1, size=K) * scale
     else:
         x = x * scale + rng.normal(0, 2, size=K)
-    if zero_var:
+    if zero_var and K:  # (K = 0: an empty batch of groups)
         x[:, rng.integers(K)] = rng.choice([0.0, 0.5, -2.0])
     return x
 
@@ -125,8 +125,10 @@ def _zero_var(dtype, numerical) -> bool:
 def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -> Case:
     # Training: N >= 3 (see above; PyTorch raises for N = 1, where the output is beta whatever x
     # is). Test mode is an affine map: batch of 1 is fine.
+    # An explicit N (a flavor) is used as given: N = 0, an empty batch, keeps the running
+    # statistics and returns an empty output (as F.batch_norm does).
     smallest = 3 if numerical or mode == "train" else 1
-    N = max(N or _batch(rng, smallest), smallest)
+    N = _batch(rng, smallest) if N is None else N
     D = D or int(rng.integers(1, 6))
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
     x = _norm_features(rng, N, D, dtype, zero_var)
@@ -189,11 +191,11 @@ def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
                                               "stride": stride})
 
 
-def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None) -> Case:
-    N, C = N or _batch(rng), int(rng.integers(1, 4))
-    H, W = (int(s) for s in rng.integers(1, 5, size=2))
-    if mode == "train" and N * H * W < 3:
-        H = 3  # at least 3 values per channel (see above)
+def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None) -> Case:
+    N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
+    H, W = HW or (int(s) for s in rng.integers(1, 5, size=2))
+    if mode == "train" and 0 < N * H * W < 3:
+        H = 3  # at least 3 values per channel (see above); 0 values is the empty-batch flavor
     zero_var = _zero_var(dtype, numerical) and mode == "train" and C > 1
     feats = _norm_features(rng, N * H * W, C, dtype, zero_var)
     x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
@@ -201,10 +203,11 @@ def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None) -> Case:
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
 
 
-def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None) -> Case:
-    N, G = N or _batch(rng), G or int(rng.integers(1, 4))
+def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None,
+                    HW=None) -> Case:
+    N, G = _batch(rng) if N is None else N, G or int(rng.integers(1, 4))
     C = G * (per_group or int(rng.integers(1, 4)))
-    H, W = (int(s) for s in rng.integers(1, 4, size=2))
+    H, W = HW or (int(s) for s in rng.integers(1, 4, size=2))
     if C // G * H * W < 3:
         W = 3  # a group of one value would have zero variance by construction
     # Group g of sample n is channels g*C/G .. (g+1)*C/G of x[n]: contiguous in (N, G, M).
@@ -236,6 +239,18 @@ def _windows_have_clear_max(a: np.ndarray, ph: int, pw: int, stride: int, gap: f
                                                                    < gap)):
                 return False
     return True
+
+
+def _conv_relu_case(rng, dtype, **kw) -> Case:
+    """conv -> relu with every pre-activation at least 1e-2 away from relu's kink."""
+    while True:
+        case = _conv_case(rng, np.float64, **kw)
+        x, w, b = case.inputs.values()
+        cp = case.consts["conv_param"]
+        a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                     stride=cp["stride"], padding=cp["pad"])
+        if a.abs().min() > 1e-2:
+            return _case(dtype, case.inputs, conv_param=cp)
 
 
 def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
@@ -635,14 +650,17 @@ OPS = [
     _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
     _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
     _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
-    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1})),
+    # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
+    _bn_entry("batchnorm", "batchnorm_backward", "train", False,
+              ({"N": 3}, {"D": 1}, {"N": 0})),
     _bn_entry("batchnorm_alt", "batchnorm_backward_alt", "train", False,
-              ({"N": 3}, {"D": 1})),
-    _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1},)),
+              ({"N": 3}, {"D": 1}, {"N": 0})),
+    _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1}, {"N": 0})),
+    # 1x1 maps: each channel's statistics are over the batch alone; 0 x 2 maps: no values.
     _bn_entry("spatial_batchnorm", "spatial_batchnorm_backward", "train", True,
-              ({"N": 1},)),
+              ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)})),
     _bn_entry("spatial_batchnorm_test", "spatial_batchnorm_backward", "test", True,
-              ({"N": 1},)),
+              ({"N": 1}, {"N": 0}, {"HW": (1, 1)})),
     OpSpec(
         name="layernorm",
         make_case=_layernorm_case,
@@ -662,8 +680,11 @@ OPS = [
         name="spatial_groupnorm",
         make_case=_groupnorm_case,
         make_numerical_case=lambda rng, dtype, **kw: _groupnorm_case(rng, dtype, True, **kw),
-        # G = 1 (layernorm over C, H, W); one channel per group (instance norm), batch of 1.
-        flavors=({"G": 1}, {"per_group": 1, "N": 1}),
+        # G = 1 (layernorm over C, H, W); one channel per group (G = C, instance norm), batch
+        # of 1; 1x1 maps (a group is its channels alone); an empty batch (empty output, as
+        # F.group_norm).
+        flavors=({"G": 1}, {"per_group": 1, "N": 1}, {"HW": (1, 1), "per_group": 3},
+                 {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "spatial_groupnorm_forward",
                                            "spatial_groupnorm_backward", _xs_and("G", "gn_param")),
         torch_impl_fn=lambda t, c: tf.SpatialGroupNormFunction.apply(
@@ -728,6 +749,17 @@ OPS = [
         builtin_fn=lambda t, c: F.relu(
             F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])),
         conversion="F.relu(F.linear(x.reshape(N, -1), w.T, b))",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
+        name="conv_relu",
+        make_case=_conv_relu_case,
+        flavors=_CONV_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npu, "conv_relu_forward", "conv_relu_backward",
+                                           _xs_and("conv_param")),
+        torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(_conv_apply(t, c)),
+        builtin_fn=lambda t, c: F.relu(_conv_builtin(t, c)),
+        conversion="F.relu(F.conv2d(x, w, b, stride, padding=pad))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
     OpSpec(

@@ -18,7 +18,7 @@ def _params(*attrs):
     return [
         pytest.param(spec, i, id=f"{spec.name}-{i}")
         for spec in specs_with(*attrs)
-        for i in range(N_CASES)
+        for i in range(max(N_CASES, len(spec.flavors)))  # every flavor runs by default
     ]
 
 

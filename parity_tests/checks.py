@@ -266,6 +266,62 @@ def check_gradcheck(spec: OpSpec, index: int) -> None:
         raise AssertionError(_where(spec, case, f"gradcheck failed: {e}")) from None
 
 
+def _grad_subsets(names: tuple) -> list[tuple]:
+    """The proper non-empty subsets of ``names`` that check_grad_subsets tries: all of them for
+    up to 4 names; beyond that each name alone and all but one (a backward that guards gradient
+    i by the flag of input j != i fails with i alone; one that skips i unless j is also wanted
+    fails with all but j)."""
+    k = len(names)
+    if k <= 4:
+        masks = range(1, 2**k - 1)
+        return [tuple(n for b, n in enumerate(names) if m >> b & 1) for m in masks]
+    alone = [(n,) for n in names]
+    all_but = [tuple(m for m in names if m != n) for n in names]
+    return alone + all_but
+
+
+def _leaf_grads(spec: OpSpec, case: Case, douts: tuple, wanted: tuple) -> dict:
+    """The ``.grad`` of every floating input after backward, with exactly ``wanted`` requiring
+    a gradient (the others are plain tensors)."""
+    tensors = {
+        k: torch.tensor(v, dtype=torch.float64, requires_grad=k in wanted)
+        if _is_float(v) else torch.tensor(v)
+        for k, v in case.inputs.items()
+    }
+    outs = as_tuple(spec.torch_impl_fn(tensors, to_torch_consts(case.consts, torch.float64,
+                                                                "cpu")))
+    pairs = [(o, torch.as_tensor(d, dtype=o.dtype)) for o, d in zip(outs, douts, strict=True)
+             if d is not None and o.requires_grad]
+    if pairs:
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    return {k: t.grad for k, t in tensors.items() if _is_float(t)}
+
+
+def check_grad_subsets(spec: OpSpec, index: int) -> None:
+    """Which gradients a backward computes (``ctx.needs_input_grad``): for subsets of the
+    floating inputs requiring grad, each of them gets the gradient it gets when ALL of them
+    require grad (None counts as zero: an output that does not depend on an input), and the
+    others get none."""
+    case = spec.case(index, np.float64)
+    names = tuple(k for k, v in case.inputs.items() if _is_float(v))
+    outs, _ = run_torch(spec.torch_impl_fn, spec, case, None)
+    douts = make_douts(case_rng(spec.name, index, "dout"), outs, np.float64)
+    full = _leaf_grads(spec, case, douts, names)
+    for wanted in _grad_subsets(names):
+        grads = _leaf_grads(spec, case, douts, wanted)
+        for n in names:
+            where = _where(spec, case, f"d{n} with only {list(wanted)} requiring grad")
+            if n not in wanted:
+                assert grads[n] is None, f"{where}: got a gradient"
+                continue
+            zero = torch.zeros(case.inputs[n].shape, dtype=torch.float64)
+            ref, got = (zero if g is None else g for g in (full[n], grads[n]))
+            assert grads[n] is not None or not ref.any(), (
+                f"{where}: no gradient (None), the full backward gives a nonzero one"
+            )
+            assert_close(got, ref, "float64", where)
+
+
 def check_functional(spec: OpSpec, index: int) -> None:
     """torch_impl.functional (CS231n param dicts) == torch_impl.functions (Function.apply)."""
     case = spec.case(index, np.float64)

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
+from parity_tests import test_ops as ops_tests
 from parity_tests import test_optim as optim_tests
 from parity_tests.registry import specs_with
+from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
 
 
 def _spec(name):
-    (spec,) = [s for s in specs_with("numpy_forward_backward") if s.name == name]
+    (spec,) = [s for s in specs_with("torch_impl_fn") if s.name == name]
     return spec
 
 
@@ -130,3 +133,38 @@ def test_cuda_check_code_path_runs_on_cpu(name):
     # The CUDA test is skipped on machines without a GPU; running its check with device="cpu"
     # keeps the code path exercised (device placement asserts, builtin comparison) everywhere.
     checks.check_cuda(_spec(name), 0, device="cpu")
+
+
+def test_gradient_guarded_by_the_wrong_flag_is_caught(monkeypatch):
+    # LSTMStepFunction's dx computed only when prev_h (input 1) needs a gradient instead of x
+    # (input 0): every other check requests all gradients at once and passes.
+    original = tf3.LSTMStepFunction.backward
+
+    def wrong(ctx, dnext_h, dnext_c):
+        grads = list(original(ctx, dnext_h, dnext_c))
+        if not ctx.needs_input_grad[1]:
+            grads[0] = None
+        return tuple(grads)
+
+    monkeypatch.setattr(tf3.LSTMStepFunction, "backward", staticmethod(wrong))
+    spec = _spec("lstm_step")
+    checks.check_twin(spec, 0)  # the hole: the full backward is right
+    checks.check_builtin(spec, 0, np.float64)
+    with pytest.raises(AssertionError, match=r"dx with only \['x'\] requiring grad"):
+        checks.check_grad_subsets(spec, 0)
+
+
+def test_unregistered_function_is_caught(monkeypatch):
+    class UnregisteredFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, dout):
+            return dout
+
+    UnregisteredFunction.__module__ = tf3.__name__
+    monkeypatch.setattr(tf3, "UnregisteredFunction", UnregisteredFunction, raising=False)
+    with pytest.raises(AssertionError, match="UnregisteredFunction"):
+        ops_tests.test_every_function_is_in_the_registry()

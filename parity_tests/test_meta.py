@@ -11,12 +11,14 @@ import torch
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
+from parity_tests import test_defaults as defaults_tests
 from parity_tests import test_ops as ops_tests
 from parity_tests import test_optim as optim_tests
 from parity_tests.registry import specs_with
 from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import nn as tnn
 
 
 def _spec(name):
@@ -168,3 +170,43 @@ def test_unregistered_function_is_caught(monkeypatch):
     monkeypatch.setattr(tf3, "UnregisteredFunction", UnregisteredFunction, raising=False)
     with pytest.raises(AssertionError, match="UnregisteredFunction"):
         ops_tests.test_every_function_is_in_the_registry()
+
+
+def _default(name):
+    (d,) = [d for d in defaults_tests.DEFAULTS if d.name == name]
+    return d
+
+
+@pytest.mark.parametrize("momentum", [1.8, 0.5])
+def test_changed_default_is_caught(monkeypatch, momentum):
+    # BatchNormFunction.forward's momentum default changed: every other test passes it.
+    forward = tf.BatchNormFunction.forward
+    monkeypatch.setattr(forward, "__defaults__", (momentum, 1e-5))
+    with pytest.raises(AssertionError, match="BatchNormFunction"):
+        defaults_tests.check_default(_default("BatchNormFunction"))
+
+
+def test_changed_dict_default_is_caught(monkeypatch):
+    # numpy_impl's bn_param eps default (read by the shared argument check) set to 1e-3.
+    from numpy_impl import _checks
+
+    original = _checks.check_bn_param
+
+    def wrong(bn_param, D):
+        mode, eps, momentum = original(bn_param, D)
+        return mode, (1e-3 if "eps" not in bn_param else eps), momentum
+
+    monkeypatch.setattr(npl, "check_bn_param", wrong)
+    with pytest.raises(AssertionError, match="numpy batchnorm_forward"):
+        defaults_tests.check_default(_default("numpy batchnorm_forward"))
+
+
+def test_unchecked_default_is_caught(monkeypatch):
+    # A new defaulted hyperparameter in a torch_impl module must get a row in the table.
+    def init(self, num_features, eps=1e-5, device=None, dtype=None, affine_scale=1.0):
+        original(self, num_features, eps, device, dtype)
+
+    original = tnn.LayerNorm.__init__
+    monkeypatch.setattr(tnn.LayerNorm, "__init__", init)
+    with pytest.raises(AssertionError, match="LayerNorm.__init__.affine_scale"):
+        defaults_tests.test_every_default_is_checked()

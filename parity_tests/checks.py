@@ -268,11 +268,11 @@ def check_gradcheck(spec: OpSpec, index: int) -> None:
 
 def _grad_subsets(names: tuple) -> list[tuple]:
     """The proper non-empty subsets of ``names`` that check_grad_subsets tries: all of them for
-    up to 4 names; beyond that each name alone and all but one (a backward that guards gradient
+    up to 3 names; beyond that each name alone and all but one (a backward that guards gradient
     i by the flag of input j != i fails with i alone; one that skips i unless j is also wanted
     fails with all but j)."""
     k = len(names)
-    if k <= 4:
+    if k <= 3:
         masks = range(1, 2**k - 1)
         return [tuple(n for b, n in enumerate(names) if m >> b & 1) for m in masks]
     alone = [(n,) for n in names]

@@ -157,7 +157,7 @@ def _like(t: torch.Tensor) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _recurrent_case(rng, dtype, gates, seq, scale=1.0) -> Case:
+def _recurrent_case(rng, dtype, gates, seq, scale=1.0, N=None, D=None) -> Case:
     """x (N, T, D) or (N, D), h0/prev_h (N, H) [, prev_c], Wx (D, gH), Wh (H, gH), b (gH,).
 
     Weights ~ randn / sqrt(fan_in) * scale (CS231n's init at scale 1). Strongly saturated units
@@ -165,8 +165,8 @@ def _recurrent_case(rng, dtype, gates, seq, scale=1.0) -> Case:
     PyTorch's tanh becomes a 1e-8 relative difference: tests/test_a3_parity.py covers that regime
     with absolute tolerances instead of the registry's elementwise relative error.
     """
-    N, D, H = _size(rng), _size(rng), _size(rng)
-    T = _seq_len(rng)
+    N, D = (_size(rng) if v is None else v for v in (N, D))  # a flavor may pin them
+    H, T = _size(rng), _seq_len(rng)
     x = rng.standard_normal((N, T, D) if seq else (N, D))
     inputs = {"x": x, "h0" if seq else "prev_h": rng.standard_normal((N, H))}
     if gates == 4 and not seq:
@@ -255,7 +255,10 @@ _LSTM_BAD = _RNN_BAD + (
 def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builtin, bad, conv):
     return OpSpec(
         name=name,
-        make_case=lambda rng, dtype: _recurrent_case(rng, dtype, gates, seq),
+        make_case=lambda rng, dtype, **kw: _recurrent_case(rng, dtype, gates, seq, **kw),
+        # An empty batch; no input features (only the recurrence: nn.RNNCell/nn.LSTMCell
+        # accept it, nn.RNN/nn.LSTM do not, nor T = 0).
+        flavors=({}, {"N": 0}) if seq else ({}, {"N": 0}, {"D": 0}),
         numpy_forward_backward=_pair(forward, backward, _xs),
         torch_impl_fn=lambda t, c: fn.apply(*t.values()),
         torch_functional_fn=lambda t, c: functional(*t.values()),
@@ -292,8 +295,9 @@ _RECURRENT_OPS = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _embedding_case(rng, dtype) -> Case:
-    V, D, N, T = _size(rng, 1, 6), _size(rng), _size(rng), _size(rng)
+def _embedding_case(rng, dtype, N=None, T=None) -> Case:
+    V, D = _size(rng, 1, 6), _size(rng)
+    N, T = (_size(rng) if v is None else v for v in (N, T))
     # Few words and several positions: repeated indices (whose gradients must accumulate) are
     # the rule; one case in three uses V = 1 (every position is the same word).
     x = rng.integers(V, size=(N, T))
@@ -363,6 +367,7 @@ _TEMPORAL_OPS = [
     OpSpec(
         name="word_embedding",
         make_case=_embedding_case,
+        flavors=({}, {"N": 0}, {"T": 0}),  # no words: dW = 0
         numpy_forward_backward=_pair(npr.word_embedding_forward, npr.word_embedding_backward,
                                      lambda c: (c.consts["x"], c.inputs["W"])),
         torch_impl_fn=lambda t, c: tf3.WordEmbeddingFunction.apply(c["x"], t["W"]),
@@ -426,9 +431,10 @@ def _keep_mask(rng, shape):
     return (rng.random(shape) < p) / p, p
 
 
-def _sdpa_case(rng, dtype, dropout=False) -> Case:
+def _sdpa_case(rng, dtype, dropout=False, S=None) -> Case:
     lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))  # (B,) or (B, heads)
-    S, T, d, dv = _size(rng), _seq_len(rng), _size(rng), _size(rng)
+    S = _size(rng) if S is None else S
+    T, d, dv = _seq_len(rng), _size(rng), _size(rng)
     inputs = {"q": rng.standard_normal((*lead, S, d)), "k": rng.standard_normal((*lead, T, d)),
               "v": rng.standard_normal((*lead, T, dv))}
     consts = {"attn_mask": _attn_mask(rng, S, T), "drop_mask": None, "dropout_param": None}
@@ -548,8 +554,9 @@ _MHA_BAD = (
 )
 
 
-def _pe_case(rng, dtype, dropout=False) -> Case:
-    N, S, D = _size(rng), _size(rng, 1, 7), 2 * _size(rng, 1, 4)
+def _pe_case(rng, dtype, dropout=False, N=None) -> Case:
+    N = _size(rng) if N is None else N
+    S, D = _size(rng, 1, 7), 2 * _size(rng, 1, 4)
     consts = {"drop_mask": None, "dropout_param": None}
     if dropout:
         mask, p = _keep_mask(rng, (N, S, D))
@@ -584,6 +591,7 @@ _ATTENTION_OPS = [
     OpSpec(
         name="scaled_dot_product_attention",
         make_case=_sdpa_case,
+        flavors=({}, {"S": 0}),  # no queries: an empty output, zero dk and dv
         numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
                                      npa.scaled_dot_product_attention_backward,
                                      _xs_and("attn_mask", "dropout_param")),
@@ -636,6 +644,7 @@ _ATTENTION_OPS = [
     OpSpec(
         name="positional_encoding",
         make_case=_pe_case,
+        flavors=({}, {"N": 0}),
         numpy_forward_backward=_pair(npa.positional_encoding_forward,
                                      npa.positional_encoding_backward, _xs_and("dropout_param")),
         torch_impl_fn=_pe_torch_impl,
@@ -905,8 +914,9 @@ def _last_dim_norm_numpy(case: Case, dout):
     return out.reshape(x.shape), {"x": dx.reshape(x.shape), "gamma": dgamma, "beta": dbeta}
 
 
-def _gelu_case(rng, dtype) -> Case:
-    shape = tuple(_size(rng, 1, 4) for _ in range(rng.integers(1, 4)))
+def _gelu_case(rng, dtype, shape=None) -> Case:
+    if shape is None:
+        shape = tuple(_size(rng, 1, 4) for _ in range(rng.integers(1, 4)))
     return _case(dtype, {"x": rng.standard_normal(shape) * 2})
 
 
@@ -914,7 +924,8 @@ _TRANSFORMER_OPS = [
     OpSpec(
         name="transformer_layernorm",
         make_case=_last_dim_norm_case,
-        flavors=({}, {"lead": ()}),  # a 1-D x: one row, no leading dimension to sum over
+        # a 1-D x: one row, no leading dimension to sum over; no rows at all
+        flavors=({}, {"lead": ()}, {"lead": (0, 2)}),
         numpy_forward_backward=_last_dim_norm_numpy,
         torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(t["x"], t["gamma"],
                                                                       t["beta"], c["eps"]),
@@ -931,6 +942,7 @@ _TRANSFORMER_OPS = [
     OpSpec(
         name="gelu",
         make_case=_gelu_case,
+        flavors=({}, {"shape": (0, 3)}),
         torch_impl_fn=lambda t, c: tf3.GELUFunction.apply(t["x"]),
         builtin_fn=lambda t, c: F.gelu(t["x"]),
         conversion="F.gelu(x) (approximate='none', the exact x * Phi(x)); no NumPy twin",

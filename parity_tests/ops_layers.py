@@ -58,17 +58,20 @@ def _distinct(rng, shape, spacing=0.05) -> np.ndarray:
     return ((rng.permutation(n) - n / 2) * spacing).reshape(shape)
 
 
-def _affine_case(rng, dtype, N=None) -> Case:
-    N = N or _batch(rng)
-    dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 4)))
-    M = int(rng.integers(1, 6))
+def _affine_case(rng, dtype, N=None, dims=None, M=None) -> Case:
+    """x (N, *dims), w (D, M), b (M,); a flavor may pin N, dims or M (0 for zero-size ones)."""
+    N = _batch(rng) if N is None else N
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 4)))
+    M = int(rng.integers(1, 6)) if M is None else M
     D = int(np.prod(dims))
     x, w, b = rng.standard_normal((N, *dims)), rng.standard_normal((D, M)), rng.standard_normal(M)
     return _case(dtype, {"x": x, "w": w, "b": b})
 
 
 def _elementwise_case(rng, dtype, N=None) -> Case:
-    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    N = _batch(rng) if N is None else N
+    shape = (N, *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
     return _case(dtype, {"x": _away_from_zero(rng, shape, 0.1, 3.0)})
 
 
@@ -137,7 +140,8 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
 
 
 def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
-    N, D = N or _batch(rng), int(rng.integers(3, 7))  # D >= 3 values per row (see above)
+    N = _batch(rng) if N is None else N
+    D = int(rng.integers(3, 7))  # D >= 3 values per row (see above)
     x = _norm_features(rng, D, N, dtype).T  # each row a group
     if _zero_var(dtype, numerical) and N > 1:
         x[rng.integers(N)] = rng.choice([0.0, 1.5])
@@ -153,7 +157,8 @@ def _dropout_mask(seed: int, shape: tuple, p: float) -> np.ndarray:
 
 
 def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
-    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    N = _batch(rng) if N is None else N
+    shape = (N, *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
     p = p or float(rng.choice([0.3, 0.5, 0.8]))
     seed = int(rng.integers(2**31))
     param = {"p": p, "mode": mode, "seed": seed}
@@ -165,9 +170,10 @@ def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
 
 
 def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
-               pad=None) -> Case:
+               pad=None, C=None) -> Case:
     """Random conv geometry; keyword overrides pin the awkward ones (see the entry's flavors)."""
-    N, C, Fn = N or _batch(rng), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    N = _batch(rng) if N is None else N
+    C, Fn = C or int(rng.integers(1, 4)), int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, max_hw + 1, size=2))
     pad = int(rng.integers(0, 3)) if pad is None else pad
     HH, WW = kernel or (int(rng.integers(1, min(H + 2 * pad, 4) + 1)),
@@ -182,7 +188,7 @@ def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
 
 
 def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
-    N, C = N or _batch(rng), int(rng.integers(1, 4))
+    N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, 8, size=2))
     ph, pw = pool or (int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1)))
     stride = stride or int(rng.integers(1, 4))
@@ -249,7 +255,7 @@ def _conv_relu_case(rng, dtype, **kw) -> Case:
         cp = case.consts["conv_param"]
         a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
                      stride=cp["stride"], padding=cp["pad"])
-        if a.abs().min() > 1e-2:
+        if a.numel() == 0 or a.abs().min() > 1e-2:
             return _case(dtype, case.inputs, conv_param=cp)
 
 
@@ -558,11 +564,19 @@ _CONV_FLAVORS = (
     {"kernel": (1, 1), "pad": 2},
     # kernel = the whole padded input: a 1x1 output
     {"HW": (3, 4), "kernel": (5, 6), "pad": 1, "stride": 2},
+    # 1x1 maps: a 1x1 kernel, one input channel; a 3x3 kernel = the padded 1x1 map
+    {"HW": (1, 1), "kernel": (1, 1), "pad": 0, "C": 1},
+    {"HW": (1, 1), "kernel": (3, 3), "pad": 1},
+    # an empty batch
+    {"N": 0},
 )
 _POOL_FLAVORS = (
     {"HW": (4, 6), "pool": (2, 2), "stride": 2},  # windows tile the input (the reshape path)
     {"N": 1, "HW": (7, 5), "pool": (2, 1), "stride": 3},  # stride > window: gaps, leftovers
     {"HW": (5, 5), "pool": (3, 3), "stride": 1},  # overlapping windows accumulate
+    {"HW": (1, 1), "pool": (1, 1), "stride": 1},  # a 1x1 map
+    {"HW": (3, 4), "pool": (3, 4), "stride": 5},  # one window = the whole map
+    {"N": 0, "HW": (4, 4), "pool": (2, 2), "stride": 2},  # an empty batch
 )
 
 
@@ -626,7 +640,7 @@ def _elementwise_entry(name, function, builtin):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
-        flavors=({"N": 1},),
+        flavors=({"N": 1}, {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, f"{name}_forward", f"{name}_backward", _xs),
         torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
@@ -638,14 +652,17 @@ OPS = [
     OpSpec(
         name="affine",
         make_case=_affine_case,
-        flavors=({"N": 1},),
+        # batch of 1; zero-size batch, features (x (N, 0): out = b) and outputs
+        flavors=({"N": 1}, {"N": 0}, {"dims": (0,)}, {"M": 0}),
         numpy_forward_backward=_numpy_pair(npl, "affine_forward", "affine_backward", _xs),
         torch_impl_fn=lambda t, c: tf.AffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
         # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
-        builtin_fn=lambda t, c: F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"]),
+        # (x.reshape(N, D) with D = w's rows: with N = 0 or D = 0 a -1 would be ambiguous)
+        builtin_fn=lambda t, c: F.linear(t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T,
+                                         t["b"]),
         bad_inputs=_AFFINE_BAD,
-        conversion="F.linear(x.reshape(N, -1), w.T, b)",
+        conversion="F.linear(x.reshape(N, D), w.T, b)",
     ),
     _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
     _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
@@ -665,7 +682,7 @@ OPS = [
         name="layernorm",
         make_case=_layernorm_case,
         make_numerical_case=lambda rng, dtype, **kw: _layernorm_case(rng, dtype, True, **kw),
-        flavors=({"N": 1},),
+        flavors=({"N": 1}, {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "layernorm_forward", "layernorm_backward",
                                            _xs_and("ln_param")),
         torch_impl_fn=lambda t, c: tf.LayerNormFunction.apply(t["x"], t["gamma"], t["beta"],
@@ -698,7 +715,7 @@ OPS = [
     OpSpec(
         name="dropout",
         make_case=_dropout_case,
-        flavors=({"N": 1, "p": 1.0},),
+        flavors=({"N": 1, "p": 1.0}, {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,
@@ -711,6 +728,7 @@ OPS = [
     OpSpec(
         name="dropout_test",
         make_case=lambda rng, dtype, **kw: _dropout_case(rng, dtype, "test", **kw),
+        flavors=({}, {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,
@@ -727,7 +745,7 @@ OPS = [
                make_case=_conv_case, gradcheck=True, algorithm="shifted"),
     _conv_spec("conv_fast", npf, "conv_forward_fast", "conv_backward_fast",
                flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1},
-                        *_CONV_FLAVORS[:2])),
+                        *_CONV_FLAVORS)),
     _pool_spec("max_pool_naive", npl, "max_pool_forward_naive", "max_pool_backward_naive",
                gradcheck=True,
                conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, "
@@ -778,7 +796,7 @@ OPS = [
         name="svm_loss",
         make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, True, **kw),
         make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, True, **kw),
-        flavors=({"N": 1, "C": 2},),
+        flavors=({"N": 1, "C": 2}, {"C": 1}),  # one class: loss and gradient 0
         numpy_forward_backward=_numpy_loss("svm_loss"),
         torch_impl_fn=lambda t, c: tf.SVMLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.svm_loss(t["x"], c["y"]),
@@ -791,7 +809,7 @@ OPS = [
         make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, **kw),
         # Finite differences of a loss of ~1e3 lose ~1e-8 absolute to round-off: moderate logits.
         make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, **kw),
-        flavors=({"N": 1, "C": 2},),
+        flavors=({"N": 1, "C": 2}, {"C": 1}),  # one class: loss and gradient 0
         numpy_forward_backward=_numpy_loss("softmax_loss"),
         torch_impl_fn=lambda t, c: tf.SoftmaxLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.softmax_loss(t["x"], c["y"]),

@@ -57,7 +57,12 @@ def test_gradcheck(spec, index):
     checks.check_gradcheck(spec, index)
 
 
-@pytest.mark.parametrize(("spec", "index"), _params("torch_impl_fn"))
+@pytest.mark.parametrize(
+    ("spec", "index"),
+    # Which gradients a backward computes does not depend on the numbers: half the cases (the
+    # first ones, flavors included) keep this check's time near the other checks'.
+    [p for p in _params("torch_impl_fn") if p.values[1] < max(2, N_CASES // 2)],
+)
 def test_gradient_subsets(spec, index):
     checks.check_grad_subsets(spec, index)
 

@@ -147,6 +147,27 @@ def _tiny_entries(grads: dict, names) -> bool:
     return False
 
 
+def numerical_gradient_4th(f, x: np.ndarray, df: np.ndarray, h: float = 1e-3) -> np.ndarray:
+    """Fourth-order centered differences of sum(f(x) * df), perturbing x in place (restored):
+
+        d/dx_i ~ (8 (F(x + h e_i) - F(x - h e_i)) - (F(x + 2h e_i) - F(x - 2h e_i))) / (12 h).
+
+    Truncation O(h^4) (~1e-12 at h = 1e-3) and round-off ~1e-16 |F| / h: ~100x more accurate
+    than the two-point rule at h = 1e-5. Differences of equal values are exactly zero, so an
+    exactly-zero gradient stays exactly zero.
+    """
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        vals = []
+        for step in (h, -h, 2 * h, -2 * h):
+            x[i] = old + step
+            vals.append(np.sum(np.asarray(f(x)) * df))
+        x[i] = old
+        grad[i] = (8 * (vals[0] - vals[1]) - (vals[2] - vals[3])) / (12 * h)
+    return grad
+
+
 def check_numerical(spec: OpSpec, index: int) -> None:
     """numpy_impl backward vs the centered-difference gradient of numpy_impl's forward, float64.
 
@@ -175,7 +196,10 @@ def check_numerical(spec: OpSpec, index: int) -> None:
 
     for name in spec.grad_names(case):
         x = case.inputs[name]
-        num = eval_numerical_gradient_array(forward, x, flat_dout)
+        if spec.fourth_order:
+            num = numerical_gradient_4th(forward, x, flat_dout)
+        else:
+            num = eval_numerical_gradient_array(forward, x, flat_dout)
         where = _where(spec, case, f"numpy d{name} vs numerical gradient")
         assert grads[name].shape == x.shape, f"{where}: shape {grads[name].shape} != {x.shape}"
         assert_rel(grads[name], num, REL_ERROR["numerical_layer"], where)

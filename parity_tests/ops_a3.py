@@ -431,12 +431,21 @@ def _keep_mask(rng, shape):
     return (rng.random(shape) < p) / p, p
 
 
-def _sdpa_case(rng, dtype, dropout=False, S=None) -> Case:
+# The finite-difference cases scale the queries' projection by this factor, hence the scores:
+# a saturated softmax row (weights within ~1e-8 of 0 and 1, seen with scores ~18 apart) has
+# gradient entries ~1e-8 of the largest WHATEVER the upstream gradient, which no difference
+# rule resolves to rel_error 1e-7 (PyTorch's autograd and numpy_impl differ there by 1e-7).
+_NUMERICAL_SCORE_SCALE = 0.3
+
+
+def _sdpa_case(rng, dtype, dropout=False, S=None, numerical=False) -> Case:
     lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))  # (B,) or (B, heads)
     S = _size(rng) if S is None else S
     T, d, dv = _seq_len(rng), _size(rng), _size(rng)
     inputs = {"q": rng.standard_normal((*lead, S, d)), "k": rng.standard_normal((*lead, T, d)),
               "v": rng.standard_normal((*lead, T, dv))}
+    if numerical:
+        inputs["q"] *= _NUMERICAL_SCORE_SCALE
     consts = {"attn_mask": _attn_mask(rng, S, T), "drop_mask": None, "dropout_param": None}
     if dropout:
         mask, p = _keep_mask(rng, (*lead, S, T))
@@ -477,7 +486,7 @@ _SDPA_BAD = (
 )
 
 
-def _mha_case(rng, dtype, dropout=False) -> Case:
+def _mha_case(rng, dtype, dropout=False, numerical=False) -> Case:
     N, S, T = _size(rng), _size(rng), _seq_len(rng)
     num_heads = int(rng.choice([1, 2, 3]))
     E = num_heads * _size(rng, 1, 3)
@@ -486,6 +495,17 @@ def _mha_case(rng, dtype, dropout=False) -> Case:
     for p in "qkvo":
         inputs[f"W{p}"] = rng.standard_normal((E, E)) / np.sqrt(E)
         inputs[f"b{p}"] = rng.standard_normal(E) * 0.5
+    if numerical:
+        # Well-conditioned projections: an orthogonal matrix times a scale in [0.7, 1.3]. A
+        # randn / sqrt(E) draw can be nearly singular (|W| ~ 0.07 for E = 1), and a product of
+        # such projections makes a whole gradient ~1e-4 of the loss' scale, whose small entries
+        # are then below the ~1e-13 absolute resolution of any difference rule.
+        for p in "qkvo":
+            q, r = np.linalg.qr(rng.standard_normal((E, E)))
+            inputs[f"W{p}"] = q * np.sign(np.diag(r)) * rng.uniform(0.7, 1.3)
+        # Scores scaled (see _NUMERICAL_SCORE_SCALE).
+        inputs["Wq"] *= _NUMERICAL_SCORE_SCALE
+        inputs["bq"] *= _NUMERICAL_SCORE_SCALE
     consts = {"num_heads": num_heads, "attn_mask": _attn_mask(rng, S, T), "drop_mask": None,
               "dropout_param": None}
     if dropout:
@@ -590,7 +610,9 @@ def _pe_bad_mutate(case):
 _ATTENTION_OPS = [
     OpSpec(
         name="scaled_dot_product_attention",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=_sdpa_case,
+        make_numerical_case=lambda rng, dtype, **kw: _sdpa_case(rng, dtype, numerical=True, **kw),
         flavors=({}, {"S": 0}),  # no queries: an empty output, zero dk and dv
         numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
                                      npa.scaled_dot_product_attention_backward,
@@ -604,7 +626,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="scaled_dot_product_attention_dropout",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=lambda rng, dtype: _sdpa_case(rng, dtype, dropout=True),
+        make_numerical_case=lambda rng, dtype: _sdpa_case(rng, dtype, True, numerical=True),
         numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
                                      npa.scaled_dot_product_attention_backward,
                                      _xs_and("attn_mask", "dropout_param")),
@@ -617,7 +641,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="multihead_attention",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=_mha_case,
+        make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, numerical=True),
         numpy_forward_backward=_pair(
             npa.multihead_attention_forward, npa.multihead_attention_backward,
             _xs_and("num_heads", "attn_mask", "dropout_param")),
@@ -631,7 +657,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="multihead_attention_dropout",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=lambda rng, dtype: _mha_case(rng, dtype, dropout=True),
+        make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, True, numerical=True),
         numpy_forward_backward=_pair(
             npa.multihead_attention_forward, npa.multihead_attention_backward,
             _xs_and("num_heads", "attn_mask", "dropout_param")),

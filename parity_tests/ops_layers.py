@@ -75,7 +75,7 @@ def _elementwise_case(rng, dtype, N=None) -> Case:
     return _case(dtype, {"x": _away_from_zero(rng, shape, 0.1, 3.0)})
 
 
-def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
+def _norm_features(rng, M, K, dtype, zero_var=False, numerical=False) -> np.ndarray:
     """(M, K): K columns of M values, each column one group that the op normalizes.
 
     float64: raw draws on varied scales (0.5-3) and offsets (sd 2), so a column's sample spread
@@ -86,10 +86,13 @@ def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
     F.batch_norm/F.group_norm were 2-4e-5 off the float64 gradient, and torch_impl 1.4e-5 (seeds
     8 and 10, NN_TWINS_EXAMPLES=20) -- round-off, not math.
     zero_var: one column is constant (variance 0).
+    numerical: the finite-difference cases are standardized as the float32 ones: a column whose
+    spread is ~eps (std 0.04 next to eps = 1e-3, seen on layernorm) has third derivatives
+    ~1/std^3 that the two-point rule's h^2 truncation turns into ~2e-7 relative error.
     """
     x = rng.standard_normal((M, K))
     scale = rng.uniform(0.5, 3.0, size=K)
-    if dtype == np.float32 and M > 1:
+    if (dtype == np.float32 or numerical) and M > 1:
         x = (x - x.mean(axis=0)) / x.std(axis=0) * scale + rng.uniform(-1, 1, size=K) * scale
     else:
         x = x * scale + rng.normal(0, 2, size=K)
@@ -134,7 +137,7 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
     N = _batch(rng, smallest) if N is None else N
     D = D or int(rng.integers(1, 6))
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
-    x = _norm_features(rng, N, D, dtype, zero_var)
+    x = _norm_features(rng, N, D, dtype, zero_var, numerical)
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, D))
 
@@ -142,7 +145,7 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
 def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
     N = _batch(rng) if N is None else N
     D = int(rng.integers(3, 7))  # D >= 3 values per row (see above)
-    x = _norm_features(rng, D, N, dtype).T  # each row a group
+    x = _norm_features(rng, D, N, dtype, numerical=numerical).T  # each row a group
     if _zero_var(dtype, numerical) and N > 1:
         x[rng.integers(N)] = rng.choice([0.0, 1.5])
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
@@ -203,7 +206,7 @@ def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None)
     if mode == "train" and 0 < N * H * W < 3:
         H = 3  # at least 3 values per channel (see above); 0 values is the empty-batch flavor
     zero_var = _zero_var(dtype, numerical) and mode == "train" and C > 1
-    feats = _norm_features(rng, N * H * W, C, dtype, zero_var)
+    feats = _norm_features(rng, N * H * W, C, dtype, zero_var, numerical)
     x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
     gamma, beta = rng.normal(1, 0.5, size=C), rng.standard_normal(C)
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
@@ -217,7 +220,8 @@ def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None,
     if C // G * H * W < 3:
         W = 3  # a group of one value would have zero variance by construction
     # Group g of sample n is channels g*C/G .. (g+1)*C/G of x[n]: contiguous in (N, G, M).
-    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical))
+    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical),
+                            numerical)
     x = groups.T.reshape(N, C, H, W)
     gamma = rng.normal(1, 0.5, size=(1, C, 1, 1))
     beta = rng.standard_normal((1, C, 1, 1))
@@ -259,9 +263,11 @@ def _conv_relu_case(rng, dtype, **kw) -> Case:
             return _case(dtype, case.inputs, conv_param=cp)
 
 
-def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
-    """conv -> relu -> max pool; pre-activations 1e-2 away from 0 and no near-ties among the
-    positive activations of a pooling window (ties of relu's zeros carry no gradient)."""
+def _conv_relu_pool_case(rng, dtype, N=None, same=False, gap=1e-3) -> Case:
+    """conv -> relu -> max pool; pre-activations 1e-2 away from 0 and no near-ties (closer than
+    ``gap``) among the positive activations of a pooling window (ties of relu's zeros carry no
+    gradient). The finite-difference cases ask for gap = 2e-2: the fourth-order stencil moves an
+    input by 2h = 2e-3, which moves an activation by up to ~|w| * 2e-3."""
     while True:
         if same:  # CS231n's ThreeLayerConvNet: 'same' conv, 2x2 pool
             k = int(rng.choice([1, 3]))
@@ -279,8 +285,8 @@ def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
         else:
             ph, pw = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
             stride = int(rng.integers(1, 3))
-        if np.abs(a).min() > 1e-2 and _windows_have_clear_max(np.maximum(a, 0), ph, pw,
-                                                                stride, 1e-3):
+        if np.abs(a).min() > max(1e-2, gap) and _windows_have_clear_max(
+                np.maximum(a, 0), ph, pw, stride, gap):
             pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
             return _case(dtype, case.inputs, conv_param=cp, pool_param=pool_param)
 
@@ -783,6 +789,12 @@ OPS = [
     OpSpec(
         name="conv_relu_pool",
         make_case=_conv_relu_pool_case,
+        make_numerical_case=lambda rng, dtype, **kw: _conv_relu_pool_case(rng, dtype, gap=2e-2,
+                                                                          **kw),
+        # Piecewise linear: between kinks (kept > 2h away) the stencil is exact up to round-off,
+        # ~1e-13 absolute at h = 1e-3, which resolves the entries ~1e-5 of the largest that a
+        # small weight makes (two-point rule at h = 1e-5: ~1e-11).
+        fourth_order=True,
         flavors=({"same": True, "N": 1}, {"same": True}),
         numpy_forward_backward=_numpy_pair(npu, "conv_relu_pool_forward",
                                            "conv_relu_pool_backward",

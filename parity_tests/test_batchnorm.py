@@ -61,6 +61,17 @@ def _twin(a, b, what):
     assert err < REL_ERROR["twin_float64"], f"{what}: rel_error {err:.2e}"
 
 
+def _beta_away_from_zero(x, gamma, running_mean, running_var, eps):
+    """A beta (D,) with |beta| >= 1 + 2 max |gamma * xhat| per channel (random signs), so that
+    every test-mode output gamma * xhat + beta is at least half of |beta| away from 0."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scaled = gamma.reshape(shape) * (x - running_mean.reshape(shape)) / np.sqrt(
+        running_var.reshape(shape) + eps)
+    axes = tuple(a for a in range(x.ndim) if a != 1)
+    signs = np.where(np.arange(x.shape[1]) % 2 == 0, 1.0, -1.0)
+    return signs * (1 + 2 * np.abs(scaled).max(axis=axes))
+
+
 @pytest.mark.parametrize("index", range(N_CASES))
 @pytest.mark.parametrize("spatial", [False, True], ids=["batchnorm", "spatial_batchnorm"])
 def test_running_statistics_and_test_mode(spatial, index):
@@ -89,8 +100,11 @@ def test_running_statistics_and_test_mode(spatial, index):
     _close(rm_f, rm_b, "running_mean Function vs F.batch_norm")
     _close(rv_f, rv_b * (count - 1) / count, "running_var Function vs F.batch_norm * (m-1)/m")
 
-    # Test mode with the learned (CS231n) statistics.
+    # Test mode with the learned (CS231n) statistics, and a beta that keeps every output away
+    # from 0: an output that cancels to ~1e-6 of its terms has an elementwise relative error of
+    # ~1e-10 from round-off alone (seen: 1.6e-10, spatial, NN_TWINS_SEED=1, case 22).
     x = batches[K]
+    beta = _beta_away_from_zero(x, gamma, rm, rv, eps)
     out_np, _ = np_forward(x, gamma, beta, dict(bn_param, mode="test"))
     out_f = t_function.apply(_t(x), _t(gamma), _t(beta), rm_f, rv_f, False, momentum, eps)
     out_b = F.batch_norm(_t(x), rm_f.clone(), rv_f.clone(), _t(gamma), _t(beta), training=False,

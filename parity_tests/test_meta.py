@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from numpy_impl import attention as npa
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
@@ -210,3 +211,14 @@ def test_unchecked_default_is_caught(monkeypatch):
     monkeypatch.setattr(tnn.LayerNorm, "__init__", init)
     with pytest.raises(AssertionError, match="LayerNorm.__init__.affine_scale"):
         defaults_tests.test_every_default_is_checked()
+
+
+def test_fourth_order_check_catches_a_small_slip(monkeypatch):
+    # multihead attention's dquery off by 1e-6 relative: the fourth-order finite differences
+    # (which the attention entries use) still resolve it.
+    monkeypatch.setattr(npa, "multihead_attention_backward",
+                        _scaled(npa.multihead_attention_backward, 0, 1 + 1e-6))
+    spec = _spec("multihead_attention")
+    assert spec.fourth_order
+    with pytest.raises(AssertionError, match="dquery vs numerical gradient"):
+        checks.check_numerical(spec, 0)

@@ -13,6 +13,7 @@ from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
 from parity_tests import test_defaults as defaults_tests
+from parity_tests import test_modules as modules_tests
 from parity_tests import test_ops as ops_tests
 from parity_tests import test_optim as optim_tests
 from parity_tests.registry import specs_with
@@ -222,3 +223,17 @@ def test_fourth_order_check_catches_a_small_slip(monkeypatch):
     assert spec.fourth_order
     with pytest.raises(AssertionError, match="dquery vs numerical gradient"):
         checks.check_numerical(spec, 0)
+
+
+def test_module_with_pytorch_momentum_is_caught(monkeypatch):
+    # A BatchNorm module that hands the Function PyTorch's momentum (1 - CS231n's).
+    def forward(self, x):
+        return self._function.apply(x, self.gamma, self.beta, self.running_mean,
+                                    self.running_var, self.training, 1 - self.momentum, self.eps)
+
+    monkeypatch.setattr(tnn._BatchNormBase, "forward", forward)
+    (case,) = [c for c in modules_tests.CASES if c.name == "BatchNorm"]
+    with pytest.raises(AssertionError, match="running_mean"):
+        modules_tests.test_module_equals_functional(case, "train")
+    with pytest.raises(AssertionError, match="running_mean"):
+        modules_tests.test_module_matches_builtin(case, "train")

@@ -69,9 +69,12 @@ def _affine_case(rng, dtype, N=None, dims=None, M=None) -> Case:
     return _case(dtype, {"x": x, "w": w, "b": b})
 
 
-def _elementwise_case(rng, dtype, N=None) -> Case:
+def _elementwise_case(rng, dtype, N=None, dims=None) -> Case:
+    """x (N, *dims); dims = () is a 1-D x."""
     N = _batch(rng) if N is None else N
-    shape = (N, *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4)))
+    shape = (N, *dims)
     return _case(dtype, {"x": _away_from_zero(rng, shape, 0.1, 3.0)})
 
 
@@ -159,9 +162,12 @@ def _dropout_mask(seed: int, shape: tuple, p: float) -> np.ndarray:
     return (np.random.RandomState(seed).rand(*shape) < p) / p
 
 
-def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
+def _dropout_case(rng, dtype, mode="train", N=None, p=None, dims=None) -> Case:
+    """x (N, *dims) (dims = (): a 1-D x), keep probability p."""
     N = _batch(rng) if N is None else N
-    shape = (N, *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4)))
+    shape = (N, *dims)
     p = p or float(rng.choice([0.3, 0.5, 0.8]))
     seed = int(rng.integers(2**31))
     param = {"p": p, "mode": mode, "seed": seed}
@@ -646,7 +652,7 @@ def _elementwise_entry(name, function, builtin):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
-        flavors=({"N": 1}, {"N": 0}),
+        flavors=({"N": 1}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, f"{name}_forward", f"{name}_backward", _xs),
         torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
@@ -721,7 +727,7 @@ OPS = [
     OpSpec(
         name="dropout",
         make_case=_dropout_case,
-        flavors=({"N": 1, "p": 1.0}, {"N": 0}),
+        flavors=({"N": 1, "p": 1.0}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,
@@ -734,7 +740,7 @@ OPS = [
     OpSpec(
         name="dropout_test",
         make_case=lambda rng, dtype, **kw: _dropout_case(rng, dtype, "test", **kw),
-        flavors=({}, {"N": 0}),
+        flavors=({}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,

@@ -45,6 +45,7 @@ from torch.func import functional_call
 
 from numpy_impl import attention as npa
 from numpy_impl import gan as npg
+from numpy_impl import layers as npl
 from numpy_impl import rnn_layers as npr
 from numpy_impl import simclr as nps
 from parity_tests.registry import BadInput, Case, OpSpec
@@ -935,8 +936,6 @@ def _last_dim_norm_case(rng, dtype, lead=None) -> Case:
 
 def _last_dim_norm_numpy(case: Case, dout):
     """numpy_impl's layernorm (rows of an (N, D) matrix) on x's rows: the same math per token."""
-    from numpy_impl import layers as npl
-
     x, gamma, beta = case.inputs.values()
     D = x.shape[-1]
     rows = x.reshape(int(np.prod(x.shape[:-1])), D)

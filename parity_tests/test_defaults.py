@@ -71,11 +71,12 @@ def _t(a):
 
 
 def _bn_inputs(shape):
+    """x of ``shape`` and per-channel gamma, beta, running_mean, running_var (C = shape[1])."""
     rng = _rng()
     C = shape[1]
     x = rng.standard_normal(shape) * 2 + 1
-    return x, rng.normal(1, 0.5, C), rng.standard_normal(C), rng.standard_normal(C), \
-        rng.uniform(0.5, 2, C)
+    stats = rng.normal(1, 0.5, C), rng.standard_normal(C), rng.standard_normal(C)
+    return (x, *stats, rng.uniform(0.5, 2, C))
 
 
 def _bn_function(fn, shape, **kw):
@@ -302,9 +303,9 @@ def _defaults() -> list[Default]:
 
 
 def _conv_inputs():
+    """x (2, 3, 5, 5), w (4, 3, 3, 3), b (4,)."""
     rng = _rng()
-    return _t(rng.standard_normal((2, 3, 5, 5))), _t(rng.standard_normal((4, 3, 3, 3))), \
-        _t(rng.standard_normal(4))
+    return tuple(_t(rng.standard_normal(s)) for s in ((2, 3, 5, 5), (4, 3, 3, 3), (4,)))
 
 
 def _simclr_inputs():

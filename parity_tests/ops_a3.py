@@ -923,13 +923,19 @@ _SIMCLR_OPS = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _last_dim_norm_case(rng, dtype, lead=None) -> Case:
+def _last_dim_norm_case(rng, dtype, lead=None, numerical=False) -> Case:
     """x (*lead, D) with D >= 3 values per normalized row (see ops_layers: with 2 the output is
-    +-1 whatever x is); lead () is a 1-D x, a single row."""
+    +-1 whatever x is); lead () is a 1-D x, a single row. The finite-difference cases have
+    D >= 4 and rows of standard deviation >= 0.5 (see ops_layers._norm_features and
+    _batchnorm_case: a row's spread near eps, or dx confined to a line, defeat the rule)."""
     if lead is None:
         lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))
-    D = _size(rng, 3, 6)
+    D = _size(rng, 4 if numerical else 3, 6)
     x = rng.standard_normal((*lead, D)) * rng.uniform(0.5, 3) + rng.normal(0, 2)
+    if numerical and x.size:
+        spread = x.std(axis=-1, keepdims=True)
+        x = (x - x.mean(axis=-1, keepdims=True)) / np.where(spread > 0, spread, 1) * rng.uniform(
+            0.5, 3) + rng.normal(0, 1)
     inputs = {"x": x, "gamma": rng.normal(1, 0.5, D), "beta": rng.standard_normal(D)}
     return _case(dtype, inputs, eps=float(rng.choice([1e-5, 1e-3])))
 
@@ -956,6 +962,8 @@ _TRANSFORMER_OPS = [
     OpSpec(
         name="transformer_layernorm",
         make_case=_last_dim_norm_case,
+        make_numerical_case=lambda rng, dtype, **kw: _last_dim_norm_case(rng, dtype,
+                                                                         numerical=True, **kw),
         # a 1-D x: one row, no leading dimension to sum over; no rows at all
         flavors=({}, {"lead": ()}, {"lead": (0, 2)}),
         numpy_forward_backward=_last_dim_norm_numpy,

@@ -136,7 +136,10 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
     # is). Test mode is an affine map: batch of 1 is fine.
     # An explicit N (a flavor) is used as given: N = 0, an empty batch, keeps the running
     # statistics and returns an empty output (as F.batch_norm does).
-    smallest = 3 if numerical or mode == "train" else 1
+    # Finite differences in training mode draw N >= 4: with 3 values per feature dx is confined
+    # to a line (orthogonal to 1 and xhat) fixed by x, so an entry of it that is ~1e-3 of the
+    # largest cannot be avoided by redrawing dout (seen: rel_error 6e-7, NN_TWINS_SEED=1).
+    smallest = 4 if numerical and mode == "train" else 3 if numerical or mode == "train" else 1
     N = _batch(rng, smallest) if N is None else N
     D = D or int(rng.integers(1, 6))
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1

@@ -43,7 +43,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     Returns grad with x's shape.
     """
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])
     while not it.finished:
         ix = it.multi_index
         old = x[ix]
@@ -66,7 +66,7 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     restored); df: upstream gradient. Returns grad with x's shape.
     """
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])
     while not it.finished:
         ix = it.multi_index
         old = x[ix]

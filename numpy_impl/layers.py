@@ -92,7 +92,7 @@ def affine_backward(dout, cache):
     x, w, b = cache
     N = x.shape[0]
     check_dout(dout, (N, w.shape[1]))
-    x2d = x.reshape(N, -1)
+    x2d = x.reshape(N, w.shape[0])  # (N, D); not -1, which is ambiguous when N = 0
     dx = (dout @ w.T).reshape(x.shape)
     dw = x2d.T @ dout
     db = dout.sum(axis=0)
@@ -225,6 +225,8 @@ class _Channels:
         which costs more than the sum itself on a busy machine.) Narrower floats accumulate in
         float32, as np.mean does for them.
         """
+        if self.hw == 0:  # no spatial positions: each channel sums no values
+            return np.zeros(self.C, a2.dtype if b2 is None else np.result_type(a2, b2))
         if a2.dtype.itemsize >= 4 and (b2 is None or b2.dtype.itemsize >= 4):
             cols = np.add.reduce(a2, axis=0) if b2 is None else np.einsum("nk,nk->k", a2, b2)
             dtype = cols.dtype
@@ -254,7 +256,10 @@ def _bn_train_forward(x, gamma, beta, eps):
     """
     ch = _Channels(x.shape)
     x2 = ch.view(x)
-    mean = ch.sum(x2) / ch.m
+    # max(m, 1): an empty batch (m = 0) gets mean = var = 0 rather than 0 / 0 (NaN and a
+    # warning); its output is empty and its dgamma, dbeta are zero, as with F.batch_norm.
+    m = max(ch.m, 1)
+    mean = ch.sum(x2) / m
     # xmu and xhat live as long as the cache: one allocation holds both. A single large block
     # is cheaper to obtain from the OS than two (fewer page faults: NumPy asks for huge pages
     # from 4 MiB on), which matters as much as the arithmetic for memory-bound layers.
@@ -262,7 +267,7 @@ def _bn_train_forward(x, gamma, beta, eps):
     np.subtract(x2, ch.spread(mean), out=xmu)
     # Two passes (the mean, then the mean squared deviation): E[x^2] - mean^2 would lose every
     # digit of a small variance under a large mean, in float32 above all.
-    var = ch.sum(xmu, xmu) / ch.m
+    var = ch.sum(xmu, xmu) / m
     std = np.sqrt(var + eps)
     np.multiply(xmu, ch.spread(1 / std), out=xhat)
     out = _scale_shift(xhat, ch.spread(gamma), ch.spread(beta))
@@ -286,11 +291,12 @@ def _bn_train_backward(dout, xhat, std, gamma):
     dbeta = ch.sum(d2)  # sum(dout)
     dgamma = ch.sum(d2, xhat2)  # sum(dout * xhat)
     std = std.reshape(-1)
+    m = max(ch.m, 1)  # (dx is empty when m = 0)
     # dx built on one array, term by term in place (each line is one pass over memory).
-    dx = np.multiply(xhat2, ch.spread(-dgamma / ch.m),  # -xhat * dgamma / m
+    dx = np.multiply(xhat2, ch.spread(-dgamma / m),  # -xhat * dgamma / m
                      dtype=np.result_type(d2, xhat2, std, gamma))
     dx += d2  # + dout
-    dx -= ch.spread(dbeta / ch.m)  # - dbeta / m
+    dx -= ch.spread(dbeta / m)  # - dbeta / m
     dx *= ch.spread(gamma / std)  # all times gamma / std
     return dx.reshape(dout.shape), dgamma, dbeta
 
@@ -309,8 +315,11 @@ def _batchnorm_forward(x, gamma, beta, bn_param):
 
     if mode == "train":
         out, xhat, xmu, mean, var, std = _bn_train_forward(x, gamma, beta, eps)
-        running_mean = momentum * running_mean + (1 - momentum) * mean
-        running_var = momentum * running_var + (1 - momentum) * var
+        # A channel without values (an empty batch) has no statistics: the running ones keep
+        # their values, as F.batch_norm's do.
+        if x.size:
+            running_mean = momentum * running_mean + (1 - momentum) * mean
+            running_var = momentum * running_var + (1 - momentum) * var
         # The statistics are cached in the shape that broadcasts against x: (1, D) or
         # (1, C, 1, 1).
         stat_shape = (1, C) + (1,) * (x.ndim - 2)
@@ -390,14 +399,14 @@ def batchnorm_backward(dout, cache):
     dstd = -distd / (std * std)
     # std = sqrt(var + eps)
     dvar = 0.5 * dstd / std
-    # var = mean(sq) spreads dvar evenly over the N samples.
-    dsq = np.broadcast_to(dvar / N, dout.shape)
+    # var = mean(sq) spreads dvar evenly over the N samples (none when N = 0: no 0 / 0).
+    dsq = np.broadcast_to(dvar / max(N, 1), dout.shape)
     # sq = xmu**2: the second path into xmu.
     dxmu = dxmu + 2 * xmu * dsq
     # xmu = x - mu: x gets dxmu directly; mu gets -sum(dxmu).
     dmu = -dxmu.sum(axis=0, keepdims=True)
     # mu = mean(x) spreads dmu evenly over the N samples.
-    dx = dxmu + dmu / N
+    dx = dxmu + dmu / max(N, 1)
     return dx, dgamma, dbeta
 
 
@@ -486,7 +495,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
     G = require_groups(G, C)
     eps = check_norm_param(gn_param, "gn_param")
-    xhat, _, _, std = _normalize(x.reshape(N, G, -1), 2, eps)
+    xhat, _, _, std = _normalize(x.reshape(N, G, C // G * H * W), 2, eps)  # (N may be 0)
     out = gamma * xhat.reshape(N, C, H, W) + beta
     return out, {"xhat": xhat, "std": std, "gamma": gamma, "G": G, "shape": (N, C, H, W)}
 
@@ -499,7 +508,7 @@ def spatial_groupnorm_backward(dout, cache):
     check_dout(dout, (N, C, H, W))
     dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
     dgamma = (dout * xhat.reshape(N, C, H, W)).sum(axis=(0, 2, 3), keepdims=True)
-    dxhat = (dout * gamma).reshape(N, G, -1)
+    dxhat = (dout * gamma).reshape(N, G, C // G * H * W)
     dx = _normalize_backward(dxhat, xhat, std, 2).reshape(N, C, H, W)
     return dx, dgamma, dbeta
 

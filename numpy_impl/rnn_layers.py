@@ -23,6 +23,8 @@ stay importable from here under their old names.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._checks import check_dout, require_shape, shape_of
@@ -106,11 +108,16 @@ def rnn_backward(dh, cache):
 
 def _weight_grads(x, h_prev, da):
     """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
-    G = da.shape[2]
-    da2 = da.reshape(-1, G)
-    dWx = x.reshape(-1, x.shape[2]).T @ da2
-    dWh = h_prev.reshape(-1, h_prev.shape[2]).T @ da2
+    da2 = _rows(da)
+    dWx = _rows(x).T @ da2
+    dWh = _rows(h_prev).T @ da2
     return dWx, dWh, da2.sum(axis=0)
+
+
+def _rows(a):
+    """a (..., D) as the 2-D matrix (prod(...), D) of its rows. Not ``reshape(-1, D)``: with a
+    zero-size dimension (N, T or D = 0) the -1 is ambiguous and reshape raises."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,9 +286,8 @@ def temporal_affine_backward(dout, cache):
     """
     x, w, b, out = cache
     check_dout(dout, out.shape)
-    D, M = w.shape
     dx = dout @ w.T
-    dw = x.reshape(-1, D).T @ dout.reshape(-1, M)
+    dw = _rows(x).T @ _rows(dout)
     db = dout.sum(axis=(0, 1))
     return dx, dw, db
 

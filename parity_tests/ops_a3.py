@@ -45,6 +45,7 @@ from torch.func import functional_call
 
 from numpy_impl import attention as npa
 from numpy_impl import gan as npg
+from numpy_impl import layers as npl
 from numpy_impl import rnn_layers as npr
 from numpy_impl import simclr as nps
 from parity_tests.registry import BadInput, Case, OpSpec
@@ -157,7 +158,7 @@ def _like(t: torch.Tensor) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _recurrent_case(rng, dtype, gates, seq, scale=1.0) -> Case:
+def _recurrent_case(rng, dtype, gates, seq, scale=1.0, N=None, D=None) -> Case:
     """x (N, T, D) or (N, D), h0/prev_h (N, H) [, prev_c], Wx (D, gH), Wh (H, gH), b (gH,).
 
     Weights ~ randn / sqrt(fan_in) * scale (CS231n's init at scale 1). Strongly saturated units
@@ -165,8 +166,8 @@ def _recurrent_case(rng, dtype, gates, seq, scale=1.0) -> Case:
     PyTorch's tanh becomes a 1e-8 relative difference: tests/test_a3_parity.py covers that regime
     with absolute tolerances instead of the registry's elementwise relative error.
     """
-    N, D, H = _size(rng), _size(rng), _size(rng)
-    T = _seq_len(rng)
+    N, D = (_size(rng) if v is None else v for v in (N, D))  # a flavor may pin them
+    H, T = _size(rng), _seq_len(rng)
     x = rng.standard_normal((N, T, D) if seq else (N, D))
     inputs = {"x": x, "h0" if seq else "prev_h": rng.standard_normal((N, H))}
     if gates == 4 and not seq:
@@ -255,7 +256,13 @@ _LSTM_BAD = _RNN_BAD + (
 def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builtin, bad, conv):
     return OpSpec(
         name=name,
-        make_case=lambda rng, dtype: _recurrent_case(rng, dtype, gates, seq),
+        make_case=lambda rng, dtype, **kw: _recurrent_case(rng, dtype, gates, seq, **kw),
+        # An empty batch; no input features (only the recurrence: nn.RNNCell/nn.LSTMCell
+        # accept it, nn.RNN/nn.LSTM do not, nor T = 0).
+        flavors=({}, {"N": 0}) if seq else ({}, {"N": 0}, {"D": 0}),
+        # Saturated gates make gradient entries ~1e-5 of the largest (as in the captioning
+        # test): fourth-order differences resolve them.
+        fourth_order=True,
         numpy_forward_backward=_pair(forward, backward, _xs),
         torch_impl_fn=lambda t, c: fn.apply(*t.values()),
         torch_functional_fn=lambda t, c: functional(*t.values()),
@@ -292,8 +299,9 @@ _RECURRENT_OPS = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _embedding_case(rng, dtype) -> Case:
-    V, D, N, T = _size(rng, 1, 6), _size(rng), _size(rng), _size(rng)
+def _embedding_case(rng, dtype, N=None, T=None) -> Case:
+    V, D = _size(rng, 1, 6), _size(rng)
+    N, T = (_size(rng) if v is None else v for v in (N, T))
     # Few words and several positions: repeated indices (whose gradients must accumulate) are
     # the rule; one case in three uses V = 1 (every position is the same word).
     x = rng.integers(V, size=(N, T))
@@ -311,8 +319,10 @@ _EMBED_BAD = (
 )
 
 
-def _temporal_affine_case(rng, dtype) -> Case:
-    N, T, D, M = _size(rng), _size(rng), _size(rng), _size(rng)
+def _temporal_affine_case(rng, dtype, N=None, T=None, D=None) -> Case:
+    """Random sizes; a flavor may pin N, T or D (0 for the zero-size cases)."""
+    N, T, D = (_size(rng) if v is None else v for v in (N, T, D))
+    M = _size(rng)
     inputs = {"x": rng.standard_normal((N, T, D)), "w": rng.standard_normal((D, M)),
               "b": rng.standard_normal(M)}
     return _case(dtype, inputs)
@@ -361,6 +371,7 @@ _TEMPORAL_OPS = [
     OpSpec(
         name="word_embedding",
         make_case=_embedding_case,
+        flavors=({}, {"N": 0}, {"T": 0}),  # no words: dW = 0
         numpy_forward_backward=_pair(npr.word_embedding_forward, npr.word_embedding_backward,
                                      lambda c: (c.consts["x"], c.inputs["W"])),
         torch_impl_fn=lambda t, c: tf3.WordEmbeddingFunction.apply(c["x"], t["W"]),
@@ -372,6 +383,9 @@ _TEMPORAL_OPS = [
     OpSpec(
         name="temporal_affine",
         make_case=_temporal_affine_case,
+        # Zero-size dimensions: no features (out = b everywhere), no steps, no sequences. (Case
+        # 0 draws freely: the bad-input check mutates it.)
+        flavors=({}, {"D": 0}, {"T": 0}, {"N": 0}),
         numpy_forward_backward=_pair(npr.temporal_affine_forward, npr.temporal_affine_backward,
                                      _xs),
         torch_impl_fn=lambda t, c: tf3.TemporalAffineFunction.apply(t["x"], t["w"], t["b"]),
@@ -421,11 +435,21 @@ def _keep_mask(rng, shape):
     return (rng.random(shape) < p) / p, p
 
 
-def _sdpa_case(rng, dtype, dropout=False) -> Case:
+# The finite-difference cases scale the queries' projection by this factor, hence the scores:
+# a saturated softmax row (weights within ~1e-8 of 0 and 1, seen with scores ~18 apart) has
+# gradient entries ~1e-8 of the largest WHATEVER the upstream gradient, which no difference
+# rule resolves to rel_error 1e-7 (PyTorch's autograd and numpy_impl differ there by 1e-7).
+_NUMERICAL_SCORE_SCALE = 0.3
+
+
+def _sdpa_case(rng, dtype, dropout=False, S=None, numerical=False) -> Case:
     lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))  # (B,) or (B, heads)
-    S, T, d, dv = _size(rng), _seq_len(rng), _size(rng), _size(rng)
+    S = _size(rng) if S is None else S
+    T, d, dv = _seq_len(rng), _size(rng), _size(rng)
     inputs = {"q": rng.standard_normal((*lead, S, d)), "k": rng.standard_normal((*lead, T, d)),
               "v": rng.standard_normal((*lead, T, dv))}
+    if numerical:
+        inputs["q"] *= _NUMERICAL_SCORE_SCALE
     consts = {"attn_mask": _attn_mask(rng, S, T), "drop_mask": None, "dropout_param": None}
     if dropout:
         mask, p = _keep_mask(rng, (*lead, S, T))
@@ -466,7 +490,7 @@ _SDPA_BAD = (
 )
 
 
-def _mha_case(rng, dtype, dropout=False) -> Case:
+def _mha_case(rng, dtype, dropout=False, numerical=False) -> Case:
     N, S, T = _size(rng), _size(rng), _seq_len(rng)
     num_heads = int(rng.choice([1, 2, 3]))
     E = num_heads * _size(rng, 1, 3)
@@ -475,6 +499,17 @@ def _mha_case(rng, dtype, dropout=False) -> Case:
     for p in "qkvo":
         inputs[f"W{p}"] = rng.standard_normal((E, E)) / np.sqrt(E)
         inputs[f"b{p}"] = rng.standard_normal(E) * 0.5
+    if numerical:
+        # Well-conditioned projections: an orthogonal matrix times a scale in [0.7, 1.3]. A
+        # randn / sqrt(E) draw can be nearly singular (|W| ~ 0.07 for E = 1), and a product of
+        # such projections makes a whole gradient ~1e-4 of the loss' scale, whose small entries
+        # are then below the ~1e-13 absolute resolution of any difference rule.
+        for p in "qkvo":
+            q, r = np.linalg.qr(rng.standard_normal((E, E)))
+            inputs[f"W{p}"] = q * np.sign(np.diag(r)) * rng.uniform(0.7, 1.3)
+        # Scores scaled (see _NUMERICAL_SCORE_SCALE).
+        inputs["Wq"] *= _NUMERICAL_SCORE_SCALE
+        inputs["bq"] *= _NUMERICAL_SCORE_SCALE
     consts = {"num_heads": num_heads, "attn_mask": _attn_mask(rng, S, T), "drop_mask": None,
               "dropout_param": None}
     if dropout:
@@ -543,8 +578,9 @@ _MHA_BAD = (
 )
 
 
-def _pe_case(rng, dtype, dropout=False) -> Case:
-    N, S, D = _size(rng), _size(rng, 1, 7), 2 * _size(rng, 1, 4)
+def _pe_case(rng, dtype, dropout=False, N=None) -> Case:
+    N = _size(rng) if N is None else N
+    S, D = _size(rng, 1, 7), 2 * _size(rng, 1, 4)
     consts = {"drop_mask": None, "dropout_param": None}
     if dropout:
         mask, p = _keep_mask(rng, (N, S, D))
@@ -578,7 +614,10 @@ def _pe_bad_mutate(case):
 _ATTENTION_OPS = [
     OpSpec(
         name="scaled_dot_product_attention",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=_sdpa_case,
+        make_numerical_case=lambda rng, dtype, **kw: _sdpa_case(rng, dtype, numerical=True, **kw),
+        flavors=({}, {"S": 0}),  # no queries: an empty output, zero dk and dv
         numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
                                      npa.scaled_dot_product_attention_backward,
                                      _xs_and("attn_mask", "dropout_param")),
@@ -591,7 +630,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="scaled_dot_product_attention_dropout",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=lambda rng, dtype: _sdpa_case(rng, dtype, dropout=True),
+        make_numerical_case=lambda rng, dtype: _sdpa_case(rng, dtype, True, numerical=True),
         numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
                                      npa.scaled_dot_product_attention_backward,
                                      _xs_and("attn_mask", "dropout_param")),
@@ -604,7 +645,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="multihead_attention",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=_mha_case,
+        make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, numerical=True),
         numpy_forward_backward=_pair(
             npa.multihead_attention_forward, npa.multihead_attention_backward,
             _xs_and("num_heads", "attn_mask", "dropout_param")),
@@ -618,7 +661,9 @@ _ATTENTION_OPS = [
     ),
     OpSpec(
         name="multihead_attention_dropout",
+        fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=lambda rng, dtype: _mha_case(rng, dtype, dropout=True),
+        make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, True, numerical=True),
         numpy_forward_backward=_pair(
             npa.multihead_attention_forward, npa.multihead_attention_backward,
             _xs_and("num_heads", "attn_mask", "dropout_param")),
@@ -631,6 +676,7 @@ _ATTENTION_OPS = [
     OpSpec(
         name="positional_encoding",
         make_case=_pe_case,
+        flavors=({}, {"N": 0}),
         numpy_forward_backward=_pair(npa.positional_encoding_forward,
                                      npa.positional_encoding_backward, _xs_and("dropout_param")),
         torch_impl_fn=_pe_torch_impl,
@@ -846,6 +892,7 @@ _SIMCLR_OPS = [
     ),
     OpSpec(
         name="simclr_loss_vectorized",
+        fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
         make_case=_simclr_case,
         numpy_forward_backward=_loss(nps.simclr_loss_vectorized, _xs_and("tau")),
         torch_impl_fn=lambda t, c: tf3.SimCLRLossFunction.apply(t["out_left"], t["out_right"],
@@ -859,6 +906,7 @@ _SIMCLR_OPS = [
     ),
     OpSpec(
         name="simclr_loss_naive",
+        fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
         make_case=_simclr_case,
         numpy_forward_backward=_loss(nps.simclr_loss_naive, _xs_and("tau")),
         torch_impl_fn=lambda t, c: tsim.simclr_loss_naive(t["out_left"], t["out_right"],
@@ -870,4 +918,77 @@ _SIMCLR_OPS = [
 ]
 
 
-OPS = _RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS
+# ----------------------------------------------------------------------------------------------
+# Pieces of the transformer layers: layer norm over the last dimension, GELU
+# ----------------------------------------------------------------------------------------------
+
+
+def _last_dim_norm_case(rng, dtype, lead=None, numerical=False) -> Case:
+    """x (*lead, D) with D >= 3 values per normalized row (see ops_layers: with 2 the output is
+    +-1 whatever x is); lead () is a 1-D x, a single row. The finite-difference cases have
+    D >= 4 and rows of standard deviation >= 0.5 (see ops_layers._norm_features and
+    _batchnorm_case: a row's spread near eps, or dx confined to a line, defeat the rule)."""
+    if lead is None:
+        lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))
+    D = _size(rng, 4 if numerical else 3, 6)
+    x = rng.standard_normal((*lead, D)) * rng.uniform(0.5, 3) + rng.normal(0, 2)
+    if numerical and x.size:
+        spread = x.std(axis=-1, keepdims=True)
+        x = (x - x.mean(axis=-1, keepdims=True)) / np.where(spread > 0, spread, 1) * rng.uniform(
+            0.5, 3) + rng.normal(0, 1)
+    inputs = {"x": x, "gamma": rng.normal(1, 0.5, D), "beta": rng.standard_normal(D)}
+    return _case(dtype, inputs, eps=float(rng.choice([1e-5, 1e-3])))
+
+
+def _last_dim_norm_numpy(case: Case, dout):
+    """numpy_impl's layernorm (rows of an (N, D) matrix) on x's rows: the same math per token."""
+    x, gamma, beta = case.inputs.values()
+    D = x.shape[-1]
+    rows = x.reshape(int(np.prod(x.shape[:-1])), D)
+    out, cache = npl.layernorm_forward(rows, gamma, beta, {"eps": case.consts["eps"]})
+    if dout is None:
+        return out.reshape(x.shape), None
+    dx, dgamma, dbeta = npl.layernorm_backward(dout.reshape(rows.shape), cache)
+    return out.reshape(x.shape), {"x": dx.reshape(x.shape), "gamma": dgamma, "beta": dbeta}
+
+
+def _gelu_case(rng, dtype, shape=None) -> Case:
+    if shape is None:
+        shape = tuple(_size(rng, 1, 4) for _ in range(rng.integers(1, 4)))
+    return _case(dtype, {"x": rng.standard_normal(shape) * 2})
+
+
+_TRANSFORMER_OPS = [
+    OpSpec(
+        name="transformer_layernorm",
+        make_case=_last_dim_norm_case,
+        make_numerical_case=lambda rng, dtype, **kw: _last_dim_norm_case(rng, dtype,
+                                                                         numerical=True, **kw),
+        # a 1-D x: one row, no leading dimension to sum over; no rows at all
+        flavors=({}, {"lead": ()}, {"lead": (0, 2)}),
+        numpy_forward_backward=_last_dim_norm_numpy,
+        torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(t["x"], t["gamma"],
+                                                                      t["beta"], c["eps"]),
+        torch_functional_fn=lambda t, c: functional_call(
+            ttl.LayerNorm(t["x"].shape[-1], eps=c["eps"]),
+            {"gamma": t["gamma"], "beta": t["beta"]}, (t["x"],)),
+        builtin_fn=lambda t, c: F.layer_norm(t["x"], t["x"].shape[-1:], t["gamma"], t["beta"],
+                                             eps=c["eps"]),
+        bad_inputs=(BadInput("gamma wrong length", _set_input("gamma", lambda g: g[:-1]),
+                             "gamma must have shape"),),
+        conversion="F.layer_norm(x, x.shape[-1:], gamma, beta, eps); numpy: layernorm_forward "
+        "on x.reshape(-1, D)",
+    ),
+    OpSpec(
+        name="gelu",
+        make_case=_gelu_case,
+        flavors=({}, {"shape": (0, 3)}),
+        torch_impl_fn=lambda t, c: tf3.GELUFunction.apply(t["x"]),
+        builtin_fn=lambda t, c: F.gelu(t["x"]),
+        conversion="F.gelu(x) (approximate='none', the exact x * Phi(x)); no NumPy twin",
+    ),
+]
+
+
+OPS = (_RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS
+       + _TRANSFORMER_OPS)

@@ -58,21 +58,27 @@ def _distinct(rng, shape, spacing=0.05) -> np.ndarray:
     return ((rng.permutation(n) - n / 2) * spacing).reshape(shape)
 
 
-def _affine_case(rng, dtype, N=None) -> Case:
-    N = N or _batch(rng)
-    dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 4)))
-    M = int(rng.integers(1, 6))
+def _affine_case(rng, dtype, N=None, dims=None, M=None) -> Case:
+    """x (N, *dims), w (D, M), b (M,); a flavor may pin N, dims or M (0 for zero-size ones)."""
+    N = _batch(rng) if N is None else N
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 4)))
+    M = int(rng.integers(1, 6)) if M is None else M
     D = int(np.prod(dims))
     x, w, b = rng.standard_normal((N, *dims)), rng.standard_normal((D, M)), rng.standard_normal(M)
     return _case(dtype, {"x": x, "w": w, "b": b})
 
 
-def _elementwise_case(rng, dtype, N=None) -> Case:
-    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+def _elementwise_case(rng, dtype, N=None, dims=None) -> Case:
+    """x (N, *dims); dims = () is a 1-D x."""
+    N = _batch(rng) if N is None else N
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4)))
+    shape = (N, *dims)
     return _case(dtype, {"x": _away_from_zero(rng, shape, 0.1, 3.0)})
 
 
-def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
+def _norm_features(rng, M, K, dtype, zero_var=False, numerical=False) -> np.ndarray:
     """(M, K): K columns of M values, each column one group that the op normalizes.
 
     float64: raw draws on varied scales (0.5-3) and offsets (sd 2), so a column's sample spread
@@ -83,14 +89,17 @@ def _norm_features(rng, M, K, dtype, zero_var=False) -> np.ndarray:
     F.batch_norm/F.group_norm were 2-4e-5 off the float64 gradient, and torch_impl 1.4e-5 (seeds
     8 and 10, NN_TWINS_EXAMPLES=20) -- round-off, not math.
     zero_var: one column is constant (variance 0).
+    numerical: the finite-difference cases are standardized as the float32 ones: a column whose
+    spread is ~eps (std 0.04 next to eps = 1e-3, seen on layernorm) has third derivatives
+    ~1/std^3 that the two-point rule's h^2 truncation turns into ~2e-7 relative error.
     """
     x = rng.standard_normal((M, K))
     scale = rng.uniform(0.5, 3.0, size=K)
-    if dtype == np.float32 and M > 1:
+    if (dtype == np.float32 or numerical) and M > 1:
         x = (x - x.mean(axis=0)) / x.std(axis=0) * scale + rng.uniform(-1, 1, size=K) * scale
     else:
         x = x * scale + rng.normal(0, 2, size=K)
-    if zero_var:
+    if zero_var and K:  # (K = 0: an empty batch of groups)
         x[:, rng.integers(K)] = rng.choice([0.0, 0.5, -2.0])
     return x
 
@@ -125,18 +134,24 @@ def _zero_var(dtype, numerical) -> bool:
 def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -> Case:
     # Training: N >= 3 (see above; PyTorch raises for N = 1, where the output is beta whatever x
     # is). Test mode is an affine map: batch of 1 is fine.
-    smallest = 3 if numerical or mode == "train" else 1
-    N = max(N or _batch(rng, smallest), smallest)
+    # An explicit N (a flavor) is used as given: N = 0, an empty batch, keeps the running
+    # statistics and returns an empty output (as F.batch_norm does).
+    # Finite differences in training mode draw N >= 4: with 3 values per feature dx is confined
+    # to a line (orthogonal to 1 and xhat) fixed by x, so an entry of it that is ~1e-3 of the
+    # largest cannot be avoided by redrawing dout (seen: rel_error 6e-7, NN_TWINS_SEED=1).
+    smallest = 4 if numerical and mode == "train" else 3 if numerical or mode == "train" else 1
+    N = _batch(rng, smallest) if N is None else N
     D = D or int(rng.integers(1, 6))
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
-    x = _norm_features(rng, N, D, dtype, zero_var)
+    x = _norm_features(rng, N, D, dtype, zero_var, numerical)
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, D))
 
 
 def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
-    N, D = N or _batch(rng), int(rng.integers(3, 7))  # D >= 3 values per row (see above)
-    x = _norm_features(rng, D, N, dtype).T  # each row a group
+    N = _batch(rng) if N is None else N
+    D = int(rng.integers(3, 7))  # D >= 3 values per row (see above)
+    x = _norm_features(rng, D, N, dtype, numerical=numerical).T  # each row a group
     if _zero_var(dtype, numerical) and N > 1:
         x[rng.integers(N)] = rng.choice([0.0, 1.5])
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
@@ -150,8 +165,12 @@ def _dropout_mask(seed: int, shape: tuple, p: float) -> np.ndarray:
     return (np.random.RandomState(seed).rand(*shape) < p) / p
 
 
-def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
-    shape = (N or _batch(rng), *(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4))))
+def _dropout_case(rng, dtype, mode="train", N=None, p=None, dims=None) -> Case:
+    """x (N, *dims) (dims = (): a 1-D x), keep probability p."""
+    N = _batch(rng) if N is None else N
+    if dims is None:
+        dims = tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 4)))
+    shape = (N, *dims)
     p = p or float(rng.choice([0.3, 0.5, 0.8]))
     seed = int(rng.integers(2**31))
     param = {"p": p, "mode": mode, "seed": seed}
@@ -163,9 +182,10 @@ def _dropout_case(rng, dtype, mode="train", N=None, p=None) -> Case:
 
 
 def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
-               pad=None) -> Case:
+               pad=None, C=None) -> Case:
     """Random conv geometry; keyword overrides pin the awkward ones (see the entry's flavors)."""
-    N, C, Fn = N or _batch(rng), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    N = _batch(rng) if N is None else N
+    C, Fn = C or int(rng.integers(1, 4)), int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, max_hw + 1, size=2))
     pad = int(rng.integers(0, 3)) if pad is None else pad
     HH, WW = kernel or (int(rng.integers(1, min(H + 2 * pad, 4) + 1)),
@@ -180,7 +200,7 @@ def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
 
 
 def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
-    N, C = N or _batch(rng), int(rng.integers(1, 4))
+    N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, 8, size=2))
     ph, pw = pool or (int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1)))
     stride = stride or int(rng.integers(1, 4))
@@ -189,26 +209,28 @@ def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
                                               "stride": stride})
 
 
-def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None) -> Case:
-    N, C = N or _batch(rng), int(rng.integers(1, 4))
-    H, W = (int(s) for s in rng.integers(1, 5, size=2))
-    if mode == "train" and N * H * W < 3:
-        H = 3  # at least 3 values per channel (see above)
+def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None) -> Case:
+    N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
+    H, W = HW or (int(s) for s in rng.integers(1, 5, size=2))
+    if mode == "train" and 0 < N * H * W < 3:
+        H = 3  # at least 3 values per channel (see above); 0 values is the empty-batch flavor
     zero_var = _zero_var(dtype, numerical) and mode == "train" and C > 1
-    feats = _norm_features(rng, N * H * W, C, dtype, zero_var)
+    feats = _norm_features(rng, N * H * W, C, dtype, zero_var, numerical)
     x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
     gamma, beta = rng.normal(1, 0.5, size=C), rng.standard_normal(C)
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
 
 
-def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None) -> Case:
-    N, G = N or _batch(rng), G or int(rng.integers(1, 4))
+def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None,
+                    HW=None) -> Case:
+    N, G = _batch(rng) if N is None else N, G or int(rng.integers(1, 4))
     C = G * (per_group or int(rng.integers(1, 4)))
-    H, W = (int(s) for s in rng.integers(1, 4, size=2))
+    H, W = HW or (int(s) for s in rng.integers(1, 4, size=2))
     if C // G * H * W < 3:
         W = 3  # a group of one value would have zero variance by construction
     # Group g of sample n is channels g*C/G .. (g+1)*C/G of x[n]: contiguous in (N, G, M).
-    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical))
+    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical),
+                            numerical)
     x = groups.T.reshape(N, C, H, W)
     gamma = rng.normal(1, 0.5, size=(1, C, 1, 1))
     beta = rng.standard_normal((1, C, 1, 1))
@@ -238,9 +260,23 @@ def _windows_have_clear_max(a: np.ndarray, ph: int, pw: int, stride: int, gap: f
     return True
 
 
-def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
-    """conv -> relu -> max pool; pre-activations 1e-2 away from 0 and no near-ties among the
-    positive activations of a pooling window (ties of relu's zeros carry no gradient)."""
+def _conv_relu_case(rng, dtype, **kw) -> Case:
+    """conv -> relu with every pre-activation at least 1e-2 away from relu's kink."""
+    while True:
+        case = _conv_case(rng, np.float64, **kw)
+        x, w, b = case.inputs.values()
+        cp = case.consts["conv_param"]
+        a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                     stride=cp["stride"], padding=cp["pad"])
+        if a.numel() == 0 or a.abs().min() > 1e-2:
+            return _case(dtype, case.inputs, conv_param=cp)
+
+
+def _conv_relu_pool_case(rng, dtype, N=None, same=False, gap=1e-3) -> Case:
+    """conv -> relu -> max pool; pre-activations 1e-2 away from 0 and no near-ties (closer than
+    ``gap``) among the positive activations of a pooling window (ties of relu's zeros carry no
+    gradient). The finite-difference cases ask for gap = 2e-2: the fourth-order stencil moves an
+    input by 2h = 2e-3, which moves an activation by up to ~|w| * 2e-3."""
     while True:
         if same:  # CS231n's ThreeLayerConvNet: 'same' conv, 2x2 pool
             k = int(rng.choice([1, 3]))
@@ -258,8 +294,8 @@ def _conv_relu_pool_case(rng, dtype, N=None, same=False) -> Case:
         else:
             ph, pw = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
             stride = int(rng.integers(1, 3))
-        if np.abs(a).min() > 1e-2 and _windows_have_clear_max(np.maximum(a, 0), ph, pw,
-                                                                stride, 1e-3):
+        if np.abs(a).min() > max(1e-2, gap) and _windows_have_clear_max(
+                np.maximum(a, 0), ph, pw, stride, gap):
             pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
             return _case(dtype, case.inputs, conv_param=cp, pool_param=pool_param)
 
@@ -543,11 +579,19 @@ _CONV_FLAVORS = (
     {"kernel": (1, 1), "pad": 2},
     # kernel = the whole padded input: a 1x1 output
     {"HW": (3, 4), "kernel": (5, 6), "pad": 1, "stride": 2},
+    # 1x1 maps: a 1x1 kernel, one input channel; a 3x3 kernel = the padded 1x1 map
+    {"HW": (1, 1), "kernel": (1, 1), "pad": 0, "C": 1},
+    {"HW": (1, 1), "kernel": (3, 3), "pad": 1},
+    # an empty batch
+    {"N": 0},
 )
 _POOL_FLAVORS = (
     {"HW": (4, 6), "pool": (2, 2), "stride": 2},  # windows tile the input (the reshape path)
     {"N": 1, "HW": (7, 5), "pool": (2, 1), "stride": 3},  # stride > window: gaps, leftovers
     {"HW": (5, 5), "pool": (3, 3), "stride": 1},  # overlapping windows accumulate
+    {"HW": (1, 1), "pool": (1, 1), "stride": 1},  # a 1x1 map
+    {"HW": (3, 4), "pool": (3, 4), "stride": 5},  # one window = the whole map
+    {"N": 0, "HW": (4, 4), "pool": (2, 2), "stride": 2},  # an empty batch
 )
 
 
@@ -611,7 +655,7 @@ def _elementwise_entry(name, function, builtin):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
-        flavors=({"N": 1},),
+        flavors=({"N": 1}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, f"{name}_forward", f"{name}_backward", _xs),
         torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
@@ -623,31 +667,37 @@ OPS = [
     OpSpec(
         name="affine",
         make_case=_affine_case,
-        flavors=({"N": 1},),
+        # batch of 1; zero-size batch, features (x (N, 0): out = b) and outputs
+        flavors=({"N": 1}, {"N": 0}, {"dims": (0,)}, {"M": 0}),
         numpy_forward_backward=_numpy_pair(npl, "affine_forward", "affine_backward", _xs),
         torch_impl_fn=lambda t, c: tf.AffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
         # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
-        builtin_fn=lambda t, c: F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"]),
+        # (x.reshape(N, D) with D = w's rows: with N = 0 or D = 0 a -1 would be ambiguous)
+        builtin_fn=lambda t, c: F.linear(t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T,
+                                         t["b"]),
         bad_inputs=_AFFINE_BAD,
-        conversion="F.linear(x.reshape(N, -1), w.T, b)",
+        conversion="F.linear(x.reshape(N, D), w.T, b)",
     ),
     _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
     _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
     _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
-    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1})),
+    # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
+    _bn_entry("batchnorm", "batchnorm_backward", "train", False,
+              ({"N": 3}, {"D": 1}, {"N": 0})),
     _bn_entry("batchnorm_alt", "batchnorm_backward_alt", "train", False,
-              ({"N": 3}, {"D": 1})),
-    _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1},)),
+              ({"N": 3}, {"D": 1}, {"N": 0})),
+    _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1}, {"N": 0})),
+    # 1x1 maps: each channel's statistics are over the batch alone; 0 x 2 maps: no values.
     _bn_entry("spatial_batchnorm", "spatial_batchnorm_backward", "train", True,
-              ({"N": 1},)),
+              ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)})),
     _bn_entry("spatial_batchnorm_test", "spatial_batchnorm_backward", "test", True,
-              ({"N": 1},)),
+              ({"N": 1}, {"N": 0}, {"HW": (1, 1)})),
     OpSpec(
         name="layernorm",
         make_case=_layernorm_case,
         make_numerical_case=lambda rng, dtype, **kw: _layernorm_case(rng, dtype, True, **kw),
-        flavors=({"N": 1},),
+        flavors=({"N": 1}, {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "layernorm_forward", "layernorm_backward",
                                            _xs_and("ln_param")),
         torch_impl_fn=lambda t, c: tf.LayerNormFunction.apply(t["x"], t["gamma"], t["beta"],
@@ -662,8 +712,11 @@ OPS = [
         name="spatial_groupnorm",
         make_case=_groupnorm_case,
         make_numerical_case=lambda rng, dtype, **kw: _groupnorm_case(rng, dtype, True, **kw),
-        # G = 1 (layernorm over C, H, W); one channel per group (instance norm), batch of 1.
-        flavors=({"G": 1}, {"per_group": 1, "N": 1}),
+        # G = 1 (layernorm over C, H, W); one channel per group (G = C, instance norm), batch
+        # of 1; 1x1 maps (a group is its channels alone); an empty batch (empty output, as
+        # F.group_norm).
+        flavors=({"G": 1}, {"per_group": 1, "N": 1}, {"HW": (1, 1), "per_group": 3},
+                 {"N": 0}),
         numpy_forward_backward=_numpy_pair(npl, "spatial_groupnorm_forward",
                                            "spatial_groupnorm_backward", _xs_and("G", "gn_param")),
         torch_impl_fn=lambda t, c: tf.SpatialGroupNormFunction.apply(
@@ -677,7 +730,7 @@ OPS = [
     OpSpec(
         name="dropout",
         make_case=_dropout_case,
-        flavors=({"N": 1, "p": 1.0},),
+        flavors=({"N": 1, "p": 1.0}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,
@@ -690,6 +743,7 @@ OPS = [
     OpSpec(
         name="dropout_test",
         make_case=lambda rng, dtype, **kw: _dropout_case(rng, dtype, "test", **kw),
+        flavors=({}, {"N": 0}, {"dims": ()}),
         numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
                                            _xs_and("dropout_param")),
         torch_impl_fn=_dropout_apply,
@@ -706,7 +760,7 @@ OPS = [
                make_case=_conv_case, gradcheck=True, algorithm="shifted"),
     _conv_spec("conv_fast", npf, "conv_forward_fast", "conv_backward_fast",
                flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1},
-                        *_CONV_FLAVORS[:2])),
+                        *_CONV_FLAVORS)),
     _pool_spec("max_pool_naive", npl, "max_pool_forward_naive", "max_pool_backward_naive",
                gradcheck=True,
                conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, "
@@ -731,8 +785,25 @@ OPS = [
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
     OpSpec(
+        name="conv_relu",
+        make_case=_conv_relu_case,
+        flavors=_CONV_FLAVORS,
+        numpy_forward_backward=_numpy_pair(npu, "conv_relu_forward", "conv_relu_backward",
+                                           _xs_and("conv_param")),
+        torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(_conv_apply(t, c)),
+        builtin_fn=lambda t, c: F.relu(_conv_builtin(t, c)),
+        conversion="F.relu(F.conv2d(x, w, b, stride, padding=pad))",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
         name="conv_relu_pool",
         make_case=_conv_relu_pool_case,
+        make_numerical_case=lambda rng, dtype, **kw: _conv_relu_pool_case(rng, dtype, gap=2e-2,
+                                                                          **kw),
+        # Piecewise linear: between kinks (kept > 2h away) the stencil is exact up to round-off,
+        # ~1e-13 absolute at h = 1e-3, which resolves the entries ~1e-5 of the largest that a
+        # small weight makes (two-point rule at h = 1e-5: ~1e-11).
+        fourth_order=True,
         flavors=({"same": True, "N": 1}, {"same": True}),
         numpy_forward_backward=_numpy_pair(npu, "conv_relu_pool_forward",
                                            "conv_relu_pool_backward",
@@ -746,7 +817,7 @@ OPS = [
         name="svm_loss",
         make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, True, **kw),
         make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, True, **kw),
-        flavors=({"N": 1, "C": 2},),
+        flavors=({"N": 1, "C": 2}, {"C": 1}),  # one class: loss and gradient 0
         numpy_forward_backward=_numpy_loss("svm_loss"),
         torch_impl_fn=lambda t, c: tf.SVMLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.svm_loss(t["x"], c["y"]),
@@ -759,7 +830,7 @@ OPS = [
         make_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, True, **kw),
         # Finite differences of a loss of ~1e3 lose ~1e-8 absolute to round-off: moderate logits.
         make_numerical_case=lambda rng, dtype, **kw: _scores_case(rng, dtype, False, **kw),
-        flavors=({"N": 1, "C": 2},),
+        flavors=({"N": 1, "C": 2}, {"C": 1}),  # one class: loss and gradient 0
         numpy_forward_backward=_numpy_loss("softmax_loss"),
         torch_impl_fn=lambda t, c: tf.SoftmaxLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.softmax_loss(t["x"], c["y"]),

@@ -142,6 +142,11 @@ class OpSpec:
         Later indices draw freely. Leave empty if make_case takes no keywords.
     float32: False to skip the float32 builtin comparison (state why in ``conversion``).
     gradcheck: False to skip torch.autograd.gradcheck (state why).
+    fourth_order: True to check numpy's backward against fourth-order centered differences
+        (h = 1e-3, error ~1e-12 of the gradient's scale) instead of CS231n's two-point rule
+        (h = 1e-5, ~1e-10): for smooth ops whose gradients routinely hold entries ~1e-5 of their
+        largest one, which the two-point rule cannot resolve to rel_error 1e-7; or for
+        piecewise-linear ones whose numerical cases keep every kink more than 2h = 2e-3 away.
     """
 
     name: str
@@ -157,6 +162,7 @@ class OpSpec:
     flavors: tuple[dict, ...] = ()
     float32: bool = True
     gradcheck: bool = True
+    fourth_order: bool = False
 
     def grad_names(self, case: Case) -> tuple[str, ...]:
         return tuple(case.inputs) if self.grad_inputs is None else self.grad_inputs

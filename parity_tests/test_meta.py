@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from numpy_impl import attention as npa
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
+from parity_tests import test_defaults as defaults_tests
+from parity_tests import test_modules as modules_tests
+from parity_tests import test_ops as ops_tests
 from parity_tests import test_optim as optim_tests
 from parity_tests.registry import specs_with
+from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import nn as tnn
 
 
 def _spec(name):
-    (spec,) = [s for s in specs_with("numpy_forward_backward") if s.name == name]
+    (spec,) = [s for s in specs_with("torch_impl_fn") if s.name == name]
     return spec
 
 
@@ -130,3 +137,105 @@ def test_cuda_check_code_path_runs_on_cpu(name):
     # The CUDA test is skipped on machines without a GPU; running its check with device="cpu"
     # keeps the code path exercised (device placement asserts, builtin comparison) everywhere.
     checks.check_cuda(_spec(name), 0, device="cpu")
+
+
+def test_gradient_guarded_by_the_wrong_flag_is_caught(monkeypatch):
+    # LSTMStepFunction's dx computed only when prev_h (input 1) needs a gradient instead of x
+    # (input 0): every other check requests all gradients at once and passes.
+    original = tf3.LSTMStepFunction.backward
+
+    def wrong(ctx, dnext_h, dnext_c):
+        grads = list(original(ctx, dnext_h, dnext_c))
+        if not ctx.needs_input_grad[1]:
+            grads[0] = None
+        return tuple(grads)
+
+    monkeypatch.setattr(tf3.LSTMStepFunction, "backward", staticmethod(wrong))
+    spec = _spec("lstm_step")
+    checks.check_twin(spec, 0)  # the hole: the full backward is right
+    checks.check_builtin(spec, 0, np.float64)
+    with pytest.raises(AssertionError, match=r"dx with only \['x'\] requiring grad"):
+        checks.check_grad_subsets(spec, 0)
+
+
+def test_unregistered_function_is_caught(monkeypatch):
+    class UnregisteredFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, dout):
+            return dout
+
+    UnregisteredFunction.__module__ = tf3.__name__
+    monkeypatch.setattr(tf3, "UnregisteredFunction", UnregisteredFunction, raising=False)
+    with pytest.raises(AssertionError, match="UnregisteredFunction"):
+        ops_tests.test_every_function_is_in_the_registry()
+
+
+def _default(name):
+    (d,) = [d for d in defaults_tests.DEFAULTS if d.name == name]
+    return d
+
+
+@pytest.mark.parametrize("momentum", [1.8, 0.5])
+def test_changed_default_is_caught(monkeypatch, momentum):
+    # BatchNormFunction.forward's momentum default changed: every other test passes it.
+    forward = tf.BatchNormFunction.forward
+    monkeypatch.setattr(forward, "__defaults__", (momentum, 1e-5))
+    with pytest.raises(AssertionError, match="BatchNormFunction"):
+        defaults_tests.check_default(_default("BatchNormFunction"))
+
+
+def test_changed_dict_default_is_caught(monkeypatch):
+    # numpy_impl's bn_param eps default (read by the shared argument check) set to 1e-3.
+    from numpy_impl import _checks
+
+    original = _checks.check_bn_param
+
+    def wrong(bn_param, D):
+        mode, eps, momentum = original(bn_param, D)
+        return mode, (1e-3 if "eps" not in bn_param else eps), momentum
+
+    monkeypatch.setattr(npl, "check_bn_param", wrong)
+    with pytest.raises(AssertionError, match="numpy batchnorm_forward"):
+        defaults_tests.check_default(_default("numpy batchnorm_forward"))
+
+
+def test_unchecked_default_is_caught(monkeypatch):
+    # A new defaulted hyperparameter in a torch_impl module must get a row in the table.
+    def init(self, num_features, eps=1e-5, device=None, dtype=None, affine_scale=1.0):
+        original(self, num_features, eps, device, dtype)
+
+    original = tnn.LayerNorm.__init__
+    monkeypatch.setattr(tnn.LayerNorm, "__init__", init)
+    with pytest.raises(AssertionError, match="LayerNorm.__init__.affine_scale"):
+        defaults_tests.test_every_default_is_checked()
+
+
+def test_fourth_order_check_catches_a_small_slip(monkeypatch):
+    # multihead attention's dquery off by 1e-6 relative: the fourth-order finite differences
+    # (which the attention entries use) still resolve it.
+    monkeypatch.setattr(npa, "multihead_attention_backward",
+                        _scaled(npa.multihead_attention_backward, 0, 1 + 1e-6))
+    spec = _spec("multihead_attention")
+    assert spec.fourth_order
+    # A case with several keys: over one key the softmax is constant and dquery is exactly 0.
+    index = next(i for i in range(20) if spec.numerical_case(i).inputs["key"].shape[1] > 1)
+    with pytest.raises(AssertionError, match="dquery vs numerical gradient"):
+        checks.check_numerical(spec, index)
+
+
+def test_module_with_pytorch_momentum_is_caught(monkeypatch):
+    # A BatchNorm module that hands the Function PyTorch's momentum (1 - CS231n's).
+    def forward(self, x):
+        return self._function.apply(x, self.gamma, self.beta, self.running_mean,
+                                    self.running_var, self.training, 1 - self.momentum, self.eps)
+
+    monkeypatch.setattr(tnn._BatchNormBase, "forward", forward)
+    (case,) = [c for c in modules_tests.CASES if c.name == "BatchNorm"]
+    with pytest.raises(AssertionError, match="running_mean"):
+        modules_tests.test_module_equals_functional(case, "train")
+    with pytest.raises(AssertionError, match="running_mean"):
+        modules_tests.test_module_matches_builtin(case, "train")

@@ -6,6 +6,11 @@ parity_tests/registry.py for the entries and parity_tests/checks.py for what eac
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import pkgutil
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +23,7 @@ def _params(*attrs):
     return [
         pytest.param(spec, i, id=f"{spec.name}-{i}")
         for spec in specs_with(*attrs)
-        for i in range(N_CASES)
+        for i in range(max(N_CASES, len(spec.flavors)))  # every flavor runs by default
     ]
 
 
@@ -50,6 +55,63 @@ def test_torch_impl_matches_builtin_float32(spec, index):
 @pytest.mark.parametrize(("spec", "index"), _params("torch_impl_fn", "gradcheck"))
 def test_gradcheck(spec, index):
     checks.check_gradcheck(spec, index)
+
+
+@pytest.mark.parametrize(
+    ("spec", "index"),
+    # Which gradients a backward computes does not depend on the numbers: half the cases (the
+    # first ones, flavors included) keep this check's time near the other checks'.
+    [p for p in _params("torch_impl_fn") if p.values[1] < max(2, N_CASES // 2)],
+)
+def test_gradient_subsets(spec, index):
+    checks.check_grad_subsets(spec, index)
+
+
+def _torch_impl_functions() -> set[str]:
+    """Names of every autograd.Function defined in the torch_impl package."""
+    import torch_impl
+
+    names = set()
+    for info in pkgutil.iter_modules(torch_impl.__path__, "torch_impl."):
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if (inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
+                    and obj.__module__ == info.name):
+                names.add(obj.__name__)
+    return names
+
+
+def _functions_in_graph(outs) -> set[str]:
+    """Names of the custom Functions whose backward nodes the autograd graph of outs holds."""
+    seen, stack, names = set(), [o.grad_fn for o in outs if o.grad_fn is not None], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        name = type(node).__name__
+        if name.endswith("Backward"):
+            names.add(name[: -len("Backward")])
+        stack.extend(n for n, _ in node.next_functions)
+    return names
+
+
+def test_every_function_is_in_the_registry():
+    """Every check above runs on the registry only: each torch_impl Function must be reached by
+    some entry's torch_impl_fn (found in the autograd graph of its case 0)."""
+    reached = set()
+    for spec in specs_with("torch_impl_fn"):
+        case = spec.case(0, np.float64)
+        checks.run_torch(functools.partial(_keep_graph, spec, reached), spec, case, None)
+    missing = _torch_impl_functions() - reached
+    assert not missing, f"torch_impl Functions no registry entry runs: {sorted(missing)}"
+
+
+def _keep_graph(spec, reached, tensors, consts):
+    """spec.torch_impl_fn, adding the Functions in its graph to ``reached``."""
+    outs = checks.as_tuple(spec.torch_impl_fn(tensors, consts))
+    reached |= _functions_in_graph(outs)
+    return outs
 
 
 @pytest.mark.parametrize(("spec", "index"), _params("torch_impl_fn", "torch_functional_fn"))

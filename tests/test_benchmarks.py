@@ -55,9 +55,11 @@ def _check_common(rows):
         assert KEYS <= set(r), r
         assert r["backend"] in BACKENDS, r
         assert isinstance(r["bench"], str) and isinstance(r["case"], str) and r["case"]
-        if r["ms"] is None:  # a backend that could not run says why instead of a time
-            assert r.get("error"), r
-            continue
+        # A backend that could not run writes an error row instead of a time: for the twins
+        # that is a broken implementation, and for the builtin a broken reference.
+        assert r["ms"] is not None and not r.get("error"), (
+            f"{r['bench']} {r['case']} [{r['backend']}] did not run: {r.get('error')}"
+        )
         assert isinstance(r["ms"], float | int) and math.isfinite(r["ms"]) and r["ms"] > 0, r
         ratio = r["ratio_to_builtin"]
         if r["backend"] == "builtin":
@@ -110,14 +112,21 @@ def test_train_step_json_lines(train_rows):
     assert {r["case"].split()[0] for r in train_rows} == {"default", "three-layer"}
     assert {r["backend"] for r in train_rows} == BACKENDS
     for r in train_rows:
-        if r["ms"] is None:
-            continue
         n = int(r["case"].split("N=")[1])
         assert r["images_per_s"] == pytest.approx(n / (r["ms"] / 1e3), rel=1e-2)
         assert r["peak_rss_mb"] >= r["baseline_rss_mb"] > 0
         assert math.isfinite(r["last_loss"])
-    # The builtin backend is the reference: it must always run.
-    assert all(r["ms"] for r in train_rows if r["backend"] == "builtin")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "builtin"])
+def test_error_row_fails_the_check(backend):
+    # What the scripts write when a backend raises: the check must not accept it.
+    ok = {"bench": "conv", "case": "c", "backend": "builtin", "ms": 1.0, "ratio_to_builtin": 1.0}
+    broken = {"bench": "conv", "case": "c", "backend": backend, "ms": None,
+              "ratio_to_builtin": None, "error": "RuntimeError: broken"}
+    rows = [broken] if backend == "builtin" else [ok, broken]
+    with pytest.raises(AssertionError, match=f"\\[{backend}\\] did not run: RuntimeError"):
+        _check_common(rows)
 
 
 def test_bad_flags_are_rejected():

@@ -65,7 +65,13 @@ def _mm(x, W):
     Same math as ``x @ W``. Measured on a busy 2-core CPU, a float32 (4, 5, 8) @ (8, 8) took
     ~15 ms through the batched-matmul dispatch and ~3 us as this single 2-D product.
     """
-    return (x.reshape(-1, x.shape[-1]) @ W).reshape(*x.shape[:-1], W.shape[1])
+    return (_rows(x) @ W).reshape(*x.shape[:-1], W.shape[1])
+
+
+def _rows(x):
+    """x (..., D) as the 2-D matrix (prod(...), D) of its rows. Not ``reshape(-1, D)``: with a
+    zero-size dimension (N, T or D = 0) the -1 is ambiguous and reshape raises."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 def _sigmoid_minus(x, t):
@@ -77,9 +83,9 @@ def _sigmoid_minus(x, t):
 
 def _weight_grads(x, h_prev, da):
     """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
-    da2 = da.reshape(-1, da.shape[2])
-    dWx = x.reshape(-1, x.shape[2]).T @ da2
-    dWh = h_prev.reshape(-1, h_prev.shape[2]).T @ da2
+    da2 = _rows(da)
+    dWx = _rows(x).T @ da2
+    dWh = _rows(h_prev).T @ da2
     return dWx, dWh, da2.sum(dim=0)
 
 
@@ -301,7 +307,7 @@ class WordEmbeddingFunction(Function):
         (x,) = ctx.saved_tensors
         V, D = ctx.W_shape
         check_dout(dout, tuple(x.shape) + (D,))
-        dW = dout.new_zeros((V, D)).index_add_(0, x.reshape(-1), dout.reshape(-1, D))
+        dW = dout.new_zeros((V, D)).index_add_(0, x.reshape(-1), _rows(dout))
         return None, dW
 
 
@@ -323,7 +329,7 @@ class TemporalAffineFunction(Function):
         need = ctx.needs_input_grad
         return (
             _mm(dout, w.T) if need[0] else None,
-            x.reshape(-1, D).T @ dout.reshape(-1, M) if need[1] else None,
+            _rows(x).T @ _rows(dout) if need[1] else None,
             dout.sum(dim=(0, 1)) if need[2] else None,
         )
 
@@ -456,15 +462,14 @@ class MultiHeadAttentionFunction(Function):
     @once_differentiable
     def backward(ctx, dout):
         query, key, value, Wq, Wk, Wv, Wo, Qh, Kh, Vh, A, drop_mask, Y = ctx.saved_tensors
-        E = Y.shape[2]
-        dWo = Y.reshape(-1, E).T @ dout.reshape(-1, E)
+        dWo = _rows(Y).T @ _rows(dout)
         dbo = dout.sum(dim=(0, 1))
         dYh = _split_heads(_mm(dout, Wo.T), ctx.num_heads)
         dheads = _attention_backward(dYh, Qh, Kh, Vh, A, drop_mask, ctx.scale)
         grads = []
         for x, W, dh in zip((query, key, value), (Wq, Wk, Wv), dheads, strict=True):
             dP = _merge_heads(dh)
-            grads += [_mm(dP, W.T), x.reshape(-1, E).T @ dP.reshape(-1, E), dP.sum(dim=(0, 1))]
+            grads += [_mm(dP, W.T), _rows(x).T @ _rows(dP), dP.sum(dim=(0, 1))]
         (dq, dWq, dbq), (dk, dWk, dbk), (dv, dWv, dbv) = grads[0:3], grads[3:6], grads[6:9]
         return dq, dk, dv, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo, None, None, None
 
@@ -630,8 +635,9 @@ class LayerNormLastDimFunction(Function):
     @staticmethod
     def forward(ctx, x, gamma, beta, eps=1e-5):
         D = int(x.shape[-1])
-        require_shape("gamma", gamma, (D,), hint="one scale per feature of x")
-        require_shape("beta", beta, (D,), hint="one shift per feature of x")
+        # The messages of numpy_impl's layernorm, which normalizes the same rows.
+        require_shape("gamma", gamma, (D,))
+        require_shape("beta", beta, (D,))
         mu = x.mean(dim=-1, keepdim=True)
         xc = x - mu
         inv_std = 1 / torch.sqrt((xc * xc).mean(dim=-1, keepdim=True) + eps)
@@ -650,8 +656,9 @@ class LayerNormLastDimFunction(Function):
             - dxhat.mean(dim=-1, keepdim=True)
             - xhat * (dxhat * xhat).mean(dim=-1, keepdim=True)
         )
-        lead = tuple(range(dout.dim() - 1))
-        return dx, (dout * xhat).sum(dim=lead), dout.sum(dim=lead), None
+        # Sums over every leading dimension, as sums over the rows of the (rows, D) matrix: a
+        # 1-D x has no leading dimension, and Tensor.sum(dim=()) would sum over ALL of them.
+        return dx, _rows(dout * xhat).sum(0), _rows(dout).sum(0), None
 
 
 class GELUFunction(Function):

@@ -27,6 +27,8 @@ shifted (no window matrix of the whole input): lay the zero-padded input out cha
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
@@ -73,7 +75,8 @@ def _im2col(x, HH, WW, stride, pad, dtype):
     win = xp.unfold(2, HH, stride).unfold(3, WW, stride).permute(1, 4, 5, 0, 2, 3)
     cols = torch.empty(win.shape, dtype=dtype, device=x.device)
     cols.copy_(win)
-    return cols.view(win.shape[0] * HH * WW, -1)
+    # (N * H' * W' columns written out: with N = 0 a -1 would be ambiguous)
+    return cols.view(win.shape[0] * HH * WW, math.prod(win.shape[3:]))
 
 
 def _im2col_forward(x, w2, HH, WW, stride, pad, H_out, W_out):
@@ -90,9 +93,10 @@ def _im2col_backward(d2, cols, w2, x_shape, HH, WW, stride, pad, need_x, need_w,
     copied from, overlapping windows accumulating, and crops the padding.
     """
     N, C, H, W = x_shape
+    positions = ((H + 2 * pad - HH) // stride + 1) * ((W + 2 * pad - WW) // stride + 1)
     dx = dw2 = None
     if need_x:
-        dcols = (w2.T @ d2).view(C * HH * WW, N, -1).transpose(0, 1).to(dtype)
+        dcols = (w2.T @ d2).view(C * HH * WW, N, positions).transpose(0, 1).to(dtype)
         dx = torch.nn.functional.fold(dcols, (H, W), (HH, WW), padding=pad, stride=stride)
     if need_w:
         dw2 = d2 @ cols.T
@@ -272,6 +276,8 @@ class Conv2dFunction(Function):
         products = products_dtype(x)
         if algorithm == "auto":
             algorithm = choose_conv_algorithm(C, H, W, HH, WW, stride, pad)
+        if N == 0:
+            algorithm = "im2col"  # an empty batch has no canvas; its products are empty
         w = w.detach()
         need_x, need_w = ctx.needs_input_grad[:2]
         canvas_geometry = None
@@ -305,9 +311,9 @@ class Conv2dFunction(Function):
             d2 = torch.empty(dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products,
                              device=dout.device)
             d2.copy_(dout.transpose(0, 1))
-            dx, dw = _im2col_backward(d2.view(F, -1), saved, w, x_shape, HH, WW, stride, pad,
-                                      need_x, need_w, dtype)
+            dx, dw = _im2col_backward(d2.view(F, math.prod(d2.shape[1:])), saved, w, x_shape,
+                                      HH, WW, stride, pad, need_x, need_w, dtype)
             if dw is not None:
-                dw = dw.view(F, -1, HH, WW).to(dtype)
+                dw = dw.view(w_shape).to(dtype)
         db = dout.sum(dim=(0, 2, 3)) if need_b else None
         return dx, dw, db, None, None, None

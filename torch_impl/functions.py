@@ -177,16 +177,18 @@ class TanhFunction(Function):
 
 
 def _per_column(v, L):
-    """(C,) per-channel values -> (C * L,): each repeated for the L = H * W positions of its
-    channel, i.e. one value per column of x viewed as (N, C * L)."""
-    return v if L == 1 else v.reshape(-1, 1).expand(-1, L).reshape(-1)
+    """(C,) per-channel values (or any shape holding C values, such as (1, C, 1, 1)) -> (C * L,):
+    each repeated for the L = H * W positions of its channel, i.e. one value per column of x
+    viewed as (N, C * L)."""
+    return v.reshape(-1) if L == 1 else v.reshape(-1, 1).expand(-1, L).reshape(-1)
 
 
-def _channel_sum(t2, L):
+def _channel_sum(t2, C, L):
     """(N, C * L) -> (C,): the sum of each channel's N * L values. The batch axis is summed
-    first (adding whole contiguous rows: the fast direction), then each channel's L columns."""
+    first (adding whole contiguous rows: the fast direction), then each channel's L columns
+    (none when L = 0: zero)."""
     s = t2.sum(0)
-    return s if L == 1 else s.view(-1, L).sum(1)
+    return s if L == 1 else s.view(C, L).sum(1)
 
 
 def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout):
@@ -218,17 +220,21 @@ def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, moment
     pass and xhat is never stored. Saved: xmu (N, C * L), rstd and k (C,); ctx.training.
     """
     N, C = x.shape[0], x.shape[1]
-    L = x.numel() // (N * C) if N * C else 1
+    L = math.prod(x.shape[2:])
     x2 = x.reshape(N, C * L).contiguous()  # (the .view()s below need a contiguous layout)
     if training:
         M = N * L
-        mean = _channel_sum(x2, L).div_(M)
+        # max(M, 1): an empty batch (M = 0) gets mean = var = 0 rather than 0 / 0, so its empty
+        # output comes with zero (not NaN) dgamma and dbeta, as F.batch_norm's.
+        mean = _channel_sum(x2, C, L).div_(max(M, 1))
         xmu = x2 - _per_column(mean, L)
         sq = torch.mul(xmu, xmu)  # its memory is reused for the output below
-        var = _channel_sum(sq, L).div_(M)
-        if running_mean is not None:
+        var = _channel_sum(sq, C, L).div_(max(M, 1))
+        # A channel without values (an empty batch) has no statistics (0 / 0): the running
+        # buffers keep their values, as F.batch_norm's do.
+        if running_mean is not None and M > 0:
             running_mean.lerp_(mean, 1 - momentum)
-        if running_var is not None:
+        if running_var is not None and M > 0:
             running_var.lerp_(var, 1 - momentum)
     else:
         if running_mean is None or running_var is None:
@@ -258,18 +264,17 @@ def _bn_backward(ctx, dout):
     xmu, rstd, k = ctx.saved_tensors
     need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
     N, CL = xmu.shape
-    C = rstd.shape[0]
-    L = CL // C if C else 1
+    C, L = rstd.shape[0], math.prod(ctx.x_shape[2:])
     dout2 = dout.reshape(N, CL).contiguous()
     dbeta = dgamma = dx = tmp = None
     if need_dbeta or (need_dx and ctx.training):
-        dbeta = _channel_sum(dout2, L)
+        dbeta = _channel_sum(dout2, C, L)
     if need_dgamma or (need_dx and ctx.training):
         tmp = dout2 * xmu
-        dgamma = _channel_sum(tmp, L).mul_(rstd)
+        dgamma = _channel_sum(tmp, C, L).mul_(rstd)
     if need_dx:
         if ctx.training:
-            c = k / -(N * L)
+            c = k / -max(N * L, 1)  # (dx is empty when N * L = 0)
             shift, slope = c * dbeta, (c * rstd).mul_(dgamma)
             # Written into dout * xmu's memory once it is summed.
             dx = torch.addcmul(_per_column(shift, L), xmu, _per_column(slope, L), out=tmp)
@@ -399,7 +404,7 @@ class SpatialGroupNormFunction(Function):
         eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
         L = H * W
-        x3 = x.reshape(N, G, -1).contiguous()
+        x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
         xhat, mean, rstd = _normalize_rows(x3, eps)
         out = xhat.view(N, C * L)  # gamma * xhat + beta, in place:
         torch.addcmul(_per_column(beta, L), out, _per_column(gamma, L), out=out)
@@ -426,16 +431,16 @@ class SpatialGroupNormFunction(Function):
         N, G, M = x3.shape
         C = gamma.numel()
         L = M * G // C
-        dout3 = dout.reshape(N, C, L).contiguous()
+        dout3 = dout.reshape(N, C, L).contiguous()  # (N may be 0: no -1 in the reshapes)
         buf = torch.mul(dout3, x3.view(N, C, L))  # becomes dx below
         s1 = dout3.sum(2)
         s2 = buf.sum(2).sub_(s1 * mean.expand(N, G, C // G).reshape(N, C))
-        s2 = s2.view(N, G, -1).mul_(rstd).view(N, C)
+        s2 = s2.view(N, G, C // G).mul_(rstd).view(N, C)
         dx = dgamma = dbeta = None
         if need_dx:
             g = gamma.view(1, G, -1)
-            b = (s1.view(N, G, -1) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
-            a = (s2.view(N, G, -1) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
+            b = (s1.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
+            a = (s2.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
             dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(b.sub_(mean * a))
             dx.view(N, C, L).addcmul_(dout3, (g * rstd).view(N, C, 1))
             dx = dx.view(dout.shape)
@@ -554,7 +559,7 @@ class MaxPool2dFunction(Function):
         (flat,) = ctx.saved_tensors
         N, C, H, W = ctx.x_shape
         dx = dout.new_zeros(N, C, H * W)
-        src = dout.reshape(N, C, -1)
+        src = dout.reshape(flat.shape)  # (N, C, H' * W'); N may be 0
         if ctx.overlap:
             # One x position can be the maximum of several windows: accumulate.
             dx.scatter_add_(2, flat, src)

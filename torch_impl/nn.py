@@ -298,4 +298,5 @@ class Flatten(nn.Module):
     """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), the flattening that Affine does implicitly."""
 
     def forward(self, x):
-        return x.reshape(x.shape[0], -1)
+        # (the size written out: with N = 0 a -1 would be ambiguous)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))

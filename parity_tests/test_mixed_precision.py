@@ -1,8 +1,8 @@
 """torch_impl under ``torch.autocast``: low-precision products, float32 everything else.
 
 The conv runs its matrix products in bfloat16 inside a CPU autocast region (both algorithms) and
-keeps float32 output and gradients; its error against a float64 reference must be of bfloat16's size, like
-the builtin's own autocast conv, and outside the region nothing changes.
+keeps float32 output and gradients; its error against a float64 reference must be of bfloat16's
+size, like the builtin's own autocast conv, and outside the region nothing changes.
 """
 
 import pytest

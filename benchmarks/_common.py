@@ -86,8 +86,11 @@ def numpy_blas_info() -> dict:
 
         for pool in threadpool_info():
             if pool.get("user_api") == "blas" and "numpy" in pool.get("filepath", ""):
-                info.update(threads=pool["num_threads"], source="threadpoolctl",
-                            corename=pool.get("architecture"))
+                info.update(
+                    threads=pool["num_threads"],
+                    source="threadpoolctl",
+                    corename=pool.get("architecture"),
+                )
                 return info
     except ImportError:
         pass
@@ -109,8 +112,19 @@ def numpy_blas_info() -> dict:
 # ----------------------------------------------------------------------------------------------
 
 # The flags that decide which kernels the libraries can use.
-_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-          "avx512_bf16", "amx_tile", "amx_bf16")
+_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+)
 
 
 def cpu_facts() -> dict:
@@ -180,12 +194,14 @@ def format_header(title: str, facts: dict, argv: Sequence[str]) -> str:
         f"env {f['env'] or '{}'}",
     ]
     if f["loadavg"][0] > (f["usable_cpus"] or 1):
-        lines.append(f"# WARNING: the 1-minute load ({f['loadavg'][0]}) exceeds the "
-                     f"{f['usable_cpus']} usable CPUs: other processes compete for the cores. "
-                     "Absolute times are inflated, and multi-threaded kernels (torch's OpenMP "
-                     "regions, OpenBLAS) also stall at their barriers whenever one of their "
-                     "threads is descheduled, which biases the ratios against them: compare "
-                     "with --threads 1 under load.")
+        lines.append(
+            f"# WARNING: the 1-minute load ({f['loadavg'][0]}) exceeds the "
+            f"{f['usable_cpus']} usable CPUs: other processes compete for the cores. "
+            "Absolute times are inflated, and multi-threaded kernels (torch's OpenMP "
+            "regions, OpenBLAS) also stall at their barriers whenever one of their "
+            "threads is descheduled, which biases the ratios against them: compare "
+            "with --threads 1 under load."
+        )
     return "\n".join(lines)
 
 
@@ -193,8 +209,18 @@ def format_header(title: str, facts: dict, argv: Sequence[str]) -> str:
 # train.py's recipe
 # ----------------------------------------------------------------------------------------------
 
-RECIPE_KEYS = ("batch_size", "optimizer", "lr", "momentum", "weight_decay", "label_smoothing",
-               "widths", "stem", "bn_momentum", "seed")
+RECIPE_KEYS = (
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "label_smoothing",
+    "widths",
+    "stem",
+    "bn_momentum",
+    "seed",
+)
 
 
 def train_recipe(model: str, cheap: bool = False) -> dict:
@@ -262,9 +288,15 @@ def time_interleaved(fns: dict, warmup: int, repeats: int, min_time: float):
         for k in keys[shift:] + keys[:shift]:
             samples[k].append(_time_once(fns[k], inner[k]))
     stats = {
-        k: {"median": statistics.median(s), "min": min(s), "max": max(s), "samples": s,
-            "inner": inner[k]}
-        for k, s in samples.items() if s
+        k: {
+            "median": statistics.median(s),
+            "min": min(s),
+            "max": max(s),
+            "samples": s,
+            "inner": inner[k],
+        }
+        for k, s in samples.items()
+        if s
     }
     return stats, errors
 
@@ -290,8 +322,9 @@ def sig(x: float, digits: int = 4) -> float:
 
 def add_ratios(rows: list[dict]) -> None:
     """Set ``ratio_to_builtin`` = ms / (the builtin's ms for the same bench and case)."""
-    base = {(r["bench"], r["case"]): r["ms"] for r in rows
-            if r["backend"] == "builtin" and r.get("ms")}
+    base = {
+        (r["bench"], r["case"]): r["ms"] for r in rows if r["backend"] == "builtin" and r.get("ms")
+    }
     for r in rows:
         b = base.get((r["bench"], r["case"]))
         r["ratio_to_builtin"] = sig(r["ms"] / b) if (b and r.get("ms")) else None
@@ -304,33 +337,47 @@ def emit_json(rows: Iterable[dict], stream=None) -> None:
     stream.flush()
 
 
-def format_table(rows: list[dict], columns: Sequence[tuple[str, str, Callable]],
-                 left: int = 2) -> str:
+def format_table(
+    rows: list[dict], columns: Sequence[tuple[str, str, Callable]], left: int = 2
+) -> str:
     """Plain-text table. columns: (header, key, formatter(value) -> str); the first ``left``
     columns are left-aligned, the rest (numbers) right-aligned."""
     cells = [[h for h, _, _ in columns]]
     for r in rows:
-        cells.append([fmt(r.get(key)) if r.get(key) is not None else "-"
-                      for _, key, fmt in columns])
+        cells.append(
+            [fmt(r.get(key)) if r.get(key) is not None else "-" for _, key, fmt in columns]
+        )
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = []
     for j, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i < left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def format_markdown(rows: list[dict], columns: Sequence[tuple[str, str, Callable]],
-                    left: int = 2) -> str:
+def format_markdown(
+    rows: list[dict], columns: Sequence[tuple[str, str, Callable]], left: int = 2
+) -> str:
     """The same table as ``format_table``, as GitHub markdown (for BENCHMARKS.md)."""
     head = [h for h, _, _ in columns]
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(":---" if i < left else "---:" for i in range(len(head))) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(":---" if i < left else "---:" for i in range(len(head))) + "|",
+    ]
     for r in rows:
-        lines.append("| " + " | ".join(fmt(r.get(key)) if r.get(key) is not None else "-"
-                                       for _, key, fmt in columns) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                fmt(r.get(key)) if r.get(key) is not None else "-" for _, key, fmt in columns
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 

@@ -47,8 +47,12 @@ TORCH_TARGET = 1.5
 # Shapes used when train.py's model cannot be read (the brief's list, batch 256).
 FALLBACK_CNN = {
     "batch": 256,
-    "conv": [((3, 32, 32), 32, 3, 1, 1), ((32, 32, 32), 64, 3, 1, 1),
-             ((64, 16, 16), 128, 3, 1, 1), ((128, 8, 8), 128, 3, 1, 1)],
+    "conv": [
+        ((3, 32, 32), 32, 3, 1, 1),
+        ((32, 32, 32), 64, 3, 1, 1),
+        ((64, 16, 16), 128, 3, 1, 1),
+        ((128, 8, 8), 128, 3, 1, 1),
+    ],
     "pool": [((32, 32, 32), 2, 2)],
     "bn": [(64, 32, 32)],
 }
@@ -126,8 +130,9 @@ def conv_case(N, Cin, H, W, F, k, stride, pad, group, count=1):
             from numpy_impl import fast_layers as fl
 
             cp = {"stride": stride, "pad": pad}
-            return _numpy_step(lambda: fl.conv_forward_fast(x, w, b, cp),
-                               fl.conv_backward_fast, dout)
+            return _numpy_step(
+                lambda: fl.conv_forward_fast(x, w, b, cp), fl.conv_backward_fast, dout
+            )
         import torch
         import torch.nn.functional as tF
 
@@ -145,8 +150,16 @@ def conv_case(N, Cin, H, W, F, k, stride, pad, group, count=1):
     # im2col: out = W (F, K) @ cols (K, M); dW = dout (F, M) @ cols^T (M, K);
     # dcols = W^T (K, F) @ dout (F, M).
     gemms = ((F, K, M), (F, M, K), (K, F, M))
-    return Case("conv", name, group, make, flops=3 * fwd_flops, count=count,
-                targets=_targets("conv", group), gemms=gemms)
+    return Case(
+        "conv",
+        name,
+        group,
+        make,
+        flops=3 * fwd_flops,
+        count=count,
+        targets=_targets("conv", group),
+        gemms=gemms,
+    )
 
 
 def max_pool_case(N, Cch, H, W, size, stride, group, count=1):
@@ -158,8 +171,9 @@ def max_pool_case(N, Cch, H, W, size, stride, group, count=1):
             from numpy_impl import fast_layers as fl
 
             pp = {"pool_height": size, "pool_width": size, "stride": stride}
-            return _numpy_step(lambda: fl.max_pool_forward_fast(x, pp),
-                               fl.max_pool_backward_fast, dout)
+            return _numpy_step(
+                lambda: fl.max_pool_forward_fast(x, pp), fl.max_pool_backward_fast, dout
+            )
         import torch
         import torch.nn.functional as tF
 
@@ -172,8 +186,14 @@ def max_pool_case(N, Cch, H, W, size, stride, group, count=1):
             fwd = lambda: tF.max_pool2d(xt, size, stride)
         return _torch_step(fwd, (xt,), torch.tensor(dout))
 
-    return Case("max_pool", f"N={N} C={Cch} {H}x{W} {size}x{size} s{stride}", group, make,
-                count=count, targets=_targets("max_pool", group))
+    return Case(
+        "max_pool",
+        f"N={N} C={Cch} {H}x{W} {size}x{size} s{stride}",
+        group,
+        make,
+        count=count,
+        targets=_targets("max_pool", group),
+    )
 
 
 def relu_case(shape, group, count=1):
@@ -195,8 +215,14 @@ def relu_case(shape, group, count=1):
             fwd = lambda: tF.relu(xt)
         return _torch_step(fwd, (xt,), torch.tensor(dout))
 
-    return Case("relu", "x" + "x".join(map(str, shape)), group, make, count=count,
-                targets=_targets("relu", group))
+    return Case(
+        "relu",
+        "x" + "x".join(map(str, shape)),
+        group,
+        make,
+        count=count,
+        targets=_targets("relu", group),
+    )
 
 
 def _bn_make(shape, spatial):
@@ -212,8 +238,11 @@ def _bn_make(shape, spatial):
             from numpy_impl import layers
 
             def fwd():
-                bn_param = {"mode": "train", "running_mean": np.zeros(D, np.float32),
-                            "running_var": np.ones(D, np.float32)}
+                bn_param = {
+                    "mode": "train",
+                    "running_mean": np.zeros(D, np.float32),
+                    "running_var": np.ones(D, np.float32),
+                }
                 f = layers.spatial_batchnorm_forward if spatial else layers.batchnorm_forward
                 return f(x, gamma, beta, bn_param)
 
@@ -238,14 +267,24 @@ def _bn_make(shape, spatial):
 
 
 def batchnorm_case(N, D, group):
-    return Case("batchnorm", f"N={N} D={D}", group, _bn_make((N, D), False),
-                targets=_targets("batchnorm", group))
+    return Case(
+        "batchnorm",
+        f"N={N} D={D}",
+        group,
+        _bn_make((N, D), False),
+        targets=_targets("batchnorm", group),
+    )
 
 
 def spatial_batchnorm_case(N, Cch, H, W, group, count=1):
-    return Case("spatial_batchnorm", f"N={N} C={Cch} {H}x{W}", group,
-                _bn_make((N, Cch, H, W), True), count=count,
-                targets=_targets("spatial_batchnorm", group))
+    return Case(
+        "spatial_batchnorm",
+        f"N={N} C={Cch} {H}x{W}",
+        group,
+        _bn_make((N, Cch, H, W), True),
+        count=count,
+        targets=_targets("spatial_batchnorm", group),
+    )
 
 
 def layernorm_case(N, D, group):
@@ -255,8 +294,11 @@ def layernorm_case(N, D, group):
         if backend == "numpy":
             from numpy_impl import layers
 
-            return _numpy_step(lambda: layers.layernorm_forward(x, gamma, beta, {}),
-                               layers.layernorm_backward, dout)
+            return _numpy_step(
+                lambda: layers.layernorm_forward(x, gamma, beta, {}),
+                layers.layernorm_backward,
+                dout,
+            )
         import torch
         import torch.nn.functional as tF
 
@@ -274,15 +316,17 @@ def layernorm_case(N, D, group):
 
 def groupnorm_case(N, Cch, H, W, G, group):
     def make(backend):
-        x, gamma, beta, dout = _arrays(6, (N, Cch, H, W), (1, Cch, 1, 1), (1, Cch, 1, 1),
-                                       (N, Cch, H, W))
+        x, gamma, beta, dout = _arrays(
+            6, (N, Cch, H, W), (1, Cch, 1, 1), (1, Cch, 1, 1), (N, Cch, H, W)
+        )
         gamma += 1.0
         if backend == "numpy":
             from numpy_impl import layers
 
             return _numpy_step(
                 lambda: layers.spatial_groupnorm_forward(x, gamma, beta, G, {}),
-                layers.spatial_groupnorm_backward, dout,
+                layers.spatial_groupnorm_backward,
+                dout,
             )
         import torch
         import torch.nn.functional as tF
@@ -298,8 +342,13 @@ def groupnorm_case(N, Cch, H, W, G, group):
             fwd = lambda: tF.group_norm(xt, G, gt, bt, 1e-5)
         return _torch_step(fwd, (xt, gt, bt), torch.tensor(dout))
 
-    return Case("groupnorm", f"N={N} C={Cch} {H}x{W} G={G}", group, make,
-                targets=_targets("groupnorm", group))
+    return Case(
+        "groupnorm",
+        f"N={N} C={Cch} {H}x{W} G={G}",
+        group,
+        make,
+        targets=_targets("groupnorm", group),
+    )
 
 
 def affine_case(N, D, M, group):
@@ -309,8 +358,7 @@ def affine_case(N, D, M, group):
         if backend == "numpy":
             from numpy_impl import layers
 
-            return _numpy_step(lambda: layers.affine_forward(x, w, b), layers.affine_backward,
-                               dout)
+            return _numpy_step(lambda: layers.affine_forward(x, w, b), layers.affine_backward, dout)
         import torch
         import torch.nn.functional as tF
 
@@ -324,8 +372,14 @@ def affine_case(N, D, M, group):
             fwd = lambda: tF.linear(xt, wt.t(), bt)
         return _torch_step(fwd, (xt, wt, bt), torch.tensor(dout))
 
-    return Case("affine", f"N={N} {D}->{M}", group, make, flops=3 * 2.0 * N * D * M,
-                targets=_targets("affine", group))
+    return Case(
+        "affine",
+        f"N={N} {D}->{M}",
+        group,
+        make,
+        flops=3 * 2.0 * N * D * M,
+        targets=_targets("affine", group),
+    )
 
 
 def softmax_loss_case(N, Ccls, group):
@@ -351,8 +405,9 @@ def softmax_loss_case(N, Ccls, group):
             fwd = lambda: tF.cross_entropy(xt, yt)
         return _torch_step(fwd, (xt,))
 
-    return Case("softmax_loss", f"N={N} C={Ccls}", group, make,
-                targets=_targets("softmax_loss", group))
+    return Case(
+        "softmax_loss", f"N={N} C={Ccls}", group, make, targets=_targets("softmax_loss", group)
+    )
 
 
 def _recurrent_make(N, T, D, H, lstm):
@@ -365,8 +420,9 @@ def _recurrent_make(N, T, D, H, lstm):
         if backend == "numpy":
             from numpy_impl import rnn_layers as rl
 
-            f, bwd = (rl.lstm_forward, rl.lstm_backward) if lstm else (rl.rnn_forward,
-                                                                       rl.rnn_backward)
+            f, bwd = (
+                (rl.lstm_forward, rl.lstm_backward) if lstm else (rl.rnn_forward, rl.rnn_backward)
+            )
             return _numpy_step(lambda: f(x, h0, Wx, Wh, b), bwd, dh)
         import torch
 
@@ -376,12 +432,16 @@ def _recurrent_make(N, T, D, H, lstm):
 
             Wxt, Wht, bt = _leaves(Wx, Wh, b)
             Fn = trl.LSTMFunction if lstm else trl.RNNFunction
-            return _torch_step(lambda: Fn.apply(xt, h0t, Wxt, Wht, bt),
-                               (xt, h0t, Wxt, Wht, bt), torch.tensor(dh))
+            return _torch_step(
+                lambda: Fn.apply(xt, h0t, Wxt, Wht, bt), (xt, h0t, Wxt, Wht, bt), torch.tensor(dh)
+            )
         # nn.RNN/nn.LSTM keep (G, D) weights, a second bias, and the LSTM gates in the order
         # i, f, g, o where CS231n stacks i, f, o, g.
-        perm = (list(range(0, 2 * H)) + list(range(3 * H, 4 * H)) + list(range(2 * H, 3 * H))
-                if lstm else list(range(H)))
+        perm = (
+            list(range(0, 2 * H)) + list(range(3 * H, 4 * H)) + list(range(2 * H, 3 * H))
+            if lstm
+            else list(range(H))
+        )
         mod = (torch.nn.LSTM if lstm else torch.nn.RNN)(D, H, batch_first=True)
         with torch.no_grad():
             mod.weight_ih_l0.copy_(torch.tensor(Wx[:, perm].T))
@@ -399,13 +459,23 @@ def _recurrent_make(N, T, D, H, lstm):
 
 
 def rnn_case(N, T, D, H, group):
-    return Case("rnn", f"N={N} T={T} D={D} H={H}", group, _recurrent_make(N, T, D, H, False),
-                targets=_targets("rnn", group))
+    return Case(
+        "rnn",
+        f"N={N} T={T} D={D} H={H}",
+        group,
+        _recurrent_make(N, T, D, H, False),
+        targets=_targets("rnn", group),
+    )
 
 
 def lstm_case(N, T, D, H, group):
-    return Case("lstm", f"N={N} T={T} D={D} H={H}", group, _recurrent_make(N, T, D, H, True),
-                targets=_targets("lstm", group))
+    return Case(
+        "lstm",
+        f"N={N} T={T} D={D} H={H}",
+        group,
+        _recurrent_make(N, T, D, H, True),
+        targets=_targets("lstm", group),
+    )
 
 
 def attention_case(N, heads, S, d, group):
@@ -416,8 +486,11 @@ def attention_case(N, heads, S, d, group):
         if backend == "numpy":
             from numpy_impl import attention as at
 
-            return _numpy_step(lambda: at.scaled_dot_product_attention_forward(q, k, v),
-                               at.scaled_dot_product_attention_backward, dout)
+            return _numpy_step(
+                lambda: at.scaled_dot_product_attention_forward(q, k, v),
+                at.scaled_dot_product_attention_backward,
+                dout,
+            )
         import torch
         import torch.nn.functional as tF
 
@@ -430,16 +503,21 @@ def attention_case(N, heads, S, d, group):
             fwd = lambda: tF.scaled_dot_product_attention(qt, kt, vt)
         return _torch_step(fwd, (qt, kt, vt), torch.tensor(dout))
 
-    return Case("attention", f"N={N} heads={heads} S={S} d={d}", group, make,
-                flops=3 * 2 * 2.0 * N * heads * S * S * d, targets=_targets("attention", group))
+    return Case(
+        "attention",
+        f"N={N} heads={heads} S={S} d={d}",
+        group,
+        make,
+        flops=3 * 2 * 2.0 * N * heads * S * S * d,
+        targets=_targets("attention", group),
+    )
 
 
 def mha_case(N, S, E, heads, group):
     """CS231n's MultiHeadAttention (4 projections + attention), query/key/value distinct."""
 
     def make(backend):
-        arrs = _arrays(11, (N, S, E), (N, S, E), (N, S, E), (N, S, E),
-                       *[(E, E), (E,)] * 4)
+        arrs = _arrays(11, (N, S, E), (N, S, E), (N, S, E), (N, S, E), *[(E, E), (E,)] * 4)
         query, key, value, dout = arrs[:4]
         params = arrs[4:]
         for i in range(0, 8, 2):
@@ -449,7 +527,8 @@ def mha_case(N, S, E, heads, group):
 
             return _numpy_step(
                 lambda: at.multihead_attention_forward(query, key, value, *params, heads),
-                at.multihead_attention_backward, dout,
+                at.multihead_attention_backward,
+                dout,
             )
         import torch
         import torch.nn.functional as tF
@@ -461,20 +540,42 @@ def mha_case(N, S, E, heads, group):
 
             fwd = lambda: Fn.apply(qt, kt, vt, Wq, bq, Wk, bk, Wv, bv, Wo, bo, heads)
         else:
+
             def fwd():
                 # The functional form of nn.MultiheadAttention: (L, N, E) inputs, nn.Linear
                 # (out, in) weights, i.e. the transposes of CS231n's.
                 out, _ = tF.multi_head_attention_forward(
-                    qt.transpose(0, 1), kt.transpose(0, 1), vt.transpose(0, 1), E, heads,
-                    None, torch.cat([bq, bk, bv]), None, None, False, 0.0, Wo.t(), bo,
-                    training=True, need_weights=False, use_separate_proj_weight=True,
-                    q_proj_weight=Wq.t(), k_proj_weight=Wk.t(), v_proj_weight=Wv.t(),
+                    qt.transpose(0, 1),
+                    kt.transpose(0, 1),
+                    vt.transpose(0, 1),
+                    E,
+                    heads,
+                    None,
+                    torch.cat([bq, bk, bv]),
+                    None,
+                    None,
+                    False,
+                    0.0,
+                    Wo.t(),
+                    bo,
+                    training=True,
+                    need_weights=False,
+                    use_separate_proj_weight=True,
+                    q_proj_weight=Wq.t(),
+                    k_proj_weight=Wk.t(),
+                    v_proj_weight=Wv.t(),
                 )
                 return out.transpose(0, 1)
+
         return _torch_step(fwd, leaves, torch.tensor(dout))
 
-    return Case("multihead_attention", f"N={N} S={S} E={E} heads={heads}", group, make,
-                targets=_targets("multihead_attention", group))
+    return Case(
+        "multihead_attention",
+        f"N={N} S={S} E={E} heads={heads}",
+        group,
+        make,
+        targets=_targets("multihead_attention", group),
+    )
 
 
 def matmul_case(n):
@@ -493,7 +594,7 @@ def matmul_case(n):
         at, bt, ct = torch.tensor(a), torch.tensor(b), torch.empty(n, n)
         return lambda: torch.mm(at, bt, out=ct)
 
-    return Case("matmul", f"{n}x{n} @ {n}x{n}", "machine", make, flops=2.0 * n ** 3)
+    return Case("matmul", f"{n}x{n} @ {n}x{n}", "machine", make, flops=2.0 * n**3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,8 +656,10 @@ def cnn_shapes(batch=None, smoke=False):
         net.train()
         net(torch.zeros(2, 3, 32, 32), Recorder())
     b = batch or recipe["batch_size"]
-    src = (f"train.py's default model (widths {tuple(widths)}, stem {recipe['stem']}, "
-           f"recipe batch {recipe['batch_size']})")
+    src = (
+        f"train.py's default model (widths {tuple(widths)}, stem {recipe['stem']}, "
+        f"recipe batch {recipe['batch_size']})"
+    )
     return b, rec, src
 
 
@@ -599,8 +702,11 @@ def build_cases(args) -> tuple[list[Case], str]:
     cases.append(mha_case(*((2, 4, 8, 2) if smoke else (32, 64, 256, 4)), "a3"))
     if args.only:
         wanted = [s.strip() for s in args.only.split(",")]
-        cases = [c for c in cases
-                 if c.bench == "matmul" or any(w in f"{c.bench} {c.case}" for w in wanted)]
+        cases = [
+            c
+            for c in cases
+            if c.bench == "matmul" or any(w in f"{c.bench} {c.case}" for w in wanted)
+        ]
     return cases, f"{src}; benchmark batch N={N}"
 
 
@@ -617,18 +723,42 @@ def run_case(case: Case, backends, warmup, repeats, min_time) -> list[dict]:
         try:
             fns[b] = case.make(b)
         except (ImportError, AttributeError) as e:
-            rows.append({"bench": case.bench, "case": case.case, "backend": b, "ms": None,
-                         "ratio_to_builtin": None, "group": case.group,
-                         "error": f"unavailable: {e}"})
+            rows.append(
+                {
+                    "bench": case.bench,
+                    "case": case.case,
+                    "backend": b,
+                    "ms": None,
+                    "ratio_to_builtin": None,
+                    "group": case.group,
+                    "error": f"unavailable: {e}",
+                }
+            )
     stats, errors = C.time_interleaved(fns, warmup, repeats, min_time)
     for b, err in errors.items():
-        rows.append({"bench": case.bench, "case": case.case, "backend": b, "ms": None,
-                     "ratio_to_builtin": None, "group": case.group, "error": err})
+        rows.append(
+            {
+                "bench": case.bench,
+                "case": case.case,
+                "backend": b,
+                "ms": None,
+                "ratio_to_builtin": None,
+                "group": case.group,
+                "error": err,
+            }
+        )
     for b, s in stats.items():
-        row = {"bench": case.bench, "case": case.case, "backend": b,
-               "ms": C.sig(s["median"] * 1e3), "ratio_to_builtin": None,
-               "group": case.group, "ms_min": C.sig(s["min"] * 1e3),
-               "ms_max": C.sig(s["max"] * 1e3), "calls_per_sample": s["inner"]}
+        row = {
+            "bench": case.bench,
+            "case": case.case,
+            "backend": b,
+            "ms": C.sig(s["median"] * 1e3),
+            "ratio_to_builtin": None,
+            "group": case.group,
+            "ms_min": C.sig(s["min"] * 1e3),
+            "ms_max": C.sig(s["max"] * 1e3),
+            "calls_per_sample": s["inner"],
+        }
         if case.flops:
             row["gflops"] = C.sig(case.flops / s["median"] / 1e9)
         if case.count != 1:
@@ -668,10 +798,15 @@ def finish_rows(rows: list[dict], cases: list[Case]) -> list[dict]:
         extra = []
         for b, v in complete.items():
             ms = sum(v)
-            row = {"bench": "conv_total", "case": f"all {len(cnn)} conv shapes of the CNN",
-                   "backend": b, "ms": C.sig(ms), "ratio_to_builtin": None,
-                   "group": "cnn",
-                   "gflops": C.sig(flops / ms / 1e6)}
+            row = {
+                "bench": "conv_total",
+                "case": f"all {len(cnn)} conv shapes of the CNN",
+                "backend": b,
+                "ms": C.sig(ms),
+                "ratio_to_builtin": None,
+                "group": "cnn",
+                "gflops": C.sig(flops / ms / 1e6),
+            }
             if rate.get(b):
                 row["matmul_fraction"] = C.sig(row["gflops"] / rate[b])
             extra.append(row)
@@ -713,18 +848,26 @@ def print_table(rows, stream, markdown=False):
 
 
 def print_summary(rows, stream):
-    peaks = [f"{'torch' if r['backend'] == 'builtin' else 'numpy'} {r['gflops_peak']:g}"
-             for r in rows if r.get("gflops_peak")]
+    peaks = [
+        f"{'torch' if r['backend'] == 'builtin' else 'numpy'} {r['gflops_peak']:g}"
+        for r in rows
+        if r.get("gflops_peak")
+    ]
     if peaks:
-        print(f"\nfloat32 GEMM rate (fastest matmul sample, GFLOP/s): {', '.join(peaks)}; "
-              "the 'of matmul' column divides by the rate of the backend's own library",
-              file=stream)
+        print(
+            f"\nfloat32 GEMM rate (fastest matmul sample, GFLOP/s): {', '.join(peaks)}; "
+            "the 'of matmul' column divides by the rate of the backend's own library",
+            file=stream,
+        )
     judged = [r for r in rows if "meets_target" in r]
     missed = [r for r in judged if not r["meets_target"]]
     print(f"\ntargets met: {len(judged) - len(missed)} of {len(judged)}", file=stream)
     for r in missed:
-        print(f"  MISSED {r['backend']:7s} {r['bench']} {r['case']}: "
-              f"{r['ratio_to_builtin']:.2f}x builtin (target <= {r['target']:g}x)", file=stream)
+        print(
+            f"  MISSED {r['backend']:7s} {r['bench']} {r['case']}: "
+            f"{r['ratio_to_builtin']:.2f}x builtin (target <= {r['target']:g}x)",
+            file=stream,
+        )
 
 
 def gemm_breakdown(case: Case, stream, repeats=5) -> None:
@@ -740,12 +883,16 @@ def gemm_breakdown(case: Case, stream, repeats=5) -> None:
         at, bt = torch.tensor(a), torch.tensor(b)
         stats, _ = C.time_interleaved(
             {"numpy": lambda a=a, b=b: np.matmul(a, b), "torch": lambda a=at, b=bt: a @ b},
-            1, repeats, 0.02)
+            1,
+            repeats,
+            0.02,
+        )
         ms = {lib: st["median"] * 1e3 for lib, st in stats.items()}
         for lib in total:
             total[lib] += ms[lib]
-        lines.append(f"  ({m} x {k}) @ ({k} x {n}): numpy {ms['numpy']:.2f} ms, "
-                     f"torch {ms['torch']:.2f} ms")
+        lines.append(
+            f"  ({m} x {k}) @ ({k} x {n}): numpy {ms['numpy']:.2f} ms, torch {ms['torch']:.2f} ms"
+        )
     print(f"### the conv's three GEMMs alone (median of {repeats})", file=stream)
     print("\n".join(lines), file=stream)
     print(f"  sum: numpy {total['numpy']:.2f} ms, torch {total['torch']:.2f} ms", file=stream)
@@ -785,8 +932,7 @@ def profile_case(case: Case, stream, top=15) -> None:
                 for _ in range(3):
                     fn()
             print(f"### {b} (torch.profiler, 3 calls, by self CPU time)", file=stream)
-            print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=top),
-                  file=stream)
+            print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=top), file=stream)
         except Exception as e:  # noqa: BLE001
             print(f"{b}: not profiled ({e!r})", file=stream)
 
@@ -794,33 +940,69 @@ def profile_case(case: Case, stream, top=15) -> None:
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Forward+backward time of every hot op: numpy_impl vs torch_impl vs "
-        "PyTorch's builtin (float32, same inputs, interleaved, median of repeats).")
-    p.add_argument("--quick", action="store_true",
-                   help="batch 128, fewer repeats: finishes in under a minute")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny shapes, one repeat: checks that every path runs (seconds)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per line on stdout (the header goes to stderr)")
-    p.add_argument("--markdown", action="store_true",
-                   help="print the table as markdown (for BENCHMARKS.md)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="batch of the CNN-shaped cases (default: train.py's recipe batch)")
+        "PyTorch's builtin (float32, same inputs, interleaved, median of repeats)."
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="batch 128, fewer repeats: finishes in under a minute"
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny shapes, one repeat: checks that every path runs (seconds)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line on stdout (the header goes to stderr)",
+    )
+    p.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (for BENCHMARKS.md)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch of the CNN-shaped cases (default: train.py's recipe batch)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per case")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls per backend first")
-    p.add_argument("--min-time", type=float, default=None,
-                   help="seconds one sample lasts at least (tiny ops repeat inside it)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for torch and NumPy's BLAS (default: the libraries' own)")
-    p.add_argument("--backends", default=",".join(C.BACKENDS),
-                   help="comma-separated subset of numpy,torch,builtin")
-    p.add_argument("--matmul-precision", choices=C.MATMUL_PRECISIONS, default="highest",
-                   help="torch.set_float32_matmul_precision (train.py --matmul-precision; see "
-                   "BENCHMARKS.md) (default: highest)")
-    p.add_argument("--only", default=None,
-                   help="comma-separated substrings: keep cases whose 'bench case' matches")
-    p.add_argument("--profile", nargs="?", const="auto", default=None, metavar="SUBSTRING",
-                   help="profile one case afterwards (default: the one with the largest numpy "
-                   "time)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        help="seconds one sample lasts at least (tiny ops repeat inside it)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and NumPy's BLAS (default: the libraries' own)",
+    )
+    p.add_argument(
+        "--backends",
+        default=",".join(C.BACKENDS),
+        help="comma-separated subset of numpy,torch,builtin",
+    )
+    p.add_argument(
+        "--matmul-precision",
+        choices=C.MATMUL_PRECISIONS,
+        default="highest",
+        help="torch.set_float32_matmul_precision (train.py --matmul-precision; see "
+        "BENCHMARKS.md) (default: highest)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated substrings: keep cases whose 'bench case' matches",
+    )
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="SUBSTRING",
+        help="profile one case afterwards (default: the one with the largest numpy time)",
+    )
     args = p.parse_args(argv)
     bad = set(args.backends.split(",")) - set(C.BACKENDS)
     if bad:
@@ -851,12 +1033,22 @@ def main(argv=None) -> int:
     out = sys.stderr if args.json else sys.stdout
 
     facts = C.machine_facts()
-    print(C.format_header("nn-twins ops benchmark (forward + backward, float32)", facts,
-                          ["benchmarks/ops.py", *argv]), file=out)
+    print(
+        C.format_header(
+            "nn-twins ops benchmark (forward + backward, float32)",
+            facts,
+            ["benchmarks/ops.py", *argv],
+        ),
+        file=out,
+    )
     cases, src = build_cases(args)
     print(f"# shapes: {src}", file=out)
-    print(f"# timing: {warmup} warm-up call(s), median of {repeats} round-robin round(s), "
-          f"each sample >= {min_time * 1e3:.0f} ms", file=out, flush=True)
+    print(
+        f"# timing: {warmup} warm-up call(s), median of {repeats} round-robin round(s), "
+        f"each sample >= {min_time * 1e3:.0f} ms",
+        file=out,
+        flush=True,
+    )
     backends = [b for b in C.BACKENDS if b in args.backends.split(",")]
     rows = []
     for case in cases:
@@ -870,8 +1062,13 @@ def main(argv=None) -> int:
         print_table(rows, out, args.markdown)
     print_summary(rows, out)
     if args.profile:
-        measured = [r for r in rows if r["backend"] == "numpy" and r.get("ms")
-                    and r["bench"] not in ("matmul", "conv_total")]
+        measured = [
+            r
+            for r in rows
+            if r["backend"] == "numpy"
+            and r.get("ms")
+            and r["bench"] not in ("matmul", "conv_total")
+        ]
         if args.profile == "auto" and measured:
             slow = max(measured, key=lambda r: r["ms"])
             pick = [c for c in cases if (c.bench, c.case) == (slow["bench"], slow["case"])]

@@ -94,8 +94,12 @@ def child_main(spec: dict) -> int:
     for step, _, _ in built:
         for _ in range(spec["warmup"]):
             step()
-    proto.write(json.dumps({"ready": True, "baseline_rss_mb": C.sig(baseline),
-                            "params": [b[2] for b in built]}) + "\n")
+    proto.write(
+        json.dumps(
+            {"ready": True, "baseline_rss_mb": C.sig(baseline), "params": [b[2] for b in built]}
+        )
+        + "\n"
+    )
     for line in sys.stdin:
         cmd = line.split()
         if cmd and cmd[0] == "run":
@@ -106,17 +110,21 @@ def child_main(spec: dict) -> int:
                 step()
             t1 = time.perf_counter()
             r1 = resource.getrusage(resource.RUSAGE_SELF)
-            proto.write(json.dumps({
-                "seconds": (t1 - t0) / k,
-                "user_s": (r1.ru_utime - r0.ru_utime) / k,
-                "sys_s": (r1.ru_stime - r0.ru_stime) / k,
-                "minor_faults": (r1.ru_minflt - r0.ru_minflt) / k,
-            }) + "\n")
+            proto.write(
+                json.dumps(
+                    {
+                        "seconds": (t1 - t0) / k,
+                        "user_s": (r1.ru_utime - r0.ru_utime) / k,
+                        "sys_s": (r1.ru_stime - r0.ru_stime) / k,
+                        "minor_faults": (r1.ru_minflt - r0.ru_minflt) / k,
+                    }
+                )
+                + "\n"
+            )
         elif cmd and cmd[0] == "quit":
             break
     losses = [float(b[1]["loss"]) if b[1] else None for b in built]
-    proto.write(json.dumps({"peak_rss_mb": C.sig(C.peak_rss_mb()), "last_loss": losses})
-                + "\n")
+    proto.write(json.dumps({"peak_rss_mb": C.sig(C.peak_rss_mb()), "last_loss": losses}) + "\n")
     return 0
 
 
@@ -131,8 +139,13 @@ class Child:
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-            bufsize=1, env=env, cwd=str(ROOT),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=str(ROOT),
         )
         self.error = None
         self.info: dict = {}
@@ -173,8 +186,12 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
     items: [{"model", "recipe", "batch_size"}]. Call with one item per call for separate peak
     RSS per model (the full and quick runs do).
     """
-    spec_base = {"models": items, "warmup": opts["warmup"], "threads": opts["threads"],
-                 "matmul_precision": opts["matmul_precision"]}
+    spec_base = {
+        "models": items,
+        "warmup": opts["warmup"],
+        "threads": opts["threads"],
+        "matmul_precision": opts["matmul_precision"],
+    }
     children = [Child({**spec_base, "backend": b}, env) for b in backends]
     for ch in children:
         ch.info = ch.request(None) or {}
@@ -198,31 +215,46 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
         for ch in children:
             s = sorted(samples.get((ch.backend, i), []))
             if not s or ch.error:
-                part.append({"bench": "train_step", "case": case, "backend": ch.backend,
-                             "ms": None, "ratio_to_builtin": None,
-                             "error": ch.error or "no samples"})
+                part.append(
+                    {
+                        "bench": "train_step",
+                        "case": case,
+                        "backend": ch.backend,
+                        "ms": None,
+                        "ratio_to_builtin": None,
+                        "error": ch.error or "no samples",
+                    }
+                )
                 continue
             med = statistics.median(s)
             final = finals[ch.backend]
             u = usage[(ch.backend, i)]
-            cpu = {k: statistics.median(x[k] for x in u)
-                   for k in ("user_s", "sys_s", "minor_faults")}
-            part.append({
-                "bench": "train_step", "case": case, "backend": ch.backend,
-                "ms": C.sig(med * 1e3), "ratio_to_builtin": None,
-                "images_per_s": C.sig(item["batch_size"] / med),
-                "peak_rss_mb": final.get("peak_rss_mb"),
-                "baseline_rss_mb": ch.info.get("baseline_rss_mb"),
-                "ms_min": C.sig(s[0] * 1e3), "ms_max": C.sig(s[-1] * 1e3),
-                "params": ch.info["params"][i], "optimizer": item["recipe"]["optimizer"],
-                "label_smoothing": item["recipe"]["label_smoothing"],
-                "last_loss": (final.get("last_loss") or [None] * len(items))[i],
-                # Where the wall time went: CPU seconds per step (both threads summed), the
-                # kernel's share of them, and page faults (fresh memory being mapped and zeroed).
-                "cpu_s_per_step": C.sig(cpu["user_s"] + cpu["sys_s"]),
-                "sys_fraction": C.sig(cpu["sys_s"] / max(cpu["user_s"] + cpu["sys_s"], 1e-9)),
-                "minor_faults_per_step": int(cpu["minor_faults"]),
-            })
+            cpu = {
+                k: statistics.median(x[k] for x in u) for k in ("user_s", "sys_s", "minor_faults")
+            }
+            part.append(
+                {
+                    "bench": "train_step",
+                    "case": case,
+                    "backend": ch.backend,
+                    "ms": C.sig(med * 1e3),
+                    "ratio_to_builtin": None,
+                    "images_per_s": C.sig(item["batch_size"] / med),
+                    "peak_rss_mb": final.get("peak_rss_mb"),
+                    "baseline_rss_mb": ch.info.get("baseline_rss_mb"),
+                    "ms_min": C.sig(s[0] * 1e3),
+                    "ms_max": C.sig(s[-1] * 1e3),
+                    "params": ch.info["params"][i],
+                    "optimizer": item["recipe"]["optimizer"],
+                    "label_smoothing": item["recipe"]["label_smoothing"],
+                    "last_loss": (final.get("last_loss") or [None] * len(items))[i],
+                    # Where the wall time went: CPU seconds per step (both threads summed), the
+                    # kernel's share of them, and page faults (fresh memory mapped and zeroed).
+                    "cpu_s_per_step": C.sig(cpu["user_s"] + cpu["sys_s"]),
+                    "sys_fraction": C.sig(cpu["sys_s"] / max(cpu["user_s"] + cpu["sys_s"], 1e-9)),
+                    "minor_faults_per_step": int(cpu["minor_faults"]),
+                }
+            )
         C.add_ratios(part)
         for row in part:
             row["precision"] = item["precision"]
@@ -253,33 +285,64 @@ COLUMNS = [
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Images/s of one training step (forward, backward, optimizer) of train.py's "
-        "models on each backend, each backend in its own process (separate peak RSS).")
-    p.add_argument("--quick", action="store_true",
-                   help="batch <= 256, fewer repeats: under a minute on a quiet machine")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny widths and batch, one sample: checks that every path runs")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON object per line on stdout (the header goes to stderr)")
-    p.add_argument("--markdown", action="store_true",
-                   help="print the table as markdown (for BENCHMARKS.md)")
-    p.add_argument("--models", default=",".join(MODELS),
-                   help="comma-separated subset of default,three-layer")
-    p.add_argument("--backends", default=",".join(C.BACKENDS),
-                   help="comma-separated subset of numpy,torch,builtin")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="batch of every model (default: each model's train.py recipe)")
+        "models on each backend, each backend in its own process (separate peak RSS)."
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch <= 256, fewer repeats: under a minute on a quiet machine",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny widths and batch, one sample: checks that every path runs",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line on stdout (the header goes to stderr)",
+    )
+    p.add_argument(
+        "--markdown", action="store_true", help="print the table as markdown (for BENCHMARKS.md)"
+    )
+    p.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated subset of default,three-layer"
+    )
+    p.add_argument(
+        "--backends",
+        default=",".join(C.BACKENDS),
+        help="comma-separated subset of numpy,torch,builtin",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch of every model (default: each model's train.py recipe)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed samples per backend")
     p.add_argument("--steps", type=int, default=None, help="training steps per sample")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for torch and NumPy's BLAS (default: the libraries' own)")
-    p.add_argument("--precision", choices=PRECISIONS, default="32-true",
-                   help="32-true, or bf16-mixed (train.py --precision bf16-mixed: the step under "
-                        "torch.autocast; the numpy backend has no such mode and is skipped; the "
-                        "issue's targets are for 32-true)")
-    p.add_argument("--matmul-precision", choices=C.MATMUL_PRECISIONS, default="highest",
-                   help="torch.set_float32_matmul_precision in every backend's process "
-                        "(train.py --matmul-precision; see BENCHMARKS.md) (default: highest)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and NumPy's BLAS (default: the libraries' own)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="32-true",
+        help="32-true, or bf16-mixed (train.py --precision bf16-mixed: the step under "
+        "torch.autocast; the numpy backend has no such mode and is skipped; the "
+        "issue's targets are for 32-true)",
+    )
+    p.add_argument(
+        "--matmul-precision",
+        choices=C.MATMUL_PRECISIONS,
+        default="highest",
+        help="torch.set_float32_matmul_precision in every backend's process "
+        "(train.py --matmul-precision; see BENCHMARKS.md) (default: highest)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name, allowed in (("models", MODELS), ("backends", C.BACKENDS)):
@@ -310,15 +373,27 @@ def main(argv=None) -> int:
     out = sys.stderr if args.json else sys.stdout
     facts = C.machine_facts()
     what = "float32" if args.precision == "32-true" else "bf16-mixed: products in bfloat16"
-    print(C.format_header(f"nn-twins training-step benchmark ({what}, CPU)", facts,
-                          ["benchmarks/train_step.py", *argv]), file=out)
-    print(f"# timing: one process per backend; {opts['warmup']} warm-up step(s), median of "
-          f"{opts['repeats']} round-robin sample(s) of {opts['steps']} step(s)", file=out,
-          flush=True)
+    print(
+        C.format_header(
+            f"nn-twins training-step benchmark ({what}, CPU)",
+            facts,
+            ["benchmarks/train_step.py", *argv],
+        ),
+        file=out,
+    )
+    print(
+        f"# timing: one process per backend; {opts['warmup']} warm-up step(s), median of "
+        f"{opts['repeats']} round-robin sample(s) of {opts['steps']} step(s)",
+        file=out,
+        flush=True,
+    )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    backends = [b for b in C.BACKENDS if b in args.backends.split(",")
-                and not (b == "numpy" and args.precision != "32-true")]
+    backends = [
+        b
+        for b in C.BACKENDS
+        if b in args.backends.split(",") and not (b == "numpy" and args.precision != "32-true")
+    ]
     items = []
     for model in args.models.split(","):
         recipe = C.train_recipe(model, cheap=args.smoke)
@@ -328,14 +403,28 @@ def main(argv=None) -> int:
         if args.quick and not args.batch_size:
             batch = min(batch, 256)  # images/s barely depends on the batch at these sizes
         recipe = {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()}
-        print(f"# {model}: batch {batch}, {recipe['optimizer']} lr {recipe['lr']}, weight decay "
-              f"{recipe['weight_decay']}, label smoothing {recipe['label_smoothing']}"
-              + (f", widths {tuple(recipe['widths'])}, stem {recipe['stem']}"
-                 if model == "default" else ""), file=out, flush=True)
+        print(
+            f"# {model}: batch {batch}, {recipe['optimizer']} lr {recipe['lr']}, weight decay "
+            f"{recipe['weight_decay']}, label smoothing {recipe['label_smoothing']}"
+            + (
+                f", widths {tuple(recipe['widths'])}, stem {recipe['stem']}"
+                if model == "default"
+                else ""
+            ),
+            file=out,
+            flush=True,
+        )
         overrides = {"widths": recipe["widths"]} if args.smoke else {}
-        items.append({"model": model, "recipe": recipe, "batch_size": batch,
-                      "seed": recipe["seed"], "overrides": overrides,
-                      "precision": args.precision})
+        items.append(
+            {
+                "model": model,
+                "recipe": recipe,
+                "batch_size": batch,
+                "seed": recipe["seed"],
+                "overrides": overrides,
+                "precision": args.precision,
+            }
+        )
     if args.smoke:  # one process per backend serves every model: startup dominates here
         rows = bench(items, backends, opts, env)
     else:
@@ -359,8 +448,11 @@ def main(argv=None) -> int:
     missed = [r for r in judged if not r["meets_target"]]
     print(f"\ntargets met: {len(judged) - len(missed)} of {len(judged)}", file=out)
     for r in missed:
-        print(f"  MISSED {r['backend']:7s} {r['case']}: {r['ratio_to_builtin']:.2f}x builtin "
-              f"(target <= {r['target']:g}x)", file=out)
+        print(
+            f"  MISSED {r['backend']:7s} {r['case']}: {r['ratio_to_builtin']:.2f}x builtin "
+            f"(target <= {r['target']:g}x)",
+            file=out,
+        )
     return 0
 
 

@@ -61,8 +61,7 @@ class Ops:
     def affine(self, x, w, b):
         raise NotImplementedError
 
-    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum,
-                          eps):
+    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         raise NotImplementedError
 
     def softmax_loss(self, scores, y):
@@ -83,8 +82,9 @@ class Ops:
         uniform = sum(self.softmax_loss(scores, torch.full_like(y, c)) for c in range(C))
         return (1.0 - label_smoothing) * loss + (label_smoothing / C) * uniform
 
-    def make_optimizer(self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999),
-                       eps=1e-8, decay_rate=0.99):
+    def make_optimizer(
+        self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, decay_rate=0.99
+    ):
         raise NotImplementedError
 
 
@@ -114,8 +114,7 @@ class TorchOps(Ops):
     def affine(self, x, w, b):
         return self.fn.AffineFunction.apply(x, w, b)
 
-    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum,
-                          eps):
+    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         return self.fn.SpatialBatchNormFunction.apply(
             x, gamma, beta, running_mean, running_var, training, momentum, eps
         )
@@ -123,8 +122,9 @@ class TorchOps(Ops):
     def softmax_loss(self, scores, y):
         return self.fn.SoftmaxLossFunction.apply(scores, y)
 
-    def make_optimizer(self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999),
-                       eps=1e-8, decay_rate=0.99):
+    def make_optimizer(
+        self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, decay_rate=0.99
+    ):
         o = self.optim
         table = {
             "sgd": (o.SGD, {}),
@@ -188,8 +188,7 @@ class NumpyOps(Ops):
     def affine(self, x, w, b):
         return self.nb.NumpyAffine.apply(x, w, b)
 
-    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum,
-                          eps):
+    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
         return self.nb.NumpySpatialBatchNorm.apply(
             x, gamma, beta, running_mean, running_var, training, momentum, eps
         )
@@ -197,8 +196,9 @@ class NumpyOps(Ops):
     def softmax_loss(self, scores, y):
         return self.nb.NumpySoftmaxLoss.apply(scores, y)
 
-    def make_optimizer(self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999),
-                       eps=1e-8, decay_rate=0.99):
+    def make_optimizer(
+        self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, decay_rate=0.99
+    ):
         hyper = {
             "sgd": {},
             "sgd_momentum": {"momentum": momentum},
@@ -227,10 +227,10 @@ class BuiltinOps(Ops):
     def affine(self, x, w, b):
         return F.linear(x.reshape(x.shape[0], -1), w.t(), b)
 
-    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum,
-                          eps):
-        return F.batch_norm(x, running_mean, running_var, gamma, beta, training,
-                            momentum=1.0 - momentum, eps=eps)
+    def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+        return F.batch_norm(
+            x, running_mean, running_var, gamma, beta, training, momentum=1.0 - momentum, eps=eps
+        )
 
     def softmax_loss(self, scores, y):
         return F.cross_entropy(scores, y)
@@ -238,8 +238,9 @@ class BuiltinOps(Ops):
     def cross_entropy(self, scores, y, label_smoothing=0.0):
         return F.cross_entropy(scores, y, label_smoothing=label_smoothing)
 
-    def make_optimizer(self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999),
-                       eps=1e-8, decay_rate=0.99):
+    def make_optimizer(
+        self, param_groups, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, decay_rate=0.99
+    ):
         o = torch.optim
         if name == "sgd":
             return o.SGD(param_groups, lr=lr)

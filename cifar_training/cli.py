@@ -49,27 +49,61 @@ _T0 = time.perf_counter()  # wall time counts from here: imports, data loading, 
 # "classic" is the earlier default (widths 32/64/128, float32, 45,000/5,000 split), kept so its
 # rows stay reproducible; "three-layer" is CS231n's ThreeLayerConvNet setting.
 _AIRBENCH = {
-    "batch_size": 512, "optimizer": "nesterov", "lr": 0.4, "momentum": 0.9,
-    "weight_decay": 5e-4, "label_smoothing": 0.2, "schedule": "linear", "warmup": 0.2,
-    "crop_pad": 2, "flip": "alternating", "head_scale": 0.125,
-    "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
+    "batch_size": 512,
+    "optimizer": "nesterov",
+    "lr": 0.4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "label_smoothing": 0.2,
+    "schedule": "linear",
+    "warmup": 0.2,
+    "crop_pad": 2,
+    "flip": "alternating",
+    "head_scale": 0.125,
+    "bn_scale": "trained",
+    "bn_bias_lr_scale": 1.0,
+    "dirac_init": False,
 }
 RECIPES = {
     "best": {
-        "model": "default", "widths": (48, 96, 192), "epochs": 14, "val_size": 0,
-        "precision": "bf16-mixed", "tta_translate": True, **_AIRBENCH,
+        "model": "default",
+        "widths": (48, 96, 192),
+        "epochs": 14,
+        "val_size": 0,
+        "precision": "bf16-mixed",
+        "tta_translate": True,
+        **_AIRBENCH,
     },
     "classic": {
-        "model": "default", "widths": (32, 64, 128), "epochs": 15, "val_size": 5000,
-        "precision": "32-true", "tta_translate": False, **_AIRBENCH,
+        "model": "default",
+        "widths": (32, 64, 128),
+        "epochs": 15,
+        "val_size": 5000,
+        "precision": "32-true",
+        "tta_translate": False,
+        **_AIRBENCH,
     },
     "three-layer": {
-        "model": "three-layer", "widths": (32, 64, 128), "epochs": 5, "val_size": 5000,
-        "precision": "32-true", "tta_translate": False,
-        "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "momentum": 0.9,
-        "weight_decay": 0.0, "label_smoothing": 0.0, "schedule": "constant", "warmup": 0.0,
-        "crop_pad": 0, "flip": "none", "head_scale": 1.0,
-        "bn_scale": "trained", "bn_bias_lr_scale": 1.0, "dirac_init": False,
+        "model": "three-layer",
+        "widths": (32, 64, 128),
+        "epochs": 5,
+        "val_size": 5000,
+        "precision": "32-true",
+        "tta_translate": False,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "schedule": "constant",
+        "warmup": 0.0,
+        "crop_pad": 0,
+        "flip": "none",
+        "head_scale": 1.0,
+        "bn_scale": "trained",
+        "bn_bias_lr_scale": 1.0,
+        "dirac_init": False,
     },
 }
 DEFAULT_RECIPE = {"default": "best", "three-layer": "three-layer"}  # per --model
@@ -78,13 +112,37 @@ TRAIN_KEYS = tuple(_AIRBENCH)
 
 # Flags that may differ between an interrupted run and its --resume.
 _RESUME_FREE = {
-    "resume", "overwrite", "stop_after_epochs", "data_dir", "download", "cache_dir", "threads",
-    "progress_bar", "out", "tta_translate", "matmul_precision", "limit_test_batches",
-    "eval_batch_size", "eval_only", "save_every_n_steps", "notes", "diagnostics",
+    "resume",
+    "overwrite",
+    "stop_after_epochs",
+    "data_dir",
+    "download",
+    "cache_dir",
+    "threads",
+    "progress_bar",
+    "out",
+    "tta_translate",
+    "matmul_precision",
+    "limit_test_batches",
+    "eval_batch_size",
+    "eval_only",
+    "save_every_n_steps",
+    "notes",
+    "diagnostics",
 }
 # Lightning's --precision values (what Trainer(precision=...) accepts).
-PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16", "16-mixed", "16",
-              "bf16-true", "16-true")
+PRECISIONS = (
+    "32-true",
+    "32",
+    "64-true",
+    "64",
+    "bf16-mixed",
+    "bf16",
+    "16-mixed",
+    "16",
+    "bf16-true",
+    "16-true",
+)
 _GPU_ACCELERATORS = ("gpu", "cuda", "mps", "tpu")
 _NUMPY_PRECISIONS = ("32", "32-true", "64", "64-true")
 
@@ -107,7 +165,8 @@ def _devices(s):
         ids = None
     if ids is None or not ids:
         raise argparse.ArgumentTypeError(
-            f"expected auto, a count, -1 or a list like 0,1, got {s!r}")
+            f"expected auto, a count, -1 or a list like 0,1, got {s!r}"
+        )
     if len(parts) == 1:
         if ids[0] == 0 or ids[0] < -1:
             raise argparse.ArgumentTypeError(f"must be >= 1 (or -1 for all devices), got {s}")
@@ -178,18 +237,22 @@ def _limit(s):
 def _describe(name: str) -> str:
     r = RECIPES[name]
     if r["model"] == "three-layer":
-        return (f"{name}: CS231n's ThreeLayerConvNet, {r['epochs']} epochs, batch "
-                f"{r['batch_size']}, {r['optimizer']} lr {r['lr']}, no augmentation, "
-                f"{r['val_size']} validation images, float32.")
-    return (f"{name}: default model at widths {','.join(map(str, r['widths']))}, "
-            f"{r['epochs']} epochs, batch {r['batch_size']}, {r['optimizer']} momentum "
-            f"{r['momentum']}, lr {r['lr']} (linear warmup over {r['warmup']} of the steps, then "
-            f"linear decay to 0), weight decay {r['weight_decay']}, label smoothing "
-            f"{r['label_smoothing']}, head scale {r['head_scale']}, translate +-{r['crop_pad']} "
-            f"px + {r['flip']} flips, {r['val_size'] or 'no'} validation images, "
-            f"{r['precision']}"
-            f"{' (float32 where bf16 is not fast)' if 'bf16' in r['precision'] else ''}"
-            f"{', 6-view test-time augmentation' if r['tta_translate'] else ''}.")
+        return (
+            f"{name}: CS231n's ThreeLayerConvNet, {r['epochs']} epochs, batch "
+            f"{r['batch_size']}, {r['optimizer']} lr {r['lr']}, no augmentation, "
+            f"{r['val_size']} validation images, float32."
+        )
+    return (
+        f"{name}: default model at widths {','.join(map(str, r['widths']))}, "
+        f"{r['epochs']} epochs, batch {r['batch_size']}, {r['optimizer']} momentum "
+        f"{r['momentum']}, lr {r['lr']} (linear warmup over {r['warmup']} of the steps, then "
+        f"linear decay to 0), weight decay {r['weight_decay']}, label smoothing "
+        f"{r['label_smoothing']}, head scale {r['head_scale']}, translate +-{r['crop_pad']} "
+        f"px + {r['flip']} flips, {r['val_size'] or 'no'} validation images, "
+        f"{r['precision']}"
+        f"{' (float32 where bf16 is not fast)' if 'bf16' in r['precision'] else ''}"
+        f"{', 6-view test-time augmentation' if r['tta_translate'] else ''}."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,8 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cifar_training.models import BN_SCALES, MODELS
     from cifar_training.module import SCHEDULES
 
-    recipes = "\n".join(textwrap.fill(_describe(n), 79, subsequent_indent="  ")
-                         for n in RECIPES)
+    recipes = "\n".join(textwrap.fill(_describe(n), 79, subsequent_indent="  ") for n in RECIPES)
     p = argparse.ArgumentParser(
         prog="train.py",
         description=textwrap.fill(
@@ -208,155 +270,344 @@ def build_parser() -> argparse.ArgumentParser:
             "torch_impl's hand-written autograd Functions (torch), the NumPy twin through an "
             "autograd bridge (numpy, CPU only), or PyTorch's own kernels (builtin). With no "
             "flags it runs the 'best' recipe below. --eval-only tests a finished run's weights "
-            "again; python -m cifar_training.predict classifies image files.", 79),
+            "again; python -m cifar_training.predict classifies image files.",
+            79,
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"data: --data-dir takes\n{LAYOUTS}\n\nrecipes (--recipe; every value is a flag "
-        f"that overrides it):\n{recipes}\n\n" + textwrap.fill(
+        f"that overrides it):\n{recipes}\n\n"
+        + textwrap.fill(
             "Outputs in --out: model.pt (state dict, torch.load(weights_only=True)), "
             "model.json, metrics.json, curves.png, confusion_matrix.png, filters.png, "
             "config.json, checkpoints/{best,last}.ckpt, logs/metrics.csv. Ctrl-C or SIGTERM "
             "saves a checkpoint at the current batch and exits 130 / 143; --resume continues.",
-            79),
+            79,
+        ),
     )
     g = p.add_argument_group("model and math")
-    g.add_argument("--recipe", choices=tuple(RECIPES), default=None,
-                   help="a named set of defaults for every flag below (default: best; "
-                   "three-layer with --model three-layer)")
-    g.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="who computes the layers and the update (default: torch)")
-    g.add_argument("--model", choices=MODELS, default=None,
-                   help="default: airbench-style conv net; three-layer: CS231n's "
-                   "ThreeLayerConvNet (default: the recipe's)")
-    g.add_argument("--widths", type=_widths, default=None, metavar="W1,W2,W3",
-                   help="channel widths of the default model's blocks (default: the recipe's, "
-                   "48,96,192)")
-    g.add_argument("--stem", choices=("whiten", "conv"), default="whiten",
-                   help="default model's first layer: fixed 2x2 patch-whitening conv fitted to "
-                   "the training images, or a trained 3x3 conv + batchnorm (default: whiten)")
-    g.add_argument("--bn-momentum", type=_fraction, default=0.9,
-                   help="batchnorm running-average momentum, CS231n convention (PyTorch's "
-                   "momentum = 1 - this) (default: 0.9)")
+    g.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="a named set of defaults for every flag below (default: best; "
+        "three-layer with --model three-layer)",
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="who computes the layers and the update (default: torch)",
+    )
+    g.add_argument(
+        "--model",
+        choices=MODELS,
+        default=None,
+        help="default: airbench-style conv net; three-layer: CS231n's "
+        "ThreeLayerConvNet (default: the recipe's)",
+    )
+    g.add_argument(
+        "--widths",
+        type=_widths,
+        default=None,
+        metavar="W1,W2,W3",
+        help="channel widths of the default model's blocks (default: the recipe's, 48,96,192)",
+    )
+    g.add_argument(
+        "--stem",
+        choices=("whiten", "conv"),
+        default="whiten",
+        help="default model's first layer: fixed 2x2 patch-whitening conv fitted to "
+        "the training images, or a trained 3x3 conv + batchnorm (default: whiten)",
+    )
+    g.add_argument(
+        "--bn-momentum",
+        type=_fraction,
+        default=0.9,
+        help="batchnorm running-average momentum, CS231n convention (PyTorch's "
+        "momentum = 1 - this) (default: 0.9)",
+    )
 
     g = p.add_argument_group("data")
-    g.add_argument("--data-dir", default="data",
-                   help="CIFAR-10 in any accepted layout (below) (default: ./data)")
-    g.add_argument("--download", action="store_true",
-                   help="download the official python batches into --data-dir first")
-    g.add_argument("--cache-dir", default=None,
-                   help="where archives are extracted and decoded arrays cached (default: "
-                   "$NN_TWINS_CACHE or ~/.cache/nn-twins)")
-    g.add_argument("--val-size", type=_nonneg_int, default=None,
-                   help="training images held out for validation/model selection; 0 = none, "
-                   "then the last epoch is tested (default: the recipe's; best 0, classic 5000)")
-    g.add_argument("--train-subset", type=_positive_int, default=None, metavar="N",
-                   help="train on a fixed random N of the training images (short runs; the "
-                   "validation and test splits are unchanged)")
-    g.add_argument("--crop-pad", type=_nonneg_int, default=None,
-                   help="random translation by up to this many pixels (reflect padding)")
-    g.add_argument("--flip", choices=FLIP_MODES, default=None,
-                   help="horizontal flips: every other epoch per image (alternating), coin "
-                   "flips (random), or none")
+    g.add_argument(
+        "--data-dir",
+        default="data",
+        help="CIFAR-10 in any accepted layout (below) (default: ./data)",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download the official python batches into --data-dir first",
+    )
+    g.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where archives are extracted and decoded arrays cached (default: "
+        "$NN_TWINS_CACHE or ~/.cache/nn-twins)",
+    )
+    g.add_argument(
+        "--val-size",
+        type=_nonneg_int,
+        default=None,
+        help="training images held out for validation/model selection; 0 = none, "
+        "then the last epoch is tested (default: the recipe's; best 0, classic 5000)",
+    )
+    g.add_argument(
+        "--train-subset",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="train on a fixed random N of the training images (short runs; the "
+        "validation and test splits are unchanged)",
+    )
+    g.add_argument(
+        "--crop-pad",
+        type=_nonneg_int,
+        default=None,
+        help="random translation by up to this many pixels (reflect padding)",
+    )
+    g.add_argument(
+        "--flip",
+        choices=FLIP_MODES,
+        default=None,
+        help="horizontal flips: every other epoch per image (alternating), coin "
+        "flips (random), or none",
+    )
 
     g = p.add_argument_group("optimization (defaults depend on --model, see below)")
-    g.add_argument("--epochs", type=_positive_int, default=None,
-                   help="passes over the training split (default: the recipe's)")
-    g.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="global batch size, split over DDP processes (default: the "
-                   "recipe's)")
-    g.add_argument("--eval-batch-size", type=_positive_int, default=None,
-                   help="per-process batch size for validation/test (default: --batch-size)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                   help="update rule (numpy_impl.optim / torch_impl.optim / torch.optim)")
-    g.add_argument("--lr", type=_nonneg_float, default=None,
-                   help="peak learning rate (default: 0.4; three-layer Adam 1e-3)")
-    g.add_argument("--momentum", type=_fraction, default=None,
-                   help="momentum of sgd_momentum/nesterov (Adam's beta1 is 0.9)")
-    g.add_argument("--weight-decay", type=_nonneg_float, default=None,
-                   help="L2 coefficient on conv/affine weights (added to the gradient)")
-    g.add_argument("--label-smoothing", type=_fraction, default=None,
-                   help="eps of the smoothed target (1 - eps) onehot + eps / C (default: 0.2; "
-                   "three-layer 0)")
-    g.add_argument("--schedule", choices=SCHEDULES, default=None,
-                   help="linear: warmup from 0.2x lr then linear decay to 0; constant")
-    g.add_argument("--warmup", type=_fraction, default=None,
-                   help="fraction of the steps spent warming up (linear schedule)")
-    g.add_argument("--head-scale", type=_positive_float, default=None,
-                   help="output scale of the default model's classifier, applied as a smaller "
-                   "head init and head lr * scale^2 for SGD-family optimizers (default 0.125)")
-    g.add_argument("--bn-scale", choices=BN_SCALES, default=None,
-                   help="default model's batchnorm gamma: trained, or fixed at 1 (airbench)")
-    g.add_argument("--bn-bias-lr-scale", type=_nonneg_float, default=None,
-                   help="learning-rate multiplier of the batchnorm betas (airbench: 64)")
-    g.add_argument("--dirac-init", type=_on_off, default=None, metavar="on|off",
-                   help="start each block conv's first C_in filters as the identity (airbench)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="initial weights, batch order and augmentation (default: 0); the "
-                   "validation split is fixed (seed 0) whatever this is")
+    g.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="passes over the training split (default: the recipe's)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="global batch size, split over DDP processes (default: the recipe's)",
+    )
+    g.add_argument(
+        "--eval-batch-size",
+        type=_positive_int,
+        default=None,
+        help="per-process batch size for validation/test (default: --batch-size)",
+    )
+    g.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=None,
+        help="update rule (numpy_impl.optim / torch_impl.optim / torch.optim)",
+    )
+    g.add_argument(
+        "--lr",
+        type=_nonneg_float,
+        default=None,
+        help="peak learning rate (default: 0.4; three-layer Adam 1e-3)",
+    )
+    g.add_argument(
+        "--momentum",
+        type=_fraction,
+        default=None,
+        help="momentum of sgd_momentum/nesterov (Adam's beta1 is 0.9)",
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=_nonneg_float,
+        default=None,
+        help="L2 coefficient on conv/affine weights (added to the gradient)",
+    )
+    g.add_argument(
+        "--label-smoothing",
+        type=_fraction,
+        default=None,
+        help="eps of the smoothed target (1 - eps) onehot + eps / C (default: 0.2; three-layer 0)",
+    )
+    g.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=None,
+        help="linear: warmup from 0.2x lr then linear decay to 0; constant",
+    )
+    g.add_argument(
+        "--warmup",
+        type=_fraction,
+        default=None,
+        help="fraction of the steps spent warming up (linear schedule)",
+    )
+    g.add_argument(
+        "--head-scale",
+        type=_positive_float,
+        default=None,
+        help="output scale of the default model's classifier, applied as a smaller "
+        "head init and head lr * scale^2 for SGD-family optimizers (default 0.125)",
+    )
+    g.add_argument(
+        "--bn-scale",
+        choices=BN_SCALES,
+        default=None,
+        help="default model's batchnorm gamma: trained, or fixed at 1 (airbench)",
+    )
+    g.add_argument(
+        "--bn-bias-lr-scale",
+        type=_nonneg_float,
+        default=None,
+        help="learning-rate multiplier of the batchnorm betas (airbench: 64)",
+    )
+    g.add_argument(
+        "--dirac-init",
+        type=_on_off,
+        default=None,
+        metavar="on|off",
+        help="start each block conv's first C_in filters as the identity (airbench)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="initial weights, batch order and augmentation (default: 0); the "
+        "validation split is fixed (seed 0) whatever this is",
+    )
 
     g = p.add_argument_group("hardware (passed to Lightning)")
-    g.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default: auto; "
-                   "the numpy backend always runs on cpu)")
-    g.add_argument("--devices", type=_devices, default="auto",
-                   help="number of devices/processes, e.g. 2 with --strategy ddp on CPU (gloo)")
+    g.add_argument(
+        "--accelerator",
+        default="auto",
+        help="cpu, gpu, auto (default: auto; the numpy backend always runs on cpu)",
+    )
+    g.add_argument(
+        "--devices",
+        type=_devices,
+        default="auto",
+        help="number of devices/processes, e.g. 2 with --strategy ddp on CPU (gloo)",
+    )
     g.add_argument("--strategy", default="auto", help="e.g. ddp (default: auto)")
-    g.add_argument("--precision", choices=PRECISIONS, default=None, metavar="PRECISION",
-                   help="Lightning's precision: 32-true, 64-true, bf16-mixed, 16-mixed, ... "
-                   "(default: the recipe's; best: bf16-mixed where the hardware has it, else "
-                   "32-true, saying so)")
-    g.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
-                   help="torch.set_float32_matmul_precision for float32 products (torch_impl's "
-                   "conv and affine are matmuls): 'medium' lets PyTorch route them to oneDNN, "
-                   "which the setting allows to compute in bfloat16; on this project's AMD CPU "
-                   "it measured exact float32 and ~2x faster than MKL; see README "
-                   "(default: highest)")
-    g.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads per process (default: available cores / processes)")
-    g.add_argument("--channels-last", nargs="?", const="on", default="auto",
-                   choices=("auto", "on", "off"),
-                   help="channels_last memory format for images and conv weights; auto = on "
-                   "for the builtin backend (1.5x faster steps with PyTorch's CPU kernels), off "
-                   "for the twins (no gain measured) (default: auto)")
-    g.add_argument("--deterministic", action="store_true",
-                   help="torch.use_deterministic_algorithms (bit-reproducible CPU runs)")
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        metavar="PRECISION",
+        help="Lightning's precision: 32-true, 64-true, bf16-mixed, 16-mixed, ... "
+        "(default: the recipe's; best: bf16-mixed where the hardware has it, else "
+        "32-true, saying so)",
+    )
+    g.add_argument(
+        "--matmul-precision",
+        choices=MATMUL_PRECISIONS,
+        default="highest",
+        help="torch.set_float32_matmul_precision for float32 products (torch_impl's "
+        "conv and affine are matmuls): 'medium' lets PyTorch route them to oneDNN, "
+        "which the setting allows to compute in bfloat16 (what it does on which CPU: "
+        "BENCHMARKS.md) (default: highest)",
+    )
+    g.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads per process (default: available cores / processes)",
+    )
+    g.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="channels_last memory format for images and conv weights; auto = on "
+        "for the builtin backend (faster with PyTorch's CPU kernels), off for the "
+        "twins (default: auto)",
+    )
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms (bit-reproducible CPU runs)",
+    )
 
     g = p.add_argument_group("run control")
-    g.add_argument("--out", default=None,
-                   help="output directory (default: runs/<model>-<backend>-seed<seed>)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from checkpoints/last.ckpt (end of the last "
-                   "completed epoch); the other flags must match the interrupted run's")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start over in an --out that already holds a run")
-    g.add_argument("--eval-only", action="store_true",
-                   help="do not train: test the finished run in --out (its model.pt) on the "
-                   "test split, with --tta-translate if asked, and write eval_metrics.json")
-    g.add_argument("--save-every-n-steps", type=_positive_int, default=None, metavar="N",
-                   help="also save checkpoints/last.ckpt every N optimizer steps (long epochs "
-                   "on slow backends); it is always saved at the end of every epoch")
-    g.add_argument("--fast-dev-run", action="store_true",
-                   help="one batch of train/val/test, no checkpoints (smoke test)")
-    g.add_argument("--limit-train-batches", type=_limit, default=None, metavar="N|FRAC",
-                   help="train on N batches (or this fraction) per epoch; the schedule "
-                   "shrinks to match (smoke runs, throughput checks)")
-    g.add_argument("--limit-val-batches", type=_limit, default=None, metavar="N|FRAC",
-                   help="validate on N batches (or this fraction); 0 skips validation")
-    g.add_argument("--limit-test-batches", type=_limit, default=None, metavar="N|FRAC",
-                   help="test on N batches (or this fraction)")
-    g.add_argument("--stop-after-epochs", type=_positive_int, default=None, metavar="N",
-                   help="stop after N epochs as if interrupted, keeping the schedule of "
-                   "--epochs (to test --resume)")
-    g.add_argument("--tta-translate", nargs="?", const="on", default=None, type=_on_off,
-                   metavar="on|off",
-                   help="also report 6-view test-time augmentation (flip x {none, 1 px up-left, "
-                   "1 px down-right}); costs ~3x the test pass (default: the recipe's; on for "
-                   "best)")
-    g.add_argument("--diagnostics", action="store_true",
-                   help="also record, every 10 steps, each layer's activation mean/std and "
-                   "fraction of dead ReLU units and each weight's gradient norm (logs/metrics.csv, "
-                   "diagnostics.png); the update/weight ratio (update_ratio.png) is always "
-                   "recorded")
-    g.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
-                   help="no progress bar (logs only)")
+    g.add_argument(
+        "--out", default=None, help="output directory (default: runs/<model>-<backend>-seed<seed>)"
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from checkpoints/last.ckpt (end of the last "
+        "completed epoch); the other flags must match the interrupted run's",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", help="start over in an --out that already holds a run"
+    )
+    g.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="do not train: test the finished run in --out (its model.pt) on the "
+        "test split, with --tta-translate if asked, and write eval_metrics.json",
+    )
+    g.add_argument(
+        "--save-every-n-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="also save checkpoints/last.ckpt every N optimizer steps (long epochs "
+        "on slow backends); it is always saved at the end of every epoch",
+    )
+    g.add_argument(
+        "--fast-dev-run",
+        action="store_true",
+        help="one batch of train/val/test, no checkpoints (smoke test)",
+    )
+    g.add_argument(
+        "--limit-train-batches",
+        type=_limit,
+        default=None,
+        metavar="N|FRAC",
+        help="train on N batches (or this fraction) per epoch; the schedule "
+        "shrinks to match (smoke runs, throughput checks)",
+    )
+    g.add_argument(
+        "--limit-val-batches",
+        type=_limit,
+        default=None,
+        metavar="N|FRAC",
+        help="validate on N batches (or this fraction); 0 skips validation",
+    )
+    g.add_argument(
+        "--limit-test-batches",
+        type=_limit,
+        default=None,
+        metavar="N|FRAC",
+        help="test on N batches (or this fraction)",
+    )
+    g.add_argument(
+        "--stop-after-epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N epochs as if interrupted, keeping the schedule of "
+        "--epochs (to test --resume)",
+    )
+    g.add_argument(
+        "--tta-translate",
+        nargs="?",
+        const="on",
+        default=None,
+        type=_on_off,
+        metavar="on|off",
+        help="also report 6-view test-time augmentation (flip x {none, 1 px up-left, "
+        "1 px down-right}); costs ~3x the test pass (default: the recipe's; on for "
+        "best)",
+    )
+    g.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="also record, every 10 steps, each layer's activation mean/std and "
+        "fraction of dead ReLU units and each weight's gradient norm (logs/metrics.csv, "
+        "diagnostics.png); the update/weight ratio (update_ratio.png) is always "
+        "recorded",
+    )
+    g.add_argument(
+        "--no-progress-bar",
+        dest="progress_bar",
+        action="store_false",
+        help="no progress bar (logs only)",
+    )
     return p
 
 
@@ -368,9 +619,11 @@ def resolve_args(argv=None) -> argparse.Namespace:
         args.recipe = DEFAULT_RECIPE[args.model or "default"]
     recipe = RECIPES[args.recipe]
     if args.model is not None and args.model != recipe["model"]:
-        parser.error(f"--recipe {args.recipe} is for --model {recipe['model']}, got --model "
-                     f"{args.model}; the recipes for {args.model}: "
-                     f"{', '.join(n for n, r in RECIPES.items() if r['model'] == args.model)}")
+        parser.error(
+            f"--recipe {args.recipe} is for --model {recipe['model']}, got --model "
+            f"{args.model}; the recipes for {args.model}: "
+            f"{', '.join(n for n, r in RECIPES.items() if r['model'] == args.model)}"
+        )
     precision_given = args.precision is not None
     for k, v in recipe.items():
         if getattr(args, k) is None:
@@ -382,8 +635,10 @@ def resolve_args(argv=None) -> argparse.Namespace:
         elif not bf16_available(args.accelerator):
             why = "this hardware has no fast bfloat16 (on CPU that needs AVX-512)"
         if why:
-            args.notes.append(f"the {args.recipe} recipe trains in {args.precision}, but {why}: "
-                              f"training in float32 (32-true) instead")
+            args.notes.append(
+                f"the {args.recipe} recipe trains in {args.precision}, but {why}: "
+                f"training in float32 (32-true) instead"
+            )
             args.precision = "32-true"
     if args.out is None:
         args.out = os.path.join("runs", f"{args.model}-{args.backend}-seed{args.seed}")
@@ -396,8 +651,10 @@ def resolve_args(argv=None) -> argparse.Namespace:
             )
         args.accelerator = "cpu"
         if args.precision not in _NUMPY_PRECISIONS:
-            parser.error(f"--backend numpy computes in float32 or float64: --precision must be "
-                         f"one of {_NUMPY_PRECISIONS}, got {args.precision!r}")
+            parser.error(
+                f"--backend numpy computes in float32 or float64: --precision must be "
+                f"one of {_NUMPY_PRECISIONS}, got {args.precision!r}"
+            )
     if args.channels_last == "auto":
         args.channels_last = "on" if args.backend == "builtin" else "off"
     args.channels_last = args.channels_last == "on"
@@ -414,7 +671,7 @@ def resolve_args(argv=None) -> argparse.Namespace:
 def bf16_available(accelerator: str) -> bool:
     """Whether this hardware computes bf16-mixed fast: on CPU, oneDNN's bfloat16 kernels need
     AVX-512 (BW/VL/DQ, or AVX512_BF16/AMX); without them PyTorch still runs bfloat16 but
-    through slow reference loops (measured 0.3 GFLOP/s against 54 in float32 on an AVX2 CPU).
+    through slow reference loops, far slower than float32 (BENCHMARKS.md, the AVX2 machine).
     CUDA needs a GPU with bfloat16 (Ampere or newer). Other accelerators are not assumed to."""
     import torch
 
@@ -444,8 +701,11 @@ def _is_child_process() -> bool:
 
 
 def _run_config(args) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-            if k not in _RESUME_FREE}
+    return {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in vars(args).items()
+        if k not in _RESUME_FREE
+    }
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -471,9 +731,18 @@ def write_json(path: Path, obj) -> None:
 # the leftovers of a failed start (config.json, empty logs) or of a --fast-dev-run smoke test
 # never block the next attempt.
 _CHECKPOINTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt")
-_OUTPUTS = ("metrics.json", "eval_metrics.json", "model.pt", "model.json", "curves.png",
-            "confusion_matrix.png", "filters.png", "update_ratio.png", "diagnostics.png",
-            "config.json")
+_OUTPUTS = (
+    "metrics.json",
+    "eval_metrics.json",
+    "model.pt",
+    "model.json",
+    "curves.png",
+    "confusion_matrix.png",
+    "filters.png",
+    "update_ratio.png",
+    "diagnostics.png",
+    "config.json",
+)
 
 
 def holds_run(out: Path) -> bool:
@@ -493,8 +762,12 @@ def prepare_out_dir(args) -> Path:
     cfg_path, last = out / "config.json", out / "checkpoints" / "last.ckpt"
     if args.resume:
         if not last.is_file():
-            started = " (the earlier attempt stopped before its first checkpoint: start it " \
-                "again without --resume)" if out.is_dir() else ""
+            started = (
+                " (the earlier attempt stopped before its first checkpoint: start it "
+                "again without --resume)"
+                if out.is_dir()
+                else ""
+            )
             raise UsageError(f"--resume: no checkpoint to resume from at {last}{started}")
         try:
             read_checkpoint(last)
@@ -503,19 +776,26 @@ def prepare_out_dir(args) -> Path:
         if cfg_path.is_file():
             old = json.loads(cfg_path.read_text())
             new = _run_config(args)
-            diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-                    if old.get(k) != new.get(k)}
+            diff = {
+                k: (old.get(k), new.get(k))
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            }
             if diff:
-                shown = ", ".join(f"--{k.replace('_', '-')} {a!r} -> {b!r}"
-                                  for k, (a, b) in diff.items())
-                raise UsageError(f"--resume needs the interrupted run's flags; these differ: "
-                                 f"{shown}")
+                shown = ", ".join(
+                    f"--{k.replace('_', '-')} {a!r} -> {b!r}" for k, (a, b) in diff.items()
+                )
+                raise UsageError(
+                    f"--resume needs the interrupted run's flags; these differ: {shown}"
+                )
         return out
     if _is_child_process():
         return out
     if holds_run(out) and not args.overwrite:
-        raise UsageError(f"{out} already holds a run: add --resume to continue it, "
-                         f"--overwrite to start over, or choose another --out")
+        raise UsageError(
+            f"{out} already holds a run: add --resume to continue it, "
+            f"--overwrite to start over, or choose another --out"
+        )
     for name in ("checkpoints", "logs", "tensorboard"):
         shutil.rmtree(out / name, ignore_errors=True)
     for name in _OUTPUTS:
@@ -542,14 +822,20 @@ def _callbacks(args, out, has_val, stop, with_logger):
     from cifar_training.diagnostics import TrainingDiagnostics
 
     callbacks = {
-        "timer": ThroughputTimer(), "stopper": StopAfterEpochs(args.stop_after_epochs),
+        "timer": ThroughputTimer(),
+        "stopper": StopAfterEpochs(args.stop_after_epochs),
         "diagnostics": TrainingDiagnostics(every=10, activations=args.diagnostics),
         "last": RunCheckpoints(out / "checkpoints" / "last.ckpt", stop, args.save_every_n_steps),
     }
     if has_val:
         callbacks["best"] = ModelCheckpoint(
-            dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
-            save_top_k=1, save_last=False, auto_insert_metric_name=False,
+            dirpath=out / "checkpoints",
+            filename="best",
+            monitor="val/acc",
+            mode="max",
+            save_top_k=1,
+            save_last=False,
+            auto_insert_metric_name=False,
             enable_version_counter=False,
         )
     if with_logger:
@@ -579,9 +865,12 @@ def _versions() -> dict:
     import cifar_training
 
     return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "lightning": lightning.__version__, "numpy": numpy.__version__,
-        "torchvision": torchvision.__version__, "nn_twins": cifar_training.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": numpy.__version__,
+        "torchvision": torchvision.__version__,
+        "nn_twins": cifar_training.__version__,
     }
 
 
@@ -603,14 +892,20 @@ def make_trainer(args, out, **kwargs):
     import lightning as L
 
     try:
-        return L.Trainer(accelerator=args.accelerator, devices=args.devices,
-                         strategy=args.strategy, precision=args.precision,
-                         default_root_dir=str(out), **kwargs)
+        return L.Trainer(
+            accelerator=args.accelerator,
+            devices=args.devices,
+            strategy=args.strategy,
+            precision=args.precision,
+            default_root_dir=str(out),
+            **kwargs,
+        )
     except Exception as e:  # MisconfigurationException, ValueError, RuntimeError, ...
         raise UsageError(
             f"Lightning cannot run --accelerator {args.accelerator} --devices {args.devices} "
             f"--strategy {args.strategy} --precision {args.precision} here: "
-            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
 
 
 def run(args, stop: StopRequest) -> int:
@@ -633,22 +928,42 @@ def run(args, stop: StopRequest) -> int:
         _say(f"note: {note}")
     L.seed_everything(args.seed, workers=True, verbose=False)
     dm = CIFARDataModule(
-        args.data_dir, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        val_size=args.val_size, seed=args.seed, crop_pad=args.crop_pad, flip=args.flip,
-        download=args.download, cache_dir=args.cache_dir, channels_last=args.channels_last,
-        train_subset=args.train_subset, log=_say if primary else None,
+        args.data_dir,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        val_size=args.val_size,
+        seed=args.seed,
+        crop_pad=args.crop_pad,
+        flip=args.flip,
+        download=args.download,
+        cache_dir=args.cache_dir,
+        channels_last=args.channels_last,
+        train_subset=args.train_subset,
+        log=_say if primary else None,
     )
     dm.prepare_data()
     try:  # flags that only the data can judge (--val-size, --widths vs the image size)
         dm.setup("fit")
         module = CifarModule(
-            backend=args.backend, model=args.model, widths=args.widths, stem=args.stem,
-            num_classes=len(dm.classes), image_shape=dm.image_shape,
-            bn_momentum=args.bn_momentum, seed=args.seed, optimizer=args.optimizer, lr=args.lr,
-            momentum=args.momentum, weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing, schedule=args.schedule, warmup=args.warmup,
-            head_scale=args.head_scale, bn_scale=args.bn_scale,
-            bn_bias_lr_scale=args.bn_bias_lr_scale, dirac_init=args.dirac_init,
+            backend=args.backend,
+            model=args.model,
+            widths=args.widths,
+            stem=args.stem,
+            num_classes=len(dm.classes),
+            image_shape=dm.image_shape,
+            bn_momentum=args.bn_momentum,
+            seed=args.seed,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing,
+            schedule=args.schedule,
+            warmup=args.warmup,
+            head_scale=args.head_scale,
+            bn_scale=args.bn_scale,
+            bn_bias_lr_scale=args.bn_bias_lr_scale,
+            dirac_init=args.dirac_init,
             classes=dm.classes,
         )
     except ValueError as e:
@@ -661,8 +976,11 @@ def run(args, stop: StopRequest) -> int:
     has_val = dm.num_val > 0 and args.limit_val_batches != 0 and not args.fast_dev_run
     with_logger = not args.fast_dev_run
     cb = _callbacks(args, out, has_val, stop, with_logger)
-    limits = {k: getattr(args, k) for k in ("limit_train_batches", "limit_val_batches",
-                                            "limit_test_batches") if getattr(args, k) is not None}
+    limits = {
+        k: getattr(args, k)
+        for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+        if getattr(args, k) is not None
+    }
     if dm.num_val == 0 and not args.fast_dev_run:
         limits["limit_val_batches"] = 0
     steps = max(dm.num_train // args.batch_size, 1)
@@ -674,34 +992,51 @@ def run(args, stop: StopRequest) -> int:
     if not args.fast_dev_run:
         callbacks += [cb[k] for k in ("best", "last", "lr") if k in cb]
     trainer = make_trainer(
-        args, out, max_epochs=args.epochs, logger=_loggers(out) if with_logger else False,
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
-        enable_checkpointing=not args.fast_dev_run, fast_dev_run=args.fast_dev_run,
-        enable_progress_bar=args.progress_bar, deterministic=args.deterministic or None,
-        use_distributed_sampler=False, num_sanity_val_steps=0,
+        args,
+        out,
+        max_epochs=args.epochs,
+        logger=_loggers(out) if with_logger else False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=not args.fast_dev_run,
+        fast_dev_run=args.fast_dev_run,
+        enable_progress_bar=args.progress_bar,
+        deterministic=args.deterministic or None,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
         log_every_n_steps=max(min(10, steps), 1),
-        enable_model_summary=False, **limits,
+        enable_model_summary=False,
+        **limits,
     )
     if args.batch_size % trainer.world_size:
-        raise UsageError(f"--batch-size {args.batch_size} is the global batch and must be "
-                         f"divisible by the {trainer.world_size} processes")
+        raise UsageError(
+            f"--batch-size {args.batch_size} is the global batch and must be "
+            f"divisible by the {trainer.world_size} processes"
+        )
     if trainer.is_global_zero:
         if args.backend == "numpy" and torch.cuda.is_available():
-            _say("note: --backend numpy runs on CPU only (NumPy arrays live in host memory); "
-                 "the GPU stays idle. Use --backend torch or builtin to train on it.")
+            _say(
+                "note: --backend numpy runs on CPU only (NumPy arrays live in host memory); "
+                "the GPU stays idle. Use --backend torch or builtin to train on it."
+            )
         n_params = sum(p.numel() for p in module.net.parameters() if p.requires_grad)
-        _say(f"nn-twins train: recipe={args.recipe} backend={args.backend} model={args.model} "
-             f"({n_params} trained parameters) epochs={args.epochs} precision={args.precision} "
-             f"data={dm.num_train}/{dm.num_val}/{dm.num_test} train/val/test from "
-             f"{args.data_dir}; {threads} CPU thread(s) per process; out={out}")
+        _say(
+            f"nn-twins train: recipe={args.recipe} backend={args.backend} model={args.model} "
+            f"({n_params} trained parameters) epochs={args.epochs} precision={args.precision} "
+            f"data={dm.num_train}/{dm.num_val}/{dm.num_test} train/val/test from "
+            f"{args.data_dir}; {threads} CPU thread(s) per process; out={out}"
+        )
     last = out / "checkpoints" / "last.ckpt"
     stop.armed = True
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if args.resume else None,
-                weights_only=True)
+    trainer.fit(
+        module, datamodule=dm, ckpt_path=str(last) if args.resume else None, weights_only=True
+    )
     if cb["stopper"].stopped:
         if trainer.is_global_zero:
-            _say(f"stopped after epoch {trainer.current_epoch} as asked (--stop-after-epochs); "
-                 f"continue with --resume")
+            _say(
+                f"stopped after epoch {trainer.current_epoch} as asked (--stop-after-epochs); "
+                f"continue with --resume"
+            )
         return 0
 
     # Testing the best checkpoint restores its (earlier) history and timer state: keep ours.
@@ -712,53 +1047,76 @@ def run(args, stop: StopRequest) -> int:
     tested = best.best_model_path if best is not None and best.best_model_path else None
     if trainer.is_global_zero:
         views = "6-view" if args.tta_translate else "flip"
-        _say(f"testing {'the best validation epoch' if tested else 'the last epoch'} on the "
-             f"test split (single view and {views} test-time augmentation) ...")
+        _say(
+            f"testing {'the best validation epoch' if tested else 'the last epoch'} on the "
+            f"test split (single view and {views} test-time augmentation) ..."
+        )
     trainer.test(module, datamodule=dm, ckpt_path=tested, weights_only=True, verbose=False)
     stop.armed = False
     module.history = history
     cb["timer"].load_state_dict(timing)
     cb["diagnostics"].history = diagnostics
     if trainer.is_global_zero:
-        write_outputs(out, args, dm, module, trainer, cb["timer"], tested,
-                      time.perf_counter() - t_start, threads, trainer.num_training_batches,
-                      cb["diagnostics"].history)
+        write_outputs(
+            out,
+            args,
+            dm,
+            module,
+            trainer,
+            cb["timer"],
+            tested,
+            time.perf_counter() - t_start,
+            threads,
+            trainer.num_training_batches,
+            cb["diagnostics"].history,
+        )
         check_finite_evaluation(module.test_results, out / "metrics.json")
     return 0
 
 
 def check_finite_evaluation(res: dict, where: Path) -> None:
-    bad = {k: v for k, v in res.items()
-           if k.startswith("test_") and isinstance(v, float) and not math.isfinite(v)}
+    bad = {
+        k: v
+        for k, v in res.items()
+        if k.startswith("test_") and isinstance(v, float) and not math.isfinite(v)
+    }
     if bad:
         shown = ", ".join(f"{k} {v}" for k, v in bad.items())
         raise NonFiniteEvaluationError(
             f"the final evaluation is not finite ({shown}); {where} records it as null. The "
             f"weights were saved, but they produce NaN or infinite scores: try a lower --lr, "
-            f"float32 (--precision 32-true), or check the data.")
+            f"float32 (--precision 32-true), or check the data."
+        )
 
 
 def _test_metrics(res: dict) -> dict:
     return {
-        "test_acc": res.get("test_acc"), "test_acc_flip_tta": res.get("test_acc_flip_tta"),
+        "test_acc": res.get("test_acc"),
+        "test_acc_flip_tta": res.get("test_acc_flip_tta"),
         "test_acc_flip_translate_tta": res.get("test_acc_flip_translate_tta"),
-        "test_loss": res.get("test_loss"), "num_test": res.get("num_test"),
+        "test_loss": res.get("test_loss"),
+        "num_test": res.get("num_test"),
     }
 
 
 def _hardware(trainer, args, threads) -> dict:
     return {
-        "accelerator": type(trainer.accelerator).__name__, "world_size": trainer.world_size,
-        "precision": args.precision, "matmul_precision": args.matmul_precision,
+        "accelerator": type(trainer.accelerator).__name__,
+        "world_size": trainer.world_size,
+        "precision": args.precision,
+        "matmul_precision": args.matmul_precision,
         "torch_threads": threads,
         "cpu_cores_available": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "platform": platform.platform(), "processor": platform.processor(),
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
     }
 
 
-def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
-                  steps_per_epoch, diagnostics=None):
+def write_outputs(
+    out, args, dm, module, trainer, timer, tested, wall, threads, steps_per_epoch, diagnostics=None
+):
     import torch
 
     from cifar_training import plots
@@ -770,30 +1128,43 @@ def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
     atomic_write_bytes(out / "model.pt", buf.getvalue())
     c = module.config
     model_info = {
-        "model": c["model"], "widths": c["widths"], "stem": c["stem"],
-        "num_classes": c["num_classes"], "image_shape": c["image_shape"],
-        "bn_momentum": c["bn_momentum"], "classes": dm.classes,
-        "input_mean": [float(v) for v in dm.mean], "input_std": [float(v) for v in dm.std],
+        "model": c["model"],
+        "widths": c["widths"],
+        "stem": c["stem"],
+        "num_classes": c["num_classes"],
+        "image_shape": c["image_shape"],
+        "bn_momentum": c["bn_momentum"],
+        "classes": dm.classes,
+        "input_mean": [float(v) for v in dm.mean],
+        "input_std": [float(v) for v in dm.std],
         "input_note": "x = (uint8 image (N, 3, H, W) / 255 - input_mean) / input_std",
     }
     atomic_write_text(out / "model.json", json.dumps(model_info, indent=2) + "\n")
     val = [v for v in module.history.get("val_epoch", [])]
     best_val = max(val, key=lambda r: r[2]) if val else None
     metrics = {
-        "dataset": str(args.data_dir), "note": "accuracy on the test split",
+        "dataset": str(args.data_dir),
+        "note": "accuracy on the test split",
         **_test_metrics(res),
         "tested_checkpoint": "best validation epoch" if tested else "last epoch",
         "best_val_acc": best_val[2] if best_val else None,
         "best_val_epoch": best_val[0] + 1 if best_val else None,
-        "num_train": dm.num_train, "num_val": dm.num_val,
-        "epochs": args.epochs, "epochs_completed": trainer.current_epoch,
+        "num_train": dm.num_train,
+        "num_val": dm.num_val,
+        "epochs": args.epochs,
+        "epochs_completed": trainer.current_epoch,
         "optimizer_steps": trainer.global_step,
-        "wall_time_s": wall, "train_time_s": timer.train_time, "train_images": timer.images,
+        "wall_time_s": wall,
+        "train_time_s": timer.train_time,
+        "train_images": timer.images,
         "train_images_per_s": timer.images / timer.train_time if timer.train_time else None,
-        "backend": args.backend, "model": args.model, "seed": args.seed,
+        "backend": args.backend,
+        "model": args.model,
+        "seed": args.seed,
         "recipe_name": args.recipe,
         "recipe": {k: getattr(args, k) for k in RECIPES["best"] if k != "model"},
-        "resumed": args.resume, "fast_dev_run": args.fast_dev_run,
+        "resumed": args.resume,
+        "fast_dev_run": args.fast_dev_run,
         "hardware": _hardware(trainer, args, threads),
         "versions": _versions(),
         "confusion_matrix_flip_tta": res.get("confusion_flip_tta"),
@@ -807,19 +1178,25 @@ def write_outputs(out, args, dm, module, trainer, timer, tested, wall, threads,
     title = f"{args.model} on {args.backend}"
     plots.plot_curves(module.history, out / "curves.png", steps_per_epoch, title)
     if res.get("confusion_flip_tta"):
-        plots.plot_confusion(res["confusion_flip_tta"], dm.classes, out / "confusion_matrix.png",
-                             f"test confusion (flip TTA), {title}")
+        plots.plot_confusion(
+            res["confusion_flip_tta"],
+            dm.classes,
+            out / "confusion_matrix.png",
+            f"test confusion (flip TTA), {title}",
+        )
     if diagnostics and diagnostics["update_ratio"]:
-        plots.plot_update_ratio(diagnostics["update_ratio"], out / "update_ratio.png",
-                                steps_per_epoch, title)
+        plots.plot_update_ratio(
+            diagnostics["update_ratio"], out / "update_ratio.png", steps_per_epoch, title
+        )
     if diagnostics and diagnostics["activations"]:
         plots.plot_diagnostics(diagnostics, out / "diagnostics.png", steps_per_epoch, title)
     filters, what = module.net.trained_filters_rgb()
-    plots.plot_filters(filters.float().cpu().numpy(), out / "filters.png",
-                       f"{what}, {title}")
-    _say(f"test accuracy {_accuracies(res, args.tta_translate)}; "
-         f"{metrics['train_images_per_s'] or 0:.0f} training images/s; wall {wall:.1f} s; "
-         f"outputs in {out}")
+    plots.plot_filters(filters.float().cpu().numpy(), out / "filters.png", f"{what}, {title}")
+    _say(
+        f"test accuracy {_accuracies(res, args.tta_translate)}; "
+        f"{metrics['train_images_per_s'] or 0:.0f} training images/s; wall {wall:.1f} s; "
+        f"outputs in {out}"
+    )
 
 
 def _accuracies(res: dict, tta_translate: bool) -> str:
@@ -848,36 +1225,63 @@ def evaluate(args, stop: StopRequest) -> int:
     _quiet_lightning()
     out = Path(args.out)
     if not (out / "model.pt").is_file() or not (out / "model.json").is_file():
-        raise UsageError(f"--eval-only: {out} holds no finished run (model.pt and model.json "
-                         f"are written when a run ends); finish it with --resume first")
+        raise UsageError(
+            f"--eval-only: {out} holds no finished run (model.pt and model.json "
+            f"are written when a run ends); finish it with --resume first"
+        )
     threads = args.threads or default_threads(args.devices, args.accelerator)
     torch.set_num_threads(threads)
     try:
         net, info = load_trained(out)
     except Exception as e:
-        raise UsageError(f"--eval-only: cannot load the run in {out} ({type(e).__name__}): "
-                         f"model.pt must be a state dict for model.json's network") from None
-    dm = CIFARDataModule(args.data_dir, batch_size=args.batch_size,
-                         eval_batch_size=args.eval_batch_size, val_size=0, cache_dir=args.cache_dir,
-                         download=args.download, log=_say)
+        raise UsageError(
+            f"--eval-only: cannot load the run in {out} ({type(e).__name__}): "
+            f"model.pt must be a state dict for model.json's network"
+        ) from None
+    dm = CIFARDataModule(
+        args.data_dir,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        val_size=0,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        log=_say,
+    )
     dm.prepare_data()
     dm.setup("test")
     if list(dm.classes) != list(info["classes"]) or list(dm.image_shape) != info["image_shape"]:
-        raise UsageError(f"--eval-only: the data's classes/image shape ({dm.classes}, "
-                         f"{dm.image_shape}) differ from the run's ({info['classes']}, "
-                         f"{info['image_shape']})")
+        raise UsageError(
+            f"--eval-only: the data's classes/image shape ({dm.classes}, "
+            f"{dm.image_shape}) differ from the run's ({info['classes']}, "
+            f"{info['image_shape']})"
+        )
     dm.mean, dm.std = (np.asarray(info[k], dtype=np.float64) for k in ("input_mean", "input_std"))
-    module = CifarModule(backend=args.backend, model=info["model"], widths=info["widths"],
-                         stem=info["stem"], num_classes=info["num_classes"],
-                         image_shape=info["image_shape"], bn_momentum=info["bn_momentum"],
-                         classes=info["classes"])
+    module = CifarModule(
+        backend=args.backend,
+        model=info["model"],
+        widths=info["widths"],
+        stem=info["stem"],
+        num_classes=info["num_classes"],
+        image_shape=info["image_shape"],
+        bn_momentum=info["bn_momentum"],
+        classes=info["classes"],
+    )
     module.net.load_state_dict(net.state_dict())
     module.tta_translate = args.tta_translate
-    trainer = make_trainer(args, out, logger=False, enable_checkpointing=False,
-                           enable_progress_bar=args.progress_bar, enable_model_summary=False,
-                           callbacks=[StopDuringTest(stop)],
-                           **({"limit_test_batches": args.limit_test_batches}
-                              if args.limit_test_batches is not None else {}))
+    trainer = make_trainer(
+        args,
+        out,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=args.progress_bar,
+        enable_model_summary=False,
+        callbacks=[StopDuringTest(stop)],
+        **(
+            {"limit_test_batches": args.limit_test_batches}
+            if args.limit_test_batches is not None
+            else {}
+        ),
+    )
     t0 = time.perf_counter()
     stop.armed = True
     trainer.test(module, datamodule=dm, verbose=False)
@@ -885,15 +1289,21 @@ def evaluate(args, stop: StopRequest) -> int:
     res = module.test_results
     if trainer.is_global_zero:
         metrics = {
-            "evaluated": str(out / "model.pt"), "dataset": str(args.data_dir),
-            "backend": args.backend, **_test_metrics(res),
+            "evaluated": str(out / "model.pt"),
+            "dataset": str(args.data_dir),
+            "backend": args.backend,
+            **_test_metrics(res),
             "confusion_matrix_flip_tta": res.get("confusion_flip_tta"),
-            "classes": dm.classes, "seconds": time.perf_counter() - t0,
-            "hardware": _hardware(trainer, args, threads), "versions": _versions(),
+            "classes": dm.classes,
+            "seconds": time.perf_counter() - t0,
+            "hardware": _hardware(trainer, args, threads),
+            "versions": _versions(),
         }
         write_json(out / "eval_metrics.json", metrics)
-        _say(f"test accuracy {_accuracies(res, args.tta_translate)} on {res.get('num_test')} "
-             f"test images; written to {out / 'eval_metrics.json'}")
+        _say(
+            f"test accuracy {_accuracies(res, args.tta_translate)} on {res.get('num_test')} "
+            f"test images; written to {out / 'eval_metrics.json'}"
+        )
         check_finite_evaluation(res, out / "eval_metrics.json")
     return 0
 
@@ -909,12 +1319,13 @@ def _interrupted_message(e: RunInterrupted, args) -> str:
     if last.is_file():
         try:
             ckpt = read_checkpoint(last)
-            where = f"in epoch {ckpt['epoch'] + 1}, after {ckpt['global_step']} optimizer " \
-                "steps"
+            where = f"in epoch {ckpt['epoch'] + 1}, after {ckpt['global_step']} optimizer steps"
         except CheckpointError:
             where = "its last save"
-        return (f"interrupted by {what}: the run is saved in {last} ({where}); rerun the same "
-                f"command with --resume to continue")
+        return (
+            f"interrupted by {what}: the run is saved in {last} ({where}); rerun the same "
+            f"command with --resume to continue"
+        )
     return f"interrupted by {what} before the first checkpoint: nothing to resume, start again"
 
 
@@ -952,4 +1363,3 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads_before)
         torch.set_float32_matmul_precision(matmul_precision_before)
         torch.use_deterministic_algorithms(deterministic_before)
-

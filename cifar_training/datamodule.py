@@ -36,10 +36,11 @@ def split_indices(n: int, val_size: int, split_seed: int = 0) -> tuple[np.ndarra
     train_idx is sorted; val_idx keeps the shuffled order, so any prefix of the validation split
     is a random sample of the classes (ImageFolder trees are read class by class)."""
     if not 0 <= val_size < n:
-        raise ValueError(f"--val-size must lie in [0, {n - 1}] for {n} training images, "
-                         f"got {val_size}")
+        raise ValueError(
+            f"--val-size must lie in [0, {n - 1}] for {n} training images, got {val_size}"
+        )
     perm = np.random.RandomState(split_seed).permutation(n)
-    return np.sort(perm[: n - val_size]), perm[n - val_size:]
+    return np.sort(perm[: n - val_size]), perm[n - val_size :]
 
 
 def subset_indices(train_idx: np.ndarray, size: int | None, split_seed: int = 0) -> np.ndarray:
@@ -48,8 +49,10 @@ def subset_indices(train_idx: np.ndarray, size: int | None, split_seed: int = 0)
     if size is None:
         return train_idx
     if not 1 <= size <= len(train_idx):
-        raise ValueError(f"--train-subset must lie in [1, {len(train_idx)}] (the training "
-                         f"split's size), got {size}")
+        raise ValueError(
+            f"--train-subset must lie in [1, {len(train_idx)}] (the training "
+            f"split's size), got {size}"
+        )
     return np.sort(np.random.RandomState(split_seed + 1).permutation(train_idx)[:size])
 
 
@@ -59,7 +62,7 @@ def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndar
     s = np.zeros(C)
     s2 = np.zeros(C)
     for i in range(0, len(x), chunk):
-        xc = x[i:i + chunk].astype(np.float64) / 255.0
+        xc = x[i : i + chunk].astype(np.float64) / 255.0
         s += xc.sum(axis=(0, 2, 3))
         s2 += (xc * xc).sum(axis=(0, 2, 3))
     count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -85,11 +88,23 @@ class EpochBatches(Sampler):
     Lightning calls ``set_epoch`` before every epoch.
     """
 
-    def __init__(self, n, global_batch, train, seed=0, rank=0, world=1, crop_pad=0,
-                 flip="none", flip_base=None):
+    def __init__(
+        self,
+        n,
+        global_batch,
+        train,
+        seed=0,
+        rank=0,
+        world=1,
+        crop_pad=0,
+        flip="none",
+        flip_base=None,
+    ):
         if train and global_batch % world:
-            raise ValueError(f"--batch-size {global_batch} must be divisible by the number of "
-                             f"processes ({world})")
+            raise ValueError(
+                f"--batch-size {global_batch} must be divisible by the number of "
+                f"processes ({world})"
+            )
         self.n, self.B, self.train, self.seed = n, global_batch, train, seed
         self.rank, self.world = rank, world
         self.crop_pad, self.flip, self.flip_base = crop_pad, flip, flip_base
@@ -132,7 +147,7 @@ class EpochBatches(Sampler):
             start = self._resume[1]
         self._resume = None
         for k in range(start, self._num_global_batches()):
-            idx = perm[k * self.B:(k + 1) * self.B]
+            idx = perm[k * self.B : (k + 1) * self.B]
             rng = batch_rng(self.seed, self.epoch, k)
             shift = rng.integers(0, 2 * self.crop_pad + 1, size=(len(idx), 2))
             if self.flip == "random":
@@ -193,8 +208,9 @@ def _reflect(k: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(k >= n, 2 * (n - 1) - k, k)
 
 
-def translate_flip(x: torch.Tensor, shift: torch.Tensor, flip: torch.Tensor,
-                   pad: int) -> torch.Tensor:
+def translate_flip(
+    x: torch.Tensor, shift: torch.Tensor, flip: torch.Tensor, pad: int
+) -> torch.Tensor:
     """Translate image i of x: (N, C, H, W) by shift[i] - pad pixels (shift in [0, 2*pad]),
     filling with the reflection of the image, then mirror it left-right where flip[i].
 
@@ -219,10 +235,23 @@ class CIFARDataModule(L.LightningDataModule):
     float64 in [0, 1] units, ``classes``, ``num_train``/``num_val``/``num_test``.
     """
 
-    def __init__(self, data_dir, batch_size=512, eval_batch_size=None, val_size=5000,
-                 split_seed=0, seed=0, crop_pad=2, flip="alternating", download=False,
-                 cache_dir=None, channels_last=False, arrays: CifarArrays | None = None,
-                 train_subset: int | None = None, log=None):
+    def __init__(
+        self,
+        data_dir,
+        batch_size=512,
+        eval_batch_size=None,
+        val_size=5000,
+        split_seed=0,
+        seed=0,
+        crop_pad=2,
+        flip="alternating",
+        download=False,
+        cache_dir=None,
+        channels_last=False,
+        arrays: CifarArrays | None = None,
+        train_subset: int | None = None,
+        log=None,
+    ):
         super().__init__()
         if flip not in FLIP_MODES:
             raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
@@ -254,8 +283,9 @@ class CIFARDataModule(L.LightningDataModule):
             return
         a = self._arrays if self._arrays is not None else load_cifar(self.data_dir, self.cache_dir)
         if a.x_train.shape[-1] < 2 * self.crop_pad + 1 or a.x_train.shape[-2] <= self.crop_pad:
-            raise DataError(f"--crop-pad {self.crop_pad} is too large for images of shape "
-                            f"{a.image_shape}")
+            raise DataError(
+                f"--crop-pad {self.crop_pad} is too large for images of shape {a.image_shape}"
+            )
         train_idx, val_idx = split_indices(len(a.x_train), self.val_size, self.split_seed)
         train_idx = subset_indices(train_idx, self.train_subset, self.split_seed)
         x_tr = a.x_train[train_idx]
@@ -284,19 +314,34 @@ class CIFARDataModule(L.LightningDataModule):
     def _loader(self, x, y, global_batch, train) -> DataLoader:
         rank, world = self._rank_world()
         sampler = EpochBatches(
-            len(x), global_batch, train, self.seed, rank,
-            world, self.crop_pad, self.flip, self.flip_base,
+            len(x),
+            global_batch,
+            train,
+            self.seed,
+            rank,
+            world,
+            self.crop_pad,
+            self.flip,
+            self.flip_base,
         )
         return DataLoader(InMemoryImages(x, y), sampler=sampler, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank_world()
         sampler = EpochBatches(
-            len(self.x_train), self.batch_size, True, self.seed, rank, world, self.crop_pad,
-            self.flip, self.flip_base,
+            len(self.x_train),
+            self.batch_size,
+            True,
+            self.seed,
+            rank,
+            world,
+            self.crop_pad,
+            self.flip,
+            self.flip_base,
         )
-        return ResumableLoader(InMemoryImages(self.x_train, self.y_train), sampler,
-                               self._batches_done)
+        return ResumableLoader(
+            InMemoryImages(self.x_train, self.y_train), sampler, self._batches_done
+        )
 
     def _batches_done(self) -> int:
         t = self.trainer

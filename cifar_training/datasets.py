@@ -130,8 +130,11 @@ def load_cifar(data_dir, cache_dir=None, use_cache: bool = True, log=None) -> Ci
     _say(log, f"decoding the images of {src} into arrays (once; cached in {cache}) ...")
     t0 = time.perf_counter()
     arrays = decode_tree(root, shown_path=src)
-    _say(log, f"decoded {len(arrays.x_train)} training and {len(arrays.x_test)} test images in "
-         f"{time.perf_counter() - t0:.1f} s")
+    _say(
+        log,
+        f"decoded {len(arrays.x_train)} training and {len(arrays.x_test)} test images in "
+        f"{time.perf_counter() - t0:.1f} s",
+    )
     if use_cache:
         _write_npz(npz_path, arrays)
     return arrays
@@ -223,8 +226,17 @@ def _unpickle_batch(path: Path, shown) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _BatchUnpickler(f, encoding="latin1").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError) as e:
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as e:
         raise data_error(shown, f"cannot read CIFAR batch {path.name}: {e}") from e
     if not isinstance(obj, dict):
         kind = type(obj).__name__
@@ -244,8 +256,9 @@ def _batch_arrays(path: Path, shown) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise data_error(
-            shown, f"CIFAR batch {path.name}: 'data' must be uint8 (N, 3072), got "
-            f"{data.dtype} {data.shape}."
+            shown,
+            f"CIFAR batch {path.name}: 'data' must be uint8 (N, 3072), got "
+            f"{data.dtype} {data.shape}.",
         )
     if y.shape != (data.shape[0],):
         raise data_error(
@@ -322,8 +335,9 @@ def _decode_split(split_dir: Path, classes: list, shown) -> tuple[np.ndarray, np
             x = np.empty((len(files),) + a.shape, dtype=np.uint8)
         if a.shape != x.shape[1:]:
             raise data_error(
-                shown, f"images must all have one size: {f} is {a.shape[1]}x{a.shape[0]}, "
-                f"{files[0]} is {x.shape[2]}x{x.shape[1]}."
+                shown,
+                f"images must all have one size: {f} is {a.shape[1]}x{a.shape[0]}, "
+                f"{files[0]} is {x.shape[2]}x{x.shape[1]}.",
             )
         x[i] = a
     x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
@@ -491,14 +505,21 @@ def _read_npz(path: Path):
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             a = CifarArrays(
-                z["x_train"], z["y_train"], z["x_test"], z["y_test"],
-                list(meta["classes"]), str(meta["source"]),
+                z["x_train"],
+                z["y_train"],
+                z["x_test"],
+                z["y_test"],
+                list(meta["classes"]),
+                str(meta["source"]),
             )
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
     ok = (
-        a.x_train.dtype == np.uint8 and a.x_train.ndim == 4 and a.x_test.ndim == 4
-        and a.y_train.shape == (a.x_train.shape[0],) and a.y_test.shape == (a.x_test.shape[0],)
+        a.x_train.dtype == np.uint8
+        and a.x_train.ndim == 4
+        and a.x_test.ndim == 4
+        and a.y_train.shape == (a.x_train.shape[0],)
+        and a.y_test.shape == (a.x_test.shape[0],)
     )
     return a if ok else None
 
@@ -512,10 +533,13 @@ def download_cifar10(root, log=None) -> Path:
         _say(log, f"--download: {root} already holds CIFAR-10; using it (nothing downloaded)")
         return root
     if root.name.endswith(ARCHIVE_SUFFIXES) or root.is_file():
-        raise data_error(root, "--download saves the official batches into a folder, but "
-                         "--data-dir names a file (or an archive that does not exist).",
-                         hint="Give --download a folder, e.g. --data-dir data, or point "
-                         "--data-dir at an existing copy without --download.")
+        raise data_error(
+            root,
+            "--download saves the official batches into a folder, but "
+            "--data-dir names a file (or an archive that does not exist).",
+            hint="Give --download a folder, e.g. --data-dir data, or point "
+            "--data-dir at an existing copy without --download.",
+        )
     from torchvision.datasets import CIFAR10
 
     _say(log, f"--download: fetching CIFAR-10's python batches (163 MB) into {root} ...")
@@ -523,6 +547,7 @@ def download_cifar10(root, log=None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # network errors come in many types; say what happened and where
-        raise data_error(root, f"downloading CIFAR-10 failed ({type(e).__name__}: {e}).",
-                         hint=OFFLINE_HINT) from e
+        raise data_error(
+            root, f"downloading CIFAR-10 failed ({type(e).__name__}: {e}).", hint=OFFLINE_HINT
+        ) from e
     return root / "cifar-10-batches-py"

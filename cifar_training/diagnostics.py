@@ -73,8 +73,11 @@ class TrainingDiagnostics(Callback):
         weights = trained_weights(pl_module.net)
         self._before = {n: p.detach().clone() for n, p in weights.items()}
         if self.activations:
-            self._grads = {n: float(p.grad.detach().float().norm()) for n, p in weights.items()
-                           if p.grad is not None}
+            self._grads = {
+                n: float(p.grad.detach().float().norm())
+                for n, p in weights.items()
+                if p.grad is not None
+            }
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not self._due or self._before is None:

@@ -64,8 +64,16 @@ class SpatialBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x, ops):
-        return ops.spatial_batchnorm(x, self.gamma, self.beta, self.running_mean,
-                                     self.running_var, self.training, self.momentum, self.eps)
+        return ops.spatial_batchnorm(
+            x,
+            self.gamma,
+            self.beta,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
 
 class Affine(nn.Module):
@@ -99,8 +107,16 @@ class ConvBlock(nn.Module):
 class CifarNet(nn.Module):
     """The default model (see the module docstring). forward(x (N, 3, H, W), ops) -> (N, 10)."""
 
-    def __init__(self, widths=DEFAULT_WIDTHS, stem="whiten", num_classes=10, in_channels=3,
-                 image_size=32, bn_momentum=0.9, bn_eps=1e-5):
+    def __init__(
+        self,
+        widths=DEFAULT_WIDTHS,
+        stem="whiten",
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+        bn_momentum=0.9,
+        bn_eps=1e-5,
+    ):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 1 or min(widths) < 1:
@@ -167,9 +183,13 @@ class CifarNet(nn.Module):
         out = torch.zeros(W.shape[0], S.shape[1], k + s - 1, k + s - 1, dtype=torch.float64)
         for i in range(k):
             for j in range(k):
-                out[:, :, i:i + s, j:j + s] += torch.einsum("fj,jcab->fcab", G[:, :, i, j], S[:J])
-        return out, ("first trained conv (block 1) in RGB: its weights composed with the fixed "
-                     "whitening stem (the part linear in the image, 4x4 px)")
+                out[:, :, i : i + s, j : j + s] += torch.einsum(
+                    "fj,jcab->fcab", G[:, :, i, j], S[:J]
+                )
+        return out, (
+            "first trained conv (block 1) in RGB: its weights composed with the fixed "
+            "whitening stem (the part linear in the image, 4x4 px)"
+        )
 
 
 class ThreeLayerConvNet(nn.Module):
@@ -179,8 +199,15 @@ class ThreeLayerConvNet(nn.Module):
     (``cs231n_params``), so trained weights drop into numpy_impl's ThreeLayerConvNet.
     """
 
-    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
-                 num_classes=10, weight_scale=1e-3):
+    def __init__(
+        self,
+        input_dim=(3, 32, 32),
+        num_filters=32,
+        filter_size=7,
+        hidden_dim=100,
+        num_classes=10,
+        weight_scale=1e-3,
+    ):
         super().__init__()
         C, H, W = input_dim
         self.weight_scale = weight_scale
@@ -204,8 +231,14 @@ class ThreeLayerConvNet(nn.Module):
         return [("conv", self.conv, False), ("fc1", self.fc1, False)]
 
     def cs231n_params(self) -> dict:
-        names = {"W1": self.conv.w, "b1": self.conv.b, "W2": self.fc1.w, "b2": self.fc1.b,
-                 "W3": self.fc2.w, "b3": self.fc2.b}
+        names = {
+            "W1": self.conv.w,
+            "b1": self.conv.b,
+            "W2": self.fc1.w,
+            "b2": self.fc1.b,
+            "W3": self.fc2.w,
+            "b3": self.fc2.b,
+        }
         return {k: v.detach().cpu().numpy().copy() for k, v in names.items()}
 
 
@@ -214,9 +247,18 @@ class ThreeLayerConvNet(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def build_net(model="default", widths=DEFAULT_WIDTHS, stem="whiten", num_classes=10,
-              image_shape=(3, 32, 32), bn_momentum=0.9, seed=0, head_scale=1.0,
-              bn_scale="trained", dirac_init=False) -> nn.Module:
+def build_net(
+    model="default",
+    widths=DEFAULT_WIDTHS,
+    stem="whiten",
+    num_classes=10,
+    image_shape=(3, 32, 32),
+    bn_momentum=0.9,
+    seed=0,
+    head_scale=1.0,
+    bn_scale="trained",
+    dirac_init=False,
+) -> nn.Module:
     """The network for ``--model``, initialized from ``seed`` alone (same on every backend).
     head_scale: CifarNet's head weights are drawn head_scale times smaller (see param_groups).
     bn_scale: 'trained', or 'fixed' (CifarNet's batchnorm gamma stays 1, as airbench's).
@@ -288,7 +330,7 @@ def fit_whitening(net: nn.Module, images: torch.Tensor, eps: float = 5e-4, chunk
     cov = torch.zeros(d, d, dtype=torch.float64)
     count = 0
     for i in range(0, len(images), chunk):
-        x = images[i:i + chunk].to(torch.float64)
+        x = images[i : i + chunk].to(torch.float64)
         patches = x.unfold(2, k, 1).unfold(3, k, 1)  # (n, C, H', W', k, k)
         p = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, d)
         cov += p.T @ p
@@ -300,8 +342,13 @@ def fit_whitening(net: nn.Module, images: torch.Tensor, eps: float = 5e-4, chunk
         conv.w.copy_(torch.cat([filters, -filters]).to(conv.w.dtype))
 
 
-def param_groups(net: nn.Module, lr: float, weight_decay: float,
-                 head_scale: float = 1.0, bn_bias_lr_scale: float = 1.0) -> list[dict]:
+def param_groups(
+    net: nn.Module,
+    lr: float,
+    weight_decay: float,
+    head_scale: float = 1.0,
+    bn_bias_lr_scale: float = 1.0,
+) -> list[dict]:
     """Optimizer param groups, each with its own 'lr' and 'weight_decay':
 
     - conv/affine weights: lr, weight_decay (CS231n's reg covers weight matrices only);
@@ -326,9 +373,10 @@ def param_groups(net: nn.Module, lr: float, weight_decay: float,
         if name.endswith(".beta"):
             bn_b.append(p)
         else:
-            ((head_w if weight else head_b) if is_head else (body_w if weight else body_b)
-             ).append(p)
-    a2 = head_scale ** 2
+            ((head_w if weight else head_b) if is_head else (body_w if weight else body_b)).append(
+                p
+            )
+    a2 = head_scale**2
     groups = [
         {"params": body_w, "lr": lr, "weight_decay": weight_decay},
         {"params": body_b, "lr": lr, "weight_decay": 0.0},
@@ -348,8 +396,14 @@ def load_trained(out_dir, map_location="cpu"):
 
     out_dir = Path(out_dir)
     info = json.loads((out_dir / "model.json").read_text())
-    net = build_net(info["model"], info["widths"], info["stem"], info["num_classes"],
-                    tuple(info["image_shape"]), info["bn_momentum"])
+    net = build_net(
+        info["model"],
+        info["widths"],
+        info["stem"],
+        info["num_classes"],
+        tuple(info["image_shape"]),
+        info["bn_momentum"],
+    )
     state = torch.load(out_dir / "model.pt", map_location=map_location, weights_only=True)
     net.load_state_dict(state)
     return net.eval(), info

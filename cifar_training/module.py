@@ -61,29 +61,70 @@ class CifarModule(L.LightningModule):
     classes: label names (for the confusion matrix).
     """
 
-    def __init__(self, backend="torch", model="default", widths=(32, 64, 128), stem="whiten",
-                 num_classes=10, image_shape=(3, 32, 32), bn_momentum=0.9, seed=0,
-                 optimizer="nesterov", lr=0.4, momentum=0.9, weight_decay=5e-4,
-                 betas=(0.9, 0.999), label_smoothing=0.2, schedule="linear", warmup=0.2,
-                 head_scale=1.0, bn_scale="trained", bn_bias_lr_scale=1.0, dirac_init=False,
-                 classes=None):
+    def __init__(
+        self,
+        backend="torch",
+        model="default",
+        widths=(32, 64, 128),
+        stem="whiten",
+        num_classes=10,
+        image_shape=(3, 32, 32),
+        bn_momentum=0.9,
+        seed=0,
+        optimizer="nesterov",
+        lr=0.4,
+        momentum=0.9,
+        weight_decay=5e-4,
+        betas=(0.9, 0.999),
+        label_smoothing=0.2,
+        schedule="linear",
+        warmup=0.2,
+        head_scale=1.0,
+        bn_scale="trained",
+        bn_bias_lr_scale=1.0,
+        dirac_init=False,
+        classes=None,
+    ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
         self.config = {
-            "backend": backend, "model": model, "widths": list(widths), "stem": stem,
-            "num_classes": num_classes, "image_shape": list(image_shape),
-            "bn_momentum": bn_momentum, "seed": seed, "optimizer": optimizer, "lr": lr,
-            "momentum": momentum, "weight_decay": weight_decay, "betas": list(betas),
-            "label_smoothing": label_smoothing, "schedule": schedule, "warmup": warmup,
-            "head_scale": head_scale, "bn_scale": bn_scale, "bn_bias_lr_scale": bn_bias_lr_scale,
+            "backend": backend,
+            "model": model,
+            "widths": list(widths),
+            "stem": stem,
+            "num_classes": num_classes,
+            "image_shape": list(image_shape),
+            "bn_momentum": bn_momentum,
+            "seed": seed,
+            "optimizer": optimizer,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "betas": list(betas),
+            "label_smoothing": label_smoothing,
+            "schedule": schedule,
+            "warmup": warmup,
+            "head_scale": head_scale,
+            "bn_scale": bn_scale,
+            "bn_bias_lr_scale": bn_bias_lr_scale,
             "dirac_init": bool(dirac_init),
             "classes": list(classes) if classes else [str(i) for i in range(num_classes)],
         }
         self.backend = backend
         self.ops = get_ops(backend)
-        self.net = build_net(model, widths, stem, num_classes, tuple(image_shape), bn_momentum,
-                             seed, head_scale, bn_scale, dirac_init)
+        self.net = build_net(
+            model,
+            widths,
+            stem,
+            num_classes,
+            tuple(image_shape),
+            bn_momentum,
+            seed,
+            head_scale,
+            bn_scale,
+            dirac_init,
+        )
         self.history = {"train_step": [], "train_epoch": [], "val_epoch": []}
         self.test_results: dict = {}
         self.tta_translate = False  # also score 6-view flip+translate TTA at test time
@@ -154,8 +195,10 @@ class CifarModule(L.LightningModule):
         val = [r for r in self.history["val_epoch"] if r[0] == e]
         val_text = f" | val loss {val[-1][1]:.4f} acc {val[-1][2]:.2%}" if val else ""
         rate = self._epoch_images / max(last_batch - start, 1e-9)
-        return (f"epoch {e + 1}/{self.trainer.max_epochs} | train loss {loss:.4f} acc {acc:.2%}"
-                f"{val_text} | lr {lr:.4g} | {now - start:.1f} s | {rate:.0f} images/s")
+        return (
+            f"epoch {e + 1}/{self.trainer.max_epochs} | train loss {loss:.4f} acc {acc:.2%}"
+            f"{val_text} | lr {lr:.4g} | {now - start:.1f} s | {rate:.0f} images/s"
+        )
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -224,9 +267,13 @@ class CifarModule(L.LightningModule):
         }
         if self.tta_translate:
             self.test_results["test_acc_flip_translate_tta"] = int(t["correct_tta6"]) / n
-        self.log_dict({"test/acc": self.test_results["test_acc"],
-                       "test/acc_flip_tta": self.test_results["test_acc_flip_tta"]},
-                      sync_dist=False)
+        self.log_dict(
+            {
+                "test/acc": self.test_results["test_acc"],
+                "test/acc_flip_tta": self.test_results["test_acc_flip_tta"],
+            },
+            sync_dist=False,
+        )
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -234,8 +281,13 @@ class CifarModule(L.LightningModule):
         n = len(y)
         correct = (scores.argmax(1) == y).sum()
         s = self._sums.get(key)
-        upd = torch.stack([loss.double() * n, correct.double(),
-                           torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
+        upd = torch.stack(
+            [
+                loss.double() * n,
+                correct.double(),
+                torch.tensor(float(n), dtype=torch.float64, device=loss.device),
+            ]
+        )
         self._sums[key] = upd if s is None else s.to(upd.device) + upd
 
     def _reduce(self, key):
@@ -249,10 +301,10 @@ class CifarModule(L.LightningModule):
     def configure_optimizers(self):
         c = self.config
         scale = c["head_scale"] if c["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
-        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale,
-                              c["bn_bias_lr_scale"])
-        opt = self.ops.make_optimizer(groups, c["optimizer"], c["lr"], momentum=c["momentum"],
-                                      betas=tuple(c["betas"]))
+        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale, c["bn_bias_lr_scale"])
+        opt = self.ops.make_optimizer(
+            groups, c["optimizer"], c["lr"], momentum=c["momentum"], betas=tuple(c["betas"])
+        )
         if c["schedule"] == "constant":
             return opt
         # total_steps from the caller when known: Lightning's estimate builds the training
@@ -272,12 +324,15 @@ class CifarModule(L.LightningModule):
         saved = checkpoint.get("nn_twins", {})
         if "history" in saved:
             self.history = saved["history"]
-        self._sums = {k: torch.tensor(v, dtype=torch.float64, device=self.device)
-                      for k, v in saved.get("sums", {}).items()}
+        self._sums = {
+            k: torch.tensor(v, dtype=torch.float64, device=self.device)
+            for k, v in saved.get("sums", {}).items()
+        }
 
 
-def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float32,
-                    recipe_name=None, **recipe):
+def make_train_step(
+    backend="torch", model="default", seed=0, dtype=torch.float32, recipe_name=None, **recipe
+):
     """(net, step) for benchmarks: ``step(x, y)`` is one training step exactly as train.py
     runs it (forward, smoothed loss, backward, optimizer with weight decay and the head's
     param groups), returning the loss. x: (N, 3, 32, 32) normalized images, y: (N,) int64.
@@ -293,9 +348,12 @@ def make_train_step(backend="torch", model="default", seed=0, dtype=torch.float3
     net = build_net(model, seed=seed, head_scale=r["head_scale"], **net_kw).to(dtype)
     ops = get_ops(backend)
     scale = r["head_scale"] if r["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
-    opt = ops.make_optimizer(param_groups(net, r["lr"], r["weight_decay"], scale,
-                                          r.get("bn_bias_lr_scale", 1.0)),
-                             r["optimizer"], r["lr"], momentum=r["momentum"])
+    opt = ops.make_optimizer(
+        param_groups(net, r["lr"], r["weight_decay"], scale, r.get("bn_bias_lr_scale", 1.0)),
+        r["optimizer"],
+        r["lr"],
+        momentum=r["momentum"],
+    )
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)

@@ -60,8 +60,13 @@ def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title
     ve = np.asarray(history.get("val_epoch") or np.zeros((0, 3)), dtype=float)
     # Step s is the (s+1)-th optimizer step: it ends at epoch (s + 1) / spe.
     if len(s):
-        ax_loss.plot((s[:, 0] + 1) / spe, s[:, 1], color="0.7", lw=0.8,
-                     label="train, per step (loss as optimized)")
+        ax_loss.plot(
+            (s[:, 0] + 1) / spe,
+            s[:, 1],
+            color="0.7",
+            lw=0.8,
+            label="train, per step (loss as optimized)",
+        )
         if s.shape[1] > 2:
             ax_lr.plot((s[:, 0] + 1) / spe, s[:, 2], color="tab:green")
     # Epoch e's metrics describe the state at its end: plot them at x = e + 1.
@@ -74,11 +79,22 @@ def plot_curves(history: dict, path, steps_per_epoch: float | None = None, title
     lim = _loss_ylim(list(s[:, 1]) if len(s) else list(te[:, 1]) + list(ve[:, 1]))
     if lim is not None:
         ax_loss.set_ylim(*lim)
-        above = [(x, y) for line in ax_loss.lines for x, y in zip(*line.get_data(), strict=True)
-                 if np.isfinite(y) and y > lim[1]]
+        above = [
+            (x, y)
+            for line in ax_loss.lines
+            for x, y in zip(*line.get_data(), strict=True)
+            if np.isfinite(y) and y > lim[1]
+        ]
         if above:
-            ax_loss.plot([x for x, _ in above], [lim[1]] * len(above), "^", color="tab:red",
-                         ms=4, clip_on=False, label="above the range shown")
+            ax_loss.plot(
+                [x for x, _ in above],
+                [lim[1]] * len(above),
+                "^",
+                color="tab:red",
+                ms=4,
+                clip_on=False,
+                label="above the range shown",
+            )
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate (per step)")
@@ -104,8 +120,15 @@ def plot_confusion(confusion, classes, path, title="test confusion matrix"):
     ax.set(xlabel="predicted", ylabel="true", title=title)
     for i in range(C):
         for j in range(C):
-            ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if rows[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rows[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if rows[i, j] > 0.5 else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     return _save(fig, path)
 
@@ -155,8 +178,11 @@ def plot_update_ratio(rows: list, path, steps_per_epoch: float | None = None, ti
         v = np.asarray(values, dtype=float)
         ax.plot((np.asarray(steps) + 1) / spe, np.where(v > 0, v, np.nan), lw=1, label=name)
     ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel="||update|| / ||weight||",
-           title="update/weight ratio per layer" + (f", {title}" if title else ""))
+    ax.set(
+        xlabel="epoch",
+        ylabel="||update|| / ||weight||",
+        title="update/weight ratio per layer" + (f", {title}" if title else ""),
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
@@ -170,9 +196,11 @@ def plot_diagnostics(history: dict, path, steps_per_epoch: float | None = None, 
     acts = _series([[s, {n: v[1] for n, v in d.items()}] for s, d in history["activations"]])
     dead = _series([[s, {n: v[2] for n, v in d.items()}] for s, d in history["activations"]])
     grads = _series(history["grad_norm"])
-    panels = [(acts, "activation std", "linear"),
-              (dead, "dead ReLU units (0 for the whole batch)", "linear"),
-              (grads, "gradient norm", "log")]
+    panels = [
+        (acts, "activation std", "linear"),
+        (dead, "dead ReLU units (0 for the whole batch)", "linear"),
+        (grads, "gradient norm", "log"),
+    ]
     for ax, (series, label, scale) in zip(axes, panels, strict=True):
         for name, (steps, values) in series.items():
             ax.plot((np.asarray(steps) + 1) / spe, values, lw=1, label=name)

@@ -33,12 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify image files with the network of a finished train.py run.",
     )
     p.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
-    p.add_argument("--run", required=True, help="a train.py output directory (--out): it holds "
-                   "model.pt and model.json")
-    p.add_argument("--top-k", type=_positive_int, default=3,
-                   help="how many classes to print per image (default: 3)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="who computes the forward pass (default: torch)")
+    p.add_argument(
+        "--run",
+        required=True,
+        help="a train.py output directory (--out): it holds model.pt and model.json",
+    )
+    p.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=3,
+        help="how many classes to print per image (default: 3)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="who computes the forward pass (default: torch)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per image instead")
     return p
 
@@ -86,8 +97,16 @@ def predict(run_dir, images, top_k=3, backend="torch"):
         with torch.no_grad():
             p = torch.softmax(net((x - mean) / std, ops).double(), dim=1)[0]
         top = torch.topk(p, k)
-        results.append((str(path), [(info["classes"][int(i)], float(v))
-                                    for v, i in zip(top.values, top.indices, strict=True)], None))
+        results.append(
+            (
+                str(path),
+                [
+                    (info["classes"][int(i)], float(v))
+                    for v, i in zip(top.values, top.indices, strict=True)
+                ],
+                None,
+            )
+        )
     return results
 
 
@@ -96,14 +115,20 @@ def main(argv=None) -> int:
     run = Path(args.run)
     missing = [f for f in ("model.pt", "model.json") if not (run / f).is_file()]
     if missing:
-        print(f"predict: error: --run {run} is not a finished train.py run (missing "
-              f"{', '.join(missing)}; they are written when training ends)", file=sys.stderr)
+        print(
+            f"predict: error: --run {run} is not a finished train.py run (missing "
+            f"{', '.join(missing)}; they are written when training ends)",
+            file=sys.stderr,
+        )
         return 2
     try:
         results = predict(run, args.images, args.top_k, args.backend)
     except Exception as e:  # a damaged or foreign model.pt/model.json
-        print(f"predict: error: cannot load the network in {run} ({type(e).__name__}); "
-              f"model.pt must be the state dict train.py wrote", file=sys.stderr)
+        print(
+            f"predict: error: cannot load the network in {run} ({type(e).__name__}); "
+            f"model.pt must be the state dict train.py wrote",
+            file=sys.stderr,
+        )
         return 2
     failed = 0
     for path, top, error in results:
@@ -111,8 +136,9 @@ def main(argv=None) -> int:
             failed += 1
             print(f"predict: error: {path}: {error}; skipped", file=sys.stderr)
         elif args.json:
-            print(json.dumps({"image": path, "top": [{"class": c, "probability": p}
-                                                      for c, p in top]}))
+            print(
+                json.dumps({"image": path, "top": [{"class": c, "probability": p} for c, p in top]})
+            )
         else:
             print(f"{path}: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
     return 2 if failed else 0

@@ -70,12 +70,18 @@ def read_checkpoint(path: Path) -> dict:
             f"{path} cannot be read as a train.py checkpoint ({type(e).__name__}): the file is "
             f"truncated, damaged or not from train.py. It is only ever loaded as plain tensors "
             f"(weights_only=True), never as code. Start over with --overwrite, or put back an "
-            f"intact copy of the file.") from None
-    missing = [k for k in ("state_dict", "epoch", "global_step", "nn_twins")
-               if not isinstance(ckpt, dict) or k not in ckpt]
+            f"intact copy of the file."
+        ) from None
+    missing = [
+        k
+        for k in ("state_dict", "epoch", "global_step", "nn_twins")
+        if not isinstance(ckpt, dict) or k not in ckpt
+    ]
     if missing:
-        raise CheckpointError(f"{path} is not a train.py checkpoint (it lacks {missing}). "
-                              f"Start over with --overwrite.")
+        raise CheckpointError(
+            f"{path} is not a train.py checkpoint (it lacks {missing}). "
+            f"Start over with --overwrite."
+        )
     return ckpt
 
 
@@ -111,8 +117,10 @@ class StopRequest:
             self.signum = self.signum or signum
             raise RunInterrupted(signum)
         self.signum = signum
-        self._say(f"\n{SIGNAL_NAMES.get(signum, signum)} received: stopping after the current "
-                  f"batch and saving a checkpoint (send it again to stop at once)")
+        self._say(
+            f"\n{SIGNAL_NAMES.get(signum, signum)} received: stopping after the current "
+            f"batch and saving a checkpoint (send it again to stop at once)"
+        )
 
     def requested(self, trainer) -> bool:
         local = self.signum is not None

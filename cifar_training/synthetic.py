@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-           "truck")
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def make_images(n: int, num_classes: int = 10, size: int = 32, seed: int = 0):
@@ -32,8 +31,9 @@ def make_images(n: int, num_classes: int = 10, size: int = 32, seed: int = 0):
     return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.int64)
 
 
-def write_python_batches(root, n_train: int = 100, n_test: int = 40, num_batches: int = 5,
-                         seed: int = 0) -> Path:
+def write_python_batches(
+    root, n_train: int = 100, n_test: int = 40, num_batches: int = 5, seed: int = 0
+) -> Path:
     """root/cifar-10-batches-py/{data_batch_1..num_batches, test_batch, batches.meta}, holding
     make_images(n_train, seed=seed) and make_images(n_test, seed=seed + 1)."""
     d = Path(root) / "cifar-10-batches-py"
@@ -45,8 +45,9 @@ def write_python_batches(root, n_train: int = 100, n_test: int = 40, num_batches
     x_te, y_te = make_images(n_test, seed=seed + 1)
     _dump(d / "test_batch", x_te, y_te, "testing batch 1 of 1")
     with open(d / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, f,
-                    protocol=2)
+        pickle.dump(
+            {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, f, protocol=2
+        )
     return d
 
 
@@ -61,15 +62,18 @@ def _dump(path, x, y, label):
         pickle.dump(batch, f, protocol=2)
 
 
-def write_image_folder(root, n_train: int = 100, n_test: int = 40, size: int = 32,
-                       ext: str = ".png", seed: int = 0):
+def write_image_folder(
+    root, n_train: int = 100, n_test: int = 40, size: int = 32, ext: str = ".png", seed: int = 0
+):
     """root/train/<class>/NNNN<ext> and root/test/<class>/...; returns (root, x_train, y_train,
     x_test, y_test) with the arrays in the order written (image i of the split)."""
     from PIL import Image
 
     root = Path(root)
-    parts = {"train": make_images(n_train, size=size, seed=seed),
-             "test": make_images(n_test, size=size, seed=seed + 1)}
+    parts = {
+        "train": make_images(n_train, size=size, seed=seed),
+        "test": make_images(n_test, size=size, seed=seed + 1),
+    }
     for split, (xs, ys) in parts.items():
         for i, (img, label) in enumerate(zip(xs, ys, strict=True)):
             d = root / split / CLASSES[label]

@@ -55,8 +55,10 @@ def configure_from_argv(argv) -> int:
     p.add_argument("--devices", default="auto")
     p.add_argument("--accelerator", default="auto")
     known, _ = p.parse_known_args(argv)
-    n = known.threads if known.threads and known.threads > 0 else default_threads(
-        known.devices, known.accelerator
+    n = (
+        known.threads
+        if known.threads and known.threads > 0
+        else default_threads(known.devices, known.accelerator)
     )
     for var in _ENV_VARS:
         os.environ.setdefault(var, str(n))

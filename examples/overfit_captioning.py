@@ -65,16 +65,29 @@ def decode(ids, idx_to_word) -> str:
     return " ".join(words)
 
 
-def overfit(cell_type="rnn", num_iters=200, learning_rate=1e-2, hidden_dim=32, wordvec_dim=16,
-            seed=0, print_every=0):
+def overfit(
+    cell_type="rnn",
+    num_iters=200,
+    learning_rate=1e-2,
+    hidden_dim=32,
+    wordvec_dim=16,
+    seed=0,
+    print_every=0,
+):
     """Train on the whole synthetic set with Adam; return (model, data, loss_history).
 
     data = (word_to_idx, features, captions). Deterministic for a given seed.
     """
     word_to_idx, features, captions = make_dataset(input_dim=16, seed=seed)
     np.random.seed(seed)  # noqa: NPY002 -- CaptioningRNN draws its weights like the course
-    model = CaptioningRNN(word_to_idx, input_dim=features.shape[1], wordvec_dim=wordvec_dim,
-                          hidden_dim=hidden_dim, cell_type=cell_type, dtype=np.float64)
+    model = CaptioningRNN(
+        word_to_idx,
+        input_dim=features.shape[1],
+        wordvec_dim=wordvec_dim,
+        hidden_dim=hidden_dim,
+        cell_type=cell_type,
+        dtype=np.float64,
+    )
     configs = {k: {"learning_rate": learning_rate} for k in model.params}
     history = []
     for it in range(num_iters):
@@ -108,7 +121,8 @@ def main(argv=None) -> int:
     ok = True
     for cell_type in ("rnn", "lstm") if args.cell_type == "both" else (args.cell_type,):
         model, (_, features, captions), history = overfit(
-            cell_type, args.num_iters, args.learning_rate, seed=args.seed, print_every=50)
+            cell_type, args.num_iters, args.learning_rate, seed=args.seed, print_every=50
+        )
         pairs, same = reproduced(model, features, captions)
         print(f"[{cell_type}] final training loss {history[-1]:.5f}")
         for sampled, target in pairs:

@@ -28,9 +28,7 @@ def require_ndim(name: str, a, ndim, what: str = "") -> None:
     if len(a.shape) not in allowed:
         want = " or ".join(str(n) for n in allowed)
         extra = f" {what}" if what else ""
-        raise ValueError(
-            f"{name} must have {want} dimensions{extra}, got shape {shape_of(a)}"
-        )
+        raise ValueError(f"{name} must have {want} dimensions{extra}, got shape {shape_of(a)}")
 
 
 def require_shape(name: str, a, expected: tuple, hint: str = "") -> None:
@@ -143,9 +141,7 @@ def pool_output_shape(H: int, W: int, pool_height, pool_width, stride) -> tuple[
     pw = require_int_param("pool_param['pool_width']", pool_width, 1)
     stride = require_int_param("pool_param['stride']", stride, 1)
     if ph > H or pw > W:
-        raise ValueError(
-            f"pooling window ({ph}, {pw}) is larger than the input ({H}, {W})"
-        )
+        raise ValueError(f"pooling window ({ph}, {pw}) is larger than the input ({H}, {W})")
     return 1 + (H - ph) // stride, 1 + (W - pw) // stride
 
 

@@ -222,9 +222,7 @@ def check_pair_args(out_left, out_right) -> None:
     require_ndim("out_left", out_left, 2, "(N, D)")
     require_same_shape("out_right", out_right, "out_left", out_left)
     if int(out_left.shape[0]) < 1:
-        raise ValueError(
-            f"out_left must hold at least one sample, got shape {shape_of(out_left)}"
-        )
+        raise ValueError(f"out_left must hold at least one sample, got shape {shape_of(out_left)}")
 
 
 def check_nonzero_norms(name: str, norms) -> None:

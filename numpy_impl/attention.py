@@ -142,7 +142,19 @@ def _merge_heads(X):
 
 
 def multihead_attention_forward(
-    query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads, attn_mask=None,
+    query,
+    key,
+    value,
+    Wq,
+    bq,
+    Wk,
+    bk,
+    Wv,
+    bv,
+    Wo,
+    bo,
+    num_heads,
+    attn_mask=None,
     dropout_param=None,
 ):
     """CS231n's MultiHeadAttention forward.
@@ -157,8 +169,10 @@ def multihead_attention_forward(
     """
     weights = dict(Wq=Wq, bq=bq, Wk=Wk, bk=bk, Wv=Wv, bv=bv, Wo=Wo, bo=bo)
     N, S, T, E = check_mha_args(query, key, value, weights, num_heads)
-    heads = [_split_heads(x @ W + b, num_heads) for x, W, b in
-             ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv))]
+    heads = [
+        _split_heads(x @ W + b, num_heads)
+        for x, W, b in ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv))
+    ]
     Yh, sdpa_cache = scaled_dot_product_attention_forward(*heads, attn_mask, dropout_param)
     Y = _merge_heads(Yh)
     out = Y @ Wo + bo

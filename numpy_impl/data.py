@@ -46,7 +46,16 @@ __all__ = [
 ]
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -127,8 +136,16 @@ def load_CIFAR_batch(filename, dtype=np.float64):
     try:
         with open(filename, "rb") as f:
             datadict = _RestrictedUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+    ) as e:
         raise ValueError(
             f"{filename}: not a readable CIFAR-10 python batch (corrupted or truncated?): {e}"
         ) from e
@@ -141,8 +158,7 @@ def load_CIFAR_batch(filename, dtype=np.float64):
         ) from e
     if X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != 3 * 32 * 32:
         raise ValueError(
-            f"{filename}: 'data' must be a uint8 array of shape (N, 3072), "
-            f"got {X.dtype} {X.shape}"
+            f"{filename}: 'data' must be a uint8 array of shape (N, 3072), got {X.dtype} {X.shape}"
         )
     if Y.shape != (X.shape[0],):
         raise ValueError(
@@ -202,8 +218,11 @@ def _scan_split(split_dir):
     for label, cls in enumerate(classes):
         cls_dir = os.path.join(split_dir, cls)
         entries = sorted(
-            (e for e in os.scandir(cls_dir)
-             if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)),
+            (
+                e
+                for e in os.scandir(cls_dir)
+                if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS)
+            ),
             key=lambda e: e.name,
         )
         rel = f"{os.path.basename(os.path.normpath(split_dir))}/{cls}/"
@@ -243,9 +262,7 @@ def _decode_images(items):
             with Image.open(path) as im:
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ValueError(
-                f"{path}: cannot decode image (corrupted or truncated?): {e}"
-            ) from e
+            raise ValueError(f"{path}: cannot decode image (corrupted or truncated?): {e}") from e
 
     paths = [item[0] for item in items]
     # Pillow releases the GIL while decoding, so threads overlap the work.
@@ -279,8 +296,9 @@ def _read_cache(path, fingerprint):
                 return None
             return tuple(z[k] for k in ("X_train", "y_train", "X_test", "y_test"))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        warnings.warn(f"ignoring unreadable cache {path} ({e}); decoding the images again",
-                      stacklevel=3)
+        warnings.warn(
+            f"ignoring unreadable cache {path} ({e}); decoding the images again", stacklevel=3
+        )
         return None
 
 
@@ -344,8 +362,9 @@ def load_image_folder(root, cache=True, cache_dir=None):
     if cache:
         meta = np.frombuffer(json.dumps(fingerprint).encode("utf-8"), dtype=np.uint8)
         try:
-            atomic_savez(path, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
-                          meta=meta)
+            atomic_savez(
+                path, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test, meta=meta
+            )
         except OSError as e:
             warnings.warn(f"could not write the cache {path}: {e}", stacklevel=2)
     return X_train, y_train, X_test, y_test, classes
@@ -385,9 +404,7 @@ def load_CIFAR10(ROOT, dtype=np.float64, cache=True, cache_dir=None):
         ptr = np.random.RandomState(0).permutation(len(Ytr))
         pte = np.random.RandomState(0).permutation(len(Yte))
         return Xtr[ptr].astype(dtype), Ytr[ptr], Xte[pte].astype(dtype), Yte[pte]
-    raise FileNotFoundError(
-        f"no CIFAR-10 data found in {ROOT!r}. Expected one of:\n" + _LAYOUTS
-    )
+    raise FileNotFoundError(f"no CIFAR-10 data found in {ROOT!r}. Expected one of:\n" + _LAYOUTS)
 
 
 def get_CIFAR10_data(
@@ -419,12 +436,22 @@ def get_CIFAR10_data(
     if cifar10_dir is None:
         cifar10_dir = os.environ.get("CIFAR10_DIR", "data")
     X_train, y_train, X_test, y_test = load_CIFAR10(cifar10_dir, dtype=dtype)
-    return cs231n_splits(X_train, y_train, X_test, y_test, num_training, num_validation,
-                         num_test, subtract_mean)
+    return cs231n_splits(
+        X_train, y_train, X_test, y_test, num_training, num_validation, num_test, subtract_mean
+    )
 
 
-def cs231n_splits(X_train, y_train, X_test, y_test, num_training=49000, num_validation=1000,
-                  num_test=1000, subtract_mean=True, channels_first=True):
+def cs231n_splits(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    num_training=49000,
+    num_validation=1000,
+    num_test=1000,
+    subtract_mean=True,
+    channels_first=True,
+):
     """The splits of get_CIFAR10_data, from arrays already loaded by load_CIFAR10.
 
     X_train: (N_train, H, W, C); X_test: (N_test, H, W, C). Validation = training images
@@ -433,8 +460,11 @@ def cs231n_splits(X_train, y_train, X_test, y_test, num_training=49000, num_vali
     every split when subtract_mean. Returns the dict of get_CIFAR10_data (NCHW images when
     channels_first, else NHWC).
     """
-    for name, value in (("num_training", num_training), ("num_validation", num_validation),
-                        ("num_test", num_test)):
+    for name, value in (
+        ("num_training", num_training),
+        ("num_validation", num_validation),
+        ("num_test", num_test),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     if num_training + num_validation > len(X_train):
@@ -446,8 +476,8 @@ def cs231n_splits(X_train, y_train, X_test, y_test, num_training=49000, num_vali
         raise ValueError(f"num_test = {num_test} exceeds the {len(X_test)} test images")
 
     # Subsample the data (the course's splits: validation right after the training slice).
-    X_val = X_train[num_training:num_training + num_validation]
-    y_val = y_train[num_training:num_training + num_validation]
+    X_val = X_train[num_training : num_training + num_validation]
+    y_val = y_train[num_training : num_training + num_validation]
     X_tr = X_train[:num_training]
     y_tr = y_train[:num_training]
     X_te = X_test[:num_test]

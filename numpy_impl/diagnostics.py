@@ -86,13 +86,22 @@ def check_initial_loss(make_model, X, y, reg=1.0, rtol=0.05):
     expected = math.log(num_classes)
     problems = []
     if not abs(float(loss) - expected) <= rtol * expected:
-        problems.append(f"initial loss {float(loss):.4f} is not log(C) = {expected:.4f} for "
-                        f"C={num_classes} (weights too large, or a bug in the loss)")
+        problems.append(
+            f"initial loss {float(loss):.4f} is not log(C) = {expected:.4f} for "
+            f"C={num_classes} (weights too large, or a bug in the loss)"
+        )
     if not float(loss_reg) > float(loss):
-        problems.append(f"loss with reg={reg:g} ({float(loss_reg):.4f}) is not above the loss "
-                        f"without ({float(loss):.4f}): the regularization term is missing")
-    return {"loss": float(loss), "expected": expected, "loss_with_reg": float(loss_reg),
-            "ok": not problems, "message": "; ".join(problems) or "ok"}
+        problems.append(
+            f"loss with reg={reg:g} ({float(loss_reg):.4f}) is not above the loss "
+            f"without ({float(loss):.4f}): the regularization term is missing"
+        )
+    return {
+        "loss": float(loss),
+        "expected": expected,
+        "loss_with_reg": float(loss_reg),
+        "ok": not problems,
+        "message": "; ".join(problems) or "ok",
+    }
 
 
 def overfit_small_subset(model, data, num_train=50, **solver_kwargs):
@@ -113,8 +122,11 @@ def overfit_small_subset(model, data, num_train=50, **solver_kwargs):
     if not isinstance(data, dict) or "X_train" not in data or "y_train" not in data:
         raise ValueError("data must be Solver's dict with 'X_train', 'y_train', 'X_val', 'y_val'")
     n = len(data["X_train"])
-    if isinstance(num_train, bool) or not isinstance(num_train, numbers.Integral) or not (
-            1 <= num_train <= n):
+    if (
+        isinstance(num_train, bool)
+        or not isinstance(num_train, numbers.Integral)
+        or not (1 <= num_train <= n)
+    ):
         raise ValueError(f"num_train must be an integer in [1, {n}], got {num_train!r}")
     small = dict(data, X_train=data["X_train"][:num_train], y_train=data["y_train"][:num_train])
     solver_kwargs.setdefault("verbose", False)
@@ -162,8 +174,10 @@ def activation_statistics(model, X, mode="train"):
     SATURATION_MARGIN of their bounds).
     """
     if not callable(getattr(model, "hidden_activations", None)):
-        raise TypeError(f"model must be a FullyConnectedNet (with hidden_activations), got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model must be a FullyConnectedNet (with hidden_activations), got "
+            f"{type(model).__name__}"
+        )
     X = np.asarray(X)
     if X.ndim < 2 or X.shape[0] < 1:
         raise ValueError(f"X must have shape (N, d_1, ..., d_k) with N >= 1, got {X.shape}")
@@ -199,10 +213,13 @@ def summarize_update_ratios(update_ratio_history, last=None):
     (> HEALTHY_UPDATE_RATIO * RATIO_TOLERANCE) or "undefined" (no finite ratio)}.
     """
     if not isinstance(update_ratio_history, dict):
-        raise TypeError(f"update_ratio_history must be a dict name -> list of ratios, got "
-                        f"{type(update_ratio_history).__name__}")
-    if last is not None and (isinstance(last, bool) or not isinstance(last, numbers.Integral)
-                             or last < 1):
+        raise TypeError(
+            f"update_ratio_history must be a dict name -> list of ratios, got "
+            f"{type(update_ratio_history).__name__}"
+        )
+    if last is not None and (
+        isinstance(last, bool) or not isinstance(last, numbers.Integral) or last < 1
+    ):
         raise ValueError(f"last must be a positive integer or None, got {last!r}")
     out = {}
     for name, ratios in update_ratio_history.items():

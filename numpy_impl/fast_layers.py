@@ -168,9 +168,9 @@ def _padded(x, pad, order, dtype):
     N, C, H, W = x.shape
     xp = _zeros((N, C, H + 2 * pad, W + 2 * pad), order, dtype)
     if order == "hwn":
-        _copy_batch_last(np.moveaxis(xp, 0, -1)[:, pad:pad + H, pad:pad + W], x)
+        _copy_batch_last(np.moveaxis(xp, 0, -1)[:, pad : pad + H, pad : pad + W], x)
     else:
-        xp[:, :, pad:pad + H, pad:pad + W] = x
+        xp[:, :, pad : pad + H, pad : pad + W] = x
     return xp
 
 
@@ -181,11 +181,11 @@ def _im2col(xp, HH, WW, stride, H_out, W_out, order):
 
     One copy of the zero-copy window view of the padded input xp, into the reused "cols" buffer.
     """
-    win = _windows(xp, HH, WW, stride, H_out, W_out)          # (N, C, H', W', HH, WW)
+    win = _windows(xp, HH, WW, stride, H_out, W_out)  # (N, C, H', W', HH, WW)
     if order == "hwn":
-        win = win.transpose(1, 4, 5, 2, 3, 0)                # (C, HH, WW, H', W', N)
+        win = win.transpose(1, 4, 5, 2, 3, 0)  # (C, HH, WW, H', W', N)
     else:
-        win = win.transpose(1, 4, 5, 0, 2, 3)                # (C, HH, WW, N, H', W')
+        win = win.transpose(1, 4, 5, 0, 2, 3)  # (C, HH, WW, N, H', W')
     cols = _scratch("cols", win.shape, xp.dtype)
     np.copyto(cols, win)
     return cols.reshape(xp.shape[1] * HH * WW, -1)
@@ -201,7 +201,7 @@ def _col2im(dcols, x_shape, HH, WW, stride, pad, H_out, W_out, order):
         d6 = dcols.reshape(C, HH, WW, N, H_out, W_out).transpose(3, 0, 4, 5, 1, 2)
     dxp = _zeros((N, C, H + 2 * pad, W + 2 * pad), order, dcols.dtype)
     _add_windows(dxp, d6, stride)
-    return dxp[:, :, pad:pad + H, pad:pad + W]
+    return dxp[:, :, pad : pad + H, pad : pad + W]
 
 
 def _mat_to_nchw(mat, N, H_out, W_out, order):
@@ -241,8 +241,8 @@ def _copy_batch_last(dst, src):
     blocks = _scratch("blocks", (N // 16, *src.shape[1:], 16), src.dtype)
     np.copyto(blocks, np.moveaxis(src.reshape(N // 16, 16, *src.shape[1:]), 1, -1))
     split = dst.view()
-    split.shape = (*dst.shape[:-1], N // 16, 16)                    # a view, never a copy
-    split[...] = np.moveaxis(blocks, 0, -2)                         # 16-number runs
+    split.shape = (*dst.shape[:-1], N // 16, 16)  # a view, never a copy
+    split[...] = np.moveaxis(blocks, 0, -2)  # 16-number runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def _conv_forward(x, w, b, conv_param, order):
     dtype = np.result_type(x, w, b)
     xp = _padded(x, pad, order, dtype)
     cols = _im2col(xp, HH, WW, stride, H_out, W_out, order)
-    out = w.reshape(F, -1).astype(dtype, copy=False) @ cols     # (F, M): the one GEMM
+    out = w.reshape(F, -1).astype(dtype, copy=False) @ cols  # (F, M): the one GEMM
     out += b[:, None]
     return _mat_to_nchw(out, x.shape[0], H_out, W_out, order), (x, w, b, conv_param, xp, order)
 
@@ -274,7 +274,7 @@ def _require_unchanged(dict_name, cached, now):
 def _unpack_conv_cache(cache):
     if isinstance(cache, tuple) and len(cache) == 6 and cache[5] in _MEMORY_ORDER:
         return cache
-    if isinstance(cache, tuple) and len(cache) == 4:              # conv_forward_naive's cache
+    if isinstance(cache, tuple) and len(cache) == 4:  # conv_forward_naive's cache
         return (*cache, None, "hwn")
     raise TypeError(
         "cache must be the cache returned by conv_forward_fast/_im2col/_strides or "
@@ -295,7 +295,7 @@ def _conv_backward(dout, cache):
     if xp is None:
         xp = _padded(x, pad, order, np.result_type(x, w, b))
     cols = _im2col(xp, HH, WW, stride, H_out, W_out, order)
-    dmat = _nchw_to_mat(dout, order)                                # (F, M)
+    dmat = _nchw_to_mat(dout, order)  # (F, M)
     db = dmat.sum(axis=1)
     # out = w_mat @ cols + b, so dw_mat = dout_mat @ cols^T and dcols = w_mat^T @ dout_mat.
     dw = (dmat @ cols.T).reshape(w.shape).astype(np.result_type(dout, x), copy=False)
@@ -376,7 +376,7 @@ def max_pool_forward_reshape(x, pool_param):
     require_float("x", x)
     ph, pw, stride, H_out, W_out = check_pool_args(x, pool_param)
     win = _pool_windows(x, ph, pw, stride, H_out, W_out)
-    out = win[..., 0, 0].copy(order="K")          # keeps x's memory layout
+    out = win[..., 0, 0].copy(order="K")  # keeps x's memory layout
     for k in range(ph):
         for l in range(pw):
             if k or l:
@@ -406,7 +406,7 @@ def _max_pool_backward_max(dout, x, pool_param, out):
     # dout * hit is the fast mask (a 0/1 multiply; a masked-out entry may come out as -0.0, equal
     # to 0.0). With an inf/NaN in dout it would turn masked-out zeros into NaN: np.where then.
     finite = bool(np.isfinite(dout).all())
-    free = np.ones_like(out, dtype=bool)                    # *_like: out's memory layout
+    free = np.ones_like(out, dtype=bool)  # *_like: out's memory layout
     hit = np.empty_like(out, dtype=bool)
     share = np.empty_like(out, dtype=dx.dtype) if overlap else None
     for k in range(ph):
@@ -425,14 +425,14 @@ def _max_pool_backward_max(dout, x, pool_param, out):
                 dtap[...] = np.where(hit, dout, 0)
             if overlap:
                 dtap += share
-            np.logical_xor(free, hit, out=free)             # hit is a subset of free
+            np.logical_xor(free, hit, out=free)  # hit is a subset of free
     return dx
 
 
 def _unpack_pool_cache(cache):
     if isinstance(cache, tuple) and len(cache) == 4 and cache[3] in ("max", "argmax"):
         return cache
-    if isinstance(cache, tuple) and len(cache) == 2:              # max_pool_forward_naive's cache
+    if isinstance(cache, tuple) and len(cache) == 2:  # max_pool_forward_naive's cache
         x, pool_param = cache
         return (x, pool_param, max_pool_forward_reshape(x, pool_param)[0], "max")
     raise TypeError(

@@ -59,8 +59,9 @@ def affine_relu_backward(dout, cache):
     return affine_backward(da, fc_cache)
 
 
-def affine_norm_relu_forward(x, w, b, gamma=None, beta=None, bn_param=None,
-                             normalization=None, dropout_param=None):
+def affine_norm_relu_forward(
+    x, w, b, gamma=None, beta=None, bn_param=None, normalization=None, dropout_param=None
+):
     """affine -> [batchnorm | layernorm] -> ReLU -> [dropout]: one hidden layer of CS231n's
     FullyConnectedNet.
 
@@ -71,9 +72,7 @@ def affine_norm_relu_forward(x, w, b, gamma=None, beta=None, bn_param=None,
     Returns out (N, M) and cache (normalization, affine, norm, relu and dropout caches).
     """
     if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-        )
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     out, fc_cache = affine_forward(x, w, b)
     norm_cache = None
     if normalization is not None:

@@ -271,8 +271,7 @@ def _bn_train_forward(x, gamma, beta, eps):
     std = np.sqrt(var + eps)
     np.multiply(xmu, ch.spread(1 / std), out=xhat)
     out = _scale_shift(xhat, ch.spread(gamma), ch.spread(beta))
-    return (out.reshape(x.shape), xhat.reshape(x.shape), xmu.reshape(x.shape), mean, var,
-            std)
+    return (out.reshape(x.shape), xhat.reshape(x.shape), xmu.reshape(x.shape), mean, var, std)
 
 
 def _bn_train_backward(dout, xhat, std, gamma):
@@ -293,8 +292,11 @@ def _bn_train_backward(dout, xhat, std, gamma):
     std = std.reshape(-1)
     m = max(ch.m, 1)  # (dx is empty when m = 0)
     # dx built on one array, term by term in place (each line is one pass over memory).
-    dx = np.multiply(xhat2, ch.spread(-dgamma / m),  # -xhat * dgamma / m
-                     dtype=np.result_type(d2, xhat2, std, gamma))
+    dx = np.multiply(
+        xhat2,
+        ch.spread(-dgamma / m),  # -xhat * dgamma / m
+        dtype=np.result_type(d2, xhat2, std, gamma),
+    )
     dx += d2  # + dout
     dx -= ch.spread(dbeta / m)  # - dbeta / m
     dx *= ch.spread(gamma / std)  # all times gamma / std
@@ -323,9 +325,16 @@ def _batchnorm_forward(x, gamma, beta, bn_param):
         # The statistics are cached in the shape that broadcasts against x: (1, D) or
         # (1, C, 1, 1).
         stat_shape = (1, C) + (1,) * (x.ndim - 2)
-        cache = {"mode": mode, "x": x, "xhat": xhat, "xmu": xmu,
-                 "var": var.reshape(stat_shape), "std": std.reshape(stat_shape),
-                 "gamma": gamma, "eps": eps}
+        cache = {
+            "mode": mode,
+            "x": x,
+            "xhat": xhat,
+            "xmu": xmu,
+            "var": var.reshape(stat_shape),
+            "std": std.reshape(stat_shape),
+            "gamma": gamma,
+            "eps": eps,
+        }
     else:
         ch = _Channels(x.shape)
         std = np.sqrt(running_var + eps)
@@ -503,7 +512,11 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 def spatial_groupnorm_backward(dout, cache):
     """dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma (1, C, 1, 1), dbeta (1, C, 1, 1)."""
     xhat, std, gamma, G, (N, C, H, W) = (
-        cache["xhat"], cache["std"], cache["gamma"], cache["G"], cache["shape"]
+        cache["xhat"],
+        cache["std"],
+        cache["gamma"],
+        cache["G"],
+        cache["shape"],
     )
     check_dout(dout, (N, C, H, W))
     dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
@@ -585,7 +598,7 @@ def conv_forward_naive(x, w, b, conv_param):
     out = np.empty((N, F, H_out, W_out), dtype=np.result_type(x, w, b))
     for i in range(H_out):
         for j in range(W_out):
-            window = xpad[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+            window = xpad[:, :, i * stride : i * stride + HH, j * stride : j * stride + WW]
             out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
     return out, (x, w, b, conv_param)
 
@@ -613,7 +626,7 @@ def conv_backward_naive(dout, cache):
             d_ij = dout[:, :, i, j]  # (N, F)
             dw += np.tensordot(d_ij, xpad[:, :, hs, ws], axes=([0], [0]))
             dxpad[:, :, hs, ws] += np.tensordot(d_ij, w, axes=([1], [0]))
-    dx = dxpad[:, :, pad:pad + H, pad:pad + W]
+    dx = dxpad[:, :, pad : pad + H, pad : pad + W]
     return dx, dw, db
 
 
@@ -630,7 +643,7 @@ def max_pool_forward_naive(x, pool_param):
     out = np.empty((N, C, H_out, W_out), dtype=x.dtype)
     for i in range(H_out):
         for j in range(W_out):
-            window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
             out[:, :, i, j] = window.max(axis=(2, 3))
     return out, (x, pool_param)
 
@@ -651,7 +664,7 @@ def max_pool_backward_naive(dout, cache):
     n_idx, c_idx = np.ogrid[:N, :C]
     for i in range(H_out):
         for j in range(W_out):
-            window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
             k = window.reshape(N, C, ph * pw).argmax(axis=2)
             r, c = np.divmod(k, pw)
             # (n, c) pairs are distinct, so this fancy-indexed += touches each entry once.
@@ -703,4 +716,3 @@ def softmax_loss(x, y):
     dx[rows, y] -= 1
     dx /= N
     return loss, dx
-

@@ -40,16 +40,20 @@ def _as_data(name, X, D=None, min_rows=1):
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float64)
     if X.shape[0] < min_rows:
-        raise ValueError(f"{name} must have at least {min_rows} rows (N >= {min_rows}), "
-                         f"got shape {shape_of(X)}")
+        raise ValueError(
+            f"{name} must have at least {min_rows} rows (N >= {min_rows}), got shape {shape_of(X)}"
+        )
     if D is not None and X.shape[1] != D:
-        raise ValueError(f"{name} must have shape (N, {D}) (D as in the data given to fit), "
-                         f"got {shape_of(X)}")
+        raise ValueError(
+            f"{name} must have shape (N, {D}) (D as in the data given to fit), got {shape_of(X)}"
+        )
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{name} must be finite, got {X[i, j]} at row {i}, column {j} "
-                         f"({int(bad.sum())} non-finite entries)")
+        raise ValueError(
+            f"{name} must be finite, got {X[i, j]} at row {i}, column {j} "
+            f"({int(bad.sum())} non-finite entries)"
+        )
     return X
 
 
@@ -139,9 +143,14 @@ class MinMaxScale(_Transform):
     _fitted_attr = "scale_"
 
     def __init__(self, feature_range=(-1, 1)):
-        ok = (isinstance(feature_range, (tuple, list)) and len(feature_range) == 2
-              and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
-                      and np.isfinite(v) for v in feature_range))
+        ok = (
+            isinstance(feature_range, (tuple, list))
+            and len(feature_range) == 2
+            and all(
+                isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+                for v in feature_range
+            )
+        )
         if not ok or not feature_range[0] < feature_range[1]:
             raise ValueError(
                 f"feature_range must be a pair (low, high) of finite numbers with low < high, "
@@ -190,11 +199,14 @@ class PCA(_Transform):
     _min_rows = 2
 
     def __init__(self, n_components=None, whiten=False, eps=1e-5):
-        if n_components is not None and (isinstance(n_components, bool) or
-                                         not isinstance(n_components, numbers.Integral)
-                                         or n_components < 1):
-            raise ValueError(f"n_components must be a positive integer or None, "
-                             f"got {n_components!r}")
+        if n_components is not None and (
+            isinstance(n_components, bool)
+            or not isinstance(n_components, numbers.Integral)
+            or n_components < 1
+        ):
+            raise ValueError(
+                f"n_components must be a positive integer or None, got {n_components!r}"
+            )
         self.n_components = n_components
         self.whiten = bool(whiten)
         self.eps = _require_eps(eps)
@@ -204,8 +216,9 @@ class PCA(_Transform):
         N, D = X.shape
         K = min(N, D) if self.n_components is None else int(self.n_components)
         if K > min(N, D):
-            raise ValueError(f"n_components must be <= min(N, D) = {min(N, D)} for X of shape "
-                             f"{(N, D)}, got {K}")
+            raise ValueError(
+                f"n_components must be <= min(N, D) = {min(N, D)} for X of shape {(N, D)}, got {K}"
+            )
         self.mean_ = X.mean(axis=0)
         # SVD of the centred data rather than an eigendecomposition of X^T X: it does not square
         # the condition number, so small variances stay accurate. With more rows than columns,
@@ -270,8 +283,10 @@ class ZCA(_Transform):
         S, U = np.linalg.eigh(Xc.T @ Xc / (N - 1))
         S, U = np.maximum(S[::-1], 0.0), U[:, ::-1]
         if self.eps == 0 and S.min() <= 0:
-            raise ValueError("eps=0 needs a full-rank covariance (N > D and no constant or "
-                             "collinear features); use eps > 0")
+            raise ValueError(
+                "eps=0 needs a full-rank covariance (N > D and no constant or "
+                "collinear features); use eps > 0"
+            )
         self.eigenvalues_ = S
         self.whitening_ = (U / np.sqrt(S + self.eps)) @ U.T
         self.coloring_ = (U * np.sqrt(S + self.eps)) @ U.T

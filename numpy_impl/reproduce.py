@@ -81,8 +81,7 @@ from .preprocessing import PCA, Standardize
 from .search import LogUniform, random_search
 from .solver import Solver
 
-EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca",
-               "features")
+EXPERIMENTS = ("knn", "linear", "twolayer", "fcnet", "cnn", "sanity", "search", "pca", "features")
 
 # What the course's notebooks tell students to expect (the thresholds marked in the table).
 COURSE_EXPECTS = {
@@ -101,26 +100,64 @@ COURSE_EXPECTS = {
 
 # Full-size settings; QUICK shrinks every budget for a smoke run.
 FULL = {
-    "knn_train": 5000, "knn_test": 500, "knn_folds": 5,
-    "knn_k": [1, 3, 5, 8, 10, 12, 15, 20, 50, 100], "knn_timing_test": 100,
-    "num_training": 49000, "num_validation": 1000, "num_test": 1000,
-    "linear_lrs": [5e-7, 1e-6], "linear_regs": [1e3, 5e3], "linear_iters": 1500,
-    "twolayer_epochs": 10, "fcnet_epochs": 5, "cnn_train": 49000, "cnn_epochs": 1,
-    "overfit_train": 50, "overfit_epochs": 20,
-    "search_budget": 12, "search_rounds": 2, "search_iters": 500,
-    "pca_images": 2000, "pca_components": 144, "tanh_examples": 1000, "tanh_width": 500,
-    "feature_lrs": [1e-9, 1e-8, 1e-7], "feature_regs": [5e4, 5e5, 5e6], "feature_iters": 1500,
+    "knn_train": 5000,
+    "knn_test": 500,
+    "knn_folds": 5,
+    "knn_k": [1, 3, 5, 8, 10, 12, 15, 20, 50, 100],
+    "knn_timing_test": 100,
+    "num_training": 49000,
+    "num_validation": 1000,
+    "num_test": 1000,
+    "linear_lrs": [5e-7, 1e-6],
+    "linear_regs": [1e3, 5e3],
+    "linear_iters": 1500,
+    "twolayer_epochs": 10,
+    "fcnet_epochs": 5,
+    "cnn_train": 49000,
+    "cnn_epochs": 1,
+    "overfit_train": 50,
+    "overfit_epochs": 20,
+    "search_budget": 12,
+    "search_rounds": 2,
+    "search_iters": 500,
+    "pca_images": 2000,
+    "pca_components": 144,
+    "tanh_examples": 1000,
+    "tanh_width": 500,
+    "feature_lrs": [1e-9, 1e-8, 1e-7],
+    "feature_regs": [5e4, 5e5, 5e6],
+    "feature_iters": 1500,
     "feature_net_epochs": 10,
 }
 QUICK = {
-    "knn_train": 500, "knn_test": 50, "knn_folds": 5, "knn_k": [1, 3, 5], "knn_timing_test": 10,
-    "num_training": 2000, "num_validation": 200, "num_test": 200,
-    "linear_lrs": [5e-7], "linear_regs": [5e3], "linear_iters": 50,
-    "twolayer_epochs": 1, "fcnet_epochs": 1, "cnn_train": 200, "cnn_epochs": 1,
-    "overfit_train": 20, "overfit_epochs": 5,
-    "search_budget": 2, "search_rounds": 2, "search_iters": 20,
-    "pca_images": 100, "pca_components": 16, "tanh_examples": 50, "tanh_width": 50,
-    "feature_lrs": [1e-7], "feature_regs": [5e4], "feature_iters": 20, "feature_net_epochs": 1,
+    "knn_train": 500,
+    "knn_test": 50,
+    "knn_folds": 5,
+    "knn_k": [1, 3, 5],
+    "knn_timing_test": 10,
+    "num_training": 2000,
+    "num_validation": 200,
+    "num_test": 200,
+    "linear_lrs": [5e-7],
+    "linear_regs": [5e3],
+    "linear_iters": 50,
+    "twolayer_epochs": 1,
+    "fcnet_epochs": 1,
+    "cnn_train": 200,
+    "cnn_epochs": 1,
+    "overfit_train": 20,
+    "overfit_epochs": 5,
+    "search_budget": 2,
+    "search_rounds": 2,
+    "search_iters": 20,
+    "pca_images": 100,
+    "pca_components": 16,
+    "tanh_examples": 50,
+    "tanh_width": 50,
+    "feature_lrs": [1e-7],
+    "feature_regs": [5e4],
+    "feature_iters": 20,
+    "feature_net_epochs": 1,
 }
 
 
@@ -150,9 +187,11 @@ class Progress:
     def _draw(self, now):
         elapsed = now - self.start
         eta = elapsed / self.count * (self.total - self.count) if self.count else 0.0
-        line = (f"[{self.label}] {self.count}/{self.total} "
-                f"{100.0 * self.count / self.total:5.1f}%  {elapsed:6.1f}s elapsed, "
-                f"eta {eta:6.1f}s  {self.info}")
+        line = (
+            f"[{self.label}] {self.count}/{self.total} "
+            f"{100.0 * self.count / self.total:5.1f}%  {elapsed:6.1f}s elapsed, "
+            f"eta {eta:6.1f}s  {self.info}"
+        )
         if self.tty:
             self.stream.write("\r" + line[:150].ljust(150))
         else:
@@ -191,8 +230,13 @@ def _row(name, setting, val, test, seconds, key, train=None, measured=None):
     threshold, expects = COURSE_EXPECTS[key]
     measured = test if measured is None else measured
     return {
-        "experiment": name, "setting": setting, "train_acc": train, "val_acc": val,
-        "test_acc": test, "seconds": seconds, "course_expects": expects,
+        "experiment": name,
+        "setting": setting,
+        "train_acc": train,
+        "val_acc": val,
+        "test_acc": test,
+        "seconds": seconds,
+        "course_expects": expects,
         "meets": None if threshold is None else bool(measured >= threshold),
         "threshold": threshold,
     }
@@ -215,9 +259,11 @@ def run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots=None):
     n_time = min(cfg["knn_timing_test"], n_te)
     timings = {}
     ref = None
-    variants = (("two loops", knn.compute_distances_two_loops),
-                ("one loop", knn.compute_distances_one_loop),
-                ("no loops", knn.compute_distances_no_loops))
+    variants = (
+        ("two loops", knn.compute_distances_two_loops),
+        ("one loop", knn.compute_distances_one_loop),
+        ("no loops", knn.compute_distances_no_loops),
+    )
     for name, distances in variants:
         t0 = time.perf_counter()
         d = distances(X_test[:n_time])
@@ -230,35 +276,61 @@ def run_knn(Xtr, Ytr, Xte, Yte, cfg, log, plots=None):
     t0 = time.perf_counter()
     dists = knn.compute_distances_no_loops(X_test)
     acc1 = _accuracy(knn.predict_labels(dists, k=1), y_test)
-    rows.append(_row("k-NN, k=1", f"{n_tr:,} train / {n_te} test", None, acc1,
-                     time.perf_counter() - t0, "knn_k1"))
+    rows.append(
+        _row(
+            "k-NN, k=1",
+            f"{n_tr:,} train / {n_te} test",
+            None,
+            acc1,
+            time.perf_counter() - t0,
+            "knn_k1",
+        )
+    )
 
     # L1 in float32: the pixels are integers <= 255, so every |difference| and every sum of
     # 3072 of them (<= 783,360 < 2**24) is exact in float32, and it runs about twice as fast.
-    data = {"l2": (X_train, X_test), "l1": (X_train.astype(np.float32),
-                                           X_test.astype(np.float32))}
+    data = {"l2": (X_train, X_test), "l1": (X_train.astype(np.float32), X_test.astype(np.float32))}
     cv = {}
     for metric in ("l2", "l1"):
         t0 = time.perf_counter()
-        log(f"[knn] {metric.upper()}: {cfg['knn_folds']}-fold cross-validation over "
-            f"k = {cfg['knn_k']} ...")
-        cv[metric] = cross_validate_knn(data[metric][0], y_train, cfg["knn_k"],
-                                        num_folds=cfg["knn_folds"], metric=metric)
+        log(
+            f"[knn] {metric.upper()}: {cfg['knn_folds']}-fold cross-validation over "
+            f"k = {cfg['knn_k']} ..."
+        )
+        cv[metric] = cross_validate_knn(
+            data[metric][0], y_train, cfg["knn_k"], num_folds=cfg["knn_folds"], metric=metric
+        )
         _, best_k, best_cv = best_knn_setting(cv[metric])
-        log(f"[knn] {metric.upper()} {cfg['knn_folds']}-fold CV mean accuracy: "
-            + ", ".join(f"k={k}: {100 * np.mean(v):.1f}%" for k, v in cv[metric].items()))
+        log(
+            f"[knn] {metric.upper()} {cfg['knn_folds']}-fold CV mean accuracy: "
+            + ", ".join(f"k={k}: {100 * np.mean(v):.1f}%" for k, v in cv[metric].items())
+        )
         if metric == "l2":
             acc_best = _accuracy(knn.predict_labels(dists, k=best_k), y_test)
-            rows.append(_row(f"k-NN, best k={best_k} (5-fold CV)",
-                             f"{n_tr:,} train / {n_te} test", best_cv, acc_best,
-                             time.perf_counter() - t0, "knn_best"))
+            rows.append(
+                _row(
+                    f"k-NN, best k={best_k} (5-fold CV)",
+                    f"{n_tr:,} train / {n_te} test",
+                    best_cv,
+                    acc_best,
+                    time.perf_counter() - t0,
+                    "knn_best",
+                )
+            )
         else:
             knn_l1 = KNearestNeighbor(metric="l1")
             knn_l1.train(data["l1"][0], y_train)
             acc_l1 = _accuracy(knn_l1.predict(data["l1"][1], k=best_k), y_test)
-            rows.append(_row(f"k-NN, L1 distance, best k={best_k} (5-fold CV)",
-                             f"{n_tr:,} train / {n_te} test", best_cv, acc_l1,
-                             time.perf_counter() - t0, "knn_l1"))
+            rows.append(
+                _row(
+                    f"k-NN, L1 distance, best k={best_k} (5-fold CV)",
+                    f"{n_tr:,} train / {n_te} test",
+                    best_cv,
+                    acc_l1,
+                    time.perf_counter() - t0,
+                    "knn_l1",
+                )
+            )
     metric, k, mean = best_knn_setting({"l2": cv["l2"], "l1": cv["l1"]})
     log(f"[knn] best over k and metric: {metric.upper()}, k={k} ({100 * mean:.1f}% CV)")
     if plots:
@@ -297,8 +369,14 @@ def run_linear(splits, cfg, log, plots=None):
         for lr, reg in combos:
             np.random.seed(231)
             clf = cls()
-            clf.train(X_train, y_train, learning_rate=lr, reg=reg, num_iters=cfg["linear_iters"],
-                      batch_size=200)
+            clf.train(
+                X_train,
+                y_train,
+                learning_rate=lr,
+                reg=reg,
+                num_iters=cfg["linear_iters"],
+                batch_size=200,
+            )
             tr = _accuracy(clf.predict(X_train), y_train)
             va = _accuracy(clf.predict(X_val), y_val)
             log(f"[{key}] lr {lr:.0e} reg {reg:.1e}: train {100 * tr:.1f}%, val {100 * va:.1f}%")
@@ -308,14 +386,21 @@ def run_linear(splits, cfg, log, plots=None):
         progress.close()
         va, tr, lr, reg, clf = best
         te = _accuracy(clf.predict(X_test), y_test)
-        setting = (f"{len(combos)}-point sweep, best lr={lr:.0e} reg={reg:.1e}, "
-                   f"{cfg['linear_iters']} iters")
-        rows.append(_row(name, setting, va, te, time.perf_counter() - t0, key, train=tr,
-                         measured=va))
+        setting = (
+            f"{len(combos)}-point sweep, best lr={lr:.0e} reg={reg:.1e}, "
+            f"{cfg['linear_iters']} iters"
+        )
+        rows.append(
+            _row(name, setting, va, te, time.perf_counter() - t0, key, train=tr, measured=va)
+        )
         if plots:
-            _plot(log, vis_utils.plot_class_templates, clf.W,
-                  os.path.join(plots, f"{key}_templates.png"),
-                  image_shape=splits["X_train"].shape[1:])
+            _plot(
+                log,
+                vis_utils.plot_class_templates,
+                clf.W,
+                os.path.join(plots, f"{key}_templates.png"),
+                image_shape=splits["X_train"].shape[1:],
+            )
     return rows
 
 
@@ -327,18 +412,30 @@ def _train_net(label, model, splits, solver_kwargs, log, plots=None):
     test = float(solver.check_accuracy(splits["X_test"], splits["y_test"]))
     train = float(solver.train_acc_history[-1])
     seconds = time.perf_counter() - t0
-    log(f"[{label}] val acc per epoch: "
-        + ", ".join(f"{100 * a:.1f}%" for a in solver.val_acc_history))
+    log(
+        f"[{label}] val acc per epoch: "
+        + ", ".join(f"{100 * a:.1f}%" for a in solver.val_acc_history)
+    )
     weights = {k: v for k, v in solver.update_ratio_history.items() if k.startswith("W")}
-    log(f"[{label}] update/weight ratio (median, last epoch; ~1e-3 is healthy): "
-        + ", ".join(f"{k} {v['median']:.1e} ({v['verdict']})" for k, v in
-                    summarize_update_ratios(weights, last=_iters_per_epoch(solver)).items()))
+    log(
+        f"[{label}] update/weight ratio (median, last epoch; ~1e-3 is healthy): "
+        + ", ".join(
+            f"{k} {v['median']:.1e} ({v['verdict']})"
+            for k, v in summarize_update_ratios(weights, last=_iters_per_epoch(solver)).items()
+        )
+    )
     if plots:
         stem = os.path.join(plots, _slug(label))
         _plot(log, vis_utils.plot_solver_history, solver, stem + "_history.png")
         _plot(log, vis_utils.plot_update_ratios, weights, stem + "_update_ratio.png")
-        _plot(log, vis_utils.plot_first_layer_weights, model.params["W1"],
-              stem + "_W1.png", image_shape=splits["X_train"].shape[1:], title=label)
+        _plot(
+            log,
+            vis_utils.plot_first_layer_weights,
+            model.params["W1"],
+            stem + "_W1.png",
+            image_shape=splits["X_train"].shape[1:],
+            title=label,
+        )
     return train, val, test, seconds
 
 
@@ -356,11 +453,17 @@ def run_twolayer(splits, cfg, log, plots=None):
     np.random.seed(231)
     hidden, reg, lr = 100, 0.1, 1e-3
     model = TwoLayerNet(hidden_dim=hidden, reg=reg)
-    kwargs = {"update_rule": "sgd", "optim_config": {"learning_rate": lr}, "lr_decay": 0.95,
-              "num_epochs": cfg["twolayer_epochs"], "batch_size": 200}
+    kwargs = {
+        "update_rule": "sgd",
+        "optim_config": {"learning_rate": lr},
+        "lr_decay": 0.95,
+        "num_epochs": cfg["twolayer_epochs"],
+        "batch_size": 200,
+    }
     train, val, test, sec = _train_net("two-layer net", model, splits, kwargs, log, plots)
-    setting = (f"hidden {hidden}, reg {reg}, SGD lr {lr:.0e} decay 0.95, "
-               f"{cfg['twolayer_epochs']} epochs")
+    setting = (
+        f"hidden {hidden}, reg {reg}, SGD lr {lr:.0e} decay 0.95, {cfg['twolayer_epochs']} epochs"
+    )
     return [_row("two-layer net", setting, val, test, sec, "twolayer", train=train, measured=val)]
 
 
@@ -368,15 +471,33 @@ def run_fcnet(splits, cfg, log, plots=None):
     """A2 Q1-Q3: FullyConnectedNet with batchnorm and dropout, Adam."""
     np.random.seed(231)
     hidden, keep, reg, lr = [256, 256], 0.75, 1e-3, 1e-3
-    model = FullyConnectedNet(hidden, normalization="batchnorm", dropout_keep_ratio=keep,
-                              reg=reg, weight_scale=5e-2)
-    kwargs = {"update_rule": "adam", "optim_config": {"learning_rate": lr}, "lr_decay": 0.9,
-              "num_epochs": cfg["fcnet_epochs"], "batch_size": 200}
+    model = FullyConnectedNet(
+        hidden, normalization="batchnorm", dropout_keep_ratio=keep, reg=reg, weight_scale=5e-2
+    )
+    kwargs = {
+        "update_rule": "adam",
+        "optim_config": {"learning_rate": lr},
+        "lr_decay": 0.9,
+        "num_epochs": cfg["fcnet_epochs"],
+        "batch_size": 200,
+    }
     train, val, test, sec = _train_net("FC net BN+dropout", model, splits, kwargs, log, plots)
-    setting = (f"hidden {hidden}, batchnorm, keep {keep}, reg {reg}, Adam lr {lr:.0e} "
-               f"decay 0.9, {cfg['fcnet_epochs']} epochs")
-    return [_row("FC net + batchnorm + dropout", setting, val, test, sec, "fcnet", train=train,
-                 measured=val)]
+    setting = (
+        f"hidden {hidden}, batchnorm, keep {keep}, reg {reg}, Adam lr {lr:.0e} "
+        f"decay 0.9, {cfg['fcnet_epochs']} epochs"
+    )
+    return [
+        _row(
+            "FC net + batchnorm + dropout",
+            setting,
+            val,
+            test,
+            sec,
+            "fcnet",
+            train=train,
+            measured=val,
+        )
+    ]
 
 
 def run_cnn(splits, cfg, log, plots=None):
@@ -385,19 +506,34 @@ def run_cnn(splits, cfg, log, plots=None):
     n = min(cfg["cnn_train"], len(splits["X_train"]))
     data = dict(splits, X_train=splits["X_train"][:n], y_train=splits["y_train"][:n])
     model = ThreeLayerConvNet(weight_scale=0.001, hidden_dim=500, reg=0.001)
-    kwargs = {"update_rule": "adam", "optim_config": {"learning_rate": 1e-3},
-              "num_epochs": cfg["cnn_epochs"], "batch_size": 50}
+    kwargs = {
+        "update_rule": "adam",
+        "optim_config": {"learning_rate": 1e-3},
+        "num_epochs": cfg["cnn_epochs"],
+        "batch_size": 50,
+    }
     train, val, test, sec = _train_net("ThreeLayerConvNet", model, data, kwargs, log, plots)
-    setting = (f"32 7x7 filters, hidden 500, reg 1e-3, Adam 1e-3, batch 50, "
-               f"{cfg['cnn_epochs']} epoch on {n:,} images")
-    return [_row("ThreeLayerConvNet", setting, val, test, sec, "cnn", train=train,
-                 measured=train)]
+    setting = (
+        f"32 7x7 filters, hidden 500, reg 1e-3, Adam 1e-3, batch 50, "
+        f"{cfg['cnn_epochs']} epoch on {n:,} images"
+    )
+    return [_row("ThreeLayerConvNet", setting, val, test, sec, "cnn", train=train, measured=train)]
 
 
 def _sanity_row(check, setting, measured, expected, ok, seconds):
-    return {"kind": "sanity", "experiment": check, "setting": setting, "measured": measured,
-            "course_expects": expected, "meets": bool(ok), "seconds": seconds, "train_acc": None,
-            "val_acc": None, "test_acc": None, "threshold": None}
+    return {
+        "kind": "sanity",
+        "experiment": check,
+        "setting": setting,
+        "measured": measured,
+        "course_expects": expected,
+        "meets": bool(ok),
+        "seconds": seconds,
+        "train_acc": None,
+        "val_acc": None,
+        "test_acc": None,
+        "threshold": None,
+    }
 
 
 def run_sanity(splits, cfg, log, plots=None):
@@ -407,28 +543,54 @@ def run_sanity(splits, cfg, log, plots=None):
     n = min(500, len(splits["X_train"]))
     np.random.seed(231)
     reg = 1e3
-    r = check_initial_loss(lambda reg: TwoLayerNet(hidden_dim=50, reg=reg),
-                           splits["X_train"][:n], splits["y_train"][:n], reg=reg)
-    log(f"[sanity] initial loss {r['loss']:.4f} (log 10 = {r['expected']:.4f}), "
-        f"{r['loss_with_reg']:.4f} with reg {reg:g}: {r['message']}")
-    rows.append(_sanity_row(
-        "initial loss = log(C), rises with reg", f"TwoLayerNet, {n} training images",
-        f"{r['loss']:.4f} at reg 0, {r['loss_with_reg']:.4f} at reg {reg:g}",
-        f"log(10) = {r['expected']:.4f}, higher with reg", r["ok"], time.perf_counter() - t0))
+    r = check_initial_loss(
+        lambda reg: TwoLayerNet(hidden_dim=50, reg=reg),
+        splits["X_train"][:n],
+        splits["y_train"][:n],
+        reg=reg,
+    )
+    log(
+        f"[sanity] initial loss {r['loss']:.4f} (log 10 = {r['expected']:.4f}), "
+        f"{r['loss_with_reg']:.4f} with reg {reg:g}: {r['message']}"
+    )
+    rows.append(
+        _sanity_row(
+            "initial loss = log(C), rises with reg",
+            f"TwoLayerNet, {n} training images",
+            f"{r['loss']:.4f} at reg 0, {r['loss_with_reg']:.4f} at reg {reg:g}",
+            f"log(10) = {r['expected']:.4f}, higher with reg",
+            r["ok"],
+            time.perf_counter() - t0,
+        )
+    )
 
     t0 = time.perf_counter()
     np.random.seed(231)
     n = min(cfg["overfit_train"], len(splits["X_train"]))
     model = FullyConnectedNet([100, 100], weight_scale=5e-2)
-    r = overfit_small_subset(model, splits, num_train=n, update_rule="adam",
-                             optim_config={"learning_rate": 1e-3},
-                             num_epochs=cfg["overfit_epochs"], batch_size=25)
-    log(f"[sanity] overfit {n} images: train acc {100 * r['train_acc']:.1f}% after "
-        f"{cfg['overfit_epochs']} epochs")
-    rows.append(_sanity_row(
-        f"overfit {n} images", f"FC net [100, 100], Adam 1e-3, {cfg['overfit_epochs']} epochs",
-        f"train acc {100 * r['train_acc']:.1f}%", "100% train acc", r["ok"],
-        time.perf_counter() - t0))
+    r = overfit_small_subset(
+        model,
+        splits,
+        num_train=n,
+        update_rule="adam",
+        optim_config={"learning_rate": 1e-3},
+        num_epochs=cfg["overfit_epochs"],
+        batch_size=25,
+    )
+    log(
+        f"[sanity] overfit {n} images: train acc {100 * r['train_acc']:.1f}% after "
+        f"{cfg['overfit_epochs']} epochs"
+    )
+    rows.append(
+        _sanity_row(
+            f"overfit {n} images",
+            f"FC net [100, 100], Adam 1e-3, {cfg['overfit_epochs']} epochs",
+            f"train acc {100 * r['train_acc']:.1f}%",
+            "100% train acc",
+            r["ok"],
+            time.perf_counter() - t0,
+        )
+    )
     _activation_experiment(cfg["tanh_examples"], cfg["tanh_width"], log, plots)
     return rows
 
@@ -441,16 +603,23 @@ def _activation_experiment(num_examples, width, log, plots):
     histograms = {}
     for label, scale in (("0.01", 0.01), (f"1/sqrt({width})", 1 / np.sqrt(width)), ("1.0", 1.0)):
         np.random.seed(231)
-        net = FullyConnectedNet([width] * 10, input_dim=width, activation="tanh",
-                                weight_scale=scale)
+        net = FullyConnectedNet(
+            [width] * 10, input_dim=width, activation="tanh", weight_scale=scale
+        )
         stats = activation_statistics(net, X)
-        log(f"[sanity] tanh x10, weight_scale {label}: activation std per layer "
+        log(
+            f"[sanity] tanh x10, weight_scale {label}: activation std per layer "
             + " ".join(f"{s['std']:.2g}" for s in stats)
-            + f"; saturated {100 * stats[-1]['saturated_fraction']:.0f}% in the last layer")
+            + f"; saturated {100 * stats[-1]['saturated_fraction']:.0f}% in the last layer"
+        )
         histograms[f"w ~ {label}"] = net.hidden_activations(X, mode="train")
     if plots:
-        _plot(log, vis_utils.plot_activation_histograms, histograms,
-              os.path.join(plots, "tanh_activations.png"))
+        _plot(
+            log,
+            vis_utils.plot_activation_histograms,
+            histograms,
+            os.path.join(plots, "tanh_activations.png"),
+        )
 
 
 def run_search(splits, cfg, log, plots=None):
@@ -467,29 +636,53 @@ def run_search(splits, cfg, log, plots=None):
         np.random.seed(231)
         svm = LinearSVM()
         with np.errstate(over="ignore", invalid="ignore"):  # too-large rates diverge: low score
-            svm.train(X_train, y_train, learning_rate=learning_rate, reg=reg,
-                      num_iters=cfg["search_iters"], batch_size=200)
+            svm.train(
+                X_train,
+                y_train,
+                learning_rate=learning_rate,
+                reg=reg,
+                num_iters=cfg["search_iters"],
+                batch_size=200,
+            )
             va = _accuracy(svm.predict(X_val), y_val)
         progress.update(info=f"lr {learning_rate:.1e} reg {reg:.1e}: val {100 * va:.1f}%")
         return {"score": va, "model": svm}
 
-    results = random_search(space, train, cfg["search_budget"], rounds=cfg["search_rounds"],
-                            seed=231)
+    results = random_search(
+        space, train, cfg["search_budget"], rounds=cfg["search_rounds"], seed=231
+    )
     progress.close()
     best = results[0]
     model = best["result"]["model"]
     tr, te = _accuracy(model.predict(X_train), y_train), _accuracy(model.predict(X_test), y_test)
     lr, reg = best["params"]["learning_rate"], best["params"]["reg"]
-    log(f"[search] best of {len(results)}: lr {lr:.2e}, reg {reg:.2e}, "
-        f"val {100 * best['score']:.1f}%, test {100 * te:.1f}%")
+    log(
+        f"[search] best of {len(results)}: lr {lr:.2e}, reg {reg:.2e}, "
+        f"val {100 * best['score']:.1f}%, test {100 * te:.1f}%"
+    )
     if plots:
-        _plot(log, vis_utils.plot_search_results,
-              [{"params": r["params"], "score": r["score"]} for r in results],
-              os.path.join(plots, "svm_search.png"))
-    setting = (f"random search, {len(results)} runs x {cfg['search_iters']} iters in "
-               f"{cfg['search_rounds']} coarse-to-fine rounds; best lr={lr:.1e} reg={reg:.1e}")
-    return [_row("linear SVM, random search", setting, best["score"], te,
-                 time.perf_counter() - t0, "search", train=tr, measured=best["score"])]
+        _plot(
+            log,
+            vis_utils.plot_search_results,
+            [{"params": r["params"], "score": r["score"]} for r in results],
+            os.path.join(plots, "svm_search.png"),
+        )
+    setting = (
+        f"random search, {len(results)} runs x {cfg['search_iters']} iters in "
+        f"{cfg['search_rounds']} coarse-to-fine rounds; best lr={lr:.1e} reg={reg:.1e}"
+    )
+    return [
+        _row(
+            "linear SVM, random search",
+            setting,
+            best["score"],
+            te,
+            time.perf_counter() - t0,
+            "search",
+            train=tr,
+            measured=best["score"],
+        )
+    ]
 
 
 def run_pca(Xtr, cfg, log, plots=None):
@@ -500,11 +693,20 @@ def run_pca(Xtr, cfg, log, plots=None):
     K = min(cfg["pca_components"], n, X.shape[1])
     pca = PCA(n_components=K).fit(X)
     kept = float(pca.explained_variance_ratio_.sum())
-    log(f"[pca] top {K} of {X.shape[1]} components of {n:,} images keep {100 * kept:.1f}% of "
-        f"the variance ({time.perf_counter() - t0:.1f} s)")
+    log(
+        f"[pca] top {K} of {X.shape[1]} components of {n:,} images keep {100 * kept:.1f}% of "
+        f"the variance ({time.perf_counter() - t0:.1f} s)"
+    )
     if plots:
-        _plot(log, vis_utils.plot_pca_pictures, pca, X, os.path.join(plots, "pca.png"),
-              image_shape=Xtr.shape[1:], channels_first=False)
+        _plot(
+            log,
+            vis_utils.plot_pca_pictures,
+            pca,
+            X,
+            os.path.join(plots, "pca.png"),
+            image_shape=Xtr.shape[1:],
+            channels_first=False,
+        )
 
 
 def image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log):
@@ -513,19 +715,28 @@ def image_features(Xtr, Ytr, Xte, Yte, n_tr, n_val, n_te, log):
     labels."""
     t0 = time.perf_counter()
     fns = [hog_feature, lambda im: color_histogram_hsv(im, nbin=10)]
-    images = np.concatenate([Xtr[:n_tr + n_val], Xte[:n_te]])
+    images = np.concatenate([Xtr[: n_tr + n_val], Xte[:n_te]])
     F = extract_features(images, fns)
     scaler = Standardize().fit(F[:n_tr])
     F = scaler.transform(F).astype(np.float64)
-    log(f"[features] {F.shape[1]} HOG + colour-histogram features of {len(F):,} images in "
-        f"{time.perf_counter() - t0:.1f} s")
-    return {"X_train": F[:n_tr], "X_val": F[n_tr:n_tr + n_val], "X_test": F[n_tr + n_val:],
-            "y_train": Ytr[:n_tr], "y_val": Ytr[n_tr:n_tr + n_val], "y_test": Yte[:n_te],
-            "seconds": time.perf_counter() - t0}
+    log(
+        f"[features] {F.shape[1]} HOG + colour-histogram features of {len(F):,} images in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
+    return {
+        "X_train": F[:n_tr],
+        "X_val": F[n_tr : n_tr + n_val],
+        "X_test": F[n_tr + n_val :],
+        "y_train": Ytr[:n_tr],
+        "y_val": Ytr[n_tr : n_tr + n_val],
+        "y_test": Yte[:n_te],
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def run_features(feats, cfg, log, plots=None):
     """A1 Q5: a LinearSVM and a TwoLayerNet on image features."""
+
     def bias(X):
         return np.hstack([X, np.ones((len(X), 1))])
 
@@ -537,8 +748,13 @@ def run_features(feats, cfg, log, plots=None):
             np.random.seed(231)
             svm = LinearSVM()
             with np.errstate(over="ignore", invalid="ignore"):  # large lr * reg diverges
-                svm.train(bias(feats["X_train"]), feats["y_train"], learning_rate=lr, reg=reg,
-                          num_iters=cfg["feature_iters"])
+                svm.train(
+                    bias(feats["X_train"]),
+                    feats["y_train"],
+                    learning_rate=lr,
+                    reg=reg,
+                    num_iters=cfg["feature_iters"],
+                )
                 va = _accuracy(svm.predict(bias(feats["X_val"])), feats["y_val"])
             log(f"[features] SVM lr {lr:.0e} reg {reg:.0e}: val {100 * va:.1f}%")
             if best is None or va > best[0]:
@@ -547,23 +763,42 @@ def run_features(feats, cfg, log, plots=None):
     tr = _accuracy(svm.predict(bias(feats["X_train"])), feats["y_train"])
     te = _accuracy(svm.predict(bias(feats["X_test"])), feats["y_test"])
     n = len(cfg["feature_lrs"]) * len(cfg["feature_regs"])
-    rows.append(_row("linear SVM on HOG + colour features",
-                     f"{n}-point sweep, best lr={lr:.0e} reg={reg:.0e}, "
-                     f"{cfg['feature_iters']} iters", va, te,
-                     feats["seconds"] + time.perf_counter() - t0, "features_svm", train=tr,
-                     measured=va))
+    rows.append(
+        _row(
+            "linear SVM on HOG + colour features",
+            f"{n}-point sweep, best lr={lr:.0e} reg={reg:.0e}, {cfg['feature_iters']} iters",
+            va,
+            te,
+            feats["seconds"] + time.perf_counter() - t0,
+            "features_svm",
+            train=tr,
+            measured=va,
+        )
+    )
 
     np.random.seed(231)
     dim = feats["X_train"].shape[1]
     model = TwoLayerNet(input_dim=dim, hidden_dim=500, weight_scale=1e-2, reg=1e-3)
-    kwargs = {"update_rule": "sgd", "optim_config": {"learning_rate": 0.3}, "lr_decay": 0.95,
-              "num_epochs": cfg["feature_net_epochs"], "batch_size": 200}
+    kwargs = {
+        "update_rule": "sgd",
+        "optim_config": {"learning_rate": 0.3},
+        "lr_decay": 0.95,
+        "num_epochs": cfg["feature_net_epochs"],
+        "batch_size": 200,
+    }
     data = {k: feats[k] for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
     train, val, test, sec = _train_net("features net", model, data, kwargs, log)
-    rows.append(_row("two-layer net on HOG + colour features",
-                     f"hidden 500, reg 1e-3, SGD lr 0.3 decay 0.95, "
-                     f"{cfg['feature_net_epochs']} epochs", val, test, sec, "features_net",
-                     train=train))
+    rows.append(
+        _row(
+            "two-layer net on HOG + colour features",
+            f"hidden 500, reg 1e-3, SGD lr 0.3 decay 0.95, {cfg['feature_net_epochs']} epochs",
+            val,
+            test,
+            sec,
+            "features_net",
+            train=train,
+        )
+    )
     return rows
 
 
@@ -578,33 +813,48 @@ def format_results(rows, timings=None, timing_shape=None):
     accuracy = [r for r in rows if r.get("kind") != "sanity"]
     out = []
     if accuracy:
-        out += ["| experiment | setting | train acc | val acc | test acc | wall time | "
-                "course expects | meets |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| experiment | setting | train acc | val acc | test acc | wall time | "
+            "course expects | meets |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for r in accuracy:
         meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
-        out.append(f"| {r['experiment']} | {r['setting']} | {_pct(r['train_acc'])} | "
-                   f"{_pct(r['val_acc'])} | {_pct(r['test_acc'])} | {r['seconds']:.1f} s | "
-                   f"{r['course_expects']} | {meets} |")
+        out.append(
+            f"| {r['experiment']} | {r['setting']} | {_pct(r['train_acc'])} | "
+            f"{_pct(r['val_acc'])} | {_pct(r['test_acc'])} | {r['seconds']:.1f} s | "
+            f"{r['course_expects']} | {meets} |"
+        )
     if sanity:
-        out += ["" if out else None, "Sanity checks (the notes' babysitting):", "",
-                "| check | setting | measured | expected | wall time | passes |",
-                "|---|---|---|---|---|---|"]
+        out += [
+            "" if out else None,
+            "Sanity checks (the notes' babysitting):",
+            "",
+            "| check | setting | measured | expected | wall time | passes |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in sanity:
             meets = {True: "yes", False: "NO", None: "—"}[r["meets"]]
-            out.append(f"| {r['experiment']} | {r['setting']} | {r['measured']} | "
-                       f"{r['course_expects']} | {r['seconds']:.1f} s | {meets} |")
+            out.append(
+                f"| {r['experiment']} | {r['setting']} | {r['measured']} | "
+                f"{r['course_expects']} | {r['seconds']:.1f} s | {meets} |"
+            )
     out = [line for line in out if line is not None]
     if timings:
         n_test, n_train = timing_shape
         base = timings["two loops"]
-        out += ["", f"k-NN distance matrix, {n_test} test x {n_train} train points:", "",
-                "| implementation | time | speed-up vs two loops | max abs diff vs two loops |",
-                "|---|---|---|---|"]
+        out += [
+            "",
+            f"k-NN distance matrix, {n_test} test x {n_train} train points:",
+            "",
+            "| implementation | time | speed-up vs two loops | max abs diff vs two loops |",
+            "|---|---|---|---|",
+        ]
         for name in ("two loops", "one loop", "no loops"):
             t = timings[name]
-            out.append(f"| {name} | {t:.3f} s | {base / t:.1f}x | "
-                       f"{timings[name + ' maxdiff']:.2e} |")
+            out.append(
+                f"| {name} | {t:.3f} s | {base / t:.1f}x | {timings[name + ' maxdiff']:.2e} |"
+            )
     return "\n".join(out)
 
 
@@ -618,8 +868,10 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
     instead of all 49,000 (the course's setting; about 1,000 iterations).
     """
     if log is None:
+
         def log(msg):
             print(msg, file=sys.stderr, flush=True)
+
     cfg = dict(QUICK if quick else FULL)
     if cnn_train is not None:
         cfg["cnn_train"] = int(cnn_train)
@@ -630,8 +882,10 @@ def run(data_dir, quick=False, only=None, log=None, cnn_train=None, plots=None):
     t_start = time.perf_counter()
     t0 = time.perf_counter()
     Xtr, Ytr, Xte, Yte = load_CIFAR10(data_dir, dtype=np.float32)
-    log(f"loaded CIFAR-10 from {data_dir}: {len(Xtr):,} train, {len(Xte):,} test images "
-        f"in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"loaded CIFAR-10 from {data_dir}: {len(Xtr):,} train, {len(Xte):,} test images "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
 
     rows, timings, timing_shape = [], None, None
     if "knn" in only:
@@ -674,30 +928,48 @@ def main(argv=None):
         prog="python -m numpy_impl.reproduce",
         description="Run CS231n's headline CIFAR-10 experiments with numpy_impl.",
     )
-    parser.add_argument("--data-dir", required=True,
-                        help="CIFAR-10 directory (official python batches or ImageFolder tree)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run on small subsets (seconds; accuracies are meaningless)")
-    parser.add_argument("--only", default=",".join(EXPERIMENTS),
-                        help=f"comma-separated subset of {','.join(EXPERIMENTS)}")
-    parser.add_argument("--cnn-train", type=int, default=None, metavar="N",
-                        help="train ThreeLayerConvNet's epoch on the first N training images "
-                             "(default: all 49,000, as in the course)")
+    parser.add_argument(
+        "--data-dir",
+        required=True,
+        help="CIFAR-10 directory (official python batches or ImageFolder tree)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run on small subsets (seconds; accuracies are meaningless)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(EXPERIMENTS),
+        help=f"comma-separated subset of {','.join(EXPERIMENTS)}",
+    )
+    parser.add_argument(
+        "--cnn-train",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train ThreeLayerConvNet's epoch on the first N training images "
+        "(default: all 49,000, as in the course)",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--plots", metavar="DIR",
-                        help="also write the course's pictures (PNG) to this directory")
+    parser.add_argument(
+        "--plots", metavar="DIR", help="also write the course's pictures (PNG) to this directory"
+    )
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data_dir):
         parser.error(f"--data-dir {args.data_dir!r} is not a directory")
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     try:
-        rows, timings, shape, total = run(args.data_dir, quick=args.quick, only=only,
-                                          cnn_train=args.cnn_train, plots=args.plots)
+        rows, timings, shape, total = run(
+            args.data_dir, quick=args.quick, only=only, cnn_train=args.cnn_train, plots=args.plots
+        )
     except ValueError as e:
         parser.error(str(e))
     cmd = "python -m numpy_impl.reproduce " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"\nCIFAR-10 results ({'QUICK smoke run, ' if args.quick else ''}"
-          f"data: {args.data_dir}; total {total / 60:.1f} min)\nCommand: {cmd}\n")
+    print(
+        f"\nCIFAR-10 results ({'QUICK smoke run, ' if args.quick else ''}"
+        f"data: {args.data_dir}; total {total / 60:.1f} min)\nCommand: {cmd}\n"
+    )
     print(format_results(rows, timings, shape))
     if args.json:
         tmp = args.json + ".tmp"

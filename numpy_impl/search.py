@@ -44,8 +44,9 @@ class Uniform:
     def __init__(self, low, high):
         self.low, self.high = _require_real("low", low), _require_real("high", high)
         if not self.low < self.high:
-            raise ValueError(f"{type(self).__name__} needs low < high, got low={low!r}, "
-                             f"high={high!r}")
+            raise ValueError(
+                f"{type(self).__name__} needs low < high, got low={low!r}, high={high!r}"
+            )
 
     def _to_unit(self, v):
         return np.asarray(v, dtype=np.float64)
@@ -86,7 +87,7 @@ class LogUniform(Uniform):
         return np.log10(np.asarray(v, dtype=np.float64))
 
     def _from_unit(self, u):
-        return 10.0 ** u
+        return 10.0**u
 
 
 class Choice:
@@ -112,20 +113,24 @@ class Choice:
 
 def _check_space(space):
     if not isinstance(space, dict) or not space:
-        raise ValueError(f"space must be a non-empty dict name -> LogUniform/Uniform/Choice, "
-                         f"got {space!r}")
+        raise ValueError(
+            f"space must be a non-empty dict name -> LogUniform/Uniform/Choice, got {space!r}"
+        )
     for name, spec in space.items():
         if not isinstance(spec, (Uniform, Choice)):
-            raise TypeError(f"space[{name!r}] must be a LogUniform, Uniform or Choice, got "
-                            f"{spec!r}")
+            raise TypeError(
+                f"space[{name!r}] must be a LogUniform, Uniform or Choice, got {spec!r}"
+            )
 
 
 def _score_of(result):
     """train_fn's result -> float score (NaN and +-inf rank last: a diverged run)."""
     score = result.get("score") if isinstance(result, dict) else result
     if isinstance(score, bool) or not isinstance(score, numbers.Real):
-        raise TypeError(f"train_fn must return a number (higher is better) or a dict with a "
-                        f"numeric 'score', got {result!r}")
+        raise TypeError(
+            f"train_fn must return a number (higher is better) or a dict with a "
+            f"numeric 'score', got {result!r}"
+        )
     return float(score)
 
 
@@ -151,7 +156,7 @@ def refine_space(space, results, keep=0.25):
     finite = sorted((r for r in results if math.isfinite(r["score"])), key=_rank_key)
     if not finite:
         return dict(space)
-    best = finite[:max(1, math.ceil(keep * len(finite)))]
+    best = finite[: max(1, math.ceil(keep * len(finite)))]
     return {name: spec.narrowed([r["params"][name] for r in best]) for name, spec in space.items()}
 
 
@@ -184,8 +189,10 @@ def random_search(space, train_fn, budget, rounds=1, keep=0.25, seed=None):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if rounds > budget:
-        raise ValueError(f"rounds must be <= budget (one run per round at least), got "
-                         f"rounds={rounds}, budget={budget}")
+        raise ValueError(
+            f"rounds must be <= budget (one run per round at least), got "
+            f"rounds={rounds}, budget={budget}"
+        )
     rng = np.random.default_rng(seed)
     results = []
     current = dict(space)
@@ -196,8 +203,14 @@ def random_search(space, train_fn, budget, rounds=1, keep=0.25, seed=None):
         for i in range(n):
             params = {name: _plain(draws[name][i]) for name in current}
             result = train_fn(**params)
-            results.append({"params": params, "score": _score_of(result),
-                            "round": round_index, "result": result})
+            results.append(
+                {
+                    "params": params,
+                    "score": _score_of(result),
+                    "round": round_index,
+                    "result": result,
+                }
+            )
     return sorted(results, key=_rank_key)
 
 

@@ -340,8 +340,9 @@ class Solver:
 
         arrays["loss_history"] = np.asarray(self.loss_history, dtype=np.float64)
         for i, name in enumerate(names):
-            arrays[f"ratio/{i}"] = np.asarray(self.update_ratio_history.get(name, []),
-                                              dtype=np.float64)
+            arrays[f"ratio/{i}"] = np.asarray(
+                self.update_ratio_history.get(name, []), dtype=np.float64
+            )
         arrays["train_acc_history"] = np.asarray(self.train_acc_history, dtype=np.float64)
         arrays["val_acc_history"] = np.asarray(self.val_acc_history, dtype=np.float64)
         kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
@@ -364,8 +365,12 @@ class Solver:
             "best_params": best_names,
             "optim_configs": optim_meta,
             "bn_params": bn_meta,
-            "rng": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
-                    "cached_gaussian": float(cached_gaussian)},
+            "rng": {
+                "kind": kind,
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached_gaussian),
+            },
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         atomic_savez(filename, **arrays)
@@ -433,8 +438,7 @@ class Solver:
         self.best_val_acc = meta["best_val_acc"]
         rng = meta["rng"]
         np.random.set_state(
-            (rng["kind"], arrays["rng_keys"], rng["pos"], rng["has_gauss"],
-             rng["cached_gaussian"])
+            (rng["kind"], arrays["rng_keys"], rng["pos"], rng["has_gauss"], rng["cached_gaussian"])
         )
         self._start_t = meta["iterations_done"]
 
@@ -444,8 +448,18 @@ class Solver:
         e.g. ``num_epochs`` to train longer) and restore its state; call ``train()`` to go on.
         """
         _, meta = load_checkpoint(filename)
-        settings = {k: meta[k] for k in ("update_rule", "optim_config", "lr_decay", "batch_size",
-                                         "num_epochs", "num_train_samples", "num_val_samples")}
+        settings = {
+            k: meta[k]
+            for k in (
+                "update_rule",
+                "optim_config",
+                "lr_decay",
+                "batch_size",
+                "num_epochs",
+                "num_train_samples",
+                "num_val_samples",
+            )
+        }
         settings.update(kwargs)
         solver = cls(model, data, **settings)
         solver.restore_checkpoint(filename)
@@ -491,9 +505,23 @@ def load_checkpoint(filename):
             f"{filename}: checkpoint version {meta.get('version')} is not supported "
             f"(expected {_VERSION})"
         )
-    fields = ("update_rule", "optim_config", "lr_decay", "batch_size", "num_epochs",
-              "num_train_samples", "num_val_samples", "epoch", "iterations_done", "best_val_acc",
-              "params", "best_params", "optim_configs", "bn_params", "rng")
+    fields = (
+        "update_rule",
+        "optim_config",
+        "lr_decay",
+        "batch_size",
+        "num_epochs",
+        "num_train_samples",
+        "num_val_samples",
+        "epoch",
+        "iterations_done",
+        "best_val_acc",
+        "params",
+        "best_params",
+        "optim_configs",
+        "bn_params",
+        "rng",
+    )
     absent = [k for k in fields if k not in meta]
     if absent:
         raise ValueError(f"{filename}: corrupted checkpoint, metadata lacks {absent}")

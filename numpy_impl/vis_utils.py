@@ -72,7 +72,7 @@ def visualize_grid(Xs, ubound=255.0, padding=1):
         low, high = img.min(), img.max()
         # The course divides by (high - low) unguarded; a constant image would give NaN.
         span = high - low if high > low else 1.0
-        grid[y0:y0 + H, x0:x0 + W] = ubound * (img - low) / span
+        grid[y0 : y0 + H, x0 : x0 + W] = ubound * (img - low) / span
     return grid
 
 
@@ -86,7 +86,7 @@ def vis_grid(Xs):
     G *= np.min(Xs)
     for n in range(N):
         y, x = divmod(n, A)
-        G[y * H + y:(y + 1) * H + y, x * W + x:(x + 1) * W + x, :] = Xs[n]
+        G[y * H + y : (y + 1) * H + y, x * W + x : (x + 1) * W + x, :] = Xs[n]
     maxg, ming = G.max(), G.min()
     return (G - ming) / (maxg - ming if maxg > ming else 1.0)
 
@@ -104,7 +104,7 @@ def vis_nn(rows):
         if len(rows[y]) != D:
             raise ValueError(f"rows[{y}] must hold {D} images like rows[0], got {len(rows[y])}")
         for x in range(D):
-            G[y * H + y:(y + 1) * H + y, x * W + x:(x + 1) * W + x, :] = rows[y][x]
+            G[y * H + y : (y + 1) * H + y, x * W + x : (x + 1) * W + x, :] = rows[y][x]
     maxg, ming = G.max(), G.min()
     return (G - ming) / (maxg - ming if maxg > ming else 1.0)
 
@@ -123,8 +123,10 @@ def weights_as_images(W, image_shape=(3, 32, 32), channels_first=True):
     if W.shape[0] == D + 1:
         W = W[:-1]
     if W.shape[0] != D:
-        raise ValueError(f"W must have D = {D} rows (image_shape {tuple(image_shape)}), or D + 1 "
-                         f"with a bias row, got shape {shape_of(W)}")
+        raise ValueError(
+            f"W must have D = {D} rows (image_shape {tuple(image_shape)}), or D + 1 "
+            f"with a bias row, got shape {shape_of(W)}"
+        )
     images = W.T.reshape(W.shape[1], *image_shape)
     return images.transpose(0, 2, 3, 1) if channels_first else images
 
@@ -174,8 +176,11 @@ def plot_solver_history(solver, path):
     ax1.set(title="Training loss", xlabel="Iteration", ylabel="loss")
     ax2.plot(solver.train_acc_history, "-o", label="train")
     ax2.plot(solver.val_acc_history, "-o", label="val")
-    ax2.set(title="Accuracy", xlabel="Accuracy check (after iteration 1, then each epoch)",
-            ylabel="accuracy")
+    ax2.set(
+        title="Accuracy",
+        xlabel="Accuracy check (after iteration 1, then each epoch)",
+        ylabel="accuracy",
+    )
     ax2.legend(loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
@@ -192,8 +197,7 @@ def plot_update_ratios(update_ratio_history, path, healthy=1e-3):
         r = np.asarray(ratios, dtype=np.float64)
         r[~(r > 0)] = np.nan  # zero / undefined ratios cannot be drawn on a log axis
         ax.plot(r, label=name, linewidth=1)
-    ax.axhspan(healthy / 10, healthy * 10, color="green", alpha=0.1,
-               label=f"healthy ~{healthy:g}")
+    ax.axhspan(healthy / 10, healthy * 10, color="green", alpha=0.1, label=f"healthy ~{healthy:g}")
     ax.axhline(healthy, color="green", linestyle="--", linewidth=1)
     ax.set_yscale("log")
     ax.set(title="Update / weight ratio", xlabel="Iteration", ylabel="||update|| / ||w||")
@@ -201,14 +205,17 @@ def plot_update_ratios(update_ratio_history, path, healthy=1e-3):
     return _save(fig, path)
 
 
-def plot_class_templates(W, path, class_names=CIFAR10_CLASSES, image_shape=(3, 32, 32),
-                         channels_first=True):
+def plot_class_templates(
+    W, path, class_names=CIFAR10_CLASSES, image_shape=(3, 32, 32), channels_first=True
+):
     """A linear classifier's weights as one image per class (the course's template picture).
     W: (D, C) or (D + 1, C) with a bias row; see weights_as_images for image_shape."""
     images = weights_as_images(W, image_shape, channels_first)
     if len(class_names) != images.shape[0]:
-        raise ValueError(f"class_names must name the {images.shape[0]} columns of W, got "
-                         f"{len(class_names)} names")
+        raise ValueError(
+            f"class_names must name the {images.shape[0]} columns of W, got "
+            f"{len(class_names)} names"
+        )
     plt = _pyplot()
     n = images.shape[0]
     fig, axes = plt.subplots(1, n, figsize=(1.5 * n, 2))
@@ -265,8 +272,9 @@ def plot_search_results(results, path, x="learning_rate", y="reg", log=True):
         raise ValueError("results must be a non-empty list from random_search")
     for name in (x, y):
         if name not in results[0]["params"]:
-            raise ValueError(f"{name!r} is not a searched parameter "
-                             f"(have {sorted(results[0]['params'])})")
+            raise ValueError(
+                f"{name!r} is not a searched parameter (have {sorted(results[0]['params'])})"
+            )
     xs = [r["params"][x] for r in results]
     ys = [r["params"][y] for r in results]
     scores = np.array([r["score"] for r in results], dtype=np.float64)
@@ -300,8 +308,7 @@ def plot_activation_statistics(stats, path):
     return _save(fig, path)
 
 
-def plot_pca_pictures(pca, X, path, image_shape=(3, 32, 32), channels_first=True,
-                      num_images=49):
+def plot_pca_pictures(pca, X, path, image_shape=(3, 32, 32), channels_first=True, num_images=49):
     """The notes' PCA figure, four panels: images; the top principal components as images;
     the images reconstructed from those components; the whitened images (each component's
     coefficient divided by sqrt(variance + eps), projected back to pixel space).
@@ -318,8 +325,10 @@ def plot_pca_pictures(pca, X, path, image_shape=(3, 32, 32), channels_first=True
     require_ndim("X", X, 2, "(N, D)")
     D = int(np.prod(image_shape))
     if X.shape[1] != D or pca.components_.shape[1] != D:
-        raise ValueError(f"X and pca must have D = {D} columns (image_shape {tuple(image_shape)})"
-                         f", got X {shape_of(X)} and components {shape_of(pca.components_)}")
+        raise ValueError(
+            f"X and pca must have D = {D} columns (image_shape {tuple(image_shape)})"
+            f", got X {shape_of(X)} and components {shape_of(pca.components_)}"
+        )
     X = X[:num_images]
     C = pca.components_
     coef = (X - pca.mean_) @ C.T
@@ -348,8 +357,9 @@ def plot_activation_histograms(activations, path, bins=30):
     - bins: number of histogram bins per panel.
     """
     if not isinstance(activations, dict) or not activations or not all(activations.values()):
-        raise ValueError("activations must be a non-empty dict label -> non-empty list of "
-                         "hidden-layer outputs")
+        raise ValueError(
+            "activations must be a non-empty dict label -> non-empty list of hidden-layer outputs"
+        )
     rows, cols = len(activations), max(len(v) for v in activations.values())
     plt = _pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)

@@ -76,8 +76,7 @@ def to_torch_consts(consts: dict, dtype: torch.dtype, device) -> dict:
     return out
 
 
-def run_torch(fn, spec: OpSpec, case: Case, douts: tuple | None, dtype=torch.float64,
-              device="cpu"):
+def run_torch(fn, spec: OpSpec, case: Case, douts: tuple | None, dtype=torch.float64, device="cpu"):
     """(outs tuple of detached tensors, grads dict | None) from a torch callable of the entry."""
     names = spec.grad_names(case)
     tensors = {}
@@ -95,7 +94,9 @@ def run_torch(fn, spec: OpSpec, case: Case, douts: tuple | None, dtype=torch.flo
         if d is not None
     ]
     grads = torch.autograd.grad(
-        [o for o, _ in pairs], [tensors[n] for n in names], [g for _, g in pairs],
+        [o for o, _ in pairs],
+        [tensors[n] for n in names],
+        [g for _, g in pairs],
         allow_unused=True,
     )
     # An input the output does not depend on gets None from autograd: its gradient is zero.
@@ -127,9 +128,7 @@ def assert_rel(a, b, tol: float, where: str) -> None:
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, dtype_name: str, where: str) -> None:
-    torch.testing.assert_close(
-        a, b, **ASSERT_CLOSE[dtype_name], msg=lambda m: f"{where}: {m}"
-    )
+    torch.testing.assert_close(a, b, **ASSERT_CLOSE[dtype_name], msg=lambda m: f"{where}: {m}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,13 +308,16 @@ def _leaf_grads(spec: OpSpec, case: Case, douts: tuple, wanted: tuple) -> dict:
     a gradient (the others are plain tensors)."""
     tensors = {
         k: torch.tensor(v, dtype=torch.float64, requires_grad=k in wanted)
-        if _is_float(v) else torch.tensor(v)
+        if _is_float(v)
+        else torch.tensor(v)
         for k, v in case.inputs.items()
     }
-    outs = as_tuple(spec.torch_impl_fn(tensors, to_torch_consts(case.consts, torch.float64,
-                                                                "cpu")))
-    pairs = [(o, torch.as_tensor(d, dtype=o.dtype)) for o, d in zip(outs, douts, strict=True)
-             if d is not None and o.requires_grad]
+    outs = as_tuple(spec.torch_impl_fn(tensors, to_torch_consts(case.consts, torch.float64, "cpu")))
+    pairs = [
+        (o, torch.as_tensor(d, dtype=o.dtype))
+        for o, d in zip(outs, douts, strict=True)
+        if d is not None and o.requires_grad
+    ]
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
     return {k: t.grad for k, t in tensors.items() if _is_float(t)}

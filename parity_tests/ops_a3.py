@@ -229,27 +229,35 @@ _RNN_BAD = (
     BadInput("Wx rows != D", _set_input("Wx", lambda w: np.vstack([w, w[:1]])), "Wx must have"),
     BadInput("Wh not square", _set_input("Wh", lambda w: w[:, :-1]), "Wh must have"),
     BadInput("b wrong length", _set_input("b", lambda b: np.append(b, 0.0)), "b must have"),
-    BadInput("h0 batch != x batch", _set_input("h0", lambda h: np.vstack([h, h])),
-             "h0 must have"),
+    BadInput("h0 batch != x batch", _set_input("h0", lambda h: np.vstack([h, h])), "h0 must have"),
     BadInput("x 2-D", _set_input("x", lambda x: x[:, 0]), "x must have 3 dimensions"),
 )
 
 _RNN_STEP_BAD = (
     BadInput("Wx rows != D", _set_input("Wx", lambda w: np.vstack([w, w[:1]])), "Wx must have"),
-    BadInput("prev_h batch != x batch", _set_input("prev_h", lambda h: np.vstack([h, h])),
-             "prev_h must have"),
+    BadInput(
+        "prev_h batch != x batch",
+        _set_input("prev_h", lambda h: np.vstack([h, h])),
+        "prev_h must have",
+    ),
     BadInput("x 3-D", _set_input("x", lambda x: x[:, None]), "x must have 2 dimensions"),
 )
 
 _LSTM_STEP_BAD = _RNN_STEP_BAD + (
     BadInput("prev_c wrong shape", _set_input("prev_c", lambda c: c[:, :0]), "prev_c must have"),
-    BadInput("Wx with H columns instead of 4H", _set_input("Wx", lambda w: w[:, : w.shape[1] // 4]),
-             "Wx must have"),
+    BadInput(
+        "Wx with H columns instead of 4H",
+        _set_input("Wx", lambda w: w[:, : w.shape[1] // 4]),
+        "Wx must have",
+    ),
 )
 
 _LSTM_BAD = _RNN_BAD + (
-    BadInput("b with H entries instead of 4H", _set_input("b", lambda b: b[: b.shape[0] // 4]),
-             "b must have"),
+    BadInput(
+        "b with H entries instead of 4H",
+        _set_input("b", lambda b: b[: b.shape[0] // 4]),
+        "b must have",
+    ),
 )
 
 
@@ -279,18 +287,54 @@ _LSTM_CONV = (
 )
 
 _RECURRENT_OPS = [
-    _recurrent_entry("rnn_step", 1, False, npr.rnn_step_forward, npr.rnn_step_backward,
-                     tf3.RNNStepFunction, trnn.rnn_step, _rnn_step_builtin, _RNN_STEP_BAD,
-                     "nn.RNNCell(tanh): " + _RNN_CONV),
-    _recurrent_entry("rnn", 1, True, npr.rnn_forward, npr.rnn_backward, tf3.RNNFunction,
-                     trnn.rnn, _rnn_builtin, _RNN_BAD,
-                     "nn.RNN(tanh, batch_first), h0[None]: " + _RNN_CONV),
-    _recurrent_entry("lstm_step", 4, False, npr.lstm_step_forward, npr.lstm_step_backward,
-                     tf3.LSTMStepFunction, trnn.lstm_step, _lstm_step_builtin, _LSTM_STEP_BAD,
-                     "nn.LSTMCell: " + _LSTM_CONV),
-    _recurrent_entry("lstm", 4, True, npr.lstm_forward, npr.lstm_backward, tf3.LSTMFunction,
-                     trnn.lstm, _lstm_builtin, _LSTM_BAD,
-                     "nn.LSTM(batch_first), (h0[None], zeros): " + _LSTM_CONV),
+    _recurrent_entry(
+        "rnn_step",
+        1,
+        False,
+        npr.rnn_step_forward,
+        npr.rnn_step_backward,
+        tf3.RNNStepFunction,
+        trnn.rnn_step,
+        _rnn_step_builtin,
+        _RNN_STEP_BAD,
+        "nn.RNNCell(tanh): " + _RNN_CONV,
+    ),
+    _recurrent_entry(
+        "rnn",
+        1,
+        True,
+        npr.rnn_forward,
+        npr.rnn_backward,
+        tf3.RNNFunction,
+        trnn.rnn,
+        _rnn_builtin,
+        _RNN_BAD,
+        "nn.RNN(tanh, batch_first), h0[None]: " + _RNN_CONV,
+    ),
+    _recurrent_entry(
+        "lstm_step",
+        4,
+        False,
+        npr.lstm_step_forward,
+        npr.lstm_step_backward,
+        tf3.LSTMStepFunction,
+        trnn.lstm_step,
+        _lstm_step_builtin,
+        _LSTM_STEP_BAD,
+        "nn.LSTMCell: " + _LSTM_CONV,
+    ),
+    _recurrent_entry(
+        "lstm",
+        4,
+        True,
+        npr.lstm_forward,
+        npr.lstm_backward,
+        tf3.LSTMFunction,
+        trnn.lstm,
+        _lstm_builtin,
+        _LSTM_BAD,
+        "nn.LSTM(batch_first), (h0[None], zeros): " + _LSTM_CONV,
+    ),
 ]
 
 
@@ -309,12 +353,21 @@ def _embedding_case(rng, dtype, N=None, T=None) -> Case:
 
 
 _EMBED_BAD = (
-    BadInput("index >= V", _set_const("x", lambda c: c.consts["x"] + c.inputs["W"].shape[0]),
-             "x must lie in"),
-    BadInput("negative index", _set_const("x", lambda c: c.consts["x"] - c.inputs["W"].shape[0]),
-             "x must lie in"),
-    BadInput("float indices", _set_const("x", lambda c: c.consts["x"].astype(np.float64)),
-             "integer indices"),
+    BadInput(
+        "index >= V",
+        _set_const("x", lambda c: c.consts["x"] + c.inputs["W"].shape[0]),
+        "x must lie in",
+    ),
+    BadInput(
+        "negative index",
+        _set_const("x", lambda c: c.consts["x"] - c.inputs["W"].shape[0]),
+        "x must lie in",
+    ),
+    BadInput(
+        "float indices",
+        _set_const("x", lambda c: c.consts["x"].astype(np.float64)),
+        "integer indices",
+    ),
     BadInput("W 1-D", _set_input("W", lambda w: w.ravel()), "W must have 2 dimensions"),
 )
 
@@ -323,8 +376,11 @@ def _temporal_affine_case(rng, dtype, N=None, T=None, D=None) -> Case:
     """Random sizes; a flavor may pin N, T or D (0 for the zero-size cases)."""
     N, T, D = (_size(rng) if v is None else v for v in (N, T, D))
     M = _size(rng)
-    inputs = {"x": rng.standard_normal((N, T, D)), "w": rng.standard_normal((D, M)),
-              "b": rng.standard_normal(M)}
+    inputs = {
+        "x": rng.standard_normal((N, T, D)),
+        "w": rng.standard_normal((D, M)),
+        "b": rng.standard_normal(M),
+    }
     return _case(dtype, inputs)
 
 
@@ -353,17 +409,26 @@ def _temporal_loss_builtin(t, c):
     N, T, V = x.shape
     # CS231n: sum over the unmasked positions, divide by N (not by the number of positions).
     target = torch.where(mask, y, torch.full_like(y, -100))
-    return F.cross_entropy(x.reshape(N * T, V), target.reshape(N * T), ignore_index=-100,
-                           reduction="sum") / N
+    return (
+        F.cross_entropy(
+            x.reshape(N * T, V), target.reshape(N * T), ignore_index=-100, reduction="sum"
+        )
+        / N
+    )
 
 
 _TEMPORAL_LOSS_BAD = (
-    BadInput("y >= V", _set_const("y", lambda c: c.consts["y"] + c.inputs["x"].shape[2]),
-             "y must lie in"),
-    BadInput("y shape != (N, T)", _set_const("y", lambda c: c.consts["y"][:, :0]),
-             "y must have shape"),
-    BadInput("mask shape != (N, T)", _set_const("mask", lambda c: c.consts["mask"].T[None]),
-             "mask must have shape"),
+    BadInput(
+        "y >= V", _set_const("y", lambda c: c.consts["y"] + c.inputs["x"].shape[2]), "y must lie in"
+    ),
+    BadInput(
+        "y shape != (N, T)", _set_const("y", lambda c: c.consts["y"][:, :0]), "y must have shape"
+    ),
+    BadInput(
+        "mask shape != (N, T)",
+        _set_const("mask", lambda c: c.consts["mask"].T[None]),
+        "mask must have shape",
+    ),
     BadInput("x 2-D", _set_input("x", lambda x: x[:, 0]), "x must have 3 dimensions"),
 )
 
@@ -372,8 +437,11 @@ _TEMPORAL_OPS = [
         name="word_embedding",
         make_case=_embedding_case,
         flavors=({}, {"N": 0}, {"T": 0}),  # no words: dW = 0
-        numpy_forward_backward=_pair(npr.word_embedding_forward, npr.word_embedding_backward,
-                                     lambda c: (c.consts["x"], c.inputs["W"])),
+        numpy_forward_backward=_pair(
+            npr.word_embedding_forward,
+            npr.word_embedding_backward,
+            lambda c: (c.consts["x"], c.inputs["W"]),
+        ),
         torch_impl_fn=lambda t, c: tf3.WordEmbeddingFunction.apply(c["x"], t["W"]),
         torch_functional_fn=lambda t, c: trnn.word_embedding(c["x"], t["W"]),
         builtin_fn=lambda t, c: F.embedding(c["x"], t["W"]),
@@ -386,8 +454,9 @@ _TEMPORAL_OPS = [
         # Zero-size dimensions: no features (out = b everywhere), no steps, no sequences. (Case
         # 0 draws freely: the bad-input check mutates it.)
         flavors=({}, {"D": 0}, {"T": 0}, {"N": 0}),
-        numpy_forward_backward=_pair(npr.temporal_affine_forward, npr.temporal_affine_backward,
-                                     _xs),
+        numpy_forward_backward=_pair(
+            npr.temporal_affine_forward, npr.temporal_affine_backward, _xs
+        ),
         torch_impl_fn=lambda t, c: tf3.TemporalAffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: trnn.temporal_affine(t["x"], t["w"], t["b"]),
         builtin_fn=lambda t, c: F.linear(t["x"], t["w"].T, t["b"]),
@@ -398,10 +467,10 @@ _TEMPORAL_OPS = [
         name="temporal_softmax_loss",
         make_case=_temporal_loss_case,
         make_numerical_case=lambda rng, dtype: _temporal_loss_case(rng, dtype, large=False),
-        numpy_forward_backward=_loss(npr.temporal_softmax_loss,
-                                     lambda c: (c.inputs["x"], c.consts["y"], c.consts["mask"])),
-        torch_impl_fn=lambda t, c: tf3.TemporalSoftmaxLossFunction.apply(t["x"], c["y"],
-                                                                         c["mask"]),
+        numpy_forward_backward=_loss(
+            npr.temporal_softmax_loss, lambda c: (c.inputs["x"], c.consts["y"], c.consts["mask"])
+        ),
+        torch_impl_fn=lambda t, c: tf3.TemporalSoftmaxLossFunction.apply(t["x"], c["y"], c["mask"]),
         torch_functional_fn=lambda t, c: trnn.temporal_softmax_loss(t["x"], c["y"], c["mask"]),
         builtin_fn=_temporal_loss_builtin,
         bad_inputs=_TEMPORAL_LOSS_BAD,
@@ -446,8 +515,11 @@ def _sdpa_case(rng, dtype, dropout=False, S=None, numerical=False) -> Case:
     lead = tuple(_size(rng, 1, 3) for _ in range(rng.integers(1, 3)))  # (B,) or (B, heads)
     S = _size(rng) if S is None else S
     T, d, dv = _seq_len(rng), _size(rng), _size(rng)
-    inputs = {"q": rng.standard_normal((*lead, S, d)), "k": rng.standard_normal((*lead, T, d)),
-              "v": rng.standard_normal((*lead, T, dv))}
+    inputs = {
+        "q": rng.standard_normal((*lead, S, d)),
+        "k": rng.standard_normal((*lead, T, d)),
+        "v": rng.standard_normal((*lead, T, dv)),
+    }
     if numerical:
         inputs["q"] *= _NUMERICAL_SCORE_SCALE
     consts = {"attn_mask": _attn_mask(rng, S, T), "drop_mask": None, "dropout_param": None}
@@ -461,8 +533,9 @@ def _sdpa_case(rng, dtype, dropout=False, S=None, numerical=False) -> Case:
 def _sdpa_builtin(t, c):
     mask = c["attn_mask"]
     # F.scaled_dot_product_attention's bool mask: True = may attend, i.e. CS231n's mask != 0.
-    return F.scaled_dot_product_attention(t["q"], t["k"], t["v"],
-                                          attn_mask=None if mask is None else mask != 0)
+    return F.scaled_dot_product_attention(
+        t["q"], t["k"], t["v"], attn_mask=None if mask is None else mask != 0
+    )
 
 
 def _softmax_attention_reference(q, k, v, mask, drop_mask):
@@ -475,18 +548,30 @@ def _softmax_attention_reference(q, k, v, mask, drop_mask):
 
 
 _SDPA_BAD = (
-    BadInput("attn_mask shape != (S, T)",
-             _set_const("attn_mask", lambda c: np.ones((c.inputs["q"].shape[-2] + 1,
-                                                        c.inputs["k"].shape[-2]))),
-             "attn_mask must have shape"),
-    BadInput("a query with every key blocked",
-             _set_const("attn_mask", lambda c: np.zeros((c.inputs["q"].shape[-2],
-                                                         c.inputs["k"].shape[-2]))),
-             "attn_mask blocks every key"),
-    BadInput("k feature size != q's", _set_input("k", lambda k: np.concatenate([k, k], -1)),
-             "k must have shape"),
-    BadInput("v length != k length", _set_input("v", lambda v: np.concatenate([v, v], -2)),
-             "v must have shape"),
+    BadInput(
+        "attn_mask shape != (S, T)",
+        _set_const(
+            "attn_mask", lambda c: np.ones((c.inputs["q"].shape[-2] + 1, c.inputs["k"].shape[-2]))
+        ),
+        "attn_mask must have shape",
+    ),
+    BadInput(
+        "a query with every key blocked",
+        _set_const(
+            "attn_mask", lambda c: np.zeros((c.inputs["q"].shape[-2], c.inputs["k"].shape[-2]))
+        ),
+        "attn_mask blocks every key",
+    ),
+    BadInput(
+        "k feature size != q's",
+        _set_input("k", lambda k: np.concatenate([k, k], -1)),
+        "k must have shape",
+    ),
+    BadInput(
+        "v length != k length",
+        _set_input("v", lambda v: np.concatenate([v, v], -2)),
+        "v must have shape",
+    ),
 )
 
 
@@ -494,8 +579,11 @@ def _mha_case(rng, dtype, dropout=False, numerical=False) -> Case:
     N, S, T = _size(rng), _size(rng), _seq_len(rng)
     num_heads = int(rng.choice([1, 2, 3]))
     E = num_heads * _size(rng, 1, 3)
-    inputs = {"query": rng.standard_normal((N, S, E)), "key": rng.standard_normal((N, T, E)),
-              "value": rng.standard_normal((N, T, E))}
+    inputs = {
+        "query": rng.standard_normal((N, S, E)),
+        "key": rng.standard_normal((N, T, E)),
+        "value": rng.standard_normal((N, T, E)),
+    }
     for p in "qkvo":
         inputs[f"W{p}"] = rng.standard_normal((E, E)) / np.sqrt(E)
         inputs[f"b{p}"] = rng.standard_normal(E) * 0.5
@@ -510,8 +598,12 @@ def _mha_case(rng, dtype, dropout=False, numerical=False) -> Case:
         # Scores scaled (see _NUMERICAL_SCORE_SCALE).
         inputs["Wq"] *= _NUMERICAL_SCORE_SCALE
         inputs["bq"] *= _NUMERICAL_SCORE_SCALE
-    consts = {"num_heads": num_heads, "attn_mask": _attn_mask(rng, S, T), "drop_mask": None,
-              "dropout_param": None}
+    consts = {
+        "num_heads": num_heads,
+        "attn_mask": _attn_mask(rng, S, T),
+        "drop_mask": None,
+        "dropout_param": None,
+    }
     if dropout:
         mask, p = _keep_mask(rng, (N, num_heads, S, T))
         consts["drop_mask"] = mask
@@ -526,14 +618,21 @@ _MHA_GRADS = ("query", "key", "value", "Wq", "bq", "Wk", "Wv", "bv", "Wo", "bo")
 
 def _mha_apply(t, c):
     return tf3.MultiHeadAttentionFunction.apply(
-        t["query"], t["key"], t["value"], *(t[w] for w in _MHA_WEIGHTS), c["num_heads"],
-        c["attn_mask"], c["drop_mask"])
+        t["query"],
+        t["key"],
+        t["value"],
+        *(t[w] for w in _MHA_WEIGHTS),
+        c["num_heads"],
+        c["attn_mask"],
+        c["drop_mask"],
+    )
 
 
 def _mha_builtin(t, c):
     E = t["query"].shape[2]
-    mha = nn.MultiheadAttention(E, c["num_heads"], dropout=0.0, batch_first=True,
-                                **_like(t["query"]))
+    mha = nn.MultiheadAttention(
+        E, c["num_heads"], dropout=0.0, batch_first=True, **_like(t["query"])
+    )
     params = {
         # CS231n's (E_in, E_out) weights are nn.Linear's transposed; rows of in_proj: q, k, v.
         "in_proj_weight": torch.cat([t["Wq"].T, t["Wk"].T, t["Wv"].T], dim=0),
@@ -550,6 +649,7 @@ def _mha_builtin(t, c):
 
 def _mha_reference(t, c):
     """The dropout case: nn.MultiheadAttention draws its own mask, so compose from builtins."""
+
     def heads(x, W, b):
         N, L, E = x.shape
         return F.linear(x, W.T, b).reshape(N, L, c["num_heads"], -1).transpose(1, 2)
@@ -563,16 +663,23 @@ def _mha_reference(t, c):
 
 
 _MHA_BAD = (
-    BadInput("embed_dim not divisible by num_heads",
-             _set_const("num_heads", lambda c: c.inputs["query"].shape[2] + 1),
-             "must be divisible by num_heads"),
+    BadInput(
+        "embed_dim not divisible by num_heads",
+        _set_const("num_heads", lambda c: c.inputs["query"].shape[2] + 1),
+        "must be divisible by num_heads",
+    ),
     BadInput("num_heads 0", _set_const("num_heads", lambda c: 0), "num_heads must be >= 1"),
-    BadInput("attn_mask shape != (S, T)",
-             _set_const("attn_mask", lambda c: np.ones((c.inputs["key"].shape[1] + 1,
-                                                        c.inputs["query"].shape[1]))),
-             "attn_mask must have shape"),
-    BadInput("value shape != key shape", _set_input("value", lambda v: v[:, :0]),
-             "value must have shape"),
+    BadInput(
+        "attn_mask shape != (S, T)",
+        _set_const(
+            "attn_mask",
+            lambda c: np.ones((c.inputs["key"].shape[1] + 1, c.inputs["query"].shape[1])),
+        ),
+        "attn_mask must have shape",
+    ),
+    BadInput(
+        "value shape != key shape", _set_input("value", lambda v: v[:, :0]), "value must have shape"
+    ),
     BadInput("Wq wrong shape", _set_input("Wq", lambda w: w[:, :-1]), "Wq must have shape"),
     BadInput("query 2-D", _set_input("query", lambda q: q[0]), "query must have 3 dimensions"),
 )
@@ -618,11 +725,14 @@ _ATTENTION_OPS = [
         make_case=_sdpa_case,
         make_numerical_case=lambda rng, dtype, **kw: _sdpa_case(rng, dtype, numerical=True, **kw),
         flavors=({}, {"S": 0}),  # no queries: an empty output, zero dk and dv
-        numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
-                                     npa.scaled_dot_product_attention_backward,
-                                     _xs_and("attn_mask", "dropout_param")),
+        numpy_forward_backward=_pair(
+            npa.scaled_dot_product_attention_forward,
+            npa.scaled_dot_product_attention_backward,
+            _xs_and("attn_mask", "dropout_param"),
+        ),
         torch_impl_fn=lambda t, c: tf3.ScaledDotProductAttentionFunction.apply(
-            t["q"], t["k"], t["v"], c["attn_mask"], c["drop_mask"]),
+            t["q"], t["k"], t["v"], c["attn_mask"], c["drop_mask"]
+        ),
         builtin_fn=_sdpa_builtin,
         bad_inputs=_SDPA_BAD,
         conversion="F.scaled_dot_product_attention(q, k, v, attn_mask=(mask != 0)): its bool "
@@ -633,13 +743,17 @@ _ATTENTION_OPS = [
         fourth_order=True,  # entries ~1e-5 of the largest are common (softmax weights)
         make_case=lambda rng, dtype: _sdpa_case(rng, dtype, dropout=True),
         make_numerical_case=lambda rng, dtype: _sdpa_case(rng, dtype, True, numerical=True),
-        numpy_forward_backward=_pair(npa.scaled_dot_product_attention_forward,
-                                     npa.scaled_dot_product_attention_backward,
-                                     _xs_and("attn_mask", "dropout_param")),
+        numpy_forward_backward=_pair(
+            npa.scaled_dot_product_attention_forward,
+            npa.scaled_dot_product_attention_backward,
+            _xs_and("attn_mask", "dropout_param"),
+        ),
         torch_impl_fn=lambda t, c: tf3.ScaledDotProductAttentionFunction.apply(
-            t["q"], t["k"], t["v"], c["attn_mask"], c["drop_mask"]),
-        builtin_fn=lambda t, c: _softmax_attention_reference(t["q"], t["k"], t["v"],
-                                                             c["attn_mask"], c["drop_mask"]),
+            t["q"], t["k"], t["v"], c["attn_mask"], c["drop_mask"]
+        ),
+        builtin_fn=lambda t, c: _softmax_attention_reference(
+            t["q"], t["k"], t["v"], c["attn_mask"], c["drop_mask"]
+        ),
         conversion="shared dropout multiplier (rand < p) / p on the attention weights; reference "
         "composed from torch.softmax (the builtin draws its own mask)",
     ),
@@ -649,8 +763,10 @@ _ATTENTION_OPS = [
         make_case=_mha_case,
         make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, numerical=True),
         numpy_forward_backward=_pair(
-            npa.multihead_attention_forward, npa.multihead_attention_backward,
-            _xs_and("num_heads", "attn_mask", "dropout_param")),
+            npa.multihead_attention_forward,
+            npa.multihead_attention_backward,
+            _xs_and("num_heads", "attn_mask", "dropout_param"),
+        ),
         torch_impl_fn=_mha_apply,
         builtin_fn=_mha_builtin,
         grad_inputs=_MHA_GRADS,
@@ -665,8 +781,10 @@ _ATTENTION_OPS = [
         make_case=lambda rng, dtype: _mha_case(rng, dtype, dropout=True),
         make_numerical_case=lambda rng, dtype: _mha_case(rng, dtype, True, numerical=True),
         numpy_forward_backward=_pair(
-            npa.multihead_attention_forward, npa.multihead_attention_backward,
-            _xs_and("num_heads", "attn_mask", "dropout_param")),
+            npa.multihead_attention_forward,
+            npa.multihead_attention_backward,
+            _xs_and("num_heads", "attn_mask", "dropout_param"),
+        ),
         torch_impl_fn=_mha_apply,
         builtin_fn=_mha_reference,
         grad_inputs=_MHA_GRADS,
@@ -677,8 +795,11 @@ _ATTENTION_OPS = [
         name="positional_encoding",
         make_case=_pe_case,
         flavors=({}, {"N": 0}),
-        numpy_forward_backward=_pair(npa.positional_encoding_forward,
-                                     npa.positional_encoding_backward, _xs_and("dropout_param")),
+        numpy_forward_backward=_pair(
+            npa.positional_encoding_forward,
+            npa.positional_encoding_backward,
+            _xs_and("dropout_param"),
+        ),
         torch_impl_fn=_pe_torch_impl,
         builtin_fn=_pe_reference,
         bad_inputs=(BadInput("odd embed_dim", _pe_bad_mutate, "embed_dim must be even"),),
@@ -688,8 +809,11 @@ _ATTENTION_OPS = [
     OpSpec(
         name="positional_encoding_dropout",
         make_case=lambda rng, dtype: _pe_case(rng, dtype, dropout=True),
-        numpy_forward_backward=_pair(npa.positional_encoding_forward,
-                                     npa.positional_encoding_backward, _xs_and("dropout_param")),
+        numpy_forward_backward=_pair(
+            npa.positional_encoding_forward,
+            npa.positional_encoding_backward,
+            _xs_and("dropout_param"),
+        ),
         torch_impl_fn=_pe_torch_impl,
         builtin_fn=_pe_reference,
         conversion="shared dropout multiplier (rand < p) / p, p = KEEP probability",
@@ -739,9 +863,13 @@ _GAN_OPS = [
         torch_impl_fn=lambda t, c: tf3.BCEWithLogitsFunction.apply(t["input"], t["target"]),
         torch_functional_fn=lambda t, c: tgan.bce_loss(t["input"], t["target"]),
         builtin_fn=lambda t, c: _bce_builtin(t["input"], t["target"]),
-        bad_inputs=(BadInput("target shape != input shape",
-                             _set_input("target", lambda t: np.append(t, 0.5)),
-                             "target must have the same shape as input"),),
+        bad_inputs=(
+            BadInput(
+                "target shape != input shape",
+                _set_input("target", lambda t: np.append(t, 0.5)),
+                "target must have the same shape as input",
+            ),
+        ),
         conversion="F.binary_cross_entropy_with_logits(input, target), reduction='mean'",
     ),
     OpSpec(
@@ -750,10 +878,17 @@ _GAN_OPS = [
         make_numerical_case=_two_scores_case(("logits_real", "logits_fake"), False),
         numpy_forward_backward=_loss(npg.discriminator_loss),
         torch_impl_fn=lambda t, c: tgan.discriminator_loss(t["logits_real"], t["logits_fake"]),
-        builtin_fn=lambda t, c: _bce_builtin(t["logits_real"], torch.ones_like(t["logits_real"]))
-        + _bce_builtin(t["logits_fake"], torch.zeros_like(t["logits_fake"])),
-        bad_inputs=(BadInput("empty logits_real", _set_input("logits_real", lambda x: x[:0]),
-                             "logits_real must not be empty"),),
+        builtin_fn=lambda t, c: (
+            _bce_builtin(t["logits_real"], torch.ones_like(t["logits_real"]))
+            + _bce_builtin(t["logits_fake"], torch.zeros_like(t["logits_fake"]))
+        ),
+        bad_inputs=(
+            BadInput(
+                "empty logits_real",
+                _set_input("logits_real", lambda x: x[:0]),
+                "logits_real must not be empty",
+            ),
+        ),
         conversion="bce_with_logits(real, 1) + bce_with_logits(fake, 0)",
     ),
     OpSpec(
@@ -769,11 +904,11 @@ _GAN_OPS = [
         name="ls_discriminator_loss",
         make_case=_two_scores_case(("scores_real", "scores_fake"), False),
         numpy_forward_backward=_loss(npg.ls_discriminator_loss),
-        torch_impl_fn=lambda t, c: tgan.ls_discriminator_loss(t["scores_real"],
-                                                              t["scores_fake"]),
-        builtin_fn=lambda t, c: 0.5 * F.mse_loss(t["scores_real"],
-                                                 torch.ones_like(t["scores_real"]))
-        + 0.5 * F.mse_loss(t["scores_fake"], torch.zeros_like(t["scores_fake"])),
+        torch_impl_fn=lambda t, c: tgan.ls_discriminator_loss(t["scores_real"], t["scores_fake"]),
+        builtin_fn=lambda t, c: (
+            0.5 * F.mse_loss(t["scores_real"], torch.ones_like(t["scores_real"]))
+            + 0.5 * F.mse_loss(t["scores_fake"], torch.zeros_like(t["scores_fake"]))
+        ),
         conversion="0.5 * F.mse_loss(real, 1) + 0.5 * F.mse_loss(fake, 0)",
     ),
     OpSpec(
@@ -781,8 +916,9 @@ _GAN_OPS = [
         make_case=_two_scores_case(("scores_fake",), False),
         numpy_forward_backward=_loss(npg.ls_generator_loss),
         torch_impl_fn=lambda t, c: tgan.ls_generator_loss(t["scores_fake"]),
-        builtin_fn=lambda t, c: 0.5 * F.mse_loss(t["scores_fake"],
-                                                 torch.ones_like(t["scores_fake"])),
+        builtin_fn=lambda t, c: (
+            0.5 * F.mse_loss(t["scores_fake"], torch.ones_like(t["scores_fake"]))
+        ),
         conversion="0.5 * F.mse_loss(fake, 1)",
     ),
 ]
@@ -802,8 +938,7 @@ def _rows(rng, shape):
 def _simclr_case(rng, dtype) -> Case:
     N, D = _size(rng, 1, 4), _size(rng, 2, 5)
     tau = float(rng.choice([0.05, 0.5, 1.0, 2.0]))
-    return _case(dtype, {"out_left": _rows(rng, (N, D)), "out_right": _rows(rng, (N, D))},
-                 tau=tau)
+    return _case(dtype, {"out_left": _rows(rng, (N, D)), "out_right": _rows(rng, (N, D))}, tau=tau)
 
 
 def _sim_matrix_case(rng, dtype) -> Case:
@@ -840,18 +975,21 @@ def _simclr_builtin(t, c):
     left, right, tau = t["out_left"], t["out_right"], c["tau"]
     N = left.shape[0]
     z = F.normalize(torch.cat([left, right]), dim=1)
-    logits = (z @ z.T / tau).masked_fill(torch.eye(2 * N, dtype=torch.bool,
-                                                   device=z.device), float("-inf"))
+    logits = (z @ z.T / tau).masked_fill(
+        torch.eye(2 * N, dtype=torch.bool, device=z.device), float("-inf")
+    )
     target = (torch.arange(2 * N, device=z.device) + N) % (2 * N)  # row i's positive
     return F.cross_entropy(logits, target)
 
 
 _SIMCLR_BAD = (
-    BadInput("out_right shape != out_left shape",
-             _set_input("out_right", lambda r: r[:, :-1]), "out_right must have the same shape"),
+    BadInput(
+        "out_right shape != out_left shape",
+        _set_input("out_right", lambda r: r[:, :-1]),
+        "out_right must have the same shape",
+    ),
     BadInput("tau <= 0", _set_const("tau", lambda c: 0.0), "tau (the temperature)"),
-    BadInput("all-zero row", _set_input("out_left", lambda x: np.zeros_like(x)),
-             "all-zero row"),
+    BadInput("all-zero row", _set_input("out_left", lambda x: np.zeros_like(x)), "all-zero row"),
 )
 
 
@@ -871,10 +1009,12 @@ _SIMCLR_OPS = [
     OpSpec(
         name="simclr_sim_positive_pairs",
         make_case=lambda rng, dtype: Case(_simclr_case(rng, dtype).inputs),
-        numpy_forward_backward=_backward_from_inputs(nps.sim_positive_pairs,
-                                                     nps.sim_positive_pairs_backward),
-        torch_impl_fn=lambda t, c: tf3.PositivePairSimilarityFunction.apply(t["out_left"],
-                                                                            t["out_right"]),
+        numpy_forward_backward=_backward_from_inputs(
+            nps.sim_positive_pairs, nps.sim_positive_pairs_backward
+        ),
+        torch_impl_fn=lambda t, c: tf3.PositivePairSimilarityFunction.apply(
+            t["out_left"], t["out_right"]
+        ),
         torch_functional_fn=lambda t, c: tsim.sim_positive_pairs(t["out_left"], t["out_right"]),
         builtin_fn=_pos_pairs_builtin,
         bad_inputs=_SIMCLR_BAD[:1] + _SIMCLR_BAD[2:],
@@ -883,8 +1023,9 @@ _SIMCLR_OPS = [
     OpSpec(
         name="simclr_sim_matrix",
         make_case=_sim_matrix_case,
-        numpy_forward_backward=_backward_from_inputs(nps.compute_sim_matrix,
-                                                     nps.compute_sim_matrix_backward),
+        numpy_forward_backward=_backward_from_inputs(
+            nps.compute_sim_matrix, nps.compute_sim_matrix_backward
+        ),
         torch_impl_fn=lambda t, c: tf3.CosineSimilarityMatrixFunction.apply(t["out"]),
         torch_functional_fn=lambda t, c: tsim.compute_sim_matrix(t["out"]),
         builtin_fn=lambda t, c: F.cosine_similarity(t["out"][:, None], t["out"][None], dim=-1),
@@ -895,10 +1036,12 @@ _SIMCLR_OPS = [
         fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
         make_case=_simclr_case,
         numpy_forward_backward=_loss(nps.simclr_loss_vectorized, _xs_and("tau")),
-        torch_impl_fn=lambda t, c: tf3.SimCLRLossFunction.apply(t["out_left"], t["out_right"],
-                                                                c["tau"]),
+        torch_impl_fn=lambda t, c: tf3.SimCLRLossFunction.apply(
+            t["out_left"], t["out_right"], c["tau"]
+        ),
         torch_functional_fn=lambda t, c: tsim.simclr_loss_vectorized(
-            t["out_left"], t["out_right"], c["tau"]),
+            t["out_left"], t["out_right"], c["tau"]
+        ),
         builtin_fn=_simclr_builtin,
         bad_inputs=_SIMCLR_BAD,
         conversion="F.cross_entropy(normalize(out) normalize(out)^T / tau with -inf diagonal, "
@@ -909,8 +1052,7 @@ _SIMCLR_OPS = [
         fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
         make_case=_simclr_case,
         numpy_forward_backward=_loss(nps.simclr_loss_naive, _xs_and("tau")),
-        torch_impl_fn=lambda t, c: tsim.simclr_loss_naive(t["out_left"], t["out_right"],
-                                                          c["tau"]),
+        torch_impl_fn=lambda t, c: tsim.simclr_loss_naive(t["out_left"], t["out_right"], c["tau"]),
         builtin_fn=_simclr_builtin,
         bad_inputs=_SIMCLR_BAD,
         conversion="as simclr_loss_vectorized; the naive loops compose per-pair Functions",
@@ -935,7 +1077,8 @@ def _last_dim_norm_case(rng, dtype, lead=None, numerical=False) -> Case:
     if numerical and x.size:
         spread = x.std(axis=-1, keepdims=True)
         x = (x - x.mean(axis=-1, keepdims=True)) / np.where(spread > 0, spread, 1) * rng.uniform(
-            0.5, 3) + rng.normal(0, 1)
+            0.5, 3
+        ) + rng.normal(0, 1)
     inputs = {"x": x, "gamma": rng.normal(1, 0.5, D), "beta": rng.standard_normal(D)}
     return _case(dtype, inputs, eps=float(rng.choice([1e-5, 1e-3])))
 
@@ -962,20 +1105,28 @@ _TRANSFORMER_OPS = [
     OpSpec(
         name="transformer_layernorm",
         make_case=_last_dim_norm_case,
-        make_numerical_case=lambda rng, dtype, **kw: _last_dim_norm_case(rng, dtype,
-                                                                         numerical=True, **kw),
+        make_numerical_case=lambda rng, dtype, **kw: _last_dim_norm_case(
+            rng, dtype, numerical=True, **kw
+        ),
         # a 1-D x: one row, no leading dimension to sum over; no rows at all
         flavors=({}, {"lead": ()}, {"lead": (0, 2)}),
         numpy_forward_backward=_last_dim_norm_numpy,
-        torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(t["x"], t["gamma"],
-                                                                      t["beta"], c["eps"]),
+        torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(
+            t["x"], t["gamma"], t["beta"], c["eps"]
+        ),
         torch_functional_fn=lambda t, c: functional_call(
             ttl.LayerNorm(t["x"].shape[-1], eps=c["eps"]),
-            {"gamma": t["gamma"], "beta": t["beta"]}, (t["x"],)),
-        builtin_fn=lambda t, c: F.layer_norm(t["x"], t["x"].shape[-1:], t["gamma"], t["beta"],
-                                             eps=c["eps"]),
-        bad_inputs=(BadInput("gamma wrong length", _set_input("gamma", lambda g: g[:-1]),
-                             "gamma must have shape"),),
+            {"gamma": t["gamma"], "beta": t["beta"]},
+            (t["x"],),
+        ),
+        builtin_fn=lambda t, c: F.layer_norm(
+            t["x"], t["x"].shape[-1:], t["gamma"], t["beta"], eps=c["eps"]
+        ),
+        bad_inputs=(
+            BadInput(
+                "gamma wrong length", _set_input("gamma", lambda g: g[:-1]), "gamma must have shape"
+            ),
+        ),
         conversion="F.layer_norm(x, x.shape[-1:], gamma, beta, eps); numpy: layernorm_forward "
         "on x.reshape(-1, D)",
     ),
@@ -990,5 +1141,4 @@ _TRANSFORMER_OPS = [
 ]
 
 
-OPS = (_RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS
-       + _TRANSFORMER_OPS)
+OPS = _RECURRENT_OPS + _TEMPORAL_OPS + _ATTENTION_OPS + _GAN_OPS + _SIMCLR_OPS + _TRANSFORMER_OPS

@@ -181,15 +181,18 @@ def _dropout_case(rng, dtype, mode="train", N=None, p=None, dims=None) -> Case:
     return _case(dtype, {"x": rng.standard_normal(shape)}, dropout_param=param)
 
 
-def _conv_case(rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None,
-               pad=None, C=None) -> Case:
+def _conv_case(
+    rng, dtype, max_hw=6, N=None, HW=None, kernel=None, stride=None, pad=None, C=None
+) -> Case:
     """Random conv geometry; keyword overrides pin the awkward ones (see the entry's flavors)."""
     N = _batch(rng) if N is None else N
     C, Fn = C or int(rng.integers(1, 4)), int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, max_hw + 1, size=2))
     pad = int(rng.integers(0, 3)) if pad is None else pad
-    HH, WW = kernel or (int(rng.integers(1, min(H + 2 * pad, 4) + 1)),
-                        int(rng.integers(1, min(W + 2 * pad, 4) + 1)))
+    HH, WW = kernel or (
+        int(rng.integers(1, min(H + 2 * pad, 4) + 1)),
+        int(rng.integers(1, min(W + 2 * pad, 4) + 1)),
+    )
     stride = stride or int(rng.integers(1, 4))
     inputs = {
         "x": rng.standard_normal((N, C, H, W)),
@@ -205,8 +208,9 @@ def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
     ph, pw = pool or (int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1)))
     stride = stride or int(rng.integers(1, 4))
     x = _distinct(rng, (N, C, H, W))
-    return _case(dtype, {"x": x}, pool_param={"pool_height": ph, "pool_width": pw,
-                                              "stride": stride})
+    return _case(
+        dtype, {"x": x}, pool_param={"pool_height": ph, "pool_width": pw, "stride": stride}
+    )
 
 
 def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None) -> Case:
@@ -221,16 +225,16 @@ def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None)
     return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
 
 
-def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None,
-                    HW=None) -> Case:
+def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None, HW=None) -> Case:
     N, G = _batch(rng) if N is None else N, G or int(rng.integers(1, 4))
     C = G * (per_group or int(rng.integers(1, 4)))
     H, W = HW or (int(s) for s in rng.integers(1, 4, size=2))
     if C // G * H * W < 3:
         W = 3  # a group of one value would have zero variance by construction
     # Group g of sample n is channels g*C/G .. (g+1)*C/G of x[n]: contiguous in (N, G, M).
-    groups = _norm_features(rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical),
-                            numerical)
+    groups = _norm_features(
+        rng, C // G * H * W, N * G, dtype, _zero_var(dtype, numerical), numerical
+    )
     x = groups.T.reshape(N, C, H, W)
     gamma = rng.normal(1, 0.5, size=(1, C, 1, 1))
     beta = rng.standard_normal((1, C, 1, 1))
@@ -252,10 +256,11 @@ def _windows_have_clear_max(a: np.ndarray, ph: int, pw: int, stride: int, gap: f
     H_out, W_out = 1 + (a.shape[2] - ph) // stride, 1 + (a.shape[3] - pw) // stride
     for i in range(H_out):
         for j in range(W_out):
-            win = a[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+            win = a[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw]
             top2 = np.sort(win.reshape(*a.shape[:2], -1), axis=2)[:, :, -2:]
-            if top2.shape[2] == 2 and np.any((top2[..., 1] > 0) & (top2[..., 1] - top2[..., 0]
-                                                                   < gap)):
+            if top2.shape[2] == 2 and np.any(
+                (top2[..., 1] > 0) & (top2[..., 1] - top2[..., 0] < gap)
+            ):
                 return False
     return True
 
@@ -266,8 +271,13 @@ def _conv_relu_case(rng, dtype, **kw) -> Case:
         case = _conv_case(rng, np.float64, **kw)
         x, w, b = case.inputs.values()
         cp = case.consts["conv_param"]
-        a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
-                     stride=cp["stride"], padding=cp["pad"])
+        a = F.conv2d(
+            torch.from_numpy(x),
+            torch.from_numpy(w),
+            torch.from_numpy(b),
+            stride=cp["stride"],
+            padding=cp["pad"],
+        )
         if a.numel() == 0 or a.abs().min() > 1e-2:
             return _case(dtype, case.inputs, conv_param=cp)
 
@@ -280,14 +290,18 @@ def _conv_relu_pool_case(rng, dtype, N=None, same=False, gap=1e-3) -> Case:
     while True:
         if same:  # CS231n's ThreeLayerConvNet: 'same' conv, 2x2 pool
             k = int(rng.choice([1, 3]))
-            case = _conv_case(rng, np.float64, N=N, HW=(4, 6), kernel=(k, k), stride=1,
-                              pad=k // 2)
+            case = _conv_case(rng, np.float64, N=N, HW=(4, 6), kernel=(k, k), stride=1, pad=k // 2)
         else:
             case = _conv_case(rng, np.float64, max_hw=7, N=N)
         x, w, b = case.inputs.values()
         cp = case.consts["conv_param"]
-        a = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
-                     stride=cp["stride"], padding=cp["pad"]).numpy()
+        a = F.conv2d(
+            torch.from_numpy(x),
+            torch.from_numpy(w),
+            torch.from_numpy(b),
+            stride=cp["stride"],
+            padding=cp["pad"],
+        ).numpy()
         H, W = a.shape[2:]
         if same:
             ph = pw = stride = 2
@@ -295,7 +309,8 @@ def _conv_relu_pool_case(rng, dtype, N=None, same=False, gap=1e-3) -> Case:
             ph, pw = int(rng.integers(1, H + 1)), int(rng.integers(1, W + 1))
             stride = int(rng.integers(1, 3))
         if np.abs(a).min() > max(1e-2, gap) and _windows_have_clear_max(
-                np.maximum(a, 0), ph, pw, stride, gap):
+            np.maximum(a, 0), ph, pw, stride, gap
+        ):
             pool_param = {"pool_height": ph, "pool_width": pw, "stride": stride}
             return _case(dtype, case.inputs, conv_param=cp, pool_param=pool_param)
 
@@ -372,8 +387,16 @@ def _xs_and(*keys):
 def _bn_apply(fn):
     def run(t, c):
         bp = c["bn_param"]
-        return fn.apply(t["x"], t["gamma"], t["beta"], bp["running_mean"], bp["running_var"],
-                        bp["mode"] == "train", bp["momentum"], bp["eps"])
+        return fn.apply(
+            t["x"],
+            t["gamma"],
+            t["beta"],
+            bp["running_mean"],
+            bp["running_var"],
+            bp["mode"] == "train",
+            bp["momentum"],
+            bp["eps"],
+        )
 
     return run
 
@@ -383,9 +406,16 @@ def _bn_builtin(t, c):
     # CS231n: running = momentum*running + (1-momentum)*batch, so PyTorch's momentum is 1 - it.
     # (Outputs and gradients do not see the running-variance difference; test_batchnorm.py
     # checks the running statistics with the biased/unbiased conversion.)
-    return F.batch_norm(t["x"], bp["running_mean"], bp["running_var"], t["gamma"], t["beta"],
-                        training=bp["mode"] == "train", momentum=1 - bp["momentum"],
-                        eps=bp["eps"])
+    return F.batch_norm(
+        t["x"],
+        bp["running_mean"],
+        bp["running_var"],
+        t["gamma"],
+        t["beta"],
+        training=bp["mode"] == "train",
+        momentum=1 - bp["momentum"],
+        eps=bp["eps"],
+    )
 
 
 def _conv_builtin(t, c):
@@ -412,8 +442,9 @@ def _groupnorm_builtin(t, c):
     C = t["x"].shape[1]
     # CS231n keeps gamma/beta as (1, C, 1, 1); F.group_norm takes (C,). The reshape is part of
     # the autograd graph, so the builtin's dgamma comes back as (1, C, 1, 1) too.
-    return F.group_norm(t["x"], c["G"], t["gamma"].reshape(C), t["beta"].reshape(C),
-                        eps=c["gn_param"]["eps"])
+    return F.group_norm(
+        t["x"], c["G"], t["gamma"].reshape(C), t["beta"].reshape(C), eps=c["gn_param"]["eps"]
+    )
 
 
 def _svm_builtin(t, c):
@@ -472,12 +503,16 @@ def _set_const(key, fn):
     return mutate
 
 
-_X_INT = BadInput("x integer dtype", _set_input("x", lambda x: np.ones(x.shape, np.int64)),
-                  "floating-point")
+_X_INT = BadInput(
+    "x integer dtype", _set_input("x", lambda x: np.ones(x.shape, np.int64)), "floating-point"
+)
 
 _AFFINE_BAD = (
-    BadInput("w rows != prod(x.shape[1:])", _set_input("w", lambda w: np.vstack([w, w[:1]])),
-             "w must have shape"),
+    BadInput(
+        "w rows != prod(x.shape[1:])",
+        _set_input("w", lambda w: np.vstack([w, w[:1]])),
+        "w must have shape",
+    ),
     BadInput("b wrong length", _set_input("b", lambda b: np.append(b, 0.0)), "b must have shape"),
     BadInput("w 1-D", _set_input("w", lambda w: w.ravel()), "w must have 2 dimensions"),
 )
@@ -489,16 +524,19 @@ _BN_BAD = (
     BadInput("x 3-D", _set_input("x", lambda x: x[:, :, None]), "x must have 2 dimensions"),
     BadInput("mode missing", _del_param("bn_param", "mode"), "mode"),
     BadInput("mode unknown", _set_param("bn_param", "mode", "eval"), "mode"),
-    BadInput("running_mean wrong shape",
-             _set_param("bn_param", "running_mean", np.zeros(7)), "running_mean"),
+    BadInput(
+        "running_mean wrong shape",
+        _set_param("bn_param", "running_mean", np.zeros(7)),
+        "running_mean",
+    ),
 )
 
 _SPATIAL_BN_BAD = (
     _X_INT,
-    BadInput("gamma (1, C, 1, 1)", _set_input("gamma", lambda g: g.reshape(1, -1, 1, 1)),
-             "gamma"),
-    BadInput("x 2-D", _set_input("x", lambda x: x.reshape(x.shape[0], -1)),
-             "x must have 4 dimensions"),
+    BadInput("gamma (1, C, 1, 1)", _set_input("gamma", lambda g: g.reshape(1, -1, 1, 1)), "gamma"),
+    BadInput(
+        "x 2-D", _set_input("x", lambda x: x.reshape(x.shape[0], -1)), "x must have 4 dimensions"
+    ),
     BadInput("mode missing", _del_param("bn_param", "mode"), "mode"),
 )
 
@@ -522,11 +560,17 @@ _DROPOUT_BAD = (
 
 _CONV_BAD = (
     _X_INT,
-    BadInput("channels of w != C", _set_input("w", lambda w: np.concatenate([w, w], axis=1)),
-             "input channels"),
+    BadInput(
+        "channels of w != C",
+        _set_input("w", lambda w: np.concatenate([w, w], axis=1)),
+        "input channels",
+    ),
     BadInput("b wrong length", _set_input("b", lambda b: np.append(b, 0.0)), "b must have shape"),
-    BadInput("filter larger than padded input",
-             _set_input("w", lambda w: np.zeros((*w.shape[:2], 20, 1))), "larger than the padded"),
+    BadInput(
+        "filter larger than padded input",
+        _set_input("w", lambda w: np.zeros((*w.shape[:2], 20, 1))),
+        "larger than the padded",
+    ),
     BadInput("stride 0", _set_param("conv_param", "stride", 0), "stride"),
     BadInput("pad -1", _set_param("conv_param", "pad", -1), "pad"),
     BadInput("stride float", _set_param("conv_param", "stride", 1.5), "stride"),
@@ -535,22 +579,37 @@ _CONV_BAD = (
 
 _POOL_BAD = (
     _X_INT,
-    BadInput("window larger than input", _set_param("pool_param", "pool_height", 50),
-             "larger than the input"),
+    BadInput(
+        "window larger than input",
+        _set_param("pool_param", "pool_height", 50),
+        "larger than the input",
+    ),
     BadInput("stride 0", _set_param("pool_param", "stride", 0), "stride"),
     BadInput("pool_width missing", _del_param("pool_param", "pool_width"), "pool_width"),
     BadInput("x 3-D", _set_input("x", lambda x: x[0]), "x must have 4 dimensions"),
 )
 
 _LOSS_BAD = (
-    BadInput("y out of range", _set_const("y", lambda c: c.consts["y"] + c.inputs["x"].shape[1]),
-             "y must lie in"),
-    BadInput("y negative", _set_const("y", lambda c: c.consts["y"] - c.inputs["x"].shape[1]),
-             "y must lie in"),
-    BadInput("y wrong length", _set_const("y", lambda c: np.append(c.consts["y"], 0)),
-             "y must have shape"),
-    BadInput("y float", _set_const("y", lambda c: c.consts["y"].astype(np.float64)),
-             "integer class indices"),
+    BadInput(
+        "y out of range",
+        _set_const("y", lambda c: c.consts["y"] + c.inputs["x"].shape[1]),
+        "y must lie in",
+    ),
+    BadInput(
+        "y negative",
+        _set_const("y", lambda c: c.consts["y"] - c.inputs["x"].shape[1]),
+        "y must lie in",
+    ),
+    BadInput(
+        "y wrong length",
+        _set_const("y", lambda c: np.append(c.consts["y"], 0)),
+        "y must have shape",
+    ),
+    BadInput(
+        "y float",
+        _set_const("y", lambda c: c.consts["y"].astype(np.float64)),
+        "integer class indices",
+    ),
     BadInput("x 1-D", _set_input("x", lambda x: x[0]), "x must have 2 dimensions"),
 )
 
@@ -559,17 +618,20 @@ _LOSS_BAD = (
 # The entries
 # ----------------------------------------------------------------------------------------------
 
+
 def _conv_relu_pool_apply(t, c):
     cp, pp = c["conv_param"], c["pool_param"]
     a = tf.Conv2dFunction.apply(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
-    return tf.MaxPool2dFunction.apply(tf.ReLUFunction.apply(a), pp["pool_height"],
-                                      pp["pool_width"], pp["stride"])
+    return tf.MaxPool2dFunction.apply(
+        tf.ReLUFunction.apply(a), pp["pool_height"], pp["pool_width"], pp["stride"]
+    )
 
 
 def _conv_relu_pool_builtin(t, c):
     pp = c["pool_param"]
-    return F.max_pool2d(F.relu(_conv_builtin(t, c)), (pp["pool_height"], pp["pool_width"]),
-                        stride=pp["stride"])
+    return F.max_pool2d(
+        F.relu(_conv_builtin(t, c)), (pp["pool_height"], pp["pool_width"]), stride=pp["stride"]
+    )
 
 
 _CONV_FLAVORS = (
@@ -595,10 +657,18 @@ _POOL_FLAVORS = (
 )
 
 
-
-def _conv_spec(name, module, forward, backward, *, make_case=None, flavors=_CONV_FLAVORS,
-               gradcheck=False, conversion="F.conv2d(x, w, b, stride, padding=pad)",
-               algorithm="auto"):
+def _conv_spec(
+    name,
+    module,
+    forward,
+    backward,
+    *,
+    make_case=None,
+    flavors=_CONV_FLAVORS,
+    gradcheck=False,
+    conversion="F.conv2d(x, w, b, stride, padding=pad)",
+    algorithm="auto",
+):
     """A numpy conv variant against the torch Function run with one of its algorithms
     (each algorithm gradchecked once)."""
     return OpSpec(
@@ -615,8 +685,15 @@ def _conv_spec(name, module, forward, backward, *, make_case=None, flavors=_CONV
     )
 
 
-def _pool_spec(name, module, forward, backward, *, gradcheck=False,
-               conversion="F.max_pool2d(x, (pool_height, pool_width), stride)"):
+def _pool_spec(
+    name,
+    module,
+    forward,
+    backward,
+    *,
+    gradcheck=False,
+    conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
+):
     """A numpy max-pool variant against the one torch Function (gradchecked on max_pool_naive)."""
     return OpSpec(
         name=name,
@@ -630,6 +707,7 @@ def _pool_spec(name, module, forward, backward, *, gradcheck=False,
         conversion=conversion,
         gradcheck=gradcheck,
     )
+
 
 def _bn_entry(name, backward, mode, spatial, flavors):
     make = _spatial_bn_case if spatial else _batchnorm_case
@@ -674,8 +752,9 @@ OPS = [
         torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
         # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
         # (x.reshape(N, D) with D = w's rows: with N = 0 or D = 0 a -1 would be ambiguous)
-        builtin_fn=lambda t, c: F.linear(t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T,
-                                         t["b"]),
+        builtin_fn=lambda t, c: F.linear(
+            t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T, t["b"]
+        ),
         bad_inputs=_AFFINE_BAD,
         conversion="F.linear(x.reshape(N, D), w.T, b)",
     ),
@@ -683,29 +762,43 @@ OPS = [
     _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
     _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
     # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
-    _bn_entry("batchnorm", "batchnorm_backward", "train", False,
-              ({"N": 3}, {"D": 1}, {"N": 0})),
-    _bn_entry("batchnorm_alt", "batchnorm_backward_alt", "train", False,
-              ({"N": 3}, {"D": 1}, {"N": 0})),
+    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})),
+    _bn_entry(
+        "batchnorm_alt", "batchnorm_backward_alt", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})
+    ),
     _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1}, {"N": 0})),
     # 1x1 maps: each channel's statistics are over the batch alone; 0 x 2 maps: no values.
-    _bn_entry("spatial_batchnorm", "spatial_batchnorm_backward", "train", True,
-              ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)})),
-    _bn_entry("spatial_batchnorm_test", "spatial_batchnorm_backward", "test", True,
-              ({"N": 1}, {"N": 0}, {"HW": (1, 1)})),
+    _bn_entry(
+        "spatial_batchnorm",
+        "spatial_batchnorm_backward",
+        "train",
+        True,
+        ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)}),
+    ),
+    _bn_entry(
+        "spatial_batchnorm_test",
+        "spatial_batchnorm_backward",
+        "test",
+        True,
+        ({"N": 1}, {"N": 0}, {"HW": (1, 1)}),
+    ),
     OpSpec(
         name="layernorm",
         make_case=_layernorm_case,
         make_numerical_case=lambda rng, dtype, **kw: _layernorm_case(rng, dtype, True, **kw),
         flavors=({"N": 1}, {"N": 0}),
-        numpy_forward_backward=_numpy_pair(npl, "layernorm_forward", "layernorm_backward",
-                                           _xs_and("ln_param")),
-        torch_impl_fn=lambda t, c: tf.LayerNormFunction.apply(t["x"], t["gamma"], t["beta"],
-                                                              c["ln_param"]["eps"]),
-        torch_functional_fn=lambda t, c: tfn.layernorm(t["x"], t["gamma"], t["beta"],
-                                                       c["ln_param"]),
-        builtin_fn=lambda t, c: F.layer_norm(t["x"], t["x"].shape[1:], t["gamma"], t["beta"],
-                                             eps=c["ln_param"]["eps"]),
+        numpy_forward_backward=_numpy_pair(
+            npl, "layernorm_forward", "layernorm_backward", _xs_and("ln_param")
+        ),
+        torch_impl_fn=lambda t, c: tf.LayerNormFunction.apply(
+            t["x"], t["gamma"], t["beta"], c["ln_param"]["eps"]
+        ),
+        torch_functional_fn=lambda t, c: tfn.layernorm(
+            t["x"], t["gamma"], t["beta"], c["ln_param"]
+        ),
+        builtin_fn=lambda t, c: F.layer_norm(
+            t["x"], t["x"].shape[1:], t["gamma"], t["beta"], eps=c["ln_param"]["eps"]
+        ),
         bad_inputs=_LAYERNORM_BAD,
     ),
     OpSpec(
@@ -715,14 +808,16 @@ OPS = [
         # G = 1 (layernorm over C, H, W); one channel per group (G = C, instance norm), batch
         # of 1; 1x1 maps (a group is its channels alone); an empty batch (empty output, as
         # F.group_norm).
-        flavors=({"G": 1}, {"per_group": 1, "N": 1}, {"HW": (1, 1), "per_group": 3},
-                 {"N": 0}),
-        numpy_forward_backward=_numpy_pair(npl, "spatial_groupnorm_forward",
-                                           "spatial_groupnorm_backward", _xs_and("G", "gn_param")),
+        flavors=({"G": 1}, {"per_group": 1, "N": 1}, {"HW": (1, 1), "per_group": 3}, {"N": 0}),
+        numpy_forward_backward=_numpy_pair(
+            npl, "spatial_groupnorm_forward", "spatial_groupnorm_backward", _xs_and("G", "gn_param")
+        ),
         torch_impl_fn=lambda t, c: tf.SpatialGroupNormFunction.apply(
-            t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]["eps"]),
-        torch_functional_fn=lambda t, c: tfn.spatial_groupnorm(t["x"], t["gamma"], t["beta"],
-                                                               c["G"], c["gn_param"]),
+            t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]["eps"]
+        ),
+        torch_functional_fn=lambda t, c: tfn.spatial_groupnorm(
+            t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]
+        ),
         builtin_fn=_groupnorm_builtin,
         bad_inputs=_GROUPNORM_BAD,
         conversion="F.group_norm(x, G, gamma.reshape(C), beta.reshape(C), eps)",
@@ -731,8 +826,9 @@ OPS = [
         name="dropout",
         make_case=_dropout_case,
         flavors=({"N": 1, "p": 1.0}, {"N": 0}, {"dims": ()}),
-        numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
-                                           _xs_and("dropout_param")),
+        numpy_forward_backward=_numpy_pair(
+            npl, "dropout_forward", "dropout_backward", _xs_and("dropout_param")
+        ),
         torch_impl_fn=_dropout_apply,
         torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
         builtin_fn=_dropout_builtin,
@@ -744,27 +840,49 @@ OPS = [
         name="dropout_test",
         make_case=lambda rng, dtype, **kw: _dropout_case(rng, dtype, "test", **kw),
         flavors=({}, {"N": 0}, {"dims": ()}),
-        numpy_forward_backward=_numpy_pair(npl, "dropout_forward", "dropout_backward",
-                                           _xs_and("dropout_param")),
+        numpy_forward_backward=_numpy_pair(
+            npl, "dropout_forward", "dropout_backward", _xs_and("dropout_param")
+        ),
         torch_impl_fn=_dropout_apply,
         torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
         builtin_fn=_dropout_builtin,
         conversion="test mode is the identity in both",
     ),
     # torch_impl's two conv algorithms (im2col, shifted products), each on every random case.
-    _conv_spec("conv_naive", npl, "conv_forward_naive", "conv_backward_naive",
-               make_case=_conv_case, gradcheck=True, algorithm="im2col",
-               conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, "
-                          "floor rule"),
-    _conv_spec("conv_shifted", npl, "conv_forward_naive", "conv_backward_naive",
-               make_case=_conv_case, gradcheck=True, algorithm="shifted"),
-    _conv_spec("conv_fast", npf, "conv_forward_fast", "conv_backward_fast",
-               flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1},
-                        *_CONV_FLAVORS)),
-    _pool_spec("max_pool_naive", npl, "max_pool_forward_naive", "max_pool_backward_naive",
-               gradcheck=True,
-               conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, "
-                          "floor rule"),
+    _conv_spec(
+        "conv_naive",
+        npl,
+        "conv_forward_naive",
+        "conv_backward_naive",
+        make_case=_conv_case,
+        gradcheck=True,
+        algorithm="im2col",
+        conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, floor rule",
+    ),
+    _conv_spec(
+        "conv_shifted",
+        npl,
+        "conv_forward_naive",
+        "conv_backward_naive",
+        make_case=_conv_case,
+        gradcheck=True,
+        algorithm="shifted",
+    ),
+    _conv_spec(
+        "conv_fast",
+        npf,
+        "conv_forward_fast",
+        "conv_backward_fast",
+        flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1}, *_CONV_FLAVORS),
+    ),
+    _pool_spec(
+        "max_pool_naive",
+        npl,
+        "max_pool_forward_naive",
+        "max_pool_backward_naive",
+        gradcheck=True,
+        conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
+    ),
     _pool_spec("max_pool_fast", npf, "max_pool_forward_fast", "max_pool_backward_fast"),
     # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
     _conv_spec("conv_strides", npf, "conv_forward_strides", "conv_backward_strides"),
@@ -775,12 +893,13 @@ OPS = [
         name="affine_relu",
         make_case=_affine_relu_case,
         flavors=({"N": 1},),
-        numpy_forward_backward=_numpy_pair(npu, "affine_relu_forward", "affine_relu_backward",
-                                           _xs),
+        numpy_forward_backward=_numpy_pair(npu, "affine_relu_forward", "affine_relu_backward", _xs),
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(
-            tf.AffineFunction.apply(t["x"], t["w"], t["b"])),
+            tf.AffineFunction.apply(t["x"], t["w"], t["b"])
+        ),
         builtin_fn=lambda t, c: F.relu(
-            F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])),
+            F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])
+        ),
         conversion="F.relu(F.linear(x.reshape(N, -1), w.T, b))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
@@ -788,8 +907,9 @@ OPS = [
         name="conv_relu",
         make_case=_conv_relu_case,
         flavors=_CONV_FLAVORS,
-        numpy_forward_backward=_numpy_pair(npu, "conv_relu_forward", "conv_relu_backward",
-                                           _xs_and("conv_param")),
+        numpy_forward_backward=_numpy_pair(
+            npu, "conv_relu_forward", "conv_relu_backward", _xs_and("conv_param")
+        ),
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(_conv_apply(t, c)),
         builtin_fn=lambda t, c: F.relu(_conv_builtin(t, c)),
         conversion="F.relu(F.conv2d(x, w, b, stride, padding=pad))",
@@ -798,16 +918,20 @@ OPS = [
     OpSpec(
         name="conv_relu_pool",
         make_case=_conv_relu_pool_case,
-        make_numerical_case=lambda rng, dtype, **kw: _conv_relu_pool_case(rng, dtype, gap=2e-2,
-                                                                          **kw),
+        make_numerical_case=lambda rng, dtype, **kw: _conv_relu_pool_case(
+            rng, dtype, gap=2e-2, **kw
+        ),
         # Piecewise linear: between kinks (kept > 2h away) the stencil is exact up to round-off,
         # ~1e-13 absolute at h = 1e-3, which resolves the entries ~1e-5 of the largest that a
         # small weight makes (two-point rule at h = 1e-5: ~1e-11).
         fourth_order=True,
         flavors=({"same": True, "N": 1}, {"same": True}),
-        numpy_forward_backward=_numpy_pair(npu, "conv_relu_pool_forward",
-                                           "conv_relu_pool_backward",
-                                           _xs_and("conv_param", "pool_param")),
+        numpy_forward_backward=_numpy_pair(
+            npu,
+            "conv_relu_pool_forward",
+            "conv_relu_pool_backward",
+            _xs_and("conv_param", "pool_param"),
+        ),
         torch_impl_fn=_conv_relu_pool_apply,
         builtin_fn=_conv_relu_pool_builtin,
         conversion="F.max_pool2d(F.relu(F.conv2d(x, w, b, stride, pad)), window, stride)",

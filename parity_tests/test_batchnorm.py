@@ -38,8 +38,9 @@ def _problem(spatial: bool, index: int):
     shape = (N, D, int(rng.integers(1, 4)), int(rng.integers(2, 4))) if spatial else (N, D)
     axes = (0, 2, 3) if spatial else (0,)
     feat = (1, D, 1, 1) if spatial else (1, D)
-    batches = [rng.normal(rng.normal(0, 2, feat), rng.uniform(0.5, 3, feat), shape)
-               for _ in range(K + 1)]  # K training batches + one test batch
+    batches = [
+        rng.normal(rng.normal(0, 2, feat), rng.uniform(0.5, 3, feat), shape) for _ in range(K + 1)
+    ]  # K training batches + one test batch
     gamma, beta = rng.normal(1, 0.5, D), rng.standard_normal(D)
     momentum = float(rng.choice([0.9, 0.5, 0.99]))
     eps = float(rng.choice([1e-5, 1e-3]))
@@ -52,8 +53,12 @@ def _t(a):
 
 
 def _close(a, b, what):
-    torch.testing.assert_close(_t(np.asarray(a)), _t(np.asarray(b)), **ASSERT_CLOSE["float64"],
-                               msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        _t(np.asarray(a)),
+        _t(np.asarray(b)),
+        **ASSERT_CLOSE["float64"],
+        msg=lambda m: f"{what}: {m}",
+    )
 
 
 def _twin(a, b, what):
@@ -65,8 +70,11 @@ def _beta_away_from_zero(x, gamma, running_mean, running_var, eps):
     """A beta (D,) with |beta| >= 1 + 2 max |gamma * xhat| per channel (random signs), so that
     every test-mode output gamma * xhat + beta is at least half of |beta| away from 0."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    scaled = gamma.reshape(shape) * (x - running_mean.reshape(shape)) / np.sqrt(
-        running_var.reshape(shape) + eps)
+    scaled = (
+        gamma.reshape(shape)
+        * (x - running_mean.reshape(shape))
+        / np.sqrt(running_var.reshape(shape) + eps)
+    )
     axes = tuple(a for a in range(x.ndim) if a != 1)
     signs = np.where(np.arange(x.shape[1]) % 2 == 0, 1.0, -1.0)
     return signs * (1 + 2 * np.abs(scaled).max(axis=axes))
@@ -89,8 +97,9 @@ def test_running_statistics_and_test_mode(spatial, index):
         np_forward(x, gamma, beta, bn_param)
         t_function.apply(_t(x), _t(gamma), _t(beta), rm_f, rv_f, True, momentum, eps)
         t_functional(_t(x), _t(gamma), _t(beta), bn_param_t)
-        F.batch_norm(_t(x), rm_b, rv_b, _t(gamma), _t(beta), training=True,
-                     momentum=1 - momentum, eps=eps)
+        F.batch_norm(
+            _t(x), rm_b, rv_b, _t(gamma), _t(beta), training=True, momentum=1 - momentum, eps=eps
+        )
 
     rm, rv = bn_param["running_mean"], bn_param["running_var"]
     _twin(rm, rm_f, "running_mean numpy vs Function")
@@ -107,8 +116,9 @@ def test_running_statistics_and_test_mode(spatial, index):
     beta = _beta_away_from_zero(x, gamma, rm, rv, eps)
     out_np, _ = np_forward(x, gamma, beta, dict(bn_param, mode="test"))
     out_f = t_function.apply(_t(x), _t(gamma), _t(beta), rm_f, rv_f, False, momentum, eps)
-    out_b = F.batch_norm(_t(x), rm_f.clone(), rv_f.clone(), _t(gamma), _t(beta), training=False,
-                         eps=eps)
+    out_b = F.batch_norm(
+        _t(x), rm_f.clone(), rv_f.clone(), _t(gamma), _t(beta), training=False, eps=eps
+    )
     _twin(out_np, out_f, "test-mode output numpy vs Function")
     _close(out_f, out_b, "test-mode output Function vs F.batch_norm")
     _twin(rm, rm_f, "test mode must not update running_mean")
@@ -124,14 +134,19 @@ def test_module_buffers_follow_numpy(spatial):
     module = (tnn.SpatialBatchNorm if spatial else tnn.BatchNorm)(D, eps=eps, momentum=momentum)
     module = module.double()
     rng = np.random.default_rng(5)
-    bn_param = {"mode": "train", "momentum": momentum, "eps": eps,
-                "running_mean": rng.standard_normal(D), "running_var": rng.uniform(0.5, 2, D)}
+    bn_param = {
+        "mode": "train",
+        "momentum": momentum,
+        "eps": eps,
+        "running_mean": rng.standard_normal(D),
+        "running_var": rng.uniform(0.5, 2, D),
+    }
     with torch.no_grad():
         module.running_mean.copy_(_t(bn_param["running_mean"]))
         module.running_var.copy_(_t(bn_param["running_var"]))
     np_forward = npl.spatial_batchnorm_forward if spatial else npl.batchnorm_forward
     ones, zeros = np.ones(D), np.zeros(D)  # the module's parameters are not set here: compare
-    module.train()                          # the buffers, which gamma/beta do not affect
+    module.train()  # the buffers, which gamma/beta do not affect
     for x in batches[:K]:
         np_forward(x, ones, zeros, bn_param)
         module(_t(x))
@@ -143,8 +158,9 @@ def test_module_buffers_follow_numpy(spatial):
     assert torch.equal(module.running_mean, before), "eval() must not update running_mean"
 
 
-@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 2, 2), (2, 3, 0, 2)],
-                         ids=["batchnorm-N0", "spatial-N0", "spatial-H0"])
+@pytest.mark.parametrize(
+    "shape", [(0, 3), (0, 3, 2, 2), (2, 3, 0, 2)], ids=["batchnorm-N0", "spatial-N0", "spatial-H0"]
+)
 def test_empty_batch_keeps_running_statistics(shape):
     """Training on a batch without values: every implementation returns an empty output and
     leaves the running statistics as they were (F.batch_norm's behaviour), instead of 0 / 0."""
@@ -158,7 +174,8 @@ def test_empty_batch_keeps_running_statistics(shape):
     out_np, _ = np_forward(x, gamma, beta, bn_param)
     bn_param_t = {"mode": "train", "running_mean": _t(mean0), "running_var": _t(var0)}
     out_fn = (tfn.spatial_batchnorm if spatial else tfn.batchnorm)(
-        _t(x), _t(gamma), _t(beta), bn_param_t)
+        _t(x), _t(gamma), _t(beta), bn_param_t
+    )
     module = (tnn.SpatialBatchNorm if spatial else tnn.BatchNorm)(D).double().train()
     with torch.no_grad():
         module.running_mean.copy_(_t(mean0))
@@ -167,8 +184,12 @@ def test_empty_batch_keeps_running_statistics(shape):
     rm_b, rv_b = _t(mean0), _t(var0)
     out_b = F.batch_norm(_t(x), rm_b, rv_b, _t(gamma), _t(beta), training=True)
 
-    for name, out in [("numpy", out_np), ("functional", out_fn), ("module", out_mod),
-                      ("F.batch_norm", out_b)]:
+    for name, out in [
+        ("numpy", out_np),
+        ("functional", out_fn),
+        ("module", out_mod),
+        ("F.batch_norm", out_b),
+    ]:
         assert tuple(out.shape) == shape, f"{name}: output shape {tuple(out.shape)}"
     for name, rm, rv in [
         ("numpy", bn_param["running_mean"], bn_param["running_var"]),

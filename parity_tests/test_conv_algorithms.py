@@ -14,13 +14,18 @@ from torch_impl.functions import Conv2dFunction
 
 
 @pytest.mark.parametrize("algorithm", CONV_ALGORITHMS)
-@pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)),
-                         ids=lambda n: "".join("xwb"[i] if f else "-" for i, f in enumerate(n)))
+@pytest.mark.parametrize(
+    "needs",
+    list(itertools.product([False, True], repeat=3)),
+    ids=lambda n: "".join("xwb"[i] if f else "-" for i, f in enumerate(n)),
+)
 def test_gradients_of_any_subset_of_inputs(algorithm, needs):
     gen = torch.Generator().manual_seed(3)
-    tensors = [torch.randn(2, 9, 6, 5, generator=gen, dtype=torch.float64),
-               torch.randn(4, 9, 3, 2, generator=gen, dtype=torch.float64),
-               torch.randn(4, generator=gen, dtype=torch.float64)]
+    tensors = [
+        torch.randn(2, 9, 6, 5, generator=gen, dtype=torch.float64),
+        torch.randn(4, 9, 3, 2, generator=gen, dtype=torch.float64),
+        torch.randn(4, generator=gen, dtype=torch.float64),
+    ]
     ours = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs, strict=True)]
     ref = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs, strict=True)]
     out = Conv2dFunction.apply(*ours, 1, 1, algorithm)
@@ -37,16 +42,20 @@ def test_gradients_of_any_subset_of_inputs(algorithm, needs):
             torch.testing.assert_close(a.grad, r.grad, **ASSERT_CLOSE["float64"])
 
 
-@pytest.mark.parametrize("shape", [(16, 64, 64, 15, 15, 3, 1, 1), (16, 48, 48, 24, 21, 3, 2, 1)],
-                         ids=["blocks", "blocks-stride2"])
+@pytest.mark.parametrize(
+    "shape",
+    [(16, 64, 64, 15, 15, 3, 1, 1), (16, 48, 48, 24, 21, 3, 2, 1)],
+    ids=["blocks", "blocks-stride2"],
+)
 def test_shifted_over_several_blocks(shape):
     """Enough canvas positions for several blocks of stacked slices (the registry's random
     cases fit in one), float64, against the builtin."""
     import torch_impl._conv as conv
 
     N, C, Fn, H, W, k, stride, pad = shape
-    cv = conv._Canvas(N, H, W, k, k, stride, pad, (H + 2 * pad - k) // stride + 1,
-                      (W + 2 * pad - k) // stride + 1)
+    cv = conv._Canvas(
+        N, H, W, k, k, stride, pad, (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    )
     assert cv.L > conv._block_size(k * k * min(C, Fn))  # >= 2 blocks in every pass
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -56,8 +65,11 @@ def test_shifted_over_several_blocks(shape):
     ref = F.conv2d(x, w, b, stride=stride, padding=pad)
     torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
     dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
-    for g, r in zip(torch.autograd.grad(out, (x, w, b), dout),
-                    torch.autograd.grad(ref, (x, w, b), dout), strict=True):
+    for g, r in zip(
+        torch.autograd.grad(out, (x, w, b), dout),
+        torch.autograd.grad(ref, (x, w, b), dout),
+        strict=True,
+    ):
         torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
 
 
@@ -70,8 +82,9 @@ def test_unknown_algorithm_is_named():
 # The registry draws distinct values, so ties need their own check: the gradient of a window
 # goes to its FIRST maximum in row-major order, as in PyTorch's kernels.
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("ph,pw,stride", [(2, 2, 2), (3, 3, 3), (3, 2, 1), (2, 3, 2), (1, 1, 2),
-                                          (3, 3, 2)])
+@pytest.mark.parametrize(
+    "ph,pw,stride", [(2, 2, 2), (3, 3, 3), (3, 2, 1), (2, 3, 2), (1, 1, 2), (3, 3, 2)]
+)
 def test_max_pool_ties_go_to_the_first_maximum(ph, pw, stride, dtype):
     from torch_impl.functions import MaxPool2dFunction
 

@@ -46,8 +46,17 @@ MAX_LEN = 5000  # PositionalEncoding
 DIM_FEEDFORWARD = 2048  # TransformerDecoderLayer / TransformerEncoderLayer
 
 # Defaults that are not hyperparameters: placement, optional data, an implementation choice.
-NOT_HYPERPARAMETERS = {"device", "dtype", "generator", "mask", "attn_mask", "drop_mask",
-                       "tgt_mask", "src_mask", "algorithm"}
+NOT_HYPERPARAMETERS = {
+    "device",
+    "dtype",
+    "generator",
+    "mask",
+    "attn_mask",
+    "drop_mask",
+    "tgt_mask",
+    "src_mask",
+    "algorithm",
+}
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,14 @@ def _bn_inputs(shape):
 def _bn_function(fn, shape, **kw):
     """Two training steps and one test step of a batchnorm Function; running buffers start
     nonzero so that the momentum shows."""
+
     def run():
         x, g, b, rm, rv = (_t(a) for a in _bn_inputs(shape))
-        outs = [fn.apply(x, g, b, rm, rv, True, **kw), fn.apply(x * 2, g, b, rm, rv, True, **kw),
-                fn.apply(x, g, b, rm, rv, False, **kw)]
+        outs = [
+            fn.apply(x, g, b, rm, rv, True, **kw),
+            fn.apply(x * 2, g, b, rm, rv, True, **kw),
+            fn.apply(x, g, b, rm, rv, False, **kw),
+        ]
         return outs, rm, rv
 
     return run
@@ -95,6 +108,7 @@ def _bn_dict(forward, shape, numpy, explicit):
     """Two training steps then one test step of a CS231n batchnorm forward (numpy_impl's, or
     torch_impl.functional's) with bn_param holding only 'mode', or also CS231n's eps, momentum
     and zero running statistics (``explicit``); the outputs and bn_param's running statistics."""
+
     def run():
         x, g, b, _, _ = _bn_inputs(shape)
         as_array = np.asarray if numpy else _t
@@ -119,6 +133,7 @@ def _bn_dict(forward, shape, numpy, explicit):
 def _norm_call(fn, shape, *args, numpy=False):
     """fn(x, gamma, beta, *args) with a small-variance x (where eps shows); gamma and beta are
     (1, C, 1, 1) for a 4-D x, else (D,) for the last dimension."""
+
     def run():
         rng = _rng()
         x = rng.standard_normal(shape) * 1e-2
@@ -132,6 +147,7 @@ def _norm_call(fn, shape, *args, numpy=False):
 def _module(make, shapes, seed=0):
     """A module built by ``make`` (seeded init), run in train mode on inputs of ``shapes``
     (seeded dropout), then in eval mode: outputs and the final state_dict."""
+
     def run():
         torch.manual_seed(seed)
         m = make().double()
@@ -185,120 +201,217 @@ def _defaults() -> list[Default]:
     mha_shapes = [(2, 3, E), (2, 3, E), (2, 3, E)]
     cases = [
         # torch_impl.functions / _a3_functions / _conv: Function.apply
-        Default("BatchNormFunction", _bn_function(tf.BatchNormFunction, (5, 3)),
-                _bn_function(tf.BatchNormFunction, (5, 3), **BN),
-                _p(tf.BatchNormFunction, "forward", "momentum", "eps")),
-        Default("SpatialBatchNormFunction", _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2)),
-                _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2), **BN),
-                _p(tf.SpatialBatchNormFunction, "forward", "momentum", "eps")),
-        Default("LayerNormFunction", _norm_call(tf.LayerNormFunction.apply, (4, 5)),
-                _norm_call(tf.LayerNormFunction.apply, (4, 5), NORM_EPS),
-                _p(tf.LayerNormFunction, "forward", "eps")),
-        Default("SpatialGroupNormFunction",
-                _norm_call(tf.SpatialGroupNormFunction.apply, (2, 4, 2, 2), 2),
-                _norm_call(tf.SpatialGroupNormFunction.apply, (2, 4, 2, 2), 2, NORM_EPS),
-                _p(tf.SpatialGroupNormFunction, "forward", "eps")),
-        Default("LayerNormLastDimFunction",
-                _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5)),
-                _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5), NORM_EPS),
-                _p(tf3.LayerNormLastDimFunction, "forward", "eps")),
-        Default("Conv2dFunction",
-                lambda: tf.Conv2dFunction.apply(*_conv_inputs()),
-                lambda: tf.Conv2dFunction.apply(*_conv_inputs(), CONV["stride"], CONV["pad"]),
-                _p(tf.Conv2dFunction, "forward", "stride", "pad")),
+        Default(
+            "BatchNormFunction",
+            _bn_function(tf.BatchNormFunction, (5, 3)),
+            _bn_function(tf.BatchNormFunction, (5, 3), **BN),
+            _p(tf.BatchNormFunction, "forward", "momentum", "eps"),
+        ),
+        Default(
+            "SpatialBatchNormFunction",
+            _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2)),
+            _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2), **BN),
+            _p(tf.SpatialBatchNormFunction, "forward", "momentum", "eps"),
+        ),
+        Default(
+            "LayerNormFunction",
+            _norm_call(tf.LayerNormFunction.apply, (4, 5)),
+            _norm_call(tf.LayerNormFunction.apply, (4, 5), NORM_EPS),
+            _p(tf.LayerNormFunction, "forward", "eps"),
+        ),
+        Default(
+            "SpatialGroupNormFunction",
+            _norm_call(tf.SpatialGroupNormFunction.apply, (2, 4, 2, 2), 2),
+            _norm_call(tf.SpatialGroupNormFunction.apply, (2, 4, 2, 2), 2, NORM_EPS),
+            _p(tf.SpatialGroupNormFunction, "forward", "eps"),
+        ),
+        Default(
+            "LayerNormLastDimFunction",
+            _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5)),
+            _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5), NORM_EPS),
+            _p(tf3.LayerNormLastDimFunction, "forward", "eps"),
+        ),
+        Default(
+            "Conv2dFunction",
+            lambda: tf.Conv2dFunction.apply(*_conv_inputs()),
+            lambda: tf.Conv2dFunction.apply(*_conv_inputs(), CONV["stride"], CONV["pad"]),
+            _p(tf.Conv2dFunction, "forward", "stride", "pad"),
+        ),
         # CS231n's param dicts: torch_impl.functional and numpy_impl.layers
-        Default("functional.batchnorm", _bn_dict(tfn.batchnorm, (5, 3), False, False),
-                _bn_dict(tfn.batchnorm, (5, 3), False, True)),
-        Default("functional.spatial_batchnorm",
-                _bn_dict(tfn.spatial_batchnorm, (2, 3, 2, 2), False, False),
-                _bn_dict(tfn.spatial_batchnorm, (2, 3, 2, 2), False, True)),
-        Default("functional.layernorm", _norm_call(tfn.layernorm, (4, 5), {}),
-                _norm_call(tfn.layernorm, (4, 5), {"eps": NORM_EPS})),
-        Default("functional.spatial_groupnorm",
-                _norm_call(tfn.spatial_groupnorm, (2, 4, 2, 2), 2, {}),
-                _norm_call(tfn.spatial_groupnorm, (2, 4, 2, 2), 2, {"eps": NORM_EPS})),
-        Default("numpy batchnorm_forward", _bn_dict(npl.batchnorm_forward, (5, 3), True, False),
-                _bn_dict(npl.batchnorm_forward, (5, 3), True, True)),
-        Default("numpy spatial_batchnorm_forward",
-                _bn_dict(npl.spatial_batchnorm_forward, (2, 3, 2, 2), True, False),
-                _bn_dict(npl.spatial_batchnorm_forward, (2, 3, 2, 2), True, True)),
-        Default("numpy layernorm_forward",
-                _norm_call(npl.layernorm_forward, (4, 5), {}, numpy=True),
-                _norm_call(npl.layernorm_forward, (4, 5), {"eps": NORM_EPS}, numpy=True)),
-        Default("numpy spatial_groupnorm_forward",
-                _norm_call(npl.spatial_groupnorm_forward, (2, 4, 2, 2), 2, {}, numpy=True),
-                _norm_call(npl.spatial_groupnorm_forward, (2, 4, 2, 2), 2, {"eps": NORM_EPS},
-                           numpy=True)),
+        Default(
+            "functional.batchnorm",
+            _bn_dict(tfn.batchnorm, (5, 3), False, False),
+            _bn_dict(tfn.batchnorm, (5, 3), False, True),
+        ),
+        Default(
+            "functional.spatial_batchnorm",
+            _bn_dict(tfn.spatial_batchnorm, (2, 3, 2, 2), False, False),
+            _bn_dict(tfn.spatial_batchnorm, (2, 3, 2, 2), False, True),
+        ),
+        Default(
+            "functional.layernorm",
+            _norm_call(tfn.layernorm, (4, 5), {}),
+            _norm_call(tfn.layernorm, (4, 5), {"eps": NORM_EPS}),
+        ),
+        Default(
+            "functional.spatial_groupnorm",
+            _norm_call(tfn.spatial_groupnorm, (2, 4, 2, 2), 2, {}),
+            _norm_call(tfn.spatial_groupnorm, (2, 4, 2, 2), 2, {"eps": NORM_EPS}),
+        ),
+        Default(
+            "numpy batchnorm_forward",
+            _bn_dict(npl.batchnorm_forward, (5, 3), True, False),
+            _bn_dict(npl.batchnorm_forward, (5, 3), True, True),
+        ),
+        Default(
+            "numpy spatial_batchnorm_forward",
+            _bn_dict(npl.spatial_batchnorm_forward, (2, 3, 2, 2), True, False),
+            _bn_dict(npl.spatial_batchnorm_forward, (2, 3, 2, 2), True, True),
+        ),
+        Default(
+            "numpy layernorm_forward",
+            _norm_call(npl.layernorm_forward, (4, 5), {}, numpy=True),
+            _norm_call(npl.layernorm_forward, (4, 5), {"eps": NORM_EPS}, numpy=True),
+        ),
+        Default(
+            "numpy spatial_groupnorm_forward",
+            _norm_call(npl.spatial_groupnorm_forward, (2, 4, 2, 2), 2, {}, numpy=True),
+            _norm_call(
+                npl.spatial_groupnorm_forward, (2, 4, 2, 2), 2, {"eps": NORM_EPS}, numpy=True
+            ),
+        ),
         # torch_impl.nn
-        Default("nn.BatchNorm", _module(lambda: tnn.BatchNorm(3), [(5, 3)]),
-                _module(lambda: tnn.BatchNorm(3, **BN), [(5, 3)]),
-                _p(tnn.BatchNorm, "__init__", "eps", "momentum")),
-        Default("nn.SpatialBatchNorm", _module(lambda: tnn.SpatialBatchNorm(3), [(2, 3, 2, 2)]),
-                _module(lambda: tnn.SpatialBatchNorm(3, **BN), [(2, 3, 2, 2)]),
-                _p(tnn.SpatialBatchNorm, "__init__", "eps", "momentum")),
-        Default("nn.LayerNorm", _module(lambda: tnn.LayerNorm(5), [(4, 5)]),
-                _module(lambda: tnn.LayerNorm(5, eps=NORM_EPS), [(4, 5)]),
-                _p(tnn.LayerNorm, "__init__", "eps")),
-        Default("nn.SpatialGroupNorm", _module(lambda: tnn.SpatialGroupNorm(4, 2), [(2, 4, 2, 2)]),
-                _module(lambda: tnn.SpatialGroupNorm(4, 2, eps=NORM_EPS), [(2, 4, 2, 2)]),
-                _p(tnn.SpatialGroupNorm, "__init__", "eps")),
-        Default("nn.Dropout", _module(tnn.Dropout, [(6, 7)]),
-                _module(lambda: tnn.Dropout(DROPOUT_KEEP), [(6, 7)]),
-                _p(tnn.Dropout, "__init__", "p")),
-        Default("nn.Conv2d", _module(lambda: tnn.Conv2d(3, 4, 3), [(2, 3, 5, 5)]),
-                _module(lambda: tnn.Conv2d(3, 4, 3, **CONV), [(2, 3, 5, 5)]),
-                _p(tnn.Conv2d, "__init__", "stride", "pad")),
-        Default("nn.MaxPool2d", _module(tnn.MaxPool2d, [(2, 3, 6, 6)]),
-                _module(lambda: tnn.MaxPool2d(**POOL), [(2, 3, 6, 6)]),
-                _p(tnn.MaxPool2d, "__init__", "pool_height", "pool_width", "stride")),
+        Default(
+            "nn.BatchNorm",
+            _module(lambda: tnn.BatchNorm(3), [(5, 3)]),
+            _module(lambda: tnn.BatchNorm(3, **BN), [(5, 3)]),
+            _p(tnn.BatchNorm, "__init__", "eps", "momentum"),
+        ),
+        Default(
+            "nn.SpatialBatchNorm",
+            _module(lambda: tnn.SpatialBatchNorm(3), [(2, 3, 2, 2)]),
+            _module(lambda: tnn.SpatialBatchNorm(3, **BN), [(2, 3, 2, 2)]),
+            _p(tnn.SpatialBatchNorm, "__init__", "eps", "momentum"),
+        ),
+        Default(
+            "nn.LayerNorm",
+            _module(lambda: tnn.LayerNorm(5), [(4, 5)]),
+            _module(lambda: tnn.LayerNorm(5, eps=NORM_EPS), [(4, 5)]),
+            _p(tnn.LayerNorm, "__init__", "eps"),
+        ),
+        Default(
+            "nn.SpatialGroupNorm",
+            _module(lambda: tnn.SpatialGroupNorm(4, 2), [(2, 4, 2, 2)]),
+            _module(lambda: tnn.SpatialGroupNorm(4, 2, eps=NORM_EPS), [(2, 4, 2, 2)]),
+            _p(tnn.SpatialGroupNorm, "__init__", "eps"),
+        ),
+        Default(
+            "nn.Dropout",
+            _module(tnn.Dropout, [(6, 7)]),
+            _module(lambda: tnn.Dropout(DROPOUT_KEEP), [(6, 7)]),
+            _p(tnn.Dropout, "__init__", "p"),
+        ),
+        Default(
+            "nn.Conv2d",
+            _module(lambda: tnn.Conv2d(3, 4, 3), [(2, 3, 5, 5)]),
+            _module(lambda: tnn.Conv2d(3, 4, 3, **CONV), [(2, 3, 5, 5)]),
+            _p(tnn.Conv2d, "__init__", "stride", "pad"),
+        ),
+        Default(
+            "nn.MaxPool2d",
+            _module(tnn.MaxPool2d, [(2, 3, 6, 6)]),
+            _module(lambda: tnn.MaxPool2d(**POOL), [(2, 3, 6, 6)]),
+            _p(tnn.MaxPool2d, "__init__", "pool_height", "pool_width", "stride"),
+        ),
         # torch_impl.transformer_layers (the course's modules)
-        Default("transformer Dropout", _module(ttl.Dropout, [(6, 7)]),
-                _module(lambda: ttl.Dropout(TRANSFORMER_DROPOUT), [(6, 7)]),
-                _p(ttl.Dropout, "__init__", "p")),
-        Default("PositionalEncoding", _module(lambda: ttl.PositionalEncoding(E), [(2, 3, E)]),
-                _module(lambda: ttl.PositionalEncoding(E, dropout=TRANSFORMER_DROPOUT,
-                                                       max_len=MAX_LEN), [(2, 3, E)]),
-                _p(ttl.PositionalEncoding, "__init__", "dropout", "max_len")),
-        Default("MultiHeadAttention", _module(lambda: ttl.MultiHeadAttention(E, H), mha_shapes),
-                _module(lambda: ttl.MultiHeadAttention(E, H, dropout=TRANSFORMER_DROPOUT),
-                        mha_shapes),
-                _p(ttl.MultiHeadAttention, "__init__", "dropout")),
-        Default("FeedForwardNetwork", _module(lambda: ttl.FeedForwardNetwork(E, 6), [(2, 3, E)]),
-                _module(lambda: ttl.FeedForwardNetwork(E, 6, dropout=TRANSFORMER_DROPOUT),
-                        [(2, 3, E)]),
-                _p(ttl.FeedForwardNetwork, "__init__", "dropout")),
-        Default("transformer LayerNorm", _module(lambda: ttl.LayerNorm(E), [(2, 3, E)]),
-                _module(lambda: ttl.LayerNorm(E, eps=NORM_EPS), [(2, 3, E)]),
-                _p(ttl.LayerNorm, "__init__", "eps")),
-        Default("TransformerDecoderLayer",
-                _module(lambda: ttl.TransformerDecoderLayer(E, H), [(2, 3, E), (2, 4, E)]),
-                _module(lambda: ttl.TransformerDecoderLayer(
-                    E, H, dim_feedforward=DIM_FEEDFORWARD, dropout=TRANSFORMER_DROPOUT),
-                    [(2, 3, E), (2, 4, E)]),
-                _p(ttl.TransformerDecoderLayer, "__init__", "dim_feedforward", "dropout")),
-        Default("TransformerEncoderLayer",
-                _module(lambda: ttl.TransformerEncoderLayer(E, H), [(2, 3, E)]),
-                _module(lambda: ttl.TransformerEncoderLayer(
-                    E, H, dim_feedforward=DIM_FEEDFORWARD, dropout=TRANSFORMER_DROPOUT),
-                    [(2, 3, E)]),
-                _p(ttl.TransformerEncoderLayer, "__init__", "dim_feedforward", "dropout")),
-        Default("PositionalEncoding buffer length",
-                lambda: ttl.PositionalEncoding(E).state_dict(),
-                lambda: ttl.PositionalEncoding(E, max_len=MAX_LEN).state_dict()),
-        Default("simclr_loss_vectorized", lambda: tsim.simclr_loss_vectorized(*_simclr_inputs()),
-                lambda: tsim.simclr_loss_vectorized(*_simclr_inputs(), device="cuda"),
-                (f"{tsim.__name__}.simclr_loss_vectorized.device",)),
+        Default(
+            "transformer Dropout",
+            _module(ttl.Dropout, [(6, 7)]),
+            _module(lambda: ttl.Dropout(TRANSFORMER_DROPOUT), [(6, 7)]),
+            _p(ttl.Dropout, "__init__", "p"),
+        ),
+        Default(
+            "PositionalEncoding",
+            _module(lambda: ttl.PositionalEncoding(E), [(2, 3, E)]),
+            _module(
+                lambda: ttl.PositionalEncoding(E, dropout=TRANSFORMER_DROPOUT, max_len=MAX_LEN),
+                [(2, 3, E)],
+            ),
+            _p(ttl.PositionalEncoding, "__init__", "dropout", "max_len"),
+        ),
+        Default(
+            "MultiHeadAttention",
+            _module(lambda: ttl.MultiHeadAttention(E, H), mha_shapes),
+            _module(lambda: ttl.MultiHeadAttention(E, H, dropout=TRANSFORMER_DROPOUT), mha_shapes),
+            _p(ttl.MultiHeadAttention, "__init__", "dropout"),
+        ),
+        Default(
+            "FeedForwardNetwork",
+            _module(lambda: ttl.FeedForwardNetwork(E, 6), [(2, 3, E)]),
+            _module(lambda: ttl.FeedForwardNetwork(E, 6, dropout=TRANSFORMER_DROPOUT), [(2, 3, E)]),
+            _p(ttl.FeedForwardNetwork, "__init__", "dropout"),
+        ),
+        Default(
+            "transformer LayerNorm",
+            _module(lambda: ttl.LayerNorm(E), [(2, 3, E)]),
+            _module(lambda: ttl.LayerNorm(E, eps=NORM_EPS), [(2, 3, E)]),
+            _p(ttl.LayerNorm, "__init__", "eps"),
+        ),
+        Default(
+            "TransformerDecoderLayer",
+            _module(lambda: ttl.TransformerDecoderLayer(E, H), [(2, 3, E), (2, 4, E)]),
+            _module(
+                lambda: ttl.TransformerDecoderLayer(
+                    E, H, dim_feedforward=DIM_FEEDFORWARD, dropout=TRANSFORMER_DROPOUT
+                ),
+                [(2, 3, E), (2, 4, E)],
+            ),
+            _p(ttl.TransformerDecoderLayer, "__init__", "dim_feedforward", "dropout"),
+        ),
+        Default(
+            "TransformerEncoderLayer",
+            _module(lambda: ttl.TransformerEncoderLayer(E, H), [(2, 3, E)]),
+            _module(
+                lambda: ttl.TransformerEncoderLayer(
+                    E, H, dim_feedforward=DIM_FEEDFORWARD, dropout=TRANSFORMER_DROPOUT
+                ),
+                [(2, 3, E)],
+            ),
+            _p(ttl.TransformerEncoderLayer, "__init__", "dim_feedforward", "dropout"),
+        ),
+        Default(
+            "PositionalEncoding buffer length",
+            lambda: ttl.PositionalEncoding(E).state_dict(),
+            lambda: ttl.PositionalEncoding(E, max_len=MAX_LEN).state_dict(),
+        ),
+        Default(
+            "simclr_loss_vectorized",
+            lambda: tsim.simclr_loss_vectorized(*_simclr_inputs()),
+            lambda: tsim.simclr_loss_vectorized(*_simclr_inputs(), device="cuda"),
+            (f"{tsim.__name__}.simclr_loss_vectorized.device",),
+        ),
     ]
     # Optimizers: torch_impl.optim and numpy_impl.optim's rules (config=None: all defaults).
-    for cls, rule, values in [(topt.SGD, npo.sgd, SGD),
-                              (topt.SGDMomentum, npo.sgd_momentum, SGD_MOMENTUM),
-                              (topt.Nesterov, npo.nesterov_momentum, SGD_MOMENTUM),
-                              (topt.RMSprop, npo.rmsprop, RMSPROP),
-                              (topt.Adam, npo.adam, ADAM)]:
-        cases.append(Default(f"optim.{cls.__name__}", _torch_optimizer(cls, {}),
-                             _torch_optimizer(cls, values), _p(cls, "__init__", *values)))
-        cases.append(Default(f"numpy optim.{rule.__name__}", _numpy_rule(rule, None),
-                             _numpy_rule(rule, values)))
+    for cls, rule, values in [
+        (topt.SGD, npo.sgd, SGD),
+        (topt.SGDMomentum, npo.sgd_momentum, SGD_MOMENTUM),
+        (topt.Nesterov, npo.nesterov_momentum, SGD_MOMENTUM),
+        (topt.RMSprop, npo.rmsprop, RMSPROP),
+        (topt.Adam, npo.adam, ADAM),
+    ]:
+        cases.append(
+            Default(
+                f"optim.{cls.__name__}",
+                _torch_optimizer(cls, {}),
+                _torch_optimizer(cls, values),
+                _p(cls, "__init__", *values),
+            )
+        )
+        cases.append(
+            Default(
+                f"numpy optim.{rule.__name__}", _numpy_rule(rule, None), _numpy_rule(rule, values)
+            )
+        )
     return cases
 
 
@@ -320,8 +433,7 @@ def _named(obj, prefix="") -> list:
     """(path, leaf) for every array/tensor/number in obj (nested tuples, lists, dicts by sorted
     key)."""
     if isinstance(obj, dict):
-        return [(f"{prefix}[{k!r}]{p}", x) for k in sorted(obj, key=str)
-                for p, x in _named(obj[k])]
+        return [(f"{prefix}[{k!r}]{p}", x) for k in sorted(obj, key=str) for p, x in _named(obj[k])]
     if isinstance(obj, (tuple, list)):
         return [(f"{prefix}[{i}]{p}", x) for i, o in enumerate(obj) for p, x in _named(o)]
     return [(prefix, obj)]
@@ -332,8 +444,9 @@ def check_default(d: Default) -> None:
     try:
         got = _named(d.omitted())
     except Exception as e:  # noqa: BLE001 -- a default the callable rejects is a wrong default
-        raise AssertionError(f"{d.name}: without the arguments it raised "
-                             f"{type(e).__name__}: {e}") from None
+        raise AssertionError(
+            f"{d.name}: without the arguments it raised {type(e).__name__}: {e}"
+        ) from None
     want = _named(d.explicit())
     assert [p for p, _ in got] == [p for p, _ in want], f"{d.name}: different structure"
     for (path, a), (_, b) in zip(got, want, strict=True):
@@ -366,8 +479,7 @@ def _torch_impl_defaults() -> set[str]:
                 continue
             if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function):
                 fns = {"forward": obj.forward}
-            elif inspect.isclass(obj) and issubclass(obj, (torch.nn.Module,
-                                                            torch.optim.Optimizer)):
+            elif inspect.isclass(obj) and issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)):
                 fns = {"__init__": obj.__init__}
             elif inspect.isfunction(obj):
                 fns = {None: obj}
@@ -382,6 +494,9 @@ def _torch_impl_defaults() -> set[str]:
 
 def test_every_default_is_checked():
     covered = {c for d in DEFAULTS for c in d.covers}
-    missing = {q for q in _torch_impl_defaults() - covered
-               if q.rsplit(".", 1)[1] not in NOT_HYPERPARAMETERS}
+    missing = {
+        q
+        for q in _torch_impl_defaults() - covered
+        if q.rsplit(".", 1)[1] not in NOT_HYPERPARAMETERS
+    }
     assert not missing, f"defaults without a CS231n check in test_defaults.py: {sorted(missing)}"

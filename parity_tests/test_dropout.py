@@ -41,8 +41,9 @@ def test_builtin_dropout_equals_twin_with_its_mask(dtype, p):
         y_builtin = F.dropout(x, p=1 - p, training=True)  # conversion: drop prob = 1 - keep prob
     kept = y_builtin.detach() != 0
     # The builtin's kept units are x / p: the inverted-dropout scaling CS231n uses.
-    torch.testing.assert_close(y_builtin.detach()[kept], x.detach()[kept] / p,
-                               **ASSERT_CLOSE[dtype])
+    torch.testing.assert_close(
+        y_builtin.detach()[kept], x.detach()[kept] / p, **ASSERT_CLOSE[dtype]
+    )
     mask = kept.to(DTYPES[dtype]) / p  # CS231n's cached mask: 0 or 1/p
     y_twin = tf.DropoutFunction.apply(x, p, True, mask)
     torch.testing.assert_close(y_twin, y_builtin, **ASSERT_CLOSE[dtype])

@@ -69,8 +69,9 @@ def test_missing_one_over_n_in_batchnorm_backward_is_caught(monkeypatch):
 def test_wrong_numpy_forward_is_caught(monkeypatch):
     original = npl.softmax_loss
     # The loss off by 1e-6 (absolute: case 0's loss is ~0, its logits are ~1e3 apart).
-    monkeypatch.setattr(npl, "softmax_loss",
-                        lambda x, y: (original(x, y)[0] + 1e-6, original(x, y)[1]))
+    monkeypatch.setattr(
+        npl, "softmax_loss", lambda x, y: (original(x, y)[0] + 1e-6, original(x, y)[1])
+    )
     with pytest.raises(AssertionError, match="output 0: numpy vs torch_impl"):
         checks.check_twin(_spec("softmax_loss"), 0)
 
@@ -217,8 +218,9 @@ def test_unchecked_default_is_caught(monkeypatch):
 def test_fourth_order_check_catches_a_small_slip(monkeypatch):
     # multihead attention's dquery off by 1e-6 relative: the fourth-order finite differences
     # (which the attention entries use) still resolve it.
-    monkeypatch.setattr(npa, "multihead_attention_backward",
-                        _scaled(npa.multihead_attention_backward, 0, 1 + 1e-6))
+    monkeypatch.setattr(
+        npa, "multihead_attention_backward", _scaled(npa.multihead_attention_backward, 0, 1 + 1e-6)
+    )
     spec = _spec("multihead_attention")
     assert spec.fourth_order
     # A case with several keys: over one key the softmax is constant and dquery is exactly 0.
@@ -230,8 +232,16 @@ def test_fourth_order_check_catches_a_small_slip(monkeypatch):
 def test_module_with_pytorch_momentum_is_caught(monkeypatch):
     # A BatchNorm module that hands the Function PyTorch's momentum (1 - CS231n's).
     def forward(self, x):
-        return self._function.apply(x, self.gamma, self.beta, self.running_mean,
-                                    self.running_var, self.training, 1 - self.momentum, self.eps)
+        return self._function.apply(
+            x,
+            self.gamma,
+            self.beta,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            1 - self.momentum,
+            self.eps,
+        )
 
     monkeypatch.setattr(tnn._BatchNormBase, "forward", forward)
     (case,) = [c for c in modules_tests.CASES if c.name == "BatchNorm"]

@@ -50,12 +50,14 @@ def test_conv_under_bfloat16_autocast(shape, algorithm):
 
 def test_conv_outside_autocast_matches_builtin_float32():
     gen = torch.Generator().manual_seed(0)
-    x, w, b = torch.randn(2, 8, 6, 6, generator=gen), torch.randn(4, 8, 3, 3, generator=gen), \
-        torch.randn(4, generator=gen)
+    x, w, b = (
+        torch.randn(2, 8, 6, 6, generator=gen),
+        torch.randn(4, 8, 3, 3, generator=gen),
+        torch.randn(4, generator=gen),
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
         out = Conv2dFunction.apply(x, w, b, 1, 1)
     torch.testing.assert_close(out, F.conv2d(x, w, b, padding=1), **ASSERT_CLOSE["float32"])
-
 
 
 def test_affine_under_bfloat16_autocast():
@@ -63,7 +65,7 @@ def test_affine_under_bfloat16_autocast():
 
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(16, 8, 3, 3, generator=gen, requires_grad=True)
-    w = (torch.randn(72, 10, generator=gen) / 72 ** 0.5).requires_grad_()
+    w = (torch.randn(72, 10, generator=gen) / 72**0.5).requires_grad_()
     b = torch.randn(10, generator=gen, requires_grad=True)
     ref = x.double().reshape(16, -1) @ w.double() + b.double()
     dout = torch.randn(ref.shape, generator=gen)

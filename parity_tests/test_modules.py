@@ -53,8 +53,13 @@ def _scores(rng):
 
 
 def _bn_param(m, mode):
-    return {"mode": mode, "eps": m.eps, "momentum": m.momentum,
-            "running_mean": m.running_mean, "running_var": m.running_var}
+    return {
+        "mode": mode,
+        "eps": m.eps,
+        "momentum": m.momentum,
+        "running_mean": m.running_mean,
+        "running_var": m.running_var,
+    }
 
 
 def _bn_builtin(cls):
@@ -80,8 +85,14 @@ def _linear(m):
 
 
 def _conv(m):
-    b = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
-                  padding=m.pad, dtype=torch.float64)
+    b = nn.Conv2d(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.pad,
+        dtype=torch.float64,
+    )
     b.weight, b.bias = m.w, m.b  # the same (F, C, HH, WW) layout
     return b
 
@@ -101,63 +112,125 @@ def _layer_norm(m):
 
 
 CASES = [
-    ModuleCase("Affine", lambda: tnn.Affine(6, 4), lambda rng: (_x(rng, 3, 2, 3),),
-               {"w": (6, 4), "b": (4,)},
-               functional=lambda m, x: tfn.affine(x, m.w, m.b),
-               builtin=_linear, builtin_call=lambda b, x: b(x.reshape(len(x), -1)),
-               param_grads=lambda b: {"w": b.weight.grad.T, "b": b.bias.grad}),
-    ModuleCase("ReLU", tnn.ReLU, lambda rng: (_x(rng, 3, 4),),
-               functional=lambda m, x: tfn.relu(x), builtin=lambda m: nn.ReLU()),
-    ModuleCase("Sigmoid", tnn.Sigmoid, lambda rng: (_x(rng, 3, 4),),
-               functional=lambda m, x: tfn.sigmoid(x), builtin=lambda m: nn.Sigmoid()),
-    ModuleCase("Tanh", tnn.Tanh, lambda rng: (_x(rng, 3, 4),),
-               functional=lambda m, x: tfn.tanh(x), builtin=lambda m: nn.Tanh()),
-    ModuleCase("BatchNorm", lambda: tnn.BatchNorm(3, eps=1e-3, momentum=0.8),
-               lambda rng: (_x(rng, 5, 3) * 2 + 1,), {"gamma": (3,), "beta": (3,)},
-               {"running_mean": (3,), "running_var": (3,)},
-               functional=lambda m, x: tfn.batchnorm(
-                   x, m.gamma, m.beta, _bn_param(m, "train" if m.training else "test")),
-               builtin=_bn_builtin(nn.BatchNorm1d), modal=True),
-    ModuleCase("SpatialBatchNorm", lambda: tnn.SpatialBatchNorm(3, momentum=0.7),
-               lambda rng: (_x(rng, 2, 3, 3, 2) - 1,), {"gamma": (3,), "beta": (3,)},
-               {"running_mean": (3,), "running_var": (3,)},
-               functional=lambda m, x: tfn.spatial_batchnorm(
-                   x, m.gamma, m.beta, _bn_param(m, "train" if m.training else "test")),
-               builtin=_bn_builtin(nn.BatchNorm2d), modal=True),
-    ModuleCase("LayerNorm", lambda: tnn.LayerNorm(5, eps=1e-3), lambda rng: (_x(rng, 3, 5),),
-               {"gamma": (5,), "beta": (5,)},
-               functional=lambda m, x: tfn.layernorm(x, m.gamma, m.beta, {"eps": m.eps}),
-               builtin=_layer_norm),
-    ModuleCase("SpatialGroupNorm", lambda: tnn.SpatialGroupNorm(4, 2),
-               lambda rng: (_x(rng, 2, 4, 2, 3),), {"gamma": (1, 4, 1, 1), "beta": (1, 4, 1, 1)},
-               functional=lambda m, x: tfn.spatial_groupnorm(x, m.gamma, m.beta, m.G,
-                                                             {"eps": m.eps}),
-               builtin=_group_norm,
-               param_grads=lambda b: {"gamma": b.weight.grad.view(1, -1, 1, 1),
-                                      "beta": b.bias.grad.view(1, -1, 1, 1)}),
-    ModuleCase("Dropout", lambda: tnn.Dropout(0.7, torch.Generator().manual_seed(5)),
-               lambda rng: (_x(rng, 6, 7),),
-               functional=lambda m, x: tfn.dropout(
-                   x, {"p": m.p, "mode": "train" if m.training else "test", "seed": 5}),
-               builtin=lambda m: nn.Dropout(1 - m.p), modal=True),  # builtin: eval mode only
-    ModuleCase("Conv2d", lambda: tnn.Conv2d(3, 4, (3, 2), stride=2, pad=1),
-               lambda rng: (_x(rng, 2, 3, 5, 6),), {"w": (4, 3, 3, 2), "b": (4,)},
-               functional=lambda m, x: tfn.conv(x, m.w, m.b, {"stride": m.stride, "pad": m.pad}),
-               builtin=_conv),
-    ModuleCase("MaxPool2d", lambda: tnn.MaxPool2d(2, 3, 1), lambda rng: (_x(rng, 2, 3, 5, 6),),
-               functional=lambda m, x: tfn.max_pool(
-                   x, {"pool_height": 2, "pool_width": 3, "stride": 1}),
-               builtin=lambda m: nn.MaxPool2d((2, 3), stride=1)),
-    ModuleCase("SVMLoss", tnn.SVMLoss, _scores,
-               functional=lambda m, x, y: tfn.svm_loss(x, y),
-               builtin=lambda m: nn.MultiMarginLoss(),
-               # CS231n sums the hinge terms over the classes: C * multi_margin_loss
-               builtin_call=lambda b, x, y: x.shape[1] * b(x, y)),
-    ModuleCase("SoftmaxLoss", tnn.SoftmaxLoss, _scores,
-               functional=lambda m, x, y: tfn.softmax_loss(x, y),
-               builtin=lambda m: nn.CrossEntropyLoss()),
-    ModuleCase("Flatten", tnn.Flatten, lambda rng: (_x(rng, 2, 3, 4),),
-               builtin=lambda m: nn.Flatten()),
+    ModuleCase(
+        "Affine",
+        lambda: tnn.Affine(6, 4),
+        lambda rng: (_x(rng, 3, 2, 3),),
+        {"w": (6, 4), "b": (4,)},
+        functional=lambda m, x: tfn.affine(x, m.w, m.b),
+        builtin=_linear,
+        builtin_call=lambda b, x: b(x.reshape(len(x), -1)),
+        param_grads=lambda b: {"w": b.weight.grad.T, "b": b.bias.grad},
+    ),
+    ModuleCase(
+        "ReLU",
+        tnn.ReLU,
+        lambda rng: (_x(rng, 3, 4),),
+        functional=lambda m, x: tfn.relu(x),
+        builtin=lambda m: nn.ReLU(),
+    ),
+    ModuleCase(
+        "Sigmoid",
+        tnn.Sigmoid,
+        lambda rng: (_x(rng, 3, 4),),
+        functional=lambda m, x: tfn.sigmoid(x),
+        builtin=lambda m: nn.Sigmoid(),
+    ),
+    ModuleCase(
+        "Tanh",
+        tnn.Tanh,
+        lambda rng: (_x(rng, 3, 4),),
+        functional=lambda m, x: tfn.tanh(x),
+        builtin=lambda m: nn.Tanh(),
+    ),
+    ModuleCase(
+        "BatchNorm",
+        lambda: tnn.BatchNorm(3, eps=1e-3, momentum=0.8),
+        lambda rng: (_x(rng, 5, 3) * 2 + 1,),
+        {"gamma": (3,), "beta": (3,)},
+        {"running_mean": (3,), "running_var": (3,)},
+        functional=lambda m, x: tfn.batchnorm(
+            x, m.gamma, m.beta, _bn_param(m, "train" if m.training else "test")
+        ),
+        builtin=_bn_builtin(nn.BatchNorm1d),
+        modal=True,
+    ),
+    ModuleCase(
+        "SpatialBatchNorm",
+        lambda: tnn.SpatialBatchNorm(3, momentum=0.7),
+        lambda rng: (_x(rng, 2, 3, 3, 2) - 1,),
+        {"gamma": (3,), "beta": (3,)},
+        {"running_mean": (3,), "running_var": (3,)},
+        functional=lambda m, x: tfn.spatial_batchnorm(
+            x, m.gamma, m.beta, _bn_param(m, "train" if m.training else "test")
+        ),
+        builtin=_bn_builtin(nn.BatchNorm2d),
+        modal=True,
+    ),
+    ModuleCase(
+        "LayerNorm",
+        lambda: tnn.LayerNorm(5, eps=1e-3),
+        lambda rng: (_x(rng, 3, 5),),
+        {"gamma": (5,), "beta": (5,)},
+        functional=lambda m, x: tfn.layernorm(x, m.gamma, m.beta, {"eps": m.eps}),
+        builtin=_layer_norm,
+    ),
+    ModuleCase(
+        "SpatialGroupNorm",
+        lambda: tnn.SpatialGroupNorm(4, 2),
+        lambda rng: (_x(rng, 2, 4, 2, 3),),
+        {"gamma": (1, 4, 1, 1), "beta": (1, 4, 1, 1)},
+        functional=lambda m, x: tfn.spatial_groupnorm(x, m.gamma, m.beta, m.G, {"eps": m.eps}),
+        builtin=_group_norm,
+        param_grads=lambda b: {
+            "gamma": b.weight.grad.view(1, -1, 1, 1),
+            "beta": b.bias.grad.view(1, -1, 1, 1),
+        },
+    ),
+    ModuleCase(
+        "Dropout",
+        lambda: tnn.Dropout(0.7, torch.Generator().manual_seed(5)),
+        lambda rng: (_x(rng, 6, 7),),
+        functional=lambda m, x: tfn.dropout(
+            x, {"p": m.p, "mode": "train" if m.training else "test", "seed": 5}
+        ),
+        builtin=lambda m: nn.Dropout(1 - m.p),
+        modal=True,
+    ),  # builtin: eval mode only
+    ModuleCase(
+        "Conv2d",
+        lambda: tnn.Conv2d(3, 4, (3, 2), stride=2, pad=1),
+        lambda rng: (_x(rng, 2, 3, 5, 6),),
+        {"w": (4, 3, 3, 2), "b": (4,)},
+        functional=lambda m, x: tfn.conv(x, m.w, m.b, {"stride": m.stride, "pad": m.pad}),
+        builtin=_conv,
+    ),
+    ModuleCase(
+        "MaxPool2d",
+        lambda: tnn.MaxPool2d(2, 3, 1),
+        lambda rng: (_x(rng, 2, 3, 5, 6),),
+        functional=lambda m, x: tfn.max_pool(x, {"pool_height": 2, "pool_width": 3, "stride": 1}),
+        builtin=lambda m: nn.MaxPool2d((2, 3), stride=1),
+    ),
+    ModuleCase(
+        "SVMLoss",
+        tnn.SVMLoss,
+        _scores,
+        functional=lambda m, x, y: tfn.svm_loss(x, y),
+        builtin=lambda m: nn.MultiMarginLoss(),
+        # CS231n sums the hinge terms over the classes: C * multi_margin_loss
+        builtin_call=lambda b, x, y: x.shape[1] * b(x, y),
+    ),
+    ModuleCase(
+        "SoftmaxLoss",
+        tnn.SoftmaxLoss,
+        _scores,
+        functional=lambda m, x, y: tfn.softmax_loss(x, y),
+        builtin=lambda m: nn.CrossEntropyLoss(),
+    ),
+    ModuleCase(
+        "Flatten", tnn.Flatten, lambda rng: (_x(rng, 2, 3, 4),), builtin=lambda m: nn.Flatten()
+    ),
 ]
 IDS = [c.name for c in CASES]
 
@@ -219,8 +292,9 @@ def test_state_dict_round_trip(case):
             p.add_(0.25)  # and the parameters away from a fresh module's
     target = _module(case, seed=1)
     target.load_state_dict(source.state_dict())
-    for (k, a), (_, b) in zip(source.state_dict().items(), target.state_dict().items(),
-                              strict=True):
+    for (k, a), (_, b) in zip(
+        source.state_dict().items(), target.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), f"{k} not restored"
     source.eval()
     target.eval()
@@ -273,8 +347,9 @@ def test_module_matches_builtin(case, mode):
         p.grad = None  # a builtin sharing the tensors accumulates its own gradients there
     out_b.backward(dout)
     _close(args[0].grad, args_b[0].grad, f"{case.name} dx ({mode})")
-    grads_b = (case.param_grads(b) if case.param_grads
-               else {k: p.grad for k, p in m.named_parameters()})
+    grads_b = (
+        case.param_grads(b) if case.param_grads else {k: p.grad for k, p in m.named_parameters()}
+    )
     assert set(grads_b) == set(grads_m)
     for k, g in grads_m.items():
         _close(g, grads_b[k], f"{case.name} d{k} ({mode})")

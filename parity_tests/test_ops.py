@@ -75,8 +75,11 @@ def _torch_impl_functions() -> set[str]:
     for info in pkgutil.iter_modules(torch_impl.__path__, "torch_impl."):
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if (inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
-                    and obj.__module__ == info.name):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, torch.autograd.Function)
+                and obj.__module__ == info.name
+            ):
                 names.add(obj.__name__)
     return names
 

@@ -58,40 +58,62 @@ _mu = st.floats(0.0, 0.99)
 
 OPTIMIZERS = {
     "sgd": OptimSpec(
-        "sgd", "SGD", st.fixed_dictionaries({"learning_rate": _lr}),
+        "sgd",
+        "SGD",
+        st.fixed_dictionaries({"learning_rate": _lr}),
         lambda p, h: torch.optim.SGD(p, lr=h["learning_rate"]),
         lambda s, h: {},
     ),
     "sgd_momentum": OptimSpec(
-        "sgd_momentum", "SGDMomentum",
+        "sgd_momentum",
+        "SGDMomentum",
         st.fixed_dictionaries({"learning_rate": _lr, "momentum": _mu}),
         lambda p, h: torch.optim.SGD(p, lr=h["learning_rate"], momentum=h["momentum"]),
         # (torch keeps no buffer when momentum == 0; the iterates are still compared.)
-        lambda s, h: {"velocity": -h["learning_rate"] * s["momentum_buffer"]}
-        if "momentum_buffer" in s else {},
+        lambda s, h: (
+            {"velocity": -h["learning_rate"] * s["momentum_buffer"]}
+            if "momentum_buffer" in s
+            else {}
+        ),
     ),
     "nesterov_momentum": OptimSpec(
-        "nesterov_momentum", "Nesterov",
+        "nesterov_momentum",
+        "Nesterov",
         st.fixed_dictionaries({"learning_rate": _lr, "momentum": st.floats(0.01, 0.99)}),
-        lambda p, h: torch.optim.SGD(p, lr=h["learning_rate"], momentum=h["momentum"],
-                                     nesterov=True),
+        lambda p, h: torch.optim.SGD(
+            p, lr=h["learning_rate"], momentum=h["momentum"], nesterov=True
+        ),
         lambda s, h: {"velocity": -h["learning_rate"] * s["momentum_buffer"]},
     ),
     "rmsprop": OptimSpec(
-        "rmsprop", "RMSprop",
-        st.fixed_dictionaries({"learning_rate": _lr, "decay_rate": st.floats(0.5, 0.999),
-                               "epsilon": st.sampled_from([1e-8, 1e-4, 1e-1])}),
-        lambda p, h: torch.optim.RMSprop(p, lr=h["learning_rate"], alpha=h["decay_rate"],
-                                         eps=h["epsilon"]),
+        "rmsprop",
+        "RMSprop",
+        st.fixed_dictionaries(
+            {
+                "learning_rate": _lr,
+                "decay_rate": st.floats(0.5, 0.999),
+                "epsilon": st.sampled_from([1e-8, 1e-4, 1e-1]),
+            }
+        ),
+        lambda p, h: torch.optim.RMSprop(
+            p, lr=h["learning_rate"], alpha=h["decay_rate"], eps=h["epsilon"]
+        ),
         lambda s, h: {"cache": s["square_avg"]},
     ),
     "adam": OptimSpec(
-        "adam", "Adam",
-        st.fixed_dictionaries({"learning_rate": _lr, "beta1": st.floats(0.0, 0.99),
-                               "beta2": st.floats(0.5, 0.9999),
-                               "epsilon": st.sampled_from([1e-8, 1e-4, 1e-1])}),
-        lambda p, h: torch.optim.Adam(p, lr=h["learning_rate"], betas=(h["beta1"], h["beta2"]),
-                                      eps=h["epsilon"]),
+        "adam",
+        "Adam",
+        st.fixed_dictionaries(
+            {
+                "learning_rate": _lr,
+                "beta1": st.floats(0.0, 0.99),
+                "beta2": st.floats(0.5, 0.9999),
+                "epsilon": st.sampled_from([1e-8, 1e-4, 1e-1]),
+            }
+        ),
+        lambda p, h: torch.optim.Adam(
+            p, lr=h["learning_rate"], betas=(h["beta1"], h["beta2"]), eps=h["epsilon"]
+        ),
         lambda s, h: {"m": s["exp_avg"], "v": s["exp_avg_sq"], "t": s["step"]},
     ),
 }
@@ -153,8 +175,11 @@ def _assert_states(numpy_config: dict, twin_state, builtin_state: dict | None, n
         assert err < REL_ERROR["twin_float64"], f"{name} state {key!r}: rel_error {err:.2e}"
         if builtin_state is not None and key in builtin_state:
             torch.testing.assert_close(
-                torch.as_tensor(b), torch.as_tensor(_value(builtin_state[key])).double(),
-                **ASSERT_CLOSE["float64"], msg=lambda m, key=key: f"{name} state {key!r}: {m}")
+                torch.as_tensor(b),
+                torch.as_tensor(_value(builtin_state[key])).double(),
+                **ASSERT_CLOSE["float64"],
+                msg=lambda m, key=key: f"{name} state {key!r}: {m}",
+            )
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -171,8 +196,12 @@ def test_numpy_twin_and_torch_optim_agree(name, data):
     for k in range(K):
         err = rel_error(ws_np[k], _value(ws_tw[k]))
         assert err < REL_ERROR["twin_float64"], f"{name} step {k + 1}: numpy vs twin {err:.2e}"
-        torch.testing.assert_close(ws_tw[k], ws_bi[k], **ASSERT_CLOSE["float64"],
-                                   msg=lambda m, k=k: f"{name} step {k + 1}: twin vs torch: {m}")
+        torch.testing.assert_close(
+            ws_tw[k],
+            ws_bi[k],
+            **ASSERT_CLOSE["float64"],
+            msg=lambda m, k=k: f"{name} step {k + 1}: twin vs torch: {m}",
+        )
     _assert_states(config, st_tw, spec.state(st_bi, h), name)
 
 
@@ -195,8 +224,7 @@ def test_state_dict_round_trip_continues_the_same_run(name):
     h = {"learning_rate": 0.05} | ({"momentum": 0.8} if "momentum" in spec.rule else {})
     w0, dws = _problem(7, (4,))
     ws_np, config = _run_numpy(spec.rule, dict(h), w0, dws)
-    ws_tw, st_tw = _run_torch(lambda p: getattr(to, spec.twin)(p, **h), w0, dws,
-                              restart_at=K // 2)
+    ws_tw, st_tw = _run_torch(lambda p: getattr(to, spec.twin)(p, **h), w0, dws, restart_at=K // 2)
     for k in range(K):
         assert rel_error(ws_np[k], _value(ws_tw[k])) < REL_ERROR["twin_float64"], f"step {k + 1}"
     _assert_states(config, st_tw, None, name)
@@ -212,7 +240,9 @@ def test_lr_scheduler_drives_the_cs231n_learning_rate(name):
     lrs = [lr0 * gamma ** (k // 2) for k in range(K)]  # StepLR(step_size=2, gamma=0.5)
     ws_np, config = _run_numpy(spec.rule, {}, w0, dws, lrs=lrs)
     ws_tw, st_tw = _run_torch(
-        lambda p: getattr(to, spec.twin)(p, learning_rate=lr0), w0, dws,
+        lambda p: getattr(to, spec.twin)(p, learning_rate=lr0),
+        w0,
+        dws,
         scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=gamma),
     )
     for k in range(K):

@@ -25,15 +25,17 @@ def example():
 
 def test_synthetic_dataset_layout(example):
     word_to_idx, features, captions = example.make_dataset(seed=3)
-    assert captions.shape == (len(example.SENTENCES), max(len(s.split())
-                                                          for s in example.SENTENCES) + 2)
+    assert captions.shape == (
+        len(example.SENTENCES),
+        max(len(s.split()) for s in example.SENTENCES) + 2,
+    )
     assert (captions[:, 0] == word_to_idx["<START>"]).all()
     idx_to_word = {i: w for w, i in word_to_idx.items()}
     for caption, sentence in zip(captions, example.SENTENCES, strict=True):
         assert example.decode(caption, idx_to_word) == sentence
         k = len(sentence.split())
         assert caption[k + 1] == word_to_idx["<END>"]
-        assert (caption[k + 2:] == word_to_idx["<NULL>"]).all()
+        assert (caption[k + 2 :] == word_to_idx["<NULL>"]).all()
     assert features.shape[0] == len(example.SENTENCES)
 
 
@@ -52,7 +54,7 @@ def test_overfit_and_sample_reproduces_training_captions(example, cell_type):
     samples = model.sample(features, max_length=captions.shape[1] - 1)
     for sample, caption in zip(samples, captions, strict=True):
         k = int(np.argmax(caption == word_to_idx["<END>"]))
-        np.testing.assert_array_equal(sample[:k], caption[1:k + 1])
+        np.testing.assert_array_equal(sample[:k], caption[1 : k + 1])
 
 
 def test_untrained_model_does_not_reproduce(example):

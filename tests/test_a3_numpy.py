@@ -32,79 +32,132 @@ def _lin(lo, hi, *shape):
 
 def test_rnn_step_forward_course_values():
     N, D, H = 3, 10, 4
-    next_h, _ = npr.rnn_step_forward(_lin(-0.4, 0.7, N, D), _lin(-0.2, 0.5, N, H),
-                                     _lin(-0.1, 0.9, D, H), _lin(-0.3, 0.7, H, H),
-                                     _lin(-0.2, 0.4, H))
-    expected = np.array([
-        [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
-        [0.66854692, 0.79562378, 0.87755553, 0.92795967],
-        [0.97934501, 0.99144213, 0.99646691, 0.99854353]])
+    next_h, _ = npr.rnn_step_forward(
+        _lin(-0.4, 0.7, N, D),
+        _lin(-0.2, 0.5, N, H),
+        _lin(-0.1, 0.9, D, H),
+        _lin(-0.3, 0.7, H, H),
+        _lin(-0.2, 0.4, H),
+    )
+    expected = np.array(
+        [
+            [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
+            [0.66854692, 0.79562378, 0.87755553, 0.92795967],
+            [0.97934501, 0.99144213, 0.99646691, 0.99854353],
+        ]
+    )
     assert rel_error(next_h, expected) < 1e-7
 
 
 def test_rnn_forward_course_values():
     N, T, D, H = 2, 3, 4, 5
-    h, _ = npr.rnn_forward(_lin(-0.1, 0.3, N, T, D), _lin(-0.3, 0.1, N, H),
-                           _lin(-0.2, 0.4, D, H), _lin(-0.4, 0.1, H, H), _lin(-0.7, 0.1, H))
-    expected = np.array([
-        [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
-         [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
-         [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
-        [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
-         [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
-         [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
+    h, _ = npr.rnn_forward(
+        _lin(-0.1, 0.3, N, T, D),
+        _lin(-0.3, 0.1, N, H),
+        _lin(-0.2, 0.4, D, H),
+        _lin(-0.4, 0.1, H, H),
+        _lin(-0.7, 0.1, H),
+    )
+    expected = np.array(
+        [
+            [
+                [-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
+                [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
+                [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525],
+            ],
+            [
+                [-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
+                [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
+                [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043],
+            ],
+        ]
+    )
     assert rel_error(h, expected) < 1e-6
 
 
 def test_lstm_step_forward_course_values():
     N, D, H = 3, 4, 5
     next_h, _, _ = npr.lstm_step_forward(
-        _lin(-0.4, 1.2, N, D), _lin(-0.3, 0.7, N, H), _lin(-0.4, 0.9, N, H),
-        _lin(-2.1, 1.3, D, 4 * H), _lin(-0.7, 2.2, H, 4 * H), _lin(0.3, 0.7, 4 * H))
-    expected = np.array([
-        [0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
-        [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
-        [0.56735664, 0.66310127, 0.74419266, 0.80889665, 0.858299]])
+        _lin(-0.4, 1.2, N, D),
+        _lin(-0.3, 0.7, N, H),
+        _lin(-0.4, 0.9, N, H),
+        _lin(-2.1, 1.3, D, 4 * H),
+        _lin(-0.7, 2.2, H, 4 * H),
+        _lin(0.3, 0.7, 4 * H),
+    )
+    expected = np.array(
+        [
+            [0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
+            [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
+            [0.56735664, 0.66310127, 0.74419266, 0.80889665, 0.858299],
+        ]
+    )
     assert rel_error(next_h, expected) < 1e-7
 
 
 def test_lstm_forward_course_values():
     N, D, H, T = 2, 5, 4, 3
-    h, _ = npr.lstm_forward(_lin(-0.4, 0.6, N, T, D), _lin(-0.4, 0.8, N, H),
-                            _lin(-0.2, 0.9, D, 4 * H), _lin(-0.3, 0.6, H, 4 * H),
-                            _lin(0.2, 0.7, 4 * H))
-    expected = np.array([
-        [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
-         [0.11287491, 0.12146228, 0.13018446, 0.13902939],
-         [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
-        [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
-         [0.6704845, 0.69350089, 0.71486014, 0.7346449],
-         [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
+    h, _ = npr.lstm_forward(
+        _lin(-0.4, 0.6, N, T, D),
+        _lin(-0.4, 0.8, N, H),
+        _lin(-0.2, 0.9, D, 4 * H),
+        _lin(-0.3, 0.6, H, 4 * H),
+        _lin(0.2, 0.7, 4 * H),
+    )
+    expected = np.array(
+        [
+            [
+                [0.01764008, 0.01823233, 0.01882671, 0.0194232],
+                [0.11287491, 0.12146228, 0.13018446, 0.13902939],
+                [0.31358768, 0.33338627, 0.35304453, 0.37250975],
+            ],
+            [
+                [0.45767879, 0.4761092, 0.4936887, 0.51041945],
+                [0.6704845, 0.69350089, 0.71486014, 0.7346449],
+                [0.81733511, 0.83677871, 0.85403753, 0.86935314],
+            ],
+        ]
+    )
     assert rel_error(h, expected) < 1e-6
 
 
 def test_word_embedding_forward_course_values():
     x = np.array([[0, 3, 1, 2], [2, 1, 0, 3]])
     out, _ = npr.word_embedding_forward(x, _lin(0, 1, 5, 3))
-    expected = np.array([
-        [[0.0, 0.07142857, 0.14285714], [0.64285714, 0.71428571, 0.78571429],
-         [0.21428571, 0.28571429, 0.35714286], [0.42857143, 0.5, 0.57142857]],
-        [[0.42857143, 0.5, 0.57142857], [0.21428571, 0.28571429, 0.35714286],
-         [0.0, 0.07142857, 0.14285714], [0.64285714, 0.71428571, 0.78571429]]])
+    expected = np.array(
+        [
+            [
+                [0.0, 0.07142857, 0.14285714],
+                [0.64285714, 0.71428571, 0.78571429],
+                [0.21428571, 0.28571429, 0.35714286],
+                [0.42857143, 0.5, 0.57142857],
+            ],
+            [
+                [0.42857143, 0.5, 0.57142857],
+                [0.21428571, 0.28571429, 0.35714286],
+                [0.0, 0.07142857, 0.14285714],
+                [0.64285714, 0.71428571, 0.78571429],
+            ],
+        ]
+    )
     assert rel_error(out, expected) < 1e-7
 
 
-@pytest.mark.parametrize(("cell_type", "feature_range", "expected_loss"), [
-    ("rnn", (-1.5, 0.3), 9.83235591003),
-    ("lstm", (-0.5, 1.7), 9.82445935443),
-])
+@pytest.mark.parametrize(
+    ("cell_type", "feature_range", "expected_loss"),
+    [
+        ("rnn", (-1.5, 0.3), 9.83235591003),
+        ("lstm", (-0.5, 1.7), 9.82445935443),
+    ],
+)
 def test_captioning_loss_course_values(cell_type, feature_range, expected_loss):
     # The course's fixed-parameter check; note its word_to_idx has a gap (no id 1) and an id
     # (3) >= V = 3 that the captions never use.
     N, D, W, H, T = 10, 20, 30, 40, 13
     word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
-    model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H,
-                          cell_type=cell_type, dtype=np.float64)
+    model = CaptioningRNN(
+        word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=np.float64
+    )
     for k, v in model.params.items():
         model.params[k] = np.linspace(-1.4, 1.3, num=v.size).reshape(*v.shape)
     features = _lin(*feature_range, N, D)
@@ -117,18 +170,24 @@ def test_captioning_init_matches_course_draw_order():
     # Same seed, same draws in the course's order: W_embed, W_proj, Wx, Wh, W_vocab.
     word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, "a": 3}
     np.random.seed(231)  # noqa: NPY002 -- the course's seeding
-    model = CaptioningRNN(word_to_idx, input_dim=6, wordvec_dim=5, hidden_dim=4,
-                          cell_type="lstm", dtype=np.float64)
+    model = CaptioningRNN(
+        word_to_idx, input_dim=6, wordvec_dim=5, hidden_dim=4, cell_type="lstm", dtype=np.float64
+    )
     rs = np.random.RandomState(231)
-    expected = {"W_embed": rs.randn(4, 5) / 100, "W_proj": rs.randn(6, 4) / np.sqrt(6),
-                "Wx": rs.randn(5, 16) / np.sqrt(5), "Wh": rs.randn(4, 16) / 2,
-                "W_vocab": rs.randn(4, 4) / 2}
+    expected = {
+        "W_embed": rs.randn(4, 5) / 100,
+        "W_proj": rs.randn(6, 4) / np.sqrt(6),
+        "Wx": rs.randn(5, 16) / np.sqrt(5),
+        "Wh": rs.randn(4, 16) / 2,
+        "W_vocab": rs.randn(4, 4) / 2,
+    }
     for k, v in expected.items():
         np.testing.assert_array_equal(model.params[k], v)
     for k in ("b_proj", "b", "b_vocab"):
         assert not model.params[k].any()
     assert sorted(model.params) == sorted(
-        ["W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab"])
+        ["W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab"]
+    )
     assert all(v.dtype == np.float64 for v in model.params.values())
 
 
@@ -139,8 +198,9 @@ def test_captioning_init_matches_course_draw_order():
 
 def _small_model(rng, cell_type, V, D, W, H, dtype=np.float64):
     word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i for i in range(3, V)}}
-    model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H,
-                          cell_type=cell_type, dtype=dtype)
+    model = CaptioningRNN(
+        word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=dtype
+    )
     for k, v in model.params.items():  # nonzero biases and O(1) weights: every path is active
         model.params[k] = (rng.standard_normal(v.shape) * 0.5).astype(dtype)
     return model
@@ -237,9 +297,9 @@ def test_sample_is_greedy_argmax_of_step_scores():
             h1 = np.tanh(a)
         else:
             H = h0.shape[1]
-            sig = 1 / (1 + np.exp(-a[:, :3 * H]))
-            c1 = sig[:, :H] * np.tanh(a[:, 3 * H:])
-            h1 = sig[:, 2 * H:3 * H] * np.tanh(c1)
+            sig = 1 / (1 + np.exp(-a[:, : 3 * H]))
+            c1 = sig[:, :H] * np.tanh(a[:, 3 * H :])
+            h1 = sig[:, 2 * H : 3 * H] * np.tanh(c1)
         np.testing.assert_array_equal(out[:, 0], (h1 @ p["W_vocab"] + p["b_vocab"]).argmax(1))
 
 
@@ -284,8 +344,11 @@ def test_lstm_forward_equals_steps_from_zero_cell():
     rng = np.random.default_rng(3)
     N, T, D, H = 2, 4, 3, 5
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
-    Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), \
-        rng.standard_normal(4 * H)
+    Wx, Wh, b = (
+        rng.standard_normal((D, 4 * H)),
+        rng.standard_normal((H, 4 * H)),
+        rng.standard_normal(4 * H),
+    )
     h, _ = npr.lstm_forward(x, h0, Wx, Wh, b)
     prev_h, prev_c = h0, np.zeros((N, H))
     for t in range(T):
@@ -322,8 +385,9 @@ def test_mha_key_bias_gradient_is_zero_and_heads_split_embedding():
     # One head is plain scaled dot-product attention on the full embedding.
     out1, _ = npa.multihead_attention_forward(*args, 1)
     Wq, bq, Wk, bk, Wv, bv, Wo, bo = args[3:]
-    y, _ = npa.scaled_dot_product_attention_forward(args[0] @ Wq + bq, args[1] @ Wk + bk,
-                                                    args[2] @ Wv + bv)
+    y, _ = npa.scaled_dot_product_attention_forward(
+        args[0] @ Wq + bq, args[1] @ Wk + bk, args[2] @ Wv + bv
+    )
     np.testing.assert_allclose(out1, y @ Wo + bo, rtol=1e-12)
 
 
@@ -346,8 +410,7 @@ def test_attention_dropout_seeded_mask_is_cs231n_draw():
     expected_mask = (np.random.RandomState(17).rand(1, 3, 4) < 0.6) / 0.6
     np.testing.assert_array_equal(cache[4], expected_mask)
     np.testing.assert_allclose(out, (cache[3] * expected_mask) @ v, rtol=1e-12)
-    test_out, _ = npa.scaled_dot_product_attention_forward(q, k, v, None, {**param,
-                                                                           "mode": "test"})
+    test_out, _ = npa.scaled_dot_product_attention_forward(q, k, v, None, {**param, "mode": "test"})
     np.testing.assert_allclose(test_out, cache[3] @ v, rtol=1e-12)
 
 
@@ -356,8 +419,9 @@ def test_gan_losses_large_logits_stay_finite_and_exact(big):
     logits = np.array([big, -big, 0.0])
     loss, d = npg.generator_loss(logits)
     # bce(x, 1) = log(1 + exp(-x)): ~0 for +big, ~big for -big, log 2 for 0.
-    assert loss == pytest.approx((np.log1p(np.exp(-big)) + big + np.log1p(np.exp(-big))
-                                  + np.log(2)) / 3, rel=1e-12)
+    assert loss == pytest.approx(
+        (np.log1p(np.exp(-big)) + big + np.log1p(np.exp(-big)) + np.log(2)) / 3, rel=1e-12
+    )
     assert np.isfinite(d).all()
     # d/dx bce(x, 1) = sigmoid(x) - 1, written without overflow for each sign.
     e = np.exp(-big)
@@ -422,14 +486,17 @@ def _model():
     return CaptioningRNN(w2i, input_dim=3, wordvec_dim=2, hidden_dim=4, dtype=np.float64)
 
 
-@pytest.mark.parametrize(("captions", "exc", "match"), [
-    (np.array([[1, 3, 4]]), ValueError, r"captions must lie in \[0, 4\).*\[1, 4\]"),
-    (np.array([[1, -1, 2]]), ValueError, r"captions must lie in \[0, 4\)"),
-    (np.array([[1.0, 3.0, 2.0]]), TypeError, "captions must hold integer indices"),
-    (np.array([[1, 3, 2], [1, 2, 0]]), ValueError, r"captions must have shape \(1, \*\)"),
-    (np.array([1, 3, 2]), ValueError, "captions must have 2 dimensions"),
-    (np.array([[1]]), ValueError, "captions need at least 2 words"),
-])
+@pytest.mark.parametrize(
+    ("captions", "exc", "match"),
+    [
+        (np.array([[1, 3, 4]]), ValueError, r"captions must lie in \[0, 4\).*\[1, 4\]"),
+        (np.array([[1, -1, 2]]), ValueError, r"captions must lie in \[0, 4\)"),
+        (np.array([[1.0, 3.0, 2.0]]), TypeError, "captions must hold integer indices"),
+        (np.array([[1, 3, 2], [1, 2, 0]]), ValueError, r"captions must have shape \(1, \*\)"),
+        (np.array([1, 3, 2]), ValueError, "captions must have 2 dimensions"),
+        (np.array([[1]]), ValueError, "captions need at least 2 words"),
+    ],
+)
 def test_captioning_bad_captions(captions, exc, match):
     with pytest.raises(exc, match=match):
         _model().loss(np.zeros((1, 3)), captions)
@@ -457,22 +524,26 @@ def test_bad_layer_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"x must lie in \[0, 5\)"):
         npr.word_embedding_forward(np.array([[5]]), np.zeros((5, 2)))
     with pytest.raises(ValueError, match=r"Wx must have shape \(3, 8\)"):
-        npr.lstm_forward(x[..., :3], np.zeros((2, 2)), np.zeros((3, 2)), np.zeros((2, 8)),
-                         np.zeros(8))
+        npr.lstm_forward(
+            x[..., :3], np.zeros((2, 2)), np.zeros((3, 2)), np.zeros((2, 8)), np.zeros(8)
+        )
     with pytest.raises(ValueError, match="embed_dim=6 must be divisible by num_heads=4"):
         w = [np.zeros((6, 6)), np.zeros(6)] * 4
-        npa.multihead_attention_forward(np.zeros((1, 2, 6)), np.zeros((1, 3, 6)),
-                                        np.zeros((1, 3, 6)), *w, 4)
+        npa.multihead_attention_forward(
+            np.zeros((1, 2, 6)), np.zeros((1, 3, 6)), np.zeros((1, 3, 6)), *w, 4
+        )
     with pytest.raises(ValueError, match=r"attn_mask must have shape \(2, 3\)"):
-        npa.scaled_dot_product_attention_forward(np.zeros((2, 4)), np.zeros((3, 4)),
-                                                 np.zeros((3, 1)), np.ones((3, 2)))
+        npa.scaled_dot_product_attention_forward(
+            np.zeros((2, 4)), np.zeros((3, 4)), np.zeros((3, 1)), np.ones((3, 2))
+        )
     with pytest.raises(ValueError, match="embed_dim must be even"):
         npa.positional_encoding(4, 5)
     with pytest.raises(ValueError, match="tau"):
         nps.simclr_loss_vectorized(np.ones((2, 2)), np.ones((2, 2)), -1.0)
     with pytest.raises(ValueError, match="dout must have the forward output's shape"):
-        _, cache = npr.rnn_forward(x, np.zeros((2, 5)), np.zeros((4, 5)), np.zeros((5, 5)),
-                                   np.zeros(5))
+        _, cache = npr.rnn_forward(
+            x, np.zeros((2, 5)), np.zeros((4, 5)), np.zeros((5, 5)), np.zeros(5)
+        )
         npr.rnn_backward(np.zeros((2, 3, 4)), cache)
 
 

@@ -32,10 +32,13 @@ def _tensors(case, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize(("name", "forward", "backward", "fn", "builtin", "gates"), [
-    ("rnn", npr.rnn_forward, npr.rnn_backward, tf3.RNNFunction, _rnn_builtin, 1),
-    ("lstm", npr.lstm_forward, npr.lstm_backward, tf3.LSTMFunction, _lstm_builtin, 4),
-])
+@pytest.mark.parametrize(
+    ("name", "forward", "backward", "fn", "builtin", "gates"),
+    [
+        ("rnn", npr.rnn_forward, npr.rnn_backward, tf3.RNNFunction, _rnn_builtin, 1),
+        ("lstm", npr.lstm_forward, npr.lstm_backward, tf3.LSTMFunction, _lstm_builtin, 4),
+    ],
+)
 def test_saturated_recurrence_three_way(seed, name, forward, backward, fn, builtin, gates):
     rng = np.random.default_rng([seed, gates])
     case = _recurrent_case(rng, np.float64, gates, seq=True, scale=4.0)
@@ -99,12 +102,14 @@ def test_layernorm_last_dim_matches_builtin(dtype_name, shape):
     ref = F.layer_norm(refs[0], shape[-1:], refs[1], refs[2], eps=1e-5)
     torch.testing.assert_close(out, ref, **ASSERT_CLOSE[dtype_name])
     dout = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-    for a, b in zip(torch.autograd.grad(out, ins, dout), torch.autograd.grad(ref, refs, dout),
-                    strict=True):
+    for a, b in zip(
+        torch.autograd.grad(out, ins, dout), torch.autograd.grad(ref, refs, dout), strict=True
+    ):
         torch.testing.assert_close(a, b, **ASSERT_CLOSE[dtype_name])
     if dtype == torch.float64:
-        torch.autograd.gradcheck(lambda *a: tf3.LayerNormLastDimFunction.apply(*a, 1e-5),
-                                 tuple(ins), **GRADCHECK)
+        torch.autograd.gradcheck(
+            lambda *a: tf3.LayerNormLastDimFunction.apply(*a, 1e-5), tuple(ins), **GRADCHECK
+        )
 
 
 @pytest.mark.parametrize("dtype_name", ["float64", "float32"])
@@ -118,8 +123,9 @@ def test_gelu_matches_builtin(dtype_name):
     (g2,) = torch.autograd.grad(ref.sum(), x2)
     torch.testing.assert_close(g1, g2, **ASSERT_CLOSE[dtype_name])
     if dtype == torch.float64:
-        torch.autograd.gradcheck(tf3.GELUFunction.apply, (x[::10].detach().requires_grad_(),),
-                                 **GRADCHECK)
+        torch.autograd.gradcheck(
+            tf3.GELUFunction.apply, (x[::10].detach().requires_grad_(),), **GRADCHECK
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,11 +149,14 @@ def _scaled_grad(fn, index, factor):
     return wrong
 
 
-@pytest.mark.parametrize(("module", "name", "op", "index", "grad"), [
-    (npr, "lstm_backward", "lstm", 3, "dWh"),
-    (npr, "rnn_step_backward", "rnn_step", 0, "dx"),
-    (npa, "multihead_attention_backward", "multihead_attention", 3, "dWq"),
-])
+@pytest.mark.parametrize(
+    ("module", "name", "op", "index", "grad"),
+    [
+        (npr, "lstm_backward", "lstm", 3, "dWh"),
+        (npr, "rnn_step_backward", "rnn_step", 0, "dx"),
+        (npa, "multihead_attention_backward", "multihead_attention", 3, "dWq"),
+    ],
+)
 def test_numpy_backward_off_by_1e_6_is_caught(monkeypatch, module, name, op, index, grad):
     from parity_tests import checks
 
@@ -201,8 +210,11 @@ def test_attention_backward_missing_scale_is_caught(monkeypatch):
     monkeypatch.setattr(tf3, "_attention_backward", wrong)
     spec = _spec("scaled_dot_product_attention")
     # d > 1 (a scale that is not 1) and at least one query (the S = 0 flavor has no dq)
-    index = next(i for i in range(20)
-                 if spec.case(i).inputs["q"].shape[-1] > 1 and spec.case(i).inputs["q"].size)
+    index = next(
+        i
+        for i in range(20)
+        if spec.case(i).inputs["q"].shape[-1] > 1 and spec.case(i).inputs["q"].size
+    )
     with pytest.raises(AssertionError, match="dq"):
         checks.check_builtin(spec, index, np.float64)
     with pytest.raises(AssertionError, match="gradcheck failed"):

@@ -73,8 +73,10 @@ def _randomize(module: nn.Module, seed: int) -> None:
 
 
 @pytest.mark.parametrize("dtype_name", ["float64", "float32"])
-@pytest.mark.parametrize(("N", "S", "T", "E", "heads", "masked"), [
-    (2, 3, 5, 8, 2, True), (1, 1, 1, 3, 3, False), (3, 4, 4, 6, 1, True), (2, 5, 2, 4, 4, False)])
+@pytest.mark.parametrize(
+    ("N", "S", "T", "E", "heads", "masked"),
+    [(2, 3, 5, 8, 2, True), (1, 1, 1, 3, 3, False), (3, 4, 4, 6, 1, True), (2, 5, 2, 4, 4, False)],
+)
 def test_mha_matches_nn_multiheadattention(dtype_name, N, S, T, E, heads, masked):
     dtype = DTYPES[dtype_name]
     torch.manual_seed(0)
@@ -91,12 +93,13 @@ def test_mha_matches_nn_multiheadattention(dtype_name, N, S, T, E, heads, masked
     _close(out, ref, dtype_name)
     dout = torch.randn_like(out)
     g_ours = torch.autograd.grad(out, [q, k, v, ours.query.w, ours.value.b, ours.proj.w], dout)
-    g_theirs = torch.autograd.grad(ref, [q, k, v, theirs.in_proj_weight, theirs.in_proj_bias,
-                                         theirs.out_proj.weight], dout)
+    g_theirs = torch.autograd.grad(
+        ref, [q, k, v, theirs.in_proj_weight, theirs.in_proj_bias, theirs.out_proj.weight], dout
+    )
     for a, b in zip(g_ours[:3], g_theirs[:3], strict=True):
         _close(a, b, dtype_name)
     _close(g_ours[3], g_theirs[3][:E].T, dtype_name)  # rows 0:E of in_proj are the query's
-    _close(g_ours[4], g_theirs[4][2 * E:], dtype_name)  # rows 2E:3E are the value's
+    _close(g_ours[4], g_theirs[4][2 * E :], dtype_name)  # rows 2E:3E are the value's
     _close(g_ours[5], g_theirs[5].T, dtype_name)
 
 
@@ -173,9 +176,12 @@ def test_positional_encoding_eval_adds_the_table():
     assert out.dtype == torch.float64
     expected = x + torch.from_numpy(npa.positional_encoding(20, 6)[:7]).float().double()
     _close(out, expected, "float64")
-    torch.testing.assert_close(ttl.positional_encoding(20, 6, dtype=torch.float64),
-                               torch.from_numpy(npa.positional_encoding(20, 6)),
-                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        ttl.positional_encoding(20, 6, dtype=torch.float64),
+        torch.from_numpy(npa.positional_encoding(20, 6)),
+        rtol=0,
+        atol=1e-15,
+    )
 
 
 def test_positional_encoding_dropout_scales_kept_entries():
@@ -225,9 +231,16 @@ def test_decoder_layer_matches_pytorch(dtype_name):
     ours = ttl.TransformerDecoderLayer(D, heads, dim_feedforward=ffn, dropout=0.1).to(dtype)
     _randomize(ours, 7)
     # Same post-norm layout as CS231n's layer; GELU; dropout off (eval) for a deterministic match.
-    theirs = nn.TransformerDecoderLayer(D, heads, dim_feedforward=ffn, dropout=0.1,
-                                        activation="gelu", batch_first=True, norm_first=False,
-                                        dtype=dtype)
+    theirs = nn.TransformerDecoderLayer(
+        D,
+        heads,
+        dim_feedforward=ffn,
+        dropout=0.1,
+        activation="gelu",
+        batch_first=True,
+        norm_first=False,
+        dtype=dtype,
+    )
     _copy_common(theirs, ours, cross=True)
     ours.eval()
     theirs.eval()
@@ -239,8 +252,7 @@ def test_decoder_layer_matches_pytorch(dtype_name):
     _close(out, ref, dtype_name)
     dout = torch.randn_like(out)
     g1 = torch.autograd.grad(out, [tgt, memory, ours.ffn.fc1.w, ours.norm_cross.gamma], dout)
-    g2 = torch.autograd.grad(ref, [tgt, memory, theirs.linear1.weight, theirs.norm2.weight],
-                             dout)
+    g2 = torch.autograd.grad(ref, [tgt, memory, theirs.linear1.weight, theirs.norm2.weight], dout)
     _close(g1[0], g2[0], dtype_name)
     _close(g1[1], g2[1], dtype_name)
     _close(g1[2], g2[2].T, dtype_name)
@@ -252,9 +264,15 @@ def test_encoder_layer_matches_pytorch():
     D, heads, ffn = 6, 3, 10
     ours = ttl.TransformerEncoderLayer(D, heads, dim_feedforward=ffn, dropout=0.0).double()
     _randomize(ours, 9)
-    theirs = nn.TransformerEncoderLayer(D, heads, dim_feedforward=ffn, dropout=0.0,
-                                        activation="gelu", batch_first=True,
-                                        dtype=torch.float64)
+    theirs = nn.TransformerEncoderLayer(
+        D,
+        heads,
+        dim_feedforward=ffn,
+        dropout=0.0,
+        activation="gelu",
+        batch_first=True,
+        dtype=torch.float64,
+    )
     _copy_common(theirs, ours, cross=False)
     src = torch.randn(2, 4, D, dtype=torch.float64, requires_grad=True)
     out, ref = ours(src), theirs(src)
@@ -320,8 +338,9 @@ def test_word_embedding_function_accumulates_and_rejects_out_of_vocabulary():
 
 def test_temporal_softmax_loss_float32_mask_does_not_upcast():
     x = torch.randn(2, 3, 4, requires_grad=True)
-    loss = trnn.temporal_softmax_loss(x, torch.zeros(2, 3, dtype=torch.long),
-                                      torch.ones(2, 3, dtype=torch.float64))
+    loss = trnn.temporal_softmax_loss(
+        x, torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.float64)
+    )
     assert loss.dtype == torch.float32
     loss.backward()
     assert x.grad.dtype == torch.float32
@@ -329,8 +348,10 @@ def test_temporal_softmax_loss_float32_mask_does_not_upcast():
 
 def test_first_order_only():
     x = torch.randn(1, 2, 3, dtype=torch.float64, requires_grad=True)
-    h0, Wx, Wh, b = (torch.randn(*s, dtype=torch.float64, requires_grad=True)
-                     for s in [(1, 4), (3, 4), (4, 4), (4,)])
+    h0, Wx, Wh, b = (
+        torch.randn(*s, dtype=torch.float64, requires_grad=True)
+        for s in [(1, 4), (3, 4), (4, 4), (4,)]
+    )
     (g,) = torch.autograd.grad(RNNFunction.apply(x, h0, Wx, Wh, b).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         g.sum().backward()
@@ -340,11 +361,17 @@ def test_first_order_only():
 def test_gan_losses_large_logits(big):
     logits = torch.tensor([big, -big, 0.5], dtype=torch.float64, requires_grad=True)
     for ours, ref in [
-        (tgan.generator_loss(logits),
-         F.binary_cross_entropy_with_logits(logits, torch.ones(3, dtype=torch.float64))),
-        (tgan.discriminator_loss(logits, logits.flip(0)),
-         F.binary_cross_entropy_with_logits(logits, torch.ones(3, dtype=torch.float64))
-         + F.binary_cross_entropy_with_logits(logits.flip(0), torch.zeros(3, dtype=torch.float64))),
+        (
+            tgan.generator_loss(logits),
+            F.binary_cross_entropy_with_logits(logits, torch.ones(3, dtype=torch.float64)),
+        ),
+        (
+            tgan.discriminator_loss(logits, logits.flip(0)),
+            F.binary_cross_entropy_with_logits(logits, torch.ones(3, dtype=torch.float64))
+            + F.binary_cross_entropy_with_logits(
+                logits.flip(0), torch.zeros(3, dtype=torch.float64)
+            ),
+        ),
     ]:
         assert torch.isfinite(ours)
         _close(ours, ref, "float64")
@@ -384,8 +411,10 @@ def test_modules_on_cuda_match_cpu():
     torch.manual_seed(13)
     layer = ttl.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=0.0).double()
     _randomize(layer, 14)
-    tgt, memory = torch.randn(2, 5, 8, dtype=torch.float64), torch.randn(2, 3, 8,
-                                                                          dtype=torch.float64)
+    tgt, memory = (
+        torch.randn(2, 5, 8, dtype=torch.float64),
+        torch.randn(2, 3, 8, dtype=torch.float64),
+    )
     cpu = layer(tgt, memory, _causal(5))
     gpu_layer = layer.cuda()
     gpu = gpu_layer(tgt.cuda(), memory.cuda(), _causal(5).cuda())
@@ -396,9 +425,12 @@ def test_modules_on_cuda_match_cpu():
     left, right = torch.randn(3, 4, device="cuda"), torch.randn(3, 4, device="cuda")
     assert tsim.simclr_loss_vectorized(left, right, 0.5).device.type == "cuda"
     x = torch.randn(3, 3, 4, 8, dtype=torch.float64, device="cuda", requires_grad=True)
-    W = [torch.randn(8, 8, dtype=torch.float64, device="cuda", requires_grad=True)
-         if i % 2 == 0 else torch.randn(8, dtype=torch.float64, device="cuda",
-                                        requires_grad=True) for i in range(8)]
+    W = [
+        torch.randn(8, 8, dtype=torch.float64, device="cuda", requires_grad=True)
+        if i % 2 == 0
+        else torch.randn(8, dtype=torch.float64, device="cuda", requires_grad=True)
+        for i in range(8)
+    ]
     out = MultiHeadAttentionFunction.apply(x[0], x[1], x[2], *W, 2, None, None)
     out.sum().backward()
     assert x.grad.device.type == "cuda"

@@ -22,9 +22,11 @@ KEYS = {"bench", "case", "backend", "ms", "ratio_to_builtin"}
 
 def _run(script: str, *args: str) -> tuple[list[dict], str]:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--smoke", "--json",
-         *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--smoke", "--json", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -74,13 +76,25 @@ def _check_common(rows):
 def test_ops_json_lines(ops_rows):
     _check_common(ops_rows)
     benches = {r["bench"] for r in ops_rows}
-    for b in ("matmul", "conv", "max_pool", "batchnorm", "spatial_batchnorm", "layernorm",
-              "groupnorm", "affine", "softmax_loss"):
+    for b in (
+        "matmul",
+        "conv",
+        "max_pool",
+        "batchnorm",
+        "spatial_batchnorm",
+        "layernorm",
+        "groupnorm",
+        "affine",
+        "softmax_loss",
+    ):
         assert b in benches, b
     # The builtin runs every op, so every case has its reference time.
     cases = {(r["bench"], r["case"]) for r in ops_rows if r["bench"] != "conv_total"}
-    timed_builtin = {(r["bench"], r["case"]) for r in ops_rows
-                     if r["backend"] == "builtin" and r["ms"] and r["bench"] != "conv_total"}
+    timed_builtin = {
+        (r["bench"], r["case"])
+        for r in ops_rows
+        if r["backend"] == "builtin" and r["ms"] and r["bench"] != "conv_total"
+    }
     assert cases == timed_builtin
 
 
@@ -122,8 +136,14 @@ def test_train_step_json_lines(train_rows):
 def test_error_row_fails_the_check(backend):
     # What the scripts write when a backend raises: the check must not accept it.
     ok = {"bench": "conv", "case": "c", "backend": "builtin", "ms": 1.0, "ratio_to_builtin": 1.0}
-    broken = {"bench": "conv", "case": "c", "backend": backend, "ms": None,
-              "ratio_to_builtin": None, "error": "RuntimeError: broken"}
+    broken = {
+        "bench": "conv",
+        "case": "c",
+        "backend": backend,
+        "ms": None,
+        "ratio_to_builtin": None,
+        "error": "RuntimeError: broken",
+    }
     rows = [broken] if backend == "builtin" else [ok, broken]
     with pytest.raises(AssertionError, match=f"\\[{backend}\\] did not run: RuntimeError"):
         _check_common(rows)
@@ -133,6 +153,9 @@ def test_bad_flags_are_rejected():
     for script in ("ops.py", "train_step.py"):
         proc = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / script), "--backends", "cuda"],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 2 and "--backends" in proc.stderr

@@ -90,8 +90,9 @@ def assert_model_gradients(model, X, y, exact_zero=()):
         if name in exact_zero:
             assert rel_error(ana, np.zeros_like(ana)) < TOL, name
             continue
-        num = eval_numerical_gradient(lambda _: model.loss(X, y)[0], model.params[name],
-                                      verbose=False, h=H)
+        num = eval_numerical_gradient(
+            lambda _: model.loss(X, y)[0], model.params[name], verbose=False, h=H
+        )
         ok = np.abs(num) >= resolution
         if ok.any():
             assert rel_error(num[ok], ana[ok]) < TOL, (name, rel_error(num[ok], ana[ok]))
@@ -141,8 +142,11 @@ def test_knn_distances_exact_on_integer_pixels():
     knn = KNearestNeighbor()
     knn.train(X_train, rs.randint(10, size=20))
     ref = np.sqrt(((X[:, None].astype(np.int64) - X_train[None].astype(np.int64)) ** 2).sum(2))
-    for d in (knn.compute_distances_two_loops(X), knn.compute_distances_one_loop(X),
-              knn.compute_distances_no_loops(X)):
+    for d in (
+        knn.compute_distances_two_loops(X),
+        knn.compute_distances_one_loop(X),
+        knn.compute_distances_no_loops(X),
+    ):
         np.testing.assert_array_equal(d, ref)
 
 
@@ -162,19 +166,24 @@ def test_knn_float32_stays_float32():
     knn = KNearestNeighbor()
     knn.train(rs.randn(6, 5).astype(np.float32), np.arange(6))
     X = rs.randn(3, 5).astype(np.float32)
-    for d in (knn.compute_distances_two_loops(X), knn.compute_distances_one_loop(X),
-              knn.compute_distances_no_loops(X)):
+    for d in (
+        knn.compute_distances_two_loops(X),
+        knn.compute_distances_one_loop(X),
+        knn.compute_distances_no_loops(X),
+    ):
         assert d.dtype == np.float32
 
 
 def test_knn_predict_labels_vote_ties_go_to_smaller_label():
     knn = KNearestNeighbor()
     knn.train(np.zeros((6, 1)), np.array([3, 1, 3, 1, 7, 0]))
-    dists = np.array([
-        [0.1, 0.2, 0.3, 0.4, 5.0, 6.0],  # k=4: two votes for 3, two for 1 -> 1
-        [0.4, 0.3, 0.2, 0.1, 0.05, 9.0],  # k=2: 7 and 1 -> 1; k=1 -> 7
-        [9.0, 9.0, 9.0, 9.0, 0.0, 0.0],  # k=2: 7 and 0 -> 0; k=4: 7, 0, 3, 1 -> 0
-    ])
+    dists = np.array(
+        [
+            [0.1, 0.2, 0.3, 0.4, 5.0, 6.0],  # k=4: two votes for 3, two for 1 -> 1
+            [0.4, 0.3, 0.2, 0.1, 0.05, 9.0],  # k=2: 7 and 1 -> 1; k=1 -> 7
+            [9.0, 9.0, 9.0, 9.0, 0.0, 0.0],  # k=2: 7 and 0 -> 0; k=4: 7, 0, 3, 1 -> 0
+        ]
+    )
     np.testing.assert_array_equal(knn.predict_labels(dists, k=4), [1, 1, 0])
     np.testing.assert_array_equal(knn.predict_labels(dists[1:], k=2), [1, 0])
     np.testing.assert_array_equal(knn.predict_labels(dists[1:2], k=1), [7])
@@ -254,8 +263,11 @@ def test_knn_distances_equal_scipy_cdist(metric, scipy_name, dtype):
     knn = KNearestNeighbor(metric=metric)
     knn.train(X_train, rs.randint(3, size=13))
     ref = cdist(X.astype(np.float64), X_train.astype(np.float64), scipy_name)
-    for d in (knn.compute_distances_two_loops(X), knn.compute_distances_one_loop(X),
-              knn.compute_distances_no_loops(X)):
+    for d in (
+        knn.compute_distances_two_loops(X),
+        knn.compute_distances_one_loop(X),
+        knn.compute_distances_no_loops(X),
+    ):
         assert d.shape == (6, 13)
         np.testing.assert_allclose(d, ref, rtol=1e-12)
 
@@ -334,8 +346,13 @@ LOSSES = [(svm_loss_naive, svm_loss_vectorized), (softmax_loss_naive, softmax_lo
 
 
 @pytest.mark.parametrize("naive, vectorized", LOSSES)
-@given(seed=seeds, N=st.integers(1, 9), D=st.integers(1, 11), C=st.integers(2, 6),
-       reg=st.sampled_from([0.0, 0.1, 2.5]))
+@given(
+    seed=seeds,
+    N=st.integers(1, 9),
+    D=st.integers(1, 11),
+    C=st.integers(2, 6),
+    reg=st.sampled_from([0.0, 0.1, 2.5]),
+)
 def test_linear_loss_naive_equals_vectorized(naive, vectorized, seed, N, D, C, reg):
     rs = np.random.RandomState(seed)
     W, X, y = rs.randn(D, C), rs.randn(N, D), rs.randint(C, size=N)
@@ -347,8 +364,13 @@ def test_linear_loss_naive_equals_vectorized(naive, vectorized, seed, N, D, C, r
 
 
 @pytest.mark.parametrize("naive, vectorized", LOSSES)
-@given(seed=seeds, N=st.integers(1, 6), D=st.integers(1, 7), C=st.integers(2, 5),
-       reg=st.sampled_from([0.0, 0.7]))
+@given(
+    seed=seeds,
+    N=st.integers(1, 6),
+    D=st.integers(1, 7),
+    C=st.integers(2, 5),
+    reg=st.sampled_from([0.0, 0.7]),
+)
 def test_linear_loss_numerical_gradient(naive, vectorized, seed, N, D, C, reg):
     rs = np.random.RandomState(seed)
     W, X, y = rs.randn(D, C), rs.randn(N, D), rs.randint(C, size=N)
@@ -359,8 +381,9 @@ def test_linear_loss_numerical_gradient(naive, vectorized, seed, N, D, C, reg):
         assume(np.abs(margins).min() > KINK_MARGIN)
     for fn in (naive, vectorized):
         _, dW = fn(W, X, y, reg)
-        num = eval_numerical_gradient(lambda w, fn=fn: fn(w, X, y, reg)[0], W.copy(),
-                                      verbose=False, h=H)
+        num = eval_numerical_gradient(
+            lambda w, fn=fn: fn(w, X, y, reg)[0], W.copy(), verbose=False, h=H
+        )
         assert rel_error(num, dW) < TOL
 
 
@@ -375,8 +398,9 @@ def test_svm_margin_delta(fn, seed, delta):
     expected = (hinge.sum() - N * delta) / N + 0.3 * np.sum(W * W)  # j = y_i terms give delta
     loss, dW = fn(W, X, y, 0.3, delta=delta)
     assert rel_error(loss, expected) < REL_ERROR["twin_float64"]
-    num = eval_numerical_gradient(lambda w: fn(w, X, y, 0.3, delta=delta)[0], W.copy(),
-                                  verbose=False, h=H)
+    num = eval_numerical_gradient(
+        lambda w: fn(w, X, y, 0.3, delta=delta)[0], W.copy(), verbose=False, h=H
+    )
     assume(np.all(np.abs(np.abs(S - S[np.arange(N), y][:, None]) - delta) > 1e-3))
     assert rel_error(num, dW) < TOL
     if delta > 0:
@@ -438,8 +462,9 @@ def test_softmax_loss_stable_for_huge_logits(fn):
     assert rel_error(dW, expected) < REL_ERROR["twin_float64"]
 
 
-@pytest.mark.parametrize("fn", [svm_loss_naive, svm_loss_vectorized, softmax_loss_naive,
-                                softmax_loss_vectorized])
+@pytest.mark.parametrize(
+    "fn", [svm_loss_naive, svm_loss_vectorized, softmax_loss_naive, softmax_loss_vectorized]
+)
 def test_linear_losses_keep_float32(fn):
     rs = np.random.RandomState(6)
     W = rs.randn(5, 3).astype(np.float32)
@@ -448,8 +473,9 @@ def test_linear_losses_keep_float32(fn):
     assert dW.dtype == np.float32 and np.asarray(loss).dtype == np.float32
 
 
-@pytest.mark.parametrize("fn", [svm_loss_naive, svm_loss_vectorized, softmax_loss_naive,
-                                softmax_loss_vectorized])
+@pytest.mark.parametrize(
+    "fn", [svm_loss_naive, svm_loss_vectorized, softmax_loss_naive, softmax_loss_vectorized]
+)
 def test_linear_losses_bad_input(fn):
     W, X = np.zeros((5, 3)), np.zeros((4, 5))
     with pytest.raises(ValueError, match=r"y must lie in \[0, 3\)"):
@@ -511,14 +537,37 @@ def test_two_layer_net_course_values():
     model.params["W2"] = np.linspace(-0.3, 0.4, num=H_ * C).reshape(H_, C)
     model.params["b2"] = np.linspace(-0.9, 0.1, num=C)
     X = np.linspace(-5.5, 4.5, num=N * D).reshape(D, N).T
-    correct_scores = np.asarray([
-        [11.53165108, 12.2917344, 13.05181771, 13.81190102, 14.57198434, 15.33206765,
-         16.09215096],
-        [12.05769098, 12.74614105, 13.43459113, 14.1230412, 14.81149128, 15.49994135,
-         16.18839143],
-        [12.58373087, 13.20054771, 13.81736455, 14.43418138, 15.05099822, 15.66781506,
-         16.2846319],
-    ])
+    correct_scores = np.asarray(
+        [
+            [
+                11.53165108,
+                12.2917344,
+                13.05181771,
+                13.81190102,
+                14.57198434,
+                15.33206765,
+                16.09215096,
+            ],
+            [
+                12.05769098,
+                12.74614105,
+                13.43459113,
+                14.1230412,
+                14.81149128,
+                15.49994135,
+                16.18839143,
+            ],
+            [
+                12.58373087,
+                13.20054771,
+                13.81736455,
+                14.43418138,
+                15.05099822,
+                15.66781506,
+                16.2846319,
+            ],
+        ]
+    )
     # The notebook prints 8 decimals: compare at that precision.
     np.testing.assert_array_equal(np.round(model.loss(X), 8), correct_scores)
     y = np.asarray([0, 5, 1])
@@ -549,14 +598,23 @@ def test_fc_net_gradients(normalization, keep, seed, reg, hidden):
     rs = np.random.RandomState(seed)
     np.random.seed(seed)
     N, D, C = 6, 5, 4
-    model = FullyConnectedNet(hidden, input_dim=D, num_classes=C, reg=reg, weight_scale=0.5,
-                              dtype=np.float64, normalization=normalization,
-                              dropout_keep_ratio=keep, seed=seed)
+    model = FullyConnectedNet(
+        hidden,
+        input_dim=D,
+        num_classes=C,
+        reg=reg,
+        weight_scale=0.5,
+        dtype=np.float64,
+        normalization=normalization,
+        dropout_keep_ratio=keep,
+        seed=seed,
+    )
     randomize_biases(model, rs)
     L = model.num_layers
     exact_zero = [f"b{i}" for i in range(1, L)] if normalization == "batchnorm" else []
-    assert_model_gradients(model, away_from_zero(rs, (N, D)), rs.randint(C, size=N),
-                           exact_zero=exact_zero)
+    assert_model_gradients(
+        model, away_from_zero(rs, (N, D)), rs.randint(C, size=N), exact_zero=exact_zero
+    )
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
@@ -567,20 +625,36 @@ def test_fc_net_smooth_activation_gradients(activation, normalization, keep, see
     rs = np.random.RandomState(seed)
     np.random.seed(seed)
     N, D, C = 6, 5, 4
-    model = FullyConnectedNet([7, 6], input_dim=D, num_classes=C, reg=0.3, weight_scale=0.5,
-                              dtype=np.float64, normalization=normalization,
-                              dropout_keep_ratio=keep, seed=3, activation=activation)
+    model = FullyConnectedNet(
+        [7, 6],
+        input_dim=D,
+        num_classes=C,
+        reg=0.3,
+        weight_scale=0.5,
+        dtype=np.float64,
+        normalization=normalization,
+        dropout_keep_ratio=keep,
+        seed=3,
+        activation=activation,
+    )
     randomize_biases(model, rs)
     exact_zero = ["b1", "b2"] if normalization == "batchnorm" else []
     assert_model_gradients(model, rs.randn(N, D), rs.randint(C, size=N), exact_zero=exact_zero)
 
 
-@pytest.mark.parametrize("activation, fn", [("sigmoid", lambda a: 1 / (1 + np.exp(-a))),
-                                            ("tanh", np.tanh), ("relu", lambda a: a * (a > 0))])
+@pytest.mark.parametrize(
+    "activation, fn",
+    [
+        ("sigmoid", lambda a: 1 / (1 + np.exp(-a))),
+        ("tanh", np.tanh),
+        ("relu", lambda a: a * (a > 0)),
+    ],
+)
 def test_fc_net_activation_forward_values(activation, fn):
     rs = np.random.RandomState(21)
-    model = FullyConnectedNet([5, 3], input_dim=4, num_classes=2, dtype=np.float64,
-                              activation=activation)
+    model = FullyConnectedNet(
+        [5, 3], input_dim=4, num_classes=2, dtype=np.float64, activation=activation
+    )
     randomize_biases(model, rs)
     X = rs.randn(7, 4)
     p = model.params
@@ -596,8 +670,7 @@ def test_fc_net_default_activation_is_relu_and_unchanged():
     np.random.seed(22)
     default = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64)
     np.random.seed(22)
-    relu = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64,
-                             activation="relu")
+    relu = FullyConnectedNet([6], input_dim=4, num_classes=3, dtype=np.float64, activation="relu")
     assert default.activation == "relu"
     X, y = np.random.RandomState(0).randn(5, 4), np.array([0, 1, 2, 0, 1])
     with relu_inputs() as seen:  # still the course's affine-relu sandwich
@@ -608,11 +681,20 @@ def test_fc_net_default_activation_is_relu_and_unchanged():
 
 
 def test_fc_net_bad_activation_and_hidden_activations_keep_running_stats():
-    with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'sigmoid', "
-                                         r"'tanh'\), got 'gelu'"):
+    with pytest.raises(
+        ValueError,
+        match=r"activation must be one of \('relu', 'sigmoid', "
+        r"'tanh'\), got 'gelu'",
+    ):
         FullyConnectedNet([3], activation="gelu")
-    model = FullyConnectedNet([3], input_dim=2, num_classes=2, normalization="batchnorm",
-                              dropout_keep_ratio=0.5, dtype=np.float64)
+    model = FullyConnectedNet(
+        [3],
+        input_dim=2,
+        num_classes=2,
+        normalization="batchnorm",
+        dropout_keep_ratio=0.5,
+        dtype=np.float64,
+    )
     X = np.random.RandomState(1).randn(8, 2)
     model.loss(X, np.zeros(8, dtype=int))
     before = {k: v.copy() for k, v in model.bn_params[0].items() if isinstance(v, np.ndarray)}
@@ -629,7 +711,8 @@ def test_fc_net_params_and_dtype():
     np.random.seed(0)
     model = FullyConnectedNet([4, 3], input_dim=6, num_classes=2, normalization="batchnorm")
     assert sorted(model.params) == sorted(
-        ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"])
+        ["W1", "b1", "W2", "b2", "W3", "b3", "gamma1", "beta1", "gamma2", "beta2"]
+    )
     assert all(v.dtype == np.float32 for v in model.params.values())
     assert model.params["W1"].shape == (6, 4) and model.params["gamma2"].shape == (3,)
     X = np.random.randn(5, 2, 3)  # float64 input, (N, d1, d2) -> flattened to D = 6
@@ -646,8 +729,9 @@ def test_fc_net_params_and_dtype():
 
 def test_fc_net_reg_excludes_biases_and_gamma_beta():
     np.random.seed(1)
-    model = FullyConnectedNet([5], input_dim=4, num_classes=3, reg=0.0, dtype=np.float64,
-                              normalization="layernorm")
+    model = FullyConnectedNet(
+        [5], input_dim=4, num_classes=3, reg=0.0, dtype=np.float64, normalization="layernorm"
+    )
     X, y = np.random.randn(3, 4), np.array([0, 2, 1])
     for k in model.params:  # make the non-weight parameters large: they must not count
         if not k.startswith("W"):
@@ -664,8 +748,14 @@ def test_fc_net_reg_excludes_biases_and_gamma_beta():
 
 def test_fc_net_test_mode_is_deterministic_and_uses_running_stats():
     np.random.seed(2)
-    model = FullyConnectedNet([6, 6], input_dim=4, num_classes=3, dropout_keep_ratio=0.5,
-                              normalization="batchnorm", dtype=np.float64)
+    model = FullyConnectedNet(
+        [6, 6],
+        input_dim=4,
+        num_classes=3,
+        dropout_keep_ratio=0.5,
+        normalization="batchnorm",
+        dtype=np.float64,
+    )
     X = np.random.randn(8, 4)
     model.loss(X, np.zeros(8, dtype=int))  # one training pass updates running stats
     s1, s2 = model.loss(X), model.loss(X)
@@ -694,8 +784,16 @@ def test_three_layer_convnet_gradients(seed, reg):
     rs = np.random.RandomState(seed)
     np.random.seed(seed)
     N, input_dim, C = 2, (2, 6, 6), 4
-    model = ThreeLayerConvNet(input_dim=input_dim, num_filters=3, filter_size=3, hidden_dim=5,
-                              num_classes=C, weight_scale=0.4, reg=reg, dtype=np.float64)
+    model = ThreeLayerConvNet(
+        input_dim=input_dim,
+        num_filters=3,
+        filter_size=3,
+        hidden_dim=5,
+        num_classes=C,
+        weight_scale=0.4,
+        reg=reg,
+        dtype=np.float64,
+    )
     randomize_biases(model, rs)
     assert_model_gradients(model, away_from_zero(rs, (N, *input_dim)), rs.randint(C, size=N))
 
@@ -703,8 +801,14 @@ def test_three_layer_convnet_gradients(seed, reg):
 def test_three_layer_convnet_shapes_and_dtype():
     np.random.seed(3)
     model = ThreeLayerConvNet()
-    expected = {"W1": (32, 3, 7, 7), "b1": (32,), "W2": (32 * 16 * 16, 100), "b2": (100,),
-                "W3": (100, 10), "b3": (10,)}
+    expected = {
+        "W1": (32, 3, 7, 7),
+        "b1": (32,),
+        "W2": (32 * 16 * 16, 100),
+        "b2": (100,),
+        "W3": (100, 10),
+        "b3": (10,),
+    }
     assert {k: v.shape for k, v in model.params.items()} == expected
     assert all(v.dtype == np.float32 for v in model.params.values())
     small = ThreeLayerConvNet(input_dim=(1, 9, 7), num_filters=2, filter_size=5, hidden_dim=3)
@@ -732,14 +836,20 @@ def small_data(num=50, shape=(3, 8, 8), C=10, seed=0):
     return {"X_train": X, "y_train": y, "X_val": X[:10], "y_val": y[:10]}
 
 
-@pytest.mark.parametrize("make_model", [
-    lambda: TwoLayerNet(input_dim=192, hidden_dim=100, weight_scale=1e-2),
-    lambda: FullyConnectedNet([100, 100], input_dim=192, weight_scale=5e-2),
-    lambda: FullyConnectedNet([50, 50, 50, 50], input_dim=192, weight_scale=5e-2,
-                              normalization="batchnorm"),
-    lambda: ThreeLayerConvNet(input_dim=(3, 8, 8), num_filters=16, filter_size=3,
-                              hidden_dim=100, weight_scale=1e-1),
-], ids=["two_layer", "fc3", "fc5_batchnorm", "convnet"])
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: TwoLayerNet(input_dim=192, hidden_dim=100, weight_scale=1e-2),
+        lambda: FullyConnectedNet([100, 100], input_dim=192, weight_scale=5e-2),
+        lambda: FullyConnectedNet(
+            [50, 50, 50, 50], input_dim=192, weight_scale=5e-2, normalization="batchnorm"
+        ),
+        lambda: ThreeLayerConvNet(
+            input_dim=(3, 8, 8), num_filters=16, filter_size=3, hidden_dim=100, weight_scale=1e-1
+        ),
+    ],
+    ids=["two_layer", "fc3", "fc5_batchnorm", "convnet"],
+)
 def test_small_net_overfits_50_examples(make_model):
     # 50 examples with random labels: only memorization fits them, so 100% training accuracy
     # shows the whole forward/backward/update loop works (the course's overfitting check).
@@ -747,8 +857,16 @@ def test_small_net_overfits_50_examples(make_model):
     data = small_data()
     model = make_model()
     lr = 5e-3 if isinstance(model, ThreeLayerConvNet) else 1e-2
-    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": lr},
-                    num_epochs=20, batch_size=25, num_train_samples=None, verbose=False)
+    solver = Solver(
+        model,
+        data,
+        update_rule="adam",
+        optim_config={"learning_rate": lr},
+        num_epochs=20,
+        batch_size=25,
+        num_train_samples=None,
+        verbose=False,
+    )
     solver.train()
     assert solver.train_acc_history[-1] == 1.0
     assert solver.loss_history[-1] < solver.loss_history[0]

@@ -13,17 +13,30 @@ from tests.test_data import write_batches
 def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     write_batches(tmp_path / "cifar", n=20)
     out_json = tmp_path / "results.json"
-    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick",
-                         "--json", str(out_json)])
+    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick", "--json", str(out_json)])
     assert rc == 0
     captured = capsys.readouterr()
     table = captured.out
-    for name in ("k-NN, k=1", "k-NN, best k=", "linear SVM", "softmax", "two-layer net",
-                 "FC net + batchnorm + dropout", "ThreeLayerConvNet", "two loops", "one loop",
-                 "no loops", "course expects", "k-NN, L1 distance, best k=",
-                 "linear SVM, random search", "Sanity checks", "initial loss = log(C)",
-                 "overfit 20 images", "linear SVM on HOG + colour features",
-                 "two-layer net on HOG + colour features"):
+    for name in (
+        "k-NN, k=1",
+        "k-NN, best k=",
+        "linear SVM",
+        "softmax",
+        "two-layer net",
+        "FC net + batchnorm + dropout",
+        "ThreeLayerConvNet",
+        "two loops",
+        "one loop",
+        "no loops",
+        "course expects",
+        "k-NN, L1 distance, best k=",
+        "linear SVM, random search",
+        "Sanity checks",
+        "initial loss = log(C)",
+        "overfit 20 images",
+        "linear SVM on HOG + colour features",
+        "two-layer net on HOG + colour features",
+    ):
         assert name in table, name
     assert "[two-layer net]" in captured.err  # progress display
     assert "[pca] top 16 of 3072 components of 100 images keep" in captured.err
@@ -42,13 +55,25 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
 
 def test_plots_written_for_the_chosen_experiments(tmp_path, capsys):
     write_batches(tmp_path / "cifar", n=20)
-    rc = reproduce.main(["--data-dir", str(tmp_path / "cifar"), "--quick", "--only",
-                         "knn,twolayer", "--plots", str(tmp_path / "plots")])
+    rc = reproduce.main(
+        [
+            "--data-dir",
+            str(tmp_path / "cifar"),
+            "--quick",
+            "--only",
+            "knn,twolayer",
+            "--plots",
+            str(tmp_path / "plots"),
+        ]
+    )
     assert rc == 0
     assert "update/weight ratio" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "plots")) == [
-        "knn_cv.png", "two_layer_net_W1.png", "two_layer_net_history.png",
-        "two_layer_net_update_ratio.png"]
+        "knn_cv.png",
+        "two_layer_net_W1.png",
+        "two_layer_net_history.png",
+        "two_layer_net_update_ratio.png",
+    ]
     for name in os.listdir(tmp_path / "plots"):
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 

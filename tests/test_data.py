@@ -37,8 +37,12 @@ def write_batches(root, n=12, protocol=2, seed=0, bytes_keys=True):
         data = rs.randint(0, 256, size=(n, 3072)).astype(np.uint8)
         labels = [int(v) for v in rs.randint(0, 10, size=n)]
         key = (lambda k: k.encode()) if bytes_keys else (lambda k: k)
-        d = {key("batch_label"): b"synthetic " + name.encode(), key("labels"): labels,
-             key("data"): data, key("filenames"): [b"img%d.png" % i for i in range(n)]}
+        d = {
+            key("batch_label"): b"synthetic " + name.encode(),
+            key("labels"): labels,
+            key("data"): data,
+            key("filenames"): [b"img%d.png" % i for i in range(n)],
+        }
         with open(os.path.join(root, name), "wb") as f:
             pickle.dump(d, f, protocol=protocol)
         written[name] = (data, np.array(labels))
@@ -51,7 +55,7 @@ def to_nhwc(rows):
     n = rows.shape[0]
     out = np.empty((n, 32, 32, 3))
     for c in range(3):
-        out[..., c] = rows[:, c * 1024:(c + 1) * 1024].reshape(n, 32, 32)
+        out[..., c] = rows[:, c * 1024 : (c + 1) * 1024].reshape(n, 32, 32)
     return out
 
 
@@ -92,8 +96,11 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path):
         pickle.dump({b"data": Evil(), b"labels": [0]}, f)
     with pytest.raises(ValueError, match="data_batch_1") as info:
         load_CIFAR_batch(str(path))
-    assert "posix.mkdir" in str(info.value) or "os.mkdir" in str(info.value) or "mkdir" in str(
-        info.value)
+    assert (
+        "posix.mkdir" in str(info.value)
+        or "os.mkdir" in str(info.value)
+        or "mkdir" in str(info.value)
+    )
     assert not marker.exists()
 
 
@@ -131,8 +138,7 @@ def test_no_data_errors_name_the_path_and_the_layouts(tmp_path):
 def test_get_cifar10_data_splits(tmp_path):
     write_batches(tmp_path)
     Xtr, Ytr, Xte, Yte = load_CIFAR10(str(tmp_path))
-    d = get_CIFAR10_data(num_training=40, num_validation=15, num_test=7,
-                         cifar10_dir=str(tmp_path))
+    d = get_CIFAR10_data(num_training=40, num_validation=15, num_test=7, cifar10_dir=str(tmp_path))
     assert sorted(d) == ["X_test", "X_train", "X_val", "y_test", "y_train", "y_val"]
     mean = Xtr[:40].mean(axis=0)
     np.testing.assert_array_equal(d["X_train"], (Xtr[:40] - mean).transpose(0, 3, 1, 2))

@@ -26,8 +26,9 @@ def batch(N=40, D=20, C=10, seed=0):
 def test_initial_loss_is_log_c_and_rises_with_reg():
     X, y = batch()
     np.random.seed(0)
-    r = check_initial_loss(lambda reg: TwoLayerNet(20, 30, 10, weight_scale=1e-3, reg=reg), X, y,
-                           reg=1e3)
+    r = check_initial_loss(
+        lambda reg: TwoLayerNet(20, 30, 10, weight_scale=1e-3, reg=reg), X, y, reg=1e3
+    )
     assert r["ok"], r["message"]
     assert r["expected"] == math.log(10)
     assert abs(r["loss"] - math.log(10)) < 1e-3
@@ -49,22 +50,34 @@ def small_data(seed=1):
 
 def test_overfit_small_subset_reaches_100_percent_and_detects_a_stalled_model():
     np.random.seed(2)
-    r = overfit_small_subset(TwoLayerNet(15, 100, 5, weight_scale=1e-1), small_data(),
-                             num_train=20, update_rule="adam",
-                             optim_config={"learning_rate": 1e-2}, num_epochs=30, batch_size=10)
+    r = overfit_small_subset(
+        TwoLayerNet(15, 100, 5, weight_scale=1e-1),
+        small_data(),
+        num_train=20,
+        update_rule="adam",
+        optim_config={"learning_rate": 1e-2},
+        num_epochs=30,
+        batch_size=10,
+    )
     assert r["ok"] and r["train_acc"] == 1.0
     assert len(r["solver"].X_train) == 20
     np.random.seed(2)
-    stalled = overfit_small_subset(TwoLayerNet(15, 100, 5, weight_scale=1e-1), small_data(),
-                                   num_train=20, optim_config={"learning_rate": 0.0},
-                                   num_epochs=2, batch_size=10)
+    stalled = overfit_small_subset(
+        TwoLayerNet(15, 100, 5, weight_scale=1e-1),
+        small_data(),
+        num_train=20,
+        optim_config={"learning_rate": 0.0},
+        num_epochs=2,
+        batch_size=10,
+    )
     assert not stalled["ok"] and stalled["train_acc"] < 1.0
 
 
 def test_activation_statistics_equal_a_forward_by_hand_and_find_dead_units():
     np.random.seed(3)
-    model = FullyConnectedNet([6, 4], input_dim=5, num_classes=3, dtype=np.float64,
-                              weight_scale=0.5)
+    model = FullyConnectedNet(
+        [6, 4], input_dim=5, num_classes=3, dtype=np.float64, weight_scale=0.5
+    )
     model.params["W1"][:, 2] = 0.0
     model.params["b1"][2] = -1.0  # unit 3 of layer 1 never fires: dead
     X = np.random.RandomState(4).randn(30, 5)
@@ -101,14 +114,20 @@ def test_gradient_norms_equal_numerical_gradients():
     norms = gradient_norms(model, X, y)
     assert set(norms) == {"W1", "b1", "W2", "b2"}
     for name in norms:
-        num = eval_numerical_gradient(lambda _: model.loss(X, y)[0], model.params[name],
-                                      verbose=False)
+        num = eval_numerical_gradient(
+            lambda _: model.loss(X, y)[0], model.params[name], verbose=False
+        )
         assert norms[name] == pytest.approx(np.linalg.norm(num), rel=1e-6)
 
 
 def test_summarize_update_ratios():
-    history = {"W1": [1e-3, 2e-3, 5e-4], "W2": [1e-6] * 3, "W3": [0.5, 0.2, 1.0],
-               "b1": [float("nan"), 2e-3, 4e-3], "b2": [float("nan")]}
+    history = {
+        "W1": [1e-3, 2e-3, 5e-4],
+        "W2": [1e-6] * 3,
+        "W3": [0.5, 0.2, 1.0],
+        "b1": [float("nan"), 2e-3, 4e-3],
+        "b2": [float("nan")],
+    }
     s = summarize_update_ratios(history)
     assert s["W1"] == {"median": 1e-3, "verdict": "ok"}
     assert s["W2"]["verdict"] == "too low"

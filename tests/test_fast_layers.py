@@ -58,8 +58,9 @@ def _check_conv_against_naive(x, w, b, conv_param, seed=0):
         out_f, cache_f = forward(x, w, b, conv_param)
         assert out_f.shape == out.shape, name
         assert rel_error(out_f, out) < TOL, name
-        for g_name, g_fast, g_naive in zip(("dx", "dw", "db"), backward(dout, cache_f), grads,
-                                           strict=True):
+        for g_name, g_fast, g_naive in zip(
+            ("dx", "dw", "db"), backward(dout, cache_f), grads, strict=True
+        ):
             assert g_fast.shape == g_naive.shape, (name, g_name)
             assert rel_error(g_fast, g_naive) < TOL, (name, g_name)
     # The fast backward also accepts the naive forward's cache (it rebuilds the columns).
@@ -87,14 +88,14 @@ def test_conv_variants_match_naive_randomized(shape, seed):
 @pytest.mark.parametrize(
     "shape, conv_param",
     [
-        ((1, 3, 7, 7, 2, 3, 3), {"stride": 1, "pad": 1}),   # batch of 1
-        ((2, 3, 5, 6, 4, 1, 1), {"stride": 1, "pad": 0}),   # 1x1 kernel
-        ((2, 2, 9, 8, 3, 2, 2), {"stride": 3, "pad": 0}),   # stride > kernel, windows skip pixels
-        ((2, 2, 8, 6, 3, 2, 2), {"stride": 2, "pad": 0}),   # stride == kernel: windows tile
+        ((1, 3, 7, 7, 2, 3, 3), {"stride": 1, "pad": 1}),  # batch of 1
+        ((2, 3, 5, 6, 4, 1, 1), {"stride": 1, "pad": 0}),  # 1x1 kernel
+        ((2, 2, 9, 8, 3, 2, 2), {"stride": 3, "pad": 0}),  # stride > kernel, windows skip pixels
+        ((2, 2, 8, 6, 3, 2, 2), {"stride": 2, "pad": 0}),  # stride == kernel: windows tile
         ((2, 2, 7, 10, 3, 3, 2), {"stride": 2, "pad": 1}),  # non-square input and kernel
-        ((1, 1, 1, 1, 2, 3, 3), {"stride": 1, "pad": 1}),   # 1x1 image, kernel covers padding
-        ((2, 2, 2, 3, 2, 1, 1), {"stride": 2, "pad": 3}),   # padding wider than the kernel
-        ((3, 2, 4, 4, 2, 6, 6), {"stride": 5, "pad": 1}),   # kernel larger than the image
+        ((1, 1, 1, 1, 2, 3, 3), {"stride": 1, "pad": 1}),  # 1x1 image, kernel covers padding
+        ((2, 2, 2, 3, 2, 1, 1), {"stride": 2, "pad": 3}),  # padding wider than the kernel
+        ((3, 2, 4, 4, 2, 6, 6), {"stride": 5, "pad": 1}),  # kernel larger than the image
         ((32, 3, 5, 5, 4, 3, 3), {"stride": 1, "pad": 1}),  # batch a multiple of 16
         ((48, 2, 4, 3, 2, 2, 3), {"stride": 2, "pad": 2}),
     ],
@@ -105,7 +106,7 @@ def test_conv_variants_match_naive_awkward_shapes(shape, conv_param):
 
 def test_conv_hand_computed_example():
     # 1x1 input channel, 2x2 kernel, stride 1, pad 0 on a 2x3 image: two windows per row.
-    x = np.arange(6, dtype=np.float64).reshape(1, 1, 2, 3)   # [[0 1 2], [3 4 5]]
+    x = np.arange(6, dtype=np.float64).reshape(1, 1, 2, 3)  # [[0 1 2], [3 4 5]]
     w = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     b = np.array([0.5])
     out, cache = fl.conv_forward_fast(x, w, b, {"stride": 1, "pad": 0})
@@ -142,8 +143,7 @@ def test_conv_mixed_dtypes_follow_the_naive_layer(variant):
     out_f, cache_f = forward(x, w, b, conv_param)
     assert out_f.dtype == out_n.dtype
     dout = np.ones(out_n.shape, dtype=np.float32)
-    for g_f, g_n in zip(backward(dout, cache_f), L.conv_backward_naive(dout, cache_n),
-                        strict=True):
+    for g_f, g_n in zip(backward(dout, cache_f), L.conv_backward_naive(dout, cache_n), strict=True):
         assert g_f.dtype == g_n.dtype
 
 
@@ -177,17 +177,18 @@ def test_conv_chain_with_non_contiguous_inputs():
     h_n, c1_n = L.conv_forward_naive(x, w, b, cp1)
     p_n, cp_n = L.max_pool_forward_naive(h_n, pp)
     o_n, c2_n = L.conv_forward_naive(p_n, w2, b2, cp2)
-    assert not h_f.flags.c_contiguous          # the layout this test is about
+    assert not h_f.flags.c_contiguous  # the layout this test is about
     assert rel_error(o_f, o_n) < TOL
-    dout = np.asfortranarray(_rng(7).standard_normal(o_n.shape))   # another memory layout
+    dout = np.asfortranarray(_rng(7).standard_normal(o_n.shape))  # another memory layout
     dp_f, dw2_f, db2_f = fl.conv_backward_fast(dout, c2_f)
     dp_n, dw2_n, db2_n = L.conv_backward_naive(dout, c2_n)
     dh_f = fl.max_pool_backward_fast(dp_f, cp_f)
     dh_n = L.max_pool_backward_naive(dp_n, cp_n)
     grads_f = fl.conv_backward_fast(dh_f, c1_f)
     grads_n = L.conv_backward_naive(dh_n, c1_n)
-    for g_f, g_n in zip((dw2_f, db2_f, dh_f, *grads_f), (dw2_n, db2_n, dh_n, *grads_n),
-                        strict=True):
+    for g_f, g_n in zip(
+        (dw2_f, db2_f, dh_f, *grads_f), (dw2_n, db2_n, dh_n, *grads_n), strict=True
+    ):
         assert rel_error(g_f, g_n) < TOL
 
 
@@ -206,7 +207,7 @@ def test_conv_results_do_not_share_the_reused_buffers(variant):
     grads_b = backward(dout, cache_b)
     grads_a = backward(dout, cache_a)
     saved += [g.copy() for g in grads_b + grads_a]
-    backward(2 * dout, cache_a)                 # a cache can be used twice
+    backward(2 * dout, cache_a)  # a cache can be used twice
     forward(xb + 1, wb, bb, conv_param)
     for before, now in zip(saved, [out_a, out_b, *grads_b, *grads_a], strict=True):
         np.testing.assert_array_equal(before, now)
@@ -248,16 +249,16 @@ def _bad_conv_inputs():
     x, w, b = _conv_inputs(2, 3, 5, 5, 4, 3, 3)
     ok = {"stride": 1, "pad": 1}
     return [
-        (x[0], w, b, ok),                                   # x not 4-D
-        (x, w[:, :2], b, ok),                               # channel mismatch
-        (x, w, b[:3], ok),                                  # one bias per filter
+        (x[0], w, b, ok),  # x not 4-D
+        (x, w[:, :2], b, ok),  # channel mismatch
+        (x, w, b[:3], ok),  # one bias per filter
         (x, w, b, {"stride": 1, "pad": -1}),
         (x, w, b, {"stride": 0, "pad": 1}),
         (x, w, b, {"stride": 1.5, "pad": 1}),
-        (x, w, b, {"pad": 1}),                              # missing stride
-        (x, w, b, [1, 1]),                                  # not a dict
-        (x[:, :, :2, :2], w, b, {"stride": 1, "pad": 0}),   # kernel larger than padded input
-        (x.astype(np.int64), w, b, ok),                     # integer x
+        (x, w, b, {"pad": 1}),  # missing stride
+        (x, w, b, [1, 1]),  # not a dict
+        (x[:, :, :2, :2], w, b, {"stride": 1, "pad": 0}),  # kernel larger than padded input
+        (x.astype(np.int64), w, b, ok),  # integer x
     ]
 
 
@@ -317,7 +318,7 @@ def _check_pool_against_naive(x, pool_param, seed=0):
         dx_f = backward(dout, cache_f)
         assert dx_f.shape == dx.shape, name
         assert rel_error(dx_f, dx) < TOL, name
-    assert rel_error(fl.max_pool_backward_fast(dout, cache), dx) < TOL   # naive cache
+    assert rel_error(fl.max_pool_backward_fast(dout, cache), dx) < TOL  # naive cache
 
 
 @st.composite
@@ -342,14 +343,14 @@ def test_pool_variants_match_naive_randomized(case):
 @pytest.mark.parametrize(
     "shape, ph, pw, stride",
     [
-        ((1, 1, 4, 4), 2, 2, 2),   # batch 1, windows tile (the reshape path)
+        ((1, 1, 4, 4), 2, 2, 2),  # batch 1, windows tile (the reshape path)
         ((2, 3, 6, 8), 2, 2, 2),
-        ((2, 3, 6, 9), 3, 3, 3),   # tiles in H only: W has a leftover column
-        ((2, 2, 7, 7), 2, 2, 2),   # floor rule: last row/column unused
-        ((2, 2, 9, 7), 2, 3, 3),   # non-square window, stride > pool height
-        ((2, 2, 7, 7), 3, 3, 1),   # heavily overlapping windows
-        ((2, 2, 8, 8), 1, 1, 3),   # 1x1 windows with stride 3
-        ((2, 2, 3, 5), 3, 5, 1),   # one window covering the whole image
+        ((2, 3, 6, 9), 3, 3, 3),  # tiles in H only: W has a leftover column
+        ((2, 2, 7, 7), 2, 2, 2),  # floor rule: last row/column unused
+        ((2, 2, 9, 7), 2, 3, 3),  # non-square window, stride > pool height
+        ((2, 2, 7, 7), 3, 3, 1),  # heavily overlapping windows
+        ((2, 2, 8, 8), 1, 1, 3),  # 1x1 windows with stride 3
+        ((2, 2, 3, 5), 3, 5, 1),  # one window covering the whole image
         ((32, 2, 4, 4), 2, 2, 2),
     ],
 )
@@ -367,8 +368,9 @@ def test_pool_ties_send_the_gradient_to_the_first_maximum(variant):
     x = np.full((1, 1, 2, 2), 7.0)
     out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
     np.testing.assert_array_equal(out, [[[[7.0]]]])
-    np.testing.assert_array_equal(backward(np.full((1, 1, 1, 1), 3.0), cache),
-                                  [[[[3.0, 0.0], [0.0, 0.0]]]])
+    np.testing.assert_array_equal(
+        backward(np.full((1, 1, 1, 1), 3.0), cache), [[[[3.0, 0.0], [0.0, 0.0]]]]
+    )
     # Overlapping 1x2 windows over [5, 5, 5]: window 0 -> pixel 0, window 1 -> pixel 1.
     x = np.full((1, 1, 1, 3), 5.0)
     out, cache = forward(x, {"pool_height": 1, "pool_width": 2, "stride": 1})
@@ -377,8 +379,9 @@ def test_pool_ties_send_the_gradient_to_the_first_maximum(variant):
     # Second row holds the max of a 2x2 window at both columns: the first in row-major order wins.
     x = np.array([[[[0.0, 1.0], [4.0, 4.0]]]])
     out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
-    np.testing.assert_array_equal(backward(np.ones((1, 1, 1, 1)), cache),
-                                  [[[[0.0, 0.0], [1.0, 0.0]]]])
+    np.testing.assert_array_equal(
+        backward(np.ones((1, 1, 1, 1)), cache), [[[[0.0, 0.0], [1.0, 0.0]]]]
+    )
 
 
 @pytest.mark.parametrize("variant", sorted(POOL_VARIANTS))
@@ -386,16 +389,18 @@ def test_pool_nan_propagates_like_naive(variant):
     forward, backward = POOL_VARIANTS[variant]
     x = _rng(4).standard_normal((2, 2, 6, 6))
     x[0, 0, 1, 1] = x[0, 0, 0, 1] = x[1, 1, 4, 5] = np.nan
-    for pool_param in ({"pool_height": 2, "pool_width": 2, "stride": 2},
-                       {"pool_height": 3, "pool_width": 2, "stride": 1}):
+    for pool_param in (
+        {"pool_height": 2, "pool_width": 2, "stride": 2},
+        {"pool_height": 3, "pool_width": 2, "stride": 1},
+    ):
         out_n, cache_n = L.max_pool_forward_naive(x, pool_param)
         out_f, cache_f = forward(x, pool_param)
-        np.testing.assert_array_equal(out_f, out_n)          # NaN == NaN here
+        np.testing.assert_array_equal(out_f, out_n)  # NaN == NaN here
         assert np.isnan(out_f).any()
         dout = _rng(5).standard_normal(out_n.shape)
         dx_f, dx_n = backward(dout, cache_f), L.max_pool_backward_naive(dout, cache_n)
         assert np.isfinite(dx_f).all()
-        assert rel_error(dx_f, dx_n) < TOL     # overlapping windows add in another order
+        assert rel_error(dx_f, dx_n) < TOL  # overlapping windows add in another order
 
 
 @pytest.mark.parametrize("variant", sorted(POOL_VARIANTS))
@@ -426,7 +431,7 @@ def test_pool_float32_stays_float32(variant, stride):
 def test_pool_non_contiguous_input(variant):
     forward, backward = POOL_VARIANTS[variant]
     x = np.ascontiguousarray(_rng(8).integers(-1, 2, size=(6, 6, 3, 2)).astype(float))
-    x = x.transpose(3, 2, 1, 0)                        # (2, 3, 6, 6), not C-contiguous
+    x = x.transpose(3, 2, 1, 0)  # (2, 3, 6, 6), not C-contiguous
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
     _check_pool_against_naive(x, pool_param)
     out_n, cache_n = L.max_pool_forward_naive(x, pool_param)
@@ -458,7 +463,7 @@ def test_pool_backward_survives_the_caller_modifying_out(variant):
     out, cache = forward(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
     dout = _rng(15).standard_normal(out.shape)
     expected = backward(dout, cache)
-    out *= -1.0                                  # e.g. an in-place activation downstream
+    out *= -1.0  # e.g. an in-place activation downstream
     np.testing.assert_array_equal(backward(dout, cache), expected)
 
 
@@ -467,7 +472,7 @@ def _bad_pool_inputs():
     ok = {"pool_height": 2, "pool_width": 2, "stride": 2}
     return [
         (x[0], ok),
-        (x, {"pool_height": 5, "pool_width": 2, "stride": 2}),    # window taller than input
+        (x, {"pool_height": 5, "pool_width": 2, "stride": 2}),  # window taller than input
         (x, {"pool_height": 2, "pool_width": 0, "stride": 2}),
         (x, {"pool_height": 2, "pool_width": 2, "stride": 0}),
         (x, {"pool_height": 2, "pool_width": 2}),
@@ -492,8 +497,7 @@ def test_pool_backward_bad_dout_raises_like_naive(variant):
     _, cache_n = L.max_pool_forward_naive(x, pool_param)
     _, cache_f = forward(x, pool_param)
     dout = np.ones((2, 3, 2, 3))
-    _raises_same(lambda: L.max_pool_backward_naive(dout, cache_n),
-                 lambda: backward(dout, cache_f))
+    _raises_same(lambda: L.max_pool_backward_naive(dout, cache_n), lambda: backward(dout, cache_f))
 
 
 def test_pool_backward_rejects_foreign_cache():

@@ -46,7 +46,8 @@ def course_hog_feature(im):
         cond2 = temp_ori > 0
         temp_mag = np.where(cond2, grad_mag, 0)
         orientation_histogram[:, :, i] = uniform_filter(temp_mag, size=(cx, cy))[
-            round(cx / 2)::cx, round(cy / 2)::cy].T
+            round(cx / 2) :: cx, round(cy / 2) :: cy
+        ].T
     return orientation_histogram.ravel()
 
 
@@ -115,8 +116,9 @@ def test_hog_bad_input():
 
 
 def test_rgb2gray_uses_the_course_weights():
-    np.testing.assert_array_equal(rgb2gray(np.array([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]])),
-                                  [[0.299, 0.587, 0.144]])
+    np.testing.assert_array_equal(
+        rgb2gray(np.array([[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]])), [[0.299, 0.587, 0.144]]
+    )
 
 
 @given(st.integers(0, 2**31 - 1))
@@ -143,8 +145,9 @@ def test_rgb_to_hsv_matches_matplotlib():
     rgb[0, :, 2] = rgb[0, :, 0]
     rgb[1] = 0.5
     for dtype in (np.float64, np.float32):
-        np.testing.assert_array_equal(rgb_to_hsv(rgb.astype(dtype)),
-                                      colors.rgb_to_hsv(rgb.astype(dtype)))
+        np.testing.assert_array_equal(
+            rgb_to_hsv(rgb.astype(dtype)), colors.rgb_to_hsv(rgb.astype(dtype))
+        )
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         rgb_to_hsv(rgb * 255)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
@@ -184,7 +187,8 @@ def test_extract_features_concatenates_in_order():
     assert feats.shape == (5, 4 * 9 + 4) and feats.dtype == np.float64
     for i in range(5):
         np.testing.assert_array_equal(
-            feats[i], np.concatenate([hog_feature(imgs[i]), color_histogram_hsv(imgs[i], nbin=4)]))
+            feats[i], np.concatenate([hog_feature(imgs[i]), color_histogram_hsv(imgs[i], nbin=4)])
+        )
     assert extract_features(imgs[:0], [hog_feature]).size == 0
 
 

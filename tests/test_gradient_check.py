@@ -106,7 +106,8 @@ def test_rel_error_semantics():
     # symmetric, sign-aware
     assert rel_error(np.array([1.0]), np.array([-1.0])) == pytest.approx(1.0)
     assert rel_error(np.array([2.0, 5.0]), np.array([1.0, 5.0])) == rel_error(
-        np.array([1.0, 5.0]), np.array([2.0, 5.0]))
+        np.array([1.0, 5.0]), np.array([2.0, 5.0])
+    )
     # scalars work (a loss against its expected value)
     assert rel_error(2.0, np.float64(2.0)) == 0.0
     assert isinstance(rel_error(1.0, 2.0), float)

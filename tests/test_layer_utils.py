@@ -19,8 +19,11 @@ def _norm_params(r, D):
 
 
 def _conv_inputs(r, C=3, F=4, H=6, W=5, K=3):
-    return [r.standard_normal((2, C, H, W)), 0.5 * r.standard_normal((F, C, K, K)),
-            r.standard_normal(F)]
+    return [
+        r.standard_normal((2, C, H, W)),
+        0.5 * r.standard_normal((F, C, K, K)),
+        r.standard_normal(F),
+    ]
 
 
 def _block(normalization, dropout):
@@ -50,14 +53,28 @@ def _block(normalization, dropout):
 #          indices of arguments whose true gradient is exactly zero)
 SANDWICHES = {
     "affine_relu": (U.affine_relu_forward, U.affine_relu_backward, _affine_inputs, set()),
-    "conv_relu": (lambda x, w, b: U.conv_relu_forward(x, w, b, {"stride": 2, "pad": 1}),
-                  U.conv_relu_backward, _conv_inputs, set()),
-    "conv_bn_relu": (lambda x, w, b, g, be: U.conv_bn_relu_forward(
-        x, w, b, g, be, {"stride": 1, "pad": 1}, {"mode": "train"}),
-        U.conv_bn_relu_backward, lambda r: _conv_inputs(r) + _norm_params(r, 4), {2}),
-    "conv_relu_pool": (lambda x, w, b: U.conv_relu_pool_forward(
-        x, w, b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}),
-        U.conv_relu_pool_backward, lambda r: _conv_inputs(r, H=6, W=6), set()),
+    "conv_relu": (
+        lambda x, w, b: U.conv_relu_forward(x, w, b, {"stride": 2, "pad": 1}),
+        U.conv_relu_backward,
+        _conv_inputs,
+        set(),
+    ),
+    "conv_bn_relu": (
+        lambda x, w, b, g, be: U.conv_bn_relu_forward(
+            x, w, b, g, be, {"stride": 1, "pad": 1}, {"mode": "train"}
+        ),
+        U.conv_bn_relu_backward,
+        lambda r: _conv_inputs(r) + _norm_params(r, 4),
+        {2},
+    ),
+    "conv_relu_pool": (
+        lambda x, w, b: U.conv_relu_pool_forward(
+            x, w, b, {"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}
+        ),
+        U.conv_relu_pool_backward,
+        lambda r: _conv_inputs(r, H=6, W=6),
+        set(),
+    ),
 }
 for _norm in (None, "batchnorm", "layernorm"):
     for _drop in (False, True):
@@ -77,7 +94,7 @@ def test_sandwich_backward_matches_numerical_gradient(name):
         assert grad.shape == arg.shape
 
         def f(z, i=i):
-            return fwd(*args[:i], z, *args[i + 1:])[0]
+            return fwd(*args[:i], z, *args[i + 1 :])[0]
 
         num = eval_numerical_gradient_array(f, arg, dout)
         if i in zero_grad:
@@ -102,8 +119,9 @@ def test_block_without_options_equals_affine_relu():
     out2, c2 = U.affine_relu_forward(x, w, b)
     np.testing.assert_array_equal(out1, out2)
     dout = r.standard_normal(out1.shape)
-    for g1, g2 in zip(U.affine_norm_relu_backward(dout, c1)[:3], U.affine_relu_backward(dout, c2),
-                      strict=True):
+    for g1, g2 in zip(
+        U.affine_norm_relu_backward(dout, c1)[:3], U.affine_relu_backward(dout, c2), strict=True
+    ):
         np.testing.assert_array_equal(g1, g2)
 
 
@@ -115,8 +133,7 @@ def test_block_updates_running_stats_and_honours_test_mode():
     U.affine_norm_relu_forward(x, w, b, g, be, bn, "batchnorm")
     assert bn["running_mean"].shape == (5,)
     bn["mode"] = "test"
-    out, _ = U.affine_norm_relu_forward(x, w, b, g, be, bn, "batchnorm",
-                                        {"p": 0.5, "mode": "test"})
+    out, _ = U.affine_norm_relu_forward(x, w, b, g, be, bn, "batchnorm", {"p": 0.5, "mode": "test"})
     a = x.reshape(3, 8) @ w + b
     expected = np.maximum(g * (a - bn["running_mean"]) / np.sqrt(bn["running_var"] + 1e-5) + be, 0)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
@@ -152,7 +169,8 @@ def test_sandwiches_keep_float32():
     assert all(grad.dtype == np.float32 for grad in U.conv_bn_relu_backward(out, cache))
     xa, wa, ba = (a.astype(np.float32) for a in _affine_inputs(r))
     ga, bea = (a.astype(np.float32) for a in _norm_params(r, 5))
-    out, cache = U.affine_norm_relu_forward(xa, wa, ba, ga, bea, {"mode": "train"}, "layernorm",
-                                            {"p": 0.5, "mode": "train", "seed": 0})
+    out, cache = U.affine_norm_relu_forward(
+        xa, wa, ba, ga, bea, {"mode": "train"}, "layernorm", {"p": 0.5, "mode": "train", "seed": 0}
+    )
     assert out.dtype == np.float32
     assert all(grad.dtype == np.float32 for grad in U.affine_norm_relu_backward(out, cache))

@@ -32,9 +32,11 @@ def randn(*shape, dtype=np.float64, r=None):
 
 
 def _case_affine(r, dt):
-    return L.affine_forward, L.affine_backward, [randn(3, 2, 4, dtype=dt, r=r),
-                                                 randn(8, 5, dtype=dt, r=r),
-                                                 randn(5, dtype=dt, r=r)]
+    return (
+        L.affine_forward,
+        L.affine_backward,
+        [randn(3, 2, 4, dtype=dt, r=r), randn(8, 5, dtype=dt, r=r), randn(5, dtype=dt, r=r)],
+    )
 
 
 def _case_relu(r, dt):
@@ -63,8 +65,11 @@ def _case_batchnorm_alt(r, dt):
 
 
 def _case_batchnorm_test(r, dt):
-    bn = {"mode": "test", "running_mean": randn(4, dtype=dt, r=r),
-          "running_var": np.abs(randn(4, dtype=dt, r=r)) + dt(0.5)}
+    bn = {
+        "mode": "test",
+        "running_mean": randn(4, dtype=dt, r=r),
+        "running_var": np.abs(randn(4, dtype=dt, r=r)) + dt(0.5),
+    }
     return L.batchnorm_forward, L.batchnorm_backward, _norm_inputs(r, dt) + [bn]
 
 
@@ -73,32 +78,59 @@ def _case_layernorm(r, dt):
 
 
 def _case_dropout(r, dt):
-    return L.dropout_forward, L.dropout_backward, [randn(6, 5, dtype=dt, r=r),
-                                                   {"p": 0.6, "mode": "train", "seed": 1}]
+    return (
+        L.dropout_forward,
+        L.dropout_backward,
+        [randn(6, 5, dtype=dt, r=r), {"p": 0.6, "mode": "train", "seed": 1}],
+    )
 
 
 def _case_conv(r, dt):
-    return L.conv_forward_naive, L.conv_backward_naive, [randn(2, 3, 6, 5, dtype=dt, r=r),
-                                                         randn(4, 3, 3, 2, dtype=dt, r=r),
-                                                         randn(4, dtype=dt, r=r),
-                                                         {"stride": 2, "pad": 1}]
+    return (
+        L.conv_forward_naive,
+        L.conv_backward_naive,
+        [
+            randn(2, 3, 6, 5, dtype=dt, r=r),
+            randn(4, 3, 3, 2, dtype=dt, r=r),
+            randn(4, dtype=dt, r=r),
+            {"stride": 2, "pad": 1},
+        ],
+    )
 
 
 def _case_pool(r, dt):
-    return L.max_pool_forward_naive, L.max_pool_backward_naive, [
-        randn(2, 3, 6, 5, dtype=dt, r=r), {"pool_height": 3, "pool_width": 2, "stride": 2}]
+    return (
+        L.max_pool_forward_naive,
+        L.max_pool_backward_naive,
+        [randn(2, 3, 6, 5, dtype=dt, r=r), {"pool_height": 3, "pool_width": 2, "stride": 2}],
+    )
 
 
 def _case_spatial_bn(r, dt):
-    return L.spatial_batchnorm_forward, L.spatial_batchnorm_backward, [
-        randn(2, 3, 4, 5, dtype=dt, r=r), randn(3, dtype=dt, r=r), randn(3, dtype=dt, r=r),
-        {"mode": "train"}]
+    return (
+        L.spatial_batchnorm_forward,
+        L.spatial_batchnorm_backward,
+        [
+            randn(2, 3, 4, 5, dtype=dt, r=r),
+            randn(3, dtype=dt, r=r),
+            randn(3, dtype=dt, r=r),
+            {"mode": "train"},
+        ],
+    )
 
 
 def _case_groupnorm(r, dt):
-    return L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, [
-        randn(2, 6, 3, 4, dtype=dt, r=r), randn(1, 6, 1, 1, dtype=dt, r=r),
-        randn(1, 6, 1, 1, dtype=dt, r=r), 3, {"mode": "train"}]
+    return (
+        L.spatial_groupnorm_forward,
+        L.spatial_groupnorm_backward,
+        [
+            randn(2, 6, 3, 4, dtype=dt, r=r),
+            randn(1, 6, 1, 1, dtype=dt, r=r),
+            randn(1, 6, 1, 1, dtype=dt, r=r),
+            3,
+            {"mode": "train"},
+        ],
+    )
 
 
 LAYER_CASES = {
@@ -187,139 +219,302 @@ def _bn_cache():
 
 
 BAD_INPUTS = {
-    "affine x vs w": (lambda: L.affine_forward(_x(2, 3, 4), _x(11, 5), _x(5)),
-                      ValueError, ["w", "(2, 3, 4)", "(11, 5)", "D=12"]),
-    "affine b": (lambda: L.affine_forward(_x(2, 12), _x(12, 5), _x(4)),
-                 ValueError, ["b", "(5,)", "(4,)"]),
-    "affine integer x": (lambda: L.affine_forward(np.zeros((2, 3), int), _x(3, 2), _x(2)),
-                         TypeError, ["x", "int"]),
-    "affine dout": (lambda: L.affine_backward(_x(2, 4), (_x(2, 3), _x(3, 5), _x(5))),
-                    ValueError, ["dout", "(2, 5)", "(2, 4)"]),
-    "relu dout": (lambda: L.relu_backward(_x(3, 4), _x(4, 3)),
-                  ValueError, ["dout", "(4, 3)", "(3, 4)"]),
-    "sigmoid dout": (lambda: L.sigmoid_backward(_x(3), L.sigmoid_forward(_x(4))[1]),
-                     ValueError, ["dout", "(4,)", "(3,)"]),
-    "tanh dout": (lambda: L.tanh_backward(_x(3), L.tanh_forward(_x(4))[1]),
-                  ValueError, ["dout", "(4,)", "(3,)"]),
-    "batchnorm missing mode": (lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {}),
-                               ValueError, ["bn_param", "'mode'"]),
-    "batchnorm bad mode": (lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {"mode": "eval"}),
-                           ValueError, ["bn_param['mode']", "'eval'"]),
-    "batchnorm gamma": (lambda: L.batchnorm_forward(_x(4, 3), _x(4), _x(3), {"mode": "train"}),
-                        ValueError, ["gamma", "(3,)", "(4,)"]),
-    "batchnorm beta": (lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(1, 3), {"mode": "train"}),
-                       ValueError, ["beta", "(3,)", "(1, 3)"]),
-    "batchnorm x ndim": (lambda: L.batchnorm_forward(_x(4, 3, 2), _x(2), _x(2), {"mode": "train"}),
-                         ValueError, ["x", "(4, 3, 2)"]),
-    "batchnorm running_mean": (lambda: L.batchnorm_forward(
-        _x(4, 3), _x(3), _x(3), {"mode": "train", "running_mean": _x(5)}),
-        ValueError, ["running_mean", "(3,)", "(5,)"]),
-    "batchnorm momentum": (lambda: L.batchnorm_forward(
-        _x(4, 3), _x(3), _x(3), {"mode": "train", "momentum": 1.5}),
-        ValueError, ["momentum", "1.5"]),
-    "batchnorm negative eps": (lambda: L.batchnorm_forward(
-        _x(4, 3), _x(3), _x(3), {"mode": "train", "eps": -1e-5}),
-        ValueError, ["eps", "-1e-05"]),
-    "batchnorm_backward dout": (lambda: L.batchnorm_backward(_x(3, 3), _bn_cache()),
-                                ValueError, ["dout", "(4, 3)", "(3, 3)"]),
-    "batchnorm_backward_alt dout": (lambda: L.batchnorm_backward_alt(_x(4, 2), _bn_cache()),
-                                    ValueError, ["dout", "(4, 3)", "(4, 2)"]),
-    "layernorm gamma": (lambda: L.layernorm_forward(_x(4, 3), _x(4), _x(3), {}),
-                        ValueError, ["gamma", "(3,)", "(4,)"]),
-    "layernorm ln_param type": (lambda: L.layernorm_forward(_x(4, 3), _x(3), _x(3), None),
-                                TypeError, ["ln_param", "dict"]),
-    "layernorm dout": (lambda: L.layernorm_backward(
-        _x(4, 4), L.layernorm_forward(randn(4, 3), _x(3), _x(3), {})[1]),
-        ValueError, ["dout", "(4, 3)", "(4, 4)"]),
-    "dropout p=0": (lambda: L.dropout_forward(_x(3), {"p": 0, "mode": "train"}),
-                    ValueError, ["dropout_param['p']", "keep", "(0, 1]", "0"]),
-    "dropout p>1": (lambda: L.dropout_forward(_x(3), {"p": 1.5, "mode": "train"}),
-                    ValueError, ["dropout_param['p']", "1.5"]),
-    "dropout p<0": (lambda: L.dropout_forward(_x(3), {"p": -0.2, "mode": "test"}),
-                    ValueError, ["dropout_param['p']", "-0.2"]),
-    "dropout missing p": (lambda: L.dropout_forward(_x(3), {"mode": "train"}),
-                          ValueError, ["dropout_param", "'p'"]),
-    "dropout missing mode": (lambda: L.dropout_forward(_x(3), {"p": 0.5}),
-                             ValueError, ["dropout_param", "'mode'"]),
-    "dropout dout": (lambda: L.dropout_backward(
-        _x(2, 3), L.dropout_forward(_x(3, 2), {"p": 0.5, "mode": "train", "seed": 0})[1]),
-        ValueError, ["dout", "(3, 2)", "(2, 3)"]),
-    "conv channels": (lambda: L.conv_forward_naive(_x(1, 3, 5, 5), _x(2, 4, 3, 3), _x(2),
-                                                   {"stride": 1, "pad": 0}),
-                      ValueError, ["w", "x", "(2, 4, 3, 3)", "(1, 3, 5, 5)"]),
-    "conv b": (lambda: L.conv_forward_naive(_x(1, 3, 5, 5), _x(2, 3, 3, 3), _x(3),
-                                            {"stride": 1, "pad": 0}),
-               ValueError, ["b", "(2,)", "(3,)"]),
-    "conv window too large": (lambda: L.conv_forward_naive(_x(1, 1, 3, 4), _x(1, 1, 6, 2), _x(1),
-                                                           {"stride": 1, "pad": 1}),
-                              ValueError, ["filter", "(6, 2)", "(5, 6)"]),
-    "conv stride 0": (lambda: L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1),
-                                                   {"stride": 0, "pad": 0}),
-                      ValueError, ["stride", "0"]),
-    "conv float stride": (lambda: L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1),
-                                                       {"stride": 1.5, "pad": 0}),
-                          TypeError, ["stride", "1.5"]),
-    "conv missing pad": (lambda: L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1),
-                                                      {"stride": 1}),
-                         ValueError, ["conv_param", "'pad'"]),
-    "conv x ndim": (lambda: L.conv_forward_naive(_x(1, 3, 3), _x(1, 1, 2, 2), _x(1),
-                                                 {"stride": 1, "pad": 0}),
-                    ValueError, ["x", "(1, 3, 3)"]),
-    "conv dout": (lambda: L.conv_backward_naive(
-        _x(1, 1, 3, 3), L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1),
-                                             {"stride": 1, "pad": 0})[1]),
-        ValueError, ["dout", "(1, 1, 2, 2)", "(1, 1, 3, 3)"]),
-    "pool window too large": (lambda: L.max_pool_forward_naive(
-        _x(1, 1, 3, 3), {"pool_height": 4, "pool_width": 2, "stride": 1}),
-        ValueError, ["window", "(4, 2)", "(3, 3)"]),
-    "pool stride 0": (lambda: L.max_pool_forward_naive(
-        _x(1, 1, 3, 3), {"pool_height": 2, "pool_width": 2, "stride": 0}),
-        ValueError, ["stride", "0"]),
-    "pool missing key": (lambda: L.max_pool_forward_naive(
-        _x(1, 1, 3, 3), {"pool_height": 2, "stride": 2}),
-        ValueError, ["pool_param", "'pool_width'"]),
-    "pool dout": (lambda: L.max_pool_backward_naive(
-        _x(1, 1, 2, 1), L.max_pool_forward_naive(
-            _x(1, 1, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2})[1]),
-        ValueError, ["dout", "(1, 1, 2, 2)", "(1, 1, 2, 1)"]),
-    "spatial batchnorm gamma": (lambda: L.spatial_batchnorm_forward(
-        _x(2, 3, 2, 2), _x(1, 3, 1, 1), _x(3), {"mode": "train"}),
-        ValueError, ["gamma", "(3,)", "(1, 3, 1, 1)"]),
-    "spatial batchnorm mode": (lambda: L.spatial_batchnorm_forward(
-        _x(2, 3, 2, 2), _x(3), _x(3), {}),
-        ValueError, ["bn_param", "'mode'"]),
-    "spatial batchnorm dout": (lambda: L.spatial_batchnorm_backward(
-        _x(2, 3, 2, 1), L.spatial_batchnorm_forward(randn(2, 3, 2, 2), _x(3), _x(3),
-                                                    {"mode": "train"})[1]),
-        ValueError, ["dout", "(2, 3, 2, 2)", "(2, 3, 2, 1)"]),
-    "groupnorm G": (lambda: L.spatial_groupnorm_forward(
-        _x(2, 6, 2, 2), _x(1, 6, 1, 1), _x(1, 6, 1, 1), 4, {}),
-        ValueError, ["G=4", "C=6"]),
-    "groupnorm gamma": (lambda: L.spatial_groupnorm_forward(
-        _x(2, 6, 2, 2), _x(6), _x(1, 6, 1, 1), 3, {}),
-        ValueError, ["gamma", "(1, 6, 1, 1)", "(6,)"]),
-    "groupnorm dout": (lambda: L.spatial_groupnorm_backward(
-        _x(2, 6, 2, 3), L.spatial_groupnorm_forward(randn(2, 6, 2, 2), _x(1, 6, 1, 1),
-                                                    _x(1, 6, 1, 1), 2, {})[1]),
-        ValueError, ["dout", "(2, 6, 2, 2)", "(2, 6, 2, 3)"]),
+    "affine x vs w": (
+        lambda: L.affine_forward(_x(2, 3, 4), _x(11, 5), _x(5)),
+        ValueError,
+        ["w", "(2, 3, 4)", "(11, 5)", "D=12"],
+    ),
+    "affine b": (
+        lambda: L.affine_forward(_x(2, 12), _x(12, 5), _x(4)),
+        ValueError,
+        ["b", "(5,)", "(4,)"],
+    ),
+    "affine integer x": (
+        lambda: L.affine_forward(np.zeros((2, 3), int), _x(3, 2), _x(2)),
+        TypeError,
+        ["x", "int"],
+    ),
+    "affine dout": (
+        lambda: L.affine_backward(_x(2, 4), (_x(2, 3), _x(3, 5), _x(5))),
+        ValueError,
+        ["dout", "(2, 5)", "(2, 4)"],
+    ),
+    "relu dout": (
+        lambda: L.relu_backward(_x(3, 4), _x(4, 3)),
+        ValueError,
+        ["dout", "(4, 3)", "(3, 4)"],
+    ),
+    "sigmoid dout": (
+        lambda: L.sigmoid_backward(_x(3), L.sigmoid_forward(_x(4))[1]),
+        ValueError,
+        ["dout", "(4,)", "(3,)"],
+    ),
+    "tanh dout": (
+        lambda: L.tanh_backward(_x(3), L.tanh_forward(_x(4))[1]),
+        ValueError,
+        ["dout", "(4,)", "(3,)"],
+    ),
+    "batchnorm missing mode": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {}),
+        ValueError,
+        ["bn_param", "'mode'"],
+    ),
+    "batchnorm bad mode": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {"mode": "eval"}),
+        ValueError,
+        ["bn_param['mode']", "'eval'"],
+    ),
+    "batchnorm gamma": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(4), _x(3), {"mode": "train"}),
+        ValueError,
+        ["gamma", "(3,)", "(4,)"],
+    ),
+    "batchnorm beta": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(1, 3), {"mode": "train"}),
+        ValueError,
+        ["beta", "(3,)", "(1, 3)"],
+    ),
+    "batchnorm x ndim": (
+        lambda: L.batchnorm_forward(_x(4, 3, 2), _x(2), _x(2), {"mode": "train"}),
+        ValueError,
+        ["x", "(4, 3, 2)"],
+    ),
+    "batchnorm running_mean": (
+        lambda: L.batchnorm_forward(
+            _x(4, 3), _x(3), _x(3), {"mode": "train", "running_mean": _x(5)}
+        ),
+        ValueError,
+        ["running_mean", "(3,)", "(5,)"],
+    ),
+    "batchnorm momentum": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {"mode": "train", "momentum": 1.5}),
+        ValueError,
+        ["momentum", "1.5"],
+    ),
+    "batchnorm negative eps": (
+        lambda: L.batchnorm_forward(_x(4, 3), _x(3), _x(3), {"mode": "train", "eps": -1e-5}),
+        ValueError,
+        ["eps", "-1e-05"],
+    ),
+    "batchnorm_backward dout": (
+        lambda: L.batchnorm_backward(_x(3, 3), _bn_cache()),
+        ValueError,
+        ["dout", "(4, 3)", "(3, 3)"],
+    ),
+    "batchnorm_backward_alt dout": (
+        lambda: L.batchnorm_backward_alt(_x(4, 2), _bn_cache()),
+        ValueError,
+        ["dout", "(4, 3)", "(4, 2)"],
+    ),
+    "layernorm gamma": (
+        lambda: L.layernorm_forward(_x(4, 3), _x(4), _x(3), {}),
+        ValueError,
+        ["gamma", "(3,)", "(4,)"],
+    ),
+    "layernorm ln_param type": (
+        lambda: L.layernorm_forward(_x(4, 3), _x(3), _x(3), None),
+        TypeError,
+        ["ln_param", "dict"],
+    ),
+    "layernorm dout": (
+        lambda: L.layernorm_backward(
+            _x(4, 4), L.layernorm_forward(randn(4, 3), _x(3), _x(3), {})[1]
+        ),
+        ValueError,
+        ["dout", "(4, 3)", "(4, 4)"],
+    ),
+    "dropout p=0": (
+        lambda: L.dropout_forward(_x(3), {"p": 0, "mode": "train"}),
+        ValueError,
+        ["dropout_param['p']", "keep", "(0, 1]", "0"],
+    ),
+    "dropout p>1": (
+        lambda: L.dropout_forward(_x(3), {"p": 1.5, "mode": "train"}),
+        ValueError,
+        ["dropout_param['p']", "1.5"],
+    ),
+    "dropout p<0": (
+        lambda: L.dropout_forward(_x(3), {"p": -0.2, "mode": "test"}),
+        ValueError,
+        ["dropout_param['p']", "-0.2"],
+    ),
+    "dropout missing p": (
+        lambda: L.dropout_forward(_x(3), {"mode": "train"}),
+        ValueError,
+        ["dropout_param", "'p'"],
+    ),
+    "dropout missing mode": (
+        lambda: L.dropout_forward(_x(3), {"p": 0.5}),
+        ValueError,
+        ["dropout_param", "'mode'"],
+    ),
+    "dropout dout": (
+        lambda: L.dropout_backward(
+            _x(2, 3), L.dropout_forward(_x(3, 2), {"p": 0.5, "mode": "train", "seed": 0})[1]
+        ),
+        ValueError,
+        ["dout", "(3, 2)", "(2, 3)"],
+    ),
+    "conv channels": (
+        lambda: L.conv_forward_naive(
+            _x(1, 3, 5, 5), _x(2, 4, 3, 3), _x(2), {"stride": 1, "pad": 0}
+        ),
+        ValueError,
+        ["w", "x", "(2, 4, 3, 3)", "(1, 3, 5, 5)"],
+    ),
+    "conv b": (
+        lambda: L.conv_forward_naive(
+            _x(1, 3, 5, 5), _x(2, 3, 3, 3), _x(3), {"stride": 1, "pad": 0}
+        ),
+        ValueError,
+        ["b", "(2,)", "(3,)"],
+    ),
+    "conv window too large": (
+        lambda: L.conv_forward_naive(
+            _x(1, 1, 3, 4), _x(1, 1, 6, 2), _x(1), {"stride": 1, "pad": 1}
+        ),
+        ValueError,
+        ["filter", "(6, 2)", "(5, 6)"],
+    ),
+    "conv stride 0": (
+        lambda: L.conv_forward_naive(
+            _x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1), {"stride": 0, "pad": 0}
+        ),
+        ValueError,
+        ["stride", "0"],
+    ),
+    "conv float stride": (
+        lambda: L.conv_forward_naive(
+            _x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1), {"stride": 1.5, "pad": 0}
+        ),
+        TypeError,
+        ["stride", "1.5"],
+    ),
+    "conv missing pad": (
+        lambda: L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1), {"stride": 1}),
+        ValueError,
+        ["conv_param", "'pad'"],
+    ),
+    "conv x ndim": (
+        lambda: L.conv_forward_naive(_x(1, 3, 3), _x(1, 1, 2, 2), _x(1), {"stride": 1, "pad": 0}),
+        ValueError,
+        ["x", "(1, 3, 3)"],
+    ),
+    "conv dout": (
+        lambda: L.conv_backward_naive(
+            _x(1, 1, 3, 3),
+            L.conv_forward_naive(_x(1, 1, 3, 3), _x(1, 1, 2, 2), _x(1), {"stride": 1, "pad": 0})[1],
+        ),
+        ValueError,
+        ["dout", "(1, 1, 2, 2)", "(1, 1, 3, 3)"],
+    ),
+    "pool window too large": (
+        lambda: L.max_pool_forward_naive(
+            _x(1, 1, 3, 3), {"pool_height": 4, "pool_width": 2, "stride": 1}
+        ),
+        ValueError,
+        ["window", "(4, 2)", "(3, 3)"],
+    ),
+    "pool stride 0": (
+        lambda: L.max_pool_forward_naive(
+            _x(1, 1, 3, 3), {"pool_height": 2, "pool_width": 2, "stride": 0}
+        ),
+        ValueError,
+        ["stride", "0"],
+    ),
+    "pool missing key": (
+        lambda: L.max_pool_forward_naive(_x(1, 1, 3, 3), {"pool_height": 2, "stride": 2}),
+        ValueError,
+        ["pool_param", "'pool_width'"],
+    ),
+    "pool dout": (
+        lambda: L.max_pool_backward_naive(
+            _x(1, 1, 2, 1),
+            L.max_pool_forward_naive(
+                _x(1, 1, 4, 4), {"pool_height": 2, "pool_width": 2, "stride": 2}
+            )[1],
+        ),
+        ValueError,
+        ["dout", "(1, 1, 2, 2)", "(1, 1, 2, 1)"],
+    ),
+    "spatial batchnorm gamma": (
+        lambda: L.spatial_batchnorm_forward(
+            _x(2, 3, 2, 2), _x(1, 3, 1, 1), _x(3), {"mode": "train"}
+        ),
+        ValueError,
+        ["gamma", "(3,)", "(1, 3, 1, 1)"],
+    ),
+    "spatial batchnorm mode": (
+        lambda: L.spatial_batchnorm_forward(_x(2, 3, 2, 2), _x(3), _x(3), {}),
+        ValueError,
+        ["bn_param", "'mode'"],
+    ),
+    "spatial batchnorm dout": (
+        lambda: L.spatial_batchnorm_backward(
+            _x(2, 3, 2, 1),
+            L.spatial_batchnorm_forward(randn(2, 3, 2, 2), _x(3), _x(3), {"mode": "train"})[1],
+        ),
+        ValueError,
+        ["dout", "(2, 3, 2, 2)", "(2, 3, 2, 1)"],
+    ),
+    "groupnorm G": (
+        lambda: L.spatial_groupnorm_forward(_x(2, 6, 2, 2), _x(1, 6, 1, 1), _x(1, 6, 1, 1), 4, {}),
+        ValueError,
+        ["G=4", "C=6"],
+    ),
+    "groupnorm gamma": (
+        lambda: L.spatial_groupnorm_forward(_x(2, 6, 2, 2), _x(6), _x(1, 6, 1, 1), 3, {}),
+        ValueError,
+        ["gamma", "(1, 6, 1, 1)", "(6,)"],
+    ),
+    "groupnorm dout": (
+        lambda: L.spatial_groupnorm_backward(
+            _x(2, 6, 2, 3),
+            L.spatial_groupnorm_forward(randn(2, 6, 2, 2), _x(1, 6, 1, 1), _x(1, 6, 1, 1), 2, {})[
+                1
+            ],
+        ),
+        ValueError,
+        ["dout", "(2, 6, 2, 2)", "(2, 6, 2, 3)"],
+    ),
 }
 
 for _loss in ("svm_loss", "softmax_loss"):
     _f = getattr(L, _loss)
-    BAD_INPUTS.update({
-        f"{_loss} y too large": (lambda f=_f: f(_x(3, 5), np.array([0, 7, 1])),
-                                 ValueError, ["y", "[0, 5)", "7"]),
-        f"{_loss} y negative": (lambda f=_f: f(_x(3, 5), np.array([0, -1, 1])),
-                                ValueError, ["y", "[0, 5)", "-1"]),
-        f"{_loss} y float": (lambda f=_f: f(_x(3, 5), np.array([0.0, 1.0, 2.0])),
-                             TypeError, ["y", "float64"]),
-        f"{_loss} y length": (lambda f=_f: f(_x(3, 5), np.array([0, 1])),
-                              ValueError, ["y", "(3,)", "(2,)"]),
-        f"{_loss} x ndim": (lambda f=_f: f(_x(3), np.array([0, 1, 2])),
-                            ValueError, ["x", "(3,)"]),
-        f"{_loss} empty batch": (lambda f=_f: f(_x(0, 5), np.zeros(0, int)),
-                                 ValueError, ["x", "(0, 5)"]),
-    })
+    BAD_INPUTS.update(
+        {
+            f"{_loss} y too large": (
+                lambda f=_f: f(_x(3, 5), np.array([0, 7, 1])),
+                ValueError,
+                ["y", "[0, 5)", "7"],
+            ),
+            f"{_loss} y negative": (
+                lambda f=_f: f(_x(3, 5), np.array([0, -1, 1])),
+                ValueError,
+                ["y", "[0, 5)", "-1"],
+            ),
+            f"{_loss} y float": (
+                lambda f=_f: f(_x(3, 5), np.array([0.0, 1.0, 2.0])),
+                TypeError,
+                ["y", "float64"],
+            ),
+            f"{_loss} y length": (
+                lambda f=_f: f(_x(3, 5), np.array([0, 1])),
+                ValueError,
+                ["y", "(3,)", "(2,)"],
+            ),
+            f"{_loss} x ndim": (
+                lambda f=_f: f(_x(3), np.array([0, 1, 2])),
+                ValueError,
+                ["x", "(3,)"],
+            ),
+            f"{_loss} empty batch": (
+                lambda f=_f: f(_x(0, 5), np.zeros(0, int)),
+                ValueError,
+                ["x", "(0, 5)"],
+            ),
+        }
+    )
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
@@ -340,8 +535,10 @@ def test_mode_is_accepted_and_ignored_by_layernorm_and_groupnorm():
     np.testing.assert_array_equal(out_train, out_test)
     np.testing.assert_array_equal(out_train, out_none)
     x4, g4, b4 = randn(2, 4, 3, 3), randn(1, 4, 1, 1), randn(1, 4, 1, 1)
-    np.testing.assert_array_equal(L.spatial_groupnorm_forward(x4, g4, b4, 2, {"mode": "test"})[0],
-                                  L.spatial_groupnorm_forward(x4, g4, b4, 2, {})[0])
+    np.testing.assert_array_equal(
+        L.spatial_groupnorm_forward(x4, g4, b4, 2, {"mode": "test"})[0],
+        L.spatial_groupnorm_forward(x4, g4, b4, 2, {})[0],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,10 +587,15 @@ def test_batchnorm_default_running_stats_are_zeros_of_x_dtype():
 
 
 def test_batchnorm_test_mode_uses_running_stats_and_leaves_them_alone():
-    bn = {"mode": "test", "eps": 1.0, "running_mean": np.array([1.0, 2.0]),
-          "running_var": np.array([3.0, 8.0])}
-    out, cache = L.batchnorm_forward(np.array([[3.0, 5.0], [1.0, -1.0]]), np.array([2.0, 3.0]),
-                                     np.array([1.0, -1.0]), bn)
+    bn = {
+        "mode": "test",
+        "eps": 1.0,
+        "running_mean": np.array([1.0, 2.0]),
+        "running_var": np.array([3.0, 8.0]),
+    }
+    out, cache = L.batchnorm_forward(
+        np.array([[3.0, 5.0], [1.0, -1.0]]), np.array([2.0, 3.0]), np.array([1.0, -1.0]), bn
+    )
     # std = sqrt(3 + 1) = 2 and sqrt(8 + 1) = 3
     np.testing.assert_allclose(out, [[2 * 1 + 1, 3 * 1 - 1], [1, 3 * -1 - 1]], rtol=1e-15)
     np.testing.assert_array_equal(bn["running_mean"], [1.0, 2.0])
@@ -427,8 +629,13 @@ def test_batchnorm_zero_variance_is_finite(backward):
     grads = backward(randn(5, 3), cache)
     assert all(np.isfinite(g).all() for g in grads)
     x32 = randn(1, 4, 2, 2, dtype=np.float32)  # batch of 1: every group is a single value
-    out32, _ = L.spatial_groupnorm_forward(x32[:, :, :1, :1], np.ones((1, 4, 1, 1), np.float32),
-                                           np.zeros((1, 4, 1, 1), np.float32), 4, {})
+    out32, _ = L.spatial_groupnorm_forward(
+        x32[:, :, :1, :1],
+        np.ones((1, 4, 1, 1), np.float32),
+        np.zeros((1, 4, 1, 1), np.float32),
+        4,
+        {},
+    )
     assert np.isfinite(out32).all()
 
 
@@ -439,8 +646,9 @@ def test_batchnorm_backward_equals_alt(N, D, seed):
     g, b = r.standard_normal(D), r.standard_normal(D)
     _, cache = L.batchnorm_forward(x, g, b, {"mode": "train"})
     dout = r.standard_normal((N, D))
-    for a, b_ in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache),
-                     strict=True):
+    for a, b_ in zip(
+        L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache), strict=True
+    ):
         # Same math summed in another order: differences are round-off relative to the scale.
         np.testing.assert_allclose(a, b_, rtol=1e-9, atol=1e-12 * np.abs(dout).max())
 
@@ -465,14 +673,22 @@ def _bn_reference(x, gamma, beta, dout, eps):
     out = gamma.reshape(bshape) * xhat + beta.reshape(bshape)
     dbeta, dgamma = dout.sum(axis=axes), (dout * xhat).sum(axis=axes)
     dxhat = dout * gamma.reshape(bshape)
-    dx = (dxhat - dxhat.mean(axis=axes, keepdims=True)
-          - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)) / np.sqrt(var + eps).reshape(
-        bshape)
+    dx = (
+        dxhat
+        - dxhat.mean(axis=axes, keepdims=True)
+        - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True)
+    ) / np.sqrt(var + eps).reshape(bshape)
     return out, mean, var, dx, dgamma, dbeta
 
 
-@given(N=st.integers(1, 40), C=st.integers(1, 5), H=st.integers(1, 4), W=st.integers(1, 4),
-       spatial=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 40),
+    C=st.integers(1, 5),
+    H=st.integers(1, 4),
+    W=st.integers(1, 4),
+    spatial=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_batchnorm_matches_textbook_formulas_for_any_batch(N, C, H, W, spatial, seed):
     # Batches with and without power-of-two factors (6, 12, 24, 7, 1...) take every row
     # grouping of the implementation's matrix view of x.
@@ -487,9 +703,14 @@ def test_batchnorm_matches_textbook_formulas_for_any_batch(N, C, H, W, spatial, 
     out, cache = forward(x, gamma, beta, bn)
     dx, dgamma, dbeta = backward(dout, cache)
     ref_out, mean, var, ref_dx, ref_dgamma, ref_dbeta = _bn_reference(x, gamma, beta, dout, 1e-3)
-    for got, want in ((out, ref_out), (bn["running_mean"], 0.5 * mean),
-                      (bn["running_var"], 0.5 * var), (dx, ref_dx), (dgamma, ref_dgamma),
-                      (dbeta, ref_dbeta)):
+    for got, want in (
+        (out, ref_out),
+        (bn["running_mean"], 0.5 * mean),
+        (bn["running_var"], 0.5 * var),
+        (dx, ref_dx),
+        (dgamma, ref_dgamma),
+        (dbeta, ref_dbeta),
+    ):
         assert got.shape == want.shape
         assert rel_error(got, want) < REL_ERROR["twin_float64"]
 
@@ -506,8 +727,10 @@ def test_batchnorm_numerical_gradient_with_grouped_rows(shape):
     bn = {"mode": "train"}
     dx, dgamma, dbeta = backward(dout, forward(x, gamma, beta, bn)[1])
     for got, arg in ((dx, x), (dgamma, gamma), (dbeta, beta)):
+
         def f(_):
             return forward(x, gamma, beta, dict(bn))[0]
+
         num = eval_numerical_gradient_array(f, arg, dout)
         assert rel_error(got, num) < REL_ERROR["numerical_layer"]
 
@@ -520,7 +743,7 @@ def test_batchnorm_float32_large_batch_is_as_accurate_as_torch_float32(shape):
     r = rng()
     C = shape[1]
     bshape = (1, C) + (1,) * (len(shape) - 2)
-    x = (10 + r.standard_normal(shape) * r.uniform(0.5, 1.5, C).reshape(bshape))
+    x = 10 + r.standard_normal(shape) * r.uniform(0.5, 1.5, C).reshape(bshape)
     x, dout = x.astype(np.float32), randn(*shape, dtype=np.float32, r=r)
     gamma = (1 + 0.5 * randn(C, r=r)).astype(np.float32)
     beta = randn(C, dtype=np.float32, r=r)
@@ -531,8 +754,15 @@ def test_batchnorm_float32_large_batch_is_as_accurate_as_torch_float32(shape):
     for dt in (np.float32, np.float64):
         bn = {"mode": "train"}
         out, cache = forward(x.astype(dt), gamma.astype(dt), beta.astype(dt), bn)
-        results.append((out, *backward(dout.astype(dt), cache), bn["running_mean"],
-                        bn["running_var"], cache["xhat"] if not spatial else cache[0]["xhat"]))
+        results.append(
+            (
+                out,
+                *backward(dout.astype(dt), cache),
+                bn["running_mean"],
+                bn["running_var"],
+                cache["xhat"] if not spatial else cache[0]["xhat"],
+            )
+        )
     (out, dx, dgamma, dbeta, rm, rv, _), (*want, xhat64) = results
     for got, ref in zip((out, dx, rm, rv), (want[0], want[1], want[4], want[5]), strict=True):
         assert got.dtype == np.float32
@@ -579,14 +809,20 @@ def test_batchnorm_accepts_non_contiguous_arrays():
     out, cache = L.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
     out_c, cache_c = L.spatial_batchnorm_forward(x.copy(), gamma, beta, {"mode": "train"})
     np.testing.assert_array_equal(out, out_c)
-    for a, b in zip(L.spatial_batchnorm_backward(dout, cache),
-                    L.spatial_batchnorm_backward(dout.copy(), cache_c), strict=True):
+    for a, b in zip(
+        L.spatial_batchnorm_backward(dout, cache),
+        L.spatial_batchnorm_backward(dout.copy(), cache_c),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     xt = randn(5, 8, r=r).T  # (8, 5) Fortran-ordered
-    out, cache = L.batchnorm_forward(xt, gamma[:1].repeat(5), beta[:1].repeat(5),
-                                     {"mode": "train"})
-    np.testing.assert_array_equal(out, L.batchnorm_forward(
-        xt.copy(), gamma[:1].repeat(5), beta[:1].repeat(5), {"mode": "train"})[0])
+    out, cache = L.batchnorm_forward(xt, gamma[:1].repeat(5), beta[:1].repeat(5), {"mode": "train"})
+    np.testing.assert_array_equal(
+        out,
+        L.batchnorm_forward(xt.copy(), gamma[:1].repeat(5), beta[:1].repeat(5), {"mode": "train"})[
+            0
+        ],
+    )
 
 
 def test_batchnorm_float16_stays_float16():
@@ -615,8 +851,9 @@ def test_layernorm_normalizes_each_row():
     x = np.array([[1.0, 2.0, 3.0], [10.0, 10.0, 40.0]])
     out, _ = L.layernorm_forward(x, np.ones(3), np.zeros(3), {"eps": 0.0})
     s = np.sqrt(2 / 3)
-    np.testing.assert_allclose(out, [[-1 / s, 0, 1 / s], [-1 / np.sqrt(2), -1 / np.sqrt(2),
-                                                           np.sqrt(2)]], rtol=1e-14)
+    np.testing.assert_allclose(
+        out, [[-1 / s, 0, 1 / s], [-1 / np.sqrt(2), -1 / np.sqrt(2), np.sqrt(2)]], rtol=1e-14
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,7 +926,7 @@ def _conv_definition(x, w, b, stride, pad):
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     xp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
-    xp[:, :, pad:pad + H, pad:pad + W] = x
+    xp[:, :, pad : pad + H, pad : pad + W] = x
     Ho, Wo = (H + 2 * pad - HH) // stride + 1, (W + 2 * pad - WW) // stride + 1
     out = np.zeros((N, F, Ho, Wo))
     for n in range(N):
@@ -716,8 +953,9 @@ def test_conv_forward_hand_example():
 def test_conv_forward_pad_and_stride_hand_example():
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     out, _ = L.conv_forward_naive(x, np.ones((1, 1, 3, 3)), np.zeros(1), {"stride": 2, "pad": 1})
-    np.testing.assert_array_equal(out, [[[[0 + 1 + 3 + 4, 1 + 2 + 4 + 5],
-                                          [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]]]])
+    np.testing.assert_array_equal(
+        out, [[[[0 + 1 + 3 + 4, 1 + 2 + 4 + 5], [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]]]]
+    )
 
 
 def test_conv_backward_hand_example():
@@ -726,8 +964,9 @@ def test_conv_backward_hand_example():
     _, cache = L.conv_forward_naive(x, w, np.zeros(1), {"stride": 1, "pad": 0})
     dx, dw, db = L.conv_backward_naive(np.ones((1, 1, 2, 2)), cache)
     # dw[k, l] = sum of the x values that met w[k, l]
-    np.testing.assert_array_equal(dw[0, 0], [[0 + 1 + 3 + 4, 1 + 2 + 4 + 5],
-                                             [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]])
+    np.testing.assert_array_equal(
+        dw[0, 0], [[0 + 1 + 3 + 4, 1 + 2 + 4 + 5], [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]]
+    )
     np.testing.assert_array_equal(db, [4.0])
     # dx: +1 wherever w[0, 0] landed, -1 wherever w[1, 1] landed
     np.testing.assert_array_equal(dx[0, 0], [[1, 1, 0], [1, 0, -1], [0, -1, -1]])
@@ -742,9 +981,18 @@ def test_conv_floor_rule_ignores_unreachable_rows_and_columns():
     np.testing.assert_array_equal(dx[:, :, 4, :], 0)  # row 4 is never inside a window
 
 
-@given(N=st.integers(1, 2), C=st.integers(1, 3), F=st.integers(1, 3), H=st.integers(1, 6),
-       W=st.integers(1, 6), HH=st.integers(1, 3), WW=st.integers(1, 3), stride=st.integers(1, 4),
-       pad=st.integers(0, 2), seed=st.integers(0, 2**16))
+@given(
+    N=st.integers(1, 2),
+    C=st.integers(1, 3),
+    F=st.integers(1, 3),
+    H=st.integers(1, 6),
+    W=st.integers(1, 6),
+    HH=st.integers(1, 3),
+    WW=st.integers(1, 3),
+    stride=st.integers(1, 4),
+    pad=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
 def test_conv_forward_matches_definition(N, C, F, H, W, HH, WW, stride, pad, seed):
     assume(HH <= H + 2 * pad and WW <= W + 2 * pad)
     r = np.random.default_rng(seed)
@@ -770,12 +1018,14 @@ def test_max_pool_hand_example():
 def test_max_pool_ties_send_gradient_to_first_max_in_row_major_order():
     x = np.array([[0.0, 3.0], [3.0, 1.0]]).reshape(1, 1, 2, 2)
     _, cache = L.max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 2, "stride": 2})
-    np.testing.assert_array_equal(L.max_pool_backward_naive(np.ones((1, 1, 1, 1)), cache)[0, 0],
-                                  [[0, 1], [0, 0]])
+    np.testing.assert_array_equal(
+        L.max_pool_backward_naive(np.ones((1, 1, 1, 1)), cache)[0, 0], [[0, 1], [0, 0]]
+    )
     x = np.ones((1, 1, 2, 3))
     _, cache = L.max_pool_forward_naive(x, {"pool_height": 2, "pool_width": 3, "stride": 1})
-    np.testing.assert_array_equal(L.max_pool_backward_naive(np.ones((1, 1, 1, 1)), cache)[0, 0],
-                                  [[1, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(
+        L.max_pool_backward_naive(np.ones((1, 1, 1, 1)), cache)[0, 0], [[1, 0, 0], [0, 0, 0]]
+    )
 
 
 def test_max_pool_overlapping_windows_accumulate():
@@ -828,8 +1078,9 @@ def test_softmax_loss_hand_example():
     x = np.log(np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 2.0]]))  # probs (1, 2, 3)/6, (1, 1, 2)/4
     loss, dx = L.softmax_loss(x, np.array([2, 0]))
     assert loss == pytest.approx((-np.log(0.5) - np.log(0.25)) / 2, rel=1e-14)
-    np.testing.assert_allclose(dx, np.array([[1 / 6, 2 / 6, 3 / 6 - 1],
-                                             [1 / 4 - 1, 1 / 4, 2 / 4]]) / 2, rtol=1e-13)
+    np.testing.assert_allclose(
+        dx, np.array([[1 / 6, 2 / 6, 3 / 6 - 1], [1 / 4 - 1, 1 / 4, 2 / 4]]) / 2, rtol=1e-13
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -58,8 +58,7 @@ def test_sgd_momentum_unrolled():
 def test_nesterov_momentum_unrolled():
     w, (g1, g2, g3) = _problem()
     lr, mu = 0.1, 0.8
-    out, config = _run("nesterov_momentum", w, [g1, g2, g3],
-                       {"learning_rate": lr, "momentum": mu})
+    out, config = _run("nesterov_momentum", w, [g1, g2, g3], {"learning_rate": lr, "momentum": mu})
     v0 = np.zeros_like(w)
     v1 = mu * v0 - lr * g1
     v2 = mu * v1 - lr * g2
@@ -77,8 +76,9 @@ def test_nesterov_momentum_unrolled():
 def test_rmsprop_unrolled():
     w, (g1, g2, g3) = _problem()
     lr, d, eps = 0.05, 0.9, 1e-6
-    out, config = _run("rmsprop", w, [g1, g2, g3],
-                       {"learning_rate": lr, "decay_rate": d, "epsilon": eps})
+    out, config = _run(
+        "rmsprop", w, [g1, g2, g3], {"learning_rate": lr, "decay_rate": d, "epsilon": eps}
+    )
     c, expected = 0.0, w
     for g in (g1, g2, g3):
         c = d * c + (1 - d) * g**2
@@ -90,8 +90,9 @@ def test_rmsprop_unrolled():
 def test_adam_unrolled():
     w, grads = _problem()
     lr, b1, b2, eps = 0.01, 0.8, 0.95, 1e-7
-    out, config = _run("adam", w, grads,
-                       {"learning_rate": lr, "beta1": b1, "beta2": b2, "epsilon": eps})
+    out, config = _run(
+        "adam", w, grads, {"learning_rate": lr, "beta1": b1, "beta2": b2, "epsilon": eps}
+    )
     m = v = 0.0
     expected = w
     for t, g in enumerate(grads, start=1):

@@ -83,8 +83,10 @@ def test_pca_whiten_equals_sklearn_at_eps_0_and_is_shrunk_by_eps():
         # eps only changes the divisor: sqrt(var) -> sqrt(var + eps).
         shrink = np.sqrt(ref.explained_variance_ / (ref.explained_variance_ + eps))
         assert_close(ours.transform(X_new) * signs, ref.transform(X_new) * shrink)
-        assert_close(ours.inverse_transform(ours.transform(X_new)),
-                     ref.inverse_transform(ref.transform(X_new)))
+        assert_close(
+            ours.inverse_transform(ours.transform(X_new)),
+            ref.inverse_transform(ref.transform(X_new)),
+        )
     Zw = PCA(whiten=True, eps=0.0).fit_transform(X)
     assert_close(np.cov(Zw, rowvar=False), np.eye(X.shape[1]))
 

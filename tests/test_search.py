@@ -22,11 +22,14 @@ def test_log_uniform_is_uniform_in_log_space():
 
 def bowl(learning_rate, reg, hidden):
     """Peak score 0 at learning_rate 1e-3, reg 1e2, hidden 64; decreases with log distance."""
-    return -(math.log10(learning_rate) + 3) ** 2 - (math.log10(reg) - 2) ** 2 - (hidden != 64)
+    return -((math.log10(learning_rate) + 3) ** 2) - (math.log10(reg) - 2) ** 2 - (hidden != 64)
 
 
-SPACE = {"learning_rate": LogUniform(1e-6, 1e0), "reg": LogUniform(1e-2, 1e5),
-         "hidden": Choice([16, 64, 256])}
+SPACE = {
+    "learning_rate": LogUniform(1e-6, 1e0),
+    "reg": LogUniform(1e-2, 1e5),
+    "hidden": Choice([16, 64, 256]),
+}
 
 
 def test_random_search_plain_returns_sorted_results_within_the_space():
@@ -54,7 +57,7 @@ def test_coarse_to_fine_narrows_around_the_optimum_and_improves():
     lrs = {i: [r["params"]["learning_rate"] for r in results if r["round"] == i] for i in range(3)}
     spans = [np.ptp(np.log10(lrs[i])) for i in range(3)]
     assert spans[2] < spans[0] / 2
-    assert min(lrs[2]) < 1e-3 * 10 ** 0.5 and max(lrs[2]) > 1e-3 / 10 ** 0.5
+    assert min(lrs[2]) < 1e-3 * 10**0.5 and max(lrs[2]) > 1e-3 / 10**0.5
     mean_score = [np.mean([r["score"] for r in results if r["round"] == i]) for i in range(3)]
     assert mean_score[2] > mean_score[0] + 2
     # The best run is within ~0.45 decades of the continuous optimum (a hidden size other than
@@ -65,10 +68,12 @@ def test_coarse_to_fine_narrows_around_the_optimum_and_improves():
 
 def test_refine_space_spans_the_best_results_in_log_space():
     space = {"lr": LogUniform(1e-6, 1e0), "p": Uniform(0, 1), "h": Choice([1, 2, 3])}
-    results = [{"params": {"lr": 1e-4, "p": 0.5, "h": 2}, "score": 0.9},
-               {"params": {"lr": 1e-3, "p": 0.6, "h": 3}, "score": 0.8},
-               {"params": {"lr": 1e-1, "p": 0.1, "h": 1}, "score": 0.1},
-               {"params": {"lr": 1e-2, "p": 0.9, "h": 1}, "score": float("nan")}]
+    results = [
+        {"params": {"lr": 1e-4, "p": 0.5, "h": 2}, "score": 0.9},
+        {"params": {"lr": 1e-3, "p": 0.6, "h": 3}, "score": 0.8},
+        {"params": {"lr": 1e-1, "p": 0.1, "h": 1}, "score": 0.1},
+        {"params": {"lr": 1e-2, "p": 0.9, "h": 1}, "score": float("nan")},
+    ]
     new = refine_space(space, results, keep=0.5)  # the two best finite results
     # Margin: 10% of the old log-range (6 decades) = 0.6 decades each side.
     assert new["lr"].low == pytest.approx(10**-4.6)
@@ -84,7 +89,7 @@ def test_diverged_runs_rank_last_and_dict_results_are_kept():
 
     results = random_search({"x": Uniform(0, 1)}, train, budget=20, seed=3)
     finite = [r for r in results if math.isfinite(r["score"])]
-    assert results[:len(finite)] == finite and len(finite) < 20
+    assert results[: len(finite)] == finite and len(finite) < 20
     assert all(r["result"]["note"] == r["params"]["x"] for r in results)
 
 
@@ -99,8 +104,11 @@ def test_bad_input():
         Choice([])
     with pytest.raises(ValueError, match=r"space must be a non-empty dict"):
         random_search({}, bowl, budget=3)
-    with pytest.raises(TypeError, match=r"space\['lr'\] must be a LogUniform, Uniform or Choice, "
-                                        r"got \(1e-06, 1\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"space\['lr'\] must be a LogUniform, Uniform or Choice, "
+        r"got \(1e-06, 1\)",
+    ):
         random_search({"lr": (1e-6, 1)}, bowl, budget=3)
     with pytest.raises(ValueError, match=r"budget must be an integer >= 1, got 0"):
         random_search(SPACE, bowl, budget=0)

@@ -32,13 +32,27 @@ def make_fc(seed):
     # Batchnorm (running stats outside model.params) and unseeded dropout (draws from NumPy's
     # global generator) make resuming depend on everything a checkpoint must carry.
     np.random.seed(seed)
-    return FullyConnectedNet([10, 8], input_dim=12, num_classes=4, normalization="batchnorm",
-                             dropout_keep_ratio=0.7, weight_scale=0.1, dtype=np.float64)
+    return FullyConnectedNet(
+        [10, 8],
+        input_dim=12,
+        num_classes=4,
+        normalization="batchnorm",
+        dropout_keep_ratio=0.7,
+        weight_scale=0.1,
+        dtype=np.float64,
+    )
 
 
-SETTINGS = {"update_rule": "adam", "optim_config": {"learning_rate": 5e-3}, "lr_decay": 0.9,
-            "num_epochs": 4, "batch_size": 16, "num_train_samples": 30, "num_val_samples": 10,
-            "verbose": False}
+SETTINGS = {
+    "update_rule": "adam",
+    "optim_config": {"learning_rate": 5e-3},
+    "lr_decay": 0.9,
+    "num_epochs": 4,
+    "batch_size": 16,
+    "num_train_samples": 30,
+    "num_val_samples": 10,
+    "verbose": False,
+}
 
 
 def run(model_seed=3, train_seed=11, **extra):
@@ -50,8 +64,9 @@ def run(model_seed=3, train_seed=11, **extra):
 
 
 def assert_same_run(a, b):
-    np.testing.assert_array_equal(np.asarray(a.loss_history, dtype=np.float64),
-                                  np.asarray(b.loss_history, dtype=np.float64))
+    np.testing.assert_array_equal(
+        np.asarray(a.loss_history, dtype=np.float64), np.asarray(b.loss_history, dtype=np.float64)
+    )
     np.testing.assert_array_equal(a.train_acc_history, b.train_acc_history)
     np.testing.assert_array_equal(a.val_acc_history, b.val_acc_history)
     assert a.best_val_acc == b.best_val_acc and a.epoch == b.epoch
@@ -103,8 +118,9 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, resume_epoch)
     # A fresh process would start from different weights and a different random state.
     model = make_fc(99)
     np.random.seed(12345)
-    resumed = Solver.from_checkpoint(str(tmp_path / f"net_epoch_{resume_epoch}.npz"), model,
-                                     make_data(), verbose=False)
+    resumed = Solver.from_checkpoint(
+        str(tmp_path / f"net_epoch_{resume_epoch}.npz"), model, make_data(), verbose=False
+    )
     resumed.train()
     assert_same_run(full, resumed)
 
@@ -135,7 +151,8 @@ def test_resume_rejects_mismatched_settings(tmp_path):
     path = str(tmp_path / "net_epoch_1.npz")
     with pytest.raises(ValueError, match="update_rule"):
         Solver(make_fc(1), make_data(), **{**SETTINGS, "update_rule": "sgd"}).restore_checkpoint(
-            path)
+            path
+        )
     with pytest.raises(ValueError, match="batch_size"):
         Solver(make_fc(1), make_data(), **{**SETTINGS, "batch_size": 8}).restore_checkpoint(path)
     np.random.seed(0)
@@ -158,7 +175,7 @@ def test_corrupted_truncated_and_missing_checkpoints_name_the_file(tmp_path):
     with zipfile.ZipFile(tmp_path / "net_epoch_1.npz") as zf:
         member = zf.read("param/0.npy")
     start = good.find(member) + len(member) // 2  # the array is stored uncompressed
-    data[start:start + 64] = bytes(64)  # zero bytes inside a stored array: CRC mismatch
+    data[start : start + 64] = bytes(64)  # zero bytes inside a stored array: CRC mismatch
     corrupted.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="corrupted.npz"):
         load_checkpoint(str(corrupted))
@@ -252,14 +269,25 @@ def test_update_ratio_history_matches_sgd_by_hand():
     rs = np.random.RandomState(0)
     W0, G = rs.randn(4, 3), rs.randn(4, 3)
     lr = 0.01
-    data = {"X_train": np.zeros((10, 2)), "y_train": np.zeros(10, dtype=int),
-            "X_val": np.zeros((5, 2)), "y_val": np.zeros(5, dtype=int)}
-    solver = Solver(ConstantGradModel(W0, G), data, optim_config={"learning_rate": lr},
-                    batch_size=5, num_epochs=3, verbose=False)
+    data = {
+        "X_train": np.zeros((10, 2)),
+        "y_train": np.zeros(10, dtype=int),
+        "X_val": np.zeros((5, 2)),
+        "y_val": np.zeros(5, dtype=int),
+    }
+    solver = Solver(
+        ConstantGradModel(W0, G),
+        data,
+        optim_config={"learning_rate": lr},
+        batch_size=5,
+        num_epochs=3,
+        verbose=False,
+    )
     solver.train()
     # Iteration t starts from W0 - t*lr*G and moves by lr*G.
-    expected = [lr * np.sqrt(np.sum(G * G)) / np.sqrt(np.sum((W0 - t * lr * G) ** 2))
-                for t in range(6)]
+    expected = [
+        lr * np.sqrt(np.sum(G * G)) / np.sqrt(np.sum((W0 - t * lr * G) ** 2)) for t in range(6)
+    ]
     np.testing.assert_allclose(solver.update_ratio_history["W"], expected, rtol=1e-12)
     # b starts at 0 (ratio undefined), then ||lr * 1|| / ||t * lr * 1|| = 1 / t.
     b_ratios = solver.update_ratio_history["b"]

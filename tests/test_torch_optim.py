@@ -61,14 +61,25 @@ def _expected(rule, w, grads, **hp):
 
 CASES = [
     (optim.SGD, {"learning_rate": 0.1}, "sgd", {"lr": 0.1}),
-    (optim.SGDMomentum, {"learning_rate": 0.1, "momentum": 0.8}, "momentum",
-     {"lr": 0.1, "mu": 0.8}),
-    (optim.Nesterov, {"learning_rate": 0.05, "momentum": 0.9}, "nesterov",
-     {"lr": 0.05, "mu": 0.9}),
-    (optim.RMSprop, {"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-6}, "rmsprop",
-     {"lr": 0.01, "decay": 0.9, "eps": 1e-6}),
-    (optim.Adam, {"learning_rate": 0.02, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7}, "adam",
-     {"lr": 0.02, "b1": 0.8, "b2": 0.99, "eps": 1e-7}),
+    (
+        optim.SGDMomentum,
+        {"learning_rate": 0.1, "momentum": 0.8},
+        "momentum",
+        {"lr": 0.1, "mu": 0.8},
+    ),
+    (optim.Nesterov, {"learning_rate": 0.05, "momentum": 0.9}, "nesterov", {"lr": 0.05, "mu": 0.9}),
+    (
+        optim.RMSprop,
+        {"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-6},
+        "rmsprop",
+        {"lr": 0.01, "decay": 0.9, "eps": 1e-6},
+    ),
+    (
+        optim.Adam,
+        {"learning_rate": 0.02, "beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7},
+        "adam",
+        {"lr": 0.02, "b1": 0.8, "b2": 0.99, "eps": 1e-7},
+    ),
 ]
 
 
@@ -85,8 +96,7 @@ def test_defaults_are_cs231n():
     assert optim.SGDMomentum(p).defaults == {"lr": 1e-2, "momentum": 0.9}
     assert optim.Nesterov(p).defaults == {"lr": 1e-2, "momentum": 0.9}
     assert optim.RMSprop(p).defaults == {"lr": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}
-    assert optim.Adam(p).defaults == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                                      "epsilon": 1e-8}
+    assert optim.Adam(p).defaults == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
 
 
 def test_state_keys():
@@ -171,8 +181,9 @@ def test_one_cycle_scheduler_cycles_momentum():
     assert len(seen_lr) > 5 and len(seen_mu) > 5
     for cls in (optim.RMSprop, optim.Adam):
         opt = cls([p])
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=5,
-                                                    cycle_momentum=False)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=0.1, total_steps=5, cycle_momentum=False
+        )
         opt.step()
         sched.step()
         assert opt.param_groups[0]["lr"] != pytest.approx(0.1 / 25)  # moved off initial_lr
@@ -207,12 +218,24 @@ def test_sgd_momentum_equals_torch_sgd_with_conversion(dtype):
     grads = [torch.randn(5, dtype=dtype) for _ in range(6)]
     pairs = [
         (optim.SGD, {"learning_rate": 0.1}, torch.optim.SGD, {"lr": 0.1}),
-        (optim.SGDMomentum, {"learning_rate": 0.1, "momentum": 0.9}, torch.optim.SGD,
-         {"lr": 0.1, "momentum": 0.9}),
-        (optim.RMSprop, {"learning_rate": 0.01, "decay_rate": 0.9}, torch.optim.RMSprop,
-         {"lr": 0.01, "alpha": 0.9, "eps": 1e-8}),
-        (optim.Adam, {"learning_rate": 0.01}, torch.optim.Adam,
-         {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}),
+        (
+            optim.SGDMomentum,
+            {"learning_rate": 0.1, "momentum": 0.9},
+            torch.optim.SGD,
+            {"lr": 0.1, "momentum": 0.9},
+        ),
+        (
+            optim.RMSprop,
+            {"learning_rate": 0.01, "decay_rate": 0.9},
+            torch.optim.RMSprop,
+            {"lr": 0.01, "alpha": 0.9, "eps": 1e-8},
+        ),
+        (
+            optim.Adam,
+            {"learning_rate": 0.01},
+            torch.optim.Adam,
+            {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8},
+        ),
     ]
     tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {}
     for ours, kw, theirs, tkw in pairs:

@@ -36,23 +36,30 @@ def _rand(*shape, seed=0, dtype=torch.float64):
 
 
 OP_CASES = {
-    "conv 3x3 pad 1": ("conv", lambda: [_rand(2, 3, 7, 6), _rand(4, 3, 3, 3, seed=1),
-                                        _rand(4, seed=2)], (1, 1)),
-    "conv 2x2 stride 2": ("conv", lambda: [_rand(3, 2, 8, 8), _rand(5, 2, 2, 2, seed=1),
-                                           _rand(5, seed=2)], (2, 0)),
+    "conv 3x3 pad 1": (
+        "conv",
+        lambda: [_rand(2, 3, 7, 6), _rand(4, 3, 3, 3, seed=1), _rand(4, seed=2)],
+        (1, 1),
+    ),
+    "conv 2x2 stride 2": (
+        "conv",
+        lambda: [_rand(3, 2, 8, 8), _rand(5, 2, 2, 2, seed=1), _rand(5, seed=2)],
+        (2, 0),
+    ),
     "max pool 2": ("max_pool", lambda: [_rand(2, 3, 6, 7)], (2, 2)),
     "max pool 3 (global)": ("max_pool", lambda: [_rand(2, 4, 3, 3)], (3, 3)),
     "relu": ("relu", lambda: [_rand(3, 5, 2, 2)], ()),
-    "affine": ("affine", lambda: [_rand(4, 2, 3, 3), _rand(18, 7, seed=1), _rand(7, seed=2)],
-               ()),
+    "affine": ("affine", lambda: [_rand(4, 2, 3, 3), _rand(18, 7, seed=1), _rand(7, seed=2)], ()),
     "spatial batchnorm train": (
         "spatial_batchnorm",
         lambda: [_rand(4, 3, 5, 5) * 3 + 1, _rand(3, seed=1), _rand(3, seed=2)],
-        "train"),
+        "train",
+    ),
     "spatial batchnorm test": (
         "spatial_batchnorm",
         lambda: [_rand(4, 3, 5, 5) * 3 + 1, _rand(3, seed=1), _rand(3, seed=2)],
-        "test"),
+        "test",
+    ),
 }
 
 
@@ -91,9 +98,11 @@ def test_numpy_bridge_keeps_float32_and_writes_running_stats_in_place():
     rm, rv = torch.zeros(5), torch.ones(5)
     rm_ptr = rm.data_ptr()
     out = ops.spatial_batchnorm(ops.conv(x, w, b, 1, 1), gamma, beta, rm, rv, True, 0.9, 1e-5)
-    scores = ops.affine(ops.max_pool(ops.relu(out), 2, 2), _rand(45, 10, seed=2,
-                                                                  dtype=torch.float32),
-                        torch.zeros(10))
+    scores = ops.affine(
+        ops.max_pool(ops.relu(out), 2, 2),
+        _rand(45, 10, seed=2, dtype=torch.float32),
+        torch.zeros(10),
+    )
     loss = ops.softmax_loss(scores, torch.tensor([0, 1, 2, 3]))
     loss.backward()
     assert loss.dtype == scores.dtype == torch.float32
@@ -143,21 +152,32 @@ def _grads(step):
     return [_rand(4, 3, seed=100 + step), _rand(5, seed=200 + step)]
 
 
-HYPER = {"sgd": {}, "sgd_momentum": {"momentum": 0.8}, "nesterov": {"momentum": 0.85},
-         "rmsprop": {"decay_rate": 0.9, "epsilon": 1e-7},
-         "adam": {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7}}
-RULE_FN = {"sgd": np_optim.sgd, "sgd_momentum": np_optim.sgd_momentum,
-           "nesterov": np_optim.nesterov_momentum, "rmsprop": np_optim.rmsprop,
-           "adam": np_optim.adam}
+HYPER = {
+    "sgd": {},
+    "sgd_momentum": {"momentum": 0.8},
+    "nesterov": {"momentum": 0.85},
+    "rmsprop": {"decay_rate": 0.9, "epsilon": 1e-7},
+    "adam": {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7},
+}
+RULE_FN = {
+    "sgd": np_optim.sgd,
+    "sgd_momentum": np_optim.sgd_momentum,
+    "nesterov": np_optim.nesterov_momentum,
+    "rmsprop": np_optim.rmsprop,
+    "adam": np_optim.adam,
+}
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_numpy_optimizer_is_the_cs231n_rule(rule):
     """Three steps with a changing learning rate and weight decay, against the rule by hand."""
     params = _params()
-    opt = NumpyOptimizer([{"params": params[:1], "weight_decay": 0.1},
-                          {"params": params[1:], "weight_decay": 0.0}],
-                         rule=rule, lr=0.05, **HYPER[rule])
+    opt = NumpyOptimizer(
+        [{"params": params[:1], "weight_decay": 0.1}, {"params": params[1:], "weight_decay": 0.0}],
+        rule=rule,
+        lr=0.05,
+        **HYPER[rule],
+    )
     ref_w = [p.detach().numpy().copy() for p in params]
     configs = [dict(HYPER[rule]) for _ in params]
     for step in range(3):
@@ -208,10 +228,12 @@ def test_numpy_optimizer_rejects_bad_arguments():
 TORCH_EQUIV = {  # twin rule -> torch.optim with the same iterates at a constant lr
     "sgd": lambda ps, wd: torch.optim.SGD(ps, lr=0.1, weight_decay=wd),
     "sgd_momentum": lambda ps, wd: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=wd),
-    "nesterov": lambda ps, wd: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True,
-                                               weight_decay=wd),
-    "rmsprop": lambda ps, wd: torch.optim.RMSprop(ps, lr=0.1, alpha=0.99, eps=1e-8,
-                                                  weight_decay=wd),
+    "nesterov": lambda ps, wd: torch.optim.SGD(
+        ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=wd
+    ),
+    "rmsprop": lambda ps, wd: torch.optim.RMSprop(
+        ps, lr=0.1, alpha=0.99, eps=1e-8, weight_decay=wd
+    ),
     "adam": lambda ps, wd: torch.optim.Adam(ps, lr=0.1, weight_decay=wd),
 }
 
@@ -262,8 +284,9 @@ def test_head_scale_groups_equal_sgd_on_scaled_logits():
 
     a, lr, wd = 0.125, 0.3, 5e-3
     x, y = _rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 4, 5])
-    net_a = build_net("default", widths=(4, 8, 8), stem="conv", image_shape=(3, 16, 16),
-                      seed=3, head_scale=a).double()
+    net_a = build_net(
+        "default", widths=(4, 8, 8), stem="conv", image_shape=(3, 16, 16), seed=3, head_scale=a
+    ).double()
     net_b = copy.deepcopy(net_a)
     with torch.no_grad():
         net_b.head.w.div_(a)

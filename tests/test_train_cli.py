@@ -53,9 +53,27 @@ def _metrics(out):
 @pytest.mark.parametrize("backend", ["torch", "numpy", "builtin"])
 def test_each_backend_trains_and_the_loss_falls(backend, tmp_path, data):
     out = tmp_path / "run"
-    code = _run(["--backend", backend, "--epochs", "4", "--batch-size", "32", "--val-size",
-                 "48", "--lr", "0.2", "--head-scale", "1", "--out", str(out)], tmp_path, data,
-                source="tree16")
+    code = _run(
+        [
+            "--backend",
+            backend,
+            "--epochs",
+            "4",
+            "--batch-size",
+            "32",
+            "--val-size",
+            "48",
+            "--lr",
+            "0.2",
+            "--head-scale",
+            "1",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+        data,
+        source="tree16",
+    )
     assert code == 0
     m = _metrics(out)
     losses = [row[1] for row in m["history"]["train_epoch"]]
@@ -86,8 +104,19 @@ def test_each_backend_trains_and_the_loss_falls(backend, tmp_path, data):
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, data):
-    common = ["--backend", "torch", "--epochs", "3", "--batch-size", "32", "--val-size", "48",
-              "--seed", "5", "--deterministic"]
+    common = [
+        "--backend",
+        "torch",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--val-size",
+        "48",
+        "--seed",
+        "5",
+        "--deterministic",
+    ]
     assert _run([*common, "--out", str(tmp_path / "whole")], tmp_path, data) == 0
     part = str(tmp_path / "part")
     assert _run([*common, "--out", part, "--stop-after-epochs", "1"], tmp_path, data) == 0
@@ -119,8 +148,22 @@ def test_nan_loss_stops_training_naming_step_and_backend(tmp_path, data, monkeyp
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(backends.TorchOps, "cross_entropy", poisoned)
-    code = _run(["--backend", "torch", "--epochs", "2", "--batch-size", "32", "--val-size",
-                 "48", "--out", str(tmp_path / "nan")], tmp_path, data)
+    code = _run(
+        [
+            "--backend",
+            "torch",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--val-size",
+            "48",
+            "--out",
+            str(tmp_path / "nan"),
+        ],
+        tmp_path,
+        data,
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "not finite" in err and "optimizer step 2" in err and "--backend torch" in err, err
@@ -128,8 +171,26 @@ def test_nan_loss_stops_training_naming_step_and_backend(tmp_path, data, monkeyp
 
 def test_without_validation_the_last_epoch_is_tested(tmp_path, data):
     out = tmp_path / "noval"
-    assert _run(["--backend", "builtin", "--epochs", "1", "--batch-size", "64", "--val-size",
-                 "0", "--tta-translate", "--out", str(out)], tmp_path, data) == 0
+    assert (
+        _run(
+            [
+                "--backend",
+                "builtin",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "64",
+                "--val-size",
+                "0",
+                "--tta-translate",
+                "--out",
+                str(out),
+            ],
+            tmp_path,
+            data,
+        )
+        == 0
+    )
     m = _metrics(out)
     assert 0 <= m["test_acc_flip_translate_tta"] <= 1
     assert m["tested_checkpoint"] == "last epoch" and m["best_val_acc"] is None
@@ -149,9 +210,30 @@ def test_airbench_options_and_matmul_precision(tmp_path, data, monkeypatch):
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(cli, "write_outputs", spy)
-    code = _run(["--backend", "torch", "--epochs", "1", "--batch-size", "64", "--val-size", "48",
-                 "--bn-scale", "fixed", "--bn-bias-lr-scale", "8", "--dirac-init", "on",
-                 "--matmul-precision", "medium", "--out", str(out)], tmp_path, data)
+    code = _run(
+        [
+            "--backend",
+            "torch",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--val-size",
+            "48",
+            "--bn-scale",
+            "fixed",
+            "--bn-bias-lr-scale",
+            "8",
+            "--dirac-init",
+            "on",
+            "--matmul-precision",
+            "medium",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+        data,
+    )
     assert code == 0 and seen["during"] == "medium"
     assert torch.get_float32_matmul_precision() == before
     m = _metrics(out)
@@ -164,8 +246,24 @@ def test_airbench_options_and_matmul_precision(tmp_path, data, monkeypatch):
 
 def test_fast_dev_run_three_layer(tmp_path, data):
     out = tmp_path / "fdr"
-    assert _run(["--model", "three-layer", "--backend", "numpy", "--fast-dev-run", "--val-size",
-                 "48", "--out", str(out)], tmp_path, data) == 0
+    assert (
+        _run(
+            [
+                "--model",
+                "three-layer",
+                "--backend",
+                "numpy",
+                "--fast-dev-run",
+                "--val-size",
+                "48",
+                "--out",
+                str(out),
+            ],
+            tmp_path,
+            data,
+        )
+        == 0
+    )
     m = _metrics(out)
     assert m["model"] == "three-layer" and m["recipe"]["optimizer"] == "adam"
     assert m["optimizer_steps"] == 1
@@ -176,28 +274,31 @@ def test_fast_dev_run_three_layer(tmp_path, data):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["--backend", "jax"], "invalid choice: 'jax'"),
-    (["--val-size", "-1"], "must be >= 0"),
-    (["--batch-size", "0"], "must be a positive integer"),
-    (["--widths", "8,x"], "comma-separated positive ints"),
-    (["--lr", "-1"], "must be >= 0"),
-    (["--label-smoothing", "1.5"], "must lie in [0, 1)"),
-    (["--limit-train-batches", "1.5"], "a fraction must lie in [0, 1]"),
-    (["--backend", "numpy", "--accelerator", "gpu"], "runs on CPU only"),
-    (["--backend", "numpy", "--precision", "bf16-mixed"], "float32 or float64"),
-    (["--resume", "--overwrite"], "contradict"),
-    (["--dirac-init", "yes"], "expected on or off"),
-    (["--matmul-precision", "low"], "invalid choice: 'low'"),
-    (["--head-scale", "0"], "must be a positive number"),
-    (["--head-scale", "-1"], "must be a positive number"),
-    (["--precision", "garbage"], "invalid choice: 'garbage'"),
-    (["--devices", "0"], "must be >= 1"),
-    (["--devices", "x"], "expected auto, a count"),
-    (["--recipe", "three-layer", "--model", "default"], "is for --model three-layer"),
-    (["--tta-translate", "maybe"], "expected on or off"),
-    (["--train-subset", "0"], "must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["--backend", "jax"], "invalid choice: 'jax'"),
+        (["--val-size", "-1"], "must be >= 0"),
+        (["--batch-size", "0"], "must be a positive integer"),
+        (["--widths", "8,x"], "comma-separated positive ints"),
+        (["--lr", "-1"], "must be >= 0"),
+        (["--label-smoothing", "1.5"], "must lie in [0, 1)"),
+        (["--limit-train-batches", "1.5"], "a fraction must lie in [0, 1]"),
+        (["--backend", "numpy", "--accelerator", "gpu"], "runs on CPU only"),
+        (["--backend", "numpy", "--precision", "bf16-mixed"], "float32 or float64"),
+        (["--resume", "--overwrite"], "contradict"),
+        (["--dirac-init", "yes"], "expected on or off"),
+        (["--matmul-precision", "low"], "invalid choice: 'low'"),
+        (["--head-scale", "0"], "must be a positive number"),
+        (["--head-scale", "-1"], "must be a positive number"),
+        (["--precision", "garbage"], "invalid choice: 'garbage'"),
+        (["--devices", "0"], "must be >= 1"),
+        (["--devices", "x"], "expected auto, a count"),
+        (["--recipe", "three-layer", "--model", "default"], "is for --model three-layer"),
+        (["--tta-translate", "maybe"], "expected on or off"),
+        (["--train-subset", "0"], "must be a positive integer"),
+    ],
+)
 def test_bad_flags_are_rejected_by_the_parser(argv, fragment, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
@@ -209,16 +310,41 @@ def test_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--backend", "--model", "--data-dir", "--download", "--val-size", "--out",
-                 "--resume", "--fast-dev-run", "--limit-train-batches", "--epochs",
-                 "--batch-size", "--lr", "--seed", "--accelerator", "--devices", "--strategy",
-                 "--precision", "--threads", "accepted layouts"):
+    for flag in (
+        "--backend",
+        "--model",
+        "--data-dir",
+        "--download",
+        "--val-size",
+        "--out",
+        "--resume",
+        "--fast-dev-run",
+        "--limit-train-batches",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--accelerator",
+        "--devices",
+        "--strategy",
+        "--precision",
+        "--threads",
+        "accepted layouts",
+    ):
         assert flag in text, flag
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
-    code = cli.main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
-                     "--cache-dir", str(tmp_path / "c")])
+    code = cli.main(
+        [
+            "--data-dir",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(tmp_path / "nope") in err and "accepted layouts" in err
 
@@ -251,12 +377,34 @@ def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("LOCAL_RANK", None)
-    cmd = [sys.executable, str(REPO / "train.py"), "--data-dir", str(tgz), "--cache-dir",
-           str(tmp_path / "cache"), "--backend", "torch", "--accelerator", "cpu", "--devices",
-           "2", "--strategy", "ddp", "--epochs", "2", "--batch-size", "16", "--val-size", "24",
-           "--widths", "4,8,8", "--no-progress-bar", "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--data-dir",
+        str(tgz),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--backend",
+        "torch",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--val-size",
+        "24",
+        "--widths",
+        "4,8,8",
+        "--no-progress-bar",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     m = _metrics(out)
     assert m["hardware"]["world_size"] == 2 and m["hardware"]["torch_threads"] == 1

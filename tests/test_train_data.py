@@ -224,8 +224,12 @@ def _items(sampler, epoch):
 @pytest.mark.parametrize("n,B", [(103, 16), (10, 16), (64, 8)])
 def test_ddp_shards_see_the_single_process_batches(n, B):
     single = _items(EpochBatches(n, B, True, seed=3, crop_pad=2, flip="random"), epoch=1)
-    shards = [_items(EpochBatches(n, B, True, seed=3, rank=r, world=2, crop_pad=2,
-                                  flip="random"), epoch=1) for r in range(2)]
+    shards = [
+        _items(
+            EpochBatches(n, B, True, seed=3, rank=r, world=2, crop_pad=2, flip="random"), epoch=1
+        )
+        for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == len(single)
     for k, whole in enumerate(single):
         for key in ("idx", "shift", "flip"):
@@ -240,8 +244,10 @@ def test_batches_depend_on_seed_and_epoch_only():
     a = _items(EpochBatches(50, 8, True, seed=1, crop_pad=1, flip="random"), 2)
     b = _items(EpochBatches(50, 8, True, seed=1, crop_pad=1, flip="random"), 2)
     c = _items(EpochBatches(50, 8, True, seed=1, crop_pad=1, flip="random"), 3)
-    assert all(torch.equal(x["idx"], y["idx"]) and torch.equal(x["shift"], y["shift"])
-               for x, y in zip(a, b, strict=True))
+    assert all(
+        torch.equal(x["idx"], y["idx"]) and torch.equal(x["shift"], y["shift"])
+        for x, y in zip(a, b, strict=True)
+    )
     assert not torch.equal(a[0]["idx"], c[0]["idx"])
     assert int(torch.cat([x["shift"] for x in a]).max()) == 2
 
@@ -275,7 +281,7 @@ def test_translate_flip_is_a_flipped_crop_of_the_reflect_padded_image(pad):
     out = translate_flip(x, shift, flip, pad)
     padded = torch.nn.functional.pad(x.double(), (pad,) * 4, mode="reflect")
     for i, (dy, dx) in enumerate(shift.tolist()):
-        crop = padded[i, :, dy:dy + 9, dx:dx + 8]
+        crop = padded[i, :, dy : dy + 9, dx : dx + 8]
         expected = crop.flip(2) if flip[i] else crop
         assert torch.equal(out[i].double(), expected), i
     assert out.dtype == torch.uint8
@@ -284,8 +290,9 @@ def test_translate_flip_is_a_flipped_crop_of_the_reflect_padded_image(pad):
 
 def test_datamodule_end_to_end_batches(tmp_path):
     write_python_batches(tmp_path / "raw", 60, 20, num_batches=3)
-    dm = CIFARDataModule(tmp_path / "raw", batch_size=16, val_size=12, crop_pad=2,
-                         cache_dir=tmp_path / "cache")
+    dm = CIFARDataModule(
+        tmp_path / "raw", batch_size=16, val_size=12, crop_pad=2, cache_dir=tmp_path / "cache"
+    )
     dm.prepare_data()
     dm.setup("fit")
     assert (dm.num_train, dm.num_val, dm.num_test) == (48, 12, 20)

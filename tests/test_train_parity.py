@@ -39,8 +39,9 @@ def batch(tmp_path_factory):
     translated, flipped), in float64."""
     root = tmp_path_factory.mktemp("parity")
     write_python_batches(root / "raw", 64, 10, num_batches=2)
-    dm = CIFARDataModule(root / "raw", batch_size=6, val_size=0, crop_pad=2, flip="random",
-                         cache_dir=root / "cache")
+    dm = CIFARDataModule(
+        root / "raw", batch_size=6, val_size=0, crop_pad=2, flip="random", cache_dir=root / "cache"
+    )
     dm.setup("fit")
     x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     return x.double(), y, dm.whitening_sample()
@@ -51,9 +52,11 @@ def _bn_sizes(net, x, ops):
     sizes, hooks = {}, []
     for name, m in net.named_modules():
         if isinstance(m, SpatialBatchNorm):
+
             def hook(mod, inputs, out, name=name):
                 s = inputs[0].shape
                 sizes[name] = s[0] * s[2] * s[3]
+
             hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
         net(x, ops)
@@ -62,8 +65,9 @@ def _bn_sizes(net, x, ops):
     return sizes
 
 
-def _train_two_steps(net0, backend, x, y, label_smoothing, optimizer, lr, wd, head_scale,
-                     bn_bias_lr_scale=1.0):
+def _train_two_steps(
+    net0, backend, x, y, label_smoothing, optimizer, lr, wd, head_scale, bn_bias_lr_scale=1.0
+):
     """Loss and gradients of the first batch, then the weights after two optimizer steps."""
     net = copy.deepcopy(net0).train()
     ops = get_ops(backend)
@@ -83,11 +87,15 @@ def _train_two_steps(net0, backend, x, y, label_smoothing, optimizer, lr, wd, he
     return losses, grads, buffers, weights
 
 
-def _check_all_backends(net, x, y, label_smoothing, optimizer, lr, wd, head_scale=1.0,
-                        bn_bias_lr_scale=1.0):
-    out = {b: _train_two_steps(net, b, x, y, label_smoothing, optimizer, lr, wd, head_scale,
-                               bn_bias_lr_scale)
-           for b in BACKENDS}
+def _check_all_backends(
+    net, x, y, label_smoothing, optimizer, lr, wd, head_scale=1.0, bn_bias_lr_scale=1.0
+):
+    out = {
+        b: _train_two_steps(
+            net, b, x, y, label_smoothing, optimizer, lr, wd, head_scale, bn_bias_lr_scale
+        )
+        for b in BACKENDS
+    }
     ref_losses, ref_grads, _, ref_w = out["builtin"]
     assert len(ref_grads) == sum(p.requires_grad for p in net.parameters())
     for b in ("torch", "numpy"):
@@ -109,8 +117,9 @@ def test_default_model_first_batch_parity(batch):
     x, y, sample = batch
     net = build_net("default", seed=0, head_scale=0.125).double()
     fit_whitening(net, sample)
-    out = _check_all_backends(net, x, y, label_smoothing=0.2, optimizer="nesterov", lr=0.4,
-                              wd=5e-4, head_scale=0.125)
+    out = _check_all_backends(
+        net, x, y, label_smoothing=0.2, optimizer="nesterov", lr=0.4, wd=5e-4, head_scale=0.125
+    )
     # Batchnorm running statistics after the first batch: the twins agree with each other
     # exactly (CS231n: biased variance); PyTorch's running_var used the unbiased variance.
     sizes = _bn_sizes(net, x, get_ops("builtin"))
@@ -131,16 +140,24 @@ def test_default_model_airbench_options_parity(batch):
     """Fixed batchnorm gamma, 64x beta learning rate and identity-initialized block convs:
     the same on every backend; gamma gets no gradient and stays 1."""
     x, y, sample = batch
-    net = build_net("default", seed=3, head_scale=0.125, bn_scale="fixed",
-                    dirac_init=True).double()
+    net = build_net("default", seed=3, head_scale=0.125, bn_scale="fixed", dirac_init=True).double()
     fit_whitening(net, sample)
     conv = net.blocks[1].conv1.w  # 32 -> 64: filters 0..31 are the identity, 32.. random
     centre = torch.zeros(3, 3, dtype=conv.dtype)
     centre[1, 1] = 1
     assert torch.equal(conv[5, 5], centre) and not conv[5, 4].any()
     assert conv[40].abs().sum() > 0
-    out = _check_all_backends(net, x, y, label_smoothing=0.2, optimizer="nesterov", lr=0.4,
-                              wd=5e-4, head_scale=0.125, bn_bias_lr_scale=64.0)
+    out = _check_all_backends(
+        net,
+        x,
+        y,
+        label_smoothing=0.2,
+        optimizer="nesterov",
+        lr=0.4,
+        wd=5e-4,
+        head_scale=0.125,
+        bn_bias_lr_scale=64.0,
+    )
     for b in BACKENDS:
         grads, weights = out[b][1], out[b][3]
         assert not any(n.endswith(".gamma") for n in grads), b
@@ -159,8 +176,7 @@ def test_default_model_conv_stem_with_adam(batch):
 def test_three_layer_convnet_parity(batch):
     x, y, _ = batch
     net = build_net("three-layer", seed=2).double()
-    _check_all_backends(net, x, y, label_smoothing=0.1, optimizer="sgd_momentum", lr=0.05,
-                        wd=0.0)
+    _check_all_backends(net, x, y, label_smoothing=0.1, optimizer="sgd_momentum", lr=0.05, wd=0.0)
 
 
 def test_eval_mode_scores_agree(batch):

@@ -23,8 +23,20 @@ from cifar_training import cli
 from cifar_training.synthetic import write_python_batches
 
 REPO = Path(__file__).resolve().parents[1]
-COMMON = ["--widths", "4,8,8", "--no-progress-bar", "--threads", "1", "--batch-size", "32",
-          "--deterministic", "--seed", "3", "--precision", "32-true"]
+COMMON = [
+    "--widths",
+    "4,8,8",
+    "--no-progress-bar",
+    "--threads",
+    "1",
+    "--batch-size",
+    "32",
+    "--deterministic",
+    "--seed",
+    "3",
+    "--precision",
+    "32-true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +47,16 @@ def data(tmp_path_factory):
 
 
 def _argv(data, tmp_path, out, *extra):
-    return ["--data-dir", str(data / "batches"), "--cache-dir", str(tmp_path / "cache"),
-            "--out", str(out), *COMMON, *extra]
+    return [
+        "--data-dir",
+        str(data / "batches"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+        *COMMON,
+        *extra,
+    ]
 
 
 def _weights(out):
@@ -55,8 +75,14 @@ def _interrupt_after(argv, sig, epoch_line, tmp_path):
     (exit status, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "LOCAL_RANK"}
     env["PYTHONUNBUFFERED"] = "1"
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *argv], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     deadline = time.monotonic() + 300
     for line in proc.stdout:
@@ -69,19 +95,24 @@ def _interrupt_after(argv, sig, epoch_line, tmp_path):
     return proc.returncode, "".join(lines) + out, err
 
 
-@pytest.mark.parametrize("sig,val_extra", [
-    (signal.SIGINT, ["--val-size", "0"]),
-    # A flat validation accuracy (lr 0): last.ckpt must still follow every epoch.
-    (signal.SIGTERM, ["--val-size", "48", "--lr", "0"]),
-])
-def test_real_signal_saves_and_resume_ends_like_an_uninterrupted_run(sig, val_extra, data,
-                                                                     tmp_path):
+@pytest.mark.parametrize(
+    "sig,val_extra",
+    [
+        (signal.SIGINT, ["--val-size", "0"]),
+        # A flat validation accuracy (lr 0): last.ckpt must still follow every epoch.
+        (signal.SIGTERM, ["--val-size", "48", "--lr", "0"]),
+    ],
+)
+def test_real_signal_saves_and_resume_ends_like_an_uninterrupted_run(
+    sig, val_extra, data, tmp_path
+):
     extra = ["--epochs", "10", *val_extra]
     whole, part = tmp_path / "whole", tmp_path / "part"
     assert cli.main(_argv(data, tmp_path, whole, *extra)) == 0
 
-    code, stdout, stderr = _interrupt_after(_argv(data, tmp_path, part, *extra), sig,
-                                            "epoch 2/10", tmp_path)
+    code, stdout, stderr = _interrupt_after(
+        _argv(data, tmp_path, part, *extra), sig, "epoch 2/10", tmp_path
+    )
     assert code == 128 + sig, (code, stdout[-2000:], stderr[-3000:])
     assert "--resume" in stderr and "is saved in" in stderr, stderr[-2000:]
     assert not (part / "model.pt").exists()  # the run did not finish
@@ -135,8 +166,17 @@ def test_checkpoint_every_n_steps_resumes_mid_epoch_exactly(data, tmp_path):
 def test_a_failed_start_does_not_block_the_next(data, tmp_path, capsys):
     out = tmp_path / "o"
     # Bad data: the attempt fails after creating --out.
-    code = cli.main(["--data-dir", str(tmp_path / "missing"), "--out", str(out), *COMMON,
-                     "--cache-dir", str(tmp_path / "cache")])
+    code = cli.main(
+        [
+            "--data-dir",
+            str(tmp_path / "missing"),
+            "--out",
+            str(out),
+            *COMMON,
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 2
     code = cli.main(_argv(data, tmp_path, out, "--resume", "--epochs", "1"))
     err = capsys.readouterr().err
@@ -173,8 +213,7 @@ def test_damaged_checkpoint_on_resume_is_a_clear_error(damage, data, tmp_path, c
     assert "Traceback" not in err
 
 
-def test_non_finite_evaluation_is_an_error_with_valid_json(data, tmp_path, monkeypatch,
-                                                           capsys):
+def test_non_finite_evaluation_is_an_error_with_valid_json(data, tmp_path, monkeypatch, capsys):
     from cifar_training.module import CifarModule
 
     real_val, real_test = CifarModule.validation_step, CifarModule.test_step
@@ -202,8 +241,12 @@ def test_non_finite_evaluation_is_an_error_with_valid_json(data, tmp_path, monke
 
 def test_eval_only_and_predict(data, tmp_path, capsys):
     out = tmp_path / "o"
-    assert cli.main(_argv(data, tmp_path, out, "--epochs", "2", "--val-size", "0",
-                          "--tta-translate", "off")) == 0
+    assert (
+        cli.main(
+            _argv(data, tmp_path, out, "--epochs", "2", "--val-size", "0", "--tta-translate", "off")
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["test_acc_flip_translate_tta"] is None
     capsys.readouterr()
@@ -307,8 +350,9 @@ def test_validation_split_is_stored_shuffled_so_a_prefix_holds_every_class(tmp_p
     tr, va = split_indices(1000, 200)
     assert np.all(np.diff(tr) > 0) and not np.all(np.diff(va) > 0)  # train sorted, val not
     root, *_ = write_image_folder(tmp_path / "tree", n_train=400, n_test=40, size=8)
-    dm = CIFARDataModule(root, batch_size=50, val_size=100, crop_pad=0, flip="none",
-                         cache_dir=tmp_path / "cache")
+    dm = CIFARDataModule(
+        root, batch_size=50, val_size=100, crop_pad=0, flip="none", cache_dir=tmp_path / "cache"
+    )
     dm.prepare_data()
     dm.setup("fit")
     first_batch = dm.y_val[:50].numpy()
@@ -317,17 +361,36 @@ def test_validation_split_is_stored_shuffled_so_a_prefix_holds_every_class(tmp_p
 
 def test_train_subset_is_a_fixed_sample_of_every_class(data, tmp_path, capsys):
     out = tmp_path / "o"
-    assert cli.main(_argv(data, tmp_path, out, "--epochs", "1", "--val-size", "48",
-                          "--train-subset", "64")) == 0
+    assert (
+        cli.main(
+            _argv(data, tmp_path, out, "--epochs", "1", "--val-size", "48", "--train-subset", "64")
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train"] == 64 and m["num_val"] == 48 and m["optimizer_steps"] == 2
-    assert cli.main(_argv(data, tmp_path, tmp_path / "o2", "--epochs", "1", "--val-size",
-                          "48", "--train-subset", "500")) == 2
+    assert (
+        cli.main(
+            _argv(
+                data,
+                tmp_path,
+                tmp_path / "o2",
+                "--epochs",
+                "1",
+                "--val-size",
+                "48",
+                "--train-subset",
+                "500",
+            )
+        )
+        == 2
+    )
     assert "--train-subset must lie in [1, 192]" in capsys.readouterr().err
 
 
-def test_download_uses_data_that_is_there_and_says_what_to_do_offline(data, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_download_uses_data_that_is_there_and_says_what_to_do_offline(
+    data, tmp_path, monkeypatch, capsys
+):
     import torchvision.datasets
 
     from cifar_training.datasets import DataError, download_cifar10
@@ -345,9 +408,25 @@ def test_download_uses_data_that_is_there_and_says_what_to_do_offline(data, tmp_
     tgz = make_tarball(data / "batches", tmp_path / "copy.tar.gz")
     assert download_cifar10(tgz) == tgz and calls == []
     out = tmp_path / "o"
-    assert cli.main(["--data-dir", str(tgz), "--download", "--cache-dir",
-                     str(tmp_path / "cache"), "--out", str(out), *COMMON, "--epochs", "1",
-                     "--val-size", "0"]) == 0
+    assert (
+        cli.main(
+            [
+                "--data-dir",
+                str(tgz),
+                "--download",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--out",
+                str(out),
+                *COMMON,
+                "--epochs",
+                "1",
+                "--val-size",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert calls == [] and "already holds CIFAR-10" in capsys.readouterr().out
     # Offline, with nothing there: the hint points to a local copy, not to --download.
     with pytest.raises(DataError) as info:
@@ -360,10 +439,13 @@ def test_download_uses_data_that_is_there_and_says_what_to_do_offline(data, tmp_
         download_cifar10(tmp_path / "missing.tar.gz")
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["--strategy", "garbage"], "--strategy garbage"),
-    (["--accelerator", "gpu"], "--accelerator gpu"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["--strategy", "garbage"], "--strategy garbage"),
+        (["--accelerator", "gpu"], "--accelerator gpu"),
+    ],
+)
 def test_hardware_lightning_refuses_is_a_clear_error(argv, fragment, data, tmp_path, capsys):
     if "gpu" in argv and torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -378,8 +460,19 @@ def test_console_lines_and_lr_log_without_progress_bar(data, tmp_path, capsys):
 
     tgz = make_tarball(data / "batches", tmp_path / "c.tar.gz")
     out = tmp_path / "o"
-    argv = ["--data-dir", str(tgz), "--cache-dir", str(tmp_path / "fresh-cache"), "--out",
-            str(out), *COMMON, "--epochs", "2", "--val-size", "48"]
+    argv = [
+        "--data-dir",
+        str(tgz),
+        "--cache-dir",
+        str(tmp_path / "fresh-cache"),
+        "--out",
+        str(out),
+        *COMMON,
+        "--epochs",
+        "2",
+        "--val-size",
+        "48",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     assert "extracting" in text and "decoding the images" in text
@@ -396,8 +489,7 @@ def test_console_lines_and_lr_log_without_progress_bar(data, tmp_path, capsys):
     assert len(steps) >= 2  # logged more often than every 50 steps (12 steps here)
 
 
-def test_curves_put_steps_at_their_epoch_under_limit_train_batches(data, tmp_path,
-                                                                   monkeypatch):
+def test_curves_put_steps_at_their_epoch_under_limit_train_batches(data, tmp_path, monkeypatch):
     from cifar_training import plots
 
     figs = []
@@ -409,8 +501,22 @@ def test_curves_put_steps_at_their_epoch_under_limit_train_batches(data, tmp_pat
 
     monkeypatch.setattr(plots, "_save", keep)
     out = tmp_path / "o"
-    assert cli.main(_argv(data, tmp_path, out, "--epochs", "3", "--val-size", "48",
-                          "--limit-train-batches", "2")) == 0
+    assert (
+        cli.main(
+            _argv(
+                data,
+                tmp_path,
+                out,
+                "--epochs",
+                "3",
+                "--val-size",
+                "48",
+                "--limit-train-batches",
+                "2",
+            )
+        )
+        == 0
+    )
     axes = dict(figs)["curves.png"]
     ax_loss, _, ax_lr = axes[:3]
     step_line = ax_loss.lines[0]
@@ -483,8 +589,10 @@ def test_diagnostics_flag_logs_and_plots(data, tmp_path):
     import csv
 
     out = tmp_path / "o"
-    assert cli.main(_argv(data, tmp_path, out, "--epochs", "2", "--val-size", "48",
-                          "--diagnostics")) == 0
+    assert (
+        cli.main(_argv(data, tmp_path, out, "--epochs", "2", "--val-size", "48", "--diagnostics"))
+        == 0
+    )
     for name in ("update_ratio.png", "diagnostics.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))

@@ -174,9 +174,7 @@ def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
     i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
     dc = dnext_c + dnext_h * o * (1 - tanh_c**2)
     di, df, do, dg = dc * g, dc * prev_c, dnext_h * tanh_c, dc * i
-    da = torch.cat(
-        [di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)], dim=1
-    )
+    da = torch.cat([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)], dim=1)
     return da, dc * f
 
 
@@ -444,14 +442,31 @@ class MultiHeadAttentionFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads,
-                attn_mask=None, drop_mask=None):
+    def forward(
+        ctx,
+        query,
+        key,
+        value,
+        Wq,
+        bq,
+        Wk,
+        bk,
+        Wv,
+        bv,
+        Wo,
+        bo,
+        num_heads,
+        attn_mask=None,
+        drop_mask=None,
+    ):
         weights = dict(Wq=Wq, bq=bq, Wk=Wk, bk=bk, Wv=Wv, bv=bv, Wo=Wo, bo=bo)
         N, S, T, E = check_mha_args(query, key, value, weights, num_heads)
         check_attn_mask(attn_mask, S, T)
         _check_drop_mask(drop_mask, (N, num_heads, S, T))
-        Qh, Kh, Vh = (_split_heads(_mm(x, W) + b, num_heads) for x, W, b in
-                      ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv)))
+        Qh, Kh, Vh = (
+            _split_heads(_mm(x, W) + b, num_heads)
+            for x, W, b in ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv))
+        )
         Yh, A, scale = _attention_forward(Qh, Kh, Vh, attn_mask, drop_mask)
         Y = _merge_heads(Yh)
         ctx.save_for_backward(query, key, value, Wq, Wk, Wv, Wo, Qh, Kh, Vh, A, drop_mask, Y)

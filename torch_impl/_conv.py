@@ -145,13 +145,13 @@ class _Canvas:
         C = src.shape[1]
         buffer = src.new_empty(C, lead + self.body + tail, dtype=dtype)
         buffer[:, :lead].zero_()
-        buffer[:, lead + self.body:].zero_()
-        frame = buffer[:, lead:lead + self.body].view(C, self.N, self.Hc, self.Wc)
+        buffer[:, lead + self.body :].zero_()
+        frame = buffer[:, lead : lead + self.body].view(C, self.N, self.Hc, self.Wc)
         if rows.step != 1 or cols.step != 1:
             frame.zero_()
         else:
-            frame[:, :, rows.stop:].zero_()
-            frame[:, :, :rows.stop, cols.stop:].zero_()
+            frame[:, :, rows.stop :].zero_()
+            frame[:, :, : rows.stop, cols.stop :].zero_()
         frame[:, :, rows, cols] = src.transpose(0, 1)
         return buffer
 
@@ -168,9 +168,8 @@ def _stacked_slices(buf, src, HH, WW, Wc, start, n):
     The HH*WW shifted slices are one strided view of src (strides Wc, 1 over the taps), so the
     stacking is a single copy."""
     R = src.shape[0]
-    taps = src.as_strided((HH, WW, R, n), (Wc, 1, src.stride(0), 1),
-                          src.storage_offset() + start)
-    cols = buf[:HH * WW * R * n].view(HH, WW, R, n)
+    taps = src.as_strided((HH, WW, R, n), (Wc, 1, src.stride(0), 1), src.storage_offset() + start)
+    cols = buf[: HH * WW * R * n].view(HH, WW, R, n)
     cols.copy_(taps)
     return cols.view(HH * WW * R, n)
 
@@ -186,7 +185,7 @@ def _stacked_products(out, weights, src, HH, WW, Wc, stop, offset):
     for a in range(0, stop, B):
         n = min(B, stop - a)
         cols = _stacked_slices(buf, src, HH, WW, Wc, a + offset, n)
-        torch.mm(weights, cols, out=out[:, a:a + n])
+        torch.mm(weights, cols, out=out[:, a : a + n])
 
 
 def _shifted_forward(x, w, stride, pad, H_out, W_out, products):
@@ -222,7 +221,7 @@ def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w, pro
         for a in range(0, cv.L, B):
             n = min(B, cv.L - a)
             cols = _stacked_slices(buf, canvas, HH, WW, cv.Wc, a, n)
-            d = dgrid_ext[:, S + a:S + a + n]
+            d = dgrid_ext[:, S + a : S + a + n]
             if products == dw_all.dtype:
                 dw_all.addmm_(d, cols.T)
             else:
@@ -265,9 +264,7 @@ class Conv2dFunction(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride=1, pad=0, algorithm="auto"):
         _checks.require_float("x", x)
-        stride, pad, H_out, W_out = _checks.check_conv_args(
-            x, w, b, {"stride": stride, "pad": pad}
-        )
+        stride, pad, H_out, W_out = _checks.check_conv_args(x, w, b, {"stride": stride, "pad": pad})
         require_like("x", x, w=w, b=b)
         if algorithm not in CONV_ALGORITHMS:
             raise ValueError(f"algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
@@ -282,8 +279,9 @@ class Conv2dFunction(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         canvas_geometry = None
         if algorithm == "shifted":
-            out_fn, (saved, canvas_geometry) = _shifted_forward(x, w, stride, pad, H_out, W_out,
-                                                                products)
+            out_fn, (saved, canvas_geometry) = _shifted_forward(
+                x, w, stride, pad, H_out, W_out, products
+            )
         else:
             w = w.reshape(F, -1).to(products)
             out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
@@ -305,14 +303,27 @@ class Conv2dFunction(Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
         if algorithm == "shifted" and (need_x or need_w):
-            dx, dw = _shifted_backward(dout, saved, ctx.canvas_geometry, w, x_shape, w_shape,
-                                       need_x, need_w, products)
+            dx, dw = _shifted_backward(
+                dout, saved, ctx.canvas_geometry, w, x_shape, w_shape, need_x, need_w, products
+            )
         elif need_x or need_w:
-            d2 = torch.empty(dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products,
-                             device=dout.device)
+            d2 = torch.empty(
+                dout.shape[1], dout.shape[0], *dout.shape[2:], dtype=products, device=dout.device
+            )
             d2.copy_(dout.transpose(0, 1))
-            dx, dw = _im2col_backward(d2.view(F, math.prod(d2.shape[1:])), saved, w, x_shape,
-                                      HH, WW, stride, pad, need_x, need_w, dtype)
+            dx, dw = _im2col_backward(
+                d2.view(F, math.prod(d2.shape[1:])),
+                saved,
+                w,
+                x_shape,
+                HH,
+                WW,
+                stride,
+                pad,
+                need_x,
+                need_w,
+                dtype,
+            )
             if dw is not None:
                 dw = dw.view(w_shape).to(dtype)
         db = dout.sum(dim=(0, 2, 3)) if need_b else None

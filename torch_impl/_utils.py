@@ -26,9 +26,7 @@ def require_like(ref_name: str, ref: torch.Tensor, **others) -> None:
             continue
         require_tensor(name, t)
         if t.device != ref.device:
-            raise ValueError(
-                f"{name} must be on {ref_name}'s device {ref.device}, got {t.device}"
-            )
+            raise ValueError(f"{name} must be on {ref_name}'s device {ref.device}, got {t.device}")
         if t.dtype != ref.dtype:
             raise TypeError(f"{name} must have {ref_name}'s dtype {ref.dtype}, got {t.dtype}")
 

@@ -199,8 +199,7 @@ def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, nd
     for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
         if buf is not None:
             _checks.require_shape(name, buf, (C,), hint="one per feature")
-    require_like("x", x, gamma=gamma, beta=beta, running_mean=running_mean,
-                 running_var=running_var)
+    require_like("x", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
     momentum = _checks.require_unit_interval("momentum", momentum)
     eps = _checks.require_nonneg_real("eps", eps)
     return momentum, eps

@@ -115,8 +115,9 @@ class Tanh(nn.Module):
 class _BatchNormBase(nn.Module):
     _function = BatchNormFunction
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9,
-                 device=None, dtype=None):
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
+    ):
         super().__init__()
         self.num_features = _checks.require_int_param("num_features", num_features, 1)
         self.eps = _checks.require_nonneg_real("eps", eps)
@@ -133,8 +134,16 @@ class _BatchNormBase(nn.Module):
         self.running_var.zero_()
 
     def forward(self, x):
-        return self._function.apply(x, self.gamma, self.beta, self.running_mean,
-                                    self.running_var, self.training, self.momentum, self.eps)
+        return self._function.apply(
+            x,
+            self.gamma,
+            self.beta,
+            self.running_mean,
+            self.running_var,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum} (CS231n: kept)"
@@ -156,8 +165,9 @@ class SpatialBatchNorm(_BatchNormBase):
 
     _function = SpatialBatchNormFunction
 
-    def __init__(self, num_channels: int, eps: float = 1e-5, momentum: float = 0.9,
-                 device=None, dtype=None):
+    def __init__(
+        self, num_channels: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
+    ):
         super().__init__(num_channels, eps, momentum, device=device, dtype=dtype)
 
 
@@ -233,8 +243,16 @@ class Conv2d(nn.Module):
     """Convolution (cross-correlation) with weight w (F, C, HH, WW) (nn.Conv2d's layout) and
     bias b (F,); symmetric zero padding ``pad``; input (N, C, H, W) -> (N, F, H', W')."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride: int = 1,
-                 pad: int = 0, device=None, dtype=None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride: int = 1,
+        pad: int = 0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
         self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
@@ -255,29 +273,35 @@ class Conv2d(nn.Module):
         return Conv2dFunction.apply(x, self.w, self.b, self.stride, self.pad)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, pad={self.pad}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, pad={self.pad}"
+        )
 
 
 class MaxPool2d(nn.Module):
     """Max pooling without padding. pool_width defaults to pool_height, stride to pool_height
     (non-overlapping windows, as nn.MaxPool2d's stride defaults to the kernel size)."""
 
-    def __init__(self, pool_height: int = 2, pool_width: int | None = None,
-                 stride: int | None = None):
+    def __init__(
+        self, pool_height: int = 2, pool_width: int | None = None, stride: int | None = None
+    ):
         super().__init__()
         self.pool_height = _checks.require_int_param("pool_height", pool_height, 1)
-        self.pool_width = self.pool_height if pool_width is None else _checks.require_int_param(
-            "pool_width", pool_width, 1)
-        self.stride = self.pool_height if stride is None else _checks.require_int_param(
-            "stride", stride, 1)
+        self.pool_width = (
+            self.pool_height
+            if pool_width is None
+            else _checks.require_int_param("pool_width", pool_width, 1)
+        )
+        self.stride = (
+            self.pool_height if stride is None else _checks.require_int_param("stride", stride, 1)
+        )
 
     def forward(self, x):
         return MaxPool2dFunction.apply(x, self.pool_height, self.pool_width, self.stride)
 
     def extra_repr(self) -> str:
-        return (f"pool_height={self.pool_height}, pool_width={self.pool_width}, "
-                f"stride={self.stride}")
+        return f"pool_height={self.pool_height}, pool_width={self.pool_width}, stride={self.stride}"
 
 
 class SVMLoss(nn.Module):

@@ -129,8 +129,9 @@ class RMSprop(_CS231nOptimizer):
     State: 'cache'. Group keys: 'lr', 'decay_rate', 'epsilon'.
     """
 
-    def __init__(self, params, learning_rate: float = 1e-2, decay_rate: float = 0.99,
-                 epsilon: float = 1e-8):
+    def __init__(
+        self, params, learning_rate: float = 1e-2, decay_rate: float = 0.99, epsilon: float = 1e-8
+    ):
         lr = _real("learning_rate", learning_rate, 0.0)
         decay = _real("decay_rate", decay_rate, 0.0, 1.0)
         eps = _real("epsilon", epsilon, 0.0)
@@ -155,8 +156,14 @@ class Adam(_CS231nOptimizer):
     Group keys: 'lr', 'beta1', 'beta2', 'epsilon'.
     """
 
-    def __init__(self, params, learning_rate: float = 1e-3, beta1: float = 0.9,
-                 beta2: float = 0.999, epsilon: float = 1e-8):
+    def __init__(
+        self,
+        params,
+        learning_rate: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+    ):
         lr = _real("learning_rate", learning_rate, 0.0)
         b1 = _real("beta1", beta1, 0.0, 1.0, open_high=True)
         b2 = _real("beta2", beta2, 0.0, 1.0, open_high=True)

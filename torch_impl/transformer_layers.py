@@ -64,8 +64,7 @@ def _check_drop_prob(dropout) -> float:
         raise TypeError(f"dropout must be a number, got {dropout!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(
-            f"dropout is the DROP probability (as nn.Dropout) and must lie in [0, 1), "
-            f"got {dropout}"
+            f"dropout is the DROP probability (as nn.Dropout) and must lie in [0, 1), got {dropout}"
         )
     return float(dropout)
 
@@ -145,13 +144,17 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query, key, value, attn_mask=None):
         weights = {
-            "Wq": self.query.w, "bq": self.query.b, "Wk": self.key.w, "bk": self.key.b,
-            "Wv": self.value.w, "bv": self.value.b, "Wo": self.proj.w, "bo": self.proj.b,
+            "Wq": self.query.w,
+            "bq": self.query.b,
+            "Wk": self.key.w,
+            "bk": self.key.b,
+            "Wv": self.value.w,
+            "bv": self.value.b,
+            "Wo": self.proj.w,
+            "bo": self.proj.b,
         }
         N, S, T, E = check_mha_args(query, key, value, weights, self.n_head)
-        drop_mask = _drop_mask(
-            (N, self.n_head, S, T), query, self.attn_drop.p, self.training
-        )
+        drop_mask = _drop_mask((N, self.n_head, S, T), query, self.attn_drop.p, self.training)
         return MultiHeadAttentionFunction.apply(
             query, key, value, *weights.values(), self.n_head, attn_mask, drop_mask
         )

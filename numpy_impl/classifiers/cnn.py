@@ -37,8 +37,17 @@ class ThreeLayerConvNet:
     after the conv and the 2x2 pool (H/2 x W/2 for odd filter sizes and even H, W).
     """
 
-    def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
-                 num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32):
+    def __init__(
+        self,
+        input_dim=(3, 32, 32),
+        num_filters=32,
+        filter_size=7,
+        hidden_dim=100,
+        num_classes=10,
+        weight_scale=1e-3,
+        reg=0.0,
+        dtype=np.float32,
+    ):
         """
         Inputs:
         - input_dim: tuple (C, H, W) giving the size of input data.
@@ -52,9 +61,13 @@ class ThreeLayerConvNet:
         """
         if len(tuple(input_dim)) != 3:
             raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
-        for name, v in (("num_filters", num_filters), ("filter_size", filter_size),
-                        ("hidden_dim", hidden_dim), ("num_classes", num_classes),
-                        *(("input_dim", d) for d in input_dim)):
+        for name, v in (
+            ("num_filters", num_filters),
+            ("filter_size", filter_size),
+            ("hidden_dim", hidden_dim),
+            ("num_classes", num_classes),
+            *(("input_dim", d) for d in input_dim),
+        ):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must hold positive integers, got {v!r}")
         C, H, W = (int(d) for d in input_dim)

@@ -57,17 +57,25 @@ _ACTIVATIONS = {
 }
 
 
-def _affine_norm_act_forward(x, w, b, gamma, beta, norm_param, normalization, dropout_param,
-                             activation):
+def _affine_norm_act_forward(
+    x, w, b, gamma, beta, norm_param, normalization, dropout_param, activation
+):
     """affine -> [batch/layer norm] -> activation -> [dropout], one hidden layer.
 
     x: (N, d_1, ..., d_k); w: (D, M); b: (M,); gamma, beta: (M,) or None; activation one of
     _ACTIVATIONS. Returns out (N, M) and a cache for _affine_norm_act_backward.
     """
     if activation == "relu":
-        out, cache = affine_norm_relu_forward(x, w, b, gamma, beta, norm_param,
-                                              normalization=normalization,
-                                              dropout_param=dropout_param)
+        out, cache = affine_norm_relu_forward(
+            x,
+            w,
+            b,
+            gamma,
+            beta,
+            norm_param,
+            normalization=normalization,
+            dropout_param=dropout_param,
+        )
         return out, (activation, cache)
     act_forward, _ = _ACTIVATIONS[activation]
     out, fc_cache = affine_forward(x, w, b)
@@ -117,8 +125,9 @@ class TwoLayerNet:
     classes. Parameters: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), float64 as in the course.
     """
 
-    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3,
-                 reg=0.0):
+    def __init__(
+        self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3, reg=0.0
+    ):
         """
         Inputs:
         - input_dim: size D of the input.
@@ -177,9 +186,19 @@ class FullyConnectedNet:
     when normalization is used, all of ``dtype``.
     """
 
-    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
-                 normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None,
-                 activation="relu"):
+    def __init__(
+        self,
+        hidden_dims,
+        input_dim=3 * 32 * 32,
+        num_classes=10,
+        dropout_keep_ratio=1,
+        normalization=None,
+        reg=0.0,
+        weight_scale=1e-2,
+        dtype=np.float32,
+        seed=None,
+        activation="relu",
+    ):
         """
         Inputs:
         - hidden_dims: list of integers, the size of each hidden layer.
@@ -205,16 +224,17 @@ class FullyConnectedNet:
             raise ValueError(
                 f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}"
             )
-        if (isinstance(dropout_keep_ratio, bool) or not isinstance(dropout_keep_ratio, numbers.Real)
-                or not 0 < dropout_keep_ratio <= 1):
+        if (
+            isinstance(dropout_keep_ratio, bool)
+            or not isinstance(dropout_keep_ratio, numbers.Real)
+            or not 0 < dropout_keep_ratio <= 1
+        ):
             raise ValueError(
                 "dropout_keep_ratio is the probability of keeping a unit and must lie in (0, 1], "
                 f"got {dropout_keep_ratio!r}"
             )
         if not isinstance(activation, str) or activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}"
-            )
+            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
         self.normalization = normalization
         self.use_dropout = dropout_keep_ratio != 1
@@ -304,10 +324,15 @@ class FullyConnectedNet:
         out = X
         for i in range(1, self.num_layers):
             out, cache = _affine_norm_act_forward(
-                out, self.params[f"W{i}"], self.params[f"b{i}"], self.params.get(f"gamma{i}"),
+                out,
+                self.params[f"W{i}"],
+                self.params[f"b{i}"],
+                self.params.get(f"gamma{i}"),
                 self.params.get(f"beta{i}"),
-                self.bn_params[i - 1] if self.normalization else None, self.normalization,
-                self.dropout_param if self.use_dropout else None, self.activation,
+                self.bn_params[i - 1] if self.normalization else None,
+                self.normalization,
+                self.dropout_param if self.use_dropout else None,
+                self.activation,
             )
             outputs.append(out)
             caches.append(cache)
@@ -326,8 +351,10 @@ class FullyConnectedNet:
         """
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
-        saved = [{k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
-                 for p in self.bn_params]
+        saved = [
+            {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in p.items()}
+            for p in self.bn_params
+        ]
         saved_dropout = dict(self.dropout_param)
         try:
             if self.use_dropout:

@@ -209,10 +209,10 @@ def _l1_blocked(X, X_train):
     tile_test = max(1, pairs // tile_train)
     dists = np.empty((num_test, num_train), dtype=X.dtype)
     for i in range(0, num_test, tile_test):
-        rows = X[i:i + tile_test, None, :]
+        rows = X[i : i + tile_test, None, :]
         for j in range(0, num_train, tile_train):
-            diff = rows - X_train[None, j:j + tile_train, :]
-            dists[i:i + tile_test, j:j + tile_train] = np.abs(diff, out=diff).sum(axis=2)
+            diff = rows - X_train[None, j : j + tile_train, :]
+            dists[i : i + tile_test, j : j + tile_train] = np.abs(diff, out=diff).sum(axis=2)
     return dists
 
 
@@ -255,8 +255,8 @@ def cross_validate_knn(X, y, k_choices, num_folds=5, num_loops=0, metric="l2"):
     y_folds = np.array_split(y, num_folds)
     results = {m: {k: [] for k in k_choices} for m in metrics}
     for i in range(num_folds):
-        X_tr = np.concatenate(X_folds[:i] + X_folds[i + 1:])
-        y_tr = np.concatenate(y_folds[:i] + y_folds[i + 1:])
+        X_tr = np.concatenate(X_folds[:i] + X_folds[i + 1 :])
+        y_tr = np.concatenate(y_folds[:i] + y_folds[i + 1 :])
         for m in metrics:
             classifier = KNearestNeighbor(metric=m)
             classifier.train(X_tr, y_tr)
@@ -276,8 +276,9 @@ def best_knn_setting(accuracies):
     smaller k, then to the metric listed first (the simpler model wins a tie).
     """
     if not isinstance(accuracies, dict) or not accuracies:
-        raise ValueError(f"accuracies must be a non-empty dict from cross_validate_knn, "
-                         f"got {accuracies!r}")
+        raise ValueError(
+            f"accuracies must be a non-empty dict from cross_validate_knn, got {accuracies!r}"
+        )
     per_metric = accuracies
     if not isinstance(next(iter(accuracies.values())), dict):
         per_metric = {None: accuracies}

@@ -311,10 +311,10 @@ class CIFARDataModule(L.LightningDataModule):
         t = self.trainer
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
-    def _loader(self, x, y, global_batch, train) -> DataLoader:
+    def _sampler(self, n, global_batch, train) -> EpochBatches:
         rank, world = self._rank_world()
-        sampler = EpochBatches(
-            len(x),
+        return EpochBatches(
+            n,
             global_batch,
             train,
             self.seed,
@@ -324,24 +324,15 @@ class CIFARDataModule(L.LightningDataModule):
             self.flip,
             self.flip_base,
         )
+
+    def _loader(self, x, y, global_batch, train) -> DataLoader:
+        sampler = self._sampler(len(x), global_batch, train)
         return DataLoader(InMemoryImages(x, y), sampler=sampler, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = self._rank_world()
-        sampler = EpochBatches(
-            len(self.x_train),
-            self.batch_size,
-            True,
-            self.seed,
-            rank,
-            world,
-            self.crop_pad,
-            self.flip,
-            self.flip_base,
-        )
-        return ResumableLoader(
-            InMemoryImages(self.x_train, self.y_train), sampler, self._batches_done
-        )
+        sampler = self._sampler(len(self.x_train), self.batch_size, train=True)
+        data = InMemoryImages(self.x_train, self.y_train)
+        return ResumableLoader(data, sampler, self._batches_done)
 
     def _batches_done(self) -> int:
         t = self.trainer

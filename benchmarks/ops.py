@@ -39,12 +39,12 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import _common as C  # noqa: E402
 
-# Targets of issue 7 (ratio to the builtin, forward+backward). The numpy conv target applies at
+# Speed targets (ratio to the builtin, forward+backward). The numpy conv target applies at
 # the CNN's shapes; every torch_impl op has the 1.5x target.
 NUMPY_TARGETS = {"conv@cnn": 2.5, "max_pool": 2.0, "batchnorm": 2.0, "spatial_batchnorm": 2.0}
 TORCH_TARGET = 1.5
 
-# Shapes used when train.py's model cannot be read (the brief's list, batch 256).
+# Shapes used when train.py's model cannot be read (a fixed list, batch 256).
 FALLBACK_CNN = {
     "batch": 256,
     "conv": [
@@ -618,7 +618,7 @@ def cnn_shapes(batch=None, smoke=False):
         recipe = C.train_recipe("default", cheap=smoke)
         widths = (4, 8, 8) if smoke else recipe["widths"]
         net = build_net("default", widths=widths, stem=recipe["stem"], seed=0)
-    except Exception as e:  # noqa: BLE001 - fall back to the brief's shapes, and say so
+    except Exception as e:  # noqa: BLE001 - fall back to the fixed shapes, and say so
         b = batch or FALLBACK_CNN["batch"]
         rec = {"conv": {}, "pool": {}, "bn": {}, "relu": {}}
         for (c, h, w), f, k, s, p in FALLBACK_CNN["conv"]:

@@ -22,6 +22,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
+    "argtypes",
     "backends",
     "cli",
     "datamodule",

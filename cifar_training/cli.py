@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_training import argtypes
 from cifar_training.datasets import atomic_write_bytes
 from cifar_training.run_control import (
     SIGNAL_NAMES,
@@ -147,93 +148,6 @@ _GPU_ACCELERATORS = ("gpu", "cuda", "mps", "tpu")
 _NUMPY_PRECISIONS = ("32", "32-true", "64", "64-true")
 
 
-def _positive_float(s):
-    v = float(s)
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
-    return v
-
-
-def _devices(s):
-    """Lightning's --devices: auto, a count (>= 1, or -1 for all), or a list like 0,1."""
-    if s == "auto":
-        return s
-    parts = s.split(",")
-    try:
-        ids = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        ids = None
-    if ids is None or not ids:
-        raise argparse.ArgumentTypeError(
-            f"expected auto, a count, -1 or a list like 0,1, got {s!r}"
-        )
-    if len(parts) == 1:
-        if ids[0] == 0 or ids[0] < -1:
-            raise argparse.ArgumentTypeError(f"must be >= 1 (or -1 for all devices), got {s}")
-        return ids[0]
-    if min(ids) < 0:
-        raise argparse.ArgumentTypeError(f"device indices must be >= 0, got {s!r}")
-    return s
-
-
-def _positive_int(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
-
-
-def _nonneg_int(s):
-    v = int(s)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
-def _nonneg_float(s):
-    v = float(s)
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
-def _fraction(s):
-    v = float(s)
-    if not 0 <= v < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {s}")
-    return v
-
-
-def _on_off(s):
-    if s not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"expected on or off, got {s!r}")
-    return s == "on"
-
-
-def _widths(s):
-    try:
-        w = tuple(int(p) for p in s.split(","))
-    except ValueError:
-        w = ()
-    if not w or min(w) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {s!r}")
-    return w
-
-
-def _limit(s):
-    """Lightning's limit_*_batches: an int count or a float fraction."""
-    try:
-        v = int(s)
-    except ValueError:
-        v = float(s)
-        if not 0 <= v <= 1:
-            raise argparse.ArgumentTypeError(f"a fraction must lie in [0, 1], got {s}") from None
-        return v
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
-    return v
-
-
 def _describe(name: str) -> str:
     r = RECIPES[name]
     if r["model"] == "three-layer":
@@ -307,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--widths",
-        type=_widths,
+        type=argtypes.widths,
         default=None,
         metavar="W1,W2,W3",
         help="channel widths of the default model's blocks (default: the recipe's, 48,96,192)",
@@ -321,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--bn-momentum",
-        type=_fraction,
+        type=argtypes.fraction,
         default=0.9,
         help="batchnorm running-average momentum, CS231n convention (PyTorch's "
         "momentum = 1 - this) (default: 0.9)",
@@ -346,14 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--val-size",
-        type=_nonneg_int,
+        type=argtypes.nonneg_int,
         default=None,
         help="training images held out for validation/model selection; 0 = none, "
         "then the last epoch is tested (default: the recipe's; best 0, classic 5000)",
     )
     g.add_argument(
         "--train-subset",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         metavar="N",
         help="train on a fixed random N of the training images (short runs; the "
@@ -361,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--crop-pad",
-        type=_nonneg_int,
+        type=argtypes.nonneg_int,
         default=None,
         help="random translation by up to this many pixels (reflect padding)",
     )
@@ -376,19 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("optimization (defaults depend on --model, see below)")
     g.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         help="passes over the training split (default: the recipe's)",
     )
     g.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         help="global batch size, split over DDP processes (default: the recipe's)",
     )
     g.add_argument(
         "--eval-batch-size",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         help="per-process batch size for validation/test (default: --batch-size)",
     )
@@ -400,25 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--lr",
-        type=_nonneg_float,
+        type=argtypes.nonneg_float,
         default=None,
         help="peak learning rate (default: 0.4; three-layer Adam 1e-3)",
     )
     g.add_argument(
         "--momentum",
-        type=_fraction,
+        type=argtypes.fraction,
         default=None,
         help="momentum of sgd_momentum/nesterov (Adam's beta1 is 0.9)",
     )
     g.add_argument(
         "--weight-decay",
-        type=_nonneg_float,
+        type=argtypes.nonneg_float,
         default=None,
         help="L2 coefficient on conv/affine weights (added to the gradient)",
     )
     g.add_argument(
         "--label-smoothing",
-        type=_fraction,
+        type=argtypes.fraction,
         default=None,
         help="eps of the smoothed target (1 - eps) onehot + eps / C (default: 0.2; three-layer 0)",
     )
@@ -430,13 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--warmup",
-        type=_fraction,
+        type=argtypes.fraction,
         default=None,
         help="fraction of the steps spent warming up (linear schedule)",
     )
     g.add_argument(
         "--head-scale",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=None,
         help="output scale of the default model's classifier, applied as a smaller "
         "head init and head lr * scale^2 for SGD-family optimizers (default 0.125)",
@@ -449,13 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--bn-bias-lr-scale",
-        type=_nonneg_float,
+        type=argtypes.nonneg_float,
         default=None,
         help="learning-rate multiplier of the batchnorm betas (airbench: 64)",
     )
     g.add_argument(
         "--dirac-init",
-        type=_on_off,
+        type=argtypes.on_off,
         default=None,
         metavar="on|off",
         help="start each block conv's first C_in filters as the identity (airbench)",
@@ -476,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--devices",
-        type=_devices,
+        type=argtypes.devices,
         default="auto",
         help="number of devices/processes, e.g. 2 with --strategy ddp on CPU (gloo)",
     )
@@ -501,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--threads",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         help="CPU threads per process (default: available cores / processes)",
     )
@@ -542,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--save-every-n-steps",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         metavar="N",
         help="also save checkpoints/last.ckpt every N optimizer steps (long epochs "
@@ -555,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--limit-train-batches",
-        type=_limit,
+        type=argtypes.limit,
         default=None,
         metavar="N|FRAC",
         help="train on N batches (or this fraction) per epoch; the schedule "
@@ -563,21 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--limit-val-batches",
-        type=_limit,
+        type=argtypes.limit,
         default=None,
         metavar="N|FRAC",
         help="validate on N batches (or this fraction); 0 skips validation",
     )
     g.add_argument(
         "--limit-test-batches",
-        type=_limit,
+        type=argtypes.limit,
         default=None,
         metavar="N|FRAC",
         help="test on N batches (or this fraction)",
     )
     g.add_argument(
         "--stop-after-epochs",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=None,
         metavar="N",
         help="stop after N epochs as if interrupted, keeping the schedule of "
@@ -588,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="on",
         default=None,
-        type=_on_off,
+        type=argtypes.on_off,
         metavar="on|off",
         help="also report 6-view test-time augmentation (flip x {none, 1 px up-left, "
         "1 px down-right}); costs ~3x the test pass (default: the recipe's; on for "
@@ -988,7 +902,7 @@ def run(args, stop: StopRequest) -> int:
     if ltb is not None:
         steps = min(steps, ltb) if isinstance(ltb, int) else max(int(steps * ltb), 1)
     module.total_steps = None if args.fast_dev_run else args.epochs * steps
-    callbacks = [cb["timer"], cb["stopper"], cb["diagnostics"]]
+    callbacks = [cb["timer"], cb["stopper"], cb["diagnostics"], StopDuringTest(stop)]
     if not args.fast_dev_run:
         callbacks += [cb[k] for k in ("best", "last", "lr") if k in cb]
     trainer = make_trainer(

@@ -17,12 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _positive_int(s):
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
-    return v
+from cifar_training import argtypes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--top-k",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=3,
         help="how many classes to print per image (default: 3)",
     )

@@ -160,15 +160,10 @@ class RunCheckpoints(Checkpoint):
         if self.stop.requested(trainer):
             self.stop.stop()
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        # Test batches are dealt unevenly to DDP processes, so no collective here: with several
-        # processes the test pass finishes (training is complete and saved by then).
-        if trainer.world_size == 1 and self.stop.requested(trainer):
-            self.stop.stop()
-
 
 class StopDuringTest(Callback):
-    """A stop request during a test pass (--eval-only) ends it at the next batch."""
+    """A stop request during a test pass (after training, or --eval-only) ends it at the next
+    batch."""
 
     def __init__(self, stop: StopRequest):
         self.stop = stop

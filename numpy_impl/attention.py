@@ -31,8 +31,12 @@ import math
 
 import numpy as np
 
-from ._checks import (
+from twin_checks import (  # pure-Python argument checks, shared with torch_impl
+    check_attention_args,
+    check_attn_mask,
     check_dout,
+    check_mha_args,
+    check_positional_args,
     require_keep_prob,
     require_mode,
     require_ndim,
@@ -40,13 +44,7 @@ from ._checks import (
     require_shape,
     shape_of,
 )
-from ._checks_a3 import (  # pure-Python argument checks, shared with torch_impl
-    check_attention_args,
-    check_attn_mask,
-    check_mha_args,
-    check_positional_args,
-)
-from ._checks_a3 import (
+from twin_checks import (
     check_num_heads as check_num_heads,  # re-exported under its old home
 )
 

@@ -24,7 +24,8 @@ import numbers
 
 import numpy as np
 
-from ._checks import require_ndim
+from twin_checks import require_ndim
+
 from .solver import Solver
 
 __all__ = [

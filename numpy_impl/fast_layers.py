@@ -54,7 +54,7 @@ makes the output NaN and takes the gradient (first NaN), as with ``np.argmax``.
 ``max_pool_forward_im2col`` is the textbook variant: an explicit (windows, pool_height*pool_width)
 matrix and its ``argmax``.
 
-Contracts shared with the naive layers: arguments are checked by ``numpy_impl._checks`` (same
+Contracts shared with the naive layers: arguments are checked by ``twin_checks`` (same
 messages as the naive layers and the torch twin), PyTorch's floor rule for output sizes, inputs
 never modified, float32 kept float32. Every backward here accepts the cache of any forward of the
 same layer in this module, and also the naive layer's cache (the missing pieces are recomputed).
@@ -67,7 +67,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from numpy_impl._checks import check_conv_args, check_dout, check_pool_args, require_float
+from twin_checks import check_conv_args, check_dout, check_pool_args, require_float
 
 __all__ = [
     "conv_forward_fast",

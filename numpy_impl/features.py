@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import require_ndim, shape_of
+from twin_checks import require_ndim, shape_of
 
 __all__ = ["extract_features", "rgb2gray", "rgb_to_hsv", "hog_feature", "color_histogram_hsv"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks_a3 import check_same_shape, check_scores  # pure Python, shared with torch_impl
+from twin_checks import check_same_shape, check_scores  # pure Python, shared with torch_impl
 
 
 def _sigmoid_minus(x, t):

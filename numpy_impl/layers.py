@@ -3,7 +3,7 @@
 
 Conventions shared by every function here:
 
-- Every forward validates its input through ``numpy_impl._checks`` (the torch twin raises the same
+- Every forward validates its input through ``twin_checks`` (the torch twin raises the same
   messages); every backward checks ``dout`` against the output shape recorded in the cache.
 - Inputs are never modified in place; only CS231n's param dicts are written to (batchnorm's running
   averages).
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from numpy_impl._checks import (
+from twin_checks import (
     check_affine_args,
     check_bn_param,
     check_conv_args,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numpy_impl._checks import check_same_shape_update, require_dict
+from twin_checks import check_same_shape_update, require_dict
 
 __all__ = ["sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"]
 

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ._checks import require_ndim, shape_of
+from twin_checks import require_ndim, shape_of
 
 __all__ = ["Standardize", "MinMaxScale", "PCA", "ZCA"]
 

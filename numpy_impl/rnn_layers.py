@@ -16,7 +16,7 @@ The sequence layers loop over time (the recurrence is sequential), but every pro
 not depend on the recurrence (the input term ``x @ Wx`` and the weight gradients) is computed for
 all time steps at once.
 
-The argument checks (``check_*``) live in the pure-Python :mod:`numpy_impl._checks_a3`, which
+The argument checks (``check_*``) live in the pure-Python :mod:`twin_checks`, which
 ``torch_impl`` imports too (never this NumPy module), so both twins raise the same messages; they
 stay importable from here under their old names.
 """
@@ -27,15 +27,17 @@ import math
 
 import numpy as np
 
-from ._checks import check_dout, require_shape, shape_of
-from ._checks_a3 import (  # pure-Python argument checks, shared with torch_impl
+from twin_checks import (  # pure-Python argument checks, shared with torch_impl
     check_cell_args,
+    check_dout,
     check_embedding_args,
     check_sequence_args,
     check_temporal_affine_args,
     check_temporal_loss_args,
+    require_shape,
+    shape_of,
 )
-from ._checks_a3 import (
+from twin_checks import (
     check_indices as check_indices,  # re-exported (numpy_impl.classifiers.rnn uses it)
 )
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_dout, require_ndim, require_same_shape
-from ._checks_a3 import (  # pure-Python argument checks, shared with torch_impl
+from twin_checks import (  # pure-Python argument checks, shared with torch_impl
+    check_dout,
     check_nonzero_norms,
     check_pair_args,
     check_tau,
+    require_ndim,
+    require_same_shape,
 )
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-from ._checks import require_ndim, shape_of
+from twin_checks import require_ndim, shape_of
 
 __all__ = [
     "CIFAR10_CLASSES",

@@ -191,7 +191,7 @@ def test_changed_default_is_caught(monkeypatch, momentum):
 
 def test_changed_dict_default_is_caught(monkeypatch):
     # numpy_impl's bn_param eps default (read by the shared argument check) set to 1e-3.
-    from numpy_impl import _checks
+    import twin_checks as _checks
 
     original = _checks.check_bn_param
 

@@ -22,11 +22,11 @@ import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from numpy_impl._checks import check_dout, require_ndim, require_shape, shape_of
-from numpy_impl._checks_a3 import (
+from twin_checks import (
     check_attention_args,
     check_attn_mask,
     check_cell_args,
+    check_dout,
     check_embedding_args,
     check_mha_args,
     check_nonzero_norms,
@@ -37,6 +37,9 @@ from numpy_impl._checks_a3 import (
     check_tau,
     check_temporal_affine_args,
     check_temporal_loss_args,
+    require_ndim,
+    require_shape,
+    shape_of,
 )
 
 __all__ = [

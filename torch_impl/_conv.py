@@ -33,7 +33,7 @@ import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from numpy_impl import _checks
+import twin_checks as _checks
 from torch_impl._utils import products_dtype, require_like
 
 __all__ = ["Conv2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]

@@ -1,7 +1,7 @@
 """Small helpers shared by the torch twin (argument checks that are torch-specific).
 
 The checks that both twins share (shapes, labels, hyperparameters) live in the pure-Python
-``numpy_impl._checks``, so the same bad input raises the same message in each twin; what is here
+``twin_checks``, so the same bad input raises the same message in each twin; what is here
 only concerns torch itself (mixed devices or dtypes, which NumPy has no notion of).
 """
 

@@ -1,7 +1,7 @@
 """CS231n's layer API on tensors: the NumPy forwards' names and arguments, minus the cache.
 
 Each function validates its arguments exactly as ``numpy_impl.layers`` does (same
-``numpy_impl._checks`` calls in the same order, hence the same messages), reads CS231n's param
+``twin_checks`` calls in the same order, hence the same messages), reads CS231n's param
 dicts, and returns an autograd-tracked tensor computed by the matching ``torch_impl.functions``
 Function. Param dicts follow the course:
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from numpy_impl import _checks
+import twin_checks as _checks
 from torch_impl._utils import as_buffer
 from torch_impl.functions import (
     AffineFunction,

@@ -9,7 +9,7 @@ every gradient below is derived on paper and written out.
 
 Conventions:
 
-- Inputs are validated by ``numpy_impl._checks`` (pure Python), so a bad input raises the same
+- Inputs are validated by ``twin_checks`` (pure Python), so a bad input raises the same
   ``ValueError``/``TypeError`` message as the NumPy twin.
 - Every tensor created here follows the input's device and dtype (CPU/CUDA, float32/float64).
 - ``ctx.needs_input_grad`` decides which gradients are computed; the others are returned as None.
@@ -25,7 +25,7 @@ import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from numpy_impl import _checks
+import twin_checks as _checks
 from torch_impl._conv import Conv2dFunction
 from torch_impl._utils import labels_on, products_dtype, require_like
 

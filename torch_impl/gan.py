@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from numpy_impl._checks_a3 import check_scores
+from twin_checks import check_scores
 
 from ._a3_functions import BCEWithLogitsFunction, HalfSquaredErrorFunction
 

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from numpy_impl import _checks
+import twin_checks as _checks
 from torch_impl.functions import (
     AffineFunction,
     BatchNormFunction,

@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import torch
 
-from numpy_impl._checks import require_ndim, require_same_shape
-from numpy_impl._checks_a3 import check_nonzero_norms, check_pair_args, check_tau
+from twin_checks import (
+    check_nonzero_norms,
+    check_pair_args,
+    check_tau,
+    require_ndim,
+    require_same_shape,
+)
 
 from ._a3_functions import (
     CosineSimilarityMatrixFunction,

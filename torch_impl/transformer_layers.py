@@ -34,8 +34,14 @@ import numbers
 import torch
 from torch import nn
 
-from numpy_impl._checks import require_ndim, require_shape, shape_of
-from numpy_impl._checks_a3 import check_mha_args, check_num_heads, check_positional_args
+from twin_checks import (
+    check_mha_args,
+    check_num_heads,
+    check_positional_args,
+    require_ndim,
+    require_shape,
+    shape_of,
+)
 
 from ._a3_functions import (
     GELUFunction,

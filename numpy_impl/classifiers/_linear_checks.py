@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .._checks import require_float, require_labels, require_ndim, shape_of
+from twin_checks import require_float, require_labels, require_ndim, shape_of
 
 
 def check_linear_loss_args(W, X, y, reg):

@@ -17,7 +17,8 @@ import numbers
 
 import numpy as np
 
-from .._checks import conv_output_shape, pool_output_shape
+from twin_checks import conv_output_shape, pool_output_shape
+
 from ..layer_utils import (
     affine_relu_backward,
     affine_relu_forward,

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._checks import require_ndim, shape_of
+from twin_checks import require_ndim, shape_of
 
 METRICS = ("l2", "l1")
 # Memory bound of the no-loop L1 distance's broadcast temporary (4 MiB: about a CPU's cache).

@@ -14,7 +14,8 @@ import numbers
 
 import numpy as np
 
-from .._checks import require_ndim, shape_of
+from twin_checks import require_ndim, shape_of
+
 from ._linear_checks import check_delta
 from .linear_svm import svm_loss_vectorized
 from .softmax import softmax_loss_vectorized

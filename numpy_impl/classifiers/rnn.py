@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import require_int_param, require_ndim, require_shape
+from twin_checks import require_int_param, require_ndim, require_shape
+
 from ..rnn_layers import (
     check_indices,
     lstm_backward,

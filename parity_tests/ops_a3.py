@@ -49,7 +49,7 @@ from numpy_impl import layers as npl
 from numpy_impl import rnn_layers as npr
 from numpy_impl import simclr as nps
 from parity_tests.registry import BadInput, Case, OpSpec
-from torch_impl import _a3_functions as tf3
+from torch_impl import functions as tf3
 from torch_impl import gan as tgan
 from torch_impl import rnn_layers as trnn
 from torch_impl import simclr as tsim

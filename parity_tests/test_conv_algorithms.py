@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from parity_tests.tolerances import ASSERT_CLOSE
-from torch_impl._conv import CONV_ALGORITHMS
+from torch_impl.conv import CONV_ALGORITHMS
 from torch_impl.functions import Conv2dFunction
 
 
@@ -50,7 +50,7 @@ def test_gradients_of_any_subset_of_inputs(algorithm, needs):
 def test_shifted_over_several_blocks(shape):
     """Enough canvas positions for several blocks of stacked slices (the registry's random
     cases fit in one), float64, against the builtin."""
-    import torch_impl._conv as conv
+    import torch_impl.conv as conv
 
     N, C, Fn, H, W, k, stride, pad = shape
     cv = conv._Canvas(

@@ -22,9 +22,9 @@ import torch
 
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
-from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import functions as tf3
 from torch_impl import nn as tnn
 from torch_impl import optim as topt
 from torch_impl import simclr as tsim
@@ -200,7 +200,7 @@ def _defaults() -> list[Default]:
     E, H = 4, 2
     mha_shapes = [(2, 3, E), (2, 3, E), (2, 3, E)]
     cases = [
-        # torch_impl.functions / _a3_functions / _conv: Function.apply
+        # torch_impl.functions: Function.apply
         Default(
             "BatchNormFunction",
             _bn_function(tf.BatchNormFunction, (5, 3)),

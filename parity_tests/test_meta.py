@@ -17,9 +17,9 @@ from parity_tests import test_modules as modules_tests
 from parity_tests import test_ops as ops_tests
 from parity_tests import test_optim as optim_tests
 from parity_tests.registry import specs_with
-from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import functions as tf3
 from torch_impl import nn as tnn
 
 

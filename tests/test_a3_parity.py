@@ -22,7 +22,7 @@ from numpy_impl import attention as npa
 from numpy_impl import rnn_layers as npr
 from parity_tests.ops_a3 import _lstm_builtin, _mha_builtin, _recurrent_case, _rnn_builtin
 from parity_tests.tolerances import ASSERT_CLOSE, GRADCHECK
-from torch_impl import _a3_functions as tf3
+from torch_impl import functions as tf3
 
 F64 = ASSERT_CLOSE["float64"]
 
@@ -187,13 +187,15 @@ def test_lstm_gate_order_swap_is_caught(monkeypatch):
     # forward: the builtin comparison (which applies the documented conversion) catches it.
     from parity_tests import checks
 
-    original = tf3._lstm_gates
+    import torch_impl.recurrent as recurrent
+
+    original = recurrent._lstm_gates
 
     def swapped(a, H):
         i, f, o, g = a.split(H, dim=1)
         return original(torch.cat([i, f, g, o], dim=1), H)
 
-    monkeypatch.setattr(tf3, "_lstm_gates", swapped)
+    monkeypatch.setattr(recurrent, "_lstm_gates", swapped)
     with pytest.raises(AssertionError, match="torch_impl vs builtin"):
         checks.check_builtin(_spec("lstm"), 0, np.float64)
 
@@ -201,13 +203,15 @@ def test_lstm_gate_order_swap_is_caught(monkeypatch):
 def test_attention_backward_missing_scale_is_caught(monkeypatch):
     from parity_tests import checks
 
-    original = tf3._attention_backward
+    import torch_impl.attention as attention
+
+    original = attention._attention_backward
 
     def wrong(dout, q, k, v, A, drop_mask, scale):
         dq, dk, dv = original(dout, q, k, v, A, drop_mask, scale)
         return dq / scale, dk, dv  # the 1/sqrt(d) forgotten in dq
 
-    monkeypatch.setattr(tf3, "_attention_backward", wrong)
+    monkeypatch.setattr(attention, "_attention_backward", wrong)
     spec = _spec("scaled_dot_product_attention")
     # d > 1 (a scale that is not 1) and at least one query (the S = 0 flavor has no dq)
     index = next(

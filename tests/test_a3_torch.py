@@ -16,7 +16,7 @@ from torch_impl import gan as tgan
 from torch_impl import rnn_layers as trnn
 from torch_impl import simclr as tsim
 from torch_impl import transformer_layers as ttl
-from torch_impl._a3_functions import MultiHeadAttentionFunction, RNNFunction
+from torch_impl.functions import MultiHeadAttentionFunction, RNNFunction
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -7,6 +7,8 @@ only concerns torch itself (mixed devices or dtypes, which NumPy has no notion o
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -59,3 +61,18 @@ def products_dtype(x):
     if x.dtype == torch.float32 and torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
     return x.dtype
+
+
+def rowwise_mm(x, W):
+    """x (..., D) @ W (D, M) -> (..., M) as ONE 2-D matrix product over the flattened rows.
+
+    Same math as ``x @ W``, without the batched-matmul dispatch, whose overhead dwarfs the
+    product itself for the small operands of the recurrent and attention layers.
+    """
+    return (as_rows(x) @ W).reshape(*x.shape[:-1], W.shape[1])
+
+
+def as_rows(x):
+    """x (..., D) as the 2-D matrix (prod(...), D) of its rows. Not ``reshape(-1, D)``: with a
+    zero-size dimension (N, T or D = 0) the -1 is ambiguous and reshape raises."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])

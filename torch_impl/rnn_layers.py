@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from ._a3_functions import (
+from torch_impl.functions import (
     LSTMFunction,
     LSTMStepFunction,
     RNNFunction,

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import torch
 
+from torch_impl.functions import (
+    CosineSimilarityMatrixFunction,
+    PositivePairSimilarityFunction,
+    SimCLRLossFunction,
+)
 from twin_checks import (
     check_nonzero_norms,
     check_pair_args,
     check_tau,
     require_ndim,
     require_same_shape,
-)
-
-from ._a3_functions import (
-    CosineSimilarityMatrixFunction,
-    PositivePairSimilarityFunction,
-    SimCLRLossFunction,
 )
 
 __all__ = [

@@ -24,7 +24,7 @@ with ``dropout=q`` matches ``dropout_param={'p': 1 - q, ...}``.
 
 No ``nn.Linear``, ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``,
 ``nn.LayerNorm``, ``nn.GELU`` or ``nn.Dropout`` inside: the math runs through the Functions of
-``torch_impl._a3_functions`` and elementwise tensor operations.
+``torch_impl.functions`` and elementwise tensor operations.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ import numbers
 import torch
 from torch import nn
 
+from torch_impl.functions import (
+    GELUFunction,
+    LayerNormLastDimFunction,
+    MultiHeadAttentionFunction,
+    ScaledDotProductAttentionFunction,
+)
 from twin_checks import (
     check_mha_args,
     check_num_heads,
@@ -43,12 +49,6 @@ from twin_checks import (
     shape_of,
 )
 
-from ._a3_functions import (
-    GELUFunction,
-    LayerNormLastDimFunction,
-    MultiHeadAttentionFunction,
-    ScaledDotProductAttentionFunction,
-)
 from .rnn_layers import TemporalAffine
 
 __all__ = [

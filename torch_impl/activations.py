@@ -1,0 +1,103 @@
+"""Elementwise nonlinearities: ReLU, sigmoid, tanh and the exact GELU."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+import twin_checks as _checks
+
+__all__ = [
+    "ReLUFunction",
+    "SigmoidFunction",
+    "TanhFunction",
+    "GELUFunction",
+]
+
+
+class ReLUFunction(Function):
+    """out = max(0, x) elementwise; dx = dout where x > 0, else 0 (0 at the kink, as PyTorch).
+
+    A NaN input gives a NaN output and a zero gradient, as CS231n's ``dout * (x > 0)`` (PyTorch's
+    threshold_backward zeroes only where x <= 0, so it passes dout at a NaN).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        out = x.clamp_min(0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (out,) = ctx.saved_tensors
+        # out > 0 exactly where x > 0 (and is False for NaN), the 0/1 mask of the derivative.
+        return dout * (out > 0)
+
+
+class SigmoidFunction(Function):
+    """out = 1 / (1 + exp(-x)); d out / dx = out * (1 - out).
+
+    Computed from z = exp(-|x|) <= 1 (as numpy_impl does), so no exponential overflows:
+    out = 1 / (1 + z) for x >= 0 and z / (1 + z) for x < 0, i.e. exp(min(x, 0)) / (1 + z).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        out = torch.exp(x.clamp_max(0)).div_(torch.exp(-x.abs()).add_(1))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (s,) = ctx.saved_tensors
+        return dout * s * (1 - s)
+
+
+class TanhFunction(Function):
+    """out = tanh(x) = sign(x) * (1 - exp(-2|x|)) / (1 + exp(-2|x|)); d out / dx = 1 - out^2.
+
+    With e = expm1(-2|x|) (in (-1, 0]) the ratio is -e / (2 + e): expm1 keeps full relative
+    precision for tiny |x|, where 1 - exp(-2|x|) would cancel, and nothing overflows.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        _checks.require_float("x", x)
+        e = torch.expm1(-2 * x.abs())
+        out = torch.copysign(-e / (2 + e), x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (t,) = ctx.saved_tensors
+        return dout * (1 - t * t)
+
+
+class GELUFunction(Function):
+    """Exact GELU x * Phi(x), Phi the standard normal CDF (PyTorch's default approximate='none').
+
+    d/dx = Phi(x) + x * phi(x), phi the standard normal density.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        (x,) = ctx.saved_tensors
+        cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
+        pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return dout * (cdf + x * pdf)

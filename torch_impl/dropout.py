@@ -1,0 +1,47 @@
+"""Inverted dropout."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+import twin_checks as _checks
+
+__all__ = [
+    "DropoutFunction",
+]
+
+
+class DropoutFunction(Function):
+    """Inverted dropout with CS231n's KEEP probability p (PyTorch's F.dropout takes 1 - p).
+
+    apply(x, p, training, mask=None, generator=None). Train: out = x * mask with mask in {0, 1/p}
+    (E[out] = x, so test mode needs no rescaling); ``mask`` (x's shape, CS231n's cached mask) is
+    used as given, otherwise drawn as (rand(x.shape, generator) < p) / p on x's device and dtype.
+    Test: out = x. Saved: the mask.
+    """
+
+    @staticmethod
+    def forward(ctx, x, p, training, mask=None, generator=None):
+        _checks.require_float("x", x)
+        p = _checks.require_keep_prob(p)
+        ctx.training = bool(training)
+        if not training:
+            return x.clone()
+        if mask is None:
+            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            mask = (u < p).to(x.dtype).div_(p)
+        else:
+            _checks.require_same_shape("mask", mask, "x", x)
+            mask = torch.as_tensor(mask, device=x.device, dtype=x.dtype)
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        if not ctx.training:
+            return dout, None, None, None, None
+        (mask,) = ctx.saved_tensors
+        return dout * mask, None, None, None, None

@@ -1,0 +1,348 @@
+"""Normalization: batch, layer and group normalization.
+
+
+All three normalize sets of M values with the BIASED variance, as numpy_impl does:
+    mean = sum(x) / M,  xmu = x - mean,  var = sum(xmu^2) / M,  rstd = 1 / sqrt(var + eps),
+    xhat = xmu * rstd,  out = gamma * xhat + beta.
+Differentiating through the mean and the variance (CS231n's batchnorm_backward_alt derivation)
+gives, with dxhat = dout * gamma and means over the same M values,
+    dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+Each Function evaluates this from per-set sums of dout and dout * xhat (the same sums give
+dbeta and dgamma) and a few elementwise passes: the formula above, regrouped.
+
+Speed: these layers are memory-bound, so the code counts passes over the (N, ...) arrays:
+every per-set or per-channel quantity is a small vector, big temporaries are reused through
+``out=``, and every broadcast runs along a long contiguous axis -- a per-channel vector is
+repeated H * W times into a per-column vector of the (N, C * H * W) view (_per_column) rather
+than broadcast as (C, 1) over short H * W rows (3-5x slower for 3x3 maps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+import twin_checks as _checks
+from torch_impl._utils import as_rows, require_like
+from twin_checks import require_shape
+
+__all__ = [
+    "BatchNormFunction",
+    "SpatialBatchNormFunction",
+    "LayerNormFunction",
+    "SpatialGroupNormFunction",
+    "LayerNormLastDimFunction",
+]
+
+
+def _per_column(v, L):
+    """(C,) per-channel values (or any shape holding C values, such as (1, C, 1, 1)) -> (C * L,):
+    each repeated for the L = H * W positions of its channel, i.e. one value per column of x
+    viewed as (N, C * L)."""
+    return v.reshape(-1) if L == 1 else v.reshape(-1, 1).expand(-1, L).reshape(-1)
+
+
+def _channel_sum(t2, C, L):
+    """(N, C * L) -> (C,): the sum of each channel's N * L values. The batch axis is summed
+    first (adding whole contiguous rows: the fast direction), then each channel's L columns
+    (none when L = 0: zero)."""
+    s = t2.sum(0)
+    return s if L == 1 else s.view(C, L).sum(1)
+
+
+def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout):
+    """Validation of a (spatial) batchnorm Function's arguments; returns (momentum, eps)."""
+    _checks.require_float("x", x)
+    C = x.shape[1] if x.ndim > 1 else None
+    _checks.check_norm_args(x, gamma, beta, ndim, (C,), layout)
+    for name, buf in (("running_mean", running_mean), ("running_var", running_var)):
+        if buf is not None:
+            _checks.require_shape(name, buf, (C,), hint="one per feature")
+    require_like("x", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var)
+    momentum = _checks.require_unit_interval("momentum", momentum)
+    eps = _checks.require_nonneg_real("eps", eps)
+    return momentum, eps
+
+
+def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """Shared by BatchNormFunction (x (N, D)) and SpatialBatchNormFunction (x (N, C, H, W)):
+    the statistics of a feature/channel are over its M = N * H * W values, computed on the
+    (N, C * L) view of x (L = H * W; 1 for (N, D)).
+
+    Train mode normalizes with the batch statistics and updates the running buffers IN PLACE with
+    CS231n's convention  running = momentum * running + (1 - momentum) * batch_stat  (a lerp
+    from running towards batch_stat by 1 - momentum) and the BIASED batch variance (PyTorch:
+    momentum' = 1 - momentum and the unbiased variance). Test mode normalizes with the running
+    statistics.
+    gamma and rstd are both per channel, so out = xmu * k + beta with k = gamma * rstd is ONE
+    pass and xhat is never stored. Saved: xmu (N, C * L), rstd and k (C,); ctx.training.
+    """
+    N, C = x.shape[0], x.shape[1]
+    L = math.prod(x.shape[2:])
+    x2 = x.reshape(N, C * L).contiguous()  # (the .view()s below need a contiguous layout)
+    if training:
+        M = N * L
+        # max(M, 1): an empty batch (M = 0) gets mean = var = 0 rather than 0 / 0, so its empty
+        # output comes with zero (not NaN) dgamma and dbeta, as F.batch_norm's.
+        mean = _channel_sum(x2, C, L).div_(max(M, 1))
+        xmu = x2 - _per_column(mean, L)
+        sq = torch.mul(xmu, xmu)  # its memory is reused for the output below
+        var = _channel_sum(sq, C, L).div_(max(M, 1))
+        # A channel without values (an empty batch) has no statistics (0 / 0): the running
+        # buffers keep their values, as F.batch_norm's do.
+        if running_mean is not None and M > 0:
+            running_mean.lerp_(mean, 1 - momentum)
+        if running_var is not None and M > 0:
+            running_var.lerp_(var, 1 - momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("test mode needs running_mean and running_var")
+        xmu = x2 - _per_column(running_mean, L)
+        sq, var = None, running_var
+    rstd = torch.rsqrt(var + eps)
+    k = gamma * rstd
+    out = torch.addcmul(_per_column(beta, L), xmu, _per_column(k, L), out=sq)
+    ctx.training, ctx.x_shape = training, x.shape
+    ctx.save_for_backward(xmu, rstd, k)
+    return out.view(x.shape)
+
+
+def _bn_backward(ctx, dout):
+    """Gradients of _bn_forward: (dx, dgamma, dbeta) with dgamma/dbeta of shape (C,).
+
+        dbeta = sum(dout),   dgamma = sum(dout * xhat) = rstd * sum(dout * xmu)
+    (sums over the M values of a channel). gamma is constant over a channel's values, so
+    mean(dxhat) = gamma * dbeta / M and mean(dxhat * xhat) = gamma * dgamma / M, and the general
+    formula becomes, with k = gamma * rstd,
+        dx = k * (dout - dbeta / M - xhat * dgamma / M)
+           = k * dout  +  xmu * (-k / M * rstd * dgamma)  +  (-k / M * dbeta),
+    every coefficient a per-channel vector: two passes. In test mode mean and rstd are constants:
+    dx = k * dout.
+    """
+    xmu, rstd, k = ctx.saved_tensors
+    need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+    N, CL = xmu.shape
+    C, L = rstd.shape[0], math.prod(ctx.x_shape[2:])
+    dout2 = dout.reshape(N, CL).contiguous()
+    dbeta = dgamma = dx = tmp = None
+    if need_dbeta or (need_dx and ctx.training):
+        dbeta = _channel_sum(dout2, C, L)
+    if need_dgamma or (need_dx and ctx.training):
+        tmp = dout2 * xmu
+        dgamma = _channel_sum(tmp, C, L).mul_(rstd)
+    if need_dx:
+        if ctx.training:
+            c = k / -max(N * L, 1)  # (dx is empty when N * L = 0)
+            shift, slope = c * dbeta, (c * rstd).mul_(dgamma)
+            # Written into dout * xmu's memory once it is summed.
+            dx = torch.addcmul(_per_column(shift, L), xmu, _per_column(slope, L), out=tmp)
+            dx.addcmul_(dout2, _per_column(k, L))
+        else:
+            dx = torch.mul(dout2, _per_column(k, L), out=tmp)
+        dx = dx.view(ctx.x_shape)
+    return dx, dgamma if need_dgamma else None, dbeta if need_dbeta else None
+
+
+class BatchNormFunction(Function):
+    """Batch normalization of x (N, D) over the batch axis; gamma, beta (D,).
+
+    apply(x, gamma, beta, running_mean, running_var, training, momentum, eps): running buffers
+    (D,) updated in place when training (CS231n's momentum and biased variance, see _bn_forward).
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+        momentum, eps = _check_bn_apply(
+            x, gamma, beta, running_mean, running_var, momentum, eps, 2, "(N, D)"
+        )
+        return _bn_forward(
+            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        return (*_bn_backward(ctx, dout), None, None, None, None, None)
+
+
+class SpatialBatchNormFunction(Function):
+    """Batch normalization of x (N, C, H, W) per channel over (N, H, W); gamma, beta (C,).
+
+    Same arguments and running-statistics convention as BatchNormFunction, buffers (C,).
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+        momentum, eps = _check_bn_apply(
+            x, gamma, beta, running_mean, running_var, momentum, eps, 4, "(N, C, H, W)"
+        )
+        return _bn_forward(
+            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        return (*_bn_backward(ctx, dout), None, None, None, None, None)
+
+
+def _normalize_rows(x3, eps):
+    """x3 (N, G, M) normalized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
+    Every reduction and broadcast runs along the contiguous last axis (the fast direction); the
+    variance is the squared 2-norm of xmu (one fused pass) / M; xhat is one new array."""
+    M = x3.shape[2]
+    mean = x3.mean(2, keepdim=True)
+    xmu = x3 - mean
+    var = torch.linalg.vector_norm(xmu, dim=2, keepdim=True).square_().div_(M)
+    rstd = var.add_(eps).rsqrt_()
+    return xmu.mul_(rstd), mean, rstd
+
+
+class LayerNormFunction(Function):
+    """Layer normalization: each row of x (N, D) normalized over its D features; gamma, beta (D,).
+
+    No running statistics; the same in train and test mode. Saved: xhat, rstd (N, 1), gamma.
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps=1e-5):
+        _checks.require_float("x", x)
+        _checks.check_norm_args(x, gamma, beta, 2, (x.shape[-1] if x.ndim else None,), "(N, D)")
+        require_like("x", x, gamma=gamma, beta=beta)
+        eps = _checks.require_nonneg_real("eps", eps)
+        N, D = x.shape
+        xhat, _, rstd = _normalize_rows(x.reshape(N, 1, D).contiguous(), eps)
+        xhat, rstd = xhat.view(N, D), rstd.view(N, 1)
+        ctx.save_for_backward(xhat, rstd, gamma)
+        return torch.addcmul(beta, xhat, gamma)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        """dgamma = sum_n dout * xhat, dbeta = sum_n dout; per row, with dxhat = dout * gamma,
+        -mean(dxhat) = dout @ (gamma / -D) and -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D),
+        and dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
+        xhat, rstd, gamma = ctx.saved_tensors
+        need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+        dx = dgamma = dbeta = None
+        dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
+        if need_dgamma:
+            dgamma = dout_xhat.sum(0)
+        if need_dbeta:
+            dbeta = dout.sum(0)
+        if need_dx:
+            g = gamma / -xhat.shape[1]
+            shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
+            slope = torch.mv(dout_xhat, g).unsqueeze(1)  # -mean(dxhat * xhat)
+            dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
+            dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd)
+        return dx, dgamma, dbeta, None
+
+
+class SpatialGroupNormFunction(Function):
+    """Group normalization: the C channels of each sample split into G groups of C // G channels,
+    each group normalized over its M = (C // G) * H * W values.
+
+    x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (CS231n's layout; so are dgamma, dbeta); G divides
+    C. Saved: x, the group means and rstd (N, G, 1), gamma; ctx.G.
+
+    Memory: xhat is not stored (the backward works from x itself), so each direction allocates
+    ONE (N, C, H, W) array, the output or dx. On CPU a fresh large array is paged in on first
+    touch, which costs more than an elementwise pass: saving xhat and a separate dout * xhat
+    temporary (three arrays) was 1.25-1.4x slower (N = 128 and 512, C = 32, 15 x 15, G = 4).
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, G, eps=1e-5):
+        _checks.require_float("x", x)
+        C = x.shape[1] if x.ndim > 1 else None
+        _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
+        G = _checks.require_groups(G, C)
+        require_like("x", x, gamma=gamma, beta=beta)
+        eps = _checks.require_nonneg_real("eps", eps)
+        N, C, H, W = x.shape
+        L = H * W
+        x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
+        xhat, mean, rstd = _normalize_rows(x3, eps)
+        out = xhat.view(N, C * L)  # gamma * xhat + beta, in place:
+        torch.addcmul(_per_column(beta, L), out, _per_column(gamma, L), out=out)
+        ctx.G = G
+        ctx.save_for_backward(x3, mean, rstd, gamma)
+        return out.view(N, C, H, W)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        """Per (sample, channel) sums s1 = sum_hw dout and s2 = sum_hw dout * xhat give
+        dbeta = sum_n s1, dgamma = sum_n s2, and per group (dxhat = dout * gamma)
+            mean(dxhat) = sum_{c in group} gamma_c s1 / M,
+            mean(dxhat * xhat) = sum_{c in group} gamma_c s2 / M,
+        so dx = rstd * (gamma * dout - xhat * mean(dxhat * xhat) - mean(dxhat)).
+        With xhat = (x - mean) * rstd both are written in terms of x itself (as PyTorch's own
+        kernel does), so xhat is never materialized:
+            s2 = rstd * (sum_hw dout * x - mean * s1),
+            dx = dout * (gamma * rstd) + x * a + (b - mean * a),
+        a = -rstd^2 * mean(dxhat * xhat) and b = -rstd * mean(dxhat) per (sample, group):
+        two passes for the sums and three for dx, all in the one (N, C, H, W) buffer."""
+        x3, mean, rstd, gamma = ctx.saved_tensors
+        need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+        N, G, M = x3.shape
+        C = gamma.numel()
+        L = M * G // C
+        dout3 = dout.reshape(N, C, L).contiguous()  # (N may be 0: no -1 in the reshapes)
+        buf = torch.mul(dout3, x3.view(N, C, L))  # becomes dx below
+        s1 = dout3.sum(2)
+        s2 = buf.sum(2).sub_(s1 * mean.expand(N, G, C // G).reshape(N, C))
+        s2 = s2.view(N, G, C // G).mul_(rstd).view(N, C)
+        dx = dgamma = dbeta = None
+        if need_dx:
+            g = gamma.view(1, G, -1)
+            b = (s1.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
+            a = (s2.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
+            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(b.sub_(mean * a))
+            dx.view(N, C, L).addcmul_(dout3, (g * rstd).view(N, C, 1))
+            dx = dx.view(dout.shape)
+        if need_dgamma:
+            dgamma = s2.sum(0).view(1, C, 1, 1)
+        if need_dbeta:
+            dbeta = s1.sum(0).view(1, C, 1, 1)
+        return dx, dgamma, dbeta, None, None
+
+
+class LayerNormLastDimFunction(Function):
+    """Layer normalization over the last dimension: x (..., D), gamma (D,), beta (D,), eps.
+
+    mu, var = mean and BIASED variance over D; out = gamma * (x - mu) / sqrt(var + eps) + beta
+    (CS231n's layernorm applied to every token).
+    """
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps=1e-5):
+        D = int(x.shape[-1])
+        # The messages of numpy_impl's layernorm, which normalizes the same rows.
+        require_shape("gamma", gamma, (D,))
+        require_shape("beta", beta, (D,))
+        mu = x.mean(dim=-1, keepdim=True)
+        xc = x - mu
+        inv_std = 1 / torch.sqrt((xc * xc).mean(dim=-1, keepdim=True) + eps)
+        xhat = xc * inv_std
+        ctx.save_for_backward(xhat, inv_std, gamma)
+        return gamma * xhat + beta
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        xhat, inv_std, gamma = ctx.saved_tensors
+        dxhat = dout * gamma
+        # dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / std, the compact form.
+        dx = inv_std * (
+            dxhat
+            - dxhat.mean(dim=-1, keepdim=True)
+            - xhat * (dxhat * xhat).mean(dim=-1, keepdim=True)
+        )
+        # Sums over every leading dimension, as sums over the rows of the (rows, D) matrix: a
+        # 1-D x has no leading dimension, and Tensor.sum(dim=()) would sum over ALL of them.
+        return dx, as_rows(dout * xhat).sum(0), as_rows(dout).sum(0), None

@@ -1,0 +1,214 @@
+"""Recurrent layers: the vanilla RNN and the LSTM, one step and a whole sequence.
+
+The sequence Functions loop over time (the recurrence is sequential), but every product that does
+not depend on the recurrence (the input term x @ Wx and the weight gradients) is computed for all
+time steps at once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import Function
+from torch.autograd.function import once_differentiable
+
+from torch_impl._utils import as_rows, rowwise_mm
+from twin_checks import check_cell_args, check_dout, check_sequence_args
+
+__all__ = [
+    "RNNStepFunction",
+    "RNNFunction",
+    "LSTMStepFunction",
+    "LSTMFunction",
+]
+
+
+def _weight_grads(x, h_prev, da):
+    """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
+    da2 = as_rows(da)
+    dWx = as_rows(x).T @ da2
+    dWh = as_rows(h_prev).T @ da2
+    return dWx, dWh, da2.sum(dim=0)
+
+
+class RNNStepFunction(Function):
+    """next_h = tanh(x @ Wx + prev_h @ Wh + b). x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H),
+    b (H,) -> next_h (N, H). Twin of ``rnn_step_forward/backward``."""
+
+    @staticmethod
+    def forward(ctx, x, prev_h, Wx, Wh, b):
+        check_cell_args(x, prev_h, Wx, Wh, b, gates=1)
+        next_h = torch.tanh(x @ Wx + prev_h @ Wh + b)
+        ctx.save_for_backward(x, prev_h, Wx, Wh, next_h)
+        return next_h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dnext_h):
+        x, prev_h, Wx, Wh, next_h = ctx.saved_tensors
+        check_dout(dnext_h, next_h.shape)
+        da = dnext_h * (1 - next_h**2)
+        need = ctx.needs_input_grad
+        return (
+            da @ Wx.T if need[0] else None,
+            da @ Wh.T if need[1] else None,
+            x.T @ da if need[2] else None,
+            prev_h.T @ da if need[3] else None,
+            da.sum(dim=0) if need[4] else None,
+        )
+
+
+class RNNFunction(Function):
+    """A tanh RNN over a sequence: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) ->
+    h (N, T, H). Twin of ``rnn_forward/backward``."""
+
+    @staticmethod
+    def forward(ctx, x, h0, Wx, Wh, b):
+        N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=1)
+        xa = rowwise_mm(x, Wx) + b  # the input term of every step at once
+        steps = []
+        prev_h = h0
+        for t in range(T):
+            prev_h = torch.tanh(xa[:, t] + prev_h @ Wh)
+            steps.append(prev_h)
+        h = torch.stack(steps, dim=1)
+        ctx.save_for_backward(x, h0, Wx, Wh, h)
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dh):
+        x, h0, Wx, Wh, h = ctx.saved_tensors
+        check_dout(dh, h.shape)
+        da = torch.empty_like(h)
+        dprev_h = torch.zeros_like(h0)
+        for t in reversed(range(h.shape[1])):
+            da[:, t] = (dh[:, t] + dprev_h) * (1 - h[:, t] ** 2)
+            dprev_h = da[:, t] @ Wh.T
+        h_prev = torch.cat([h0[:, None, :], h[:, :-1]], dim=1)
+        dWx, dWh, db = _weight_grads(x, h_prev, da)
+        need = ctx.needs_input_grad
+        return rowwise_mm(da, Wx.T) if need[0] else None, dprev_h, dWx, dWh, db
+
+
+def _lstm_gates(a, H: int):
+    """(N, 4H) pre-activations i, f, o, g -> activated gates (sigmoid x3, tanh), computed IN
+    PLACE: ``a`` must be a fresh temporary (it is returned). torch's sigmoid is numerically
+    stable (as numpy_impl's exp(-|x|) form) and takes one pass with no temporaries."""
+    a[:, : 3 * H].sigmoid_()
+    a[:, 3 * H :].tanh_()
+    return a
+
+
+def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
+    """Gradient w.r.t. the pre-activation a (N, 4H) and prev_c (N, H) of one LSTM cell."""
+    H = prev_c.shape[1]
+    i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
+    dc = dnext_c + dnext_h * o * (1 - tanh_c**2)
+    di, df, do, dg = dc * g, dc * prev_c, dnext_h * tanh_c, dc * i
+    da = torch.cat([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g**2)], dim=1)
+    return da, dc * f
+
+
+class LSTMStepFunction(Function):
+    """One LSTM step: x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,)
+    -> (next_h, next_c), each (N, H). Twin of ``lstm_step_forward/backward``."""
+
+    @staticmethod
+    def forward(ctx, x, prev_h, prev_c, Wx, Wh, b):
+        N, D, H = check_cell_args(x, prev_h, Wx, Wh, b, gates=4, prev_c=prev_c)
+        gates = _lstm_gates(x @ Wx + prev_h @ Wh + b, H)
+        i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
+        next_c = f * prev_c + i * g
+        tanh_c = torch.tanh(next_c)
+        next_h = o * tanh_c
+        ctx.save_for_backward(x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
+        return next_h, next_c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dnext_h, dnext_c):
+        x, prev_h, prev_c, Wx, Wh, gates, tanh_c = ctx.saved_tensors
+        da, dprev_c = _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c)
+        need = ctx.needs_input_grad
+        return (
+            da @ Wx.T if need[0] else None,
+            da @ Wh.T if need[1] else None,
+            dprev_c if need[2] else None,
+            x.T @ da if need[3] else None,
+            prev_h.T @ da if need[4] else None,
+            da.sum(dim=0) if need[5] else None,
+        )
+
+
+class LSTMFunction(Function):
+    """An LSTM over a sequence with c0 = 0: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H),
+    b (4H,) -> h (N, T, H). Twin of ``lstm_forward/backward`` (same math; the per-step work is
+    regrouped so that each time step is a handful of kernels).
+
+    Layout: everything runs TIME-major, (T, N, ...), so a time step is one contiguous block.
+    The input term x_t @ Wx + b of all steps is one matrix product; step t then adds
+    prev_h @ Wh into its block in place (``addmm_``) and activates the gates in place. The
+    hidden and cell states live in (T + 1, N, H) buffers whose slot 0 is h0 / c0, so
+    "previous state" is the slice [:-1] and "state" the slice [1:], with no copies.
+    Saved: x, Wx, Wh, the activated gates (T, N, 4H), the states (T + 1, N, H) and tanh(c).
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, Wx, Wh, b):
+        N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=4)
+        x_tm = x.transpose(0, 1).reshape(T * N, D)
+        gates = torch.addmm(b, x_tm, Wx).view(T, N, 4 * H)  # the input terms, activated below
+        h = h0.new_empty((T + 1, N, H))
+        c = h0.new_empty((T + 1, N, H))
+        tanh_c = h0.new_empty((T, N, H))
+        h[0], c[0] = h0, 0
+        for t in range(T):
+            a = _lstm_gates(gates[t].addmm_(h[t], Wh), H)  # activated in place
+            i, f, o, g = (a[:, k * H : (k + 1) * H] for k in range(4))
+            torch.mul(f, c[t], out=c[t + 1]).addcmul_(i, g)  # c = f * c_prev + i * g
+            torch.tanh(c[t + 1], out=tanh_c[t])
+            torch.mul(o, tanh_c[t], out=h[t + 1])  # h = o * tanh(c)
+        ctx.save_for_backward(x, Wx, Wh, gates, h, c, tanh_c)
+        return h[1:].transpose(0, 1).contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dh):
+        """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
+            dc = dnext_c + dh_t * o * (1 - tanh(c)^2),
+            da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh_t * tanh(c) * o(1-o), dc * i * (1-g^2)]
+            dprev_c = dc * f,   dprev_h = da @ Wh^T.
+        Every factor that does not depend on the recursion (o * (1 - tanh(c)^2) and the four
+        products "partner * gate derivative") is computed for ALL steps before the loop, so a
+        step is five elementwise kernels and one matrix product. The weight gradients and dx
+        are then single matrix products over the (T * N) rows."""
+        x, Wx, Wh, gates, h, c, tanh_c = ctx.saved_tensors
+        T, N, H = tanh_c.shape
+        D = x.shape[2]
+        check_dout(dh, (N, T, H))
+        i, f, o, g = (gates[..., k * H : (k + 1) * H] for k in range(4))
+        dc_from_h = o * (1 - tanh_c * tanh_c)
+        partner = torch.empty_like(gates)  # da = upstream * partner, upstream dc or dh_t
+        torch.mul(g, i * (1 - i), out=partner[..., :H])
+        torch.mul(c[:-1], f * (1 - f), out=partner[..., H : 2 * H])
+        torch.mul(tanh_c, o * (1 - o), out=partner[..., 2 * H : 3 * H])
+        torch.mul(i, 1 - g * g, out=partner[..., 3 * H :])
+        partner4 = partner.view(T, N, 4, H)
+        da = torch.empty_like(gates)
+        da4 = da.view(T, N, 4, H)
+        dprev_h = dh.new_zeros((N, H))
+        dc = dh.new_zeros((N, H))  # dnext_c of the last step
+        for t in reversed(range(T)):
+            dh_t = dprev_h.add_(dh[:, t])
+            dc = torch.addcmul(dc, dh_t, dc_from_h[t])
+            torch.mul(partner4[t], dc.unsqueeze(1), out=da4[t])  # i, f, g (o overwritten)
+            torch.mul(partner4[t, :, 2], dh_t, out=da4[t, :, 2])
+            dc.mul_(f[t])  # dprev_c
+            dprev_h = da[t] @ Wh.T
+        da2 = da.view(T * N, 4 * H)
+        need = ctx.needs_input_grad
+        dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
+        dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
+        dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
+        db = da2.new_ones(T * N) @ da2 if need[4] else None
+        return dx, dprev_h, dWx, dWh, db

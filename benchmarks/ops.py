@@ -256,7 +256,7 @@ def _bn_make(shape, spatial):
         if backend == "torch":
             from torch_impl import functions as fn
 
-            Fn = fn.SpatialBatchNormFunction if spatial else fn.BatchNormFunction
+            Fn = fn.BatchNormFunction
             fwd = lambda: Fn.apply(xt, gt, bt, rm, rv, True, 0.9, 1e-5)
         else:
             # PyTorch's momentum weighs the batch statistic: CS231n's 0.9 is its 0.1.

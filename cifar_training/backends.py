@@ -115,7 +115,7 @@ class TorchOps(Ops):
         return self.fn.AffineFunction.apply(x, w, b)
 
     def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        return self.fn.SpatialBatchNormFunction.apply(
+        return self.fn.BatchNormFunction.apply(
             x, gamma, beta, running_mean, running_var, training, momentum, eps
         )
 

@@ -31,7 +31,16 @@ import threading
 
 # Top-level packages that student code must not import: the reference twins, the grader, and
 # the project's other packages (which import the reference).
-BLOCKED_PACKAGES = ("numpy_impl", "torch_impl", "cs231n_grader", "cifar_training", "parity_tests")
+BLOCKED_PACKAGES = (
+    "numpy_impl",
+    "twin_checks",
+    "torch_impl",
+    "cs231n_grader",
+    "cifar_training",
+    "parity_tests",
+)
+# The reference code a stand-in serves: the NumPy twin and the argument checks it imports.
+REFERENCE_PACKAGES = ("numpy_impl", "twin_checks")
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -57,7 +66,7 @@ def _imported_by_reference() -> bool:
 
 class SealedReference(importlib.abc.MetaPathFinder):
     """Refuses the blocked packages (see the module docstring); with a ``reference_root``,
-    resolves ``numpy_impl`` there for reference code serving a stand-in."""
+    resolves the reference packages there for reference code serving a stand-in."""
 
     def __init__(self, reference_root: str | None = None):
         self.reference_root = reference_root
@@ -66,7 +75,7 @@ class SealedReference(importlib.abc.MetaPathFinder):
         top = fullname.partition(".")[0]
         if top not in BLOCKED_PACKAGES:
             return None
-        if self.reference_root and top == "numpy_impl" and _imported_by_reference():
+        if self.reference_root and top in REFERENCE_PACKAGES and _imported_by_reference():
             search = path if "." in fullname and path else [self.reference_root]
             return importlib.machinery.PathFinder.find_spec(fullname, search)
         raise ModuleNotFoundError(

@@ -31,17 +31,14 @@ import math
 
 import numpy as np
 
+from numpy_impl.layers import dropout_mask
 from twin_checks import (  # pure-Python argument checks, shared with torch_impl
     check_attention_args,
     check_attn_mask,
     check_dout,
     check_mha_args,
     check_positional_args,
-    require_keep_prob,
-    require_mode,
     require_ndim,
-    require_param,
-    require_shape,
     shape_of,
 )
 from twin_checks import (
@@ -54,24 +51,9 @@ from twin_checks import (
 
 
 def _dropout_mask(shape, dtype, dropout_param):
-    """The inverted-dropout multiplier (0 or 1/p), or None when dropout is off.
-
-    Same draw as ``layers.dropout_forward``: ``(np.random.rand(*shape) < p) / p`` after
-    ``np.random.seed(seed)`` if a seed is given.
-    """
-    if dropout_param is None:
-        return None
-    mode = require_mode(dropout_param, "dropout_param")
-    p = require_keep_prob(require_param(dropout_param, "dropout_param", "p"))
-    if mode == "test":
-        return None
-    if dropout_param.get("mask") is not None:
-        mask = np.asarray(dropout_param["mask"])
-        require_shape("dropout_param['mask']", mask, tuple(shape))
-        return mask.astype(dtype, copy=False)
-    if dropout_param.get("seed") is not None:
-        np.random.seed(dropout_param["seed"])  # noqa: NPY002 -- CS231n's global-state draw
-    return ((np.random.rand(*shape) < p) / p).astype(dtype)  # noqa: NPY002 -- same draw
+    """The inverted-dropout multiplier (0 or 1/p) of layers.dropout_mask, or None when dropout is
+    off (no dropout_param, or test mode)."""
+    return None if dropout_param is None else dropout_mask(shape, dtype, dropout_param)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from twin_checks import (
     require_mode,
     require_ndim,
     require_param,
+    require_shape,
     shape_of,
 )
 
@@ -531,31 +532,45 @@ def spatial_groupnorm_backward(dout, cache):
 # ----------------------------------------------------------------------------------------------
 
 
-def dropout_forward(x, dropout_param):
-    """Inverted dropout.
+def dropout_mask(shape, dtype, dropout_param):
+    """The inverted-dropout multiplier (entries 0 or 1/p) of ``dropout_param``, or None in test
+    mode: the one mask of the NumPy twin (dropout_forward and the attention layers use it).
 
-    x: any shape. dropout_param: 'p' the KEEP probability in (0, 1] (PyTorch's F.dropout takes the
-    drop probability 1 - p); 'mode' 'train'/'test' (required); optional 'seed' (every call with
-    the same seed draws the same mask).
-    Train: mask = (rand(*x.shape) < p) / p (CS231n's draw, so seeded outputs match the course's),
-    out = x * mask, so E[out] = x and test mode needs no rescaling. Test: out = x (identity).
-    cache = (dropout_param, mask); mask has x's dtype and is None in test mode.
+    dropout_param: 'p' the KEEP probability in (0, 1]; 'mode' 'train'/'test' (required);
+    optional 'seed', with which ``np.random.seed`` is called first, in either mode, as CS231n's
+    dropout_forward does (so the global random state after a call matches the course's);
+    optional 'mask' (``shape``), used as given instead of a draw (lets tests share one mask
+    between the twins). Otherwise the draw is CS231n's: (np.random.rand(*shape) < p) / p.
     """
-    require_float("x", x)
     require_dict(dropout_param, "dropout_param")
     p = require_keep_prob(require_param(dropout_param, "dropout_param", "p"))
     mode = require_mode(dropout_param, "dropout_param", required=True)
     seed = dropout_param.get("seed")
     if seed is not None:
         np.random.seed(seed)  # noqa: NPY002 -- CS231n's global-state draw, for matching masks
+    if mode == "test":
+        return None
+    if dropout_param.get("mask") is not None:
+        mask = np.asarray(dropout_param["mask"])
+        require_shape("dropout_param['mask']", mask, tuple(shape))
+        return mask.astype(dtype, copy=False)
+    keep = np.random.rand(*shape) < p  # noqa: NPY002 -- CS231n's exact draw
+    return (keep / p).astype(dtype, copy=False)
 
-    mask = None
-    if mode == "train":
-        keep = np.random.rand(*x.shape) < p  # noqa: NPY002 -- CS231n's exact draw
-        mask = (keep / p).astype(x.dtype, copy=False)
-        out = x * mask
-    else:
-        out = x.copy()
+
+def dropout_forward(x, dropout_param):
+    """Inverted dropout.
+
+    x: any shape. dropout_param: 'p' the KEEP probability in (0, 1] (PyTorch's F.dropout takes the
+    drop probability 1 - p); 'mode' 'train'/'test' (required); optional 'seed' (every call with
+    the same seed draws the same mask); optional 'mask' (see dropout_mask).
+    Train: mask = (rand(*x.shape) < p) / p (CS231n's draw, so seeded outputs match the course's),
+    out = x * mask, so E[out] = x and test mode needs no rescaling. Test: out = x (identity).
+    cache = (dropout_param, mask); mask has x's dtype and is None in test mode.
+    """
+    require_float("x", x)
+    mask = dropout_mask(x.shape, x.dtype, dropout_param)
+    out = x.copy() if mask is None else x * mask
     return out, (dropout_param, mask)
 
 

@@ -1111,7 +1111,7 @@ _TRANSFORMER_OPS = [
         # a 1-D x: one row, no leading dimension to sum over; no rows at all
         flavors=({}, {"lead": ()}, {"lead": (0, 2)}),
         numpy_forward_backward=_last_dim_norm_numpy,
-        torch_impl_fn=lambda t, c: tf3.LayerNormLastDimFunction.apply(
+        torch_impl_fn=lambda t, c: tf3.LayerNormFunction.apply(
             t["x"], t["gamma"], t["beta"], c["eps"]
         ),
         torch_functional_fn=lambda t, c: functional_call(

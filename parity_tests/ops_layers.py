@@ -712,7 +712,7 @@ def _pool_spec(
 def _bn_entry(name, backward, mode, spatial, flavors):
     make = _spatial_bn_case if spatial else _batchnorm_case
     np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
-    fn = tf.SpatialBatchNormFunction if spatial else tf.BatchNormFunction
+    fn = tf.BatchNormFunction
     func = tfn.spatial_batchnorm if spatial else tfn.batchnorm
     return OpSpec(
         name=name,

@@ -86,7 +86,7 @@ def test_running_statistics_and_test_mode(spatial, index):
     batches, gamma, beta, momentum, eps, count = _problem(spatial, index)
     D = gamma.shape[0]
     np_forward = npl.spatial_batchnorm_forward if spatial else npl.batchnorm_forward
-    t_function = tf.SpatialBatchNormFunction if spatial else tf.BatchNormFunction
+    t_function = tf.BatchNormFunction
     t_functional = tfn.spatial_batchnorm if spatial else tfn.batchnorm
 
     bn_param = {"mode": "train", "momentum": momentum, "eps": eps}  # running stats: zeros default

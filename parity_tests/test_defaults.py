@@ -24,7 +24,6 @@ from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
-from torch_impl import functions as tf3
 from torch_impl import nn as tnn
 from torch_impl import optim as topt
 from torch_impl import simclr as tsim
@@ -208,10 +207,10 @@ def _defaults() -> list[Default]:
             _p(tf.BatchNormFunction, "forward", "momentum", "eps"),
         ),
         Default(
-            "SpatialBatchNormFunction",
-            _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2)),
-            _bn_function(tf.SpatialBatchNormFunction, (2, 3, 2, 2), **BN),
-            _p(tf.SpatialBatchNormFunction, "forward", "momentum", "eps"),
+            "BatchNormFunction, spatial",
+            _bn_function(tf.BatchNormFunction, (2, 3, 2, 2)),
+            _bn_function(tf.BatchNormFunction, (2, 3, 2, 2), **BN),
+            _p(tf.BatchNormFunction, "forward", "momentum", "eps"),
         ),
         Default(
             "LayerNormFunction",
@@ -226,10 +225,10 @@ def _defaults() -> list[Default]:
             _p(tf.SpatialGroupNormFunction, "forward", "eps"),
         ),
         Default(
-            "LayerNormLastDimFunction",
-            _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5)),
-            _norm_call(tf3.LayerNormLastDimFunction.apply, (2, 3, 5), NORM_EPS),
-            _p(tf3.LayerNormLastDimFunction, "forward", "eps"),
+            "LayerNormFunction, tokens",
+            _norm_call(tf.LayerNormFunction.apply, (2, 3, 5)),
+            _norm_call(tf.LayerNormFunction.apply, (2, 3, 5), NORM_EPS),
+            _p(tf.LayerNormFunction, "forward", "eps"),
         ),
         Default(
             "Conv2dFunction",
@@ -324,12 +323,6 @@ def _defaults() -> list[Default]:
             _p(tnn.MaxPool2d, "__init__", "pool_height", "pool_width", "stride"),
         ),
         # torch_impl.transformer_layers (the course's modules)
-        Default(
-            "transformer Dropout",
-            _module(ttl.Dropout, [(6, 7)]),
-            _module(lambda: ttl.Dropout(TRANSFORMER_DROPOUT), [(6, 7)]),
-            _p(ttl.Dropout, "__init__", "p"),
-        ),
         Default(
             "PositionalEncoding",
             _module(lambda: ttl.PositionalEncoding(E), [(2, 3, E)]),

@@ -113,3 +113,78 @@ def test_identity_when_keeping_everything_or_testing(mode):
     y_np, cache = npl.dropout_forward(x.detach().numpy(), {"p": p, "mode": mode})
     assert np.array_equal(y_np, x.detach().numpy())
     assert np.array_equal(npl.dropout_backward(np.full((4, 6), 2.0), cache), np.full((4, 6), 2.0))
+
+
+# One meaning per name: every dropout module and dict of the project takes the KEEP probability;
+# the transformer layers' ``dropout`` argument (the course's DROP probability) is converted once.
+
+
+def test_numpy_dropout_uses_a_given_mask_like_the_attention_layers():
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    mask = np.where(np.random.default_rng(1).random((4, 6)) < 0.5, 0.0, 2.0)
+    out, cache = npl.dropout_forward(x, {"p": 0.5, "mode": "train", "mask": mask})
+    np.testing.assert_array_equal(out, x * mask)
+    dx = npl.dropout_backward(np.ones_like(x), cache)
+    np.testing.assert_array_equal(dx, mask)
+    with pytest.raises(ValueError, match=r"dropout_param\['mask'\]"):
+        npl.dropout_forward(x, {"p": 0.5, "mode": "train", "mask": mask[:, :3]})
+
+
+def test_numpy_dropout_seeds_in_either_mode_as_the_course():
+    # CS231n's dropout_forward calls np.random.seed(seed) before looking at the mode, so the
+    # global random state after a test-mode call is the seeded one.
+    x = np.ones((3, 3))
+    npl.dropout_forward(x, {"p": 0.5, "mode": "test", "seed": 7})
+    after_test = np.random.rand()  # noqa: NPY002 -- the global state is what is tested
+    np.random.seed(7)  # noqa: NPY002
+    assert after_test == np.random.rand()  # noqa: NPY002
+
+
+def test_attention_and_layers_draw_the_same_numpy_mask():
+    from numpy_impl import attention as npa
+
+    param = {"p": 0.7, "mode": "train", "seed": 3}
+    shape = (2, 3, 4)
+    A = np.ones(shape)
+    _, cache = npl.dropout_forward(A, dict(param))
+    np.testing.assert_array_equal(npa._dropout_mask(shape, A.dtype, dict(param)), cache[1])
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.1, 0.5])
+def test_transformer_dropout_argument_is_the_drop_probability(drop):
+    from torch_impl import nn as tnn
+    from torch_impl import transformer_layers as ttl
+
+    layer = ttl.TransformerDecoderLayer(8, 2, dim_feedforward=16, dropout=drop)
+    drops = [
+        m
+        for m in layer.modules()
+        if isinstance(m, torch.nn.Module) and "Dropout" in type(m).__name__
+    ]
+    assert drops and all(isinstance(m, tnn.Dropout) for m in drops)
+    assert all(m.p == pytest.approx(1 - drop) for m in drops)  # torch_impl.nn.Dropout: KEEP
+    assert ttl.keep_probability(drop) == pytest.approx(1 - drop)
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, True, "0.1"])
+def test_transformer_dropout_rejects_what_is_not_a_drop_probability(bad):
+    from torch_impl import transformer_layers as ttl
+
+    with pytest.raises((TypeError, ValueError), match="dropout"):
+        ttl.MultiHeadAttention(8, 2, dropout=bad)
+
+
+def test_attention_dropout_follows_the_module_generator_and_keep_probability():
+    from torch_impl import transformer_layers as ttl
+
+    torch.manual_seed(0)
+    mha = ttl.MultiHeadAttention(8, 2, dropout=0.5).double()
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    mha.attn_drop.generator = torch.Generator().manual_seed(5)
+    a = mha(x, x, x)
+    mha.attn_drop.generator = torch.Generator().manual_seed(5)
+    b = mha(x, x, x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    mha.eval()
+    c = mha(x, x, x)
+    assert not torch.equal(a, c)

@@ -232,7 +232,7 @@ def test_fourth_order_check_catches_a_small_slip(monkeypatch):
 def test_module_with_pytorch_momentum_is_caught(monkeypatch):
     # A BatchNorm module that hands the Function PyTorch's momentum (1 - CS231n's).
     def forward(self, x):
-        return self._function.apply(
+        return tnn.BatchNormFunction.apply(
             x,
             self.gamma,
             self.beta,

@@ -98,7 +98,7 @@ def test_layernorm_last_dim_matches_builtin(dtype_name, shape):
     beta = torch.randn(shape[-1], generator=g, dtype=torch.float64).to(dtype)
     ins = [a.clone().requires_grad_() for a in (x, gamma, beta)]
     refs = [a.clone().requires_grad_() for a in (x, gamma, beta)]
-    out = tf3.LayerNormLastDimFunction.apply(*ins, 1e-5)
+    out = tf3.LayerNormFunction.apply(*ins, 1e-5)
     ref = F.layer_norm(refs[0], shape[-1:], refs[1], refs[2], eps=1e-5)
     torch.testing.assert_close(out, ref, **ASSERT_CLOSE[dtype_name])
     dout = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
@@ -108,7 +108,7 @@ def test_layernorm_last_dim_matches_builtin(dtype_name, shape):
         torch.testing.assert_close(a, b, **ASSERT_CLOSE[dtype_name])
     if dtype == torch.float64:
         torch.autograd.gradcheck(
-            lambda *a: tf3.LayerNormLastDimFunction.apply(*a, 1e-5), tuple(ins), **GRADCHECK
+            lambda *a: tf3.LayerNormFunction.apply(*a, 1e-5), tuple(ins), **GRADCHECK
         )
 
 
@@ -185,9 +185,8 @@ def test_embedding_without_accumulation_is_caught(monkeypatch):
 def test_lstm_gate_order_swap_is_caught(monkeypatch):
     # Treating CS231n's (i, f, o, g) blocks as PyTorch's (i, f, g, o) in the torch Function's
     # forward: the builtin comparison (which applies the documented conversion) catches it.
-    from parity_tests import checks
-
     import torch_impl.recurrent as recurrent
+    from parity_tests import checks
 
     original = recurrent._lstm_gates
 
@@ -201,9 +200,8 @@ def test_lstm_gate_order_swap_is_caught(monkeypatch):
 
 
 def test_attention_backward_missing_scale_is_caught(monkeypatch):
-    from parity_tests import checks
-
     import torch_impl.attention as attention
+    from parity_tests import checks
 
     original = attention._attention_backward
 

@@ -10,7 +10,18 @@ import twin_checks as _checks
 
 __all__ = [
     "DropoutFunction",
+    "dropout_mask",
 ]
+
+
+def dropout_mask(shape, like, p, generator=None):
+    """The inverted-dropout multiplier with KEEP probability p: (rand(shape) < p) / p, each entry
+    0 or 1/p, on ``like``'s device and dtype, drawn from ``generator`` (torch's default generator
+    when None). The one mask draw of the torch twin: DropoutFunction and the attention layers'
+    dropout on the attention weights both use it.
+    """
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return (u < p).to(like.dtype).div_(p)
 
 
 class DropoutFunction(Function):
@@ -30,8 +41,7 @@ class DropoutFunction(Function):
         if not training:
             return x.clone()
         if mask is None:
-            u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            mask = (u < p).to(x.dtype).div_(p)
+            mask = dropout_mask(x.shape, x, p, generator)
         else:
             _checks.require_same_shape("mask", mask, "x", x)
             mask = torch.as_tensor(mask, device=x.device, dtype=x.dtype)

@@ -31,7 +31,6 @@ from torch_impl.functions import (
     ReLUFunction,
     SigmoidFunction,
     SoftmaxLossFunction,
-    SpatialBatchNormFunction,
     SpatialGroupNormFunction,
     SVMLossFunction,
     TanhFunction,
@@ -105,7 +104,7 @@ def spatial_batchnorm(x, gamma, beta, bn_param):
     _checks.check_norm_args(x, gamma, beta, 4, (C,), "(N, C, H, W)")
     mode, eps, momentum = _checks.check_bn_param(bn_param, C)
     running_mean, running_var = _running_stats(bn_param, x, C)
-    return SpatialBatchNormFunction.apply(
+    return BatchNormFunction.apply(
         x, gamma, beta, running_mean, running_var, mode == "train", momentum, eps
     )
 

@@ -59,8 +59,6 @@ from torch_impl.losses import (
 from torch_impl.normalization import (
     BatchNormFunction,
     LayerNormFunction,
-    LayerNormLastDimFunction,
-    SpatialBatchNormFunction,
     SpatialGroupNormFunction,
 )
 from torch_impl.pooling import (
@@ -84,9 +82,7 @@ __all__ = [
     "Conv2dFunction",
     "MaxPool2dFunction",
     "BatchNormFunction",
-    "SpatialBatchNormFunction",
     "LayerNormFunction",
-    "LayerNormLastDimFunction",
     "SpatialGroupNormFunction",
     "DropoutFunction",
     "SVMLossFunction",

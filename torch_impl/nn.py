@@ -34,7 +34,6 @@ from torch_impl.functions import (
     ReLUFunction,
     SigmoidFunction,
     SoftmaxLossFunction,
-    SpatialBatchNormFunction,
     SpatialGroupNormFunction,
     SVMLossFunction,
     TanhFunction,
@@ -113,7 +112,7 @@ class Tanh(nn.Module):
 
 
 class _BatchNormBase(nn.Module):
-    _function = BatchNormFunction
+    _layout = (2, "(N, D)")  # the input's number of dimensions and their names
 
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
@@ -134,7 +133,8 @@ class _BatchNormBase(nn.Module):
         self.running_var.zero_()
 
     def forward(self, x):
-        return self._function.apply(
+        _checks.require_ndim("x", x, *self._layout)
+        return BatchNormFunction.apply(
             x,
             self.gamma,
             self.beta,
@@ -156,14 +156,12 @@ class BatchNorm(_BatchNormBase):
     running = momentum * running + (1 - momentum) * batch_stat; eval mode uses the running stats.
     """
 
-    _function = BatchNormFunction
-
 
 class SpatialBatchNorm(_BatchNormBase):
     """Batch normalization of (N, C, H, W) inputs per channel over (N, H, W); parameters and
     running statistics (C,); same conventions as BatchNorm."""
 
-    _function = SpatialBatchNormFunction
+    _layout = (4, "(N, C, H, W)")
 
     def __init__(
         self, num_channels: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
@@ -172,7 +170,8 @@ class SpatialBatchNorm(_BatchNormBase):
 
 
 class LayerNorm(nn.Module):
-    """Layer normalization of (N, D) inputs over the D features; gamma, beta: (D,)."""
+    """Layer normalization over the last dimension: inputs (..., D), CS231n's (N, D) rows or a
+    transformer's (N, T, D) tokens; gamma (ones), beta (zeros): (D,)."""
 
     def __init__(self, num_features: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
@@ -222,7 +221,7 @@ class Dropout(nn.Module):
         self.generator = generator
 
     def forward(self, x):
-        if not self.training:
+        if not self.training or self.p == 1.0:  # (a keep probability of 1 drops nothing)
             return x
         return DropoutFunction.apply(x, self.p, True, None, self.generator)
 

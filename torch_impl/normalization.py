@@ -26,15 +26,12 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
-from torch_impl._utils import as_rows, require_like
-from twin_checks import require_shape
+from torch_impl._utils import require_like
 
 __all__ = [
     "BatchNormFunction",
-    "SpatialBatchNormFunction",
     "LayerNormFunction",
     "SpatialGroupNormFunction",
-    "LayerNormLastDimFunction",
 ]
 
 
@@ -68,8 +65,8 @@ def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, nd
 
 
 def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-    """Shared by BatchNormFunction (x (N, D)) and SpatialBatchNormFunction (x (N, C, H, W)):
-    the statistics of a feature/channel are over its M = N * H * W values, computed on the
+    """BatchNormFunction's forward, for x (N, D) and x (N, C, H, W) alike: the statistics of
+    a feature/channel are over its M = N * H * W values, computed on the
     (N, C * L) view of x (L = H * W; 1 for (N, D)).
 
     Train mode normalizes with the batch statistics and updates the running buffers IN PLACE with
@@ -147,16 +144,19 @@ def _bn_backward(ctx, dout):
 
 
 class BatchNormFunction(Function):
-    """Batch normalization of x (N, D) over the batch axis; gamma, beta (D,).
+    """Batch normalization of x (N, D) per feature over the batch, or of x (N, C, H, W) per
+    channel over (N, H, W) (CS231n's spatial batchnorm); gamma, beta (D,) or (C,).
 
     apply(x, gamma, beta, running_mean, running_var, training, momentum, eps): running buffers
-    (D,) updated in place when training (CS231n's momentum and biased variance, see _bn_forward).
+    (D,) or (C,) updated in place when training (CS231n's momentum and biased variance, see
+    _bn_forward). The layout follows x: both are the same statistics over the (N, C * L) view.
     """
 
     @staticmethod
     def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+        ndim, layout = (4, "(N, C, H, W)") if getattr(x, "ndim", 0) == 4 else (2, "(N, D)")
         momentum, eps = _check_bn_apply(
-            x, gamma, beta, running_mean, running_var, momentum, eps, 2, "(N, D)"
+            x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout
         )
         return _bn_forward(
             ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps
@@ -168,29 +168,8 @@ class BatchNormFunction(Function):
         return (*_bn_backward(ctx, dout), None, None, None, None, None)
 
 
-class SpatialBatchNormFunction(Function):
-    """Batch normalization of x (N, C, H, W) per channel over (N, H, W); gamma, beta (C,).
-
-    Same arguments and running-statistics convention as BatchNormFunction, buffers (C,).
-    """
-
-    @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
-        momentum, eps = _check_bn_apply(
-            x, gamma, beta, running_mean, running_var, momentum, eps, 4, "(N, C, H, W)"
-        )
-        return _bn_forward(
-            ctx, x, gamma, beta, running_mean, running_var, bool(training), momentum, eps
-        )
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        return (*_bn_backward(ctx, dout), None, None, None, None, None)
-
-
-def _normalize_rows(x3, eps):
-    """x3 (N, G, M) normalized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
+def _standardize_rows(x3, eps):
+    """x3 (N, G, M) standardized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
     Every reduction and broadcast runs along the contiguous last axis (the fast direction); the
     variance is the squared 2-norm of xmu (one fused pass) / M; xhat is one new array."""
     M = x3.shape[2]
@@ -202,31 +181,41 @@ def _normalize_rows(x3, eps):
 
 
 class LayerNormFunction(Function):
-    """Layer normalization: each row of x (N, D) normalized over its D features; gamma, beta (D,).
+    """Layer normalization (Ba et al. 2016): each row of x (..., D) normalized over its last D
+    features; gamma, beta (D,). CS231n's layernorm takes x (N, D); the transformer applies the
+    same normalization to every token of (N, T, D); a 1-D x is one row.
 
-    No running statistics; the same in train and test mode. Saved: xhat, rstd (N, 1), gamma.
+    No running statistics; the same in train and test mode. Saved: xhat and rstd as rows
+    (R, D) and (R, 1), R the product of the leading dimensions; gamma.
     """
 
     @staticmethod
     def forward(ctx, x, gamma, beta, eps=1e-5):
         _checks.require_float("x", x)
-        _checks.check_norm_args(x, gamma, beta, 2, (x.shape[-1] if x.ndim else None,), "(N, D)")
+        if len(_checks.shape_of(x)) == 0:
+            raise ValueError("x must have at least 1 dimension (..., D), got a 0-d tensor")
+        D = x.shape[-1]
+        _checks.require_shape("gamma", gamma, (D,))
+        _checks.require_shape("beta", beta, (D,))
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
-        N, D = x.shape
-        xhat, _, rstd = _normalize_rows(x.reshape(N, 1, D).contiguous(), eps)
-        xhat, rstd = xhat.view(N, D), rstd.view(N, 1)
+        R = math.prod(x.shape[:-1])
+        xhat, _, rstd = _standardize_rows(x.reshape(R, 1, D).contiguous(), eps)
+        xhat, rstd = xhat.view(R, D), rstd.view(R, 1)
+        ctx.x_shape = x.shape
         ctx.save_for_backward(xhat, rstd, gamma)
-        return torch.addcmul(beta, xhat, gamma)
+        return torch.addcmul(beta, xhat, gamma).view(x.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout):
-        """dgamma = sum_n dout * xhat, dbeta = sum_n dout; per row, with dxhat = dout * gamma,
-        -mean(dxhat) = dout @ (gamma / -D) and -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D),
-        and dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
+        """dgamma = sum over rows of dout * xhat, dbeta = sum of dout; per row, with
+        dxhat = dout * gamma, -mean(dxhat) = dout @ (gamma / -D) and
+        -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D), and
+        dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
         xhat, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
+        dout = dout.reshape(xhat.shape)
         dx = dgamma = dbeta = None
         dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
         if need_dgamma:
@@ -238,7 +227,7 @@ class LayerNormFunction(Function):
             shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
             slope = torch.mv(dout_xhat, g).unsqueeze(1)  # -mean(dxhat * xhat)
             dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
-            dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd)
+            dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd).view(ctx.x_shape)
         return dx, dgamma, dbeta, None
 
 
@@ -266,7 +255,7 @@ class SpatialGroupNormFunction(Function):
         N, C, H, W = x.shape
         L = H * W
         x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
-        xhat, mean, rstd = _normalize_rows(x3, eps)
+        xhat, mean, rstd = _standardize_rows(x3, eps)
         out = xhat.view(N, C * L)  # gamma * xhat + beta, in place:
         torch.addcmul(_per_column(beta, L), out, _per_column(gamma, L), out=out)
         ctx.G = G
@@ -310,39 +299,3 @@ class SpatialGroupNormFunction(Function):
         if need_dbeta:
             dbeta = s1.sum(0).view(1, C, 1, 1)
         return dx, dgamma, dbeta, None, None
-
-
-class LayerNormLastDimFunction(Function):
-    """Layer normalization over the last dimension: x (..., D), gamma (D,), beta (D,), eps.
-
-    mu, var = mean and BIASED variance over D; out = gamma * (x - mu) / sqrt(var + eps) + beta
-    (CS231n's layernorm applied to every token).
-    """
-
-    @staticmethod
-    def forward(ctx, x, gamma, beta, eps=1e-5):
-        D = int(x.shape[-1])
-        # The messages of numpy_impl's layernorm, which normalizes the same rows.
-        require_shape("gamma", gamma, (D,))
-        require_shape("beta", beta, (D,))
-        mu = x.mean(dim=-1, keepdim=True)
-        xc = x - mu
-        inv_std = 1 / torch.sqrt((xc * xc).mean(dim=-1, keepdim=True) + eps)
-        xhat = xc * inv_std
-        ctx.save_for_backward(xhat, inv_std, gamma)
-        return gamma * xhat + beta
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        xhat, inv_std, gamma = ctx.saved_tensors
-        dxhat = dout * gamma
-        # dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / std, the compact form.
-        dx = inv_std * (
-            dxhat
-            - dxhat.mean(dim=-1, keepdim=True)
-            - xhat * (dxhat * xhat).mean(dim=-1, keepdim=True)
-        )
-        # Sums over every leading dimension, as sums over the rows of the (rows, D) matrix: a
-        # 1-D x has no leading dimension, and Tensor.sum(dim=()) would sum over ALL of them.
-        return dx, as_rows(dout * xhat).sum(0), as_rows(dout).sum(0), None

@@ -19,8 +19,10 @@ Same classes, constructor arguments and attribute names as the course's
   ``forward(src, src_mask=None)``, the same without cross-attention.
 
 ``dropout`` in these constructors is the DROP probability, as in the course (which passes it to
-``nn.Dropout``); the NumPy layers' ``dropout_param['p']`` is the KEEP probability, so a module
-with ``dropout=q`` matches ``dropout_param={'p': 1 - q, ...}``.
+``nn.Dropout``); torch_impl's ``Dropout(p)`` and the NumPy layers' ``dropout_param['p']`` take
+the KEEP probability, so a module with ``dropout=q`` holds ``Dropout(1 - q)`` and matches
+``dropout_param={'p': 1 - q, ...}`` (``keep_probability``, the one conversion). ``Dropout`` and
+``LayerNorm`` are torch_impl.nn's, re-exported here under the course's names.
 
 No ``nn.Linear``, ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``,
 ``nn.LayerNorm``, ``nn.GELU`` or ``nn.Dropout`` inside: the math runs through the Functions of
@@ -34,12 +36,13 @@ import numbers
 import torch
 from torch import nn
 
+from torch_impl.dropout import dropout_mask
 from torch_impl.functions import (
     GELUFunction,
-    LayerNormLastDimFunction,
     MultiHeadAttentionFunction,
     ScaledDotProductAttentionFunction,
 )
+from torch_impl.nn import Dropout, LayerNorm
 from twin_checks import (
     check_mha_args,
     check_num_heads,
@@ -54,7 +57,6 @@ from .rnn_layers import TemporalAffine
 __all__ = [
     "ScaledDotProductAttentionFunction",
     "MultiHeadAttentionFunction",
-    "Dropout",
     "positional_encoding",
     "PositionalEncoding",
     "MultiHeadAttention",
@@ -65,38 +67,17 @@ __all__ = [
 ]
 
 
-def _check_drop_prob(dropout) -> float:
+def keep_probability(dropout) -> float:
+    """The course's ``dropout`` argument (the DROP probability, as ``nn.Dropout`` takes it) as the
+    KEEP probability of torch_impl's Dropout and of ``dropout_param['p']``: 1 - dropout. The one
+    place where the transformer layers convert between the two conventions."""
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
         raise TypeError(f"dropout must be a number, got {dropout!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(
             f"dropout is the DROP probability (as nn.Dropout) and must lie in [0, 1), got {dropout}"
         )
-    return float(dropout)
-
-
-def _drop_mask(shape, like, drop_prob: float, training: bool):
-    """Inverted-dropout multiplier (0 or 1/keep) on like's device/dtype, or None when off."""
-    if not training or drop_prob == 0.0:
-        return None
-    keep = 1.0 - drop_prob
-    return (torch.rand(shape, device=like.device, dtype=like.dtype) < keep).to(like.dtype) / keep
-
-
-class Dropout(nn.Module):
-    """Inverted dropout with the DROP probability ``p`` (nn.Dropout's convention, used by the
-    transformer layers); identity in eval mode."""
-
-    def __init__(self, p=0.1):
-        super().__init__()
-        self.p = _check_drop_prob(p)
-
-    def forward(self, x):
-        mask = _drop_mask(x.shape, x, self.p, self.training)
-        return x if mask is None else x * mask
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    return 1.0 - float(dropout)
 
 
 def positional_encoding(max_len, embed_dim, dtype=torch.float32, device=None):
@@ -119,7 +100,7 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, embed_dim, dropout=0.1, max_len=5000):
         super().__init__()
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(keep_probability(dropout))
         self.register_buffer("pe", positional_encoding(max_len, embed_dim)[None])
 
     def forward(self, x):
@@ -142,7 +123,7 @@ class MultiHeadAttention(nn.Module):
         self.query = TemporalAffine(embed_dim, embed_dim)
         self.value = TemporalAffine(embed_dim, embed_dim)
         self.proj = TemporalAffine(embed_dim, embed_dim)
-        self.attn_drop = Dropout(dropout)
+        self.attn_drop = Dropout(keep_probability(dropout))
         # CS231n's attribute names.
         self.n_head = num_heads
         self.emd_dim = embed_dim
@@ -160,7 +141,10 @@ class MultiHeadAttention(nn.Module):
             "bo": self.proj.b,
         }
         N, S, T, E = check_mha_args(query, key, value, weights, self.n_head)
-        drop_mask = _drop_mask((N, self.n_head, S, T), query, self.attn_drop.p, self.training)
+        keep = self.attn_drop.p
+        drop_mask = None
+        if self.training and keep < 1.0:
+            drop_mask = dropout_mask((N, self.n_head, S, T), query, keep, self.attn_drop.generator)
         return MultiHeadAttentionFunction.apply(
             query, key, value, *weights.values(), self.n_head, attn_mask, drop_mask
         )
@@ -172,24 +156,11 @@ class FeedForwardNetwork(nn.Module):
     def __init__(self, embed_dim, ffn_dim, dropout=0.1):
         super().__init__()
         self.fc1 = TemporalAffine(embed_dim, ffn_dim)
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(keep_probability(dropout))
         self.fc2 = TemporalAffine(ffn_dim, embed_dim)
 
     def forward(self, x):
         return self.fc2(self.dropout(GELUFunction.apply(self.fc1(x))))
-
-
-class LayerNorm(nn.Module):
-    """Layer normalization over the last dim with ``gamma`` (ones) and ``beta`` (zeros)."""
-
-    def __init__(self, num_features, eps=1e-5):
-        super().__init__()
-        self.gamma = nn.Parameter(torch.ones(num_features))
-        self.beta = nn.Parameter(torch.zeros(num_features))
-        self.eps = eps
-
-    def forward(self, x):
-        return LayerNormLastDimFunction.apply(x, self.gamma, self.beta, self.eps)
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -206,9 +177,9 @@ class TransformerDecoderLayer(nn.Module):
         self.norm_self = LayerNorm(input_dim)
         self.norm_cross = LayerNorm(input_dim)
         self.norm_ffn = LayerNorm(input_dim)
-        self.dropout_self = Dropout(dropout)
-        self.dropout_cross = Dropout(dropout)
-        self.dropout_ffn = Dropout(dropout)
+        self.dropout_self = Dropout(keep_probability(dropout))
+        self.dropout_cross = Dropout(keep_probability(dropout))
+        self.dropout_ffn = Dropout(keep_probability(dropout))
 
     def forward(self, tgt, memory, tgt_mask=None):
         shortcut = tgt
@@ -232,8 +203,8 @@ class TransformerEncoderLayer(nn.Module):
         self.ffn = FeedForwardNetwork(input_dim, dim_feedforward, dropout)
         self.norm_self = LayerNorm(input_dim)
         self.norm_ffn = LayerNorm(input_dim)
-        self.dropout_self = Dropout(dropout)
-        self.dropout_ffn = Dropout(dropout)
+        self.dropout_self = Dropout(keep_probability(dropout))
+        self.dropout_ffn = Dropout(keep_probability(dropout))
 
     def forward(self, src, src_mask=None):
         shortcut = src

@@ -1,0 +1,70 @@
+"""The two contracts, read from the source: what each package may import.
+
+- ``twin_checks`` (the argument checks both twins share) imports neither NumPy nor torch.
+- ``numpy_impl`` imports, at module level, only NumPy, the standard library, ``twin_checks`` and
+  itself (plotting and image decoding are imported lazily inside the functions that need them).
+- ``torch_impl`` never imports ``numpy_impl`` or NumPy: the torch path has no NumPy in it.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+
+
+def _imports(path: pathlib.Path, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:  # also imports under a module-level `if`/`try` (e.g. TYPE_CHECKING)
+        nodes = [n for stmt in tree.body for n in ast.walk(stmt) if not _in_def(stmt)]
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _in_def(stmt) -> bool:
+    return isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+
+
+def _files(package: str):
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _files("numpy_impl"), ids=lambda p: p.name)
+def test_numpy_twin_imports_numpy_stdlib_and_the_checks_only(path):
+    allowed = STDLIB | {"numpy", "twin_checks", "numpy_impl"}
+    extra = _imports(path, top_level_only=True) - allowed
+    assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)} at module level"
+
+
+@pytest.mark.parametrize("path", _files("torch_impl"), ids=lambda p: p.name)
+def test_torch_twin_never_imports_numpy(path):
+    bad = _imports(path, top_level_only=False) & {"numpy", "numpy_impl"}
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_checks_import_neither_numpy_nor_torch():
+    code = (
+        "import sys\n"
+        "import twin_checks\n"
+        "bad = [m for m in ('numpy', 'torch') if m in sys.modules]\n"
+        "assert not bad, f'twin_checks imported {bad}'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("path", _files("twin_checks"), ids=lambda p: p.name)
+def test_checks_import_the_standard_library_only(path):
+    extra = _imports(path, top_level_only=False) - STDLIB - {"twin_checks"}
+    assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"

@@ -19,7 +19,7 @@ Submodules load on first use, so importing the package stays cheap.
 
 import importlib
 
-__version__ = "0.1.0"
+from nn_twins import __version__  # noqa: F401 -- the distribution's one version string
 
 _SUBMODULES = (
     "argtypes",

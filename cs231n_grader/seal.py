@@ -34,13 +34,14 @@ import threading
 BLOCKED_PACKAGES = (
     "numpy_impl",
     "twin_checks",
+    "nn_twins",
     "torch_impl",
     "cs231n_grader",
     "cifar_training",
     "parity_tests",
 )
 # The reference code a stand-in serves: the NumPy twin and the argument checks it imports.
-REFERENCE_PACKAGES = ("numpy_impl", "twin_checks")
+REFERENCE_PACKAGES = ("numpy_impl", "twin_checks", "nn_twins")
 
 _PR_SET_CHILD_SUBREAPER = 36
 

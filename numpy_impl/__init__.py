@@ -8,7 +8,7 @@ Submodules load on first use (``numpy_impl.layers``, ``numpy_impl.optim``, ...).
 
 import importlib
 
-__version__ = "0.1.0"
+from nn_twins import __version__  # noqa: F401 -- the distribution's one version string
 
 _SUBMODULES = (
     "layers",

@@ -43,7 +43,7 @@ def _files(package: str):
 
 @pytest.mark.parametrize("path", _files("numpy_impl"), ids=lambda p: p.name)
 def test_numpy_twin_imports_numpy_stdlib_and_the_checks_only(path):
-    allowed = STDLIB | {"numpy", "twin_checks", "numpy_impl"}
+    allowed = STDLIB | {"numpy", "twin_checks", "numpy_impl", "nn_twins"}
     extra = _imports(path, top_level_only=True) - allowed
     assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)} at module level"
 
@@ -68,3 +68,28 @@ def test_checks_import_neither_numpy_nor_torch():
 def test_checks_import_the_standard_library_only(path):
     extra = _imports(path, top_level_only=False) - STDLIB - {"twin_checks"}
     assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_one_version_string():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    import cifar_training
+    import cs231n_grader
+    import nn_twins
+    import numpy_impl
+    import torch_impl
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert attr == "nn_twins.__version__"
+    for package in (numpy_impl, torch_impl, cifar_training, cs231n_grader):
+        assert package.__version__ is nn_twins.__version__, package.__name__
+    literal = [
+        p.relative_to(ROOT)
+        for p in ROOT.rglob("*.py")
+        if "__version__ = " in p.read_text()
+        and "fixtures" not in p.parts
+        and "tests" not in p.parts
+    ]
+    assert literal == [pathlib.Path("nn_twins/__init__.py")], literal

@@ -5,4 +5,4 @@ ops), never by calling the PyTorch builtin that the parity suite compares it aga
 created inside follows the input's device and dtype.
 """
 
-__version__ = "0.1.0"
+from nn_twins import __version__  # noqa: F401 -- the distribution's one version string

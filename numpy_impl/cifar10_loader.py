@@ -512,9 +512,12 @@ def decode_images(tree, rels: list, shown) -> np.ndarray:
         X[i] = image
 
     # Pillow releases the GIL while decoding, so threads overlap the work.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
         for _ in pool.map(put, range(1, len(rels)), chunksize=256):
             pass
+    finally:  # after a bad image, stop rather than decode the rest
+        pool.shutdown(cancel_futures=True)
     return X
 
 

@@ -157,14 +157,17 @@ def test_malicious_pickle_is_refused_not_run_by_both_course_entry_points(tmp_pat
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("protocol, refused", [(2, "_codecs.encode"), (5, "_frombuffer")])
+@pytest.mark.parametrize(
+    "protocol, refused",
+    [(2, r"_codecs\.encode"), (5, r"numpy\._?core\.numeric\._frombuffer")],
+)
 def test_only_the_globals_of_the_official_batches_are_admitted(tmp_path, protocol, refused):
     """The same dict pickled by Python 3 names other globals (``_codecs.encode`` for bytes under
     protocol 2, NumPy's ``_frombuffer`` under protocol 5): outside the allow-list, refused."""
     data = np.zeros((2, 3072), np.uint8)
     with open(tmp_path / "data_batch_1", "wb") as f:
         pickle.dump({b"data": data, b"labels": [0, 1]}, f, protocol=protocol)
-    with pytest.raises(loader.DataError, match=f"refusing to load global .*{refused}"):
+    with pytest.raises(loader.DataError, match=f"refusing to load global {refused}:"):
         load_CIFAR_batch(str(tmp_path / "data_batch_1"))
 
 

@@ -555,7 +555,7 @@ def _through_cache(shown, fingerprint, decode, cache, cache_dir) -> CIFARImages:
         return decode()
     path = cache_file(shown, cache_dir)
     meta = {"format": _CACHE_FORMAT, "source": os.path.abspath(shown), "fingerprint": fingerprint}
-    images = _read_cache(path, meta)
+    images = _read_cache(path, meta, shown)
     if images is not None:
         return images
     images = decode()
@@ -574,7 +574,7 @@ def _through_cache(shown, fingerprint, decode, cache, cache_dir) -> CIFARImages:
     return images
 
 
-def _read_cache(path, meta) -> CIFARImages | None:
+def _read_cache(path, meta, shown) -> CIFARImages | None:
     """The cached images if ``path`` holds those of this exact source, else None."""
     if not os.path.isfile(path):
         return None
@@ -597,9 +597,7 @@ def _read_cache(path, meta) -> CIFARImages | None:
         and y_test.shape == (len(X_test),)
     )
     return (
-        CIFARImages(X_train, y_train, X_test, y_test, classes, layout, meta["source"])
-        if ok
-        else None
+        CIFARImages(X_train, y_train, X_test, y_test, classes, layout, str(shown)) if ok else None
     )
 
 

@@ -379,7 +379,9 @@ def test_cache_of_an_archive_is_rebuilt_when_the_archive_changes(tmp_path, cache
         raise AssertionError("archive read again although the cache is valid")
 
     monkeypatch.setattr(loader, "_ArchiveTree", no_reading)
-    np.testing.assert_array_equal(loader.read_cifar10(tgz).X_train, first.X_train)
+    hit = loader.read_cifar10(tgz)
+    np.testing.assert_array_equal(hit.X_train, first.X_train)
+    assert hit.source == first.source == str(tgz) and hit.classes == tuple(CLASSES)
     monkeypatch.undo()
     tar_dir(tmp_path / "b", tgz, arcname="data")
     st = tgz.stat()

@@ -166,9 +166,10 @@ def _read(shown, cache, cache_dir, log) -> CIFARImages:
         return _through_cache(
             shown,
             fingerprint,
-            lambda: _read_tree(_ArchiveTree(shown), shown, log),
+            lambda: _read_tree(_ArchiveTree(shown), shown),
             cache,
             cache_dir,
+            log,
         )
     tree = _DirectoryTree(shown)
     kind, where = find_layout(tree, shown)
@@ -179,18 +180,19 @@ def _read(shown, cache, cache_dir, log) -> CIFARImages:
     return _through_cache(
         shown,
         fingerprint,
-        lambda: _decode_folder(tree, split_items, classes, shown, log),
+        lambda: _decode_folder(tree, split_items, classes, shown),
         cache,
         cache_dir,
+        log,
     )
 
 
-def _read_tree(tree, shown, log) -> CIFARImages:
+def _read_tree(tree, shown) -> CIFARImages:
     kind, where = find_layout(tree, shown)
     if kind == "batches":
         return _read_batches(tree, where, shown)
     split_items, classes = _folder_items(tree, where, shown)
-    return _decode_folder(tree, split_items, classes, shown, log)
+    return _decode_folder(tree, split_items, classes, shown)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,9 +523,7 @@ def decode_images(tree, rels: list, shown) -> np.ndarray:
     return X
 
 
-def _decode_folder(tree, split_items: dict, classes: tuple, shown, log) -> CIFARImages:
-    _say(log, f"decoding the images of {shown} into arrays (once; then cached) ...")
-    t0 = time.perf_counter()
+def _decode_folder(tree, split_items: dict, classes: tuple, shown) -> CIFARImages:
     X = {s: decode_images(tree, [rel for rel, _ in split_items[s]], shown) for s in split_items}
     y = {s: np.array([lab for _, lab in split_items[s]], dtype=np.int64) for s in split_items}
     if X["train"].shape[1:] != X["test"].shape[1:]:
@@ -531,11 +531,6 @@ def _decode_folder(tree, split_items: dict, classes: tuple, shown, log) -> CIFAR
             f"train images are {X['train'].shape[1:]} but test images are {X['test'].shape[1:]}.",
             shown,
         )
-    _say(
-        log,
-        f"decoded {len(y['train'])} training and {len(y['test'])} test images in "
-        f"{time.perf_counter() - t0:.1f} s",
-    )
     return CIFARImages(X["train"], y["train"], X["test"], y["test"], classes, "folder", str(shown))
 
 
@@ -550,15 +545,26 @@ def cache_file(source, cache_dir=None) -> str:
     return os.path.join(cache_dir or default_cache_dir(), f"cifar10-{key}.npz")
 
 
-def _through_cache(shown, fingerprint, decode, cache, cache_dir) -> CIFARImages:
-    if not cache:
-        return decode()
+def _through_cache(shown, fingerprint, decode, cache, cache_dir, log) -> CIFARImages:
+    """The cached images of ``shown`` if the cache matches ``fingerprint``, else ``decode()``'s,
+    which then replace the cache file."""
     path = cache_file(shown, cache_dir)
     meta = {"format": _CACHE_FORMAT, "source": os.path.abspath(shown), "fingerprint": fingerprint}
-    images = _read_cache(path, meta, shown)
+    images = _read_cache(path, meta, shown) if cache else None
     if images is not None:
         return images
+    what = f"reading {shown} and decoding" if os.path.isfile(shown) else "decoding"
+    later = f"later runs read {os.path.dirname(path)}" if cache else "not cached"
+    _say(log, f"{what} the images into arrays (once; {later}) ...")
+    t0 = time.perf_counter()
     images = decode()
+    _say(
+        log,
+        f"decoded {len(images.y_train)} training and {len(images.y_test)} test images in "
+        f"{time.perf_counter() - t0:.1f} s",
+    )
+    if not cache:
+        return images
     meta.update(classes=list(images.classes), layout=images.layout)
     try:
         atomic_savez(

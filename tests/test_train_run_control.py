@@ -474,7 +474,7 @@ def test_console_lines_and_lr_log_without_progress_bar(data, tmp_path, capsys):
     ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
-    assert "extracting" in text and "decoding the images" in text
+    assert "reading" in text and "decoding the images" in text
     lines = [ln for ln in text.splitlines() if ln.startswith("epoch ")]
     assert len(lines) == 2 and lines[1].startswith("epoch 2/2 | train loss ")
     for part in ("val loss", "acc", "lr ", " s |", "images/s"):

@@ -2,8 +2,9 @@
 
 ``python train.py --backend torch|numpy|builtin`` (see ``cifar_training.cli``). The package:
 
-- ``datasets``: find, decode and cache CIFAR-10 from the python batches, an ImageFolder tree or
-  a tarball of either, as uint8 arrays in memory.
+- ``datasets``: CIFAR-10 (the python batches, an ImageFolder tree or a tarball of either) as
+  uint8 arrays and a torchvision-style dataset, read through ``numpy_impl.cifar10_loader`` (the
+  loader behind the course's ``load_CIFAR10`` too).
 - ``datamodule``: the LightningDataModule (held-out split, whole-batch augmentation on device).
 - ``backends``: the three op sets (``torch_impl``, the NumPy bridge, PyTorch builtins) and their
   optimizers; ``numpy_bridge`` holds the autograd.Functions that call ``numpy_impl``.

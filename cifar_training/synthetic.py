@@ -2,7 +2,8 @@
 
 Images of class k have a class-specific mean colour and a class-specific stripe, plus noise, so
 a small network learns them within a few steps. ``write_python_batches`` writes the official
-python-batch layout (pickled dicts with bytes keys, uint8 rows of 3072, as CIFAR's own files);
+python-batch layout byte for byte as CIFAR's own files are (``dump_python2``: dicts of Python 2
+strings holding uint8 rows of 3072, pickled with protocol 2 the way Python 2's cPickle did);
 ``write_image_folder`` writes train/<class>/NNNN.png|jpg and test/<class>/...; ``make_tarball``
 packs either into a .tar.gz.
 """
@@ -10,10 +11,16 @@ packs either into a .tar.gz.
 from __future__ import annotations
 
 import pickle
+import struct
 import tarfile
 from pathlib import Path
 
 import numpy as np
+
+try:  # NumPy >= 2 (numpy.core is a deprecated alias there)
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import _reconstruct
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -45,21 +52,54 @@ def write_python_batches(
     x_te, y_te = make_images(n_test, seed=seed + 1)
     _dump(d / "test_batch", x_te, y_te, "testing batch 1 of 1")
     with open(d / "batches.meta", "wb") as f:
-        pickle.dump(
-            {b"label_names": [c.encode() for c in CLASSES], b"num_vis": 3072}, f, protocol=2
+        dump_python2(
+            {"label_names": list(CLASSES), "num_cases_per_batch": 10000, "num_vis": 3072}, f
         )
     return d
 
 
 def _dump(path, x, y, label):
-    batch = {
-        b"batch_label": label.encode(),
-        b"labels": [int(v) for v in y],
-        b"data": np.ascontiguousarray(x.reshape(len(x), -1)),
-        b"filenames": [f"img_{i}.png".encode() for i in range(len(x))],
+    batch = {  # in the official files' key order
+        "data": np.ascontiguousarray(x.reshape(len(x), -1)),
+        "labels": [int(v) for v in y],
+        "batch_label": label,
+        "filenames": [f"img_{i}.png" for i in range(len(x))],
     }
     with open(path, "wb") as f:
-        pickle.dump(batch, f, protocol=2)
+        dump_python2(batch, f)
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2's cPickle wrote it for CIFAR's batches: every str and bytes object
+    is a Python 2 ``str`` (BINSTRING opcodes, no ``_codecs.encode`` call), and NumPy's array
+    reconstructor is named ``numpy.core.multiarray._reconstruct`` (NumPy 1's module, whatever
+    NumPy writes). The pure-Python pickler is used because its opcode table can be changed."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_python2_str(self, obj):
+        raw = obj.encode("latin1") if isinstance(obj, str) else bytes(obj)
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch[str] = save_python2_str
+    dispatch[bytes] = save_python2_str
+
+    def save_global(self, obj, name=None):
+        if obj is _reconstruct:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def dump_python2(obj, f) -> None:
+    """Pickle ``obj`` (dicts, lists, str, int, NumPy arrays) to the binary file ``f`` exactly as
+    the official CIFAR-10 python batches are pickled (Python 2, protocol 2)."""
+    _Python2Pickler(f, protocol=2).dump(obj)
 
 
 def write_image_folder(

@@ -23,6 +23,7 @@ _SUBMODULES = (
     "classifiers",
     "solver",
     "data",
+    "cifar10_loader",
     "features",
     "preprocessing",
     "search",

@@ -1,4 +1,6 @@
-"""cifar_training's data path: the three on-disk layouts, the cache, the split, the batches.
+"""cifar_training's data path over the shared loader: identical arrays to the course's API in
+every format, the torchvision-style dataset, errors, the split, the batches, the augmentation.
+(The loader itself -- layouts, unpickler, cache, download -- is tested in tests/test_data.py.)
 
 All data is synthetic and written in the real formats in tmp_path (python batches pickled the
 way CIFAR's own files are, PNG/JPEG ImageFolder trees, tarballs of both).
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from cifar_training.synthetic import (
     write_image_folder,
     write_python_batches,
 )
+from numpy_impl.data import load_CIFAR10
 
 
 @pytest.fixture
@@ -36,9 +38,43 @@ def cache(tmp_path):
     return tmp_path / "cache"
 
 
+def _sources(tmp_path):
+    """Tiny CIFAR in each real format: python batches, PNG and JPEG ImageFolder trees, and a
+    .tar.gz of the batches and of a tree."""
+    write_python_batches(tmp_path / "batches", n_train=50, n_test=20, num_batches=5)
+    write_image_folder(tmp_path / "png", 30, 20, size=12)
+    write_image_folder(tmp_path / "jpg", 30, 20, size=16, ext=".jpg")
+    return {
+        "batches": tmp_path / "batches",
+        "png": tmp_path / "png",
+        "jpg": tmp_path / "jpg",
+        "batches.tar.gz": make_tarball(tmp_path / "batches", tmp_path / "b.tar.gz"),
+        "png.tar.gz": make_tarball(tmp_path / "png", tmp_path / "p.tar.gz", arcname="cifar10"),
+    }
+
+
 # ----------------------------------------------------------------------------------------------
-# Layouts
+# One loader behind both APIs
 # ----------------------------------------------------------------------------------------------
+
+
+def test_both_apis_give_identical_arrays_in_every_format(tmp_path, cache):
+    """The course's load_CIFAR10 and the data module read the same uint8 images: equal after
+    undoing the course's documented shuffle of ImageFolder trees, in every format."""
+    for kind, src in _sources(tmp_path).items():
+        a = ds.load_cifar(src, cache)
+        Xtr, Ytr, Xte, Yte = load_CIFAR10(str(src), cache_dir=str(cache))
+        if "batches" not in kind:  # ImageFolder: the course shuffles once with RandomState(0)
+            ptr, pte = (np.random.RandomState(0).permutation(len(y)) for y in (Ytr, Yte))
+            Xtr[ptr], Ytr[ptr], Xte[pte], Yte[pte] = Xtr.copy(), Ytr.copy(), Xte.copy(), Yte.copy()
+        for course, module in ((Xtr, a.x_train), (Xte, a.x_test)):
+            assert module.dtype == np.uint8 and module.flags["C_CONTIGUOUS"], kind
+            np.testing.assert_array_equal(course, module.transpose(0, 2, 3, 1), err_msg=kind)
+        np.testing.assert_array_equal(Ytr, a.y_train, err_msg=kind)
+        np.testing.assert_array_equal(Yte, a.y_test, err_msg=kind)
+        tv = ds.CIFAR10(src, train=False, cache_dir=cache)
+        np.testing.assert_array_equal(tv.data, a.x_test.transpose(0, 2, 3, 1), err_msg=kind)
+        assert tv.targets == a.y_test.tolist() and tv.classes == a.classes
 
 
 def test_python_batches_are_read_exactly(tmp_path, cache):
@@ -52,143 +88,87 @@ def test_python_batches_are_read_exactly(tmp_path, cache):
         np.testing.assert_array_equal(a.y_train, y_tr)
         np.testing.assert_array_equal(a.x_test, x_te)
         np.testing.assert_array_equal(a.y_test, y_te)
-        assert a.classes == list(CLASSES)
+        assert a.classes == list(CLASSES) and a.image_shape == (3, 32, 32)
         assert a.x_train.dtype == np.uint8 and a.x_train.shape == (50, 3, 32, 32)
 
 
-def test_image_folder_png_and_its_tarball(tmp_path, cache):
+def test_torchvision_style_dataset_matches_torchvision(tmp_path, cache, monkeypatch):
+    """ds.CIFAR10 over the official-format batches equals torchvision.datasets.CIFAR10 on them
+    (its checksum test, which knows only the real files' MD5s, switched off)."""
+    import torchvision.datasets.cifar
+    import torchvision.transforms as T
+
+    write_python_batches(tmp_path, n_train=50, n_test=20, num_batches=5)
+    monkeypatch.setattr(torchvision.datasets.cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a: True)
+    for train in (True, False):
+        ref = torchvision.datasets.cifar.CIFAR10(str(tmp_path), train=train, transform=T.ToTensor())
+        ours = ds.CIFAR10(tmp_path, train=train, transform=T.ToTensor(), cache_dir=cache)
+        np.testing.assert_array_equal(ours.data, ref.data)
+        assert ours.targets == ref.targets and ours.classes == ref.classes
+        assert ours.class_to_idx == ref.class_to_idx and len(ours) == len(ref)
+        loader = torch.utils.data.DataLoader(ours, batch_size=7)
+        x, y = next(iter(loader))
+        assert torch.equal(x, torch.stack([ref[i][0] for i in range(7)]))
+        assert y.tolist() == ref.targets[:7]
+
+
+def test_image_folder_png_is_read_class_by_class(tmp_path, cache):
     root, x_tr, y_tr, x_te, y_te = write_image_folder(tmp_path / "tree", 30, 20, size=12)
     a = ds.load_cifar(root, cache)
     assert a.classes == sorted(CLASSES)  # folder names sorted = CIFAR's label order
-    # Read back class by class in file order: compare as sets of (label, image) pairs.
     for xs, ys, xr, yr in ((x_tr, y_tr, a.x_train, a.y_train), (x_te, y_te, a.x_test, a.y_test)):
-        assert xr.shape == xs.shape
         order = np.lexsort((np.arange(len(ys)), ys))  # stable by label = the write order
         np.testing.assert_array_equal(yr, ys[order])
         np.testing.assert_array_equal(xr, xs[order])  # PNG is lossless
-    tgz = make_tarball(root, tmp_path / "tree.tar.gz", arcname="cifar10")  # nested one level
-    b = ds.load_cifar(tgz, cache)
-    np.testing.assert_array_equal(b.x_train, a.x_train)
-    np.testing.assert_array_equal(b.y_test, a.y_test)
-
-
-def test_jpeg_tree_decodes_close_to_the_source(tmp_path, cache):
-    root, x_tr, *_ = write_image_folder(tmp_path / "jpg", 20, 10, size=16, ext=".jpg")
-    a = ds.load_cifar(root, cache)
-    assert a.x_train.shape == (20, 3, 16, 16)
-    assert abs(a.x_train.astype(float).mean() - x_tr.astype(float).mean()) < 3.0
-
-
-def test_archive_is_extracted_once_and_decoded_arrays_are_cached(tmp_path, cache, monkeypatch):
-    write_python_batches(tmp_path / "raw", 20, 10, num_batches=2)
-    tgz = make_tarball(tmp_path / "raw", tmp_path / "cifar-10-python.tar.gz")
-    a = ds.load_cifar(tgz, cache)
-    extracted = list(cache.glob("extracted-*"))
-    assert len(extracted) == 1 and len(list(cache.glob("*.npz"))) == 1
-
-    def boom(*args, **kwargs):
-        raise AssertionError("decoded again despite the cache")
-
-    monkeypatch.setattr(ds, "decode_tree", boom)
-    monkeypatch.setattr(ds, "extract_archive", boom)
-    b = ds.load_cifar(tgz, cache)
-    np.testing.assert_array_equal(a.x_train, b.x_train)
-    assert b.classes == a.classes
-    # The cache file is plain arrays: it loads without pickle.
-    with np.load(next(cache.glob("*.npz")), allow_pickle=False) as z:
-        assert z["x_train"].dtype == np.uint8
-
-
-def test_a_corrupt_cache_file_is_rebuilt(tmp_path, cache):
-    write_python_batches(tmp_path / "raw", 20, 10, num_batches=1)
-    a = ds.load_cifar(tmp_path / "raw", cache)
-    npz = next(cache.glob("*.npz"))
-    npz.write_bytes(b"not a zip file")
-    b = ds.load_cifar(tmp_path / "raw", cache)
-    np.testing.assert_array_equal(a.x_train, b.x_train)
-
-
-# ----------------------------------------------------------------------------------------------
-# Missing and corrupt data: a clear error naming the path and the accepted layouts
-# ----------------------------------------------------------------------------------------------
-
-
-def _raises_data_error(path, cache, *fragments):
-    with pytest.raises(ds.DataError) as info:
-        ds.load_cifar(path, cache)
-    msg = str(info.value)
-    assert "accepted layouts" in msg and str(path) in msg, msg
-    for f in fragments:
-        assert f in msg, msg
-    return msg
-
-
-def test_missing_path(tmp_path, cache):
-    _raises_data_error(tmp_path / "nowhere", cache, "does not exist")
-
-
-def test_directory_without_cifar(tmp_path, cache):
-    (tmp_path / "empty" / "train").mkdir(parents=True)
-    _raises_data_error(tmp_path / "empty", cache, "test/ is missing")
-
-
-def test_truncated_batch(tmp_path, cache):
-    d = write_python_batches(tmp_path / "raw", 20, 10, num_batches=2)
-    blob = (d / "data_batch_2").read_bytes()
-    (d / "data_batch_2").write_bytes(blob[: len(blob) // 2])
-    _raises_data_error(tmp_path / "raw", cache, "data_batch_2")
-
-
-def test_batch_with_wrong_shape(tmp_path, cache):
-    d = write_python_batches(tmp_path / "raw", 20, 10, num_batches=1)
-    with open(d / "test_batch", "wb") as f:
-        pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, f, protocol=2)
-    _raises_data_error(tmp_path / "raw", cache, "test_batch", "(N, 3072)")
 
 
 class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_batch_cannot_run_code(tmp_path, cache):
+def test_a_batch_cannot_run_code_through_the_data_module(tmp_path, cache):
+    marker = tmp_path / "pwned"
     d = write_python_batches(tmp_path / "raw", 20, 10, num_batches=1)
     with open(d / "data_batch_1", "wb") as f:
-        pickle.dump({b"data": _Evil(), b"labels": []}, f, protocol=2)
-    _raises_data_error(tmp_path / "raw", cache, "refusing to load global")
+        pickle.dump({"data": _Evil(marker), "labels": []}, f, protocol=2)
+    dm = CIFARDataModule(tmp_path / "raw", batch_size=4, val_size=2, cache_dir=cache)
+    with pytest.raises(ds.DataError) as info:
+        dm.prepare_data()
+    text = str(info.value)
+    assert "refusing to load global" in text and "system" in text and "data_batch_1" in text
+    assert "accepted layouts" in text and str(tmp_path / "raw") in text
+    assert not marker.exists()
 
 
-def test_corrupt_image(tmp_path, cache):
-    root, *_ = write_image_folder(tmp_path / "tree", 10, 10, size=8)
-    bad = sorted((root / "train").rglob("*.png"))[3]
-    bad.write_bytes(b"\x89PNG garbage")
-    _raises_data_error(root, cache, bad.name)
+def test_errors_name_the_path_the_layouts_and_what_to_do(tmp_path, cache):
+    for path, fragment in ((tmp_path / "nowhere", "does not exist"), (tmp_path, "no CIFAR-10")):
+        with pytest.raises(ds.DataError) as info:
+            ds.load_cifar(path, cache)
+        msg = str(info.value)
+        assert fragment in msg and str(path) in msg and "accepted layouts" in msg, msg
+        assert "Use --download" in msg
 
 
-def test_images_of_different_sizes(tmp_path, cache):
-    from PIL import Image
+def test_archive_is_decoded_once_and_cached(tmp_path, cache, monkeypatch):
+    from numpy_impl import cifar10_loader
 
-    root, *_ = write_image_folder(tmp_path / "tree", 10, 10, size=8)
-    odd = sorted((root / "train").rglob("*.png"))[0]
-    Image.new("RGB", (9, 8)).save(odd)
-    _raises_data_error(root, cache, "one size")
+    write_python_batches(tmp_path / "raw", 20, 10, num_batches=2)
+    tgz = make_tarball(tmp_path / "raw", tmp_path / "cifar-10-python.tar.gz")
+    a = ds.load_cifar(tgz, cache)
+    assert len(list(cache.glob("*.npz"))) == 1
 
+    def boom(*args, **kwargs):
+        raise AssertionError("read again despite the cache")
 
-def test_corrupt_and_unsafe_archives(tmp_path, cache):
-    junk = tmp_path / "junk.tar.gz"
-    junk.write_bytes(os.urandom(500))
-    _raises_data_error(junk, cache, "cannot extract")
-    # Members escaping the extraction folder are never extracted.
-    evil = tmp_path / "evil.tar.gz"
-    payload = tmp_path / "payload.txt"
-    payload.write_text("x")
-    with tarfile.open(evil, "w:gz") as tar:
-        tar.add(payload, arcname="../escaped.txt")
-    _raises_data_error(evil, cache, "no regular files")
-    assert not (cache / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
-    plain = tmp_path / "notes.txt"
-    plain.write_text("hello")
-    _raises_data_error(plain, cache, "not a .tar.gz")
+    monkeypatch.setattr(cifar10_loader, "_ArchiveTree", boom)
+    b = ds.load_cifar(tgz, cache)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert b.classes == a.classes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,17 +290,17 @@ def test_datamodule_end_to_end_batches(tmp_path):
 
 
 def test_download_failure_names_the_path(tmp_path, monkeypatch):
-    import torchvision.datasets
+    from numpy_impl import cifar10_loader
 
     calls = []
 
-    class Offline:
-        def __init__(self, root, train=True, download=False):
-            calls.append((root, download))
-            raise OSError("network is unreachable")
+    def offline(url, f):
+        calls.append(url)
+        raise OSError("network is unreachable")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    monkeypatch.setattr(cifar10_loader, "_fetch", offline)
     with pytest.raises(ds.DataError, match="downloading CIFAR-10 failed") as info:
         ds.download_cifar10(tmp_path / "data")
-    assert str(tmp_path / "data") in str(info.value)
-    assert calls == [(str(tmp_path / "data"), True)]
+    assert str(tmp_path / "data") in str(info.value) and "local copy" in str(info.value)
+    assert calls == [cifar10_loader.CIFAR10_URL]
+    assert os.listdir(tmp_path / "data") == []  # no partial download left behind

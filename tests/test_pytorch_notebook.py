@@ -457,3 +457,18 @@ def test_barebones_convnet_learns_tiny_cifar(tmp_path):
     )  # fmt: skip
     assert len(losses) == 9
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_notebook_functions_follow_the_device():
+    """The notebook's default device (CUDA when available): weights, networks and scores there."""
+    w = P.random_weight((8, 3, 5, 5))
+    assert w.device.type == "cuda"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, generator=gen, dtype=F64)
+    params = _convnet_params(gen, 3, 4, 3, 6, 5, 10)
+    cpu = P.three_layer_convnet(x, params)
+    gpu = P.three_layer_convnet(x.cuda(), [p.cuda() for p in params])
+    _close(gpu.cpu(), cpu)
+    net = P.ThreeLayerConvNet(3, 4, 3, 10).cuda()
+    assert net(torch.zeros(2, 3, 32, 32, device="cuda")).shape == (2, 10)

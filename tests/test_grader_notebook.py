@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from cs231n_grader import engine, notebooks, profiles, runner, submission
@@ -184,3 +185,24 @@ def test_buggy_notebook_in_an_assignment_folder_fails_with_hints(tmp_path):
     conv = res["PyTorch.ThreeLayerConvNet"]
     assert conv.verdict == "fail" and "num_classes" in conv.hint
     assert conv.cases_passed == 1 and conv.cases_total == 2  # the 10-class case is right
+
+
+def test_exported_vectors_hold_the_functions_answers_only(tmp_path):
+    """--export-vectors: the barebones networks' outputs are the reference's on the case's
+    inputs (params given flat after x); initializers and modules carry inputs only."""
+    import torch
+
+    from cs231n_grader.export import export_vectors, load_vectors
+    from torch_impl import pytorch_notebook as P
+
+    export_vectors(str(tmp_path), only=["PyTorch.*"])
+    cases = load_vectors(str(tmp_path))["pytorch_notebook"]
+    by_function = {}
+    for case in cases:
+        by_function.setdefault(case["outputs"].get("function"), []).append(case)
+    assert len(by_function[None]) == 8  # 3 + 2 initializer shapes, 1 + 2 module cases
+    for case in by_function["three_layer_convnet"]:
+        x, *params = (torch.from_numpy(a) for a in case["inputs"]["args"])
+        expected = P.three_layer_convnet(x, params).numpy()
+        np.testing.assert_allclose(case["outputs"]["output"], expected, rtol=1e-12)
+        assert case["outputs"]["grad of conv_w1"].shape == params[0].shape

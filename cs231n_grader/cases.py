@@ -1110,3 +1110,74 @@ def captioning_transformer(rng):
             }
         )
     return cases
+
+
+# ----------------------------------------------------------------------------------------------
+# assignment 2, PyTorch.ipynb (inputs become float64 tensors)
+# ----------------------------------------------------------------------------------------------
+
+
+def nb_flatten(rng):
+    return [
+        _case(f"x of shape {shape}", [rng.standard_normal(shape)], shape[0])
+        for shape in [(2, 1, 3, 2), (1, 5), (3, 2, 1, 1)]
+    ]
+
+
+def nb_two_layer_fc(rng):
+    """x (N, d_1, ..., d_k) and the weights w1 (D, H), w2 (H, C), passed as params = [w1, w2]."""
+    cases = []
+    for label, N, dims, H, C in [
+        ("batch of 1, x of shape (1, 5)", 1, (5,), 4, 3),
+        ("images (3, 2, 2, 3), H=7, C=10", 3, (2, 2, 3), 7, 10),
+    ]:
+        D = int(np.prod(dims))
+        x = away(rng, (N, *dims))
+        w1 = rng.standard_normal((D, H)) / np.sqrt(D)
+        cases.append(_case(label, [x, w1, rng.standard_normal((H, C)) / np.sqrt(H)], N))
+    return cases
+
+
+def nb_three_layer_convnet(rng):
+    """x (N, 3, H, W) and params = [conv_w1, conv_b1, conv_w2, conv_b2, fc_w, fc_b], the
+    notebook's 5x5 (pad 2) and 3x3 (pad 1) filters, which keep H and W."""
+    cases = []
+    for label, N, H, W, c1, c2, C in [
+        ("batch of 1, 32x32 images, 3 and 2 channels", 1, 32, 32, 3, 2, 10),
+        ("N=2, 6x5 images, 4 and 3 channels, 7 classes", 2, 6, 5, 4, 3, 7),
+    ]:
+        D = c2 * H * W
+        cases.append(
+            _case(
+                label,
+                [
+                    rng.standard_normal((N, 3, H, W)),
+                    rng.standard_normal((c1, 3, 5, 5)) / np.sqrt(75),
+                    0.1 * rng.standard_normal(c1),
+                    rng.standard_normal((c2, c1, 3, 3)) / np.sqrt(9 * c1),
+                    0.1 * rng.standard_normal(c2),
+                    rng.standard_normal((D, C)) / np.sqrt(D),
+                    0.1 * rng.standard_normal(C),
+                ],
+                N,
+            )
+        )
+    return cases
+
+
+def nb_weight_shapes(init):
+    """Shapes to initialize: an affine weight (D, M), conv weights (F, C, HH, WW), and for
+    zero_weight an int (the notebook makes its biases with zero_weight(channel_1))."""
+
+    def gen(rng):
+        shapes = [(3072, 100), (32, 3, 5, 5), (16, 32, 3, 3)] if init == "kaiming" else [10, (4, 5)]
+        return [
+            {"label": f"shape {s}", "args": [s], "meta": {"N": None, "init": init}} for s in shapes
+        ]
+
+    return gen
+
+
+def nb_module_input(rng, N=2, C=3):
+    """Images (N, C, 32, 32): the notebook's modules read 32x32 CIFAR-10 images."""
+    return [_case(f"images of shape {(N, C, 32, 32)}", [rng.standard_normal((N, C, 32, 32))], N)]

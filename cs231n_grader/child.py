@@ -169,8 +169,22 @@ def _import(env: ChildEnv, name: str, key: str, roots):
     return module
 
 
+def _preload_torch(job: dict) -> None:
+    """Import torch (and torchvision, which notebooks import) before the first call's progress
+    is written, so the seconds that takes count as the child's start-up, not as the student's
+    import time."""
+    if not any(p["driver"].startswith("torch") for p in job["parts"]):
+        return
+    for name in ("torch", "torchvision"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - the student's own import reports it
+            pass
+
+
 def _run_parts(job: dict, env: ChildEnv, roots) -> None:
     """A 'multi' job: each part (module, driver, spec, cases) in turn, in this one process."""
+    _preload_torch(job)
     for k, part in enumerate(job["parts"]):
         key = f"{k}|import:{part['module']}"
         if env.skip(key):

@@ -448,6 +448,87 @@ def captioning_transformer_forward(cls, case):
     return _to_numpy(scores, "CaptioningTransformer.forward"), expected.numpy()
 
 
+def _pack(tensors, pack):
+    """The call's positional arguments from the case's flat list: ``pack`` lists an index, or
+    a list of indices for an argument that is a list of tensors (the notebook's ``params``);
+    None passes the flat list as it is."""
+    if pack is None:
+        return tensors
+    return [[tensors[j] for j in p] if isinstance(p, list) else tensors[p] for p in pack]
+
+
+# The notebook's globals that its functions read, as the grader sets them in the student's
+# module (the reference takes them as keyword arguments): float64 on the CPU, so outputs compare
+# at float64 precision.
+def _notebook_globals(env) -> None:
+    import torch
+
+    if getattr(env, "reference", False) or getattr(env, "module", None) is None:
+        return
+    env.module.device = torch.device("cpu")
+    env.module.dtype = torch.float64
+
+
+def _weight_init(fn, fspec, case):
+    """random_weight / zero_weight: the tensor made for the case's shape, and whether it is a
+    leaf that requires grad (the notebook trains it with w -= lr * w.grad)."""
+    t = fn(*copy.deepcopy(case["args"]))
+    value = _to_numpy(t, fspec["function"]).astype(np.float64)
+    return {"value": value, "requires_grad": bool(t.requires_grad), "is_leaf": bool(t.is_leaf)}
+
+
+def notebook_network(arch: str, ctor_args):
+    """The networks of CS231n's assignment-2 PyTorch notebook, layer by layer in torch.nn (to
+    hold a student's module against): TwoLayerFC(input_size, hidden_size, num_classes) and
+    ThreeLayerConvNet(in_channel, channel_1, channel_2, num_classes) on 32x32 images."""
+    from torch import nn
+
+    if arch == "two_layer_fc":
+        d, h, c = ctor_args
+        return nn.Sequential(nn.Flatten(), nn.Linear(d, h), nn.ReLU(), nn.Linear(h, c))
+    if arch == "three_layer_convnet":
+        c_in, c1, c2, c = ctor_args
+        return nn.Sequential(
+            nn.Conv2d(c_in, c1, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(c2 * 32 * 32, c),
+        )
+    raise ValueError(f"unknown network {arch!r}")
+
+
+def _notebook_module(cls, fspec, case):
+    """Build the student's module with the notebook's constructor arguments; record each
+    parameter's initial standard deviation, then (as ``_compare_architecture``) the parameter
+    shapes in order and the output of the student's module and of the notebook's network
+    given the student's parameters (float64). Returns (shapes, expected shapes, output,
+    expected output or None, initial stds)."""
+    import torch
+
+    net = cls(*fspec["ctor_args"])
+    init = [float(p.detach().double().std()) if p.numel() > 1 else 0.0 for p in net.parameters()]
+    ours = notebook_network(fspec["arch"], fspec["ctor_args"]).double()
+    net = net.double()
+    mine = [tuple(p.shape) for p in net.parameters()]
+    want = [tuple(p.shape) for p in ours.parameters()]
+    x = torch.tensor(case["args"][0], dtype=torch.float64)
+    out = _to_numpy(net(x.clone()), fspec["function"] + ".forward")
+    expected = None
+    if mine == want:
+        with torch.no_grad():
+            for p, q in zip(ours.parameters(), net.parameters(), strict=True):
+                p.copy_(q)
+        expected = ours(x.clone()).detach().numpy()
+    return mine, want, out, expected, init
+
+
+# Notebook checks whose run differs from a forward and backward: check name -> run(fn, fspec,
+# case), called under the case's torch seed.
+NOTEBOOK_RUNS = {"weight_init": _weight_init, "notebook_module": _notebook_module}
+
+
 def run_torch(spec, cases, env):
     """PyTorch code (assignment 3): for each case, the function ``spec['functions'][case['fn']]``
     called with every array argument a float64 tensor that requires grad; then autograd with
@@ -489,6 +570,17 @@ def run_torch(spec, cases, env):
             o = env.call(key, f"{name}: {case['label']}", build_and_run, [], None, [])
             env.emit(key, _record(o, o.value))
             continue
+        if fspec.get("notebook"):
+            _notebook_globals(env)
+        if fspec.get("check") in NOTEBOOK_RUNS:
+
+            def notebook_run(case=case, key=key, fn=fn, fspec=fspec):
+                torch.manual_seed(call_seed(key))
+                return NOTEBOOK_RUNS[fspec["check"]](fn, fspec, case)
+
+            o = env.call(key, f"{name}: {case['label']}", notebook_run, [], None, [])
+            env.emit(key, _record(o, o.value))
+            continue
         if fspec.get("check") == "random":
 
             def twice(case=case, key=key, fn=fn, name=name):
@@ -508,7 +600,8 @@ def run_torch(spec, cases, env):
                 for a in copy.deepcopy(case["args"])
             ]
             torch.manual_seed(call_seed(key))
-            out = fn(*tensors, **copy.deepcopy(fspec.get("kwargs") or {}))
+            call_args = _pack(tensors, fspec.get("pack"))
+            out = fn(*call_args, **copy.deepcopy(fspec.get("kwargs") or {}))
             value = _to_numpy(out, name)
             if value.ndim == 0:
                 dout = np.array(1.0)

@@ -32,6 +32,7 @@ from cs231n_grader.compare import (
 )
 from cs231n_grader.drivers import DRIVERS, guarded_call
 from cs231n_grader.items import ITEMS, Item
+from cs231n_grader.notebook_checks import NOTEBOOK_CHECKS
 from cs231n_grader.thresholds import NUMERICAL_STEP, THRESHOLDS
 
 T = THRESHOLDS
@@ -814,6 +815,7 @@ _SELF_CHECKS = {
     "random": check_random,
     "architecture": check_architecture,
     "composition": check_composition,
+    **NOTEBOOK_CHECKS,
 }
 
 

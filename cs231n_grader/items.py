@@ -20,7 +20,7 @@ student files to search. Each entry names
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from cs231n_grader import cases as C
@@ -738,6 +738,66 @@ ITEMS: tuple[Item, ...] = (
         ],
     ),
 )
+
+
+# ---- PyTorch.ipynb (assignment 2), exported to PyTorch.py ------------------------------------
+# The notebook's functions live in the notebook, not in a cs231n/ file: the grader reads
+# PyTorch.py (or PyTorch.ipynb) at the assignment's root, keeping only its imports,
+# definitions and constants (``notebooks.py``). Tests are named "PyTorch.<function>".
+NOTEBOOK_FILE = "PyTorch.py"
+
+
+def _notebook(function, args, cases, check=None, **extra):
+    return (
+        function,
+        args,
+        cases,
+        None,
+        check,
+        {"notebook": True, "test": f"PyTorch.{function}", **extra},
+    )
+
+
+_NOTEBOOK_ITEM = replace(
+    torch_functions(
+        "pytorch_notebook",
+        NOTEBOOK_FILE,
+        "pytorch_notebook",
+        [
+            _notebook("flatten", ("x",), C.nb_flatten),
+            _notebook("two_layer_fc", ("x", "w1", "w2"), C.nb_two_layer_fc, pack=[0, [1, 2]]),
+            _notebook(
+                "three_layer_convnet",
+                ("x", "conv_w1", "conv_b1", "conv_w2", "conv_b2", "fc_w", "fc_b"),
+                C.nb_three_layer_convnet,
+                pack=[0, [1, 2, 3, 4, 5, 6]],
+            ),
+            _notebook("random_weight", ("shape",), C.nb_weight_shapes("kaiming"), "weight_init"),
+            _notebook("zero_weight", ("shape",), C.nb_weight_shapes("zero"), "weight_init"),
+            _notebook(
+                "TwoLayerFC",
+                ("x",),
+                C.nb_module_input,
+                "notebook_module",
+                arch="two_layer_fc",
+                ctor_args=[3 * 32 * 32, 20, 10],
+            ),
+            *(
+                _notebook(
+                    "ThreeLayerConvNet",
+                    ("x",),
+                    C.nb_module_input,
+                    "notebook_module",
+                    arch="three_layer_convnet",
+                    ctor_args=ctor,
+                )
+                for ctor in ([3, 6, 4, 10], [3, 4, 3, 7])
+            ),
+        ],
+    ),
+    files=(NOTEBOOK_FILE,),
+)
+ITEMS = (*ITEMS, _NOTEBOOK_ITEM)
 
 
 def all_test_names() -> list[str]:

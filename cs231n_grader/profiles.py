@@ -16,8 +16,9 @@ Points follow the weight of each part in the course's notebooks (backward passes
 weigh more than one-line forwards); a ``--weights`` file overrides them.
 
 Profiles follow the course's 2020-2024 editions. Tests listed in ``optional`` (assignment 3's
-LSTM, attention layers, GAN losses and SimCLR, each dropped or added in some years) are graded
-when the submission defines them and omitted otherwise.
+LSTM, attention layers, GAN losses and SimCLR, each dropped or added in some years; assignment
+2's PyTorch notebook, which many hand in apart from the cs231n/ files) are graded when the
+submission defines them and omitted otherwise.
 """
 
 from __future__ import annotations
@@ -107,6 +108,21 @@ _A2 = {
     "spatial_groupnorm_backward": 2,
 }
 
+# PyTorch.ipynb, the last part of assignment 2 (graded when the submission holds the notebook
+# or its export, PyTorch.py): students write the barebones ``three_layer_convnet`` and the
+# module ``ThreeLayerConvNet``; the helpers the notebook gives (the other five) are graded too,
+# one point each, since the cells students write run on the student's copies of them.
+_A2_TORCH = {
+    "PyTorch.flatten": 1,
+    "PyTorch.two_layer_fc": 1,
+    "PyTorch.three_layer_convnet": 3,
+    "PyTorch.random_weight": 1,
+    "PyTorch.zero_weight": 1,
+    "PyTorch.TwoLayerFC": 1,
+    "PyTorch.ThreeLayerConvNet": 3,
+}
+_A2.update(_A2_TORCH)
+
 _A3 = {
     "rnn_step_forward": 2,
     "rnn_step_backward": 2,
@@ -178,6 +194,7 @@ PROFILES = {
             "cs231n/gradient_check.py",
         ),
         standins={"cs231n.fast_layers": "numpy_impl.fast_layers"},
+        optional=("PyTorch.*",),
     ),
     "3": Profile(
         "3",
@@ -202,7 +219,7 @@ _DISTINCTIVE = {
         "cs231n/classifiers/softmax.py",
         "cs231n/classifiers/linear_classifier.py",
     ),
-    "2": ("cs231n/classifiers/cnn.py", "cs231n/fast_layers.py"),
+    "2": ("cs231n/classifiers/cnn.py", "cs231n/fast_layers.py", "PyTorch.py"),
     "3": (
         "cs231n/rnn_layers.py",
         "cs231n/classifiers/rnn.py",

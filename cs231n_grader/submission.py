@@ -22,6 +22,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from cs231n_grader import notebooks
+
 # Where each file of the CS231n layout lives, and the reference module that stands in for it
 # when a loose-file submission does not include it (None: nothing of the course imports it).
 LAYOUT = {
@@ -103,6 +105,10 @@ class Submission:
                 if fn.endswith(_CODE_SUFFIXES):
                     shutil.copyfile(os.path.join(dirpath, fn), os.path.join(dest, fn))
                     os.chmod(os.path.join(dest, fn), 0o644)
+        for rel in self.modules:
+            if "/" not in rel:  # a staged notebook module (PyTorch.py) at the root
+                shutil.copyfile(os.path.join(self.root, rel), os.path.join(tmp, rel))
+                os.chmod(os.path.join(tmp, rel), 0o644)
         os.chmod(tmp, 0o755)
         self.cleanup()
         self.root, self._tmp = tmp, tmp
@@ -162,12 +168,62 @@ def _from_tree(root: str, display: str) -> Submission:
     return Submission(os.path.abspath(root), display, modules)
 
 
+_NOTEBOOK_NOTE = (
+    "{}: graded on its imports, definitions and constants (its other top-level code, such as "
+    "downloads and training runs, is not run)"
+)
+
+
+def _copy_code(src_root: str, dest_root: str) -> None:
+    """The Python files and compiled extensions of ``src_root/cs231n`` into ``dest_root``."""
+    src = os.path.join(src_root, "cs231n")
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__pycache__"]
+        dest = os.path.join(dest_root, os.path.relpath(dirpath, src_root))
+        os.makedirs(dest, exist_ok=True)
+        for fn in filenames:
+            if fn.endswith(_CODE_SUFFIXES):
+                shutil.copyfile(os.path.join(dirpath, fn), os.path.join(dest, fn))
+
+
+def _notebook_module(root: str, path: str) -> Module:
+    """Stage the notebook file ``path`` at ``root`` (its definitions only, see notebooks.py)."""
+    rel = notebooks.stage(path, root)
+    mod = _module(root, rel)
+    mod.path = os.path.abspath(path)
+    return mod
+
+
+def _with_notebook(sub: Submission, directory: str) -> Submission:
+    """An assignment directory with the notebook's code at its top (PyTorch.py or .ipynb): graded
+    from a copy of its code plus the staged notebook module, so the student's folder is not
+    written to."""
+    path = notebooks.find(directory)
+    if path is None:
+        return sub
+    tmp = tempfile.mkdtemp(prefix="nn-twins-student-")
+    _copy_code(sub.root, tmp)
+    mod = _notebook_module(tmp, path)
+    modules = {rel: _module(tmp, rel) for rel in sub.modules}
+    for rel, m in modules.items():
+        m.path = sub.modules[rel].path
+    modules[mod.relpath] = mod
+    out = Submission(tmp, sub.display, modules, list(sub.notes), _tmp=tmp, standins=sub.standins)
+    out.notes.append(_NOTEBOOK_NOTE.format(os.path.basename(path)))
+    return out
+
+
 def _staged(files: list, display: str) -> Submission:
     by_name = {}
+    notebook = None
+    for f in [f for f in files if os.path.basename(f) in notebooks.NOTEBOOKS]:
+        if notebook is None or f.endswith(".py"):  # the exported script over the notebook
+            notebook = f
+    files = [f for f in files if os.path.basename(f) not in notebooks.NOTEBOOKS]
     for f in files:
         base = os.path.basename(f)
         if base not in LAYOUT:
-            known = ", ".join(sorted(LAYOUT))
+            known = ", ".join(sorted([*LAYOUT, *notebooks.NOTEBOOKS]))
             raise SubmissionError(
                 f"don't know where {f!r} goes in the cs231n layout (known files: {known})"
             )
@@ -188,7 +244,12 @@ def _staged(files: list, display: str) -> Submission:
         elif ref is not None:
             standins[rel[:-3].replace("/", ".")] = ref
             filled.append(base)
+    if notebook is not None:
+        mod = _notebook_module(tmp, notebook)
+        modules[mod.relpath] = mod
     sub = Submission(tmp, display, modules, _tmp=tmp, standins=standins)
+    if notebook is not None:
+        sub.notes.append(_NOTEBOOK_NOTE.format(os.path.basename(notebook)))
     sub.notes.append(
         "loose files: graded inside a temporary cs231n/ package; the modules not submitted ("
         + ", ".join(filled)
@@ -209,14 +270,16 @@ def load(paths) -> Submission:
     if len(paths) == 1 and os.path.isdir(paths[0]):
         d = os.path.abspath(paths[0])
         if os.path.isdir(os.path.join(d, "cs231n")):
-            return _from_tree(d, display)
+            return _with_notebook(_from_tree(d, display), d)
         if os.path.basename(d) == "cs231n":
-            return _from_tree(os.path.dirname(d), display)
-        loose = sorted(os.path.join(d, f) for f in os.listdir(d) if f in LAYOUT)
+            return _with_notebook(_from_tree(os.path.dirname(d), display), os.path.dirname(d))
+        loose = sorted(
+            os.path.join(d, f) for f in os.listdir(d) if f in LAYOUT or f in notebooks.NOTEBOOKS
+        )
         if not loose:
             raise SubmissionError(
                 f"{paths[0]!r} has no cs231n/ package and none of the files of the CS231n "
-                f"layout ({', '.join(sorted(LAYOUT))})"
+                f"layout ({', '.join(sorted([*LAYOUT, *notebooks.NOTEBOOKS]))})"
             )
         return _staged(loose, display)
     if any(os.path.isdir(p) for p in paths):

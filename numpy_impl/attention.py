@@ -28,10 +28,12 @@ attention weights) is used as is, which lets tests share one mask between the tw
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from numpy_impl.layers import dropout_mask
+from numpy_impl.layers import Cache, dropout_mask
 from twin_checks import (  # pure-Python argument checks, shared with torch_impl
     check_attention_args,
     check_attn_mask,
@@ -50,7 +52,9 @@ from twin_checks import (
 # --------------------------------------------------------------------------------------------
 
 
-def _dropout_mask(shape, dtype, dropout_param):
+def _dropout_mask(
+    shape: tuple[int, ...], dtype: DTypeLike, dropout_param: dict[str, Any] | None
+) -> np.ndarray | None:
     """The inverted-dropout multiplier (0 or 1/p) of layers.dropout_mask, or None when dropout is
     off (no dropout_param, or test mode)."""
     return None if dropout_param is None else dropout_mask(shape, dtype, dropout_param)
@@ -61,7 +65,13 @@ def _dropout_mask(shape, dtype, dropout_param):
 # --------------------------------------------------------------------------------------------
 
 
-def scaled_dot_product_attention_forward(q, k, v, attn_mask=None, dropout_param=None):
+def scaled_dot_product_attention_forward(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    attn_mask: np.ndarray | None = None,
+    dropout_param: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, Cache]:
     """out = dropout(softmax(q k^T / sqrt(d) with blocked scores = -inf)) v.
 
     q: (..., S, d) queries; k: (..., T, d) keys; v: (..., T, dv) values (same leading dims);
@@ -85,7 +95,9 @@ def scaled_dot_product_attention_forward(q, k, v, attn_mask=None, dropout_param=
     return A_used @ v, (q, k, v, A, drop_mask, scale)
 
 
-def scaled_dot_product_attention_backward(dout, cache):
+def scaled_dot_product_attention_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`scaled_dot_product_attention_forward`.
 
     dout: (..., S, dv). Returns dq (..., S, d), dk (..., T, d), dv (..., T, dv).
@@ -109,34 +121,34 @@ def scaled_dot_product_attention_backward(dout, cache):
 # --------------------------------------------------------------------------------------------
 
 
-def _split_heads(X, num_heads):
+def _split_heads(X: np.ndarray, num_heads: int) -> np.ndarray:
     """(N, L, E) -> (N, num_heads, L, E // num_heads): head h owns features h*Dh:(h+1)*Dh."""
     N, L, E = X.shape
     return X.reshape(N, L, num_heads, E // num_heads).transpose(0, 2, 1, 3)
 
 
-def _merge_heads(X):
+def _merge_heads(X: np.ndarray) -> np.ndarray:
     """(N, num_heads, L, Dh) -> (N, L, num_heads * Dh), the inverse of :func:`_split_heads`."""
     N, Hh, L, Dh = X.shape
     return X.transpose(0, 2, 1, 3).reshape(N, L, Hh * Dh)
 
 
 def multihead_attention_forward(
-    query,
-    key,
-    value,
-    Wq,
-    bq,
-    Wk,
-    bk,
-    Wv,
-    bv,
-    Wo,
-    bo,
-    num_heads,
-    attn_mask=None,
-    dropout_param=None,
-):
+    query: np.ndarray,
+    key: np.ndarray,
+    value: np.ndarray,
+    Wq: np.ndarray,
+    bq: np.ndarray,
+    Wk: np.ndarray,
+    bk: np.ndarray,
+    Wv: np.ndarray,
+    bv: np.ndarray,
+    Wo: np.ndarray,
+    bo: np.ndarray,
+    num_heads: int,
+    attn_mask: np.ndarray | None = None,
+    dropout_param: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, Cache]:
     """CS231n's MultiHeadAttention forward.
 
     query: (N, S, E); key, value: (N, T, E); Wq, Wk, Wv, Wo: (E, E) in CS231n layout;
@@ -153,13 +165,13 @@ def multihead_attention_forward(
         _split_heads(x @ W + b, num_heads)
         for x, W, b in ((query, Wq, bq), (key, Wk, bk), (value, Wv, bv))
     ]
-    Yh, sdpa_cache = scaled_dot_product_attention_forward(*heads, attn_mask, dropout_param)
+    Yh, sdpa_cache = scaled_dot_product_attention_forward(*heads, attn_mask, dropout_param)  # type: ignore[call-arg, arg-type]
     Y = _merge_heads(Yh)
     out = Y @ Wo + bo
     return out, (query, key, value, Wq, Wk, Wv, Wo, num_heads, Y, sdpa_cache)
 
 
-def multihead_attention_backward(dout, cache):
+def multihead_attention_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, ...]:
     """Backward of :func:`multihead_attention_forward`.
 
     dout: (N, S, E). Returns dquery (N, S, E), dkey (N, T, E), dvalue (N, T, E), dWq, dbq, dWk,
@@ -186,7 +198,7 @@ def multihead_attention_backward(dout, cache):
 # --------------------------------------------------------------------------------------------
 
 
-def positional_encoding(max_len, embed_dim, dtype=np.float64):
+def positional_encoding(max_len: int, embed_dim: int, dtype: DTypeLike = np.float64) -> np.ndarray:
     """The (max_len, embed_dim) table: pe[pos, 2i] = sin(pos * 10000^(-2i/D)),
     pe[pos, 2i+1] = cos(pos * 10000^(-2i/D)).
 
@@ -201,7 +213,9 @@ def positional_encoding(max_len, embed_dim, dtype=np.float64):
     return pe.astype(dtype)
 
 
-def positional_encoding_forward(x, dropout_param=None):
+def positional_encoding_forward(
+    x: np.ndarray, dropout_param: dict[str, Any] | None = None
+) -> tuple[np.ndarray, Cache]:
     """out = dropout(x + pe[:S]), CS231n's PositionalEncoding.forward.
 
     x: (N, S, D) embeddings, D even; dropout_param: None or the dropout dict.
@@ -216,7 +230,7 @@ def positional_encoding_forward(x, dropout_param=None):
     return out, (drop_mask, out.shape)
 
 
-def positional_encoding_backward(dout, cache):
+def positional_encoding_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """Backward of :func:`positional_encoding_forward`: dout: (N, S, D) -> dx (N, S, D)."""
     drop_mask, shape = cache
     check_dout(dout, shape)

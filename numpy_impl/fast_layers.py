@@ -63,11 +63,16 @@ same layer in this module, and also the naive layer's cache (the missing pieces 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from numpy.typing import DTypeLike
 
 from twin_checks import check_conv_args, check_dout, check_pool_args, require_float
+
+if TYPE_CHECKING:
+    from numpy_impl.layers import Cache
 
 __all__ = [
     "conv_forward_fast",
@@ -102,7 +107,7 @@ _MEMORY_ORDER = {"hwn": (1, 2, 3, 0), "nhw": (0, 1, 2, 3)}
 _workspace = threading.local()
 
 
-def _scratch(slot, shape, dtype):
+def _scratch(slot: str, shape: tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
     """A C-contiguous array of ``shape``/``dtype`` with undefined contents, backed by this
     thread's reused buffer ``slot`` (grown when too small)."""
     nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -113,7 +118,7 @@ def _scratch(slot, shape, dtype):
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def free_workspace():
+def free_workspace() -> None:
     """Release the calling thread's reused buffers (they are re-created on the next call)."""
     _workspace.__dict__.clear()
 
@@ -123,7 +128,9 @@ def free_workspace():
 # ----------------------------------------------------------------------------------------------
 
 
-def _windows(a, kh, kw, stride, H_out, W_out, writeable=False):
+def _windows(
+    a: np.ndarray, kh: int, kw: int, stride: int, H_out: int, W_out: int, writeable: bool = False
+) -> np.ndarray:
     """Zero-copy view (N, C, H', W', kh, kw) of a (N, C, H, W) array of any memory layout.
 
     ``view[n, c, i, j]`` is the kh x kw window under output pixel (i, j): rows
@@ -141,14 +148,14 @@ def _windows(a, kh, kw, stride, H_out, W_out, writeable=False):
     )
 
 
-def _zeros(shape, order, dtype):
+def _zeros(shape: tuple[int, ...], order: str, dtype: DTypeLike) -> np.ndarray:
     """Zeros of logical shape (N, C, H, W) stored in memory ``order``; returns the NCHW view."""
     perm = _MEMORY_ORDER[order]
     mem = np.zeros(tuple(shape[a] for a in perm), dtype=dtype)
     return mem.transpose(np.argsort(perm))
 
 
-def _add_windows(dst, d6, stride):
+def _add_windows(dst: np.ndarray, d6: np.ndarray, stride: int) -> None:
     """dst (N, C, H, W) += the windows' values d6 (N, C, H', W', kh, kw) at the pixels they cover.
 
     The adjoint of ``_windows`` (col2im). One vectorized add per kernel tap (k, l): tap (k, l) of
@@ -162,7 +169,7 @@ def _add_windows(dst, d6, stride):
             dwin[..., k, l] += d6[..., k, l]
 
 
-def _padded(x, pad, order, dtype):
+def _padded(x: np.ndarray, pad: int, order: str, dtype: DTypeLike) -> np.ndarray:
     """Zero-padded copy of x (N, C, H, W) stored in memory ``order``, as an (N, C, H+2*pad,
     W+2*pad) view. The same pass converts the layout and the dtype."""
     N, C, H, W = x.shape
@@ -174,7 +181,9 @@ def _padded(x, pad, order, dtype):
     return xp
 
 
-def _im2col(xp, HH, WW, stride, H_out, W_out, order):
+def _im2col(
+    xp: np.ndarray, HH: int, WW: int, stride: int, H_out: int, W_out: int, order: str
+) -> np.ndarray:
     """cols (C*HH*WW, N*H'*W'): row (c, k, l); column (i, j, n) for "hwn", (n, i, j) for "nhw".
 
         cols[(c, k, l), p] = xp[n, c, i*stride + k, j*stride + l]   for output pixel p = (n, i, j)
@@ -191,7 +200,17 @@ def _im2col(xp, HH, WW, stride, H_out, W_out, order):
     return cols.reshape(xp.shape[1] * HH * WW, -1)
 
 
-def _col2im(dcols, x_shape, HH, WW, stride, pad, H_out, W_out, order):
+def _col2im(
+    dcols: np.ndarray,
+    x_shape: tuple[int, ...],
+    HH: int,
+    WW: int,
+    stride: int,
+    pad: int,
+    H_out: int,
+    W_out: int,
+    order: str,
+) -> np.ndarray:
     """Adjoint of ``_im2col``: dx (N, C, H, W), every column's gradient added back onto the window
     it was read from; the padding's share is dropped."""
     N, C, H, W = x_shape
@@ -204,7 +223,7 @@ def _col2im(dcols, x_shape, HH, WW, stride, pad, H_out, W_out, order):
     return dxp[:, :, pad : pad + H, pad : pad + W]
 
 
-def _mat_to_nchw(mat, N, H_out, W_out, order):
+def _mat_to_nchw(mat: np.ndarray, N: int, H_out: int, W_out: int, order: str) -> np.ndarray:
     """(F, M) product -> (N, F, H', W') view (no copy)."""
     F = mat.shape[0]
     if order == "hwn":
@@ -212,7 +231,7 @@ def _mat_to_nchw(mat, N, H_out, W_out, order):
     return mat.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3)
 
 
-def _nchw_to_mat(a, order):
+def _nchw_to_mat(a: np.ndarray, order: str) -> np.ndarray:
     """(N, F, H', W') -> (F, M) matrix with columns in ``order`` (a copy only if a's memory is
     not already in that order)."""
     mat = a.transpose(1, 0, 2, 3) if order == "nhw" else np.moveaxis(a, 0, -1)
@@ -226,7 +245,7 @@ def _nchw_to_mat(a, order):
     return mat.reshape(a.shape[1], -1)
 
 
-def _copy_batch_last(dst, src):
+def _copy_batch_last(dst: np.ndarray, src: np.ndarray) -> None:
     """dst[..., n] = src[n, ...] for src (N, *S) and dst (*S, N), dst possibly a strided view.
 
     Moving the batch axis innermost transposes an (N, prod(S)) matrix. Done in one copy, each run
@@ -250,7 +269,9 @@ def _copy_batch_last(dst, src):
 # ----------------------------------------------------------------------------------------------
 
 
-def _conv_forward(x, w, b, conv_param, order):
+def _conv_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict[str, Any], order: str
+) -> tuple[np.ndarray, Cache]:
     require_float("x", x)
     stride, pad, H_out, W_out = check_conv_args(x, w, b, conv_param)
     F, _, HH, WW = w.shape
@@ -262,7 +283,7 @@ def _conv_forward(x, w, b, conv_param, order):
     return _mat_to_nchw(out, x.shape[0], H_out, W_out, order), (x, w, b, conv_param, xp, order)
 
 
-def _require_unchanged(dict_name, cached, now):
+def _require_unchanged(dict_name: str, cached: tuple[int, ...], now: tuple[int, ...]) -> None:
     """The backward pass re-reads the param dict; it must still describe the forward pass."""
     if tuple(cached) != tuple(now):
         raise ValueError(
@@ -271,7 +292,7 @@ def _require_unchanged(dict_name, cached, now):
         )
 
 
-def _unpack_conv_cache(cache):
+def _unpack_conv_cache(cache: Cache) -> tuple[Any, ...]:
     if isinstance(cache, tuple) and len(cache) == 6 and cache[5] in _MEMORY_ORDER:
         return cache
     if isinstance(cache, tuple) and len(cache) == 4:  # conv_forward_naive's cache
@@ -283,7 +304,7 @@ def _unpack_conv_cache(cache):
     )
 
 
-def _conv_backward(dout, cache):
+def _conv_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, w, b, conv_param, xp, order = _unpack_conv_cache(cache)
     stride, pad, H_out, W_out = check_conv_args(x, w, b, conv_param)
     N = x.shape[0]
@@ -306,7 +327,9 @@ def _conv_backward(dout, cache):
     return dx, dw, db
 
 
-def conv_forward_im2col(x, w, b, conv_param):
+def conv_forward_im2col(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Convolution (cross-correlation) as im2col + one matrix product; columns in (H', W', N) order.
 
     x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: 'stride', 'pad' (symmetric zeros).
@@ -319,7 +342,9 @@ def conv_forward_im2col(x, w, b, conv_param):
     return _conv_forward(x, w, b, conv_param, "hwn")
 
 
-def conv_backward_im2col(dout, cache):
+def conv_backward_im2col(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H', W'); cache from any conv forward here (or conv_forward_naive's).
 
     Returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,), with dout_mat = dout as (F, M):
@@ -329,7 +354,9 @@ def conv_backward_im2col(dout, cache):
     return _conv_backward(dout, cache)
 
 
-def conv_forward_strides(x, w, b, conv_param):
+def conv_forward_strides(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Same as ``conv_forward_im2col`` with the course's ``as_strided`` column order (N, H', W').
 
     Returns a C-contiguous out (N, F, H', W') and cache = (x, w, b, conv_param, xpad, "nhw") with
@@ -339,7 +366,9 @@ def conv_forward_strides(x, w, b, conv_param):
     return np.ascontiguousarray(out), cache
 
 
-def conv_backward_strides(dout, cache):
+def conv_backward_strides(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H', W'); returns dx, dw, db (see ``conv_backward_im2col``)."""
     return _conv_backward(dout, cache)
 
@@ -355,7 +384,9 @@ conv_backward_fast = conv_backward_im2col
 # ----------------------------------------------------------------------------------------------
 
 
-def _pool_windows(x, ph, pw, stride, H_out, W_out, writeable=False):
+def _pool_windows(
+    x: np.ndarray, ph: int, pw: int, stride: int, H_out: int, W_out: int, writeable: bool = False
+) -> np.ndarray:
     """(N, C, H', W', ph, pw) view of x's pooling windows, without copying."""
     N, C, H, W = x.shape
     if stride == ph == pw and H == H_out * ph and W == W_out * pw and x.flags.c_contiguous:
@@ -365,7 +396,7 @@ def _pool_windows(x, ph, pw, stride, H_out, W_out, writeable=False):
     return _windows(x, ph, pw, stride, H_out, W_out, writeable)
 
 
-def max_pool_forward_reshape(x, pool_param):
+def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
     """Max pooling over a zero-copy window view (a reshape when the windows tile x exactly).
 
     x: (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'.
@@ -384,7 +415,9 @@ def max_pool_forward_reshape(x, pool_param):
     return out, (x, pool_param, out.copy(order="K"), "max")
 
 
-def _max_pool_backward_max(dout, x, pool_param, out):
+def _max_pool_backward_max(
+    dout: np.ndarray, x: np.ndarray, pool_param: dict[str, Any], out: np.ndarray
+) -> np.ndarray:
     """Route each window's gradient to its FIRST maximal tap in row-major window order.
 
     Walk the taps in that order; ``free`` marks windows whose maximum has not been met yet, so a
@@ -420,7 +453,7 @@ def _max_pool_backward_max(dout, x, pool_param, out):
             if finite:
                 np.multiply(dout, hit, out=share if overlap else dtap)
             elif overlap:
-                share[...] = np.where(hit, dout, 0)
+                share[...] = np.where(hit, dout, 0)  # type: ignore[index]
             else:
                 dtap[...] = np.where(hit, dout, 0)
             if overlap:
@@ -429,7 +462,7 @@ def _max_pool_backward_max(dout, x, pool_param, out):
     return dx
 
 
-def _unpack_pool_cache(cache):
+def _unpack_pool_cache(cache: Cache) -> tuple[Any, ...]:
     if isinstance(cache, tuple) and len(cache) == 4 and cache[3] in ("max", "argmax"):
         return cache
     if isinstance(cache, tuple) and len(cache) == 2:  # max_pool_forward_naive's cache
@@ -442,7 +475,7 @@ def _unpack_pool_cache(cache):
     )
 
 
-def _max_pool_backward(dout, cache):
+def _max_pool_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     x, pool_param, saved, kind = _unpack_pool_cache(cache)
     if kind == "max":
         return _max_pool_backward_max(dout, x, pool_param, saved)
@@ -458,7 +491,7 @@ def _max_pool_backward(dout, cache):
     return dx
 
 
-def max_pool_backward_reshape(dout, cache):
+def max_pool_backward_reshape(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """dout: (N, C, H', W'); cache from any max pool forward here (or the naive one's).
 
     Returns dx (N, C, H, W): each window's gradient goes to the first maximum of the window in
@@ -467,7 +500,7 @@ def max_pool_backward_reshape(dout, cache):
     return _max_pool_backward(dout, cache)
 
 
-def max_pool_forward_im2col(x, pool_param):
+def max_pool_forward_im2col(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
     """Max pooling as an explicit (windows, taps) matrix and its argmax (textbook variant).
 
     x: (N, C, H, W); returns out (N, C, H', W') and cache = (x, pool_param, argmax, "argmax") with
@@ -481,7 +514,7 @@ def max_pool_forward_im2col(x, pool_param):
     return out, (x, pool_param, argmax, "argmax")
 
 
-def max_pool_backward_im2col(dout, cache):
+def max_pool_backward_im2col(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """dout: (N, C, H', W'); returns dx (N, C, H, W) (see ``max_pool_backward_reshape``)."""
     return _max_pool_backward(dout, cache)
 

@@ -17,12 +17,17 @@ Every mean runs over all elements of its input (the course passes (N,) or (N, 1)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from twin_checks import check_same_shape, check_scores  # pure Python, shared with torch_impl
 
+if TYPE_CHECKING:
+    from numpy_impl.layers import Loss
 
-def _sigmoid_minus(x, t):
+
+def _sigmoid_minus(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     """sigmoid(x) - t without cancellation: with e = exp(-|x|), sigmoid(x) = 1 - e/(1+e) for
     x >= 0 and e/(1+e) for x < 0, so the tiny e/(1+e) is never added to 1 and lost (the
     gradient of bce(50, 1) is -1.9e-22, not 0)."""
@@ -31,7 +36,7 @@ def _sigmoid_minus(x, t):
     return np.where(x >= 0, (1 - t) - small, small - t)
 
 
-def bce_loss(input, target):
+def bce_loss(input: np.ndarray, target: np.ndarray) -> tuple[Loss, tuple[np.ndarray, np.ndarray]]:
     """Mean binary cross-entropy between sigmoid(input) and target, from logits.
 
     input: any shape, float logits; target: same shape, values in [0, 1].
@@ -46,7 +51,9 @@ def bce_loss(input, target):
     return loss, (_sigmoid_minus(x, t) / n, -x / n)
 
 
-def discriminator_loss(logits_real, logits_fake):
+def discriminator_loss(
+    logits_real: np.ndarray, logits_fake: np.ndarray
+) -> tuple[Loss, tuple[np.ndarray, np.ndarray]]:
     """Vanilla GAN discriminator loss: bce(logits_real, 1) + bce(logits_fake, 0).
 
     logits_real: (N,) or (N, 1) scores on real data; logits_fake: scores on generated data
@@ -60,7 +67,7 @@ def discriminator_loss(logits_real, logits_fake):
     return loss_real + loss_fake, (d_real, d_fake)
 
 
-def generator_loss(logits_fake):
+def generator_loss(logits_fake: np.ndarray) -> tuple[Loss, np.ndarray]:
     """Vanilla (non-saturating) GAN generator loss: bce(logits_fake, 1).
 
     logits_fake: (N,) or (N, 1). Returns (loss, dlogits_fake).
@@ -70,13 +77,15 @@ def generator_loss(logits_fake):
     return loss, d_fake
 
 
-def _half_mse(scores, target: float):
+def _half_mse(scores: np.ndarray, target: float) -> tuple[Loss, np.ndarray]:
     """0.5 * mean((scores - target)^2) and its gradient (scores - target) / n."""
     diff = scores - np.asarray(target, dtype=scores.dtype)
     return 0.5 * (diff**2).mean(), diff / scores.size
 
 
-def ls_discriminator_loss(scores_real, scores_fake):
+def ls_discriminator_loss(
+    scores_real: np.ndarray, scores_fake: np.ndarray
+) -> tuple[Loss, tuple[np.ndarray, np.ndarray]]:
     """Least-squares GAN discriminator loss 0.5 mean((real - 1)^2) + 0.5 mean(fake^2).
 
     scores_real, scores_fake: (N,) or (N, 1). Returns (loss, (dscores_real, dscores_fake)).
@@ -88,7 +97,7 @@ def ls_discriminator_loss(scores_real, scores_fake):
     return loss_real + loss_fake, (d_real, d_fake)
 
 
-def ls_generator_loss(scores_fake):
+def ls_generator_loss(scores_fake: np.ndarray) -> tuple[Loss, np.ndarray]:
     """Least-squares GAN generator loss 0.5 mean((fake - 1)^2).
 
     scores_fake: (N,) or (N, 1). Returns (loss, dscores_fake).

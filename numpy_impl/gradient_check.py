@@ -9,9 +9,12 @@ Contract (CS231n's): the ``eval_*`` functions perturb ``x`` IN PLACE, one entry 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from random import randrange
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "eval_numerical_gradient",
@@ -22,7 +25,7 @@ __all__ = [
 ]
 
 
-def rel_error(x, y):
+def rel_error(x: ArrayLike, y: ArrayLike) -> float:
     """CS231n's relative error: max over entries of |x - y| / max(1e-8, |x| + |y|).
 
     Entrywise (not a norm ratio), so one bad entry is enough to fail; the 1e-8 floor keeps entries
@@ -36,14 +39,16 @@ def rel_error(x, y):
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
-def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
+def eval_numerical_gradient(
+    f: Callable[..., Any], x: np.ndarray, verbose: bool = True, h: float = 1e-5
+) -> np.ndarray:
     """Numerical gradient of a scalar function.
 
     f: callable taking x and returning a scalar; x: array (perturbed in place, restored).
     Returns grad with x's shape.
     """
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])  # type: ignore[list-item]
     while not it.finished:
         ix = it.multi_index
         old = x[ix]
@@ -59,14 +64,16 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     return grad
 
 
-def eval_numerical_gradient_array(f, x, df, h=1e-5):
+def eval_numerical_gradient_array(
+    f: Callable[..., Any], x: np.ndarray, df: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
     """Numerical gradient of sum(f(x) * df), i.e. the vector-Jacobian product df^T (df/dx).
 
     f: callable taking x and returning an array of df's shape; x: array (perturbed in place,
     restored); df: upstream gradient. Returns grad with x's shape.
     """
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])
+    it = np.nditer(x, flags=["multi_index", "zerosize_ok"], op_flags=[["readwrite"]])  # type: ignore[list-item]
     while not it.finished:
         ix = it.multi_index
         old = x[ix]
@@ -80,7 +87,9 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     return grad
 
 
-def eval_numerical_gradient_blobs(f, inputs, output, h=1e-5):
+def eval_numerical_gradient_blobs(
+    f: Callable[..., Any], inputs: tuple[Any, ...], output: Any, h: float = 1e-5
+) -> list[np.ndarray]:
     """Numerical gradients for functions operating on blobs (CS231n's interface).
 
     f: called as f(*inputs), writes its result into ``output.vals``; inputs: objects with
@@ -107,7 +116,13 @@ def eval_numerical_gradient_blobs(f, inputs, output, h=1e-5):
     return numeric_diffs
 
 
-def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
+def grad_check_sparse(
+    f: Callable[..., Any],
+    x: np.ndarray,
+    analytic_grad: np.ndarray,
+    num_checks: int = 10,
+    h: float = 1e-5,
+) -> list[float]:
     """Compare ``analytic_grad`` with the centered difference at ``num_checks`` random entries.
 
     f: callable taking x and returning a scalar; x: array (perturbed in place, restored);

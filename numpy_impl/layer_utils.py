@@ -8,7 +8,12 @@ function, so the affine sandwiches, all that FullyConnectedNet needs, do not dep
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from numpy_impl.layers import (
+    Cache,
     affine_backward,
     affine_forward,
     batchnorm_backward_alt,
@@ -45,14 +50,16 @@ _NORM_LAYERS = {
 NORMALIZATIONS = (None, *_NORM_LAYERS)
 
 
-def affine_relu_forward(x, w, b):
+def affine_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
     """affine -> ReLU. x: (N, d_1, ..., d_k); w: (D, M); b: (M,). Returns out (N, M), cache."""
     a, fc_cache = affine_forward(x, w, b)
     out, relu_cache = relu_forward(a)
     return out, (fc_cache, relu_cache)
 
 
-def affine_relu_backward(dout, cache):
+def affine_relu_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, M). Returns dx (x's shape), dw (D, M), db (M,)."""
     fc_cache, relu_cache = cache
     da = relu_backward(dout, relu_cache)
@@ -60,8 +67,15 @@ def affine_relu_backward(dout, cache):
 
 
 def affine_norm_relu_forward(
-    x, w, b, gamma=None, beta=None, bn_param=None, normalization=None, dropout_param=None
-):
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    bn_param: dict[str, Any] | None = None,
+    normalization: str | None = None,
+    dropout_param: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, Cache]:
     """affine -> [batchnorm | layernorm] -> ReLU -> [dropout]: one hidden layer of CS231n's
     FullyConnectedNet.
 
@@ -80,7 +94,7 @@ def affine_norm_relu_forward(
             if value is None:
                 raise ValueError(f"normalization={normalization!r} needs {name}, got None")
         norm_forward, _ = _NORM_LAYERS[normalization]
-        out, norm_cache = norm_forward(out, gamma, beta, bn_param)
+        out, norm_cache = norm_forward(out, gamma, beta, bn_param)  # type: ignore[arg-type]
     out, relu_cache = relu_forward(out)
     drop_cache = None
     if dropout_param is not None:
@@ -88,7 +102,9 @@ def affine_norm_relu_forward(
     return out, (normalization, fc_cache, norm_cache, relu_cache, drop_cache)
 
 
-def affine_norm_relu_backward(dout, cache):
+def affine_norm_relu_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """dout: (N, M). Returns dx (x's shape), dw (D, M), db (M,), dgamma (M,), dbeta (M,);
     dgamma and dbeta are None when the forward had no normalization."""
     normalization, fc_cache, norm_cache, relu_cache, drop_cache = cache
@@ -103,7 +119,9 @@ def affine_norm_relu_backward(dout, cache):
     return dx, dw, db, dgamma, dbeta
 
 
-def conv_relu_forward(x, w, b, conv_param):
+def conv_relu_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """conv -> ReLU. x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: 'stride', 'pad'.
     Returns out (N, F, H', W') and cache."""
     from numpy_impl.fast_layers import conv_forward_fast
@@ -113,7 +131,7 @@ def conv_relu_forward(x, w, b, conv_param):
     return out, (conv_cache, relu_cache)
 
 
-def conv_relu_backward(dout, cache):
+def conv_relu_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H', W'). Returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,)."""
     from numpy_impl.fast_layers import conv_backward_fast
 
@@ -122,7 +140,15 @@ def conv_relu_backward(dout, cache):
     return conv_backward_fast(da, conv_cache)
 
 
-def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
+def conv_bn_relu_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    conv_param: dict[str, Any],
+    bn_param: dict[str, Any],
+) -> tuple[np.ndarray, Cache]:
     """conv -> spatial batchnorm -> ReLU.
 
     x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); gamma, beta: (F,); conv_param: 'stride', 'pad';
@@ -136,7 +162,9 @@ def conv_bn_relu_forward(x, w, b, gamma, beta, conv_param, bn_param):
     return out, (conv_cache, bn_cache, relu_cache)
 
 
-def conv_bn_relu_backward(dout, cache):
+def conv_bn_relu_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H', W'). Returns dx, dw, db, dgamma (F,), dbeta (F,)."""
     from numpy_impl.fast_layers import conv_backward_fast
 
@@ -147,7 +175,13 @@ def conv_bn_relu_backward(dout, cache):
     return dx, dw, db, dgamma, dbeta
 
 
-def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
+def conv_relu_pool_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    conv_param: dict[str, Any],
+    pool_param: dict[str, Any],
+) -> tuple[np.ndarray, Cache]:
     """conv -> ReLU -> max pool.
 
     x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: 'stride', 'pad';
@@ -161,7 +195,9 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     return out, (conv_cache, relu_cache, pool_cache)
 
 
-def conv_relu_pool_backward(dout, cache):
+def conv_relu_pool_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H'', W''). Returns dx (N, C, H, W), dw (F, C, HH, WW), db (F,)."""
     from numpy_impl.fast_layers import conv_backward_fast, max_pool_backward_fast
 

@@ -16,8 +16,10 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import math
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from twin_checks import (
     check_affine_args,
@@ -67,13 +69,19 @@ __all__ = [
     "softmax_loss",
 ]
 
+# What a forward pass keeps for its backward pass (a tuple, a dict or an array, as each forward's
+# docstring says); callers hand it back unopened.
+Cache: TypeAlias = Any
+# A loss value: a NumPy scalar of the scores' dtype (or a Python float).
+Loss: TypeAlias = float | np.floating[Any]
+
 
 # ----------------------------------------------------------------------------------------------
 # Affine and elementwise nonlinearities
 # ----------------------------------------------------------------------------------------------
 
 
-def affine_forward(x, w, b):
+def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Cache]:
     """Fully connected layer: out = x.reshape(N, D) @ w + b.
 
     x: (N, d_1, ..., d_k) with D = d_1 * ... * d_k; w: (D, M); b: (M,).
@@ -85,7 +93,7 @@ def affine_forward(x, w, b):
     return out, (x, w, b)
 
 
-def affine_backward(dout, cache):
+def affine_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, M); cache = (x, w, b) from affine_forward.
 
     Returns dx (x's original shape (N, d_1, ..., d_k)), dw (D, M), db (M,).
@@ -100,20 +108,20 @@ def affine_backward(dout, cache):
     return dx, dw, db
 
 
-def relu_forward(x):
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     """out = max(0, x), elementwise. x: any shape. cache = x."""
     require_float("x", x)
     return np.maximum(x, 0), x
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """dx = dout where x > 0, else 0 (the subgradient at the kink x == 0 is 0, as in PyTorch)."""
     x = cache
     check_dout(dout, shape_of(x))
     return dout * (x > 0)
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     """out = 1 / (1 + exp(-x)), elementwise; cache = out.
 
     Computed from exp(-|x|) <= 1 so that no exponential overflows for large |x|.
@@ -124,21 +132,21 @@ def sigmoid_forward(x):
     return out, out
 
 
-def sigmoid_backward(dout, cache):
+def sigmoid_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """d sigmoid / dx = s * (1 - s), with s the cached forward output."""
     s = cache
     check_dout(dout, shape_of(s))
     return dout * s * (1 - s)
 
 
-def tanh_forward(x):
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     """out = tanh(x), elementwise; cache = out."""
     require_float("x", x)
     out = np.tanh(x)
     return out, out
 
 
-def tanh_backward(dout, cache):
+def tanh_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """d tanh / dx = 1 - tanh(x)^2, from the cached forward output."""
     t = cache
     check_dout(dout, shape_of(t))
@@ -150,7 +158,9 @@ def tanh_backward(dout, cache):
 # ----------------------------------------------------------------------------------------------
 
 
-def _normalize(x, axis, eps):
+def _normalize(
+    x: np.ndarray, axis: int | tuple[int, ...], eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (xhat, xmu, var, std) normalizing x over ``axis`` with the BIASED variance."""
     mu = x.mean(axis=axis, keepdims=True)
     xmu = x - mu
@@ -159,7 +169,9 @@ def _normalize(x, axis, eps):
     return xmu / std, xmu, var, std
 
 
-def _normalize_backward(dxhat, xhat, std, axis):
+def _normalize_backward(
+    dxhat: np.ndarray, xhat: np.ndarray, std: np.ndarray, axis: int | tuple[int, ...]
+) -> np.ndarray:
     """Gradient through xhat = (x - mean(x)) / sqrt(var(x) + eps), reduction over ``axis``.
 
     With m elements per group, differentiating the mean and the variance gives
@@ -192,7 +204,7 @@ class _Channels:
     matrix once spread over those columns.
     """
 
-    def __init__(self, shape):
+    def __init__(self, shape: tuple[int, ...]) -> None:
         N, self.C, self.hw = shape[0], shape[1], math.prod(shape[2:])
         K = self.C * self.hw
         # R: the power of two dividing N that first makes rows of _ROW_MIN values (1 for odd N),
@@ -204,12 +216,12 @@ class _Channels:
         self.rows, self.cols = N // self.R, self.R * K
         self.m = N * self.hw  # values per channel
 
-    def view(self, a):
+    def view(self, a: np.ndarray) -> np.ndarray:
         """The (N // R, R*C*hw) matrix of an array of this shape (a copy only if a is not
         C-contiguous)."""
         return a.reshape(self.rows, self.cols)
 
-    def spread(self, v):
+    def spread(self, v: np.ndarray) -> np.ndarray:
         """A per-channel vector (C,) laid along a row: each value over its channel's columns."""
         if self.R == 1 and self.hw == 1:
             return v
@@ -217,7 +229,7 @@ class _Channels:
         row[...] = v if self.hw == 1 else np.repeat(v, self.hw)
         return row.reshape(-1)
 
-    def sum(self, a2, b2=None):
+    def sum(self, a2: np.ndarray, b2: np.ndarray | None = None) -> np.ndarray:
         """Per-channel sum over the batch and the spatial positions of the matrix a2, or of
         a2 * b2.
 
@@ -242,14 +254,16 @@ class _Channels:
         return cols.astype(dtype, copy=False)
 
 
-def _scale_shift(a2, scale, shift):
+def _scale_shift(a2: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """a2 * scale + shift (NumPy's dtype promotion) with the addition done in place."""
     out = np.multiply(a2, scale, dtype=np.result_type(a2, scale, shift))
     out += shift
     return out
 
 
-def _bn_train_forward(x, gamma, beta, eps):
+def _bn_train_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Normalize x per channel with the batch mean and the BIASED batch variance.
 
     x: (N, D) or (N, C, H, W); gamma, beta: (C,). Returns out, xhat, xmu (x's shape) and the
@@ -275,7 +289,9 @@ def _bn_train_forward(x, gamma, beta, eps):
     return (out.reshape(x.shape), xhat.reshape(x.shape), xmu.reshape(x.shape), mean, var, std)
 
 
-def _bn_train_backward(dout, xhat, std, gamma):
+def _bn_train_backward(
+    dout: np.ndarray, xhat: np.ndarray, std: np.ndarray, gamma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dx, dgamma, dbeta of out = gamma * xhat + beta, xhat = (x - mean) / std per channel.
 
     With m values per channel and dxhat = gamma * dout, batchnorm_backward_alt's closed form
@@ -304,7 +320,9 @@ def _bn_train_backward(dout, xhat, std, gamma):
     return dx.reshape(dout.shape), dgamma, dbeta
 
 
-def _batchnorm_forward(x, gamma, beta, bn_param):
+def _batchnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """batchnorm_forward's body, statistics per column of x (N, D) or channel of x (N, C, H, W);
     the arguments are already checked except bn_param."""
     C = x.shape[1]
@@ -348,7 +366,9 @@ def _batchnorm_forward(x, gamma, beta, bn_param):
     return out, cache
 
 
-def _batchnorm_test_backward(dout, cache):
+def _batchnorm_test_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Test mode is an affine map per feature: out = gamma * (x - mean_run) / std_run + beta."""
     ch = _Channels(dout.shape)
     d2 = ch.view(dout)
@@ -356,14 +376,18 @@ def _batchnorm_test_backward(dout, cache):
     return dx.reshape(dout.shape), ch.sum(d2, ch.view(cache["xhat"])), ch.sum(d2)
 
 
-def _batchnorm_backward(dout, cache):
+def _batchnorm_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The closed-form backward of _batchnorm_forward, either mode, either layout."""
     if cache["mode"] == "test":
         return _batchnorm_test_backward(dout, cache)
     return _bn_train_backward(dout, cache["xhat"], cache["std"], cache["gamma"])
 
 
-def batchnorm_forward(x, gamma, beta, bn_param):
+def batchnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Batch normalization over the batch axis.
 
     x: (N, D); gamma, beta: (D,).
@@ -383,7 +407,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     return _batchnorm_forward(x, gamma, beta, bn_param)
 
 
-def batchnorm_backward(dout, cache):
+def batchnorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward pass of batchnorm_forward, node by node through the computation graph.
 
     The forward graph (train mode), per feature over N samples:
@@ -420,7 +444,9 @@ def batchnorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def batchnorm_backward_alt(dout, cache):
+def batchnorm_backward_alt(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward pass of batchnorm_forward with the simplified closed form (same cache).
 
     Collapsing the graph of batchnorm_backward on paper gives
@@ -433,7 +459,9 @@ def batchnorm_backward_alt(dout, cache):
     return _batchnorm_backward(dout, cache)
 
 
-def layernorm_forward(x, gamma, beta, ln_param):
+def layernorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, ln_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Layer normalization: each sample (row) normalized over its D features.
 
     x: (N, D); gamma, beta: (D,). ln_param: 'eps' (1e-5); 'mode' accepted and ignored (layernorm
@@ -449,7 +477,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     return out, {"xhat": xhat, "std": std, "gamma": gamma}
 
 
-def layernorm_backward(dout, cache):
+def layernorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, D). Returns dx (N, D), dgamma (D,), dbeta (D,).
 
     The same closed form as batchnorm_backward_alt with the reduction over the feature axis.
@@ -462,7 +490,9 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+def spatial_batchnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, bn_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Batchnorm per channel over (N, H, W).
 
     x: (N, C, H, W); gamma, beta: (C,); bn_param as in batchnorm_forward (running stats (C,)).
@@ -480,7 +510,9 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     return out, (bn_cache, (N, C, H, W))
 
 
-def spatial_batchnorm_backward(dout, cache):
+def spatial_batchnorm_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma (C,), dbeta (C,).
 
     The closed form of batchnorm_backward_alt with every sum over (N, H, W).
@@ -490,7 +522,9 @@ def spatial_batchnorm_backward(dout, cache):
     return _batchnorm_backward(dout, bn_cache)
 
 
-def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+def spatial_groupnorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, G: int, gn_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Group normalization: each sample's C channels split into G groups of C // G channels, each
     group normalized over its (C // G) * H * W values.
 
@@ -510,7 +544,9 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     return out, {"xhat": xhat, "std": std, "gamma": gamma, "G": G, "shape": (N, C, H, W)}
 
 
-def spatial_groupnorm_backward(dout, cache):
+def spatial_groupnorm_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, C, H, W). Returns dx (N, C, H, W), dgamma (1, C, 1, 1), dbeta (1, C, 1, 1)."""
     xhat, std, gamma, G, (N, C, H, W) = (
         cache["xhat"],
@@ -532,7 +568,9 @@ def spatial_groupnorm_backward(dout, cache):
 # ----------------------------------------------------------------------------------------------
 
 
-def dropout_mask(shape, dtype, dropout_param):
+def dropout_mask(
+    shape: tuple[int, ...], dtype: DTypeLike, dropout_param: dict[str, Any]
+) -> np.ndarray | None:
     """The inverted-dropout multiplier (entries 0 or 1/p) of ``dropout_param``, or None in test
     mode: the one mask of the NumPy twin (dropout_forward and the attention layers use it).
 
@@ -558,7 +596,7 @@ def dropout_mask(shape, dtype, dropout_param):
     return (keep / p).astype(dtype, copy=False)
 
 
-def dropout_forward(x, dropout_param):
+def dropout_forward(x: np.ndarray, dropout_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
     """Inverted dropout.
 
     x: any shape. dropout_param: 'p' the KEEP probability in (0, 1] (PyTorch's F.dropout takes the
@@ -574,7 +612,7 @@ def dropout_forward(x, dropout_param):
     return out, (dropout_param, mask)
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """dout: x's shape. Train: dx = dout * mask. Test: dx = dout (its shape cannot be checked
     against a mask; test mode caches none)."""
     _, mask = cache
@@ -590,12 +628,14 @@ def dropout_backward(dout, cache):
 # ----------------------------------------------------------------------------------------------
 
 
-def _pad_hw(x, pad):
+def _pad_hw(x: np.ndarray, pad: int) -> np.ndarray:
     """Symmetric zero padding of the two spatial axes of (N, C, H, W); keeps x's dtype."""
     return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="constant")
 
 
-def conv_forward_naive(x, w, b, conv_param):
+def conv_forward_naive(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict[str, Any]
+) -> tuple[np.ndarray, Cache]:
     """Convolution (cross-correlation, no kernel flip, as in CS231n and PyTorch).
 
     x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: 'stride', 'pad' (symmetric zeros).
@@ -618,7 +658,9 @@ def conv_forward_naive(x, w, b, conv_param):
     return out, (x, w, b, conv_param)
 
 
-def conv_backward_naive(dout, cache):
+def conv_backward_naive(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dout: (N, F, H', W'); cache = (x, w, b, conv_param).
 
     Each output position (i, j) used the window xpad[:, :, i*s : i*s+HH, j*s : j*s+WW] and every
@@ -645,7 +687,7 @@ def conv_backward_naive(dout, cache):
     return dx, dw, db
 
 
-def max_pool_forward_naive(x, pool_param):
+def max_pool_forward_naive(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
     """Max pooling without padding.
 
     x: (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'.
@@ -663,7 +705,7 @@ def max_pool_forward_naive(x, pool_param):
     return out, (x, pool_param)
 
 
-def max_pool_backward_naive(dout, cache):
+def max_pool_backward_naive(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """dout: (N, C, H', W'); cache = (x, pool_param). Returns dx (N, C, H, W).
 
     Each window's gradient goes to ONE position: the FIRST maximum in row-major order within the
@@ -692,7 +734,7 @@ def max_pool_backward_naive(dout, cache):
 # ----------------------------------------------------------------------------------------------
 
 
-def svm_loss(x, y):
+def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[Loss, np.ndarray]:
     """Multiclass SVM (hinge) loss with margin 1, averaged over the batch (CS231n's scaling:
     summed over classes, unlike PyTorch's multi_margin_loss, which also divides by C).
 
@@ -713,7 +755,7 @@ def svm_loss(x, y):
     return loss, dx
 
 
-def softmax_loss(x, y):
+def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[Loss, np.ndarray]:
     """Softmax cross-entropy loss averaged over the batch.
 
     x: (N, C) scores; y: (N,) integer labels in [0, C).

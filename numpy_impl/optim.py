@@ -10,6 +10,8 @@ floats, since a NumPy float64 scalar such as a decayed learning rate would upcas
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from twin_checks import check_same_shape_update, require_dict
@@ -17,14 +19,16 @@ from twin_checks import check_same_shape_update, require_dict
 __all__ = ["sgd", "sgd_momentum", "nesterov_momentum", "rmsprop", "adam"]
 
 
-def _start(w, dw, config):
+def _start(w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None) -> dict[str, Any]:
     check_same_shape_update(w, dw)
     if config is None:
         return {}
     return require_dict(config, "config")
 
 
-def sgd(w, dw, config=None):
+def sgd(
+    w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Vanilla stochastic gradient descent: w - learning_rate * dw.
 
     config: 'learning_rate' (1e-2).
@@ -35,7 +39,9 @@ def sgd(w, dw, config=None):
     return next_w, config
 
 
-def sgd_momentum(w, dw, config=None):
+def sgd_momentum(
+    w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """SGD with momentum (CS231n's form: the learning rate is inside the velocity).
 
         v = momentum * v - learning_rate * dw;   w = w + v
@@ -56,7 +62,9 @@ def sgd_momentum(w, dw, config=None):
     return next_w, config
 
 
-def nesterov_momentum(w, dw, config=None):
+def nesterov_momentum(
+    w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Nesterov momentum in the course notes' form (the look-ahead folded into the update).
 
         v_prev = v;  v = momentum * v - learning_rate * dw;  w = w - momentum * v_prev
@@ -77,7 +85,9 @@ def nesterov_momentum(w, dw, config=None):
     return next_w, config
 
 
-def rmsprop(w, dw, config=None):
+def rmsprop(
+    w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """RMSProp: per-parameter step scaled by a moving average of squared gradients.
 
         cache = decay_rate * cache + (1 - decay_rate) * dw**2
@@ -101,7 +111,9 @@ def rmsprop(w, dw, config=None):
     return next_w, config
 
 
-def adam(w, dw, config=None):
+def adam(
+    w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Adam with bias correction.
 
         t = t + 1   (FIRST, so the first step divides by 1 - beta**1, not by 0)

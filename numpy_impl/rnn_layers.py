@@ -24,6 +24,7 @@ stay importable from here under their old names.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,12 +42,17 @@ from twin_checks import (
     check_indices as check_indices,  # re-exported (numpy_impl.classifiers.rnn uses it)
 )
 
+if TYPE_CHECKING:
+    from numpy_impl.layers import Cache, Loss
+
 # --------------------------------------------------------------------------------------------
 # Vanilla RNN
 # --------------------------------------------------------------------------------------------
 
 
-def rnn_step_forward(x, prev_h, Wx, Wh, b):
+def rnn_step_forward(
+    x: np.ndarray, prev_h: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """One time step of a tanh RNN: next_h = tanh(x @ Wx + prev_h @ Wh + b).
 
     x: (N, D); prev_h: (N, H); Wx: (D, H); Wh: (H, H); b: (H,).
@@ -57,7 +63,9 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     return next_h, (x, prev_h, Wx, Wh, next_h)
 
 
-def rnn_step_backward(dnext_h, cache):
+def rnn_step_backward(
+    dnext_h: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`rnn_step_forward`.
 
     dnext_h: (N, H). Returns dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,).
@@ -69,7 +77,9 @@ def rnn_step_backward(dnext_h, cache):
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
+def rnn_forward(
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """A tanh RNN over a whole sequence.
 
     x: (N, T, D); h0: (N, H); Wx: (D, H); Wh: (H, H); b: (H,).
@@ -86,7 +96,9 @@ def rnn_forward(x, h0, Wx, Wh, b):
     return h, (x, h0, Wx, Wh, h)
 
 
-def rnn_backward(dh, cache):
+def rnn_backward(
+    dh: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`rnn_forward`.
 
     dh: (N, T, H), the upstream gradient of EVERY hidden state (not only the last).
@@ -108,7 +120,9 @@ def rnn_backward(dh, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
-def _weight_grads(x, h_prev, da):
+def _weight_grads(
+    x: np.ndarray, h_prev: np.ndarray, da: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
     da2 = _rows(da)
     dWx = _rows(x).T @ da2
@@ -116,7 +130,7 @@ def _weight_grads(x, h_prev, da):
     return dWx, dWh, da2.sum(axis=0)
 
 
-def _rows(a):
+def _rows(a: np.ndarray) -> np.ndarray:
     """a (..., D) as the 2-D matrix (prod(...), D) of its rows. Not ``reshape(-1, D)``: with a
     zero-size dimension (N, T or D = 0) the -1 is ambiguous and reshape raises."""
     return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
@@ -127,7 +141,7 @@ def _rows(a):
 # --------------------------------------------------------------------------------------------
 
 
-def word_embedding_forward(x, W):
+def word_embedding_forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, Cache]:
     """Look up the word vector of every index.
 
     x: integer (N, T) word ids in [0, V); W: (V, D). Returns out (N, T, D) and cache = (x, W).
@@ -136,7 +150,7 @@ def word_embedding_forward(x, W):
     return W[x], (x, W)
 
 
-def word_embedding_backward(dout, cache):
+def word_embedding_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """Backward of :func:`word_embedding_forward`.
 
     dout: (N, T, D). Returns dW (V, D). A word appearing several times receives the SUM of the
@@ -155,13 +169,13 @@ def word_embedding_backward(dout, cache):
 # --------------------------------------------------------------------------------------------
 
 
-def _sigmoid(x):
+def _sigmoid(x: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function (no overflow of exp for large |x|)."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _lstm_gates(a, H: int):
+def _lstm_gates(a: np.ndarray, H: int) -> np.ndarray:
     """a: (N, 4H) pre-activations in the order i, f, o, g -> activated gates (N, 4H)."""
     gates = np.empty_like(a)
     gates[:, : 3 * H] = _sigmoid(a[:, : 3 * H])
@@ -169,7 +183,13 @@ def _lstm_gates(a, H: int):
     return gates
 
 
-def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
+def _lstm_cell_backward(
+    dnext_h: np.ndarray,
+    dnext_c: np.ndarray,
+    gates: np.ndarray,
+    prev_c: np.ndarray,
+    tanh_c: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of one LSTM cell w.r.t. its pre-activation a (N, 4H) and prev_c (N, H).
 
     next_c = f * prev_c + i * g and next_h = o * tanh(next_c); next_c also receives the
@@ -186,7 +206,14 @@ def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
     return da, dc * f
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+def lstm_step_forward(
+    x: np.ndarray,
+    prev_h: np.ndarray,
+    prev_c: np.ndarray,
+    Wx: np.ndarray,
+    Wh: np.ndarray,
+    b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, Cache]:
     """One LSTM step, gates in CS231n's order i, f, o, g.
 
     x: (N, D); prev_h, prev_c: (N, H); Wx: (D, 4H); Wh: (H, 4H); b: (4H,).
@@ -204,7 +231,9 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
 
 
-def lstm_step_backward(dnext_h, dnext_c, cache):
+def lstm_step_backward(
+    dnext_h: np.ndarray, dnext_c: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`lstm_step_forward`.
 
     dnext_h, dnext_c: (N, H). Returns dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H),
@@ -217,7 +246,9 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
+def lstm_forward(
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """An LSTM over a whole sequence; the initial cell state is zero.
 
     x: (N, T, D); h0: (N, H); Wx: (D, 4H); Wh: (H, 4H); b: (4H,).
@@ -241,7 +272,9 @@ def lstm_forward(x, h0, Wx, Wh, b):
     return h, (x, h0, Wx, Wh, gates, c, tanh_c, h)
 
 
-def lstm_backward(dh, cache):
+def lstm_backward(
+    dh: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`lstm_forward`.
 
     dh: (N, T, H), upstream gradient of every hidden state.
@@ -271,7 +304,9 @@ def lstm_backward(dh, cache):
 # --------------------------------------------------------------------------------------------
 
 
-def temporal_affine_forward(x, w, b):
+def temporal_affine_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, Cache]:
     """The same affine map at every time step.
 
     x: (N, T, D); w: (D, M); b: (M,). Returns out (N, T, M) and cache = (x, w, b, out).
@@ -281,7 +316,9 @@ def temporal_affine_forward(x, w, b):
     return out, (x, w, b, out)
 
 
-def temporal_affine_backward(dout, cache):
+def temporal_affine_backward(
+    dout: np.ndarray, cache: Cache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`temporal_affine_forward`.
 
     dout: (N, T, M). Returns dx (N, T, D), dw (D, M), db (M,).
@@ -294,7 +331,9 @@ def temporal_affine_backward(dout, cache):
     return dx, dw, db
 
 
-def temporal_softmax_loss(x, y, mask, verbose=False):
+def temporal_softmax_loss(
+    x: np.ndarray, y: np.ndarray, mask: np.ndarray, verbose: bool = False
+) -> tuple[Loss, np.ndarray]:
     """Softmax cross-entropy at every time step, summed over time and averaged over the batch.
 
     x: (N, T, V) scores; y: (N, T) integer targets in [0, V); mask: (N, T), 1/True where the

@@ -26,6 +26,8 @@ dz = (du - u (u . du)) / r (the component along u does not change u).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from twin_checks import (  # pure-Python argument checks, shared with torch_impl
@@ -37,24 +39,27 @@ from twin_checks import (  # pure-Python argument checks, shared with torch_impl
     require_same_shape,
 )
 
+if TYPE_CHECKING:
+    from numpy_impl.layers import Loss
+
 # --------------------------------------------------------------------------------------------
 # Cosine similarities
 # --------------------------------------------------------------------------------------------
 
 
-def _normalize_rows(out, name="out"):
+def _normalize_rows(out: np.ndarray, name: str = "out") -> tuple[np.ndarray, np.ndarray]:
     """out: (M, D) -> (u (M, D) unit rows, r (M, 1) norms)."""
     r = np.sqrt((out * out).sum(axis=1, keepdims=True))
     check_nonzero_norms(name, r)
     return out / r, r
 
 
-def _normalize_rows_backward(du, u, r):
+def _normalize_rows_backward(du: np.ndarray, u: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Gradient through u = z / ||z||: dz = (du - u (u . du)) / r."""
     return (du - u * (du * u).sum(axis=1, keepdims=True)) / r
 
 
-def sim(z_i, z_j):
+def sim(z_i: np.ndarray, z_j: np.ndarray) -> Loss:
     """Cosine similarity z_i . z_j / (||z_i|| ||z_j||) of two vectors z_i, z_j: (D,)."""
     require_ndim("z_i", z_i, 1, "(D,)")
     require_same_shape("z_j", z_j, "z_i", z_i)
@@ -63,7 +68,7 @@ def sim(z_i, z_j):
     return sim_positive_pairs(z_i[None], z_j[None])[0, 0]
 
 
-def sim_backward(dsim, z_i, z_j):
+def sim_backward(dsim: float, z_i: np.ndarray, z_j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of ``dsim * sim(z_i, z_j)``: returns (dz_i (D,), dz_j (D,))."""
     require_ndim("z_i", z_i, 1, "(D,)")
     require_same_shape("z_j", z_j, "z_i", z_i)
@@ -72,14 +77,14 @@ def sim_backward(dsim, z_i, z_j):
     return dz_i[0], dz_j[0]
 
 
-def compute_sim_matrix(out):
+def compute_sim_matrix(out: np.ndarray) -> np.ndarray:
     """out: (M, D) (M = 2N) -> (M, M) matrix of pairwise cosine similarities u u^T."""
     require_ndim("out", out, 2, "(2N, D)")
     u, _ = _normalize_rows(out)
     return u @ u.T
 
 
-def compute_sim_matrix_backward(dsim_matrix, out):
+def compute_sim_matrix_backward(dsim_matrix: np.ndarray, out: np.ndarray) -> np.ndarray:
     """dsim_matrix: (M, M) upstream gradient; out: (M, D). Returns dout (M, D).
 
     S = u u^T, so du = (dS + dS^T) u.
@@ -90,7 +95,7 @@ def compute_sim_matrix_backward(dsim_matrix, out):
     return _normalize_rows_backward((dsim_matrix + dsim_matrix.T) @ u, u, r)
 
 
-def sim_positive_pairs(out_left, out_right):
+def sim_positive_pairs(out_left: np.ndarray, out_right: np.ndarray) -> np.ndarray:
     """out_left, out_right: (N, D) -> (N, 1) with row k = cos(out_left[k], out_right[k])."""
     check_pair_args(out_left, out_right)
     u, _ = _normalize_rows(out_left, "out_left")
@@ -98,7 +103,9 @@ def sim_positive_pairs(out_left, out_right):
     return (u * v).sum(axis=1, keepdims=True)
 
 
-def sim_positive_pairs_backward(dpos, out_left, out_right):
+def sim_positive_pairs_backward(
+    dpos: np.ndarray, out_left: np.ndarray, out_right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """dpos: (N, 1). Returns (dout_left (N, D), dout_right (N, D))."""
     check_pair_args(out_left, out_right)
     check_dout(dpos, (out_left.shape[0], 1))
@@ -112,7 +119,9 @@ def sim_positive_pairs_backward(dpos, out_left, out_right):
 # --------------------------------------------------------------------------------------------
 
 
-def simclr_loss_naive(out_left, out_right, tau):
+def simclr_loss_naive(
+    out_left: np.ndarray, out_right: np.ndarray, tau: float
+) -> tuple[Loss, tuple[np.ndarray, np.ndarray]]:
     """Reference loop over the 2N anchors (teaching version; see the module docstring).
 
     out_left, out_right: (N, D); tau: temperature > 0.
@@ -140,10 +149,12 @@ def simclr_loss_naive(out_left, out_right, tau):
             dout[i] += dz_i
             dout[m] += dz_m
     loss = np.asarray(total / (2 * N), dtype=out.dtype)[()]
-    return loss, (dout[:N], dout[N:])
+    return loss, (dout[:N], dout[N:])  # type: ignore[return-value]  # [()] gives a scalar
 
 
-def simclr_loss_vectorized(out_left, out_right, tau):
+def simclr_loss_vectorized(
+    out_left: np.ndarray, out_right: np.ndarray, tau: float
+) -> tuple[Loss, tuple[np.ndarray, np.ndarray]]:
     """Vectorized NT-Xent loss.
 
     out_left, out_right: (N, D); tau: temperature > 0.

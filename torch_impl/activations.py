@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -26,7 +28,7 @@ class ReLUFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         _checks.require_float("x", x)
         out = x.clamp_min(0)
         ctx.save_for_backward(out)
@@ -34,7 +36,7 @@ class ReLUFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> Tensor:
         (out,) = ctx.saved_tensors
         # out > 0 exactly where x > 0 (and is False for NaN), the 0/1 mask of the derivative.
         return dout * (out > 0)
@@ -48,7 +50,7 @@ class SigmoidFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         _checks.require_float("x", x)
         out = torch.exp(x.clamp_max(0)).div_(torch.exp(-x.abs()).add_(1))
         ctx.save_for_backward(out)
@@ -56,7 +58,7 @@ class SigmoidFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> Tensor:
         (s,) = ctx.saved_tensors
         return dout * s * (1 - s)
 
@@ -69,7 +71,7 @@ class TanhFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         _checks.require_float("x", x)
         e = torch.expm1(-2 * x.abs())
         out = torch.copysign(-e / (2 + e), x)
@@ -78,7 +80,7 @@ class TanhFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> Tensor:
         (t,) = ctx.saved_tensors
         return dout * (1 - t * t)
 
@@ -90,13 +92,13 @@ class GELUFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return x * 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)

@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -25,7 +27,9 @@ __all__ = [
 ]
 
 
-def _attention_forward(q, k, v, attn_mask, drop_mask):
+def _attention_forward(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, drop_mask: Tensor | None
+) -> tuple[Tensor, Tensor, float]:
     """(out, A, scale): the shared forward math of the attention Functions (see numpy twin)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = (q @ k.transpose(-1, -2)) * scale
@@ -38,7 +42,9 @@ def _attention_forward(q, k, v, attn_mask, drop_mask):
     return A_used @ v, A, scale
 
 
-def _attention_backward(dout, q, k, v, A, drop_mask, scale):
+def _attention_backward(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, A: Tensor, drop_mask: Tensor | None, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
     A_used = A if drop_mask is None else A * drop_mask
     dv = A_used.transpose(-1, -2) @ dout
     dA = dout @ v.transpose(-1, -2)
@@ -50,7 +56,7 @@ def _attention_backward(dout, q, k, v, A, drop_mask, scale):
     return dq, dk, dv
 
 
-def _check_drop_mask(drop_mask, shape) -> None:
+def _check_drop_mask(drop_mask: Tensor | None, shape: tuple[int, ...]) -> None:
     if drop_mask is not None:
         require_shape("dropout mask", drop_mask, tuple(shape), hint="the attention weights")
 
@@ -64,7 +70,14 @@ class ScaledDotProductAttentionFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, attn_mask=None, drop_mask=None):
+    def forward(
+        ctx: Any,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Tensor | None = None,
+        drop_mask: Tensor | None = None,
+    ) -> Tensor:
         S, T, d = check_attention_args(q, k, v)
         check_attn_mask(attn_mask, S, T)
         _check_drop_mask(drop_mask, shape_of(q)[:-1] + (T,))
@@ -75,18 +88,18 @@ class ScaledDotProductAttentionFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, A, drop_mask = ctx.saved_tensors
         dq, dk, dv = _attention_backward(dout, q, k, v, A, drop_mask, ctx.scale)
         return dq, dk, dv, None, None
 
 
-def _split_heads(X, num_heads):
+def _split_heads(X: Tensor, num_heads: int) -> Tensor:
     N, L, E = X.shape
     return X.reshape(N, L, num_heads, E // num_heads).transpose(1, 2)
 
 
-def _merge_heads(X):
+def _merge_heads(X: Tensor) -> Tensor:
     N, Hh, L, Dh = X.shape
     return X.transpose(1, 2).reshape(N, L, Hh * Dh)
 
@@ -102,22 +115,22 @@ class MultiHeadAttentionFunction(Function):
 
     @staticmethod
     def forward(
-        ctx,
-        query,
-        key,
-        value,
-        Wq,
-        bq,
-        Wk,
-        bk,
-        Wv,
-        bv,
-        Wo,
-        bo,
-        num_heads,
-        attn_mask=None,
-        drop_mask=None,
-    ):
+        ctx: Any,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        Wq: Tensor,
+        bq: Tensor,
+        Wk: Tensor,
+        bk: Tensor,
+        Wv: Tensor,
+        bv: Tensor,
+        Wo: Tensor,
+        bo: Tensor,
+        num_heads: int,
+        attn_mask: Tensor | None = None,
+        drop_mask: Tensor | None = None,
+    ) -> Tensor:
         weights = dict(Wq=Wq, bq=bq, Wk=Wk, bk=bk, Wv=Wv, bv=bv, Wo=Wo, bo=bo)
         N, S, T, E = check_mha_args(query, key, value, weights, num_heads)
         check_attn_mask(attn_mask, S, T)
@@ -134,7 +147,7 @@ class MultiHeadAttentionFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         query, key, value, Wq, Wk, Wv, Wo, Qh, Kh, Vh, A, drop_mask, Y = ctx.saved_tensors
         dWo = as_rows(Y).T @ as_rows(dout)
         dbo = dout.sum(dim=(0, 1))

@@ -4,7 +4,10 @@ Representations"): cosine similarities and the NT-Xent loss.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -17,13 +20,13 @@ __all__ = [
 ]
 
 
-def _normalize_rows(out, name="out"):
+def _normalize_rows(out: Tensor, name: str = "out") -> tuple[Tensor, Tensor]:
     r = torch.sqrt((out * out).sum(dim=1, keepdim=True))
     check_nonzero_norms(name, r)
     return out / r, r
 
 
-def _normalize_rows_backward(du, u, r):
+def _normalize_rows_backward(du: Tensor, u: Tensor, r: Tensor) -> Tensor:
     return (du - u * (du * u).sum(dim=1, keepdim=True)) / r
 
 
@@ -31,7 +34,7 @@ class CosineSimilarityMatrixFunction(Function):
     """out (M, D) -> (M, M) cosine similarities u u^T (u = rows of out normalized)."""
 
     @staticmethod
-    def forward(ctx, out):
+    def forward(ctx: Any, out: Tensor) -> Tensor:
         require_ndim("out", out, 2, "(2N, D)")
         u, r = _normalize_rows(out)
         ctx.save_for_backward(u, r)
@@ -39,7 +42,7 @@ class CosineSimilarityMatrixFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dS):
+    def backward(ctx: Any, dS: Tensor) -> Tensor:
         u, r = ctx.saved_tensors
         return _normalize_rows_backward((dS + dS.T) @ u, u, r)
 
@@ -48,7 +51,7 @@ class PositivePairSimilarityFunction(Function):
     """out_left, out_right (N, D) -> (N, 1), row k = cos(out_left[k], out_right[k])."""
 
     @staticmethod
-    def forward(ctx, out_left, out_right):
+    def forward(ctx: Any, out_left: Tensor, out_right: Tensor) -> Tensor:
         check_pair_args(out_left, out_right)
         u, ru = _normalize_rows(out_left, "out_left")
         v, rv = _normalize_rows(out_right, "out_right")
@@ -57,7 +60,7 @@ class PositivePairSimilarityFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dpos):
+    def backward(ctx: Any, dpos: Tensor) -> tuple[Tensor | None, ...]:
         u, ru, v, rv = ctx.saved_tensors
         need = ctx.needs_input_grad
         return (
@@ -75,7 +78,7 @@ class SimCLRLossFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, out_left, out_right, tau):
+    def forward(ctx: Any, out_left: Tensor, out_right: Tensor, tau: float) -> Tensor:
         check_pair_args(out_left, out_right)
         tau = check_tau(tau)
         N = out_left.shape[0]
@@ -94,7 +97,7 @@ class SimCLRLossFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         u, r, log_probs = ctx.saved_tensors
         M = u.shape[0]
         N = M // 2

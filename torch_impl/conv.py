@@ -28,8 +28,10 @@ shifted (no window matrix of the whole input): lay the zero-padded input out cha
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -44,7 +46,7 @@ CONV_ALGORITHMS = ("auto", "im2col", "shifted")
 _MAX_WASTE = 2.0
 
 
-def choose_conv_algorithm(C, H, W, HH, WW, stride, pad):
+def choose_conv_algorithm(C: int, H: int, W: int, HH: int, WW: int, stride: int, pad: int) -> str:
     """'shifted' where its products are large enough and its wasted canvas positions few.
 
     The shifted algorithm computes one anchor per canvas position, (H + z)*(W + z) for H'*W'
@@ -64,7 +66,7 @@ def choose_conv_algorithm(C, H, W, HH, WW, stride, pad):
 # ----------------------------------------------------------------------------------------------
 
 
-def _im2col(x, HH, WW, stride, pad, dtype):
+def _im2col(x: Tensor, HH: int, WW: int, stride: int, pad: int, dtype: torch.dtype) -> Tensor:
     """cols (C*HH*WW, N*H'*W') in ``dtype``: column (n, i, j) is the window under output (n, i, j).
 
     ``unfold`` makes the windows a strided VIEW (N, C, H', W', HH, WW) of the padded input; one
@@ -79,13 +81,27 @@ def _im2col(x, HH, WW, stride, pad, dtype):
     return cols.view(win.shape[0] * HH * WW, math.prod(win.shape[3:]))
 
 
-def _im2col_forward(x, w2, HH, WW, stride, pad, H_out, W_out):
+def _im2col_forward(
+    x: Tensor, w2: Tensor, HH: int, WW: int, stride: int, pad: int, H_out: int, W_out: int
+) -> tuple[Tensor, Tensor]:
     """out (F, N, H'*W') = W2 @ cols (in w2's dtype), and cols."""
     cols = _im2col(x, HH, WW, stride, pad, w2.dtype)
     return (w2 @ cols).view(w2.shape[0], x.shape[0], H_out * W_out), cols
 
 
-def _im2col_backward(d2, cols, w2, x_shape, HH, WW, stride, pad, need_x, need_w, dtype):
+def _im2col_backward(
+    d2: Tensor,
+    cols: Tensor,
+    w2: Tensor,
+    x_shape: tuple[int, ...],
+    HH: int,
+    WW: int,
+    stride: int,
+    pad: int,
+    need_x: bool,
+    need_w: bool,
+    dtype: torch.dtype,
+) -> tuple[Tensor | None, Tensor | None]:
     """d2: dout as (F, N*H'*W') in the products' dtype. dW2 = d2 @ cols^T;
     dx = col2im(W2^T @ d2), accumulated in ``dtype`` (x's).
 
@@ -124,7 +140,18 @@ class _Canvas:
     O + k*Wc + l (lead = p*Wc + p puts that on input (n, i*stride - p + k, j*stride - p + l)).
     """
 
-    def __init__(self, N, H, W, HH, WW, stride, pad, H_out, W_out):
+    def __init__(
+        self,
+        N: int,
+        H: int,
+        W: int,
+        HH: int,
+        WW: int,
+        stride: int,
+        pad: int,
+        H_out: int,
+        W_out: int,
+    ) -> None:
         z = max(pad, 2 * pad - HH + 1, 2 * pad - WW + 1, 0)
         self.N = N
         self.Hc, self.Wc = H + z, W + z
@@ -137,7 +164,9 @@ class _Canvas:
         # One past the last anchor that is an output: the columns that are computed.
         self.L = ((N - 1) * self.Hc + self.rows.stop - 1) * self.Wc + self.cols.stop
 
-    def place(self, src, lead, tail, rows, cols, dtype):
+    def place(
+        self, src: Tensor, lead: int, tail: int, rows: slice, cols: slice, dtype: torch.dtype
+    ) -> Tensor:
         """(C, lead + body + tail) zeros in ``dtype`` with src (N, C, h, w) transposed into the
         image area at [rows, cols] (slices of the Hc x Wc image frame). Only the positions outside
         src are zeroed: a full zero fill first would be one more pass over a large fresh
@@ -156,14 +185,16 @@ class _Canvas:
         return buffer
 
 
-def _block_size(rows):
+def _block_size(rows: int) -> int:
     """Anchors per block: the stacked slices (rows x block) hold ~2M elements, within 2048-16384
     anchors (measured: 8192 anchors beat 2048 by 1.3x with 24 channels and tied with 64; small
     blocks cost calls, large ones cache)."""
     return max(2048, min(16384, (1 << 21) // rows))
 
 
-def _stacked_slices(buf, src, HH, WW, Wc, start, n):
+def _stacked_slices(
+    buf: Tensor, src: Tensor, HH: int, WW: int, Wc: int, start: int, n: int
+) -> Tensor:
     """buf as (HH*WW*R, n): row block t = k*WW + l is src[:, start + k*Wc + l : ... + n].
     The HH*WW shifted slices are one strided view of src (strides Wc, 1 over the taps), so the
     stacking is a single copy."""
@@ -174,7 +205,9 @@ def _stacked_slices(buf, src, HH, WW, Wc, start, n):
     return cols.view(HH * WW * R, n)
 
 
-def _stacked_products(out, weights, src, HH, WW, Wc, stop, offset):
+def _stacked_products(
+    out: Tensor, weights: Tensor, src: Tensor, HH: int, WW: int, Wc: int, stop: int, offset: int
+) -> None:
     """out[:, q] = weights @ [src[:, q + offset + s_0]; ...; src[:, q + offset + s_{T-1}]] for
     q in [0, stop), s_t = k*Wc + l: per block of columns the T = HH*WW shifted slices of src are
     stacked into one (T*R, block) matrix (an im2col of that block only, which stays in cache)
@@ -188,7 +221,9 @@ def _stacked_products(out, weights, src, HH, WW, Wc, stop, offset):
         torch.mm(weights, cols, out=out[:, a : a + n])
 
 
-def _shifted_forward(x, w, stride, pad, H_out, W_out, products):
+def _shifted_forward(
+    x: Tensor, w: Tensor, stride: int, pad: int, H_out: int, W_out: int, products: torch.dtype
+) -> tuple[Tensor, tuple[Tensor, _Canvas]]:
     """out (F, N, H', W') as a view of the output canvas (in ``products``), and (the input
     canvas, its geometry)."""
     N, C, H, W = x.shape
@@ -202,7 +237,17 @@ def _shifted_forward(x, w, stride, pad, H_out, W_out, products):
     return out, (canvas, cv)
 
 
-def _shifted_backward(dout, canvas, cv, w, x_shape, w_shape, need_x, need_w, products):
+def _shifted_backward(
+    dout: Tensor,
+    canvas: Tensor,
+    cv: _Canvas,
+    w: Tensor,
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    need_x: bool,
+    need_w: bool,
+    products: torch.dtype,
+) -> tuple[Tensor | None, Tensor | None]:
     """dx (N, C, H, W) and dw (F, C, HH, WW) in dout's dtype (see the module docstring)."""
     N, C, H, W = x_shape
     F, _, HH, WW = w_shape
@@ -262,7 +307,15 @@ class Conv2dFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, stride=1, pad=0, algorithm="auto"):
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        w: Tensor,
+        b: Tensor,
+        stride: int = 1,
+        pad: int = 0,
+        algorithm: str = "auto",
+    ) -> Tensor:
         _checks.require_float("x", x)
         stride, pad, H_out, W_out = _checks.check_conv_args(x, w, b, {"stride": stride, "pad": pad})
         require_like("x", x, w=w, b=b)
@@ -296,7 +349,7 @@ class Conv2dFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         saved, w = ctx.saved_tensors
         algorithm, x_shape, w_shape, stride, pad, dtype, products = ctx.geometry
         F, _, HH, WW = w_shape

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -14,7 +18,9 @@ __all__ = [
 ]
 
 
-def dropout_mask(shape, like, p, generator=None):
+def dropout_mask(
+    shape: Sequence[int], like: Tensor, p: float, generator: torch.Generator | None = None
+) -> Tensor:
     """The inverted-dropout multiplier with KEEP probability p: (rand(shape) < p) / p, each entry
     0 or 1/p, on ``like``'s device and dtype, drawn from ``generator`` (torch's default generator
     when None). The one mask draw of the torch twin: DropoutFunction and the attention layers'
@@ -34,7 +40,14 @@ class DropoutFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, p, training, mask=None, generator=None):
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        p: float,
+        training: bool,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         _checks.require_float("x", x)
         p = _checks.require_keep_prob(p)
         ctx.training = bool(training)
@@ -50,7 +63,7 @@ class DropoutFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         if not ctx.training:
             return dout, None, None, None, None
         (mask,) = ctx.saved_tensors

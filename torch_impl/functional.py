@@ -17,7 +17,10 @@ Function. Param dicts follow the course:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor
 
 import twin_checks as _checks
 from torch_impl._utils import as_buffer
@@ -53,27 +56,27 @@ __all__ = [
 ]
 
 
-def affine(x, w, b):
+def affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """x: (N, d_1, ..., d_k); w: (D, M) with D = prod(d_i); b: (M,). Returns (N, M)."""
     return AffineFunction.apply(x, w, b)
 
 
-def relu(x):
+def relu(x: Tensor) -> Tensor:
     """max(0, x) elementwise."""
     return ReLUFunction.apply(x)
 
 
-def sigmoid(x):
+def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)) elementwise."""
     return SigmoidFunction.apply(x)
 
 
-def tanh(x):
+def tanh(x: Tensor) -> Tensor:
     """tanh(x) elementwise."""
     return TanhFunction.apply(x)
 
 
-def _running_stats(bn_param, x, C):
+def _running_stats(bn_param: dict[str, Any], x: Tensor, C: int) -> tuple[Tensor, Tensor]:
     """bn_param's running buffers as tensors on x's device/dtype, stored back into the dict so
     the in-place updates of the Function reach the caller."""
     for key in ("running_mean", "running_var"):
@@ -81,7 +84,7 @@ def _running_stats(bn_param, x, C):
     return bn_param["running_mean"], bn_param["running_var"]
 
 
-def batchnorm(x, gamma, beta, bn_param):
+def batchnorm(x: Tensor, gamma: Tensor, beta: Tensor, bn_param: dict[str, Any]) -> Tensor:
     """Batch normalization. x: (N, D); gamma, beta: (D,); bn_param as in the module docstring.
 
     Train mode: batch mean and BIASED batch variance; running statistics updated in place as
@@ -96,20 +99,20 @@ def batchnorm(x, gamma, beta, bn_param):
     )
 
 
-def spatial_batchnorm(x, gamma, beta, bn_param):
+def spatial_batchnorm(x: Tensor, gamma: Tensor, beta: Tensor, bn_param: dict[str, Any]) -> Tensor:
     """Batchnorm per channel over (N, H, W). x: (N, C, H, W); gamma, beta: (C,); running
     statistics (C,); bn_param as in batchnorm."""
     _checks.require_float("x", x)
     C = x.shape[1] if x.ndim > 1 else None
     _checks.check_norm_args(x, gamma, beta, 4, (C,), "(N, C, H, W)")
-    mode, eps, momentum = _checks.check_bn_param(bn_param, C)
-    running_mean, running_var = _running_stats(bn_param, x, C)
+    mode, eps, momentum = _checks.check_bn_param(bn_param, C)  # type: ignore[arg-type]
+    running_mean, running_var = _running_stats(bn_param, x, C)  # type: ignore[arg-type]
     return BatchNormFunction.apply(
         x, gamma, beta, running_mean, running_var, mode == "train", momentum, eps
     )
 
 
-def layernorm(x, gamma, beta, ln_param):
+def layernorm(x: Tensor, gamma: Tensor, beta: Tensor, ln_param: dict[str, Any]) -> Tensor:
     """Layer normalization of each row. x: (N, D); gamma, beta: (D,); ln_param: 'eps'."""
     _checks.require_float("x", x)
     _checks.check_norm_args(x, gamma, beta, 2, (x.shape[-1] if x.ndim else None,), "(N, D)")
@@ -117,18 +120,20 @@ def layernorm(x, gamma, beta, ln_param):
     return LayerNormFunction.apply(x, gamma, beta, eps)
 
 
-def spatial_groupnorm(x, gamma, beta, G, gn_param):
+def spatial_groupnorm(
+    x: Tensor, gamma: Tensor, beta: Tensor, G: int, gn_param: dict[str, Any]
+) -> Tensor:
     """Group normalization. x: (N, C, H, W); gamma, beta: (1, C, 1, 1); G divides C;
     gn_param: 'eps'."""
     _checks.require_float("x", x)
     C = x.shape[1] if x.ndim > 1 else None
     _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
-    G = _checks.require_groups(G, C)
+    G = _checks.require_groups(G, C)  # type: ignore[arg-type]
     eps = _checks.check_norm_param(gn_param, "gn_param")
     return SpatialGroupNormFunction.apply(x, gamma, beta, G, eps)
 
 
-def dropout(x, dropout_param):
+def dropout(x: Tensor, dropout_param: dict[str, Any]) -> Tensor:
     """Inverted dropout with KEEP probability dropout_param['p'] (see the module docstring).
 
     Train: x * mask, mask = (rand < p) / p (or dropout_param['mask'] as given). Test: x.
@@ -146,7 +151,7 @@ def dropout(x, dropout_param):
     return DropoutFunction.apply(x, p, mode == "train", mask, generator)
 
 
-def conv(x, w, b, conv_param):
+def conv(x: Tensor, w: Tensor, b: Tensor, conv_param: dict[str, Any]) -> Tensor:
     """Convolution (cross-correlation). x: (N, C, H, W); w: (F, C, HH, WW); b: (F,);
     conv_param: 'stride', 'pad'. Returns (N, F, H', W'), H' = 1 + (H + 2*pad - HH) // stride."""
     _checks.require_float("x", x)
@@ -154,7 +159,7 @@ def conv(x, w, b, conv_param):
     return Conv2dFunction.apply(x, w, b, stride, pad)
 
 
-def max_pool(x, pool_param):
+def max_pool(x: Tensor, pool_param: dict[str, Any]) -> Tensor:
     """Max pooling without padding. x: (N, C, H, W); pool_param: 'pool_height', 'pool_width',
     'stride'. Returns (N, C, H', W'), H' = 1 + (H - pool_height) // stride."""
     _checks.require_float("x", x)
@@ -162,11 +167,11 @@ def max_pool(x, pool_param):
     return MaxPool2dFunction.apply(x, ph, pw, stride)
 
 
-def svm_loss(x, y):
+def svm_loss(x: Tensor, y: Tensor) -> Tensor:
     """Multiclass SVM loss (margin 1, mean over N). x: (N, C); y: (N,). Returns a 0-d tensor."""
     return SVMLossFunction.apply(x, y)
 
 
-def softmax_loss(x, y):
+def softmax_loss(x: Tensor, y: Tensor) -> Tensor:
     """Softmax cross-entropy loss (mean over N). x: (N, C); y: (N,). Returns a 0-d tensor."""
     return SoftmaxLossFunction.apply(x, y)

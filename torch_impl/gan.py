@@ -16,6 +16,7 @@ reduction='mean'. The NumPy twin (``numpy_impl.gan``) returns the gradients as w
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from torch_impl.functions import BCEWithLogitsFunction, HalfSquaredErrorFunction
 from twin_checks import check_scores
@@ -31,12 +32,12 @@ __all__ = [
 ]
 
 
-def bce_loss(input, target):
+def bce_loss(input: Tensor, target: Tensor) -> Tensor:
     """Mean binary cross-entropy of sigmoid(input) against target (same shape), from logits."""
     return BCEWithLogitsFunction.apply(input, target)
 
 
-def discriminator_loss(logits_real, logits_fake):
+def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     """logits_real, logits_fake: (N,) or (N, 1) -> scalar."""
     check_scores("logits_real", logits_real)
     check_scores("logits_fake", logits_fake)
@@ -45,13 +46,13 @@ def discriminator_loss(logits_real, logits_fake):
     )
 
 
-def generator_loss(logits_fake):
+def generator_loss(logits_fake: Tensor) -> Tensor:
     """logits_fake: (N,) or (N, 1) -> scalar (the non-saturating loss)."""
     check_scores("logits_fake", logits_fake)
     return bce_loss(logits_fake, torch.ones_like(logits_fake))
 
 
-def ls_discriminator_loss(scores_real, scores_fake):
+def ls_discriminator_loss(scores_real: Tensor, scores_fake: Tensor) -> Tensor:
     """scores_real, scores_fake: (N,) or (N, 1) -> scalar."""
     check_scores("scores_real", scores_real)
     check_scores("scores_fake", scores_fake)
@@ -60,7 +61,7 @@ def ls_discriminator_loss(scores_real, scores_fake):
     ) + HalfSquaredErrorFunction.apply(scores_fake, torch.zeros_like(scores_fake))
 
 
-def ls_generator_loss(scores_fake):
+def ls_generator_loss(scores_fake: Tensor) -> Tensor:
     """scores_fake: (N,) or (N, 1) -> scalar."""
     check_scores("scores_fake", scores_fake)
     return HalfSquaredErrorFunction.apply(scores_fake, torch.ones_like(scores_fake))

@@ -6,7 +6,10 @@ of the output gradient into the rows backward.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -31,7 +34,7 @@ class AffineFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b):
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         _checks.require_float("x", x)
         N, D = _checks.check_affine_args(x, w, b)
         require_like("x", x, w=w, b=b)
@@ -47,7 +50,7 @@ class AffineFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         x2d, w = ctx.saved_tensors
         dtype = dout.dtype
         dout_p = dout.to(w.dtype)
@@ -66,7 +69,7 @@ class WordEmbeddingFunction(Function):
     occurs several times is the sum over its occurrences (``index_add_``). x gets no gradient."""
 
     @staticmethod
-    def forward(ctx, x, W):
+    def forward(ctx: Any, x: Tensor, W: Tensor) -> Tensor:
         check_embedding_args(x, W)
         ctx.save_for_backward(x)
         ctx.W_shape = tuple(W.shape)
@@ -74,7 +77,7 @@ class WordEmbeddingFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         (x,) = ctx.saved_tensors
         V, D = ctx.W_shape
         check_dout(dout, tuple(x.shape) + (D,))
@@ -86,14 +89,14 @@ class TemporalAffineFunction(Function):
     """out = x @ w + b at every step: x (N, T, D), w (D, M), b (M,) -> (N, T, M)."""
 
     @staticmethod
-    def forward(ctx, x, w, b):
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         check_temporal_affine_args(x, w, b)
         ctx.save_for_backward(x, w)
         return rowwise_mm(x, w) + b
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         x, w = ctx.saved_tensors
         D, M = w.shape
         check_dout(dout, tuple(x.shape[:2]) + (M,))

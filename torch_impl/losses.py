@@ -6,8 +6,10 @@ error).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -37,7 +39,7 @@ class SVMLossFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, y):
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
         N, _ = _checks.check_scores_labels(x, y)
         y = labels_on(y, x).view(N, 1)
         margins = (x - x.gather(1, y) + 1).clamp_min_(0)
@@ -47,7 +49,7 @@ class SVMLossFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         margins, y = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
@@ -74,7 +76,7 @@ class SoftmaxLossFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, y):
+    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
         N, _ = _checks.check_scores_labels(x, y)
         y = labels_on(y, x).view(N, 1)
         m = x.amax(dim=1, keepdim=True)
@@ -87,7 +89,7 @@ class SoftmaxLossFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         e_minus_onehot, Z = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None
@@ -100,7 +102,7 @@ class TemporalSoftmaxLossFunction(Function):
     gradient."""
 
     @staticmethod
-    def forward(ctx, x, y, mask):
+    def forward(ctx: Any, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
         check_temporal_loss_args(x, y, mask)
         N = x.shape[0]
         m = mask.to(x.dtype)  # a bool/float64 mask must not change x's dtype
@@ -113,7 +115,7 @@ class TemporalSoftmaxLossFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         log_probs, y, m = ctx.saved_tensors
         N = log_probs.shape[0]
         dx = torch.exp(log_probs)
@@ -123,7 +125,7 @@ class TemporalSoftmaxLossFunction(Function):
         return dx, None, None
 
 
-def _sigmoid_minus(x, t):
+def _sigmoid_minus(x: Tensor, t: Tensor) -> Tensor:
     """sigmoid(x) - t without cancellation (see numpy_impl.gan._sigmoid_minus)."""
     e = torch.exp(-x.abs())
     small = e / (1 + e)
@@ -137,7 +139,7 @@ class BCEWithLogitsFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, input, target):
+    def forward(ctx: Any, input: Tensor, target: Tensor) -> Tensor:
         check_scores("input", input)
         check_same_shape("target", target, "input", input)
         x, t = input, target.to(input.dtype)
@@ -146,7 +148,7 @@ class BCEWithLogitsFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         x, t = ctx.saved_tensors
         n = x.numel()
         need = ctx.needs_input_grad
@@ -160,7 +162,7 @@ class HalfSquaredErrorFunction(Function):
     shape. d/dscores = (scores - target) / n; d/dtarget = its negative."""
 
     @staticmethod
-    def forward(ctx, scores, target):
+    def forward(ctx: Any, scores: Tensor, target: Tensor) -> Tensor:
         check_scores("scores", scores)
         check_same_shape("target", target, "scores", scores)
         diff = scores - target.to(scores.dtype)
@@ -169,7 +171,7 @@ class HalfSquaredErrorFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dloss):
+    def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         (diff,) = ctx.saved_tensors
         g = diff / diff.numel() * dloss
         need = ctx.needs_input_grad

@@ -19,9 +19,10 @@ Weights are initialized as PyTorch initializes the corresponding layer (uniform 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 import twin_checks as _checks
 from torch_impl.functions import (
@@ -70,11 +71,17 @@ class Affine(nn.Module):
     weight); b: (M,). Input (N, d_1, ..., d_k) with prod(d_i) = in_features; output (N, M).
     """
 
-    def __init__(self, in_features: int, out_features: int, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.in_features = _checks.require_int_param("in_features", in_features, 1)
         self.out_features = _checks.require_int_param("out_features", out_features, 1)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.w = nn.Parameter(torch.empty(in_features, out_features, **factory))
         self.b = nn.Parameter(torch.empty(out_features, **factory))
         self.reset_parameters()
@@ -83,7 +90,7 @@ class Affine(nn.Module):
         _uniform_fan_in_(self.w, self.in_features)
         _uniform_fan_in_(self.b, self.in_features)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return AffineFunction.apply(x, self.w, self.b)
 
     def extra_repr(self) -> str:
@@ -93,35 +100,42 @@ class Affine(nn.Module):
 class ReLU(nn.Module):
     """max(0, x) elementwise."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return ReLUFunction.apply(x)
 
 
 class Sigmoid(nn.Module):
     """1 / (1 + exp(-x)) elementwise."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return SigmoidFunction.apply(x)
 
 
 class Tanh(nn.Module):
     """tanh(x) elementwise."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return TanhFunction.apply(x)
 
 
 class _BatchNormBase(nn.Module):
     _layout = (2, "(N, D)")  # the input's number of dimensions and their names
+    running_mean: Tensor
+    running_var: Tensor
 
     def __init__(
-        self, num_features: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
-    ):
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.9,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.num_features = _checks.require_int_param("num_features", num_features, 1)
         self.eps = _checks.require_nonneg_real("eps", eps)
         self.momentum = _checks.require_unit_interval("momentum", momentum)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.gamma = nn.Parameter(torch.ones(num_features, **factory))
         self.beta = nn.Parameter(torch.zeros(num_features, **factory))
         # CS231n's bn_param defaults: both running statistics start at zero.
@@ -132,7 +146,7 @@ class _BatchNormBase(nn.Module):
         self.running_mean.zero_()
         self.running_var.zero_()
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         _checks.require_ndim("x", x, *self._layout)
         return BatchNormFunction.apply(
             x,
@@ -164,8 +178,13 @@ class SpatialBatchNorm(_BatchNormBase):
     _layout = (4, "(N, C, H, W)")
 
     def __init__(
-        self, num_channels: int, eps: float = 1e-5, momentum: float = 0.9, device=None, dtype=None
-    ):
+        self,
+        num_channels: int,
+        eps: float = 1e-5,
+        momentum: float = 0.9,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__(num_channels, eps, momentum, device=device, dtype=dtype)
 
 
@@ -173,15 +192,21 @@ class LayerNorm(nn.Module):
     """Layer normalization over the last dimension: inputs (..., D), CS231n's (N, D) rows or a
     transformer's (N, T, D) tokens; gamma (ones), beta (zeros): (D,)."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, device=None, dtype=None):
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.num_features = _checks.require_int_param("num_features", num_features, 1)
         self.eps = _checks.require_nonneg_real("eps", eps)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.gamma = nn.Parameter(torch.ones(num_features, **factory))
         self.beta = nn.Parameter(torch.zeros(num_features, **factory))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return LayerNormFunction.apply(x, self.gamma, self.beta, self.eps)
 
     def extra_repr(self) -> str:
@@ -192,16 +217,23 @@ class SpatialGroupNorm(nn.Module):
     """Group normalization of (N, C, H, W) inputs, G groups of C // G channels;
     gamma, beta: (1, C, 1, 1) (CS231n's layout)."""
 
-    def __init__(self, num_channels: int, G: int, eps: float = 1e-5, device=None, dtype=None):
+    def __init__(
+        self,
+        num_channels: int,
+        G: int,
+        eps: float = 1e-5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.num_channels = _checks.require_int_param("num_channels", num_channels, 1)
         self.G = _checks.require_groups(G, num_channels)
         self.eps = _checks.require_nonneg_real("eps", eps)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.gamma = nn.Parameter(torch.ones(1, num_channels, 1, 1, **factory))
         self.beta = nn.Parameter(torch.zeros(1, num_channels, 1, 1, **factory))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return SpatialGroupNormFunction.apply(x, self.gamma, self.beta, self.G, self.eps)
 
     def extra_repr(self) -> str:
@@ -215,12 +247,12 @@ class Dropout(nn.Module):
     generator when None); eval mode: identity.
     """
 
-    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None):
+    def __init__(self, p: float = 0.5, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.p = _checks.require_keep_prob(p)
         self.generator = generator
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 1.0:  # (a keep probability of 1 drops nothing)
             return x
         return DropoutFunction.apply(x, self.p, True, None, self.generator)
@@ -229,7 +261,7 @@ class Dropout(nn.Module):
         return f"p={self.p} (keep probability)"
 
 
-def _pair(name, value):
+def _pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, ...]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -246,19 +278,19 @@ class Conv2d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size,
+        kernel_size: int | tuple[int, int],
         stride: int = 1,
         pad: int = 0,
-        device=None,
-        dtype=None,
-    ):
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
         self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _checks.require_int_param("stride", stride, 1)
         self.pad = _checks.require_int_param("pad", pad, 0)
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.w = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **factory))
         self.b = nn.Parameter(torch.empty(out_channels, **factory))
         self.reset_parameters()
@@ -268,7 +300,7 @@ class Conv2d(nn.Module):
         _uniform_fan_in_(self.w, fan_in)
         _uniform_fan_in_(self.b, fan_in)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return Conv2dFunction.apply(x, self.w, self.b, self.stride, self.pad)
 
     def extra_repr(self) -> str:
@@ -284,7 +316,7 @@ class MaxPool2d(nn.Module):
 
     def __init__(
         self, pool_height: int = 2, pool_width: int | None = None, stride: int | None = None
-    ):
+    ) -> None:
         super().__init__()
         self.pool_height = _checks.require_int_param("pool_height", pool_height, 1)
         self.pool_width = (
@@ -296,7 +328,7 @@ class MaxPool2d(nn.Module):
             self.pool_height if stride is None else _checks.require_int_param("stride", stride, 1)
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return MaxPool2dFunction.apply(x, self.pool_height, self.pool_width, self.stride)
 
     def extra_repr(self) -> str:
@@ -306,20 +338,20 @@ class MaxPool2d(nn.Module):
 class SVMLoss(nn.Module):
     """Multiclass SVM loss, margin 1, mean over N (CS231n's scaling). forward(x (N, C), y (N,))."""
 
-    def forward(self, x, y):
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return SVMLossFunction.apply(x, y)
 
 
 class SoftmaxLoss(nn.Module):
     """Softmax cross-entropy loss, mean over N. forward(x (N, C), y (N,))."""
 
-    def forward(self, x, y):
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return SoftmaxLossFunction.apply(x, y)
 
 
 class Flatten(nn.Module):
     """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), the flattening that Affine does implicitly."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         # (the size written out: with N = 0 a -1 would be ambiguous)
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))

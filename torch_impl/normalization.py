@@ -20,8 +20,10 @@ than broadcast as (C, 1) over short H * W rows (3-5x slower for 3x3 maps).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -35,14 +37,14 @@ __all__ = [
 ]
 
 
-def _per_column(v, L):
+def _per_column(v: Tensor, L: int) -> Tensor:
     """(C,) per-channel values (or any shape holding C values, such as (1, C, 1, 1)) -> (C * L,):
     each repeated for the L = H * W positions of its channel, i.e. one value per column of x
     viewed as (N, C * L)."""
     return v.reshape(-1) if L == 1 else v.reshape(-1, 1).expand(-1, L).reshape(-1)
 
 
-def _channel_sum(t2, C, L):
+def _channel_sum(t2: Tensor, C: int, L: int) -> Tensor:
     """(N, C * L) -> (C,): the sum of each channel's N * L values. The batch axis is summed
     first (adding whole contiguous rows: the fast direction), then each channel's L columns
     (none when L = 0: zero)."""
@@ -50,7 +52,17 @@ def _channel_sum(t2, C, L):
     return s if L == 1 else s.view(C, L).sum(1)
 
 
-def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout):
+def _check_bn_apply(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    momentum: float,
+    eps: float,
+    ndim: int,
+    layout: str,
+) -> tuple[float, float]:
     """Validation of a (spatial) batchnorm Function's arguments; returns (momentum, eps)."""
     _checks.require_float("x", x)
     C = x.shape[1] if x.ndim > 1 else None
@@ -64,7 +76,17 @@ def _check_bn_apply(x, gamma, beta, running_mean, running_var, momentum, eps, nd
     return momentum, eps
 
 
-def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+def _bn_forward(
+    ctx: Any,
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> Tensor:
     """BatchNormFunction's forward, for x (N, D) and x (N, C, H, W) alike: the statistics of
     a feature/channel are over its M = N * H * W values, computed on the
     (N, C * L) view of x (L = H * W; 1 for (N, D)).
@@ -107,7 +129,7 @@ def _bn_forward(ctx, x, gamma, beta, running_mean, running_var, training, moment
     return out.view(x.shape)
 
 
-def _bn_backward(ctx, dout):
+def _bn_backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
     """Gradients of _bn_forward: (dx, dgamma, dbeta) with dgamma/dbeta of shape (C,).
 
         dbeta = sum(dout),   dgamma = sum(dout * xhat) = rstd * sum(dout * xmu)
@@ -153,7 +175,17 @@ class BatchNormFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum=0.9, eps=1e-5):
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        gamma: Tensor,
+        beta: Tensor,
+        running_mean: Tensor,
+        running_var: Tensor,
+        training: bool,
+        momentum: float = 0.9,
+        eps: float = 1e-5,
+    ) -> Tensor:
         ndim, layout = (4, "(N, C, H, W)") if getattr(x, "ndim", 0) == 4 else (2, "(N, D)")
         momentum, eps = _check_bn_apply(
             x, gamma, beta, running_mean, running_var, momentum, eps, ndim, layout
@@ -164,11 +196,11 @@ class BatchNormFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         return (*_bn_backward(ctx, dout), None, None, None, None, None)
 
 
-def _standardize_rows(x3, eps):
+def _standardize_rows(x3: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """x3 (N, G, M) standardized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
     Every reduction and broadcast runs along the contiguous last axis (the fast direction); the
     variance is the squared 2-norm of xmu (one fused pass) / M; xhat is one new array."""
@@ -190,7 +222,7 @@ class LayerNormFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, eps=1e-5):
+    def forward(ctx: Any, x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
         _checks.require_float("x", x)
         if len(_checks.shape_of(x)) == 0:
             raise ValueError("x must have at least 1 dimension (..., D), got a 0-d tensor")
@@ -208,7 +240,7 @@ class LayerNormFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         """dgamma = sum over rows of dout * xhat, dbeta = sum of dout; per row, with
         dxhat = dout * gamma, -mean(dxhat) = dout @ (gamma / -D) and
         -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D), and
@@ -219,13 +251,13 @@ class LayerNormFunction(Function):
         dx = dgamma = dbeta = None
         dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
         if need_dgamma:
-            dgamma = dout_xhat.sum(0)
+            dgamma = dout_xhat.sum(0)  # type: ignore[union-attr]
         if need_dbeta:
             dbeta = dout.sum(0)
         if need_dx:
             g = gamma / -xhat.shape[1]
             shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
-            slope = torch.mv(dout_xhat, g).unsqueeze(1)  # -mean(dxhat * xhat)
+            slope = torch.mv(dout_xhat, g).unsqueeze(1)  # type: ignore[arg-type]  # -mean(dxhat * xhat)
             dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
             dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd).view(ctx.x_shape)
         return dx, dgamma, dbeta, None
@@ -245,11 +277,13 @@ class SpatialGroupNormFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gamma, beta, G, eps=1e-5):
+    def forward(
+        ctx: Any, x: Tensor, gamma: Tensor, beta: Tensor, G: int, eps: float = 1e-5
+    ) -> Tensor:
         _checks.require_float("x", x)
         C = x.shape[1] if x.ndim > 1 else None
         _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
-        G = _checks.require_groups(G, C)
+        G = _checks.require_groups(G, C)  # type: ignore[arg-type]
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
@@ -264,7 +298,7 @@ class SpatialGroupNormFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         """Per (sample, channel) sums s1 = sum_hw dout and s2 = sum_hw dout * xhat give
         dbeta = sum_n s1, dgamma = sum_n s2, and per group (dxhat = dout * gamma)
             mean(dxhat) = sum_{c in group} gamma_c s1 / M,

@@ -25,14 +25,22 @@ contract); parameters whose ``grad`` is None are skipped, as torch.optim does.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 from torch.optim import Optimizer
+
+if TYPE_CHECKING:
+    from torch.optim.optimizer import ParamsT
 
 __all__ = ["SGD", "SGDMomentum", "Nesterov", "RMSprop", "Adam"]
 
 
-def _real(name: str, value, low: float, high: float | None = None, *, open_high=False) -> float:
+def _real(
+    name: str, value: object, low: float, high: float | None = None, *, open_high: bool = False
+) -> float:
     """A hyperparameter in [low, high] (or [low, high) with open_high), named in the error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
@@ -47,14 +55,16 @@ def _real(name: str, value, low: float, high: float | None = None, *, open_high=
 class _CS231nOptimizer(Optimizer):
     """Shared step loop: ``_update(p, grad, state, group)`` applies one rule to one parameter."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)
 
-    def _update(self, p, grad, state, group):  # pragma: no cover - abstract
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One update of every parameter that has a gradient; returns closure()'s loss."""
         loss = None
         if closure is not None:
@@ -73,11 +83,13 @@ class _CS231nOptimizer(Optimizer):
 class SGD(_CS231nOptimizer):
     """Vanilla SGD: w = w - learning_rate * dw. Group keys: 'lr'."""
 
-    def __init__(self, params, learning_rate: float = 1e-2):
+    def __init__(self, params: ParamsT, learning_rate: float = 1e-2) -> None:
         lr = _real("learning_rate", learning_rate, 0.0)
         super().__init__(params, {"lr": lr})
 
-    def _update(self, p, grad, state, group):
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         p.sub_(group["lr"] * grad)
 
 
@@ -87,12 +99,14 @@ class SGDMomentum(_CS231nOptimizer):
     State: 'velocity' (zeros like w at the first step). Group keys: 'lr', 'momentum'.
     """
 
-    def __init__(self, params, learning_rate: float = 1e-2, momentum: float = 0.9):
+    def __init__(self, params: ParamsT, learning_rate: float = 1e-2, momentum: float = 0.9) -> None:
         lr = _real("learning_rate", learning_rate, 0.0)
         mu = _real("momentum", momentum, 0.0, 1.0, open_high=True)
         super().__init__(params, {"lr": lr, "momentum": mu})
 
-    def _update(self, p, grad, state, group):
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         if "velocity" not in state:
             state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         v = state["velocity"]
@@ -107,12 +121,14 @@ class Nesterov(_CS231nOptimizer):
     State: 'velocity'. Group keys: 'lr', 'momentum'.
     """
 
-    def __init__(self, params, learning_rate: float = 1e-2, momentum: float = 0.9):
+    def __init__(self, params: ParamsT, learning_rate: float = 1e-2, momentum: float = 0.9) -> None:
         lr = _real("learning_rate", learning_rate, 0.0)
         mu = _real("momentum", momentum, 0.0, 1.0, open_high=True)
         super().__init__(params, {"lr": lr, "momentum": mu})
 
-    def _update(self, p, grad, state, group):
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         if "velocity" not in state:
             state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         mu = group["momentum"]
@@ -130,14 +146,20 @@ class RMSprop(_CS231nOptimizer):
     """
 
     def __init__(
-        self, params, learning_rate: float = 1e-2, decay_rate: float = 0.99, epsilon: float = 1e-8
-    ):
+        self,
+        params: ParamsT,
+        learning_rate: float = 1e-2,
+        decay_rate: float = 0.99,
+        epsilon: float = 1e-8,
+    ) -> None:
         lr = _real("learning_rate", learning_rate, 0.0)
         decay = _real("decay_rate", decay_rate, 0.0, 1.0)
         eps = _real("epsilon", epsilon, 0.0)
         super().__init__(params, {"lr": lr, "decay_rate": decay, "epsilon": eps})
 
-    def _update(self, p, grad, state, group):
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         if "cache" not in state:
             state["cache"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         decay = group["decay_rate"]
@@ -158,19 +180,21 @@ class Adam(_CS231nOptimizer):
 
     def __init__(
         self,
-        params,
+        params: ParamsT,
         learning_rate: float = 1e-3,
         beta1: float = 0.9,
         beta2: float = 0.999,
         epsilon: float = 1e-8,
-    ):
+    ) -> None:
         lr = _real("learning_rate", learning_rate, 0.0)
         b1 = _real("beta1", beta1, 0.0, 1.0, open_high=True)
         b2 = _real("beta2", beta2, 0.0, 1.0, open_high=True)
         eps = _real("epsilon", epsilon, 0.0)
         super().__init__(params, {"lr": lr, "beta1": b1, "beta2": b2, "epsilon": eps})
 
-    def _update(self, p, grad, state, group):
+    def _update(
+        self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
         if "t" not in state:
             state["t"] = 0
             state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -13,7 +16,9 @@ __all__ = [
 ]
 
 
-def _window_max(x, ph, pw, stride, H_out, W_out):
+def _window_max(
+    x: Tensor, ph: int, pw: int, stride: int, H_out: int, W_out: int
+) -> tuple[Tensor, Tensor]:
     """Max of every pooling window of x (N, C, H, W) and where it is.
 
     Returns (out, flat): out (N, C, H', W') the window maxima, flat (N, C, H', W') int64 the
@@ -59,7 +64,7 @@ class MaxPool2dFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, pool_height, pool_width, stride):
+    def forward(ctx: Any, x: Tensor, pool_height: int, pool_width: int, stride: int) -> Tensor:
         _checks.require_float("x", x)
         ph, pw, stride, H_out, W_out = _checks.check_pool_args(
             x, {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
@@ -73,7 +78,7 @@ class MaxPool2dFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout):
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         (flat,) = ctx.saved_tensors
         N, C, H, W = ctx.x_shape
         dx = dout.new_zeros(N, C, H * W)

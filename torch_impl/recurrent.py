@@ -7,7 +7,10 @@ time steps at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
@@ -22,7 +25,7 @@ __all__ = [
 ]
 
 
-def _weight_grads(x, h_prev, da):
+def _weight_grads(x: Tensor, h_prev: Tensor, da: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
     da2 = as_rows(da)
     dWx = as_rows(x).T @ da2
@@ -35,7 +38,7 @@ class RNNStepFunction(Function):
     b (H,) -> next_h (N, H). Twin of ``rnn_step_forward/backward``."""
 
     @staticmethod
-    def forward(ctx, x, prev_h, Wx, Wh, b):
+    def forward(ctx: Any, x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         check_cell_args(x, prev_h, Wx, Wh, b, gates=1)
         next_h = torch.tanh(x @ Wx + prev_h @ Wh + b)
         ctx.save_for_backward(x, prev_h, Wx, Wh, next_h)
@@ -43,7 +46,7 @@ class RNNStepFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dnext_h):
+    def backward(ctx: Any, dnext_h: Tensor) -> tuple[Tensor | None, ...]:
         x, prev_h, Wx, Wh, next_h = ctx.saved_tensors
         check_dout(dnext_h, next_h.shape)
         da = dnext_h * (1 - next_h**2)
@@ -62,7 +65,7 @@ class RNNFunction(Function):
     h (N, T, H). Twin of ``rnn_forward/backward``."""
 
     @staticmethod
-    def forward(ctx, x, h0, Wx, Wh, b):
+    def forward(ctx: Any, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=1)
         xa = rowwise_mm(x, Wx) + b  # the input term of every step at once
         steps = []
@@ -76,7 +79,7 @@ class RNNFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dh):
+    def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
         x, h0, Wx, Wh, h = ctx.saved_tensors
         check_dout(dh, h.shape)
         da = torch.empty_like(h)
@@ -90,7 +93,7 @@ class RNNFunction(Function):
         return rowwise_mm(da, Wx.T) if need[0] else None, dprev_h, dWx, dWh, db
 
 
-def _lstm_gates(a, H: int):
+def _lstm_gates(a: Tensor, H: int) -> Tensor:
     """(N, 4H) pre-activations i, f, o, g -> activated gates (sigmoid x3, tanh), computed IN
     PLACE: ``a`` must be a fresh temporary (it is returned). torch's sigmoid is numerically
     stable (as numpy_impl's exp(-|x|) form) and takes one pass with no temporaries."""
@@ -99,7 +102,9 @@ def _lstm_gates(a, H: int):
     return a
 
 
-def _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c):
+def _lstm_cell_backward(
+    dnext_h: Tensor, dnext_c: Tensor, gates: Tensor, prev_c: Tensor, tanh_c: Tensor
+) -> tuple[Tensor, Tensor]:
     """Gradient w.r.t. the pre-activation a (N, 4H) and prev_c (N, H) of one LSTM cell."""
     H = prev_c.shape[1]
     i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
@@ -114,7 +119,9 @@ class LSTMStepFunction(Function):
     -> (next_h, next_c), each (N, H). Twin of ``lstm_step_forward/backward``."""
 
     @staticmethod
-    def forward(ctx, x, prev_h, prev_c, Wx, Wh, b):
+    def forward(
+        ctx: Any, x: Tensor, prev_h: Tensor, prev_c: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
+    ) -> tuple[Tensor, Tensor]:
         N, D, H = check_cell_args(x, prev_h, Wx, Wh, b, gates=4, prev_c=prev_c)
         gates = _lstm_gates(x @ Wx + prev_h @ Wh + b, H)
         i, f, o, g = (gates[:, k * H : (k + 1) * H] for k in range(4))
@@ -126,7 +133,7 @@ class LSTMStepFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dnext_h, dnext_c):
+    def backward(ctx: Any, dnext_h: Tensor, dnext_c: Tensor) -> tuple[Tensor | None, ...]:
         x, prev_h, prev_c, Wx, Wh, gates, tanh_c = ctx.saved_tensors
         da, dprev_c = _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c)
         need = ctx.needs_input_grad
@@ -154,7 +161,7 @@ class LSTMFunction(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, h0, Wx, Wh, b):
+    def forward(ctx: Any, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=4)
         x_tm = x.transpose(0, 1).reshape(T * N, D)
         gates = torch.addmm(b, x_tm, Wx).view(T, N, 4 * H)  # the input terms, activated below
@@ -173,7 +180,7 @@ class LSTMFunction(Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dh):
+    def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
         """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
             dc = dnext_c + dh_t * o * (1 - tanh(c)^2),
             da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh_t * tanh(c) * o(1-o), dc * i * (1-g^2)]

@@ -19,9 +19,10 @@ i, f, o, g (PyTorch: i, f, g, o). ``parity_tests/ops_a3.py`` writes out each con
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from torch_impl.functions import (
     LSTMFunction,
@@ -61,37 +62,39 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def rnn_step(x, prev_h, Wx, Wh, b):
+def rnn_step(x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,) -> next_h (N, H)."""
     return RNNStepFunction.apply(x, prev_h, Wx, Wh, b)
 
 
-def rnn(x, h0, Wx, Wh, b):
+def rnn(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H)."""
     return RNNFunction.apply(x, h0, Wx, Wh, b)
 
 
-def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
+def lstm_step(
+    x: Tensor, prev_h: Tensor, prev_c: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor]:
     """x (N, D), prev_h/prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> (next_h, next_c)."""
     return LSTMStepFunction.apply(x, prev_h, prev_c, Wx, Wh, b)
 
 
-def lstm(x, h0, Wx, Wh, b):
+def lstm(x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
     """x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> h (N, T, H); c0 = 0."""
     return LSTMFunction.apply(x, h0, Wx, Wh, b)
 
 
-def word_embedding(x, W):
+def word_embedding(x: Tensor, W: Tensor) -> Tensor:
     """x integer (N, T) in [0, V), W (V, D) -> (N, T, D)."""
     return WordEmbeddingFunction.apply(x, W)
 
 
-def temporal_affine(x, w, b):
+def temporal_affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     """x (N, T, D), w (D, M), b (M,) -> (N, T, M)."""
     return TemporalAffineFunction.apply(x, w, b)
 
 
-def temporal_softmax_loss(x, y, mask):
+def temporal_softmax_loss(x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
     """x (N, T, V), y integer (N, T), mask (N, T) -> scalar loss (sum over T, mean over N)."""
     return TemporalSoftmaxLossFunction.apply(x, y, mask)
 
@@ -104,10 +107,16 @@ def temporal_softmax_loss(x, y, mask):
 class _Recurrent(nn.Module):
     gates = 1
 
-    def __init__(self, input_dim, hidden_dim, device=None, dtype=None):
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         G = self.gates * hidden_dim
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         # CS231n's CaptioningRNN initialization: randn / sqrt(fan_in), zero bias.
         self.Wx = nn.Parameter(torch.randn(input_dim, G, **kw) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, G, **kw) / math.sqrt(hidden_dim))
@@ -123,7 +132,7 @@ class RNN(_Recurrent):
 
     gates = 1
 
-    def forward(self, x, h0):
+    def forward(self, x: Tensor, h0: Tensor) -> Tensor:
         return RNNFunction.apply(x, h0, self.Wx, self.Wh, self.b)
 
 
@@ -133,7 +142,7 @@ class LSTM(_Recurrent):
 
     gates = 4
 
-    def forward(self, x, h0):
+    def forward(self, x: Tensor, h0: Tensor) -> Tensor:
         return LSTMFunction.apply(x, h0, self.Wx, self.Wh, self.b)
 
 
@@ -141,11 +150,17 @@ class WordEmbedding(nn.Module):
     """W (V, D) word vectors (initialized randn / 100 as in CS231n); forward(x int (N, T)) ->
     (N, T, D)."""
 
-    def __init__(self, vocab_size, embed_dim, device=None, dtype=None):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.W = nn.Parameter(torch.randn(vocab_size, embed_dim, device=device, dtype=dtype) / 100)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return WordEmbeddingFunction.apply(x, self.W)
 
 
@@ -153,14 +168,20 @@ class TemporalAffine(nn.Module):
     """w (D, M) in CS231n layout (the transpose of nn.Linear's weight), b (M,);
     forward(x (N, T, D)) -> (N, T, M). Initialized like nn.Linear: U(-1/sqrt(D), 1/sqrt(D))."""
 
-    def __init__(self, input_dim, output_dim, device=None, dtype=None):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         bound = 1 / math.sqrt(input_dim)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.w = nn.Parameter(torch.empty(input_dim, output_dim, **kw).uniform_(-bound, bound))
         self.b = nn.Parameter(torch.empty(output_dim, **kw).uniform_(-bound, bound))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return TemporalAffineFunction.apply(x, self.w, self.b)
 
     def extra_repr(self) -> str:
@@ -170,5 +191,5 @@ class TemporalAffine(nn.Module):
 class TemporalSoftmaxLoss(nn.Module):
     """forward(x (N, T, V), y int (N, T), mask (N, T)) -> scalar loss."""
 
-    def forward(self, x, y, mask):
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor) -> Tensor:
         return TemporalSoftmaxLossFunction.apply(x, y, mask)

@@ -22,6 +22,7 @@ computed wherever out_left and out_right live.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from torch_impl.functions import (
     CosineSimilarityMatrixFunction,
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 
-def sim(z_i, z_j):
+def sim(z_i: Tensor, z_j: Tensor) -> Tensor:
     """Cosine similarity of z_i, z_j: (D,) -> 0-d tensor."""
     require_ndim("z_i", z_i, 1, "(D,)")
     require_same_shape("z_j", z_j, "z_i", z_i)
@@ -57,17 +58,17 @@ def sim(z_i, z_j):
     return PositivePairSimilarityFunction.apply(z_i[None], z_j[None]).reshape(())
 
 
-def compute_sim_matrix(out):
+def compute_sim_matrix(out: Tensor) -> Tensor:
     """out (2N, D) -> (2N, 2N) with entry (i, j) = cos(out[i], out[j])."""
     return CosineSimilarityMatrixFunction.apply(out)
 
 
-def sim_positive_pairs(out_left, out_right):
+def sim_positive_pairs(out_left: Tensor, out_right: Tensor) -> Tensor:
     """out_left, out_right (N, D) -> (N, 1) with row k = cos(out_left[k], out_right[k])."""
     return PositivePairSimilarityFunction.apply(out_left, out_right)
 
 
-def simclr_loss_naive(out_left, out_right, tau):
+def simclr_loss_naive(out_left: Tensor, out_right: Tensor, tau: float) -> Tensor:
     """The course's loop (see the module docstring); out_left, out_right (N, D) -> scalar."""
     check_pair_args(out_left, out_right)
     tau = check_tau(tau)
@@ -84,7 +85,9 @@ def simclr_loss_naive(out_left, out_right, tau):
     return total / (2 * N)
 
 
-def simclr_loss_vectorized(out_left, out_right, tau, device="cuda"):
+def simclr_loss_vectorized(
+    out_left: Tensor, out_right: Tensor, tau: float, device: torch.device | str | None = "cuda"
+) -> Tensor:
     """out_left, out_right (N, D), tau > 0 -> scalar; ``device`` is ignored (see above)."""
     del device  # everything follows the inputs' device
     return SimCLRLossFunction.apply(out_left, out_right, tau)

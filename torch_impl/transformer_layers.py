@@ -34,7 +34,7 @@ from __future__ import annotations
 import numbers
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from torch_impl.dropout import dropout_mask
 from torch_impl.functions import (
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 
-def keep_probability(dropout) -> float:
+def keep_probability(dropout: float) -> float:
     """The course's ``dropout`` argument (the DROP probability, as ``nn.Dropout`` takes it) as the
     KEEP probability of torch_impl's Dropout and of ``dropout_param['p']``: 1 - dropout. The one
     place where the transformer layers convert between the two conventions."""
@@ -80,7 +80,12 @@ def keep_probability(dropout) -> float:
     return 1.0 - float(dropout)
 
 
-def positional_encoding(max_len, embed_dim, dtype=torch.float32, device=None):
+def positional_encoding(
+    max_len: int,
+    embed_dim: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """(max_len, embed_dim): pe[pos, 2i] = sin(pos 10000^(-2i/D)), pe[pos, 2i+1] = cos(...).
 
     Computed in float64 and cast (twin of ``numpy_impl.attention.positional_encoding``).
@@ -98,12 +103,14 @@ def positional_encoding(max_len, embed_dim, dtype=torch.float32, device=None):
 class PositionalEncoding(nn.Module):
     """x (N, S, D) -> dropout(x + pe[:S]); buffer ``pe`` (1, max_len, D)."""
 
-    def __init__(self, embed_dim, dropout=0.1, max_len=5000):
+    pe: Tensor
+
+    def __init__(self, embed_dim: int, dropout: float = 0.1, max_len: int = 5000) -> None:
         super().__init__()
         self.dropout = Dropout(keep_probability(dropout))
         self.register_buffer("pe", positional_encoding(max_len, embed_dim)[None])
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         require_ndim("x", x, 3, "(N, S, D)")
         N, S, D = shape_of(x)
         _, max_len, embed_dim = self.pe.shape
@@ -116,7 +123,7 @@ class PositionalEncoding(nn.Module):
 class MultiHeadAttention(nn.Module):
     """CS231n's MultiHeadAttention; see the module docstring for shapes and the mask."""
 
-    def __init__(self, embed_dim, num_heads, dropout=0.1):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.1) -> None:
         super().__init__()
         check_num_heads(embed_dim, num_heads)
         self.key = TemporalAffine(embed_dim, embed_dim)
@@ -129,7 +136,9 @@ class MultiHeadAttention(nn.Module):
         self.emd_dim = embed_dim
         self.head_dim = embed_dim // num_heads
 
-    def forward(self, query, key, value, attn_mask=None):
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None
+    ) -> Tensor:
         weights = {
             "Wq": self.query.w,
             "bq": self.query.b,
@@ -153,13 +162,13 @@ class MultiHeadAttention(nn.Module):
 class FeedForwardNetwork(nn.Module):
     """x (N, T, D) -> fc2(dropout(gelu(fc1(x)))), fc1 (D, ffn_dim), fc2 (ffn_dim, D)."""
 
-    def __init__(self, embed_dim, ffn_dim, dropout=0.1):
+    def __init__(self, embed_dim: int, ffn_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.fc1 = TemporalAffine(embed_dim, ffn_dim)
         self.dropout = Dropout(keep_probability(dropout))
         self.fc2 = TemporalAffine(ffn_dim, embed_dim)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.dropout(GELUFunction.apply(self.fc1(x))))
 
 
@@ -169,7 +178,9 @@ class TransformerDecoderLayer(nn.Module):
     forward(tgt (N, T, D), memory (N, S, D), tgt_mask (T, T) or None, 0 = blocked) -> (N, T, D).
     """
 
-    def __init__(self, input_dim, num_heads, dim_feedforward=2048, dropout=0.1):
+    def __init__(
+        self, input_dim: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(input_dim, num_heads, dropout)
         self.cross_attn = MultiHeadAttention(input_dim, num_heads, dropout)
@@ -181,7 +192,7 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout_cross = Dropout(keep_probability(dropout))
         self.dropout_ffn = Dropout(keep_probability(dropout))
 
-    def forward(self, tgt, memory, tgt_mask=None):
+    def forward(self, tgt: Tensor, memory: Tensor, tgt_mask: Tensor | None = None) -> Tensor:
         shortcut = tgt
         tgt = self.self_attn(query=tgt, key=tgt, value=tgt, attn_mask=tgt_mask)
         tgt = self.norm_self(self.dropout_self(tgt) + shortcut)
@@ -197,7 +208,9 @@ class TransformerEncoderLayer(nn.Module):
     """One post-norm encoder layer: self-attention and feed-forward, each with dropout, residual
     and LayerNorm. forward(src (N, S, D), src_mask (S, S) or None, 0 = blocked) -> (N, S, D)."""
 
-    def __init__(self, input_dim, num_heads, dim_feedforward=2048, dropout=0.1):
+    def __init__(
+        self, input_dim: int, num_heads: int, dim_feedforward: int = 2048, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(input_dim, num_heads, dropout)
         self.ffn = FeedForwardNetwork(input_dim, dim_feedforward, dropout)
@@ -206,7 +219,7 @@ class TransformerEncoderLayer(nn.Module):
         self.dropout_self = Dropout(keep_probability(dropout))
         self.dropout_ffn = Dropout(keep_probability(dropout))
 
-    def forward(self, src, src_mask=None):
+    def forward(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         shortcut = src
         src = self.self_attn(query=src, key=src, value=src, attn_mask=src_mask)
         src = self.norm_self(self.dropout_self(src) + shortcut)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twin_checks.common import (
+    Array,
     require_int_param,
     require_ndim,
     require_shape,
@@ -10,7 +11,7 @@ from twin_checks.common import (
 )
 
 
-def check_attention_args(q, k, v) -> tuple[int, int, int]:
+def check_attention_args(q: Array, k: Array, v: Array) -> tuple[int, int, int]:
     """q: (..., S, d); k: (..., T, d); v: (..., T, dv) with the same leading dims.
 
     Returns (S, T, d).
@@ -27,7 +28,7 @@ def check_attention_args(q, k, v) -> tuple[int, int, int]:
     return S, T, d
 
 
-def check_attn_mask(attn_mask, S: int, T: int) -> None:
+def check_attn_mask(attn_mask: Array, S: int, T: int) -> None:
     """attn_mask: (S, T), 0 = blocked. Every query must be allowed to see at least one key."""
     if attn_mask is None:
         return
@@ -39,7 +40,7 @@ def check_attn_mask(attn_mask, S: int, T: int) -> None:
         )
 
 
-def check_num_heads(embed_dim, num_heads) -> int:
+def check_num_heads(embed_dim: object, num_heads: object) -> int:
     """The embedding is split into num_heads heads of equal size."""
     num_heads = require_int_param("num_heads", num_heads, 1)
     embed_dim = require_int_param("embed_dim", embed_dim, 1)
@@ -51,7 +52,9 @@ def check_num_heads(embed_dim, num_heads) -> int:
     return num_heads
 
 
-def check_mha_args(query, key, value, weights: dict, num_heads) -> tuple[int, int, int, int]:
+def check_mha_args(
+    query: Array, key: Array, value: Array, weights: dict, num_heads: object
+) -> tuple[int, int, int, int]:
     """query: (N, S, E); key, value: (N, T, E); weights {'Wq': (E, E), 'bq': (E,), ...}.
 
     Returns (N, S, T, E).
@@ -68,7 +71,7 @@ def check_mha_args(query, key, value, weights: dict, num_heads) -> tuple[int, in
     return N, S, T, E
 
 
-def check_positional_args(embed_dim, max_len) -> None:
+def check_positional_args(embed_dim: object, max_len: object) -> None:
     embed_dim = require_int_param("embed_dim", embed_dim, 1)
     require_int_param("max_len", max_len, 1)
     if embed_dim % 2 != 0:

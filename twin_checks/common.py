@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+# An ndarray or a tensor: the checks read only what both have (.shape, .ndim, .dtype, .min(),
+# comparisons), and accept anything else to reject it with a clear message.
+Array: TypeAlias = Any
 
 
-def shape_of(a) -> tuple:
+def shape_of(a: Array) -> tuple[int, ...]:
     return tuple(int(s) for s in a.shape)
 
 
-def dtype_name(a) -> str:
+def dtype_name(a: Array) -> str:
     """'float32', 'int64', ... for an ndarray or a tensor alike: one wording in both twins."""
     return str(a.dtype).removeprefix("torch.")
 
 
-def numel(a) -> int:
+def numel(a: Array) -> int:
     n = 1
     for s in a.shape:
         n *= int(s)
     return n
 
 
-def require_ndim(name: str, a, ndim, what: str = "") -> None:
+def require_ndim(name: str, a: Array, ndim: int | Iterable[int], what: str = "") -> None:
     """Raise ValueError unless ``a.ndim`` is ``ndim`` (an int or a tuple of allowed ints)."""
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if not hasattr(a, "shape"):
@@ -32,7 +38,7 @@ def require_ndim(name: str, a, ndim, what: str = "") -> None:
         raise ValueError(f"{name} must have {want} dimensions{extra}, got shape {shape_of(a)}")
 
 
-def require_shape(name: str, a, expected: tuple, hint: str = "") -> None:
+def require_shape(name: str, a: Array, expected: tuple, hint: str = "") -> None:
     """Raise ValueError unless ``a.shape`` matches ``expected`` (``None`` matches any size)."""
     if not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
@@ -48,14 +54,14 @@ def require_shape(name: str, a, expected: tuple, hint: str = "") -> None:
         raise ValueError(f"{name} must have shape {want}{extra}, got {got}")
 
 
-def require_same_shape(name: str, a, ref_name: str, ref) -> None:
+def require_same_shape(name: str, a: Array, ref_name: str, ref: Array) -> None:
     if shape_of(a) != shape_of(ref):
         raise ValueError(
             f"{name} must have the same shape as {ref_name} {shape_of(ref)}, got {shape_of(a)}"
         )
 
 
-def require_float(name: str, a) -> None:
+def require_float(name: str, a: Array) -> None:
     if not hasattr(a, "dtype"):
         raise TypeError(f"{name} must be a floating-point array, got {type(a).__name__}")
     kind = dtype_name(a)
@@ -63,7 +69,7 @@ def require_float(name: str, a) -> None:
         raise TypeError(f"{name} must be a floating-point array, got dtype {kind}")
 
 
-def require_int_param(name: str, value, minimum: int) -> int:
+def require_int_param(name: str, value: object, minimum: int) -> int:
     """A hyperparameter that must be an integer >= minimum (e.g. stride >= 1, pad >= 0)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
@@ -72,7 +78,7 @@ def require_int_param(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def require_param(params: dict, dict_name: str, key: str):
+def require_param(params: dict, dict_name: str, key: str) -> Any:
     if not isinstance(params, dict):
         raise TypeError(f"{dict_name} must be a dict, got {type(params).__name__}")
     if key not in params:
@@ -80,13 +86,13 @@ def require_param(params: dict, dict_name: str, key: str):
     return params[key]
 
 
-def require_dict(params, dict_name: str) -> dict:
+def require_dict(params: object, dict_name: str) -> dict:
     if not isinstance(params, dict):
         raise TypeError(f"{dict_name} must be a dict, got {type(params).__name__}")
     return params
 
 
-def require_nonneg_real(name: str, value) -> float:
+def require_nonneg_real(name: str, value: object) -> float:
     """A real hyperparameter that must be finite and >= 0 (e.g. eps)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
@@ -95,7 +101,7 @@ def require_nonneg_real(name: str, value) -> float:
     return float(value)
 
 
-def require_unit_interval(name: str, value) -> float:
+def require_unit_interval(name: str, value: object) -> float:
     """A real hyperparameter that must lie in [0, 1] (e.g. batchnorm momentum, decay rates)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
@@ -104,7 +110,7 @@ def require_unit_interval(name: str, value) -> float:
     return float(value)
 
 
-def check_dout(dout, expected_shape: tuple) -> None:
+def check_dout(dout: Array, expected_shape: tuple) -> None:
     """Upstream gradient must match the forward output recorded in the cache."""
     got = shape_of(dout)
     if got != tuple(expected_shape):
@@ -113,13 +119,13 @@ def check_dout(dout, expected_shape: tuple) -> None:
         )
 
 
-def check_same_shape(name: str, a, ref_name: str, ref) -> None:
+def check_same_shape(name: str, a: Array, ref_name: str, ref: Array) -> None:
     if not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")
     require_same_shape(name, a, ref_name, ref)
 
 
-def check_same_shape_update(w, dw) -> None:
+def check_same_shape_update(w: Array, dw: Array) -> None:
     """Optimizers: the gradient dw must have w's shape."""
     for name, a in (("w", w), ("dw", dw)):
         if not hasattr(a, "shape"):

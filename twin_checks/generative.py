@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from twin_checks.common import (
+    Array,
     dtype_name,
 )
 
 
-def check_scores(name: str, a) -> None:
+def check_scores(name: str, a: Array) -> None:
     """Scores/logits: a non-empty floating array."""
     if not hasattr(a, "shape"):
         raise TypeError(f"{name} must be an array, got {type(a).__name__}")

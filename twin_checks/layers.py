@@ -6,8 +6,10 @@ Affine, conv, pooling, normalization, dropout and the classifier losses.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 from twin_checks.common import (
+    Array,
     dtype_name,
     require_dict,
     require_float,
@@ -28,7 +30,7 @@ def require_mode(params: dict, dict_name: str, required: bool = True) -> str:
     return mode
 
 
-def require_keep_prob(p) -> float:
+def require_keep_prob(p: object) -> float:
     """Dropout's ``p`` is CS231n's KEEP probability: it must lie in (0, 1]."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"dropout_param['p'] must be a number, got {p!r}")
@@ -39,14 +41,14 @@ def require_keep_prob(p) -> float:
     return float(p)
 
 
-def require_groups(G, C: int) -> int:
+def require_groups(G: object, C: int) -> int:
     G = require_int_param("G", G, 1)
     if C % G != 0:
         raise ValueError(f"G={G} groups must divide the number of channels C={C}")
     return G
 
 
-def require_labels(y, N: int, C: int) -> None:
+def require_labels(y: Array, N: int, C: int) -> None:
     """y: (N,) integer class indices in [0, C)."""
     if not hasattr(y, "shape"):
         raise TypeError(f"y must be an array of class indices, got {type(y).__name__}")
@@ -77,7 +79,9 @@ def conv_output_shape(H: int, W: int, HH: int, WW: int, stride: int, pad: int) -
     return 1 + (Hp - HH) // stride, 1 + (Wp - WW) // stride
 
 
-def pool_output_shape(H: int, W: int, pool_height, pool_width, stride) -> tuple[int, int]:
+def pool_output_shape(
+    H: int, W: int, pool_height: object, pool_width: object, stride: object
+) -> tuple[int, int]:
     """Output size of max pooling without padding, with PyTorch's floor rule."""
     ph = require_int_param("pool_param['pool_height']", pool_height, 1)
     pw = require_int_param("pool_param['pool_width']", pool_width, 1)
@@ -87,7 +91,7 @@ def pool_output_shape(H: int, W: int, pool_height, pool_width, stride) -> tuple[
     return 1 + (H - ph) // stride, 1 + (W - pw) // stride
 
 
-def check_conv_args(x, w, b, conv_param: dict) -> tuple[int, int, int, int]:
+def check_conv_args(x: Array, w: Array, b: Array, conv_param: dict) -> tuple[int, int, int, int]:
     """Validate conv inputs; return (stride, pad, H_out, W_out).
 
     x: (N, C, H, W); w: (F, C, HH, WW); b: (F,); conv_param: {'stride', 'pad'}.
@@ -108,7 +112,7 @@ def check_conv_args(x, w, b, conv_param: dict) -> tuple[int, int, int, int]:
     return int(stride), int(pad), H_out, W_out
 
 
-def check_pool_args(x, pool_param: dict) -> tuple[int, int, int, int, int]:
+def check_pool_args(x: Array, pool_param: dict) -> tuple[int, int, int, int, int]:
     """Validate max-pool inputs; return (pool_height, pool_width, stride, H_out, W_out)."""
     require_ndim("x", x, 4, "(N, C, H, W)")
     ph = require_param(pool_param, "pool_param", "pool_height")
@@ -118,7 +122,7 @@ def check_pool_args(x, pool_param: dict) -> tuple[int, int, int, int, int]:
     return int(ph), int(pw), int(stride), H_out, W_out
 
 
-def check_affine_args(x, w, b) -> tuple[int, int]:
+def check_affine_args(x: Array, w: Array, b: Array) -> tuple[int, int]:
     """x: (N, d_1, ..., d_k) with prod(d_i) = D; w: (D, M); b: (M,). Returns (N, D)."""
     require_ndim("w", w, 2, "(D, M)")
     if len(x.shape) < 1:
@@ -136,21 +140,23 @@ def check_affine_args(x, w, b) -> tuple[int, int]:
     return N, D
 
 
-def check_norm_args(x, gamma, beta, ndim: int, feature_shape: tuple, layout: str) -> None:
+def check_norm_args(
+    x: Array, gamma: Array, beta: Array, ndim: int, feature_shape: tuple, layout: str
+) -> None:
     """x has ``ndim`` dims laid out as ``layout``; gamma/beta must have ``feature_shape``."""
     require_ndim("x", x, ndim, layout)
     require_shape("gamma", gamma, feature_shape)
     require_shape("beta", beta, feature_shape)
 
 
-def check_norm_param(params, dict_name: str) -> float:
+def check_norm_param(params: Any, dict_name: str) -> float:
     """ln_param / gn_param: a dict with optional 'eps' (default 1e-5); 'mode' is accepted and
     ignored (CS231n passes the same dicts around for every normalization). Returns eps."""
     require_dict(params, dict_name)
     return require_nonneg_real(f"{dict_name}['eps']", params.get("eps", 1e-5))
 
 
-def check_bn_param(bn_param, D: int, dict_name: str = "bn_param") -> tuple[str, float, float]:
+def check_bn_param(bn_param: Any, D: int, dict_name: str = "bn_param") -> tuple[str, float, float]:
     """bn_param: 'mode' (required, 'train'/'test'), 'eps' (1e-5), 'momentum' (0.9), optional
     'running_mean'/'running_var' of shape (D,). Returns (mode, eps, momentum)."""
     require_dict(bn_param, dict_name)
@@ -163,7 +169,7 @@ def check_bn_param(bn_param, D: int, dict_name: str = "bn_param") -> tuple[str, 
     return mode, eps, momentum
 
 
-def check_scores_labels(x, y) -> tuple[int, int]:
+def check_scores_labels(x: Array, y: Array) -> tuple[int, int]:
     """Loss inputs: x (N, C) scores with N >= 1, C >= 1; y (N,) integer labels in [0, C)."""
     require_ndim("x", x, 2, "(N, C) scores")
     require_float("x", x)

@@ -6,6 +6,7 @@ RNN and LSTM cells and sequences, word embedding, temporal affine and temporal l
 from __future__ import annotations
 
 from twin_checks.common import (
+    Array,
     dtype_name,
     numel,
     require_ndim,
@@ -14,7 +15,7 @@ from twin_checks.common import (
 )
 
 
-def check_indices(name: str, idx, V: int) -> None:
+def check_indices(name: str, idx: Array, V: int) -> None:
     """idx: integer array of indices that must lie in [0, V) (e.g. word ids for a vocabulary)."""
     if not hasattr(idx, "shape"):
         raise TypeError(f"{name} must be an integer array, got {type(idx).__name__}")
@@ -28,7 +29,9 @@ def check_indices(name: str, idx, V: int) -> None:
         )
 
 
-def check_cell_args(x, prev_h, Wx, Wh, b, gates: int, prev_c=None) -> tuple[int, int, int]:
+def check_cell_args(
+    x: Array, prev_h: Array, Wx: Array, Wh: Array, b: Array, gates: int, prev_c: Array | None = None
+) -> tuple[int, int, int]:
     """One step of a recurrent cell with ``gates`` stacked blocks (RNN 1, LSTM 4).
 
     x: (N, D); prev_h: (N, H); prev_c: (N, H) or None; Wx: (D, gates*H); Wh: (H, gates*H);
@@ -45,7 +48,9 @@ def check_cell_args(x, prev_h, Wx, Wh, b, gates: int, prev_c=None) -> tuple[int,
     return N, D, H
 
 
-def check_sequence_args(x, h0, Wx, Wh, b, gates: int) -> tuple[int, int, int, int]:
+def check_sequence_args(
+    x: Array, h0: Array, Wx: Array, Wh: Array, b: Array, gates: int
+) -> tuple[int, int, int, int]:
     """A whole sequence: x (N, T, D), h0 (N, H), weights as in :func:`check_cell_args`.
 
     Returns (N, T, D, H).
@@ -61,20 +66,20 @@ def check_sequence_args(x, h0, Wx, Wh, b, gates: int) -> tuple[int, int, int, in
     return N, T, D, H
 
 
-def _check_weights(Wx, Wh, b, D: int, H: int, gates: int) -> None:
+def _check_weights(Wx: Array, Wh: Array, b: Array, D: int, H: int, gates: int) -> None:
     hint = "" if gates == 1 else f"{gates} gates i, f, o, g of size H={H} side by side"
     require_shape("Wx", Wx, (D, gates * H), hint=hint or f"D={D} inputs, H={H} hidden units")
     require_shape("Wh", Wh, (H, gates * H), hint=hint or f"H={H} hidden units")
     require_shape("b", b, (gates * H,), hint=hint or f"H={H} hidden units")
 
 
-def check_embedding_args(x, W) -> None:
+def check_embedding_args(x: Array, W: Array) -> None:
     """x: integer array (N, T) of word ids; W: (V, D) word vectors."""
     require_ndim("W", W, 2, "(V, D)")
     check_indices("x", x, int(W.shape[0]))
 
 
-def check_temporal_affine_args(x, w, b) -> None:
+def check_temporal_affine_args(x: Array, w: Array, b: Array) -> None:
     """x: (N, T, D); w: (D, M); b: (M,)."""
     require_ndim("x", x, 3, "(N, T, D)")
     require_ndim("w", w, 2, "(D, M)")
@@ -83,7 +88,7 @@ def check_temporal_affine_args(x, w, b) -> None:
     require_shape("b", b, (int(w.shape[1]),), hint="one bias per column of w")
 
 
-def check_temporal_loss_args(x, y, mask) -> None:
+def check_temporal_loss_args(x: Array, y: Array, mask: Array) -> None:
     """x: (N, T, V) scores; y: (N, T) integer targets in [0, V); mask: (N, T)."""
     require_ndim("x", x, 3, "(N, T, V)")
     N, T, V = shape_of(x)

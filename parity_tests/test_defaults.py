@@ -20,11 +20,13 @@ import numpy as np
 import pytest
 import torch
 
+from numpy_impl import generative_layers as npgl
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from torch_impl import _a3_functions as tf3
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import generative_layers as tgl
 from torch_impl import nn as tnn
 from torch_impl import optim as topt
 from torch_impl import simclr as tsim
@@ -44,6 +46,8 @@ DROPOUT_KEEP = 0.5  # torch: nn.Dropout(0.5) (keep = drop = 0.5)
 TRANSFORMER_DROPOUT = 0.1  # the course's PositionalEncoding, MultiHeadAttention, layers
 MAX_LEN = 5000  # PositionalEncoding
 DIM_FEEDFORWARD = 2048  # TransformerDecoderLayer / TransformerEncoderLayer
+LEAKY_SLOPE = 0.01  # torch: nn.LeakyReLU's negative_slope
+CONV_TRANSPOSE = {"stride": 1, "padding": 0}  # torch: nn.ConvTranspose2d's
 
 # Defaults that are not hyperparameters: placement, optional data, an implementation choice.
 NOT_HYPERPARAMETERS = {
@@ -185,6 +189,15 @@ def _numpy_rule(rule, config):
         return w, cfg
 
     return run
+
+
+def _conv_transpose_inputs():
+    rng = _rng()
+    return (
+        _t(rng.standard_normal((2, 3, 3, 4))),
+        _t(rng.standard_normal((3, 2, 2, 2))),
+        _t(rng.standard_normal(2)),
+    )
 
 
 def _qual(obj, method=None) -> str:
@@ -383,6 +396,38 @@ def _defaults() -> list[Default]:
             "PositionalEncoding buffer length",
             lambda: ttl.PositionalEncoding(E).state_dict(),
             lambda: ttl.PositionalEncoding(E, max_len=MAX_LEN).state_dict(),
+        ),
+        # torch_impl.generative_layers (and the NumPy twin's leaky_relu_forward)
+        Default(
+            "LeakyReLUFunction",
+            lambda: tgl.LeakyReLUFunction.apply(_t(_rng().standard_normal((3, 4)))),
+            lambda: tgl.LeakyReLUFunction.apply(_t(_rng().standard_normal((3, 4))), LEAKY_SLOPE),
+            _p(tgl.LeakyReLUFunction, "forward", "negative_slope"),
+        ),
+        Default(
+            "numpy leaky_relu_forward",
+            lambda: npgl.leaky_relu_forward(_rng().standard_normal((3, 4)))[0],
+            lambda: npgl.leaky_relu_forward(_rng().standard_normal((3, 4)), LEAKY_SLOPE)[0],
+        ),
+        Default(
+            "ConvTranspose2dFunction",
+            lambda: tgl.ConvTranspose2dFunction.apply(*_conv_transpose_inputs()),
+            lambda: tgl.ConvTranspose2dFunction.apply(
+                *_conv_transpose_inputs(), CONV_TRANSPOSE["stride"], CONV_TRANSPOSE["padding"]
+            ),
+            _p(tgl.ConvTranspose2dFunction, "forward", "stride", "pad"),
+        ),
+        Default(
+            "generative LeakyReLU",
+            _module(tgl.LeakyReLU, [(6, 7)]),
+            _module(lambda: tgl.LeakyReLU(LEAKY_SLOPE), [(6, 7)]),
+            _p(tgl.LeakyReLU, "__init__", "negative_slope"),
+        ),
+        Default(
+            "generative ConvTranspose2d",
+            _module(lambda: tgl.ConvTranspose2d(3, 2, 3), [(2, 3, 4, 4)]),
+            _module(lambda: tgl.ConvTranspose2d(3, 2, 3, **CONV_TRANSPOSE), [(2, 3, 4, 4)]),
+            _p(tgl.ConvTranspose2d, "__init__", "stride", "padding"),
         ),
         Default(
             "simclr_loss_vectorized",

@@ -6,6 +6,8 @@ transposed convolution as the adjoint of the convolution, and their argument che
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,39 @@ def test_numpy_backward_checks_dout_shape():
     _, cache = npgl.leaky_relu_forward(x)
     with pytest.raises(ValueError, match="dout must have"):
         npgl.leaky_relu_backward(np.zeros((1, 2)), cache)
+
+
+def _entry(name):
+    from parity_tests.registry import specs_with
+
+    (spec,) = [s for s in specs_with("torch_impl_fn") if s.name == name]
+    return spec
+
+
+def test_the_parity_checks_catch_a_wrong_transpose_backward(monkeypatch):
+    """The registry entries can fail: a dw off by 1e-6 (relative) in the NumPy twin, and a
+    torch dx shifted by one column, are both reported (case 0: the DC generator's geometry)."""
+    from parity_tests import checks
+
+    original = npgl.conv_transpose_backward_naive
+
+    def slightly_wrong(dout, cache):
+        dx, dw, db = original(dout, cache)
+        return dx, dw * (1 + 1e-6), db
+
+    monkeypatch.setattr(npgl, "conv_transpose_backward_naive", slightly_wrong)
+    spec = _entry("conv_transpose_naive")
+    with pytest.raises(AssertionError, match="dw"):
+        checks.check_numerical(spec, 0)
+    monkeypatch.undo()
+
+    checks.check_builtin(spec, 0, np.float64)  # passes as written
+
+    def dx_off_by_one_column(t, c):
+        x = t["x"] * 1.0  # a copy whose gradient the hook shifts, as a window index slip would
+        x.register_hook(lambda g: g.roll(1, dims=3))
+        return spec.torch_impl_fn({**t, "x": x}, c)
+
+    with pytest.raises(AssertionError, match="dx: torch_impl vs builtin"):
+        wrong = dataclasses.replace(spec, torch_impl_fn=dx_off_by_one_column)
+        checks.check_builtin(wrong, 0, np.float64)

@@ -1,7 +1,7 @@
 """Registry entries for the GAN notebook's layers that torch_impl adds: leaky ReLU and the
 transposed convolution (``numpy_impl.generative_layers`` / ``torch_impl.generative_layers``).
 
-Conventions as ``parity_tests/ops_layers.py`` (whose case helpers these entries reuse). The
+Conventions as ``parity_tests/ops_layers.py`` (whose case generators these entries reuse). The
 builtins are ``F.leaky_relu`` and ``F.conv_transpose2d``, on the reference side only.
 """
 

@@ -30,6 +30,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _positive_real(text: str) -> float:
     try:
         value = float(text)
@@ -93,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="channels of the encoder's conv blocks",
     )
     p.add_argument("--probe-steps", type=_positive, default=500)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument(
+        "--loader-processes",
+        type=_nonnegative,
+        default=0,
+        help="processes that decode and augment the images (0: the main process)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     return p
@@ -114,7 +129,9 @@ def probe(model, train_images, test_images, args, device) -> dict:
 
     from simclr_training.train import extract_features, linear_probe, refresh_batchnorm_statistics
 
-    loader = lambda ds: DataLoader(ds, batch_size=256, shuffle=False, num_workers=args.workers)
+    loader = lambda ds: DataLoader(
+        ds, batch_size=256, shuffle=False, num_workers=args.loader_processes
+    )
     refresh_batchnorm_statistics(model, loader(train_images), device)
     train_x, train_y = extract_features(model.f, loader(train_images), device)
     test_x, test_y = extract_features(model.f, loader(test_images), device)
@@ -165,7 +182,7 @@ def main(argv=None) -> int:
         batch_size=args.batch_size,
         shuffle=True,
         drop_last=True,
-        num_workers=args.workers,
+        num_workers=args.loader_processes,
         generator=torch.Generator().manual_seed(args.seed),
     )
     print(

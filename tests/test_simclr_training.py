@@ -234,7 +234,7 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     assert rc == 2 and "no full batch" in capsys.readouterr().err
     rc = main(f"--data-dir {tmp_path / 'none'} --out {out}".split())
     assert rc == 2 and "data not found" in capsys.readouterr().err
-    for bad in ("--widths 4,x", "--temperature 0", "--epochs -1"):
+    for bad in ("--widths 4,x", "--temperature 0", "--loader-processes -1", "--epochs -1"):
         with pytest.raises(SystemExit):
             main(f"--data-dir . --out . {bad}".split())
     assert "expected a positive integer, got -1" in capsys.readouterr().err

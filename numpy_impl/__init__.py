@@ -19,6 +19,7 @@ _SUBMODULES = (
     "rnn_layers",
     "attention",
     "gan",
+    "generative_layers",
     "simclr",
     "classifiers",
     "solver",

@@ -6,9 +6,10 @@ over :data:`REGISTRY`, so adding an op means adding one entry, and every check (
 gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
 CUDA) then runs on it automatically.
 
-Entries are collected from ``parity_tests/ops_layers.py`` (assignments 1-2) and, when the module
-exists, ``parity_tests/ops_a3.py`` (assignment 3). Each of those modules exposes ``OPS``, a list
-of ``OpSpec``.
+Entries are collected from ``parity_tests/ops_layers.py`` (assignments 1-2),
+``parity_tests/ops_generative.py`` (the GAN notebook's leaky ReLU and transposed convolution)
+and, when the module exists, ``parity_tests/ops_a3.py`` (assignment 3). Each of those modules
+exposes ``OPS``, a list of ``OpSpec``.
 
 Writing an entry
 ----------------
@@ -195,6 +196,7 @@ def _collect() -> tuple[OpSpec, ...]:
     # ops_a3 holds the assignment-3 entries; a missing module is fine, a broken one is not.
     if importlib.util.find_spec("parity_tests.ops_a3") is not None:
         specs += list(importlib.import_module("parity_tests.ops_a3").OPS)
+    specs += list(importlib.import_module("parity_tests.ops_generative").OPS)
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -10,8 +10,10 @@ optimizer state must be identical. ``test_every_default_is_checked`` makes sure 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import pkgutil
 from dataclasses import dataclass
 from typing import Callable
@@ -20,12 +22,14 @@ import numpy as np
 import pytest
 import torch
 
+from numpy_impl import generative_layers as npgl
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
 from torch_impl import nn as tnn
 from torch_impl import optim as topt
+from torch_impl import pytorch_notebook as tpn
 from torch_impl import simclr as tsim
 from torch_impl import transformer_layers as ttl
 
@@ -43,6 +47,8 @@ DROPOUT_KEEP = 0.5  # torch: nn.Dropout(0.5) (keep = drop = 0.5)
 TRANSFORMER_DROPOUT = 0.1  # the course's PositionalEncoding, MultiHeadAttention, layers
 MAX_LEN = 5000  # PositionalEncoding
 DIM_FEEDFORWARD = 2048  # TransformerDecoderLayer / TransformerEncoderLayer
+LEAKY_SLOPE = 0.01  # torch: nn.LeakyReLU's negative_slope
+CONV_TRANSPOSE = {"stride": 1, "padding": 0}  # torch: nn.ConvTranspose2d's
 
 # Defaults that are not hyperparameters: placement, optional data, an implementation choice.
 NOT_HYPERPARAMETERS = {
@@ -55,6 +61,7 @@ NOT_HYPERPARAMETERS = {
     "tgt_mask",
     "src_mask",
     "algorithm",
+    "print_every",  # how often a training loop reports, not part of the math
 }
 
 
@@ -186,6 +193,15 @@ def _numpy_rule(rule, config):
     return run
 
 
+def _conv_transpose_inputs():
+    rng = _rng()
+    return (
+        _t(rng.standard_normal((2, 3, 3, 4))),
+        _t(rng.standard_normal((3, 2, 2, 2))),
+        _t(rng.standard_normal(2)),
+    )
+
+
 def _qual(obj, method=None) -> str:
     name = f"{obj.__module__}.{obj.__qualname__}"
     return f"{name}.{method}" if method else name
@@ -193,6 +209,27 @@ def _qual(obj, method=None) -> str:
 
 def _p(obj, method, *params) -> tuple[str, ...]:
     return tuple(f"{_qual(obj, method)}.{p}" for p in params)
+
+
+def _notebook_training(epochs_given: bool):
+    """train_part34 (the notebook's loop) on a tiny seeded set, with or without ``epochs``."""
+
+    def run():
+        torch.manual_seed(0)
+        model = tpn.TwoLayerFC(12, 5, 3).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+        gen = torch.Generator().manual_seed(1)
+        images = torch.randn(4, 3, 2, 2, generator=gen)
+        data = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(images, torch.tensor([0, 1, 2, 0])), batch_size=4
+        )
+        kw = {"loader_train": data, "loader_val": data, "dtype": torch.float64}
+        with contextlib.redirect_stdout(io.StringIO()):
+            losses = tpn.train_part34(model, optimizer, 1, **kw) if epochs_given else None
+            losses = losses if epochs_given else tpn.train_part34(model, optimizer, **kw)
+        return losses, dict(model.state_dict())
+
+    return run
 
 
 def _defaults() -> list[Default]:
@@ -377,11 +414,56 @@ def _defaults() -> list[Default]:
             lambda: ttl.PositionalEncoding(E).state_dict(),
             lambda: ttl.PositionalEncoding(E, max_len=MAX_LEN).state_dict(),
         ),
+        # torch_impl LeakyReLU, ConvTranspose2d (and the NumPy twin's leaky_relu_forward)
+        Default(
+            "LeakyReLUFunction",
+            lambda: tf.LeakyReLUFunction.apply(_t(_rng().standard_normal((3, 4)))),
+            lambda: tf.LeakyReLUFunction.apply(_t(_rng().standard_normal((3, 4))), LEAKY_SLOPE),
+            _p(tf.LeakyReLUFunction, "forward", "negative_slope"),
+        ),
+        Default(
+            "numpy leaky_relu_forward",
+            lambda: npgl.leaky_relu_forward(_rng().standard_normal((3, 4)))[0],
+            lambda: npgl.leaky_relu_forward(_rng().standard_normal((3, 4)), LEAKY_SLOPE)[0],
+        ),
+        Default(
+            "ConvTranspose2dFunction",
+            lambda: tf.ConvTranspose2dFunction.apply(*_conv_transpose_inputs()),
+            lambda: tf.ConvTranspose2dFunction.apply(
+                *_conv_transpose_inputs(), CONV_TRANSPOSE["stride"], CONV_TRANSPOSE["padding"]
+            ),
+            _p(tf.ConvTranspose2dFunction, "forward", "stride", "pad"),
+        ),
+        Default(
+            "generative LeakyReLU",
+            _module(tnn.LeakyReLU, [(6, 7)]),
+            _module(lambda: tnn.LeakyReLU(LEAKY_SLOPE), [(6, 7)]),
+            _p(tnn.LeakyReLU, "__init__", "negative_slope"),
+        ),
+        Default(
+            "generative ConvTranspose2d",
+            _module(lambda: tnn.ConvTranspose2d(3, 2, 3), [(2, 3, 4, 4)]),
+            _module(lambda: tnn.ConvTranspose2d(3, 2, 3, **CONV_TRANSPOSE), [(2, 3, 4, 4)]),
+            _p(tnn.ConvTranspose2d, "__init__", "stride", "padding"),
+        ),
         Default(
             "simclr_loss_vectorized",
             lambda: tsim.simclr_loss_vectorized(*_simclr_inputs()),
             lambda: tsim.simclr_loss_vectorized(*_simclr_inputs(), device="cuda"),
             (f"{tsim.__name__}.simclr_loss_vectorized.device",),
+        ),
+        # The assignment-2 PyTorch notebook's reference (nn.Conv2d's padding 0; one epoch)
+        Default(
+            "notebook Conv2d",
+            _module(lambda: tpn.Conv2d(3, 2, 3), [(2, 3, 5, 5)]),
+            _module(lambda: tpn.Conv2d(3, 2, 3, padding=0), [(2, 3, 5, 5)]),
+            _p(tpn.Conv2d, "__init__", "padding"),
+        ),
+        Default(
+            "notebook train_part34",
+            _notebook_training(epochs_given=False),
+            _notebook_training(epochs_given=True),
+            (f"{tpn.__name__}.train_part34.epochs",),
         ),
     ]
     # Optimizers: torch_impl.optim and numpy_impl.optim's rules (config=None: all defaults).

@@ -1,4 +1,5 @@
-"""Elementwise nonlinearities: ReLU, sigmoid, tanh and the exact GELU."""
+"""Elementwise nonlinearities: ReLU, sigmoid, tanh, the exact GELU (Hendrycks & Gimpel 2016) and
+leaky ReLU (Maas et al. 2013: x for x > 0, negative_slope * x otherwise; the GAN notebook's)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
+from twin_checks import require_negative_slope
 
 __all__ = [
     "ReLUFunction",
     "SigmoidFunction",
     "TanhFunction",
     "GELUFunction",
+    "LeakyReLUFunction",
 ]
 
 
@@ -103,3 +106,26 @@ class GELUFunction(Function):
         cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
         pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return dout * (cdf + x * pdf)
+
+
+class LeakyReLUFunction(Function):
+    """out = x where x > 0, else negative_slope * x.
+
+    apply(x, negative_slope=0.01). d out / dx = 1 where x > 0, else negative_slope (the slope at
+    x == 0 is negative_slope, as PyTorch's). Saved: the mask x > 0 (one byte per element).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, negative_slope: float = 0.01) -> Tensor:
+        _checks.require_float("x", x)
+        slope = require_negative_slope(negative_slope)
+        positive = x > 0
+        ctx.slope = slope
+        ctx.save_for_backward(positive)
+        return torch.where(positive, x, x * slope)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
+        (positive,) = ctx.saved_tensors
+        return torch.where(positive, dout, dout * ctx.slope), None

@@ -23,6 +23,10 @@ shifted (no window matrix of the whole input): lay the zero-padded input out cha
         dx_canvas[:, q] = sum_{k,l} w[:, :, k, l]^T dcanvas[:, q - k*Wc - l],
     where dcanvas is dout placed at the output positions with zeros elsewhere: dx is the forward
     run on dcanvas with the taps mirrored.
+
+The transposed convolution (DCGAN, Radford et al. 2016; ``ConvTranspose2dFunction``) is the
+gradient of a convolution with respect to its input, used as a layer: its forward is the conv's
+dx ("col2im" of W^T x), its backward the conv's forward and weight gradient.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
 from torch_impl._utils import products_dtype, require_like
+from twin_checks import check_conv_transpose_args
 
-__all__ = ["Conv2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]
+__all__ = ["Conv2dFunction", "ConvTranspose2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]
 
 CONV_ALGORITHMS = ("auto", "im2col", "shifted")
 
@@ -381,3 +386,72 @@ class Conv2dFunction(Function):
                 dw = dw.view(w_shape).to(dtype)
         db = dout.sum(dim=(0, 2, 3)) if need_b else None
         return dx, dw, db, None, None, None
+
+
+class ConvTranspose2dFunction(Function):
+    """Transposed convolution (no output padding, no dilation, one group).
+
+    apply(x, w, b, stride=1, pad=0): x (N, C, H, W); w (C, F, HH, WW); b (F,); output
+    (N, F, H', W'), H' = (H - 1) * stride - 2 * pad + HH.
+
+    Derivation. A convolution y = conv(u, w) with u (N, F, H', W') and weight w read as
+    (C, F, HH, WW) (C filters over F channels), stride s, padding p, has the windows
+        cols(u)[(f, k, l), (n, i, j)] = upad[n, f, i*s + k, j*s + l],    y = W2 @ cols(u),
+    W2 = w.reshape(C, F*HH*WW). Its input gradient is du = col2im(W2^T @ dy): every column goes
+    back onto its window, overlapping windows adding up, padding cropped. This layer is that
+    map with dy := x:
+        forward:  out = col2im(W2^T @ X2) + b,     X2 = x as (C, N*H*W).
+    The adjoint of col2im is im2col, so differentiating ``out`` gives conv's forward and
+    conv's weight gradient, both on the windows of dout:
+        D = cols(dout)  (F*HH*WW, N*H*W)   (dout zero-padded by p; exactly H x W windows)
+        dx = W2 @ D  (the convolution of dout with w),   dW2 = X2 @ D^T,   db = sum dout.
+    col2im is ``F.fold`` (an index scatter, the same one conv's backward uses), im2col a strided
+    ``unfold`` view copied once. Saved: x and w, for the gradients that are needed.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor, stride: int = 1, pad: int = 0) -> Tensor:
+        _checks.require_float("x", x)
+        stride, pad, H_out, W_out = check_conv_transpose_args(
+            x, w, b, {"stride": stride, "pad": pad}
+        )
+        require_like("x", x, w=w, b=b)
+        N, C, H, W = x.shape
+        F, HH, WW = w.shape[1:]
+        x2 = x.transpose(0, 1).reshape(C, N * H * W)
+        cols = w.reshape(C, F * HH * WW).T @ x2  # (F*HH*WW, N*H*W)
+        # (N, F*HH*WW, H*W) for fold: column (i, j) of image n is the window at (i*s, j*s).
+        cols = cols.view(F * HH * WW, N, H * W).transpose(0, 1)
+        if N == 0:
+            out = x.new_zeros(0, F, H_out, W_out)
+        else:
+            out = torch.nn.functional.fold(
+                cols, (H_out, W_out), (HH, WW), padding=pad, stride=stride
+            )
+        out = out + b.view(1, F, 1, 1)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        ctx.geometry = (x.shape, w.shape, stride, pad)
+        ctx.save_for_backward(x if need_w else None, w if need_x else None)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        (N, C, H, W), (_, F, HH, WW), stride, pad = ctx.geometry
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx = dw = db = None
+        if need_x or need_w:
+            # D = cols(dout): the H x W windows of the zero-padded dout, rows (f, k, l),
+            # columns (n, i, j).
+            dpad = torch.nn.functional.pad(dout, (pad, pad, pad, pad)) if pad else dout
+            windows = dpad.unfold(2, HH, stride).unfold(3, WW, stride)  # (N, F, H, W, HH, WW)
+            D = windows.permute(1, 4, 5, 0, 2, 3).reshape(F * HH * WW, N * H * W)
+            if need_x:
+                dx = (w.reshape(C, F * HH * WW) @ D).view(C, N, H, W).transpose(0, 1)
+                dx = dx.contiguous()
+            if need_w:
+                dw = (x.transpose(0, 1).reshape(C, N * H * W) @ D.T).view(C, F, HH, WW)
+        if need_b:
+            db = dout.sum(dim=(0, 2, 3))
+        return dx, dw, db, None, None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from torch_impl.activations import (
     GELUFunction,
+    LeakyReLUFunction,
     ReLUFunction,
     SigmoidFunction,
     TanhFunction,
@@ -40,6 +41,7 @@ from torch_impl.contrastive import (
 )
 from torch_impl.conv import (
     Conv2dFunction,
+    ConvTranspose2dFunction,
 )
 from torch_impl.dropout import (
     DropoutFunction,
@@ -79,7 +81,9 @@ __all__ = [
     "SigmoidFunction",
     "TanhFunction",
     "GELUFunction",
+    "LeakyReLUFunction",
     "Conv2dFunction",
+    "ConvTranspose2dFunction",
     "MaxPool2dFunction",
     "BatchNormFunction",
     "LayerNormFunction",

@@ -29,8 +29,10 @@ from torch_impl.functions import (
     AffineFunction,
     BatchNormFunction,
     Conv2dFunction,
+    ConvTranspose2dFunction,
     DropoutFunction,
     LayerNormFunction,
+    LeakyReLUFunction,
     MaxPool2dFunction,
     ReLUFunction,
     SigmoidFunction,
@@ -39,6 +41,7 @@ from torch_impl.functions import (
     SVMLossFunction,
     TanhFunction,
 )
+from twin_checks import require_negative_slope
 
 __all__ = [
     "Affine",
@@ -55,6 +58,8 @@ __all__ = [
     "SVMLoss",
     "SoftmaxLoss",
     "Flatten",
+    "LeakyReLU",
+    "ConvTranspose2d",
 ]
 
 
@@ -355,3 +360,63 @@ class Flatten(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # (the size written out: with N = 0 a -1 would be ambiguous)
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+class LeakyReLU(nn.Module):
+    """x where x > 0, else negative_slope * x, elementwise (nn.LeakyReLU's default slope)."""
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = require_negative_slope(negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return LeakyReLUFunction.apply(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ConvTranspose2d(nn.Module):
+    """Transposed convolution with weight w (in_channels, out_channels, kH, kW)
+    (nn.ConvTranspose2d's layout) and bias b (out_channels,);
+    input (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = (H - 1) * stride - 2 * padding
+    + kH.
+
+    Initialized as nn.ConvTranspose2d: uniform in +-1/sqrt(fan_in), where PyTorch's fan_in of
+    this weight layout is w.shape[1] * kH * kW = out_channels * kH * kW.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
+        self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _checks.require_int_param("stride", stride, 1)
+        self.padding = _checks.require_int_param("padding", padding, 0)
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.w = nn.Parameter(torch.empty(in_channels, out_channels, *self.kernel_size, **factory))
+        self.b = nn.Parameter(torch.empty(out_channels, **factory))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
+        _uniform_fan_in_(self.w, fan_in)
+        _uniform_fan_in_(self.b, fan_in)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ConvTranspose2dFunction.apply(x, self.w, self.b, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )

@@ -46,16 +46,19 @@ from twin_checks.layers import (
     check_affine_args,
     check_bn_param,
     check_conv_args,
+    check_conv_transpose_args,
     check_norm_args,
     check_norm_param,
     check_pool_args,
     check_scores_labels,
     conv_output_shape,
+    conv_transpose_output_shape,
     pool_output_shape,
     require_groups,
     require_keep_prob,
     require_labels,
     require_mode,
+    require_negative_slope,
 )
 from twin_checks.sequence import (
     check_cell_args,
@@ -67,6 +70,9 @@ from twin_checks.sequence import (
 )
 
 __all__ = [
+    "check_conv_transpose_args",
+    "conv_transpose_output_shape",
+    "require_negative_slope",
     "shape_of",
     "dtype_name",
     "require_ndim",

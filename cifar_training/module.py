@@ -76,6 +76,10 @@ class CifarModule(L.LightningModule):
         classes=None,
     ):
         super().__init__()
+        if not isinstance(recipe, Recipe):
+            raise TypeError(
+                f"recipe must be a cifar_training.recipes.Recipe, got {type(recipe).__name__}"
+            )
         self.recipe = recipe
         self.config = {
             "backend": backend,
@@ -327,8 +331,10 @@ def make_train_step(
     param groups), returning the loss. x: (N, 3, 32, 32) normalized images, y: (N,) int64.
     ``recipe_name``: one of ``recipes.RECIPES`` (default: "classic" for the default model,
     whose 32/64/128 widths the benchmark tables use, and "three-layer"); ``overrides``: Recipe
-    fields replacing its values (lr, momentum, optimizer, head_scale, widths, ...)."""
+    fields replacing its values (lr, momentum, optimizer, head_scale, widths, ...; a list, as
+    JSON carries widths, is taken as the tuple)."""
     name = recipe_name or ("classic" if model == "default" else RECIPE_FOR_MODEL[model])
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     recipe = replace(RECIPES[name], model=model, **overrides)
     net = build_recipe_net(recipe, seed=seed).to(dtype)
     ops = get_ops(backend)

@@ -230,6 +230,8 @@ def test_module_takes_any_recipe():
     module = CifarModule(three, backend="builtin", image_shape=(3, 16, 16), seed=1)
     assert module.recipe is three and type(module.net).__name__ == "ThreeLayerConvNet"
     assert module.configure_optimizers().param_groups[0]["lr"] == three.lr  # constant: no sched
+    with pytest.raises(TypeError, match="recipe must be a cifar_training.recipes.Recipe, got dict"):
+        CifarModule({"lr": 0.1})
 
 
 # ----------------------------------------------------------------------------------------------

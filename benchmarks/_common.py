@@ -227,19 +227,22 @@ def train_recipe(model: str, cheap: bool = False) -> dict:
     """train.py's recipe for ``--model`` as the benchmark tables use it: batch size, optimizer,
     widths, ... ("classic", widths 32/64/128, for the default model; "three-layer").
 
-    The truth is ``cifar_training.cli.resolve_args`` (argparse defaults merged with the
-    recipe), which imports Lightning (seconds). ``cheap=True`` (the smoke runs) reads the
-    ``RECIPES`` table and the parser-independent model defaults instead.
+    The truth is ``cifar_training.train_args.resolve_args`` (the recipe with train.py's other
+    defaults, such as --seed), which imports torch (seconds). ``cheap=True`` (the smoke runs)
+    reads the recipe itself (``cifar_training.recipes``) and seed 0 instead.
     """
-    from cifar_training import cli
+    import dataclasses
 
-    name = "classic" if model == "default" else model
+    from cifar_training.recipes import RECIPE_FOR_MODEL, RECIPES
+
+    name = "classic" if model == "default" else RECIPE_FOR_MODEL[model]
     if not cheap:
-        args = vars(cli.resolve_args(["--model", model, "--recipe", name]))
+        from cifar_training.train_args import resolve_args
+
+        args = vars(resolve_args(["--model", model, "--recipe", name]))
         return {k: args[k] for k in RECIPE_KEYS}
-    r = {"stem": "whiten", "bn_momentum": 0.9, "seed": 0}
-    r.update(cli.RECIPES[name])
-    return {k: r[k] for k in RECIPE_KEYS}
+    values = {**dataclasses.asdict(RECIPES[name]), "seed": 0}
+    return {k: values[k] for k in RECIPE_KEYS}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,11 +9,15 @@
 - ``backends``: the three op sets (``torch_impl``, the NumPy bridge, PyTorch builtins) and their
   optimizers; ``numpy_bridge`` holds the autograd.Functions that call ``numpy_impl``.
 - ``models``: the one network definition, written against an op set.
-- ``module``: the LightningModule (and ``make_train_step`` for benchmarks); ``plots``: the PNGs;
-  ``cli``: the command line (``train_entry``: its console script); ``run_control``:
-  checkpoints, signals and resumption; ``predict``: classify image files with a finished run;
-  ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like datasets in the real on-disk
-  formats (tests, smoke runs).
+- ``recipes``: every training hyperparameter as data (``Recipe``, the named ``RECIPES``).
+- ``module``: the LightningModule (and ``make_train_step`` for benchmarks); ``plots``: the PNGs.
+- ``cli``: the command line's entry (``train_entry``: its console script), built from
+  ``train_parser`` (the flags, a recipe's generated from its fields), ``train_args`` (the
+  command line resolved), ``train_run`` / ``eval_run`` (a training run, ``--eval-only``),
+  ``run_dir`` (``--out`` and ``--resume`` checks) and ``run_outputs`` (what a run writes).
+- ``run_control``: checkpoints, signals and resumption; ``predict``: classify image files with
+  a finished run; ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like datasets in
+  the real on-disk formats (tests, smoke runs).
 
 Submodules load on first use, so importing the package stays cheap.
 """
@@ -28,14 +32,23 @@ _SUBMODULES = (
     "cli",
     "datamodule",
     "datasets",
+    "diagnostics",
+    "eval_run",
     "models",
     "module",
     "numpy_bridge",
     "plots",
     "predict",
+    "recipes",
     "run_control",
+    "run_dir",
+    "run_outputs",
     "synthetic",
     "threads",
+    "train_args",
+    "train_errors",
+    "train_parser",
+    "train_run",
 )
 
 

@@ -39,15 +39,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-BACKENDS = ("torch", "numpy", "builtin")
-OPTIMIZERS = ("nesterov", "sgd_momentum", "sgd", "adam", "rmsprop")
+from cifar_training.recipes import OPTIMIZERS  # noqa: F401 - the rules make_optimizer knows
 
 
 class Ops:
-    """Interface of an op set. Shapes: x (N, C, H, W); conv w (F, C, k, k); affine w (D, M)."""
+    """Interface of an op set. Shapes: x (N, C, H, W); conv w (F, C, k, k); affine w (D, M).
+
+    The class attributes are the backend's rules for train.py, read without building the op
+    set (``ops_class``): ``cpu_only``, ``precisions``, ``channels_last_by_default``; train.py
+    asks these instead of testing the backend's name.
+    """
 
     name = "?"
+    # Computes on host memory only: train.py runs it on CPU and refuses a GPU accelerator.
     cpu_only = False
+    # The Lightning --precision values it computes in (None: every one Lightning has), and
+    # the same in words for messages.
+    precisions: tuple[str, ...] | None = None
+    precisions_in_words = "any precision Lightning has"
+    # Whether --channels-last auto means on: PyTorch's CPU conv kernels are faster on
+    # channels_last tensors; the twins' strided-view convolutions gain nothing from it.
+    channels_last_by_default = False
+
+    @classmethod
+    def supports_precision(cls, precision: str) -> bool:
+        return cls.precisions is None or precision in cls.precisions
 
     def conv(self, x, w, b, stride, pad):
         raise NotImplementedError
@@ -169,7 +185,9 @@ class NumpyOps(Ops):
     """numpy_impl kernels through the autograd bridge (CPU only)."""
 
     name = "numpy"
-    cpu_only = True
+    cpu_only = True  # NumPy arrays live in host memory
+    precisions = ("32", "32-true", "64", "64-true")  # numpy_impl computes in the input's dtype
+    precisions_in_words = "float32 or float64"
 
     def __init__(self):
         from cifar_training import numpy_bridge as nb
@@ -214,6 +232,7 @@ class BuiltinOps(Ops):
     measured against. CS231n conventions are converted as the module docstring lists."""
 
     name = "builtin"
+    channels_last_by_default = True
 
     def conv(self, x, w, b, stride, pad):
         return F.conv2d(x, w, b, stride=stride, padding=pad)
@@ -251,11 +270,17 @@ class BuiltinOps(Ops):
         return o.Adam(param_groups, lr=lr, betas=tuple(betas), eps=eps)
 
 
+OPS_BY_BACKEND = {"torch": TorchOps, "numpy": NumpyOps, "builtin": BuiltinOps}
+BACKENDS = tuple(OPS_BY_BACKEND)
+
+
+def ops_class(backend: str) -> type[Ops]:
+    """The op set class of ``--backend``: its rules (``cpu_only``, ...) without building it."""
+    try:
+        return OPS_BY_BACKEND[backend]
+    except KeyError:
+        raise ValueError(f"--backend must be one of {BACKENDS}, got {backend!r}") from None
+
+
 def get_ops(backend: str) -> Ops:
-    if backend == "torch":
-        return TorchOps()
-    if backend == "numpy":
-        return NumpyOps()
-    if backend == "builtin":
-        return BuiltinOps()
-    raise ValueError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    return ops_class(backend)()

@@ -28,8 +28,8 @@ import math
 import torch
 from torch import nn
 
-MODELS = ("default", "three-layer")
-BN_SCALES = ("trained", "fixed")
+from cifar_training.recipes import BN_SCALES, MODELS, STEMS
+
 DEFAULT_WIDTHS = (32, 64, 128)
 
 
@@ -131,7 +131,7 @@ class CifarNet(nn.Module):
             self.stem_bn = SpatialBatchNorm(widths[0], bn_momentum, bn_eps)
             c, size = widths[0], image_size
         else:
-            raise ValueError(f"--stem must be 'whiten' or 'conv', got {stem!r}")
+            raise ValueError(f"--stem must be one of {STEMS}, got {stem!r}")
         self.stem = stem
         blocks = []
         for w in widths:

@@ -16,6 +16,7 @@ with ``NonFiniteLossError``.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, replace
 
 import lightning as L
 import torch
@@ -24,8 +25,14 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from cifar_training.backends import get_ops
 from cifar_training.models import build_net, param_groups
-
-SCHEDULES = ("linear", "constant")
+from cifar_training.recipes import (
+    ADAM_BETAS,
+    DEFAULT_RECIPE,
+    RECIPE_FOR_MODEL,
+    RECIPES,
+    SGD_FAMILY,
+    Recipe,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,85 +56,46 @@ class WarmupLinearDecay:
 
 
 class CifarModule(L.LightningModule):
-    """Hyperparameters (all plain values, stored in every checkpoint under "nn_twins"):
+    """The training loop of one network, its hyperparameters from a ``Recipe``.
 
-    backend: torch | numpy | builtin. model/widths/stem/bn_momentum/num_classes/image_shape/seed:
-    the network (``models.build_net``). optimizer/lr/momentum/weight_decay/betas: the update
-    rule and its CS231n hyperparameters. label_smoothing: eps of the smoothed target.
-    schedule/warmup: the LR schedule. head_scale: the default model's output scale, applied as
-    smaller head init + head lr * scale^2 (``models.param_groups``; SGD-family optimizers only).
-    bn_scale ('trained' | 'fixed' gamma), bn_bias_lr_scale (beta's lr multiplier), dirac_init
-    (identity init of the block convs): airbench's batchnorm and init choices (``models``).
-    classes: label names (for the confusion matrix).
+    recipe: every hyperparameter (``cifar_training.recipes``; default: the default recipe, so
+    the module cannot disagree with train.py's defaults). backend: torch | numpy | builtin.
+    num_classes, image_shape (C, H, W): the data's. seed: the initial weights. classes: label
+    names (for the confusion matrix). ``config``, stored in every checkpoint under "nn_twins",
+    holds all of these as plain values.
     """
 
     def __init__(
         self,
-        backend="torch",
-        model="default",
-        widths=(32, 64, 128),
-        stem="whiten",
-        num_classes=10,
+        recipe: Recipe = DEFAULT_RECIPE,
+        *,
+        backend: str = "torch",
+        num_classes: int = 10,
         image_shape=(3, 32, 32),
-        bn_momentum=0.9,
-        seed=0,
-        optimizer="nesterov",
-        lr=0.4,
-        momentum=0.9,
-        weight_decay=5e-4,
-        betas=(0.9, 0.999),
-        label_smoothing=0.2,
-        schedule="linear",
-        warmup=0.2,
-        head_scale=1.0,
-        bn_scale="trained",
-        bn_bias_lr_scale=1.0,
-        dirac_init=False,
+        seed: int = 0,
         classes=None,
     ):
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if not isinstance(recipe, Recipe):
+            raise TypeError(
+                f"recipe must be a cifar_training.recipes.Recipe, got {type(recipe).__name__}"
+            )
+        self.recipe = recipe
         self.config = {
             "backend": backend,
-            "model": model,
-            "widths": list(widths),
-            "stem": stem,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
             "num_classes": num_classes,
             "image_shape": list(image_shape),
-            "bn_momentum": bn_momentum,
             "seed": seed,
-            "optimizer": optimizer,
-            "lr": lr,
-            "momentum": momentum,
-            "weight_decay": weight_decay,
-            "betas": list(betas),
-            "label_smoothing": label_smoothing,
-            "schedule": schedule,
-            "warmup": warmup,
-            "head_scale": head_scale,
-            "bn_scale": bn_scale,
-            "bn_bias_lr_scale": bn_bias_lr_scale,
-            "dirac_init": bool(dirac_init),
+            "betas": list(ADAM_BETAS),
             "classes": list(classes) if classes else [str(i) for i in range(num_classes)],
         }
         self.backend = backend
         self.ops = get_ops(backend)
-        self.net = build_net(
-            model,
-            widths,
-            stem,
-            num_classes,
-            tuple(image_shape),
-            bn_momentum,
-            seed,
-            head_scale,
-            bn_scale,
-            dirac_init,
-        )
+        self.net = build_recipe_net(recipe, num_classes, tuple(image_shape), seed)
         self.history = {"train_step": [], "train_epoch": [], "val_epoch": []}
         self.test_results: dict = {}
-        self.tta_translate = False  # also score 6-view flip+translate TTA at test time
+        self.tta_translate = recipe.tta_translate  # also score 6-view flip+translate TTA
         self._sums: dict = {}
         self.total_steps: int | None = None  # optimizer steps of the whole run, for the schedule
         self._epoch_marks, self._epoch_images = [0.0, 0.0], 0
@@ -140,7 +108,7 @@ class CifarModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         scores = self(x)
-        loss = self.ops.cross_entropy(scores, y, self.config["label_smoothing"])
+        loss = self.ops.cross_entropy(scores, y, self.recipe.label_smoothing)
         self._stop_if_not_finite(loss, batch_idx)
         self._accumulate("train", loss.detach(), scores.detach(), y)
         self.log("train/loss_step", loss.detach(), prog_bar=True)
@@ -299,19 +267,21 @@ class CifarModule(L.LightningModule):
         return float(s[0]) / n, float(s[1]) / n
 
     def configure_optimizers(self):
-        c = self.config
-        scale = c["head_scale"] if c["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
-        groups = param_groups(self.net, c["lr"], c["weight_decay"], scale, c["bn_bias_lr_scale"])
+        recipe = self.recipe
         opt = self.ops.make_optimizer(
-            groups, c["optimizer"], c["lr"], momentum=c["momentum"], betas=tuple(c["betas"])
+            recipe_param_groups(self.net, recipe),
+            recipe.optimizer,
+            recipe.lr,
+            momentum=recipe.momentum,
+            betas=ADAM_BETAS,
         )
-        if c["schedule"] == "constant":
+        if recipe.schedule == "constant":
             return opt
         # total_steps from the caller when known: Lightning's estimate builds the training
         # loader before a checkpoint is restored, and a loader built then never receives its
         # saved position (a mid-epoch resume would restart the epoch).
         total = self.total_steps or self.trainer.estimated_stepping_batches
-        sched = LambdaLR(opt, WarmupLinearDecay(total, c["warmup"]))
+        sched = LambdaLR(opt, WarmupLinearDecay(total, recipe.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):
@@ -330,34 +300,51 @@ class CifarModule(L.LightningModule):
         }
 
 
+def build_recipe_net(recipe: Recipe, num_classes=10, image_shape=(3, 32, 32), seed=0):
+    """``models.build_net`` with the recipe's network fields."""
+    return build_net(
+        recipe.model,
+        recipe.widths,
+        recipe.stem,
+        num_classes,
+        image_shape,
+        recipe.bn_momentum,
+        seed,
+        recipe.head_scale,
+        recipe.bn_scale,
+        recipe.dirac_init,
+    )
+
+
+def recipe_param_groups(net, recipe: Recipe) -> list[dict]:
+    """``models.param_groups`` for the recipe: the head scale moves into the head's learning
+    rate for SGD-family optimizers only (Adam and RMSprop normalize their step)."""
+    head_scale = recipe.head_scale if recipe.optimizer in SGD_FAMILY else 1.0
+    return param_groups(net, recipe.lr, recipe.weight_decay, head_scale, recipe.bn_bias_lr_scale)
+
+
 def make_train_step(
-    backend="torch", model="default", seed=0, dtype=torch.float32, recipe_name=None, **recipe
+    backend="torch", model="default", seed=0, dtype=torch.float32, recipe_name=None, **overrides
 ):
     """(net, step) for benchmarks: ``step(x, y)`` is one training step exactly as train.py
     runs it (forward, smoothed loss, backward, optimizer with weight decay and the head's
     param groups), returning the loss. x: (N, 3, 32, 32) normalized images, y: (N,) int64.
-    ``recipe_name``: one of cli.RECIPES (default: "classic" for the default model, whose
-    32/64/128 widths the benchmark tables use, and "three-layer"); ``recipe`` overrides its
-    values (lr, momentum, weight_decay, label_smoothing, optimizer, head_scale, widths, ...)."""
-    from cifar_training.cli import RECIPES, TRAIN_KEYS
-
-    name = recipe_name or ("classic" if model == "default" else model)
-    r = {k: RECIPES[name][k] for k in (*TRAIN_KEYS, "widths")}
-    r.update(recipe)
-    net_kw = {k: r.pop(k) for k in ("widths", "stem", "bn_scale", "dirac_init") if k in r}
-    net = build_net(model, seed=seed, head_scale=r["head_scale"], **net_kw).to(dtype)
+    ``recipe_name``: one of ``recipes.RECIPES`` (default: "classic" for the default model,
+    whose 32/64/128 widths the benchmark tables use, and "three-layer"); ``overrides``: Recipe
+    fields replacing its values (lr, momentum, optimizer, head_scale, widths, ...; a list, as
+    JSON carries widths, is taken as the tuple)."""
+    name = recipe_name or ("classic" if model == "default" else RECIPE_FOR_MODEL[model])
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    recipe = replace(RECIPES[name], model=model, **overrides)
+    net = build_recipe_net(recipe, seed=seed).to(dtype)
     ops = get_ops(backend)
-    scale = r["head_scale"] if r["optimizer"] in ("sgd", "sgd_momentum", "nesterov") else 1.0
     opt = ops.make_optimizer(
-        param_groups(net, r["lr"], r["weight_decay"], scale, r.get("bn_bias_lr_scale", 1.0)),
-        r["optimizer"],
-        r["lr"],
-        momentum=r["momentum"],
+        recipe_param_groups(net, recipe), recipe.optimizer, recipe.lr, momentum=recipe.momentum
     )
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = ops.cross_entropy(net(x, ops), y, r["label_smoothing"])
+        loss = ops.cross_entropy(net(x, ops), y, recipe.label_smoothing)
         loss.backward()
         opt.step()
         return loss.detach()

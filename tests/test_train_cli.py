@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_training import cli
+from cifar_training import cli, train_run
 from cifar_training.backends import get_ops
 from cifar_training.datasets import load_cifar
 from cifar_training.models import load_trained
@@ -203,13 +203,13 @@ def test_airbench_options_and_matmul_precision(tmp_path, data, monkeypatch):
     out = tmp_path / "air"
     before = torch.get_float32_matmul_precision()
     seen = {}
-    real_write = cli.write_outputs
+    real_write = train_run.write_outputs
 
     def spy(*args, **kwargs):  # called at the end of the run, after training and testing
         seen["during"] = torch.get_float32_matmul_precision()
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "write_outputs", spy)
+    monkeypatch.setattr(train_run, "write_outputs", spy)
     code = _run(
         [
             "--backend",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_training import cli
+from cifar_training import cli, train_args
 from cifar_training.synthetic import write_python_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,25 +288,25 @@ def test_eval_only_and_predict(data, tmp_path, capsys):
 
 
 def test_recipes_and_bf16_fallback(monkeypatch):
-    args = cli.resolve_args([])
+    args = train_args.resolve_args([])
     assert args.recipe == "best" and args.widths == (48, 96, 192) and args.epochs == 14
     assert args.val_size == 0 and args.tta_translate is True
-    monkeypatch.setattr(cli, "cpu_has_fast_bf16", lambda: False)
-    args = cli.resolve_args(["--accelerator", "cpu"])
+    monkeypatch.setattr(train_args, "cpu_has_fast_bf16", lambda: False)
+    args = train_args.resolve_args(["--accelerator", "cpu"])
     assert args.precision == "32-true" and "no fast bfloat16" in args.notes[0]
-    monkeypatch.setattr(cli, "cpu_has_fast_bf16", lambda: True)
-    assert cli.resolve_args(["--accelerator", "cpu"]).precision == "bf16-mixed"
-    args = cli.resolve_args(["--backend", "numpy"])
+    monkeypatch.setattr(train_args, "cpu_has_fast_bf16", lambda: True)
+    assert train_args.resolve_args(["--accelerator", "cpu"]).precision == "bf16-mixed"
+    args = train_args.resolve_args(["--backend", "numpy"])
     assert args.precision == "32-true" and "numpy backend" in args.notes[0]
     # An explicit --precision is taken as given (no silent fallback).
-    assert cli.resolve_args(["--precision", "bf16-mixed"]).precision == "bf16-mixed"
-    classic = cli.resolve_args(["--recipe", "classic"])
+    assert train_args.resolve_args(["--precision", "bf16-mixed"]).precision == "bf16-mixed"
+    classic = train_args.resolve_args(["--recipe", "classic"])
     assert classic.widths == (32, 64, 128) and classic.val_size == 5000
     assert classic.precision == "32-true" and classic.tta_translate is False
-    three = cli.resolve_args(["--model", "three-layer"])
+    three = train_args.resolve_args(["--model", "three-layer"])
     assert three.recipe == "three-layer" and three.optimizer == "adam"
     # A flag overrides its recipe value.
-    assert cli.resolve_args(["--recipe", "classic", "--epochs", "3"]).epochs == 3
+    assert train_args.resolve_args(["--recipe", "classic", "--epochs", "3"]).epochs == 3
 
 
 def test_first_trained_filters_are_the_linear_part_of_stem_and_block_conv():

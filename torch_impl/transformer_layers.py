@@ -116,6 +116,14 @@ class PositionalEncoding(nn.Module):
         self.dropout = Dropout(dropout)
         self.register_buffer("pe", positional_encoding(max_len, embed_dim)[None])
 
+    def _apply(self, fn, *args, **kwargs):
+        # .double() / .to(dtype) would cast the float32 table and keep its float32 rounding;
+        # recompute it (in float64, then cast) in whatever dtype and device the buffer now has.
+        super()._apply(fn, *args, **kwargs)
+        _, max_len, embed_dim = self.pe.shape
+        self.pe = positional_encoding(max_len, embed_dim, self.pe.dtype, self.pe.device)[None]
+        return self
+
     def forward(self, x):
         require_ndim("x", x, 3, "(N, S, D)")
         N, S, D = shape_of(x)

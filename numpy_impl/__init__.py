@@ -28,6 +28,7 @@ _SUBMODULES = (
     "search",
     "diagnostics",
     "vis_utils",
+    "coco_utils",
 )
 
 

@@ -193,6 +193,8 @@ def decode_captions(captions, idx_to_word):
         words = []
         for idx in row:
             try:
+                if idx < 0:  # a list would wrap it around to its last words
+                    raise IndexError
                 word = idx_to_word[int(idx)]
             except (IndexError, KeyError):
                 raise ValueError(

@@ -105,18 +105,27 @@ def test_coco_like_data_has_the_course_layout(example):
     assert data["word_to_idx"][data["idx_to_word"][12]] == 12
 
 
-def test_notebook_mode_writes_outputs(example, one_thread, tmp_path, capsys):
-    # Two epochs of the notebooks' set-up for every model: the outputs exist and are sound;
-    # the exit status is 1 because two epochs cannot reach the notebooks' final losses.
-    status = example.main(["--notebook", "--num-epochs", "1", "--out", str(tmp_path)])
+def test_notebook_mode_writes_outputs(example, tmp_path, capsys):
+    # One epoch (two minibatches) of the RNN notebook's set-up: the outputs exist and are sound;
+    # the exit status is 1 because two steps cannot reach the notebook's final loss.
+    status = example.main(
+        ["--notebook", "--model", "rnn", "--num-epochs", "1", "--out", str(tmp_path)]
+    )
     assert status == 1
     summary = json.loads((tmp_path / "final_losses.json").read_text())
-    assert set(summary) == {"rnn", "lstm", "transformer"}
-    for name, row in summary.items():
-        assert row["iterations"] == 2 and row["num_train"] == 50, name
-        assert (
-            np.isfinite(row["final_loss"]) and row["final_loss"] > row["expected_final_loss_below"]
-        )
+    assert set(summary) == {"rnn"}
+    row = summary["rnn"]
+    assert row["iterations"] == 2 and row["num_train"] == 50
+    assert np.isfinite(row["final_loss"]) and row["final_loss"] > row["expected_final_loss_below"]
     png = (tmp_path / "loss_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert "NOT met" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_notebook_runs_reach_the_notebooks_final_losses(example, tmp_path):
+    # The notebooks' full overfitting runs (a few minutes on a CPU).
+    assert example.main(["--notebook", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "final_losses.json").read_text())
+    for name, row in summary.items():
+        assert row["final_loss"] < row["expected_final_loss_below"], name

@@ -167,10 +167,11 @@ def test_float32_model_keeps_float32():
 
 
 def _forward_loss(model, features, captions):
-    """The training loss from the forward pass alone (what the numerical gradient needs)."""
+    """The training loss from the forward pass alone (what the numerical gradient needs): the
+    course's transformer loss, the masked cross-entropy averaged over all N * T positions."""
     scores = model.forward(features, captions[:, :-1])
     targets = captions[:, 1:]
-    return temporal_softmax_loss(scores, targets, targets != NULL)[0]
+    return temporal_softmax_loss(scores, targets, targets != NULL)[0] / targets.shape[1]
 
 
 def _centered_difference(model, features, captions, param, index, h=1e-5):
@@ -455,3 +456,32 @@ def test_bad_vocabulary_and_sample_arguments():
         torch_model.loss(torch.zeros(1, 3), torch.tensor([[START]]))
     with pytest.raises(ValueError, match="at least 2 words"):
         numpy_model.loss(np.zeros((1, 3), np.float32), np.array([[START]]))
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA (skipped without a device)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_cuda_matches_cpu():
+    rng = np.random.default_rng(7)
+    model, _ = _pair(rng, D=3, W=8, heads=2, layers=2, Fdim=6)
+    features = torch.from_numpy(rng.standard_normal((3, 3)))
+    captions = torch.from_numpy(_captions(rng, 3, 6))
+    cpu_loss = model.loss(features, captions)
+    cpu_loss.backward()
+    cpu_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    cpu_samples = model.sample(features, max_length=6)
+    model.zero_grad()
+    model.cuda()
+    assert model.positional_encoding.pe.device.type == "cuda"
+    gpu_loss = model.loss(features.cuda(), captions.cuda())
+    gpu_loss.backward()
+    torch.testing.assert_close(gpu_loss.cpu(), cpu_loss.detach(), **ASSERT_CLOSE["float64"])
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad.cpu(), cpu_grads[name], **ASSERT_CLOSE["float64"])
+    samples = model.sample(features.cuda(), max_length=6)
+    assert samples.device.type == "cuda"
+    assert torch.equal(samples.cpu(), cpu_samples)

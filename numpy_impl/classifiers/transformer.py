@@ -16,9 +16,11 @@ in model.named_parameters()}`` loads a torch model's weights here and back:
 ``output.w`` (W, V), ``output.b`` (V,). Weights in CS231n's layout (``x @ w + b``).
 
 This twin has no dropout: it is the torch model in eval mode (or built with ``dropout=0``).
-``loss`` follows ``CaptioningRNN.loss``: teacher forcing with input ``captions[:, :-1]``, targets
-``captions[:, 1:]``, ``<NULL>`` targets masked out; the ``<NULL>`` word vector gets no gradient
-(``nn.Embedding(padding_idx=<NULL>)`` in the course).
+``loss`` returns ``(loss, grads)`` like ``CaptioningRNN.loss`` (teacher forcing with input
+``captions[:, :-1]``, targets ``captions[:, 1:]``, ``<NULL>`` targets masked out) but with the
+loss of the course's CaptioningSolverTransformer: averaged over every position, not summed over
+time. The ``<NULL>`` word vector gets no gradient (``nn.Embedding(padding_idx=<NULL>)`` in the
+course).
 """
 
 from __future__ import annotations
@@ -284,7 +286,10 @@ class CaptioningTransformer:
         """Teacher-forced training loss and the gradient of every parameter.
 
         features: float (N, D); captions: integer (N, T) with 2 <= T <= max_length + 1, each
-        starting with <START>. Returns (loss, grads), grads holding the keys of self.params.
+        starting with <START>. The loss is the course's ``transformer_temporal_softmax_loss``:
+        the cross-entropy of every position, <NULL> targets counted as 0, averaged over all
+        N * (T - 1) positions (temporal_softmax_loss / (T - 1)). Returns (loss, grads), grads
+        holding the keys of self.params.
         """
         require_ndim("captions", captions, 2, "(N, T)")
         if captions.shape[1] < 2:
@@ -295,6 +300,8 @@ class CaptioningTransformer:
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         scores, (c_embed, c_pe, c_proj, c_layers, c_out) = self._forward(features, captions_in)
         loss, dscores = temporal_softmax_loss(scores, captions_out, captions_out != self._null)
+        positions = captions_out.shape[1]  # the mean over time the course's solver takes
+        loss, dscores = loss / positions, dscores / positions
 
         grads = {}
         dtgt, grads["output.w"], grads["output.b"] = temporal_affine_backward(dscores, c_out)

@@ -175,12 +175,13 @@ class CaptioningTransformer(nn.Module):
         return self.output(self.transformer(tgt, memory, tgt_mask=tgt_mask))
 
     def loss(self, features, captions):
-        """Teacher-forced training loss (the course's CaptioningSolverTransformer step).
+        """Teacher-forced training loss, as the course's CaptioningSolverTransformer computes it.
 
         features: float (N, D); captions: integer (N, T), 2 <= T <= max_length + 1, each
-        starting with '<START>'. The input is captions[:, :-1], the targets captions[:, 1:];
-        '<NULL>' targets do not count. Returns the scalar loss (summed over time, averaged
-        over N).
+        starting with '<START>'. The input is captions[:, :-1], the targets captions[:, 1:].
+        Returns the scalar ``transformer_temporal_softmax_loss``: the cross-entropy of every
+        position, '<NULL>' targets counted as 0, AVERAGED over all N * (T - 1) positions (the
+        RNN's temporal_softmax_loss sums over time and averages over N: T - 1 times larger).
         """
         require_ndim("captions", captions, 2, "(N, T)")
         if captions.shape[1] < 2:
@@ -190,7 +191,8 @@ class CaptioningTransformer(nn.Module):
             )
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         scores = self.forward(features, captions_in)
-        return temporal_softmax_loss(scores, captions_out, captions_out != self._null)
+        mask = captions_out != self._null
+        return temporal_softmax_loss(scores, captions_out, mask) / captions_out.shape[1]
 
     def sample(self, features, max_length=30):
         """Greedy decoding, dropout off (the module's mode is restored afterwards).

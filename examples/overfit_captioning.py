@@ -373,7 +373,8 @@ def _atomic_write(path: str, write) -> None:
 
 def write_outputs(out_dir: str, histories: dict, summary: dict, title: str) -> None:
     """out_dir/loss_curves.png (every model's training loss per iteration, log scale) and
-    out_dir/final_losses.json (summary)."""
+    out_dir/final_losses.json (summary). The losses are the notebooks': CaptioningRNN's sums
+    over time and averages over the batch, the transformer's averages over every position."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -385,7 +386,8 @@ def write_outputs(out_dir: str, histories: dict, summary: dict, title: str) -> N
         ax.plot(np.arange(1, len(history) + 1), history, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
+    # Each model's loss as its notebook reports it.
+    ax.set_ylabel("training loss\n(RNN/LSTM: summed over time; transformer: per position)")
     ax.set_title(title)
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)

@@ -441,6 +441,12 @@ def test_bad_sizes_raise_clear_errors_in_both_twins(kwargs, match):
         NumpyTransformer(WORD_TO_IDX, 3, **kwargs)
 
 
+def test_features_of_another_dtype_are_named():
+    torch_model, _ = _models()
+    with pytest.raises(TypeError, match="features must have the model's dtype torch.float32"):
+        torch_model(torch.zeros(2, 3, dtype=torch.float64), torch.from_numpy(GOOD_CAPTIONS))
+
+
 def test_bad_vocabulary_and_sample_arguments():
     for cls in (CaptioningTransformer, NumpyTransformer):
         with pytest.raises(ValueError, match="<NULL>"):

@@ -168,6 +168,12 @@ class CaptioningTransformer(nn.Module):
         N, T = check_captioning_inputs(
             features, captions, self.input_dim, self.vocab_size, self.max_length
         )
+        w = self.visual_projection.w
+        if features.dtype != w.dtype or features.device != w.device:
+            raise TypeError(
+                f"features must have the model's dtype {w.dtype} on {w.device}, got "
+                f"{features.dtype} on {features.device}"
+            )
         tgt = self.positional_encoding(self.embedding(captions))
         memory = self.visual_projection(features).unsqueeze(1)
         # Position t may attend to positions 0..t (CS231n's mask: nonzero = may attend).

@@ -127,6 +127,16 @@ def test_seeded_construction_is_deterministic():
         np.testing.assert_array_equal(v, numpy_b.params[k])
 
 
+def test_positional_table_is_exact_after_a_dtype_change():
+    # .double() used to cast the float32 table, keeping its rounding (3e-8 off float64's).
+    from numpy_impl.attention import positional_encoding
+    from torch_impl.transformer_layers import PositionalEncoding
+
+    pe = PositionalEncoding(8, max_len=12).double()
+    np.testing.assert_array_equal(pe.pe[0].numpy(), positional_encoding(12, 8))
+    assert pe.float().pe.dtype == torch.float32 and list(pe.state_dict()) == ["pe"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Shapes
 # ----------------------------------------------------------------------------------------------

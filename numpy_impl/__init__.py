@@ -30,6 +30,7 @@ _SUBMODULES = (
     "search",
     "diagnostics",
     "vis_utils",
+    "coco_utils",
 )
 
 

@@ -32,6 +32,7 @@ No ``nn.Linear``, ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``,
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -109,6 +110,14 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.dropout = Dropout(keep_probability(dropout))
         self.register_buffer("pe", positional_encoding(max_len, embed_dim)[None])
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> PositionalEncoding:
+        # .double() / .to(dtype) would cast the float32 table and keep its float32 rounding;
+        # recompute it (in float64, then cast) in whatever dtype and device the buffer now has.
+        super()._apply(fn, *args, **kwargs)
+        _, max_len, embed_dim = self.pe.shape
+        self.pe = positional_encoding(max_len, embed_dim, self.pe.dtype, self.pe.device)[None]
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         require_ndim("x", x, 3, "(N, S, D)")

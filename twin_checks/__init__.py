@@ -6,9 +6,10 @@ import neither library. ``numpy_impl`` and ``torch_impl`` both import them from 
 message names the argument, what was expected and what was given.
 
 Modules by what they check: ``common`` (shapes, dtypes, numbers, parameter dicts), ``layers``
-(affine, conv, pooling, normalization, dropout, classifier losses), ``sequence`` (recurrent
-layers, embedding, temporal layers), ``attention``, ``contrastive`` (SimCLR), ``generative``
-(GAN losses). Every public check is also importable from the package itself.
+(affine, conv and transposed conv, pooling, normalization, dropout, leaky ReLU, classifier
+losses), ``sequence`` (recurrent layers, embedding, temporal layers), ``captioning`` (the
+captioning models), ``attention``, ``contrastive`` (SimCLR), ``generative`` (GAN losses).
+Every public check is also importable from the package itself.
 """
 
 from twin_checks.attention import (
@@ -17,6 +18,11 @@ from twin_checks.attention import (
     check_mha_args,
     check_num_heads,
     check_positional_args,
+)
+from twin_checks.captioning import (
+    check_captioning_inputs,
+    check_transformer_dims,
+    check_vocab,
 )
 from twin_checks.common import (
     check_dout,
@@ -70,6 +76,9 @@ from twin_checks.sequence import (
 )
 
 __all__ = [
+    "check_captioning_inputs",
+    "check_transformer_dims",
+    "check_vocab",
     "check_conv_transpose_args",
     "conv_transpose_output_shape",
     "require_negative_slope",

@@ -1,7 +1,8 @@
 """CS231n's models, under the course's module and class names.
 
 Submodules: ``k_nearest_neighbor``, ``linear_classifier``, ``linear_svm``, ``softmax``, ``fc_net``,
-``cnn`` (and ``rnn`` for assignment 3). Every class and loss function is exported here too.
+``cnn`` (and ``rnn``, ``transformer`` for assignment 3). Every class and loss function is
+exported here too.
 """
 
 from .cnn import ThreeLayerConvNet
@@ -11,6 +12,7 @@ from .linear_classifier import LinearClassifier, LinearSVM, Softmax
 from .linear_svm import svm_loss_naive, svm_loss_vectorized
 from .rnn import CaptioningRNN
 from .softmax import softmax_loss_naive, softmax_loss_vectorized
+from .transformer import CaptioningTransformer
 
 __all__ = [
     "KNearestNeighbor",
@@ -27,4 +29,5 @@ __all__ = [
     "FullyConnectedNet",
     "ThreeLayerConvNet",
     "CaptioningRNN",
+    "CaptioningTransformer",
 ]

@@ -29,9 +29,15 @@ import math
 
 import numpy as np
 
-from twin_checks import check_captioning_inputs, check_transformer_dims, check_vocab
+from twin_checks import (
+    check_captioning_inputs,
+    check_transformer_dims,
+    check_vocab,
+    require_int_param,
+    require_ndim,
+    require_shape,
+)
 
-from .._checks import require_int_param, require_ndim, require_shape
 from ..attention import (
     multihead_attention_backward,
     multihead_attention_forward,

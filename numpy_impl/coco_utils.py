@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._checks import require_int_param, require_ndim
+from twin_checks import require_int_param, require_ndim
 
 # The course's location, relative to its package: cs231n/datasets/coco_captioning.
 BASE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "datasets", "coco_captioning")

@@ -26,8 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cifar_training.datasets import CifarArrays, DataError, download_cifar10, load_cifar
-
-FLIP_MODES = ("alternating", "random", "none")
+from cifar_training.recipes import FLIP_MODES
 
 
 def split_indices(n: int, val_size: int, split_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

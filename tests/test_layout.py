@@ -93,3 +93,34 @@ def test_one_version_string():
         and "tests" not in p.parts
     ]
     assert literal == [pathlib.Path("nn_twins/__init__.py")], literal
+
+
+PACKAGES = (
+    "nn_twins",
+    "twin_checks",
+    "numpy_impl",
+    "torch_impl",
+    "cifar_training",
+    "cs231n_grader",
+    "gan_training",
+    "simclr_training",
+)
+
+
+def test_every_module_imports():
+    # A module importing a name that moved fails here, not in the one test that happens to load
+    # it (ruff does not resolve imports).
+    import importlib
+    import pkgutil
+
+    failed = {}
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(getattr(package, "__path__", []), name + "."):
+            if info.name.endswith("__main__"):
+                continue
+            try:
+                importlib.import_module(info.name)
+            except Exception as e:  # noqa: BLE001 -- every failure is reported, by module
+                failed[info.name] = repr(e)
+    assert not failed, failed

@@ -326,11 +326,3 @@ def test_the_cli_asks_the_backend_not_its_name(monkeypatch, capsys):
 def test_unknown_backend_names_the_choices():
     with pytest.raises(ValueError, match=r"--backend must be one of \('torch', 'numpy'"):
         ops_class("jax")
-
-
-def test_the_data_module_knows_the_recipes_flip_modes():
-    """datamodule.py keeps its own tuple (it predates recipes.py): the two must not drift."""
-    from cifar_training.datamodule import FLIP_MODES as DATAMODULE_FLIP_MODES
-    from cifar_training.recipes import FLIP_MODES
-
-    assert FLIP_MODES == DATAMODULE_FLIP_MODES

@@ -97,6 +97,19 @@ def _conv(m):
     return b
 
 
+def _conv_transpose(m):
+    b = nn.ConvTranspose2d(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dtype=torch.float64,
+    )
+    b.weight, b.bias = m.w, m.b  # the same (C_in, C_out, kH, kW) layout
+    return b
+
+
 def _group_norm(m):
     b = nn.GroupNorm(m.G, m.num_channels, eps=m.eps, dtype=torch.float64)
     with torch.no_grad():  # CS231n's (1, C, 1, 1) gamma/beta are GroupNorm's (C,)
@@ -230,6 +243,19 @@ CASES = [
     ),
     ModuleCase(
         "Flatten", tnn.Flatten, lambda rng: (_x(rng, 2, 3, 4),), builtin=lambda m: nn.Flatten()
+    ),
+    ModuleCase(
+        "LeakyReLU",
+        lambda: tnn.LeakyReLU(0.2),
+        lambda rng: (_x(rng, 3, 4),),
+        builtin=lambda m: nn.LeakyReLU(m.negative_slope),
+    ),
+    ModuleCase(
+        "ConvTranspose2d",
+        lambda: tnn.ConvTranspose2d(3, 2, 4, stride=2, padding=1),
+        lambda rng: (_x(rng, 2, 3, 3, 4),),
+        {"w": (3, 2, 4, 4), "b": (2,)},
+        builtin=_conv_transpose,
     ),
 ]
 IDS = [c.name for c in CASES]

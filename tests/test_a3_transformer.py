@@ -87,7 +87,8 @@ def test_course_attributes_and_initialization():
     assert len(model.transformer.layers) == 2
     layer = model.transformer.layers[0]
     assert layer.ffn.fc1.w.shape == (W, 2048)  # the course's fixed feed-forward width
-    assert layer.self_attn.attn_drop.p == 0.1 and model.positional_encoding.dropout.p == 0.1
+    # dropout=0.1 (the course's drop probability) is held as torch_impl's keep probability
+    assert layer.self_attn.attn_drop.p == 0.9 and model.positional_encoding.dropout.p == 0.9
     assert model.positional_encoding.pe.shape == (1, 50, W)  # max_length=50
     # Two decoder layers are independent copies, not one shared module.
     assert layer.ffn.fc1.w is not model.transformer.layers[1].ffn.fc1.w

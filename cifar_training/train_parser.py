@@ -161,7 +161,7 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cache-dir",
         default=None,
-        help="where archives are extracted and decoded arrays cached (default: "
+        help="where decoded images (ImageFolder trees, archives) are cached as .npz (default: "
         "$NN_TWINS_CACHE or ~/.cache/nn-twins)",
     )
     group.add_argument(

@@ -11,6 +11,8 @@ math as forward/backward pairs in the ``*_forward(...) -> (out, cache)`` /
   project. Weights use the CS231n layout (E_in, E_out) (``x @ W + b``), i.e. the TRANSPOSE of an
   ``nn.Linear`` weight.
 - :func:`positional_encoding`: sinusoidal encoding, sin on even and cos on odd embedding dims.
+- :func:`gelu_forward`: the exact GELU of the transformer's feed-forward network (Hendrycks &
+  Gimpel 2016), the twin of torch_impl's GELUFunction.
 
 Mask semantics follow CS231n: ``attn_mask`` has shape (S, T) (S queries, T keys) and a ZERO entry
 means "query s may NOT attend to key t" (the score is set to -inf before the softmax). PyTorch
@@ -58,6 +60,31 @@ def _dropout_mask(
     """The inverted-dropout multiplier (0 or 1/p) of layers.dropout_mask, or None when dropout is
     off (no dropout_param, or test mode)."""
     return None if dropout_param is None else dropout_mask(shape, dtype, dropout_param)
+
+
+# --------------------------------------------------------------------------------------------
+# GELU, the transformer feed-forward network's nonlinearity
+# --------------------------------------------------------------------------------------------
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def gelu_forward(x):
+    """Exact GELU (Hendrycks & Gimpel, 2016): out = x Phi(x), Phi the standard normal CDF.
+
+    x: any shape. Returns out (x's shape and dtype) and cache = x.
+    """
+    cdf = 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / math.sqrt(2.0)))
+    return (x * cdf).astype(x.dtype, copy=False), x
+
+
+def gelu_backward(dout, cache):
+    """d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density. Returns dx."""
+    x = cache
+    x64 = np.asarray(x, dtype=np.float64)
+    cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
+    pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2.0 * math.pi)
+    return (dout * (cdf + x64 * pdf)).astype(np.result_type(dout, x), copy=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from numpy_impl.attention import gelu_backward, gelu_forward
 from numpy_impl.classifiers.transformer import CaptioningTransformer as NumpyTransformer
-from numpy_impl.classifiers.transformer import gelu_backward, gelu_forward
 from numpy_impl.gradient_check import rel_error
 from numpy_impl.rnn_layers import temporal_softmax_loss
 from parity_tests.checks import numerical_gradient_4th

@@ -39,6 +39,8 @@ from twin_checks import (
 )
 
 from ..attention import (
+    gelu_backward,
+    gelu_forward,
     multihead_attention_backward,
     multihead_attention_forward,
     positional_encoding_backward,
@@ -59,30 +61,9 @@ LAYER_NORM_EPS = 1e-5
 _ATTENTION_PROJECTIONS = ("query", "key", "value", "proj")
 _NORMS = ("norm_self", "norm_cross", "norm_ffn")
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
-
 # --------------------------------------------------------------------------------------------
-# GELU and layer normalization over the last dimension
+# Layer normalization of every token
 # --------------------------------------------------------------------------------------------
-
-
-def gelu_forward(x):
-    """Exact GELU (Hendrycks & Gimpel, 2016): out = x Phi(x), Phi the standard normal CDF.
-
-    x: any shape. Returns out (x's shape and dtype) and cache = x.
-    """
-    cdf = 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / math.sqrt(2.0)))
-    return (x * cdf).astype(x.dtype, copy=False), x
-
-
-def gelu_backward(dout, cache):
-    """d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density. Returns dx."""
-    x = cache
-    x64 = np.asarray(x, dtype=np.float64)
-    cdf = 0.5 * (1.0 + _erf(x64 / math.sqrt(2.0)))
-    pdf = np.exp(-0.5 * x64 * x64) / math.sqrt(2.0 * math.pi)
-    return (dout * (cdf + x64 * pdf)).astype(np.result_type(dout, x), copy=False)
 
 
 def token_layernorm_forward(x, gamma, beta):

@@ -71,3 +71,19 @@ def profile_case(case: BenchmarkCase, stream, top=15) -> None:
             print(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=top), file=stream)
         except Exception as e:  # noqa: BLE001
             print(f"{b}: not profiled ({e!r})", file=stream)
+
+
+def cases_to_profile(choice: str | None, rows: list[dict], cases: list[BenchmarkCase]) -> list:
+    """The case ``--profile`` names: "auto" is the one with the largest numpy time (matmul and
+    the conv total aside), otherwise the first whose 'bench case' contains ``choice``."""
+    if not choice:
+        return []
+    measured = [
+        r
+        for r in rows
+        if r["backend"] == "numpy" and r.get("ms") and r["bench"] not in ("matmul", "conv_total")
+    ]
+    if choice == "auto" and measured:
+        slow = max(measured, key=lambda r: r["ms"])
+        return [c for c in cases if (c.bench, c.case) == (slow["bench"], slow["case"])]
+    return [c for c in cases if choice in f"{c.bench} {c.case}"][:1]

@@ -8,38 +8,33 @@ from benchmarks import _common as common
 from benchmarks.op_case import NUMPY_TARGETS, TORCH_TARGET, BenchmarkCase
 
 
-def run_case(case: BenchmarkCase, backends, warmup, repeats, min_time) -> list[dict]:
-    fns, rows = {}, []
+def _error_row(case: BenchmarkCase, backend: str, error: str) -> dict:
+    """The row of a backend that could not be timed: no time, and why."""
+    return {
+        "bench": case.bench,
+        "case": case.case,
+        "backend": backend,
+        "ms": None,
+        "ratio_to_builtin": None,
+        "group": case.group,
+        "error": error,
+    }
+
+
+def time_case(case: BenchmarkCase, backends, warmup, repeats, min_time) -> list[dict]:
+    """One row per backend: the median forward+backward time of ``case`` (interleaved rounds,
+    ``common.time_interleaved``), its spread and GFLOP/s; an error row for a backend that
+    cannot build or run the case. Ratios and verdicts come later (``add_ratios_and_verdicts``)."""
+    closures, rows = {}, []
     for b in backends:
         if case.bench == "matmul" and b == "torch":
             continue  # torch_impl's GEMM is torch's: the builtin row measures it
         try:
-            fns[b] = case.make(b)
+            closures[b] = case.make(b)
         except (ImportError, AttributeError) as e:
-            rows.append(
-                {
-                    "bench": case.bench,
-                    "case": case.case,
-                    "backend": b,
-                    "ms": None,
-                    "ratio_to_builtin": None,
-                    "group": case.group,
-                    "error": f"unavailable: {e}",
-                }
-            )
-    stats, errors = common.time_interleaved(fns, warmup, repeats, min_time)
-    for b, err in errors.items():
-        rows.append(
-            {
-                "bench": case.bench,
-                "case": case.case,
-                "backend": b,
-                "ms": None,
-                "ratio_to_builtin": None,
-                "group": case.group,
-                "error": err,
-            }
-        )
+            rows.append(_error_row(case, b, f"unavailable: {e}"))
+    stats, errors = common.time_interleaved(closures, warmup, repeats, min_time)
+    rows += [_error_row(case, b, err) for b, err in errors.items()]
     for b, s in stats.items():
         row = {
             "bench": case.bench,
@@ -62,54 +57,68 @@ def run_case(case: BenchmarkCase, backends, warmup, repeats, min_time) -> list[d
     return rows
 
 
-def finish_rows(rows: list[dict], cases: list[BenchmarkCase]) -> list[dict]:
-    """Ratios, matmul fractions, target verdicts, and the CNN-total conv rows."""
-    common.add_ratios(rows)
-    # The machine's GEMM rate is a peak: taken from the fastest matmul sample, not the median.
+def _judge(row: dict, target: float | None) -> None:
+    """Add the target and whether the row's ratio to the builtin meets it."""
+    if target is not None and row["ratio_to_builtin"] is not None:
+        row["target"], row["meets_target"] = target, row["ratio_to_builtin"] <= target
+
+
+def _matmul_rates(rows: list[dict]) -> dict:
+    """backend -> the float32 GEMM rate of its library (GFLOP/s). A peak: taken from the
+    fastest matmul sample, not the median (also written to the matmul rows)."""
     rate = {}
     for r in rows:
         if r["bench"] == "matmul" and r.get("ms"):
             r["gflops_peak"] = common.sig(r["gflops"] * r["ms"] / r["ms_min"])
             rate[r["backend"]] = r["gflops_peak"]
-    rate["torch"] = rate.get("builtin")
-    targets = {(c.bench, c.case): c.targets for c in cases}
-    for r in rows:
-        if r["bench"] == "conv" and r.get("gflops") and rate.get(r["backend"]):
-            r["matmul_fraction"] = common.sig(r["gflops"] / rate[r["backend"]])
-        t = targets.get((r["bench"], r["case"]), {}).get(r["backend"])
-        if t is not None and r["ratio_to_builtin"] is not None:
-            r["target"], r["meets_target"] = t, r["ratio_to_builtin"] <= t
-    # One step's worth of the CNN's convs: each shape's time times its count in the model.
+    rate["torch"] = rate.get("builtin")  # torch_impl's products are torch's
+    return rate
+
+
+def _conv_total_rows(rows: list[dict], cases: list[BenchmarkCase], rate: dict) -> list[dict]:
+    """One step's worth of the CNN's convs per backend: each shape's time times its count in
+    the model; none unless the builtin (the reference) timed every shape."""
     cnn = {(c.bench, c.case): c.count for c in cases if c.bench == "conv" and c.group == "cnn"}
     totals = {}
     for r in rows:
         if (r["bench"], r["case"]) in cnn and r.get("ms"):
             totals.setdefault(r["backend"], []).append(r["ms"] * cnn[(r["bench"], r["case"])])
     complete = {b: v for b, v in totals.items() if len(v) == len(cnn)}
-    if "builtin" in complete:
-        flops = sum(c.flops * c.count for c in cases if (c.bench, c.case) in cnn)
-        extra = []
-        for b, v in complete.items():
-            ms = sum(v)
-            row = {
-                "bench": "conv_total",
-                "case": f"all {len(cnn)} conv shapes of the CNN",
-                "backend": b,
-                "ms": common.sig(ms),
-                "ratio_to_builtin": None,
-                "group": "cnn",
-                "gflops": common.sig(flops / ms / 1e6),
-            }
-            if rate.get(b):
-                row["matmul_fraction"] = common.sig(row["gflops"] / rate[b])
-            extra.append(row)
-        common.add_ratios(extra)
-        for r in extra:
-            t = {"numpy": NUMPY_TARGETS["conv@cnn"], "torch": TORCH_TARGET}.get(r["backend"])
-            if t is not None:
-                r["target"], r["meets_target"] = t, r["ratio_to_builtin"] <= t
-        rows += extra
-    return rows
+    if "builtin" not in complete:
+        return []
+    flops = sum(c.flops * c.count for c in cases if (c.bench, c.case) in cnn)
+    extra = []
+    for b, v in complete.items():
+        ms = sum(v)
+        row = {
+            "bench": "conv_total",
+            "case": f"all {len(cnn)} conv shapes of the CNN",
+            "backend": b,
+            "ms": common.sig(ms),
+            "ratio_to_builtin": None,
+            "group": "cnn",
+            "gflops": common.sig(flops / ms / 1e6),
+        }
+        if rate.get(b):
+            row["matmul_fraction"] = common.sig(row["gflops"] / rate[b])
+        extra.append(row)
+    common.add_ratios(extra)
+    for r in extra:
+        _judge(r, {"numpy": NUMPY_TARGETS["conv@cnn"], "torch": TORCH_TARGET}.get(r["backend"]))
+    return extra
+
+
+def add_ratios_and_verdicts(rows: list[dict], cases: list[BenchmarkCase]) -> list[dict]:
+    """The rows of every case, completed: ratios to the builtin, each conv's fraction of its
+    library's matmul rate, target verdicts; plus the CNN-total conv rows."""
+    common.add_ratios(rows)
+    rate = _matmul_rates(rows)
+    targets = {(c.bench, c.case): c.targets for c in cases}
+    for r in rows:
+        if r["bench"] == "conv" and r.get("gflops") and rate.get(r["backend"]):
+            r["matmul_fraction"] = common.sig(r["gflops"] / rate[r["backend"]])
+        _judge(r, targets.get((r["bench"], r["case"]), {}).get(r["backend"]))
+    return rows + _conv_total_rows(rows, cases, rate)
 
 
 COLUMNS = [

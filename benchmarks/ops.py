@@ -36,8 +36,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import _common as common  # noqa: E402
-from benchmarks.op_profile import profile_case  # noqa: E402
-from benchmarks.op_results import finish_rows, print_summary, print_table, run_case  # noqa: E402
+from benchmarks.op_profile import cases_to_profile, profile_case  # noqa: E402
+from benchmarks.op_results import (  # noqa: E402
+    add_ratios_and_verdicts,
+    print_summary,
+    print_table,
+    time_case,
+)
 from benchmarks.op_suite import build_cases  # noqa: E402
 
 
@@ -114,6 +119,21 @@ def parse_args(argv):
     return args
 
 
+def timing_settings(args) -> tuple[int, int, float]:
+    """(warm-up calls, timed rounds, seconds per sample) of the run's mode, each overridable
+    by its flag."""
+    if args.smoke:
+        warmup, repeats, min_time = 1, 1, 0.0
+    elif args.quick:
+        warmup, repeats, min_time = 1, 3, 0.02
+    else:
+        warmup, repeats, min_time = 2, 7, 0.1
+    warmup = args.warmup if args.warmup is not None else warmup
+    repeats = args.repeats if args.repeats is not None else repeats
+    min_time = args.min_time if args.min_time is not None else min_time
+    return warmup, repeats, min_time
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -125,15 +145,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
     torch.manual_seed(0)
-    if args.smoke:
-        warmup, repeats, min_time = 1, 1, 0.0
-    elif args.quick:
-        warmup, repeats, min_time = 1, 3, 0.02
-    else:
-        warmup, repeats, min_time = 2, 7, 0.1
-    warmup = args.warmup if args.warmup is not None else warmup
-    repeats = args.repeats if args.repeats is not None else repeats
-    min_time = args.min_time if args.min_time is not None else min_time
+    warmup, repeats, min_time = timing_settings(args)
     out = sys.stderr if args.json else sys.stdout
 
     facts = common.machine_facts()
@@ -156,8 +168,8 @@ def main(argv=None) -> int:
     backends = [b for b in common.BACKENDS if b in args.backends.split(",")]
     rows = []
     for case in cases:
-        rows += run_case(case, backends, warmup, repeats, min_time)
-    rows = finish_rows(rows, cases)
+        rows += time_case(case, backends, warmup, repeats, min_time)
+    rows = add_ratios_and_verdicts(rows, cases)
     print(f"# load average at end: {[round(x, 2) for x in os.getloadavg()]}", file=out)
     if args.json:
         common.emit_json(rows)
@@ -165,21 +177,8 @@ def main(argv=None) -> int:
         print(file=out)
         print_table(rows, out, args.markdown)
     print_summary(rows, out)
-    if args.profile:
-        measured = [
-            r
-            for r in rows
-            if r["backend"] == "numpy"
-            and r.get("ms")
-            and r["bench"] not in ("matmul", "conv_total")
-        ]
-        if args.profile == "auto" and measured:
-            slow = max(measured, key=lambda r: r["ms"])
-            pick = [c for c in cases if (c.bench, c.case) == (slow["bench"], slow["case"])]
-        else:
-            pick = [c for c in cases if args.profile in f"{c.bench} {c.case}"][:1]
-        for c in pick:
-            profile_case(c, out)
+    for case in cases_to_profile(args.profile, rows, cases):
+        profile_case(case, out)
     return 0
 
 

@@ -15,13 +15,15 @@ from benchmarks.op_case import (
 )
 
 
-def conv_case(N, Cin, H, W, F, k, stride, pad, group, count=1):
+def conv_case(N, C, H, W, F, k, stride, pad, group, count=1):
+    """Conv of x (N, C, H, W) with F filters (F, C, k, k) and bias (F,); ``count``: how
+    many convs of this shape the CNN has."""
     Ho, Wo = 1 + (H + 2 * pad - k) // stride, 1 + (W + 2 * pad - k) // stride
-    fwd_flops = 2.0 * N * F * Cin * k * k * Ho * Wo
+    fwd_flops = 2.0 * N * F * C * k * k * Ho * Wo
 
     def make(backend):
-        x, w, b, dout = random_arrays(1, (N, Cin, H, W), (F, Cin, k, k), (F,), (N, F, Ho, Wo))
-        w *= 1.0 / math.sqrt(Cin * k * k)
+        x, w, b, dout = random_arrays(1, (N, C, H, W), (F, C, k, k), (F,), (N, F, Ho, Wo))
+        w *= 1.0 / math.sqrt(C * k * k)
         if backend == "numpy":
             from numpy_impl import fast_layers as fl
 
@@ -41,8 +43,8 @@ def conv_case(N, Cin, H, W, F, k, stride, pad, group, count=1):
             fwd = lambda: tF.conv2d(xt, wt, bt, stride=stride, padding=pad)
         return torch_fwd_bwd(fwd, (xt, wt, bt), torch.tensor(dout))
 
-    name = f"N={N} {Cin}->{F} {H}x{W} k{k} s{stride} p{pad}"
-    K, M = Cin * k * k, N * Ho * Wo
+    name = f"N={N} {C}->{F} {H}x{W} k{k} s{stride} p{pad}"
+    K, M = C * k * k, N * Ho * Wo
     # im2col: out = W (F, K) @ cols (K, M); dW = dout (F, M) @ cols^T (M, K);
     # dcols = W^T (K, F) @ dout (F, M).
     gemms = ((F, K, M), (F, M, K), (K, F, M))
@@ -58,11 +60,12 @@ def conv_case(N, Cin, H, W, F, k, stride, pad, group, count=1):
     )
 
 
-def max_pool_case(N, Cch, H, W, size, stride, group, count=1):
+def max_pool_case(N, C, H, W, size, stride, group, count=1):
+    """Max pool of x (N, C, H, W), ``size`` x ``size`` windows."""
     Ho, Wo = 1 + (H - size) // stride, 1 + (W - size) // stride
 
     def make(backend):
-        x, dout = random_arrays(2, (N, Cch, H, W), (N, Cch, Ho, Wo))
+        x, dout = random_arrays(2, (N, C, H, W), (N, C, Ho, Wo))
         if backend == "numpy":
             from numpy_impl import fast_layers as fl
 
@@ -84,7 +87,7 @@ def max_pool_case(N, Cch, H, W, size, stride, group, count=1):
 
     return BenchmarkCase(
         "max_pool",
-        f"N={N} C={Cch} {H}x{W} {size}x{size} s{stride}",
+        f"N={N} C={C} {H}x{W} {size}x{size} s{stride}",
         group,
         make,
         count=count,

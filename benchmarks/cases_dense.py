@@ -15,6 +15,8 @@ from benchmarks.op_case import (
 
 
 def relu_case(shape, group, count=1):
+    """ReLU of x of any ``shape``."""
+
     def make(backend):
         x, dout = random_arrays(3, shape, shape)
         if backend == "numpy":
@@ -44,6 +46,8 @@ def relu_case(shape, group, count=1):
 
 
 def affine_case(N, D, M, group):
+    """Affine layer: x (N, D) @ w (D, M) + b (M,)."""
+
     def make(backend):
         x, w, b, dout = random_arrays(7, (N, D), (D, M), (M,), (N, M))
         w *= 1.0 / math.sqrt(D)
@@ -76,12 +80,14 @@ def affine_case(N, D, M, group):
     )
 
 
-def softmax_loss_case(N, Ccls, group):
+def softmax_loss_case(N, C, group):
+    """Softmax loss of scores (N, C) and labels (N,) (loss and dx in one call)."""
+
     def make(backend):
         import numpy as np
 
-        (x,) = random_arrays(8, (N, Ccls), scale=3.0)
-        y = np.random.default_rng(8).integers(0, Ccls, N)
+        (x,) = random_arrays(8, (N, C), scale=3.0)
+        y = np.random.default_rng(8).integers(0, C, N)
         if backend == "numpy":
             from numpy_impl import layers
 
@@ -100,5 +106,5 @@ def softmax_loss_case(N, Ccls, group):
         return torch_fwd_bwd(fwd, (xt,))
 
     return BenchmarkCase(
-        "softmax_loss", f"N={N} C={Ccls}", group, make, targets=speed_targets("softmax_loss", group)
+        "softmax_loss", f"N={N} C={C}", group, make, targets=speed_targets("softmax_loss", group)
     )

@@ -55,6 +55,7 @@ def _bn_make(shape, spatial):
 
 
 def batchnorm_case(N, D, group):
+    """Batchnorm of x (N, D), per column (``batchnorm_backward_alt`` for numpy)."""
     return BenchmarkCase(
         "batchnorm",
         f"N={N} D={D}",
@@ -64,18 +65,21 @@ def batchnorm_case(N, D, group):
     )
 
 
-def spatial_batchnorm_case(N, Cch, H, W, group, count=1):
+def spatial_batchnorm_case(N, C, H, W, group, count=1):
+    """Spatial batchnorm of x (N, C, H, W), per channel."""
     return BenchmarkCase(
         "spatial_batchnorm",
-        f"N={N} C={Cch} {H}x{W}",
+        f"N={N} C={C} {H}x{W}",
         group,
-        _bn_make((N, Cch, H, W), True),
+        _bn_make((N, C, H, W), True),
         count=count,
         targets=speed_targets("spatial_batchnorm", group),
     )
 
 
 def layernorm_case(N, D, group):
+    """Layernorm of x (N, D), per row."""
+
     def make(backend):
         x, gamma, beta, dout = random_arrays(5, (N, D), (D,), (D,), (N, D))
         gamma += 1.0
@@ -104,10 +108,12 @@ def layernorm_case(N, D, group):
     )
 
 
-def groupnorm_case(N, Cch, H, W, G, group):
+def groupnorm_case(N, C, H, W, G, group):
+    """Spatial groupnorm of x (N, C, H, W) in G groups of C/G channels."""
+
     def make(backend):
         x, gamma, beta, dout = random_arrays(
-            6, (N, Cch, H, W), (1, Cch, 1, 1), (1, Cch, 1, 1), (N, Cch, H, W)
+            6, (N, C, H, W), (1, C, 1, 1), (1, C, 1, 1), (N, C, H, W)
         )
         gamma += 1.0
         if backend == "numpy":
@@ -128,13 +134,13 @@ def groupnorm_case(N, Cch, H, W, G, group):
             fwd = lambda: SpatialGroupNormFunction.apply(xt, gt, bt, G, 1e-5)
         else:
             # F.group_norm takes (C,)-shaped weight and bias; same values.
-            xt, gt, bt = grad_leaves(x, gamma.reshape(Cch), beta.reshape(Cch))
+            xt, gt, bt = grad_leaves(x, gamma.reshape(C), beta.reshape(C))
             fwd = lambda: tF.group_norm(xt, G, gt, bt, 1e-5)
         return torch_fwd_bwd(fwd, (xt, gt, bt), torch.tensor(dout))
 
     return BenchmarkCase(
         "groupnorm",
-        f"N={N} C={Cch} {H}x{W} G={G}",
+        f"N={N} C={C} {H}x{W} G={G}",
         group,
         make,
         targets=speed_targets("groupnorm", group),

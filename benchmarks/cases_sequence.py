@@ -16,6 +16,8 @@ from benchmarks.op_case import (
 
 
 def _recurrent_make(N, T, D, H, lstm):
+    """``make`` of the RNN (``lstm`` False) or LSTM case; the builtin is nn.RNN / nn.LSTM
+    with CS231n's weights copied in."""
     G = 4 * H if lstm else H
 
     def make(backend):
@@ -64,6 +66,7 @@ def _recurrent_make(N, T, D, H, lstm):
 
 
 def rnn_case(N, T, D, H, group):
+    """Vanilla RNN over x (N, T, D) with hidden size H, from h0 (N, H)."""
     return BenchmarkCase(
         "rnn",
         f"N={N} T={T} D={D} H={H}",
@@ -74,6 +77,7 @@ def rnn_case(N, T, D, H, group):
 
 
 def lstm_case(N, T, D, H, group):
+    """LSTM over x (N, T, D) with hidden size H, from h0 (N, H) and a zero cell."""
     return BenchmarkCase(
         "lstm",
         f"N={N} T={T} D={D} H={H}",

@@ -40,15 +40,15 @@ def time_case(case: BenchmarkCase, backends, warmup, repeats, min_time) -> list[
             "bench": case.bench,
             "case": case.case,
             "backend": b,
-            "ms": common.sig(s["median"] * 1e3),
+            "ms": common.round_sig(s["median"] * 1e3),
             "ratio_to_builtin": None,
             "group": case.group,
-            "ms_min": common.sig(s["min"] * 1e3),
-            "ms_max": common.sig(s["max"] * 1e3),
+            "ms_min": common.round_sig(s["min"] * 1e3),
+            "ms_max": common.round_sig(s["max"] * 1e3),
             "calls_per_sample": s["inner"],
         }
         if case.flops:
-            row["gflops"] = common.sig(case.flops / s["median"] / 1e9)
+            row["gflops"] = common.round_sig(case.flops / s["median"] / 1e9)
         if case.count != 1:
             row["count_in_model"] = case.count
         rows.append(row)
@@ -69,7 +69,7 @@ def _matmul_rates(rows: list[dict]) -> dict:
     rate = {}
     for r in rows:
         if r["bench"] == "matmul" and r.get("ms"):
-            r["gflops_peak"] = common.sig(r["gflops"] * r["ms"] / r["ms_min"])
+            r["gflops_peak"] = common.round_sig(r["gflops"] * r["ms"] / r["ms_min"])
             rate[r["backend"]] = r["gflops_peak"]
     rate["torch"] = rate.get("builtin")  # torch_impl's products are torch's
     return rate
@@ -94,13 +94,13 @@ def _conv_total_rows(rows: list[dict], cases: list[BenchmarkCase], rate: dict) -
             "bench": "conv_total",
             "case": f"all {len(cnn)} conv shapes of the CNN",
             "backend": b,
-            "ms": common.sig(ms),
+            "ms": common.round_sig(ms),
             "ratio_to_builtin": None,
             "group": "cnn",
-            "gflops": common.sig(flops / ms / 1e6),
+            "gflops": common.round_sig(flops / ms / 1e6),
         }
         if rate.get(b):
-            row["matmul_fraction"] = common.sig(row["gflops"] / rate[b])
+            row["matmul_fraction"] = common.round_sig(row["gflops"] / rate[b])
         extra.append(row)
     common.add_ratios(extra)
     for r in extra:
@@ -116,7 +116,7 @@ def add_ratios_and_verdicts(rows: list[dict], cases: list[BenchmarkCase]) -> lis
     targets = {(c.bench, c.case): c.targets for c in cases}
     for r in rows:
         if r["bench"] == "conv" and r.get("gflops") and rate.get(r["backend"]):
-            r["matmul_fraction"] = common.sig(r["gflops"] / rate[r["backend"]])
+            r["matmul_fraction"] = common.round_sig(r["gflops"] / rate[r["backend"]])
         _judge(r, targets.get((r["bench"], r["case"]), {}).get(r["backend"]))
     return rows + _conv_total_rows(rows, cases, rate)
 

@@ -112,7 +112,7 @@ def numpy_blas_info() -> dict:
 # ----------------------------------------------------------------------------------------------
 
 # The flags that decide which kernels the libraries can use.
-_FLAGS = (
+_KERNEL_FLAGS = (
     "sse4_2",
     "avx",
     "avx2",
@@ -148,7 +148,7 @@ def cpu_facts() -> dict:
         "cpu": model,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
-        "flags": [f for f in _FLAGS if f in flags],
+        "flags": [f for f in _KERNEL_FLAGS if f in flags],
     }
 
 
@@ -318,7 +318,7 @@ def peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def sig(x: float, digits: int = 4) -> float:
+def round_sig(x: float, digits: int = 4) -> float:
     """x rounded to ``digits`` significant digits (JSON stays short, tiny values stay > 0)."""
     return float(f"{x:.{digits}g}")
 
@@ -330,7 +330,7 @@ def add_ratios(rows: list[dict]) -> None:
     }
     for r in rows:
         b = base.get((r["bench"], r["case"]))
-        r["ratio_to_builtin"] = sig(r["ms"] / b) if (b and r.get("ms")) else None
+        r["ratio_to_builtin"] = round_sig(r["ms"] / b) if (b and r.get("ms")) else None
 
 
 def emit_json(rows: Iterable[dict], stream=None) -> None:

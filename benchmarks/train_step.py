@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import _common as C  # noqa: E402
+from benchmarks import _common as common  # noqa: E402
 
 TARGETS = {"torch": 1.5, "numpy": 3.0}  # targets: time per step relative to the builtin
 MODELS = ("default", "three-layer")
@@ -42,11 +42,11 @@ PRECISIONS = ("32-true", "bf16-mixed")
 
 
 # ----------------------------------------------------------------------------------------------
-# Child: one backend, one model
+# Child process: one backend, the models it is given
 # ----------------------------------------------------------------------------------------------
 
 
-def _build(item: dict, backend: str):
+def _build_step(item: dict, backend: str):
     """The step closure of one model: ``cifar_training.module.make_train_step``, train.py's own
     step (network, loss with label smoothing, optimizer with its param groups and weight decay,
     all from the model's recipe), on a fixed random batch."""
@@ -89,14 +89,18 @@ def child_main(spec: dict) -> int:
     torch.set_float32_matmul_precision(spec.get("matmul_precision", "highest"))
     import cifar_training.module  # noqa: F401 - imported before the baseline RSS is taken
 
-    baseline = C.peak_rss_mb()
-    built = [_build(item, spec["backend"]) for item in spec["models"]]
+    baseline = common.peak_rss_mb()
+    built = [_build_step(item, spec["backend"]) for item in spec["models"]]
     for step, _, _ in built:
         for _ in range(spec["warmup"]):
             step()
     proto.write(
         json.dumps(
-            {"ready": True, "baseline_rss_mb": C.sig(baseline), "params": [b[2] for b in built]}
+            {
+                "ready": True,
+                "baseline_rss_mb": common.round_sig(baseline),
+                "params": [b[2] for b in built],
+            }
         )
         + "\n"
     )
@@ -124,7 +128,10 @@ def child_main(spec: dict) -> int:
         elif cmd and cmd[0] == "quit":
             break
     losses = [float(b[1]["loss"]) if b[1] else None for b in built]
-    proto.write(json.dumps({"peak_rss_mb": C.sig(C.peak_rss_mb()), "last_loss": losses}) + "\n")
+    proto.write(
+        json.dumps({"peak_rss_mb": common.round_sig(common.peak_rss_mb()), "last_loss": losses})
+        + "\n"
+    )
     return 0
 
 
@@ -133,7 +140,9 @@ def child_main(spec: dict) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-class Child:
+class BackendProcess:
+    """The child process of one backend (``child_main``), asked for samples over a pipe."""
+
     def __init__(self, spec: dict, env: dict):
         self.backend = spec["backend"]
         self.log = tempfile.TemporaryFile(mode="w+")
@@ -180,7 +189,7 @@ class Child:
         return out
 
 
-def bench(items: list[dict], backends, opts, env) -> list[dict]:
+def time_train_steps(items: list[dict], backends, opts, env) -> list[dict]:
     """Time every model of ``items`` on every backend; one child per backend serves them all.
 
     items: [{"model", "recipe", "batch_size"}]. Call with one item per call for separate peak
@@ -192,7 +201,7 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
         "threads": opts["threads"],
         "matmul_precision": opts["matmul_precision"],
     }
-    children = [Child({**spec_base, "backend": b}, env) for b in backends]
+    children = [BackendProcess({**spec_base, "backend": b}, env) for b in backends]
     for ch in children:
         ch.info = ch.request(None) or {}
     live = [ch for ch in children if not ch.error]
@@ -237,25 +246,27 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
                     "bench": "train_step",
                     "case": case,
                     "backend": ch.backend,
-                    "ms": C.sig(med * 1e3),
+                    "ms": common.round_sig(med * 1e3),
                     "ratio_to_builtin": None,
-                    "images_per_s": C.sig(item["batch_size"] / med),
+                    "images_per_s": common.round_sig(item["batch_size"] / med),
                     "peak_rss_mb": final.get("peak_rss_mb"),
                     "baseline_rss_mb": ch.info.get("baseline_rss_mb"),
-                    "ms_min": C.sig(s[0] * 1e3),
-                    "ms_max": C.sig(s[-1] * 1e3),
+                    "ms_min": common.round_sig(s[0] * 1e3),
+                    "ms_max": common.round_sig(s[-1] * 1e3),
                     "params": ch.info["params"][i],
                     "optimizer": item["recipe"]["optimizer"],
                     "label_smoothing": item["recipe"]["label_smoothing"],
                     "last_loss": (final.get("last_loss") or [None] * len(items))[i],
                     # Where the wall time went: CPU seconds per step (both threads summed), the
                     # kernel's share of them, and page faults (fresh memory mapped and zeroed).
-                    "cpu_s_per_step": C.sig(cpu["user_s"] + cpu["sys_s"]),
-                    "sys_fraction": C.sig(cpu["sys_s"] / max(cpu["user_s"] + cpu["sys_s"], 1e-9)),
+                    "cpu_s_per_step": common.round_sig(cpu["user_s"] + cpu["sys_s"]),
+                    "sys_fraction": common.round_sig(
+                        cpu["sys_s"] / max(cpu["user_s"] + cpu["sys_s"], 1e-9)
+                    ),
                     "minor_faults_per_step": int(cpu["minor_faults"]),
                 }
             )
-        C.add_ratios(part)
+        common.add_ratios(part)
         for row in part:
             row["precision"] = item["precision"]
             t = TARGETS.get(row["backend"]) if item["precision"] == "32-true" else None
@@ -268,13 +279,13 @@ def bench(items: list[dict], backends, opts, env) -> list[dict]:
 COLUMNS = [
     ("case", "case", str),
     ("backend", "backend", str),
-    ("ms/step", "ms", C.fmt_ms),
-    ("images/s", "images_per_s", C.fmt_num),
-    ("x builtin", "ratio_to_builtin", C.fmt_ratio),
+    ("ms/step", "ms", common.fmt_ms),
+    ("images/s", "images_per_s", common.fmt_num),
+    ("x builtin", "ratio_to_builtin", common.fmt_ratio),
     ("target", "target", lambda v: f"<={v:g}x"),
     ("met", "meets_target", lambda v: "yes" if v else "NO"),
-    ("peak RSS MiB", "peak_rss_mb", C.fmt_num),
-    ("RSS before MiB", "baseline_rss_mb", C.fmt_num),
+    ("peak RSS MiB", "peak_rss_mb", common.fmt_num),
+    ("RSS before MiB", "baseline_rss_mb", common.fmt_num),
     ("CPU s/step", "cpu_s_per_step", lambda v: f"{v:.3g}"),
     ("sys", "sys_fraction", lambda v: f"{100 * v:.0f}%"),
     ("faults/step", "minor_faults_per_step", str),
@@ -310,7 +321,7 @@ def parse_args(argv):
     )
     p.add_argument(
         "--backends",
-        default=",".join(C.BACKENDS),
+        default=",".join(common.BACKENDS),
         help="comma-separated subset of numpy,torch,builtin",
     )
     p.add_argument(
@@ -334,18 +345,18 @@ def parse_args(argv):
         default="32-true",
         help="32-true, or bf16-mixed (train.py --precision bf16-mixed: the step under "
         "torch.autocast; the numpy backend has no such mode and is skipped; the "
-        "issue's targets are for 32-true)",
+        "speed targets are for 32-true)",
     )
     p.add_argument(
         "--matmul-precision",
-        choices=C.MATMUL_PRECISIONS,
+        choices=common.MATMUL_PRECISIONS,
         default="highest",
         help="torch.set_float32_matmul_precision in every backend's process "
         "(train.py --matmul-precision; see BENCHMARKS.md) (default: highest)",
     )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for name, allowed in (("models", MODELS), ("backends", C.BACKENDS)):
+    for name, allowed in (("models", MODELS), ("backends", common.BACKENDS)):
         bad = set(getattr(args, name).split(",")) - set(allowed)
         if bad:
             p.error(f"--{name}: unknown {sorted(bad)}; choose from {allowed}")
@@ -355,8 +366,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    C.configure_threads(args.threads)
-    C.configure_allocator()
+    common.configure_threads(args.threads)
+    common.configure_allocator()
     if args.child:
         return child_main(json.loads(args.child))
     if args.smoke:
@@ -371,10 +382,10 @@ def main(argv=None) -> int:
     opts["threads"] = args.threads
     opts["matmul_precision"] = args.matmul_precision
     out = sys.stderr if args.json else sys.stdout
-    facts = C.machine_facts()
+    facts = common.machine_facts()
     what = "float32" if args.precision == "32-true" else "bf16-mixed: products in bfloat16"
     print(
-        C.format_header(
+        common.format_header(
             f"nn-twins training-step benchmark ({what}, CPU)",
             facts,
             ["benchmarks/train_step.py", *argv],
@@ -391,12 +402,12 @@ def main(argv=None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     backends = [
         b
-        for b in C.BACKENDS
+        for b in common.BACKENDS
         if b in args.backends.split(",") and not (b == "numpy" and args.precision != "32-true")
     ]
     items = []
     for model in args.models.split(","):
-        recipe = C.train_recipe(model, cheap=args.smoke)
+        recipe = common.train_recipe(model, cheap=args.smoke)
         if args.smoke:
             recipe["widths"] = (4, 8, 8)
         batch = args.batch_size or (4 if args.smoke else recipe["batch_size"])
@@ -426,18 +437,18 @@ def main(argv=None) -> int:
             }
         )
     if args.smoke:  # one process per backend serves every model: startup dominates here
-        rows = bench(items, backends, opts, env)
+        rows = time_train_steps(items, backends, opts, env)
     else:
-        rows = [r for item in items for r in bench([item], backends, opts, env)]
+        rows = [r for item in items for r in time_train_steps([item], backends, opts, env)]
     print(f"# load average at end: {[round(x, 2) for x in os.getloadavg()]}", file=out)
     if args.json:
-        C.emit_json(rows)
+        common.emit_json(rows)
     else:
         for r in rows:
             if "ms_min" in r:
-                r["_spread"] = f"{C.fmt_ms(r['ms_min'])}-{C.fmt_ms(r['ms_max'])}"
+                r["_spread"] = f"{common.fmt_ms(r['ms_min'])}-{common.fmt_ms(r['ms_max'])}"
         print(file=out)
-        table = C.format_markdown if args.markdown else C.format_table
+        table = common.format_markdown if args.markdown else common.format_table
         print(table([r for r in rows if r.get("ms")], COLUMNS), file=out)
         for r in rows:
             r.pop("_spread", None)

@@ -1,7 +1,7 @@
 """The benchmark scripts run end to end (tiny shapes) and print well-formed JSON lines.
 
 Nothing here asserts a time: speed is measured by the scripts themselves (``BENCHMARKS.md``);
-this only keeps them from rotting. Each script runs once per session in a subprocess, exactly as
+this only keeps them from rotting. Each script runs once per test run, in a subprocess, exactly as
 a user types it.
 """
 
@@ -159,3 +159,44 @@ def test_bad_flags_are_rejected():
             timeout=120,
         )
         assert proc.returncode == 2 and "--backends" in proc.stderr
+
+
+def test_conv_total_ratios_and_verdicts_from_rows():
+    # Hand-made rows of two CNN convs (one used twice per step) and the GEMM rate; the totals,
+    # ratios, fractions and verdicts below are worked out by hand.
+    from benchmarks.op_case import BenchmarkCase, speed_targets
+    from benchmarks.op_results import add_ratios_and_verdicts
+
+    def conv(name, flops, count):
+        targets = speed_targets("conv", "cnn")
+        return BenchmarkCase("conv", name, "cnn", None, flops=flops, count=count, targets=targets)
+
+    cases = [
+        BenchmarkCase("matmul", "m", "machine", None, flops=1.0),
+        conv("a", 1e9, 2),
+        conv("b", 2e9, 1),
+    ]
+    rows = [
+        {"bench": "matmul", "case": "m", "backend": "numpy", "ms": 2.0, "ms_min": 2.0},
+        {"bench": "matmul", "case": "m", "backend": "builtin", "ms": 1.0, "ms_min": 0.5},
+    ]
+    rows[0]["gflops"], rows[1]["gflops"] = 50.0, 100.0
+    for name, ms in (
+        ("a", {"numpy": 2.0, "torch": 3.0, "builtin": 1.0}),
+        ("b", dict.fromkeys(("numpy", "torch", "builtin"), 4.0)),
+    ):
+        for backend, t in ms.items():
+            rows.append({"bench": "conv", "case": name, "backend": backend, "ms": t})
+    out = add_ratios_and_verdicts(rows, cases)
+    by = {(r["bench"], r["case"], r["backend"]): r for r in out}
+    assert by[("matmul", "m", "builtin")]["gflops_peak"] == 200.0  # the fastest sample's rate
+    assert by[("conv", "a", "numpy")]["ratio_to_builtin"] == 2.0
+    assert by[("conv", "a", "numpy")]["meets_target"] is True  # numpy conv@cnn: <= 2.5x
+    assert by[("conv", "a", "torch")]["meets_target"] is False  # torch: <= 1.5x
+    total = {b: r for (bench, _, b), r in by.items() if bench == "conv_total"}
+    assert set(total) == {"numpy", "torch", "builtin"}
+    assert [total[b]["ms"] for b in ("builtin", "numpy", "torch")] == [6.0, 8.0, 10.0]
+    assert total["numpy"]["ratio_to_builtin"] == pytest.approx(8 / 6, rel=1e-3)
+    assert total["numpy"]["meets_target"] and not total["torch"]["meets_target"]
+    assert total["builtin"]["gflops"] == pytest.approx(4e9 / 6e-3 / 1e9, rel=1e-3)
+    assert total["builtin"]["matmul_fraction"] == pytest.approx(4e9 / 6e-3 / 1e9 / 200, rel=1e-3)

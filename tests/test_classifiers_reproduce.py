@@ -117,8 +117,9 @@ def test_only_and_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_real_cifar10_reaches_the_course_ranges():
-    """The full reproduction on real CIFAR-10 (about 15 minutes on two cores). Point CIFAR10_DIR
-    at the official python batches or an ImageFolder copy."""
+    """The full reproduction on real CIFAR-10 (over half an hour on two shared cores; see the
+    README for measured times). Point CIFAR10_DIR at the official python batches or an
+    ImageFolder copy."""
     data_dir = os.environ.get("CIFAR10_DIR")
     if not data_dir or not os.path.isdir(data_dir):
         pytest.skip("set CIFAR10_DIR to a CIFAR-10 directory to run the real reproduction")

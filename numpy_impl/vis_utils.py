@@ -286,8 +286,17 @@ def plot_search_results(
     sc = ax.scatter(xs, ys, c=scores, s=60, cmap="viridis", edgecolors="k")
     fig.colorbar(sc, ax=ax, label=score_label)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis, values in ((ax.xaxis, xs), (ax.yaxis, ys)):
+            # Over more than a decade, labelled minor ticks (2e-7, 3e-7, ...) overlap; label
+            # the decades only. Under a decade the minor labels are the only ones.
+            with np.errstate(divide="ignore", invalid="ignore"):  # values <= 0: no decades
+                span = np.ptp(np.log10(np.asarray(values, dtype=np.float64)))
+            if span >= 1:
+                axis.set_minor_formatter(NullFormatter())
     ax.set(xlabel=x, ylabel=y, title=title or "Random search (best runs in yellow)")
     return _save(fig, path)
 

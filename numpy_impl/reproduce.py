@@ -18,13 +18,16 @@ notebook in brackets):
           batchnorm and dropout, Adam.
 - cnn     [A2 ConvolutionalNetworks.ipynb]: ThreeLayerConvNet for one epoch, Adam, batch 50
           (``--cnn-train N`` limits that epoch to the first N training images, for slow machines).
-- sanity  [the notes' babysitting checks]: the initial loss of a TwoLayerNet is log(10) and rises
-          with regularization; a FullyConnectedNet overfits 50 training images to 100%; the
-          notes' initialization experiment (10 tanh layers, three weight scales) as per-layer
+- sanity  [the notes' babysitting checks]: the initial loss of a TwoLayerNet and of the linear
+          Softmax classifier (softmax.ipynb's W = 1e-4 randn) is log(10) and rises with
+          regularization; a FullyConnectedNet overfits 50 training images to 100%; the notes'
+          initialization experiment (10 tanh layers, three weight scales) as per-layer
           activation statistics.
 - search  [the notes' hyperparameter search]: random search (log-uniform learning rate and
-          regularization, two coarse-to-fine rounds of 500-iteration runs) for the LinearSVM; the
-          run with the best validation accuracy is evaluated on the test split.
+          regularization, two coarse-to-fine rounds) for the LinearSVM and the Softmax
+          classifier (12 runs of 500 iterations each) and the TwoLayerNet (10 runs of one epoch,
+          then the best setting trained for 10 epochs); each search's best model is evaluated on
+          the test split.
 
 - pca     [the notes' preprocessing]: PCA of the first 2,000 training images; the share of the
           variance the top 144 of 3,072 components keep (with ``--plots``: the notes' picture of
@@ -36,8 +39,8 @@ notebook in brackets):
 
 ``--plots DIR`` also writes the course's pictures there (PNG): k-NN accuracy against k per
 metric with fold error bars, the linear classifiers' class templates, Solver histories,
-update/weight ratios and first-layer weights of the networks, the search's scatter of validation
-accuracy over (learning rate, regularization).
+update/weight ratios and first-layer weights of the networks, each search's scatter of
+validation accuracy over (learning rate, regularization).
 
 Splits are the course's: 49,000 train / 1,000 val / 1,000 test (k-NN: 5,000 / 500). It prints a
 progress display on stderr and, at the end, a Markdown table of validation / test accuracy and
@@ -68,6 +71,7 @@ from .classifiers import (
     TwoLayerNet,
     best_knn_setting,
     cross_validate_knn,
+    softmax_loss_vectorized,
 )
 from .data import cs231n_splits, load_CIFAR10
 from .diagnostics import (
@@ -89,6 +93,8 @@ COURSE_EXPECTS = {
     "knn_best": (0.28, "> 28% test (knn.ipynb, best k)"),
     "knn_l1": (None, "none given (the notes: L1 38.6% vs L2 35.4% for k=1 on all 50,000)"),
     "search": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
+    "softmax_search": (0.35, "> 35% val (softmax.ipynb)"),
+    "twolayer_search": (0.48, "> 48% val (two_layer_net.ipynb, tuned)"),
     "features_svm": (0.42, "near 44% val (features.ipynb)"),
     "features_net": (0.55, "> 55% test (features.ipynb)"),
     "svm": (0.37, "~37%+ (svm.ipynb: ~39% val)"),
@@ -120,6 +126,9 @@ FULL = {
     "search_budget": 12,
     "search_rounds": 2,
     "search_iters": 500,
+    "net_search_budget": 10,
+    "net_search_rounds": 2,
+    "net_search_epochs": 1,
     "pca_images": 2000,
     "pca_components": 144,
     "tanh_examples": 1000,
@@ -150,6 +159,9 @@ QUICK = {
     "search_budget": 2,
     "search_rounds": 2,
     "search_iters": 20,
+    "net_search_budget": 2,
+    "net_search_rounds": 2,
+    "net_search_epochs": 1,
     "pca_images": 100,
     "pca_components": 16,
     "tanh_examples": 50,
@@ -536,6 +548,23 @@ def _sanity_row(check, setting, measured, expected, ok, seconds):
     }
 
 
+class _LinearSoftmaxModel:
+    """The linear Softmax classifier as ``check_initial_loss`` sees a model (``loss(X)`` gives
+    scores, ``loss(X, y)`` gives (loss, dW)), with softmax.ipynb's initial W = 1e-4 * randn.
+
+    D: input dimension (bias column included); reg: regularization strength; C: classes.
+    """
+
+    def __init__(self, D, reg, C=10):
+        self.W = 1e-4 * np.random.randn(D, C)
+        self.reg = reg
+
+    def loss(self, X, y=None):
+        if y is None:
+            return X @ self.W
+        return softmax_loss_vectorized(self.W, X, y, self.reg)
+
+
 def run_sanity(splits, cfg, log, plots=None):
     """The notes' sanity checks before training: initial loss, then overfitting a tiny subset."""
     rows = []
@@ -557,6 +586,28 @@ def run_sanity(splits, cfg, log, plots=None):
         _sanity_row(
             "initial loss = log(C), rises with reg",
             f"TwoLayerNet, {n} training images",
+            f"{r['loss']:.4f} at reg 0, {r['loss_with_reg']:.4f} at reg {reg:g}",
+            f"log(10) = {r['expected']:.4f}, higher with reg",
+            r["ok"],
+            time.perf_counter() - t0,
+        )
+    )
+
+    # softmax.ipynb's version: the linear Softmax classifier on 500 images with the bias column.
+    t0 = time.perf_counter()
+    X_dev = _linear_data({k: splits[k][:n] for k in ("X_train", "X_val", "X_test")})[0]
+    np.random.seed(231)
+    r = check_initial_loss(
+        lambda reg: _LinearSoftmaxModel(X_dev.shape[1], reg), X_dev, splits["y_train"][:n], reg=reg
+    )
+    log(
+        f"[sanity] Softmax classifier initial loss {r['loss']:.4f} (log 10 = "
+        f"{r['expected']:.4f}), {r['loss_with_reg']:.4f} with reg {reg:g}: {r['message']}"
+    )
+    rows.append(
+        _sanity_row(
+            "initial loss = log(C), rises with reg",
+            f"Softmax classifier, W = 1e-4 randn, {n} training images + bias",
             f"{r['loss']:.4f} at reg 0, {r['loss_with_reg']:.4f} at reg {reg:g}",
             f"log(10) = {r['expected']:.4f}, higher with reg",
             r["ok"],
@@ -622,21 +673,37 @@ def _activation_experiment(num_examples, width, log, plots):
         )
 
 
-def run_search(splits, cfg, log, plots=None):
-    """The notes' random search (log-uniform, coarse-to-fine) for the LinearSVM; the best run's
-    model is evaluated on the test split."""
+def _search_table(results):
+    """random_search's results without the trained models: what the JSON output keeps."""
+    return [{"params": r["params"], "score": r["score"], "round": r["round"]} for r in results]
+
+
+def _plot_search(results, name, key, log, plots):
+    if plots:
+        _plot(
+            log,
+            vis_utils.plot_search_results,
+            _search_table(results),
+            os.path.join(plots, f"{key}_search.png"),
+            score_label="validation accuracy",
+            title=f"{name}: random search (best runs in yellow)",
+        )
+
+
+def _search_linear(cls, key, name, space, splits, cfg, log, plots):
+    """Random search over a linear classifier's learning rate and regularization; each run is
+    cfg["search_iters"] SGD iterations from the same seed. The best run's model is evaluated on
+    the test split."""
     X_train, X_val, X_test = _linear_data(splits)
     y_train, y_val, y_test = splits["y_train"], splits["y_val"], splits["y_test"]
     t0 = time.perf_counter()
-    # Coarse ranges of about 1.5 and 3 decades around the course's suggestions.
-    space = {"learning_rate": LogUniform(1e-7, 5e-6), "reg": LogUniform(1e2, 1e5)}
-    progress = Progress("SVM random search", cfg["search_budget"])
+    progress = Progress(f"{name} random search", cfg["search_budget"])
 
     def train(learning_rate, reg):
         np.random.seed(231)
-        svm = LinearSVM()
+        clf = cls()
         with np.errstate(over="ignore", invalid="ignore"):  # too-large rates diverge: low score
-            svm.train(
+            clf.train(
                 X_train,
                 y_train,
                 learning_rate=learning_rate,
@@ -644,9 +711,9 @@ def run_search(splits, cfg, log, plots=None):
                 num_iters=cfg["search_iters"],
                 batch_size=200,
             )
-            va = _accuracy(svm.predict(X_val), y_val)
+            va = _accuracy(clf.predict(X_val), y_val)
         progress.update(info=f"lr {learning_rate:.1e} reg {reg:.1e}: val {100 * va:.1f}%")
-        return {"score": va, "model": svm}
+        return {"score": va, "model": clf}
 
     results = random_search(
         space, train, cfg["search_budget"], rounds=cfg["search_rounds"], seed=231
@@ -657,31 +724,108 @@ def run_search(splits, cfg, log, plots=None):
     tr, te = _accuracy(model.predict(X_train), y_train), _accuracy(model.predict(X_test), y_test)
     lr, reg = best["params"]["learning_rate"], best["params"]["reg"]
     log(
-        f"[search] best of {len(results)}: lr {lr:.2e}, reg {reg:.2e}, "
+        f"[search] {name}, best of {len(results)}: lr {lr:.2e}, reg {reg:.2e}, "
         f"val {100 * best['score']:.1f}%, test {100 * te:.1f}%"
     )
-    if plots:
-        _plot(
-            log,
-            vis_utils.plot_search_results,
-            [{"params": r["params"], "score": r["score"]} for r in results],
-            os.path.join(plots, "svm_search.png"),
-        )
+    _plot_search(results, name, key, log, plots)
     setting = (
         f"random search, {len(results)} runs x {cfg['search_iters']} iters in "
         f"{cfg['search_rounds']} coarse-to-fine rounds; best lr={lr:.1e} reg={reg:.1e}"
     )
-    return [
-        _row(
-            "linear SVM, random search",
-            setting,
-            best["score"],
-            te,
-            time.perf_counter() - t0,
-            "search",
-            train=tr,
-            measured=best["score"],
+    row = _row(
+        f"{name}, random search",
+        setting,
+        best["score"],
+        te,
+        time.perf_counter() - t0,
+        "search" if key == "svm" else f"{key}_search",
+        train=tr,
+        measured=best["score"],
+    )
+    row["search_runs"] = _search_table(results)
+    return row
+
+
+def _search_twolayer(splits, cfg, log, plots):
+    """Random search over the TwoLayerNet's SGD learning rate and regularization with short
+    runs (cfg["net_search_epochs"] epochs each), then the best setting trained for the full
+    cfg["twolayer_epochs"] epochs (the notes' coarse stage with few epochs, then longer runs)."""
+    t0 = time.perf_counter()
+    hidden = 100
+    # From a decade below the notebook's SGD rate 1e-3 to 5x above it (1e-2 diverges on raw
+    # pixels), and three decades of regularization around its 0.1.
+    space = {"learning_rate": LogUniform(1e-4, 5e-3), "reg": LogUniform(1e-3, 1.0)}
+    progress = Progress("two-layer net random search", cfg["net_search_budget"])
+
+    def solver_kwargs(learning_rate, epochs):
+        return {
+            "update_rule": "sgd",
+            "optim_config": {"learning_rate": learning_rate},
+            "lr_decay": 0.95,
+            "num_epochs": epochs,
+            "batch_size": 200,
+        }
+
+    def train(learning_rate, reg):
+        np.random.seed(231)
+        model = TwoLayerNet(hidden_dim=hidden, reg=reg)
+        solver = Solver(
+            model, splits, verbose=False, **solver_kwargs(learning_rate, cfg["net_search_epochs"])
         )
+        with np.errstate(over="ignore", invalid="ignore"):  # too-large rates diverge: low score
+            solver.train()
+        va = float(solver.best_val_acc)
+        progress.update(info=f"lr {learning_rate:.1e} reg {reg:.1e}: val {100 * va:.1f}%")
+        return va
+
+    results = random_search(
+        space, train, cfg["net_search_budget"], rounds=cfg["net_search_rounds"], seed=231
+    )
+    progress.close()
+    best = results[0]
+    lr, reg = best["params"]["learning_rate"], best["params"]["reg"]
+    log(
+        f"[search] two-layer net, best of {len(results)} {cfg['net_search_epochs']}-epoch runs: "
+        f"lr {lr:.2e}, reg {reg:.2e}, val {100 * best['score']:.1f}%; training it for "
+        f"{cfg['twolayer_epochs']} epochs"
+    )
+    _plot_search(results, "two-layer net", "two_layer_net", log, plots)
+    np.random.seed(231)
+    model = TwoLayerNet(hidden_dim=hidden, reg=reg)
+    kwargs = solver_kwargs(lr, cfg["twolayer_epochs"])
+    train_acc, val, test, _ = _train_net(
+        "two-layer net (searched)", model, splits, kwargs, log, plots
+    )
+    setting = (
+        f"random search, {len(results)} runs x {cfg['net_search_epochs']} epoch in "
+        f"{cfg['net_search_rounds']} coarse-to-fine rounds (best short-run val "
+        f"{100 * best['score']:.1f}%); best lr={lr:.1e} reg={reg:.1e} trained "
+        f"{cfg['twolayer_epochs']} epochs, hidden {hidden}, SGD decay 0.95"
+    )
+    row = _row(
+        "two-layer net, random search",
+        setting,
+        val,
+        test,
+        time.perf_counter() - t0,
+        "twolayer_search",
+        train=train_acc,
+        measured=val,
+    )
+    row["search_runs"] = _search_table(results)
+    return row
+
+
+def run_search(splits, cfg, log, plots=None):
+    """The notes' random search (log-uniform, coarse-to-fine) for the LinearSVM, the Softmax
+    classifier and the TwoLayerNet; each search's best model is evaluated on the test split."""
+    # Linear classifiers: coarse ranges of about 1.5 and 3 decades around the course's
+    # suggestions (the same for both losses, whose scales are alike on raw pixels).
+    space = {"learning_rate": LogUniform(1e-7, 5e-6), "reg": LogUniform(1e2, 1e5)}
+    return [
+        _search_linear(LinearSVM, "svm", "linear SVM", space, splits, cfg, log, plots),
+        _search_linear(Softmax, "softmax", "softmax", space, splits, cfg, log, plots),
+        _search_twolayer(splits, cfg, log, plots),
     ]
 
 

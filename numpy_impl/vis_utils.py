@@ -265,9 +265,12 @@ def plot_knn_cross_validation(accuracies, path):
     return _save(fig, path)
 
 
-def plot_search_results(results, path, x="learning_rate", y="reg", log=True):
+def plot_search_results(
+    results, path, x="learning_rate", y="reg", log=True, score_label="score", title=None
+):
     """The course's hyperparameter scatter: each run at (x, y), coloured by its score.
-    results: random_search's list (params, score); x, y: parameter names."""
+    results: random_search's list (params, score); x, y: parameter names; score_label names the
+    colour bar (e.g. "validation accuracy"); title: the plot's title (default: a generic one)."""
     if not results:
         raise ValueError("results must be a non-empty list from random_search")
     for name in (x, y):
@@ -281,11 +284,20 @@ def plot_search_results(results, path, x="learning_rate", y="reg", log=True):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     sc = ax.scatter(xs, ys, c=scores, s=60, cmap="viridis", edgecolors="k")
-    fig.colorbar(sc, ax=ax, label="score")
+    fig.colorbar(sc, ax=ax, label=score_label)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set(xlabel=x, ylabel=y, title="Random search (best runs in yellow)")
+        for axis, values in ((ax.xaxis, xs), (ax.yaxis, ys)):
+            # Over more than a decade, labelled minor ticks (2e-7, 3e-7, ...) overlap; label
+            # the decades only. Under a decade the minor labels are the only ones.
+            with np.errstate(divide="ignore", invalid="ignore"):  # values <= 0: no decades
+                span = np.ptp(np.log10(np.asarray(values, dtype=np.float64)))
+            if span >= 1:
+                axis.set_minor_formatter(NullFormatter())
+    ax.set(xlabel=x, ylabel=y, title=title or "Random search (best runs in yellow)")
     return _save(fig, path)
 
 

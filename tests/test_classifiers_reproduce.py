@@ -31,6 +31,8 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
         "course expects",
         "k-NN, L1 distance, best k=",
         "linear SVM, random search",
+        "softmax, random search",
+        "two-layer net, random search",
         "Sanity checks",
         "initial loss = log(C)",
         "overfit 20 images",
@@ -42,8 +44,22 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
     assert "[pca] top 16 of 3072 components of 100 images keep" in captured.err
     assert "[sanity] tanh x10, weight_scale 1.0: activation std per layer" in captured.err
     results = json.loads(out_json.read_text())
-    assert len(results["rows"]) == 13
-    assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 2
+    assert len(results["rows"]) == 16
+    assert sum(row.get("kind") == "sanity" for row in results["rows"]) == 3
+    assert "Softmax classifier, W = 1e-4 randn" in table
+    searches = [row for row in results["rows"] if "search_runs" in row]
+    assert [row["experiment"] for row in searches] == [
+        "linear SVM, random search",
+        "softmax, random search",
+        "two-layer net, random search",
+    ]
+    for row in searches:  # QUICK budgets: 2 runs in 2 rounds, best first
+        assert [run["round"] for run in sorted(row["search_runs"], key=lambda r: r["round"])] == [
+            0,
+            1,
+        ]
+        scores = [run["score"] for run in row["search_runs"]]
+        assert scores == sorted(scores, reverse=True)
     for row in results["rows"]:
         assert row["test_acc"] is None or 0.0 <= row["test_acc"] <= 1.0
     # k-NN runs on raw integer pixel values in float64, where even the no-loop expansion is
@@ -55,27 +71,36 @@ def test_quick_run_on_synthetic_batches(tmp_path, capsys):
 
 def test_plots_written_for_the_chosen_experiments(tmp_path, capsys):
     write_batches(tmp_path / "cifar", n=20)
+    plots = tmp_path / "plots"
     rc = reproduce.main(
         [
             "--data-dir",
             str(tmp_path / "cifar"),
             "--quick",
             "--only",
-            "knn,twolayer",
+            "knn,search",
             "--plots",
-            str(tmp_path / "plots"),
+            str(plots),
         ]
     )
     assert rc == 0
-    assert "update/weight ratio" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path / "plots")) == [
+    err = capsys.readouterr().err
+    assert "update/weight ratio" in err
+    for name in ("linear SVM", "softmax"):
+        assert f"[search] {name}, best of 2: lr " in err
+    assert "[search] two-layer net, best of 2 1-epoch runs: lr " in err
+    # One scatter per searched model; the searched two-layer net's pictures as any network's.
+    assert sorted(os.listdir(plots)) == [
         "knn_cv.png",
-        "two_layer_net_W1.png",
-        "two_layer_net_history.png",
-        "two_layer_net_update_ratio.png",
+        "softmax_search.png",
+        "svm_search.png",
+        "two_layer_net_search.png",
+        "two_layer_net_searched_W1.png",
+        "two_layer_net_searched_history.png",
+        "two_layer_net_searched_update_ratio.png",
     ]
-    for name in os.listdir(tmp_path / "plots"):
-        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    for name in os.listdir(plots):
+        assert (plots / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_only_and_bad_arguments(tmp_path, capsys):
@@ -92,8 +117,9 @@ def test_only_and_bad_arguments(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_real_cifar10_reaches_the_course_ranges():
-    """The full reproduction on real CIFAR-10 (about 15 minutes on two cores). Point CIFAR10_DIR
-    at the official python batches or an ImageFolder copy."""
+    """The full reproduction on real CIFAR-10 (over half an hour on two shared cores; see the
+    README for measured times). Point CIFAR10_DIR at the official python batches or an
+    ImageFolder copy."""
     data_dir = os.environ.get("CIFAR10_DIR")
     if not data_dir or not os.path.isdir(data_dir):
         pytest.skip("set CIFAR10_DIR to a CIFAR-10 directory to run the real reproduction")

@@ -137,6 +137,12 @@ def test_plots_write_png_files(tmp_path):
             str(tmp_path / "knn.png"),
         ),
         plot_search_results(results, str(tmp_path / "search.png")),
+        plot_search_results(
+            results,
+            str(tmp_path / "search_val.png"),
+            score_label="validation accuracy",
+            title="softmax: random search",
+        ),
         plot_activation_statistics(stats, str(tmp_path / "act.png")),
         plot_activation_histograms(
             {

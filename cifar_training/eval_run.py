@@ -44,7 +44,7 @@ def evaluate(args, stop: StopRequest) -> int:
     torch.set_num_threads(threads)
     try:
         net, info = load_trained(out)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 -- reported with what to do, never swallowed
         raise UsageError(
             f"--eval-only: cannot load the run in {out} ({type(e).__name__}): "
             f"model.pt must be a state dict for model.json's network"

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         return 2
     try:
         results = predict(run, args.images, args.top_k, args.backend)
-    except Exception as e:  # a damaged or foreign model.pt/model.json
+    except Exception as e:  # noqa: BLE001 -- a damaged or foreign model.pt/model.json
         print(
             f"predict: error: cannot load the network in {run} ({type(e).__name__}); "
             f"model.pt must be the state dict train.py wrote",

@@ -65,7 +65,7 @@ def read_checkpoint(path: Path) -> dict:
     whatever code the file carries."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated (OSError/RuntimeError/EOFError), tampered (Unpickling)
+    except Exception as e:  # noqa: BLE001 -- truncated (OSError/RuntimeError/EOFError), tampered (Unpickling)
         raise CheckpointError(
             f"{path} cannot be read as a train.py checkpoint ({type(e).__name__}): the file is "
             f"truncated, damaged or not from train.py. It is only ever loaded as plain tensors "

@@ -44,7 +44,7 @@ def make_trainer(args, out, **kwargs):
             default_root_dir=str(out),
             **kwargs,
         )
-    except Exception as e:  # MisconfigurationException, ValueError, RuntimeError, ...
+    except Exception as e:  # noqa: BLE001 -- MisconfigurationException, ValueError, RuntimeError, ...
         raise UsageError(
             f"Lightning cannot run --accelerator {args.accelerator} --devices {args.devices} "
             f"--strategy {args.strategy} --precision {args.precision} here: "

@@ -593,7 +593,7 @@ def _read_cache(path, meta, shown) -> CIFARImages | None:
                 z[k] for k in ("X_train", "y_train", "X_test", "y_test")
             )
             classes, layout = tuple(stored["classes"]), str(stored["layout"])
-    except Exception as e:  # a damaged cache file is rebuilt, never trusted
+    except Exception as e:  # noqa: BLE001 -- a damaged cache file is rebuilt, never trusted
         warnings.warn(f"ignoring unreadable cache {path} ({e}); decoding again", stacklevel=4)
         return None
     ok = (

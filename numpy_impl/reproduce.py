@@ -354,7 +354,7 @@ def _plot(log, fn, *args, **kwargs):
     """Draw one picture; a plotting failure is logged, not fatal (the numbers matter more)."""
     try:
         path = fn(*args, **kwargs)
-    except Exception as e:  # any matplotlib failure: the run goes on
+    except Exception as e:  # noqa: BLE001 -- any matplotlib failure: the run goes on
         log(f"[plots] {fn.__name__} failed: {type(e).__name__}: {e}")
         return
     log(f"[plots] wrote {path}")

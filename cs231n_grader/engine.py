@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cs231n_grader import cases as C
+from cs231n_grader import input_generators as C
 from cs231n_grader import runner, sandbox
+from cs231n_grader.call_drivers import DRIVERS, guarded_call
 from cs231n_grader.compare import (
     Cmp,
     compare,
@@ -30,8 +31,7 @@ from cs231n_grader.compare import (
     pattern,
     scale_of,
 )
-from cs231n_grader.drivers import DRIVERS, guarded_call
-from cs231n_grader.items import ITEMS, Item
+from cs231n_grader.graded_items import ITEMS, Item
 from cs231n_grader.notebook_checks import NOTEBOOK_CHECKS
 from cs231n_grader.thresholds import NUMERICAL_STEP, THRESHOLDS
 
@@ -1493,7 +1493,7 @@ def grade_item(item: Item, ctx: Context) -> list:
 
 
 def grade_together(items, ctx: Context) -> list:
-    """Grade several items in ONE child (``drivers`` 'multi'): for the PyTorch items, whose
+    """Grade several items in ONE child (``call_drivers`` 'multi'): for the PyTorch items, whose
     children spend most of their time importing torch. Returns one result list per item."""
     prepared = [_prepare(item, ctx) for item in items]
     parts = [prep for _, prep in prepared if prep is not None]

@@ -5,7 +5,7 @@ reference reproduces another implementation's draws, so these are judged by what
 answer shares (the statistics of the draw, the notebook's layer-by-layer architecture), as the
 GAN notebook's ``sample_noise`` and networks are (``engine.check_random``,
 ``engine.check_architecture``). Each check takes the case's result, the student's record and
-the case; the driver side is ``drivers.NOTEBOOK_RUNS``.
+the case; the driver side is ``call_drivers.NOTEBOOK_RUNS``.
 """
 
 from __future__ import annotations

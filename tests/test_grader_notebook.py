@@ -17,7 +17,7 @@ import pytest
 
 from cs231n_grader import engine, notebooks, profiles, runner, submission
 from cs231n_grader.engine import CaseResult
-from cs231n_grader.items import ITEMS
+from cs231n_grader.graded_items import ITEMS
 from cs231n_grader.notebook_checks import NOTEBOOK_CHECKS
 
 FIXTURE = os.path.join(

@@ -27,7 +27,7 @@ def grade(name, assignment="auto", only=None):
 
 
 def test_profiles_name_only_gradable_tests():
-    from cs231n_grader.items import all_test_names
+    from cs231n_grader.graded_items import all_test_names
 
     known = set(all_test_names())
     for p in profiles.PROFILES.values():

@@ -35,7 +35,8 @@ import numpy as np
 
 from cs231n_grader import json_npz
 from cs231n_grader._version import __version__
-from cs231n_grader.engine import reference_run, select_items
+from cs231n_grader.item_selection import select_items
+from cs231n_grader.reference_runs import reference_run
 
 _INPUT_KEYS = (
     "args",

@@ -40,7 +40,7 @@ class Item:
     requires: dict  # test name -> the function or class the student must define for it
     grads: tuple = ()  # (gradient name, index of the forward/loss argument it belongs to)
     state: tuple = ()  # layer: (param dict name, keys the forward must write); optim: state keys
-    check: str | None = None  # custom comparison (see engine.CHECKS)
+    check: str | None = None  # custom comparison (see layer_checks.check_layer)
     bugs: tuple = ()  # (message, {function name: variant}) known bugs, for diagnosis
     accept: tuple = ()  # (note, {function name: variant}) accepted alternative conventions
     may_mutate: tuple = ()  # inputs that CS231n's own code modifies in place: a note, not a failure
@@ -169,10 +169,10 @@ def torch_functions(name, file, ref, functions) -> Item:
     torch is the slow part): output and autograd gradients vs torch_impl. ``functions``: list
     of (function, argument names, case generator, kwargs[, check[, extra spec]]); check
     'random': a function that draws random numbers, judged by the statistics of what it returns
-    (``engine.check_random``), as no reference reproduces another implementation's draws;
+    (``torch_checks.check_random``), as no reference reproduces another implementation's draws;
     'architecture': a function building a network the notebook specifies layer by layer
-    (``call_drivers.course_network``, ``engine.check_architecture``); 'composition': a model whose
-    forward composes its own submodules as the notebook describes
+    (``call_drivers.course_network``, ``torch_checks.check_architecture``); 'composition': a
+    model whose forward composes its own submodules as the notebook describes
     (``call_drivers.captioning_transformer_forward``)."""
     specs, gens = [], []
     for function, args, cases, kwargs, *check in functions:

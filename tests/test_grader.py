@@ -210,11 +210,11 @@ def test_function_missing_from_a_graded_file(tmp_path):
 
 
 def test_reference_module_unavailable_is_skipped_not_failed(monkeypatch):
-    from cs231n_grader import graded_items
+    from cs231n_grader import graded_items, item_selection
 
     item = next(i for i in graded_items.ITEMS if i.name == "affine")
     fake = graded_items.Item(**{**item.__dict__, "ref": "numpy_impl.not_written_yet"})
-    monkeypatch.setattr(engine, "ITEMS", (fake,))
+    monkeypatch.setattr(item_selection, "ITEMS", (fake,))
     with submission.load([os.path.join(STUDENTS, "correct")]) as sub:
         results = engine.grade(sub, runner.Limits(5.0, 1024))
     assert [r.verdict for r in results] == ["skipped", "skipped"]

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cs231n_grader import engine, profiles, report, runner, submission
+from cs231n_grader import engine, pool_ties, profiles, report, runner, submission
 
 STUDENTS = os.path.join(os.path.dirname(__file__), "fixtures", "students")
 _cache = {}
@@ -156,8 +156,8 @@ def test_pool_split_validity():
     x = np.array([[[[1.0, 1.0], [0.0, 1.0]]]])
     p = {"pool_height": 2, "pool_width": 2, "stride": 2}
     dout = np.array([[[[3.0]]]])
-    assert engine.pool_split_ok(x, p, dout, np.array([[[[3.0, 0], [0, 0]]]]))
-    assert engine.pool_split_ok(x, p, dout, np.array([[[[1.0, 1.0], [0, 1.0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[3.0, 3.0], [0, 3.0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[2.0, 0], [1.0, 0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[4.0, -1.0], [0, 0]]]]))
+    assert pool_ties.pool_split_ok(x, p, dout, np.array([[[[3.0, 0], [0, 0]]]]))
+    assert pool_ties.pool_split_ok(x, p, dout, np.array([[[[1.0, 1.0], [0, 1.0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[3.0, 3.0], [0, 3.0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[2.0, 0], [1.0, 0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[4.0, -1.0], [0, 0]]]]))

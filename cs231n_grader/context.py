@@ -3,7 +3,6 @@ it hands to the child processes that run the student's code."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import math
 import os

@@ -8,12 +8,7 @@ import numpy as np
 
 from cs231n_grader import runner
 from cs231n_grader.call_records import as_tuple
-from cs231n_grader.compare import (
-    constant_factor,
-    matches,
-    name_factor,
-    pattern,
-)
+from cs231n_grader.compare import constant_factor, matches, name_factor, pattern
 from cs231n_grader.context import child_job
 from cs231n_grader.pool_ties import TIE_HINT, accept_pool_splits
 from cs231n_grader.reference_runs import variant_records

@@ -16,12 +16,7 @@ from cs231n_grader.call_records import error_message, error_status
 from cs231n_grader.context import Context, child_job
 from cs231n_grader.diagnosis import diagnose_layer, diagnose_loss, diagnose_object, diagnose_optim
 from cs231n_grader.graded_items import Item
-from cs231n_grader.item_selection import (
-    not_found,
-    profile_items,
-    results_to_report,
-    ungraded_note,
-)
+from cs231n_grader.item_selection import not_found, profile_items, results_to_report, ungraded_note
 from cs231n_grader.layer_checks import check_layer
 from cs231n_grader.loss_optim_checks import check_loss, check_optim
 from cs231n_grader.object_checks import check_object
@@ -30,6 +25,7 @@ from cs231n_grader.results import TestResult
 from cs231n_grader.summary import summarize
 from cs231n_grader.torch_checks import check_torch, check_torch_module
 
+# Per item kind: compare the student's records with the reference's, case by case.
 CHECKS = {
     "layer": check_layer,
     "loss": check_loss,
@@ -40,6 +36,7 @@ CHECKS = {
 }
 
 
+# Per item kind: explain the failing cases (known bugs, accepted alternatives, gradients).
 DIAGNOSES = {
     "layer": diagnose_layer,
     "loss": diagnose_loss,

@@ -12,13 +12,7 @@ from cs231n_grader.call_records import (
     record_mutations,
     reference_failed,
 )
-from cs231n_grader.compare import (
-    Cmp,
-    compare,
-    describe,
-    matches,
-    scale_of,
-)
+from cs231n_grader.compare import Cmp, compare, describe, matches, scale_of
 from cs231n_grader.thresholds import THRESHOLDS as T
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import importlib.util
 import os
 import threading
 import zlib

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from cs231n_grader.compare import Cmp
 
 VERDICTS = ("pass", "fail", "error", "timeout", "crash", "not run", "missing", "skipped")
-
-
 # When cases of one test fail in different ways, the test's verdict is the first of these.
 SEVERITY = ("timeout", "crash", "error", "fail", "not run", "missing")
 

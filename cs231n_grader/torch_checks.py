@@ -6,17 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cs231n_grader.call_records import (
-    as_tuple,
-    fail_record,
-    new_case,
-    reference_failed,
-)
-from cs231n_grader.compare import (
-    compare,
-    describe,
-    scale_of,
-)
+from cs231n_grader.call_records import as_tuple, fail_record, new_case, reference_failed
+from cs231n_grader.compare import compare, describe, scale_of
 from cs231n_grader.notebook_checks import NOTEBOOK_CHECKS
 from cs231n_grader.results import CaseResult
 from cs231n_grader.thresholds import THRESHOLDS as T

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cs231n_grader.compare import (
-    matches,
-)
+from cs231n_grader.compare import matches
 from cs231n_grader.reference_runs import variant_records
 from cs231n_grader.results import CaseResult
 from cs231n_grader.thresholds import THRESHOLDS as T

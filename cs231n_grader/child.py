@@ -4,10 +4,10 @@ The grader starts it from a private copy of the harness (see ``sandbox.py``). It
 off from the reference (``seal.py``), reads ``JOBDIR/job.{json,npz}``, caps its own address space
 and file sizes, puts the student's root first on ``sys.path`` (so ``from cs231n.layers import *``
 resolves to the student's files, or to a stand-in the job names), imports the student's module,
-runs one driver from ``drivers.py`` and writes one record per call to
+runs one driver from ``call_drivers.py`` and writes one record per call to
 ``JOBDIR/rec-NNNNN.{json,npz}``. Before each call it writes ``JOBDIR/progress`` (sequence number
 and call key), which tells the grader which call is running (for the per-call limit, and to
-know which call hung or crashed). Nothing is pickled in either direction (see ``codec.py``).
+know which call hung or crashed). Nothing is pickled in either direction (see ``json_npz.py``).
 When the job is done it writes ``JOBDIR/done`` and waits: the grader then kills it together
 with every process the student's code left behind.
 
@@ -23,8 +23,8 @@ import sys
 import time
 import types
 
-from . import codec, seal
-from .drivers import DRIVERS, describe_exception, guarded_call
+from . import json_npz, seal
+from .call_drivers import DRIVERS, describe_exception, guarded_call
 
 # After writing ``done`` the child waits this long for the grader to end it, then exits alone.
 _AWAIT_END_S = 60.0
@@ -88,7 +88,7 @@ class ChildEnv:
 
     def progress(self, key):
         self.seq += 1
-        codec._atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
+        json_npz._atomic_write(os.path.join(self.jobdir, "progress"), f"{self.seq}\n{key}".encode())
 
     def call(self, key, label, fn, args, kwargs, names):
         return guarded_call(
@@ -99,9 +99,9 @@ class ChildEnv:
         self.n_records += 1
         stem = os.path.join(self.jobdir, f"rec-{self.n_records:06d}")
         try:
-            codec.save(stem, {"key": key, "rec": record})
+            json_npz.save(stem, {"key": key, "rec": record})
         except Exception as exc:  # noqa: BLE001 -- an unserializable result is the student's fault
-            codec.save(
+            json_npz.save(
                 stem,
                 {
                     "key": key,
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     jobdir = argv[0]
     seal.seal()
     seal.set_subreaper()
-    job = codec.load(os.path.join(jobdir, "job"))
+    job = json_npz.load(os.path.join(jobdir, "job"))
     _limit_resources(int(job["memory_mb"]), int(job["max_output"]))
     root = os.path.abspath(job["student_root"])
     sys.path.insert(0, root)
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
             DRIVERS[job["driver"]](job["spec"], job["cases"], env)
     sys.stdout.flush()
     sys.stderr.flush()
-    codec._atomic_write(os.path.join(jobdir, "done"), b"1")
+    json_npz._atomic_write(os.path.join(jobdir, "done"), b"1")
     _await_end()
     # Skip interpreter teardown: student objects with odd __del__ methods cannot hang the exit.
     os._exit(0)

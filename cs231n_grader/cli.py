@@ -147,7 +147,7 @@ def _write(text: str, path: str | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    from cs231n_grader.codec import _atomic_write
+    from cs231n_grader.json_npz import _atomic_write
 
     _atomic_write(path, text.encode())
 
@@ -155,7 +155,7 @@ def _write(text: str, path: str | None) -> None:
 def _list() -> str:
     import importlib
 
-    from cs231n_grader.items import ITEMS
+    from cs231n_grader.graded_items import ITEMS
 
     lines = [f"{'test':<46} {'student file':<38} reference"]
     for item in ITEMS:

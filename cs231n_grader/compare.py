@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from cs231n_grader.codec import Unsupported
+from cs231n_grader.json_npz import Unsupported
 from cs231n_grader.thresholds import THRESHOLDS
 from numpy_impl.gradient_check import rel_error
 

@@ -3,7 +3,7 @@
 For every item whose reference module imports, DIR gets ``<item>.npz`` (all arrays, written
 with ``np.savez``; read them with ``np.load(path, allow_pickle=False)``) and DIR/index.json
 describing, per case, its label, its inputs and the reference outputs as JSON trees whose
-arrays are ``{"__nd__": "<key in the item's .npz>"}`` (see ``codec.py`` for the other markers:
+arrays are ``{"__nd__": "<key in the item's .npz>"}`` (see ``json_npz.py`` for the other markers:
 ``__tuple__``, ``__dict__``, ``__dtype__``, ``__float__``). ``load_vectors(DIR)`` reads it all
 back as Python values; DIR also gets ``decode.py`` (the same with NumPy alone, see
 ``vectors_decoder.py``) and ``README.md`` (``VECTORS.md``: the format and the comparison rules
@@ -33,9 +33,10 @@ import os
 
 import numpy as np
 
-from cs231n_grader import codec
+from cs231n_grader import json_npz
 from cs231n_grader._version import __version__
-from cs231n_grader.engine import reference_run, select_items
+from cs231n_grader.item_selection import select_items
+from cs231n_grader.reference_runs import reference_run
 
 _INPUT_KEYS = (
     "args",
@@ -143,20 +144,20 @@ def export_vectors(outdir: str, seed: int = 231, only=None) -> dict:
                         for k, v in (case.get("meta") or {}).items()
                         if isinstance(v, (bool, int, float, str))
                     },
-                    "inputs": codec.encode(inputs, arrays, prefix=f"case{i}_in_"),
-                    "outputs": codec.encode(
+                    "inputs": json_npz.encode(inputs, arrays, prefix=f"case{i}_in_"),
+                    "outputs": json_npz.encode(
                         _outputs(item, case, i, R), arrays, prefix=f"case{i}_out_"
                     ),
                 }
             )
-        codec.write_npz(os.path.join(outdir, entry["arrays"]), arrays)
+        json_npz.write_npz(os.path.join(outdir, entry["arrays"]), arrays)
         index["items"].append(entry)
-    codec.write_json(os.path.join(outdir, "index.json"), index)
+    json_npz.write_json(os.path.join(outdir, "index.json"), index)
     here = os.path.dirname(os.path.abspath(__file__))
     for src, dest in (("vectors_decoder.py", "decode.py"), ("VECTORS.md", "README.md")):
         if os.path.exists(os.path.join(here, src)):  # package data may be left out of a wheel
             with open(os.path.join(here, src), "rb") as f:
-                codec._atomic_write(os.path.join(outdir, dest), f.read())
+                json_npz._atomic_write(os.path.join(outdir, dest), f.read())
     return index
 
 
@@ -174,8 +175,8 @@ def load_vectors(outdir: str) -> dict:
                 {
                     "label": c["label"],
                     "meta": c.get("meta", {}),
-                    "inputs": codec.decode(c["inputs"], npz),
-                    "outputs": codec.decode(c["outputs"], npz),
+                    "inputs": json_npz.decode(c["inputs"], npz),
+                    "outputs": json_npz.decode(c["outputs"], npz),
                 }
                 for c in entry["cases"]
             ]

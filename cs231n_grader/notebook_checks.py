@@ -3,9 +3,9 @@
 A weight initializer draws random numbers, and a module builds its own random parameters: no
 reference reproduces another implementation's draws, so these are judged by what every correct
 answer shares (the statistics of the draw, the notebook's layer-by-layer architecture), as the
-GAN notebook's ``sample_noise`` and networks are (``engine.check_random``,
-``engine.check_architecture``). Each check takes the case's result, the student's record and
-the case; the driver side is ``drivers.NOTEBOOK_RUNS``.
+GAN notebook's ``sample_noise`` and networks are (``torch_checks.check_random``,
+``torch_checks.check_architecture``). Each check takes the case's result, the student's record and
+the case; the driver side is ``call_drivers.NOTEBOOK_RUNS``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def check_notebook_module(cr, value, case) -> None:
     """TwoLayerFC / ThreeLayerConvNet: the notebook's layers (parameter shapes in order, the
     same output as the notebook's network given the student's parameters), and weights
     initialized with Kaiming normal, as the notebook asks."""
-    from cs231n_grader.engine import check_architecture
+    from cs231n_grader.torch_checks import check_architecture
 
     if not isinstance(value, tuple) or len(value) != 5:
         cr.fail(f"the module could not be compared: {describe(value)}")

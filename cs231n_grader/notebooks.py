@@ -13,7 +13,7 @@ definitions only, so it stages a copy that keeps, at the top level,
 
 and blanks every other top-level statement's lines, so line numbers in tracebacks still point
 at the student's file. The globals the notebook's functions read (``device``, ``dtype``) are set
-by the grader before each call (``drivers._notebook_globals``). From a ``.ipynb``, the code
+by the grader before each call (``call_drivers._notebook_globals``). From a ``.ipynb``, the code
 cells are joined in order, with IPython's ``%magic`` and ``!shell`` lines commented out.
 """
 

@@ -18,8 +18,8 @@ import shutil
 import textwrap
 
 from cs231n_grader._version import __version__
-from cs231n_grader.engine import TestResult
-from cs231n_grader.items import all_test_names
+from cs231n_grader.graded_items import all_test_names
+from cs231n_grader.results import TestResult
 from cs231n_grader.thresholds import THRESHOLDS
 
 LABELS = {

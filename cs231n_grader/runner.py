@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cs231n_grader import codec, sandbox
+from cs231n_grader import json_npz, sandbox
 from cs231n_grader.thresholds import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
@@ -122,7 +122,7 @@ def _collect(tmp: str):
             continue  # records are files the child wrote, never links to elsewhere
         if name.startswith("rec-") and name.endswith(".json"):
             try:
-                entry = codec.load(os.path.join(tmp, name[:-5]))
+                entry = json_npz.load(os.path.join(tmp, name[:-5]))
                 records.setdefault(entry["key"], entry["rec"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a record the child did not finish (or something else wrote)
@@ -144,7 +144,7 @@ def _run_once(
     tmp = harness.job_dir()
     token = sandbox.new_token()
     try:
-        codec.save(os.path.join(tmp, "job"), job)
+        json_npz.save(os.path.join(tmp, "job"), job)
         harness.share(os.path.join(tmp, "job.json"), os.path.join(tmp, "job.npz"))
         out_path = os.path.join(tmp, "output.txt")
         with open(out_path, "w+b") as out:
@@ -183,7 +183,7 @@ def _run_once(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# Call kinds (see drivers.py) whose remaining calls are skipped once one of them hangs.
+# Call kinds (see call_drivers.py) whose remaining calls are skipped once one of them hangs.
 _SKIP_ALL_AFTER_HANG = ("fwd", "bwd", "loss", "step")
 
 

@@ -1,9 +1,9 @@
 """How the grader starts, confines and ends the processes that run student code.
 
 - **Sealed harness.** The child runs a copy of the few harness modules (``child.py``,
-  ``drivers.py``, ``codec.py``, ``seal.py``: no reference code) from a private directory, with
-  ``python -s`` (no user site-packages), a fresh working directory, and an environment built from
-  an allow-list (no ``PYTHONPATH``, no path of the project). Before the student's module is
+  ``call_drivers.py``, ``json_npz.py``, ``seal.py``: no reference code) from a private directory,
+  with ``python -s`` (no user site-packages), a fresh working directory, and an environment built
+  from an allow-list (no ``PYTHONPATH``, no path of the project). Before the student's module is
   imported, ``seal.seal()`` blocks every import of the reference and of the grader (see there).
   Reference answers are computed in the grader's own process, where student code never runs.
 - **Every descendant dies with its job.** The child makes itself a subreaper, so processes the
@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass
 
 HARNESS_PACKAGE = "nn_twins_harness"
-HARNESS_MODULES = ("child.py", "drivers.py", "codec.py", "seal.py")
+HARNESS_MODULES = ("child.py", "call_drivers.py", "json_npz.py", "seal.py")
 TOKEN_VAR = "NN_TWINS_GRADE_TOKEN"
 # Environment variables the child inherits; everything else (PYTHONPATH included) is dropped.
 _ENV_KEEP = (

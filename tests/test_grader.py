@@ -33,7 +33,7 @@ def _grade_dir(path):
 
 def test_correct_student_scores_full_marks():
     res = grade("correct", memory_mb=6144)  # its gan_pytorch.py imports torch
-    from cs231n_grader.items import ITEMS
+    from cs231n_grader.graded_items import ITEMS
 
     expected = {t for item in ITEMS for t in item.tests.values()}
     assert set(res) == expected, "every item of the table is found in the full CS231n layout"
@@ -210,11 +210,11 @@ def test_function_missing_from_a_graded_file(tmp_path):
 
 
 def test_reference_module_unavailable_is_skipped_not_failed(monkeypatch):
-    from cs231n_grader import items
+    from cs231n_grader import graded_items, item_selection
 
-    item = next(i for i in items.ITEMS if i.name == "affine")
-    fake = items.Item(**{**item.__dict__, "ref": "numpy_impl.not_written_yet"})
-    monkeypatch.setattr(engine, "ITEMS", (fake,))
+    item = next(i for i in graded_items.ITEMS if i.name == "affine")
+    fake = graded_items.Item(**{**item.__dict__, "ref": "numpy_impl.not_written_yet"})
+    monkeypatch.setattr(item_selection, "ITEMS", (fake,))
     with submission.load([os.path.join(STUDENTS, "correct")]) as sub:
         results = engine.grade(sub, runner.Limits(5.0, 1024))
     assert [r.verdict for r in results] == ["skipped", "skipped"]

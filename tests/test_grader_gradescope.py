@@ -189,7 +189,7 @@ def test_exported_vectors_come_with_a_decoder_and_rules(tmp_path):
 
 
 def test_hidden_cases_by_label(tmp_path):
-    from cs231n_grader.engine import TestResult
+    from cs231n_grader.results import TestResult
 
     r = TestResult(
         "softmax_loss",

@@ -15,10 +15,10 @@ import shutil
 import numpy as np
 import pytest
 
-from cs231n_grader import engine, notebooks, profiles, runner, submission
-from cs231n_grader.engine import CaseResult
-from cs231n_grader.items import ITEMS
+from cs231n_grader import engine, notebooks, profiles, reference_runs, runner, submission
+from cs231n_grader.graded_items import ITEMS
 from cs231n_grader.notebook_checks import NOTEBOOK_CHECKS
+from cs231n_grader.results import CaseResult
 
 FIXTURE = os.path.join(
     os.path.dirname(__file__), "fixtures", "students", "a2_pytorch", "PyTorch.py"
@@ -104,7 +104,7 @@ def test_the_reference_passes_its_own_self_checks():
     """random_weight, zero_weight and the modules of torch_impl.pytorch_notebook meet the checks
     a student's copy is held to (the modules: nn.Linear / nn.Conv2d layouts, Kaiming weights)."""
     item = next(i for i in ITEMS if i.name == "pytorch_notebook")
-    _, cases, records = engine.reference_run(item, 231)
+    _, cases, records = reference_runs.reference_run(item, 231)
     checked = 0
     for i, case in enumerate(cases):
         fspec = item.spec["functions"][case["fn"]]

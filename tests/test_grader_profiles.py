@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cs231n_grader import engine, profiles, report, runner, submission
+from cs231n_grader import engine, pool_ties, profiles, report, runner, submission
 
 STUDENTS = os.path.join(os.path.dirname(__file__), "fixtures", "students")
 _cache = {}
@@ -27,7 +27,7 @@ def grade(name, assignment="auto", only=None):
 
 
 def test_profiles_name_only_gradable_tests():
-    from cs231n_grader.items import all_test_names
+    from cs231n_grader.graded_items import all_test_names
 
     known = set(all_test_names())
     for p in profiles.PROFILES.values():
@@ -156,8 +156,8 @@ def test_pool_split_validity():
     x = np.array([[[[1.0, 1.0], [0.0, 1.0]]]])
     p = {"pool_height": 2, "pool_width": 2, "stride": 2}
     dout = np.array([[[[3.0]]]])
-    assert engine.pool_split_ok(x, p, dout, np.array([[[[3.0, 0], [0, 0]]]]))
-    assert engine.pool_split_ok(x, p, dout, np.array([[[[1.0, 1.0], [0, 1.0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[3.0, 3.0], [0, 3.0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[2.0, 0], [1.0, 0]]]]))
-    assert not engine.pool_split_ok(x, p, dout, np.array([[[[4.0, -1.0], [0, 0]]]]))
+    assert pool_ties.pool_split_ok(x, p, dout, np.array([[[[3.0, 0], [0, 0]]]]))
+    assert pool_ties.pool_split_ok(x, p, dout, np.array([[[[1.0, 1.0], [0, 1.0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[3.0, 3.0], [0, 3.0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[2.0, 0], [1.0, 0]]]]))
+    assert not pool_ties.pool_split_ok(x, p, dout, np.array([[[[4.0, -1.0], [0, 0]]]]))

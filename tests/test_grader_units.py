@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from cs231n_grader import codec, compare, items, notebooks, submission
-from cs231n_grader.codec import Unsupported
+from cs231n_grader import compare, graded_items, json_npz, notebooks, submission
+from cs231n_grader.json_npz import Unsupported
 
 STUDENTS = os.path.join(os.path.dirname(__file__), "fixtures", "students")
 
@@ -22,8 +22,8 @@ def test_codec_round_trip(tmp_path):
         "scalar": np.float64(3.25),
         "dtype": np.float64,
     }
-    codec.save(str(tmp_path / "v"), value)
-    back = codec.load(str(tmp_path / "v"))
+    json_npz.save(str(tmp_path / "v"), value)
+    back = json_npz.load(str(tmp_path / "v"))
     assert back["x"].dtype == np.float32 and np.array_equal(back["x"], value["x"])
     assert np.array_equal(back["labels"], value["labels"]) and back["mask"].dtype == bool
     assert isinstance(back["nested"], tuple) and back["nested"][0] == value["nested"][0]
@@ -35,10 +35,10 @@ def test_codec_round_trip(tmp_path):
 
 def test_codec_marks_what_it_cannot_carry():
     arrays = {}
-    tree = codec.encode(
+    tree = json_npz.encode(
         {"gen": (i for i in range(3)), "obj": np.array([object()]), "keys": {1: 2}}, arrays
     )
-    back = codec.decode(tree, arrays)
+    back = json_npz.decode(tree, arrays)
     assert isinstance(back["gen"], Unsupported) and back["gen"].type_name == "generator"
     assert isinstance(back["obj"], Unsupported) and isinstance(back["keys"], Unsupported)
     assert arrays == {}
@@ -92,9 +92,9 @@ def test_constant_factor_and_its_name():
 
 
 def test_item_table_is_consistent():
-    names = items.all_test_names()
+    names = graded_items.all_test_names()
     assert len(names) == len(set(names))
-    for item in items.ITEMS:
+    for item in graded_items.ITEMS:
         assert item.kind in ("layer", "loss", "optim", "object", "torch", "torch_module")
         # A cs231n/ file, or a notebook's staged module at the root (notebooks.py).
         assert item.files and all(

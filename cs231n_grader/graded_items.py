@@ -7,7 +7,7 @@ student files to search. Each entry names
   - the function(s) or class, and which module file(s) of the CS231n layout hold them
     (the first file that defines them is graded);
   - the reference module (numpy_impl..., torch_impl... for PyTorch code) giving the answers;
-  - an input generator from ``cases.py`` (several seeded shapes, including edge cases);
+  - an input generator from ``input_generators.py`` (several seeded shapes, including edge cases);
   - how to call it: ``layer`` runs the student's forward, then feeds the reference's upstream
     gradient to the student's backward with the student's own cache; ``loss`` compares the value
     and the gradient; ``optim`` runs several steps feeding next_w and config back; ``model``
@@ -15,7 +15,8 @@ student files to search. Each entry names
     compares scores, loss and every gradient; ``method`` compares one method's output;
     ``torch`` calls PyTorch functions on float64 tensors and compares outputs and autograd
     gradients;
-  - optional diagnosis helpers: known-bug variants (``variants.py``) and accepted alternatives.
+  - optional diagnosis helpers: known-bug variants (``reference_variants.py``) and accepted
+    alternatives.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from cs231n_grader import cases as C
-from cs231n_grader import variants as V
+from cs231n_grader import input_generators as C
+from cs231n_grader import reference_variants as V
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Item:
     requires: dict  # test name -> the function or class the student must define for it
     grads: tuple = ()  # (gradient name, index of the forward/loss argument it belongs to)
     state: tuple = ()  # layer: (param dict name, keys the forward must write); optim: state keys
-    check: str | None = None  # custom comparison (see engine.CHECKS)
+    check: str | None = None  # custom comparison (see layer_checks.check_layer)
     bugs: tuple = ()  # (message, {function name: variant}) known bugs, for diagnosis
     accept: tuple = ()  # (note, {function name: variant}) accepted alternative conventions
     may_mutate: tuple = ()  # inputs that CS231n's own code modifies in place: a note, not a failure
@@ -168,11 +169,11 @@ def torch_functions(name, file, ref, functions) -> Item:
     torch is the slow part): output and autograd gradients vs torch_impl. ``functions``: list
     of (function, argument names, case generator, kwargs[, check[, extra spec]]); check
     'random': a function that draws random numbers, judged by the statistics of what it returns
-    (``engine.check_random``), as no reference reproduces another implementation's draws;
+    (``torch_checks.check_random``), as no reference reproduces another implementation's draws;
     'architecture': a function building a network the notebook specifies layer by layer
-    (``drivers.course_network``, ``engine.check_architecture``); 'composition': a model whose
-    forward composes its own submodules as the notebook describes
-    (``drivers.captioning_transformer_forward``)."""
+    (``call_drivers.course_network``, ``torch_checks.check_architecture``); 'composition': a
+    model whose forward composes its own submodules as the notebook describes
+    (``call_drivers.captioning_transformer_forward``)."""
     specs, gens = [], []
     for function, args, cases, kwargs, *check in functions:
         grads = [[f"grad of {a}", i] for i, a in enumerate(args) if a != "tau"]

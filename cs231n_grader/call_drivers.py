@@ -1,7 +1,7 @@
 """How each kind of gradable item is called: the same code runs the reference (in the grader's
 process) and the student (in a child process), so both sides see identical calls.
 
-A driver takes the item's ``spec`` (plain JSON-able dict, see ``items.py``), its list of
+A driver takes the item's ``spec`` (plain JSON-able dict, see ``graded_items.py``), its list of
 ``cases`` (inputs) and an ``env`` providing:
   env.resolve(name)  -> the function or class (AttributeError if the module lacks it)
   env.call(key, label, fn, args, kwargs, names) -> Outcome (runs one call under the guards)

@@ -4,8 +4,8 @@ Each variant has the signature of the function it replaces. When a student's res
 with the reference, the grader runs the item's variants on the same inputs (in its own process:
 this is trusted code) and, if one reproduces the student's result, names the bug ("matches
 batchnorm with PyTorch's momentum convention") or, for an accepted alternative, passes the case
-with a note. The module imports numpy_impl only inside the functions, so the table in items.py
-can name variants of reference modules that are not written yet.
+with a note. The module imports numpy_impl only inside the functions, so the table in
+graded_items.py can name variants of reference modules that are not written yet.
 """
 
 from __future__ import annotations

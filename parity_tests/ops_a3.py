@@ -1101,6 +1101,11 @@ def _gelu_case(rng, dtype, shape=None) -> Case:
     return _case(dtype, {"x": rng.standard_normal(shape) * 2})
 
 
+def _gelu_numpy(case, dout):
+    out, cache = npa.gelu_forward(case.inputs["x"])
+    return out, None if dout is None else {"x": npa.gelu_backward(dout, cache)}
+
+
 _TRANSFORMER_OPS = [
     OpSpec(
         name="transformer_layernorm",
@@ -1134,9 +1139,10 @@ _TRANSFORMER_OPS = [
         name="gelu",
         make_case=_gelu_case,
         flavors=({}, {"shape": (0, 3)}),
+        numpy_forward_backward=_gelu_numpy,
         torch_impl_fn=lambda t, c: tf3.GELUFunction.apply(t["x"]),
         builtin_fn=lambda t, c: F.gelu(t["x"]),
-        conversion="F.gelu(x) (approximate='none', the exact x * Phi(x)); no NumPy twin",
+        conversion="F.gelu(x) (approximate='none', the exact x * Phi(x))",
     ),
 ]
 

@@ -263,6 +263,11 @@ def _affine_relu_case(rng, dtype, N=None) -> Case:
 # kept 1e-2 from the kink.
 _RELU_MARGIN = 1e-2
 
+# With a fan-in of 1 (one input feature; one input channel under a 1x1 kernel) each column or
+# channel of the layer's output is w * x + b: training-mode batchnorm removes b and the size of
+# w, so dw is O(eps / var) -- what is left after O(1) terms cancel, compared relatively to
+# round-off. Training-mode batchnorm sandwiches draw a fan-in >= 2.
+
 
 def _standardize_columns(rng, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For a (K, F) matrix of F groups (columns): the per-column factor and offset that give
@@ -309,6 +314,8 @@ def _affine_norm_relu_case(
         dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 3)))
         M = int(rng.integers(fewest if normalization == "layernorm" else 1, 6))
         D = int(np.prod(dims))
+        if D < 2 and normalization == "batchnorm" and mode == "train":
+            continue  # a fan-in of 1 (see above)
         x, w = rng.standard_normal((N, *dims)), rng.standard_normal((D, M)) / np.sqrt(D)
         b = rng.standard_normal(M)
         inputs = {"x": x, "w": w, "b": b}
@@ -331,8 +338,9 @@ def _affine_norm_relu_case(
             if mode == "train":  # numpy draws it from 'seed', torch_impl takes it as given
                 consts["dropout_param"]["mask"] = _dropout_mask(seed, (N, M), p)
         case = _case(np.float64, inputs, **consts)
-        relu_in = _affine_norm_builtin(*_torch_case(case))
-        if relu_in.numel() == 0 or relu_in.abs().min() > _RELU_MARGIN:
+        relu_in = _affine_norm_builtin(*_torch_case(case)).numpy()
+        mask = consts["dropout_param"] and consts["dropout_param"].get("mask")
+        if _clear_of_kink_and_live(relu_in, None if mask is None else mask != 0, axes=(0,)):
             return _case(dtype, case.inputs, **case.consts)
 
 
@@ -344,6 +352,8 @@ def _conv_bn_relu_case(rng, dtype, mode="train", numerical=False, N=None, **conv
     while True:
         case = _conv_case(rng, np.float64, N=N, **conv)
         x, w, b = case.inputs.values()
+        if mode == "train" and np.prod(w.shape[1:]) < 2:
+            continue  # a fan-in of 1 (see above)
         cp = case.consts["conv_param"]
         a = F.conv2d(
             torch.from_numpy(x), torch.from_numpy(w), stride=cp["stride"], padding=cp["pad"]
@@ -364,9 +374,20 @@ def _conv_bn_relu_case(rng, dtype, mode="train", numerical=False, N=None, **conv
         }
         case = _case(np.float64, inputs, conv_param=cp, bn_param=_bn_param(rng, mode, Fn))
         t, c = _torch_case(case)
-        relu_in = _bn_builtin({**t, "x": _conv_builtin(t, c)}, c)
-        if relu_in.numel() == 0 or relu_in.abs().min() > _RELU_MARGIN:
+        relu_in = _bn_builtin({**t, "x": _conv_builtin(t, c)}, c).numpy()
+        if _clear_of_kink_and_live(relu_in, None, axes=(0, 2, 3)):
             return _case(dtype, case.inputs, **case.consts)
+
+
+def _clear_of_kink_and_live(relu_in: np.ndarray, kept, axes) -> bool:
+    """Every ReLU input at least _RELU_MARGIN from 0, and every feature (channel) with a
+    positive one that dropout keeps (``kept``, or None): a feature whose units are all off has
+    exactly-zero dgamma, dbeta and dw column entries, which check nothing (seen: test mode,
+    batch of 1, every unit negative, so a wrong dbeta passed every check)."""
+    if relu_in.size == 0:
+        return True
+    live = (relu_in > 0) if kept is None else (relu_in > 0) & kept
+    return np.abs(relu_in).min() > _RELU_MARGIN and live.any(axis=axes).all()
 
 
 def _torch_case(case: Case) -> tuple[dict, dict]:

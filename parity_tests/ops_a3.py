@@ -48,6 +48,7 @@ from numpy_impl import gan as npg
 from numpy_impl import layers as npl
 from numpy_impl import rnn_layers as npr
 from numpy_impl import simclr as nps
+from parity_tests.checks import case_without_tiny_gradients
 from parity_tests.registry import BadInput, Case, OpSpec
 from torch_impl import functions as tf3
 from torch_impl import gan as tgan
@@ -269,8 +270,15 @@ def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builti
         # accept it, nn.RNN/nn.LSTM do not, nor T = 0).
         flavors=({}, {"N": 0}) if seq else ({}, {"N": 0}, {"D": 0}),
         # Saturated gates make gradient entries ~1e-5 of the largest (as in the captioning
-        # test): fourth-order differences resolve them.
+        # test): fourth-order differences resolve them. Products of several such factors
+        # (a gate near 0 or 1, tanh' ~1e-3, a weight ~1e-2) reach ~1e-7 whatever the upstream
+        # gradient, below what any difference rule resolves (seen: lstm_step, dWh 1.9e-7 next
+        # to 0.74; rnn, dx 1.6e-6 next to 0.94; NN_TWINS_EXAMPLES=50, seeds 1 and 4): the
+        # finite-difference cases are drawn where the builtin's gradient has no such entry.
         fourth_order=True,
+        make_numerical_case=lambda rng, dtype, **kw: case_without_tiny_gradients(
+            lambda: _recurrent_case(rng, dtype, gates, seq, **kw), builtin, rng
+        ),
         numpy_forward_backward=_pair(forward, backward, _xs),
         torch_impl_fn=lambda t, c: fn.apply(*t.values()),
         torch_functional_fn=lambda t, c: functional(*t.values()),
@@ -827,9 +835,23 @@ _ATTENTION_OPS = [
 
 
 def _logits(rng, shape, large):
+    """Logits ~N(0, 4); ``large``: some ~1e3, where exp(|x|) would overflow. Without it (the
+    finite-difference cases) |x| <= 4: the vanilla GAN losses' gradient sigmoid(x) - target
+    with target 0 or 1 is ~e^-|x| at large |x|, an entry the centered difference cannot
+    resolve next to O(1) ones (|x| = 7: 9e-4 of the largest, rel_error ~1e-7)."""
     x = rng.standard_normal(shape) * 2
     if large:
         x[rng.random(shape) < 0.3] *= 300  # |logit| ~ 1e3: exp(|x|) would overflow
+    else:
+        x = _redraw_where(rng, x, lambda x: np.abs(x) > 4, lambda n: rng.standard_normal(n) * 2)
+    return x
+
+
+def _redraw_where(rng, x, bad, draw):
+    """x with the entries where bad(x) holds redrawn by draw(count) until none holds."""
+    x = x.copy()
+    while (where := bad(x)).any():
+        x[where] = draw(int(where.sum()))
     return x
 
 
@@ -839,13 +861,45 @@ def _gan_shape(rng):
 
 
 def _bce_case(rng, dtype, large=True) -> Case:
+    """input logits and target probabilities of one shape.
+
+    Without ``large`` (the finite-difference cases) both gradients, (sigmoid(x) - t) / n and
+    -x / n, keep every entry >= 0.05 / n: an entry where sigmoid(x) ~ t or x ~ 0 is a zero of
+    the gradient, as small as the draw makes it, that the centered difference resolves only to
+    ~1e-10 absolute (seen: sigmoid(x) - t = 6e-6 next to 0.05, rel_error 4.7e-7,
+    NN_TWINS_EXAMPLES=50 NN_TWINS_SEED=1). The scalar loss's upstream gradient cannot move it.
+    """
     shape = _gan_shape(rng)
-    return _case(dtype, {"input": _logits(rng, shape, large), "target": rng.random(shape)})
+    x, t = _logits(rng, shape, large), rng.random(shape)
+    if not large:
+        x = _redraw_where(rng, x, lambda x: np.abs(x) < 0.05, lambda n: rng.uniform(-4, 4, n))
+        sigmoid = 1 / (1 + np.exp(-x))
+        t = _redraw_where(rng, t, lambda t: np.abs(sigmoid - t) < 0.05, rng.random)
+    return _case(dtype, {"input": x, "target": t})
 
 
 def _two_scores_case(names, large):
     def make(rng, dtype):
         return _case(dtype, {n: _logits(rng, _gan_shape(rng), large) for n in names})
+
+    return make
+
+
+def _least_squares_case(names):
+    """Scores ~N(0, 4) at least 0.05 from 0 and 1, the zeros of the least-squares losses'
+    gradients (scores - target) / n: an entry closer to its zero than ~1e-4 of the largest is
+    below what a centered difference resolves to rel_error 1e-7, and the scalar loss's upstream
+    gradient cannot move it."""
+
+    def make(rng, dtype):
+        def near_a_target(s):
+            return (np.abs(s) < 0.05) | (np.abs(s - 1) < 0.05)
+
+        def draw(n):
+            return rng.standard_normal(n) * 2
+
+        scores = {n: _redraw_where(rng, draw(_gan_shape(rng)), near_a_target, draw) for n in names}
+        return _case(dtype, scores)
 
     return make
 
@@ -902,7 +956,7 @@ _GAN_OPS = [
     ),
     OpSpec(
         name="ls_discriminator_loss",
-        make_case=_two_scores_case(("scores_real", "scores_fake"), False),
+        make_case=_least_squares_case(("scores_real", "scores_fake")),
         numpy_forward_backward=_loss(npg.ls_discriminator_loss),
         torch_impl_fn=lambda t, c: tgan.ls_discriminator_loss(t["scores_real"], t["scores_fake"]),
         builtin_fn=lambda t, c: (
@@ -913,7 +967,7 @@ _GAN_OPS = [
     ),
     OpSpec(
         name="ls_generator_loss",
-        make_case=_two_scores_case(("scores_fake",), False),
+        make_case=_least_squares_case(("scores_fake",)),
         numpy_forward_backward=_loss(npg.ls_generator_loss),
         torch_impl_fn=lambda t, c: tgan.ls_generator_loss(t["scores_fake"]),
         builtin_fn=lambda t, c: (
@@ -929,25 +983,75 @@ _GAN_OPS = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _rows(rng, shape):
-    """Rows of varied norms (0.3 to 5), never near zero."""
+def _rows(rng, shape, numerical=False):
+    """Rows of varied norms (0.3 to 5, or _NUMERICAL_SMALLEST_NORM to 5), never near zero."""
     x = rng.standard_normal(shape)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True) * rng.uniform(0.3, 5, (*shape[:-1], 1))
+    smallest = _NUMERICAL_SMALLEST_NORM if numerical else 0.3
+    norms = rng.uniform(smallest, 5, (*shape[:-1], 1))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True) * norms
 
 
-def _simclr_case(rng, dtype) -> Case:
+# The finite-difference cases of the cosine similarities draw rows of norm >= 1. A row of norm
+# r makes the k-th derivative of z / ||z|| ~ k! / r^k, so the truncation error of a difference
+# rule grows like (h / r)^2 (two-point) or (h / r)^4 (fourth-order) of the gradient's scale: at
+# r = 0.3 both reach ~1e-10 of it and fail rel_error 1e-7 on entries ~1e-3 of the largest
+# (seen: simclr_sim_positive_pairs, 1.5e-3 next to 0.038, NN_TWINS_EXAMPLES=50
+# NN_TWINS_SEED=3, two-point; 1.6e-7 with fourth-order differences at seed 8). Rows down to 0.3
+# stay in the twin and builtin cases.
+_NUMERICAL_SMALLEST_NORM = 1.0
+
+
+def _simclr_case(rng, dtype, numerical=False) -> Case:
     N, D = _size(rng, 1, 4), _size(rng, 2, 5)
     tau = float(rng.choice([0.05, 0.5, 1.0, 2.0]))
-    return _case(dtype, {"out_left": _rows(rng, (N, D)), "out_right": _rows(rng, (N, D))}, tau=tau)
+    inputs = {"out_left": _rows(rng, (N, D), numerical), "out_right": _rows(rng, (N, D), numerical)}
+    return _case(dtype, inputs, tau=tau)
 
 
-def _sim_matrix_case(rng, dtype) -> Case:
-    return _case(dtype, {"out": _rows(rng, (2 * _size(rng, 1, 4), _size(rng, 1, 5)))})
+def _positive_probabilities(case: Case) -> np.ndarray:
+    """(2N,) softmax probability of each anchor's positive among its 2N - 1 others."""
+    out = np.concatenate([case.inputs["out_left"], case.inputs["out_right"]]).astype(np.float64)
+    u = out / np.linalg.norm(out, axis=1, keepdims=True)
+    logits = u @ u.T / case.consts["tau"]
+    np.fill_diagonal(logits, -np.inf)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    M = len(out)
+    return probs[np.arange(M), (np.arange(M) + M // 2) % M]
 
 
-def _sim_case(rng, dtype) -> Case:
+def _simclr_loss_case(rng, dtype, numerical=False) -> Case:
+    """A SimCLR loss case away from saturation: every anchor's positive has probability
+    <= 1 - 1e-3, and the builtin's gradients have no entry below 1e-3 of their largest.
+
+    With tau = 0.05, sim / tau spans 40, so a positive can take all but ~e^-20 of an anchor's
+    probability: the gradient is then a cancellation (softmax - 1, projections of nearly
+    parallel vectors) ~1e-9 of the terms it is computed from, and two float64 implementations
+    agree on it only to ~1e-7 relative (seen: the whole gradient ~6e-9, twins 2e-7 apart,
+    NN_TWINS_EXAMPLES=50 NN_TWINS_SEED=4); less extreme draws leave single entries ~1e-6 of
+    the largest, below what the twin and finite-difference checks resolve elementwise (seeds 3,
+    same count). The loss's upstream gradient is a scalar, so only the case can avoid them.
+    """
+
+    def draw():
+        while True:
+            case = _simclr_case(rng, dtype, numerical)
+            # N = 1: an anchor's one other row is its positive, loss and gradient exactly 0
+            one_pair = len(case.inputs["out_left"]) == 1
+            if one_pair or _positive_probabilities(case).max() <= 1 - 1e-3:
+                return case
+
+    return case_without_tiny_gradients(draw, _simclr_builtin, rng)
+
+
+def _sim_matrix_case(rng, dtype, numerical=False) -> Case:
+    shape = (2 * _size(rng, 1, 4), _size(rng, 1, 5))
+    return _case(dtype, {"out": _rows(rng, shape, numerical)})
+
+
+def _sim_case(rng, dtype, numerical=False) -> Case:
     D = _size(rng, 1, 6)
-    return _case(dtype, {"z_i": _rows(rng, (D,)), "z_j": _rows(rng, (D,))})
+    return _case(dtype, {"z_i": _rows(rng, (D,), numerical), "z_j": _rows(rng, (D,), numerical)})
 
 
 def _sim_numpy(case, dout):
@@ -1000,7 +1104,9 @@ def _pos_pairs_builtin(t, c):
 _SIMCLR_OPS = [
     OpSpec(
         name="simclr_sim",
+        fourth_order=True,  # see _NUMERICAL_SMALLEST_NORM
         make_case=_sim_case,
+        make_numerical_case=lambda rng, dtype: _sim_case(rng, dtype, numerical=True),
         numpy_forward_backward=_sim_numpy,
         torch_impl_fn=lambda t, c: tsim.sim(t["z_i"], t["z_j"]),
         builtin_fn=lambda t, c: F.cosine_similarity(t["z_i"], t["z_j"], dim=0),
@@ -1008,7 +1114,9 @@ _SIMCLR_OPS = [
     ),
     OpSpec(
         name="simclr_sim_positive_pairs",
+        fourth_order=True,  # see _NUMERICAL_SMALLEST_NORM
         make_case=lambda rng, dtype: Case(_simclr_case(rng, dtype).inputs),
+        make_numerical_case=lambda rng, dtype: Case(_simclr_case(rng, dtype, True).inputs),
         numpy_forward_backward=_backward_from_inputs(
             nps.sim_positive_pairs, nps.sim_positive_pairs_backward
         ),
@@ -1022,7 +1130,9 @@ _SIMCLR_OPS = [
     ),
     OpSpec(
         name="simclr_sim_matrix",
+        fourth_order=True,  # see _NUMERICAL_SMALLEST_NORM
         make_case=_sim_matrix_case,
+        make_numerical_case=lambda rng, dtype: _sim_matrix_case(rng, dtype, numerical=True),
         numpy_forward_backward=_backward_from_inputs(
             nps.compute_sim_matrix, nps.compute_sim_matrix_backward
         ),
@@ -1034,7 +1144,8 @@ _SIMCLR_OPS = [
     OpSpec(
         name="simclr_loss_vectorized",
         fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
-        make_case=_simclr_case,
+        make_case=_simclr_loss_case,
+        make_numerical_case=lambda rng, dtype: _simclr_loss_case(rng, dtype, numerical=True),
         numpy_forward_backward=_loss(nps.simclr_loss_vectorized, _xs_and("tau")),
         torch_impl_fn=lambda t, c: tf3.SimCLRLossFunction.apply(
             t["out_left"], t["out_right"], c["tau"]
@@ -1050,7 +1161,8 @@ _SIMCLR_OPS = [
     OpSpec(
         name="simclr_loss_naive",
         fourth_order=True,  # exp(sim / tau) with tau = 0.05 spreads the gradient over decades
-        make_case=_simclr_case,
+        make_case=_simclr_loss_case,
+        make_numerical_case=lambda rng, dtype: _simclr_loss_case(rng, dtype, numerical=True),
         numpy_forward_backward=_loss(nps.simclr_loss_naive, _xs_and("tau")),
         torch_impl_fn=lambda t, c: tsim.simclr_loss_naive(t["out_left"], t["out_right"], c["tau"]),
         builtin_fn=_simclr_builtin,

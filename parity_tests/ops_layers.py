@@ -13,6 +13,8 @@ in a max-pool window, hinge margins at 0) by far more than the finite-difference
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from numpy_impl import fast_layers as npf
 from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
+from parity_tests.checks import case_without_tiny_gradients
 from parity_tests.registry import BadInput, Case, OpSpec
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
@@ -251,6 +254,174 @@ def _affine_relu_case(rng, dtype, N=None) -> Case:
             return _case(dtype, case.inputs)
 
 
+# The normalizing sandwiches (affine_norm_relu, conv_bn_relu) draw their layer inputs so that
+# every group a training-mode normalization averages over is well conditioned: a standard
+# deviation s in [0.5, 3] and a mean of at most s in size (see _norm_features: with |mean|/std
+# ~10-45 two correct float32 implementations already differ by more than torch.testing's
+# float32 tolerance, and a spread near eps defeats the finite differences). The affine or conv
+# weights are rescaled and the bias chosen to get there -- a valid input like any other. The
+# normalization entries themselves keep the raw offsets of float64. Every ReLU input is then
+# kept 1e-2 from the kink.
+_RELU_MARGIN = 1e-2
+
+# With a fan-in of 1 (one input feature; a kernel of which one tap ever sees data) each column
+# or channel of the layer's output is w * x + b: training-mode batchnorm removes b and the size of
+# w, so dw is O(eps / var) -- what is left after O(1) terms cancel, compared relatively to
+# round-off (seen: a 1x3 kernel on a 1-wide input, dw ~1e-7 next to dx ~3, rel_error 1.2e-4,
+# NN_TWINS_EXAMPLES=50 NN_TWINS_SEED=7). Training-mode batchnorm sandwiches draw a fan-in >= 2
+# (conv: input patches of rank >= 2).
+# Likewise a conv channel needs at least 3 DISTINCT values (4 for finite differences), not just
+# 3 values: outputs that see only padding all equal b, and batchnorm maps {u, u, u, v} to the
+# same normalized values whatever u and v are (seen: pad 2, stride 3, dx and dw ~1e-4 of dgamma,
+# rel_error 1.6e-6, NN_TWINS_EXAMPLES=50 NN_TWINS_SEED=4).
+
+
+def _standardize_columns(rng, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a (K, F) matrix of F groups (columns): the per-column factor and offset that give
+    each column a std s in [0.5, 3] and a mean u s, u in [-1, 1]: column * factor + offset."""
+    F_ = a.shape[1]
+    s = rng.uniform(0.5, 3.0, size=F_)
+    std = a.std(axis=0) if len(a) else np.ones(F_)
+    factor = s / std
+    offset = -a.mean(axis=0) * factor + rng.uniform(-1, 1, size=F_) * s if len(a) else 0 * s
+    return factor, offset
+
+
+def _norm_param(rng, normalization, mode, M) -> dict:
+    """bn_param of affine_norm_relu_forward: batchnorm's dict, or layernorm's ({'eps'})."""
+    if normalization == "layernorm":
+        return {"eps": float(rng.choice([1e-5, 1e-3]))}
+    return _bn_param(rng, mode, M)
+
+
+def _affine_norm_relu_case(
+    rng,
+    dtype,
+    normalization="draw",
+    dropout=None,
+    mode="train",
+    N=None,
+    numerical=False,
+) -> Case:
+    """affine -> [batchnorm | layernorm] -> relu -> [dropout], CS231n's FullyConnectedNet layer.
+
+    normalization: 'batchnorm', 'layernorm', None (no normalization) or 'draw' (one of them);
+    dropout: whether a dropout_param is passed (None: drawn); mode: batchnorm's and dropout's.
+    Batchnorm in training mode gets N >= 3 values per feature (N >= 4 for finite differences),
+    layernorm rows M >= 3 (>= 4) features (see _batchnorm_case); an explicit N is kept (N = 0:
+    an empty batch).
+    """
+    if normalization == "draw":
+        normalization = [None, "batchnorm", "layernorm"][int(rng.integers(3))]
+    dropout = bool(rng.random() < 0.5) if dropout is None else dropout
+    fewest = 4 if numerical else 3
+    if N is None:
+        N = _batch(rng, fewest if normalization == "batchnorm" and mode == "train" else 1)
+    while True:
+        dims = tuple(int(d) for d in rng.integers(1, 4, size=rng.integers(1, 3)))
+        M = int(rng.integers(fewest if normalization == "layernorm" else 1, 6))
+        D = int(np.prod(dims))
+        if D < 2 and normalization == "batchnorm" and mode == "train":
+            continue  # a fan-in of 1 (see above)
+        x, w = rng.standard_normal((N, *dims)), rng.standard_normal((D, M)) / np.sqrt(D)
+        b = rng.standard_normal(M)
+        inputs = {"x": x, "w": w, "b": b}
+        consts = {"normalization": normalization, "bn_param": None, "dropout_param": None}
+        xw = x.reshape(N, D) @ w
+        if normalization == "batchnorm" and mode == "train":  # columns are the groups
+            factor, b = _standardize_columns(rng, xw)
+            inputs.update(w=w * factor, b=b)
+        elif normalization == "layernorm":  # rows are the groups: redraw until they are fine
+            rows = xw + b
+            sd = rows.std(axis=1)
+            if np.any(sd < 0.5) or np.any(np.abs(rows.mean(axis=1)) > sd):
+                continue
+        if normalization is not None:
+            inputs.update(gamma=rng.normal(1, 0.5, size=M), beta=rng.standard_normal(M))
+            consts["bn_param"] = _norm_param(rng, normalization, mode, M)
+        if dropout:
+            p, seed = float(rng.choice([0.5, 0.8])), int(rng.integers(2**31))
+            consts["dropout_param"] = {"p": p, "mode": mode, "seed": seed}
+            if mode == "train":  # numpy draws it from 'seed', torch_impl takes it as given
+                consts["dropout_param"]["mask"] = _dropout_mask(seed, (N, M), p)
+        case = _case(np.float64, inputs, **consts)
+        relu_in = _affine_norm_builtin(*_torch_case(case)).numpy()
+        mask = consts["dropout_param"] and consts["dropout_param"].get("mask")
+        if _clear_of_kink_and_live(relu_in, None if mask is None else mask != 0, axes=(0,)):
+            return _case(dtype, case.inputs, **case.consts)
+
+
+def _conv_bn_relu_case(rng, dtype, mode="train", numerical=False, N=None, **conv) -> Case:
+    """conv -> spatial batchnorm -> relu; keyword overrides pin the conv geometry (see
+    _CONV_FLAVORS). Training mode gets at least 3 values per channel (4 for finite
+    differences); an explicit N is kept (N = 0: an empty batch)."""
+    fewest = 4 if numerical else 3
+    while True:
+        case = _conv_case(rng, np.float64, N=N, **conv)
+        x, w, b = case.inputs.values()
+        if mode == "train" and len(x) and _patch_rank_below_2(x, w, case.consts["conv_param"]):
+            continue  # an effective fan-in of 1 (see above)
+        cp = case.consts["conv_param"]
+        a = F.conv2d(
+            torch.from_numpy(x), torch.from_numpy(w), stride=cp["stride"], padding=cp["pad"]
+        )
+        Fn, count = a.shape[1], a.shape[0] * a.shape[2] * a.shape[3]
+        per_channel = a.transpose(0, 1).reshape(Fn, -1).T.numpy()  # (N H' W', F)
+        factor = np.ones(Fn)
+        if mode == "train" and count:  # test mode normalizes with the running statistics
+            distinct = min(len(np.unique(np.round(c, 9))) for c in per_channel.T)
+            if distinct < fewest:
+                continue  # see the note on distinct values above
+            factor, b = _standardize_columns(rng, per_channel)
+        inputs = {
+            "x": x,
+            "w": w * factor[:, None, None, None],
+            "b": b,
+            "gamma": rng.normal(1, 0.5, size=Fn),
+            "beta": rng.standard_normal(Fn),
+        }
+        case = _case(np.float64, inputs, conv_param=cp, bn_param=_bn_param(rng, mode, Fn))
+        t, c = _torch_case(case)
+        relu_in = _bn_builtin({**t, "x": _conv_builtin(t, c)}, c).numpy()
+        if _clear_of_kink_and_live(relu_in, None, axes=(0, 2, 3)):
+            return _case(dtype, case.inputs, **case.consts)
+
+
+def _patch_rank_below_2(x, w, conv_param) -> bool:
+    """Whether the conv's input patches, centered, span fewer than 2 well-separated directions
+    (second singular value < 0.1 of the first): each channel is then ~w * (one pattern) + b,
+    whatever the kernel's size (taps that only ever see padding do not count)."""
+    HH, WW = w.shape[2:]
+    cols = F.unfold(
+        torch.from_numpy(x), (HH, WW), padding=conv_param["pad"], stride=conv_param["stride"]
+    )
+    patches = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy()
+    sv = np.linalg.svd(patches - patches.mean(axis=0), compute_uv=False)
+    return len(sv) < 2 or sv[1] < 0.1 * sv[0]
+
+
+def _clear_of_kink_and_live(relu_in: np.ndarray, kept, axes) -> bool:
+    """Every ReLU input at least _RELU_MARGIN from 0, and every feature (channel) with a
+    positive one that dropout keeps (``kept``, or None): a feature whose units are all off has
+    exactly-zero dgamma, dbeta and dw column entries, which check nothing (seen: test mode,
+    batch of 1, every unit negative, so a wrong dbeta passed every check)."""
+    if relu_in.size == 0:
+        return True
+    live = (relu_in > 0) if kept is None else (relu_in > 0) & kept
+    return np.abs(relu_in).min() > _RELU_MARGIN and live.any(axis=axes).all()
+
+
+def _torch_case(case: Case) -> tuple[dict, dict]:
+    """float64 tensors of a case's inputs and consts (for a generator's kink test)."""
+    tensors = {k: torch.from_numpy(v) for k, v in case.inputs.items()}
+    consts = {}
+    for k, v in copy.deepcopy(case.consts).items():
+        if isinstance(v, dict):
+            v = {n: torch.from_numpy(a) if isinstance(a, np.ndarray) else a for n, a in v.items()}
+        consts[k] = v
+    return tensors, consts
+
+
 def _windows_have_clear_max(a: np.ndarray, ph: int, pw: int, stride: int, gap: float) -> bool:
     """Every pooling window of a with a positive max has it ``gap`` above its runner-up."""
     H_out, W_out = 1 + (a.shape[2] - ph) // stride, 1 + (a.shape[3] - pw) // stride
@@ -468,6 +639,76 @@ def _dropout_builtin(t, c):
     if dp["mode"] != "train":
         return F.dropout(t["x"], 1 - dp["p"], training=False)
     return t["x"] * dp["mask"]
+
+
+def _affine_norm_builtin(t, c):
+    """affine -> [batchnorm | layernorm] from builtins: the ReLU's input."""
+    x, w = t["x"], t["w"]
+    a = F.linear(x.reshape(x.shape[0], w.shape[0]), w.T, t["b"])
+    if c["normalization"] == "batchnorm":
+        return _bn_builtin({**t, "x": a}, c)
+    if c["normalization"] == "layernorm":
+        eps = c["bn_param"]["eps"]
+        return F.layer_norm(a, a.shape[1:], t["gamma"], t["beta"], eps=eps)
+    return a
+
+
+def _affine_norm_relu_builtin(t, c):
+    out = F.relu(_affine_norm_builtin(t, c))
+    dp = c["dropout_param"]
+    return out if dp is None else _dropout_builtin({"x": out}, c)
+
+
+def _affine_norm_relu_apply(t, c):
+    a = tf.AffineFunction.apply(t["x"], t["w"], t["b"])
+    if c["normalization"] == "batchnorm":
+        a = _bn_apply(tf.BatchNormFunction)({**t, "x": a}, c)
+    elif c["normalization"] == "layernorm":
+        a = tf.LayerNormFunction.apply(a, t["gamma"], t["beta"], c["bn_param"]["eps"])
+    out = tf.ReLUFunction.apply(a)
+    return out if c["dropout_param"] is None else _dropout_apply({"x": out}, c)
+
+
+def _grads_but_bias_before_batchnorm(case: Case) -> tuple[str, ...]:
+    """Every input but the bias b when a training-mode batchnorm follows it: the batch mean
+    removes b, so db is exactly zero, its computed value round-off (test_sandwich_bias.py
+    checks it is ~0 in absolute terms in all three implementations)."""
+    bn_param = case.consts["bn_param"]
+    train_bn = (
+        case.consts.get("normalization", "batchnorm") == "batchnorm"
+        and bn_param is not None
+        and bn_param["mode"] == "train"
+    )
+    return tuple(n for n in case.inputs if not (train_bn and n == "b"))
+
+
+def _affine_norm_relu_numpy(case: Case, dout):
+    """numpy_impl.layer_utils' affine_norm_relu pair; the backward's dgamma, dbeta are None
+    without a normalization (and then not among the case's inputs)."""
+    ins, c = case.inputs, case.consts
+    out, cache = npu.affine_norm_relu_forward(
+        ins["x"],
+        ins["w"],
+        ins["b"],
+        ins.get("gamma"),
+        ins.get("beta"),
+        c["bn_param"],
+        c["normalization"],
+        c["dropout_param"],
+    )
+    if dout is None:
+        return out, None
+    grads = npu.affine_norm_relu_backward(dout, cache)
+    return out, dict(zip(ins, grads, strict=False))  # (x, w, b[, gamma, beta])
+
+
+def _conv_bn_relu_apply(t, c):
+    a = _conv_apply(t, c)
+    return tf.ReLUFunction.apply(_bn_apply(tf.SpatialBatchNormFunction)({**t, "x": a}, c))
+
+
+def _conv_bn_relu_builtin(t, c):
+    return F.relu(_bn_builtin({**t, "x": _conv_builtin(t, c)}, c))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -935,6 +1176,62 @@ OPS = [
         torch_impl_fn=_conv_relu_pool_apply,
         builtin_fn=_conv_relu_pool_builtin,
         conversion="F.max_pool2d(F.relu(F.conv2d(x, w, b, stride, pad)), window, stride)",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
+        name="affine_norm_relu",
+        make_case=_affine_norm_relu_case,
+        # the finite-difference cases where the builtin's gradient has no tiny entry whatever
+        # the upstream gradient (a small weight, a feature nearly off): see
+        # checks.case_without_tiny_gradients
+        make_numerical_case=lambda rng, dtype, **kw: case_without_tiny_gradients(
+            lambda: _affine_norm_relu_case(rng, dtype, numerical=True, **kw),
+            _affine_norm_relu_builtin,
+            rng,
+        ),
+        # each normalization; dropout without one; test mode (running statistics, dropout the
+        # identity) with a batch of 1; an empty batch
+        flavors=(
+            {"normalization": "batchnorm", "dropout": False},
+            {"normalization": "layernorm", "dropout": True},
+            {"normalization": None, "dropout": True},
+            {"normalization": "batchnorm", "dropout": True, "mode": "test", "N": 1},
+            {"normalization": "layernorm", "N": 0},
+        ),
+        numpy_forward_backward=_affine_norm_relu_numpy,
+        torch_impl_fn=_affine_norm_relu_apply,
+        builtin_fn=_affine_norm_relu_builtin,
+        grad_inputs=_grads_but_bias_before_batchnorm,
+        conversion="F.relu(F.batch_norm | F.layer_norm (F.linear(x.reshape(N, D), w.T, b))) "
+        "* dropout mask (shared); batchnorm's momentum = 1 - CS231n's",
+        gradcheck=False,  # a chain of Functions gradchecked one by one above
+    ),
+    OpSpec(
+        name="conv_bn_relu",
+        make_case=_conv_bn_relu_case,
+        # (seen: a 1x1 filter with one weight ~1e-3 of the others: a whole channel of dx tiny,
+        # rel_error 4.8e-7, NN_TWINS_EXAMPLES=50 NN_TWINS_SEED=0)
+        make_numerical_case=lambda rng, dtype, **kw: case_without_tiny_gradients(
+            lambda: _conv_bn_relu_case(rng, dtype, numerical=True, **kw),
+            _conv_bn_relu_builtin,
+            rng,
+        ),
+        # a 'same' 3x3 conv on one image (CS231n's), stride > kernel, 1x1 maps, test mode with
+        # a batch of 1, an empty batch
+        flavors=(
+            {"N": 1, "HW": (4, 6), "kernel": (3, 3), "stride": 1, "pad": 1},
+            {"HW": (5, 7), "kernel": (1, 2), "stride": 3, "pad": 0},
+            {"N": 4, "HW": (1, 1), "kernel": (1, 1), "pad": 0},
+            {"mode": "test", "N": 1},
+            {"N": 0},
+        ),
+        numpy_forward_backward=_numpy_pair(
+            npu, "conv_bn_relu_forward", "conv_bn_relu_backward", _xs_and("conv_param", "bn_param")
+        ),
+        torch_impl_fn=_conv_bn_relu_apply,
+        builtin_fn=_conv_bn_relu_builtin,
+        grad_inputs=_grads_but_bias_before_batchnorm,
+        conversion="F.relu(F.batch_norm(F.conv2d(x, w, b, stride, pad), momentum = 1 - CS231n's))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
     OpSpec(

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from numpy_impl import attention as npa
+from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
 from numpy_impl import optim as npo
 from parity_tests import checks
@@ -173,6 +174,47 @@ def test_unregistered_function_is_caught(monkeypatch):
     monkeypatch.setattr(tf3, "UnregisteredFunction", UnregisteredFunction, raising=False)
     with pytest.raises(AssertionError, match="UnregisteredFunction"):
         ops_tests.test_every_function_is_in_the_registry()
+
+
+def test_unregistered_numpy_function_is_caught(monkeypatch):
+    def conv_tanh_forward(x, w, b, conv_param):  # a new public sandwich, in no entry
+        raise NotImplementedError
+
+    monkeypatch.setattr(npu, "conv_tanh_forward", conv_tanh_forward, raising=False)
+    monkeypatch.setattr(npu, "__all__", [*npu.__all__, "conv_tanh_forward"])
+    conv_tanh_forward.__module__ = npu.__name__
+    with pytest.raises(AssertionError, match="layer_utils.conv_tanh_forward"):
+        ops_tests.test_every_numpy_function_is_in_the_registry()
+
+
+def test_wrong_sandwich_backward_is_caught(monkeypatch):
+    # affine_norm_relu that forgets dropout's mask on the way back (flavor 1: layernorm with
+    # dropout); conv_bn_relu whose ReLU lets every gradient through.
+    original = npu.affine_norm_relu_backward
+
+    def no_dropout_backward(dout, cache):
+        return original(dout, (*cache[:4], None))
+
+    monkeypatch.setattr(npu, "affine_norm_relu_backward", no_dropout_backward)
+    for check in (checks.check_numerical, checks.check_twin):
+        with pytest.raises(AssertionError, match="affine_norm_relu"):
+            check(_spec("affine_norm_relu"), 1)
+    monkeypatch.undo()
+    spec = _spec("conv_bn_relu")
+
+    def has_units_off(case):
+        return (checks.run_numpy(spec, case, None)[0][0] == 0).any()
+
+    # a case (and its finite-difference case) with some ReLU inputs negative
+    index = next(
+        i
+        for i in range(20)
+        if has_units_off(spec.case(i)) and has_units_off(spec.numerical_case(i))
+    )
+    monkeypatch.setattr(npu, "relu_backward", lambda dout, cache: dout)
+    for check in (checks.check_numerical, checks.check_twin):
+        with pytest.raises(AssertionError, match="conv_bn_relu"):
+            check(spec, index)
 
 
 def _default(name):

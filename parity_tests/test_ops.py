@@ -10,6 +10,7 @@ import functools
 import importlib
 import inspect
 import pkgutil
+import sys
 
 import numpy as np
 import pytest
@@ -115,6 +116,66 @@ def _keep_graph(spec, reached, tensors, consts):
     outs = checks.as_tuple(spec.torch_impl_fn(tensors, consts))
     reached |= _functions_in_graph(outs)
     return outs
+
+
+# The NumPy modules whose layers and losses the registry covers, and their public functions
+# that are no op: fast_layers' scratch-buffer release.
+_NUMPY_OP_MODULES = (
+    "layers",
+    "fast_layers",
+    "layer_utils",
+    "rnn_layers",
+    "attention",
+    "gan",
+    "simclr",
+)
+_NUMPY_NOT_OPS = {"free_workspace"}
+
+
+def _numpy_public_functions() -> dict:
+    """code object -> 'module.name' of every public function of the NumPy op modules (an alias
+    such as conv_forward_fast = conv_forward_im2col is one function)."""
+    found = {}
+    for short in _NUMPY_OP_MODULES:
+        module = importlib.import_module(f"numpy_impl.{short}")
+        names = getattr(module, "__all__", None) or [
+            n
+            for n, obj in vars(module).items()
+            if inspect.isfunction(obj) and not n.startswith("_")
+        ]
+        for n in names:
+            obj = getattr(module, n)
+            if (
+                inspect.isfunction(obj)
+                and obj.__module__ == module.__name__
+                and n not in _NUMPY_NOT_OPS
+            ):
+                found.setdefault(obj.__code__, f"{short}.{n}")
+    return found
+
+
+def test_every_numpy_function_is_in_the_registry():
+    """The NumPy side of the same guarantee: every public forward, backward and loss of
+    numpy_impl's op modules is called by some entry's numpy_forward_backward (forward and
+    backward of its case 0)."""
+    called = set()
+
+    def record(frame, event, arg):
+        if event == "call":
+            called.add(frame.f_code)
+
+    for spec in specs_with("numpy_forward_backward"):
+        case = spec.case(0, np.float64)
+        outs, _ = checks.run_numpy(spec, case, None)
+        douts = checks.make_douts(np.random.default_rng(0), outs, np.float64)
+        sys.setprofile(record)
+        try:
+            checks.run_numpy(spec, case, douts)
+        finally:
+            sys.setprofile(None)
+    public = _numpy_public_functions()
+    missing = sorted(name for code, name in public.items() if code not in called)
+    assert not missing, f"numpy_impl functions no registry entry runs: {missing}"
 
 
 @pytest.mark.parametrize(("spec", "index"), _params("torch_impl_fn", "torch_functional_fn"))

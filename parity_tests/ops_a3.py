@@ -29,8 +29,8 @@ so their reference is composed from builtins (``torch.softmax``, ``*``, ``@``).
 
 The MHA key bias ``bk`` has an exactly-zero gradient (adding q . bk to every score of a row
 leaves the softmax unchanged), so a RELATIVE error on it compares round-off with round-off; it is
-excluded from ``grad_inputs`` and tests/test_a3_parity.py checks that all three implementations
-give ~0 (absolute).
+excluded from ``grad_inputs`` and tests/test_recurrent_attention_parity.py checks that all three
+implementations give ~0 (absolute).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def _grads(case: Case, grads) -> dict:
 
 def _live(fn):
     """fn looked up again in its module at every call, so a test can monkeypatch it (as
-    parity_tests/test_meta.py and tests/test_a3_parity.py do to prove the checks catch bugs)."""
+    parity_tests/test_meta.py and tests/test_recurrent_attention_parity.py do to prove the checks
+    catch bugs)."""
     module, name = sys.modules[fn.__module__], fn.__name__
     return lambda *args: getattr(module, name)(*args)
 
@@ -164,8 +165,9 @@ def _recurrent_case(rng, dtype, gates, seq, scale=1.0, N=None, D=None) -> Case:
 
     Weights ~ randn / sqrt(fan_in) * scale (CS231n's init at scale 1). Strongly saturated units
     (scale 3) make 1 - tanh(a)^2 ~ 1e-8, where the 1-ulp difference between NumPy's and
-    PyTorch's tanh becomes a 1e-8 relative difference: tests/test_a3_parity.py covers that regime
-    with absolute tolerances instead of the registry's elementwise relative error.
+    PyTorch's tanh becomes a 1e-8 relative difference: tests/test_recurrent_attention_parity.py
+    covers that regime with absolute tolerances instead of the registry's elementwise relative
+    error.
     """
     N, D = (_size(rng) if v is None else v for v in (N, D))  # a flavor may pin them
     H, T = _size(rng), _seq_len(rng)

@@ -1,5 +1,5 @@
-"""Assignment 3 in NumPy: course reference values, gradient checks of the whole CaptioningRNN,
-the properties the course states in words, and bad-input errors.
+"""Recurrent and attention layers in NumPy (assignment 3): course reference values, gradient
+checks of the whole CaptioningRNN, the properties the course states in words, and bad-input errors.
 
 Per-layer numerical gradients, float32 preservation and numpy-vs-torch-vs-builtin parity of every
 layer run in the parity suite (parity_tests/ops_a3.py); this file covers what does not fit a

@@ -1,6 +1,6 @@
-"""torch_impl's assignment-3 modules: transformer layers against PyTorch's (weights copied with
-the layout conversion written out), positional encoding, dropout behaviour, the recurrent
-modules, GAN/SimCLR wrappers, device/dtype handling and bad input.
+"""torch_impl's recurrent, attention and generative modules: transformer layers against
+PyTorch's (weights copied with the layout conversion written out), positional encoding, dropout
+behaviour, the recurrent modules, GAN/SimCLR wrappers, device/dtype handling and bad input.
 """
 
 from __future__ import annotations

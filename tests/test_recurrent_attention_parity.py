@@ -1,4 +1,4 @@
-"""Assignment-3 parity checks that do not fit the registry's per-op shape.
+"""Recurrent, attention and transformer checks that do not fit the registry's per-op shape.
 
 * Saturated recurrent units: with large pre-activations, 1 - tanh(a)^2 ~ 1e-8 and the 1-ulp
   difference between NumPy's and PyTorch's tanh becomes a ~1e-8 RELATIVE difference in the

@@ -69,7 +69,7 @@ def _dropout_mask(
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-def gelu_forward(x):
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, Cache]:
     """Exact GELU (Hendrycks & Gimpel, 2016): out = x Phi(x), Phi the standard normal CDF.
 
     x: any shape. Returns out (x's shape and dtype) and cache = x.
@@ -78,7 +78,7 @@ def gelu_forward(x):
     return (x * cdf).astype(x.dtype, copy=False), x
 
 
-def gelu_backward(dout, cache):
+def gelu_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
     """d/dx x Phi(x) = Phi(x) + x phi(x), phi the standard normal density. Returns dx."""
     x = cache
     x64 = np.asarray(x, dtype=np.float64)

@@ -308,6 +308,34 @@ def check_numpy_dtype(spec: OpSpec, index: int) -> None:
         assert g.dtype == np.float32, _where(spec, case, f"d{name} dtype {g.dtype}")
 
 
+def check_numpy_leaves_inputs(spec: OpSpec, index: int) -> None:
+    """numpy_impl's forward and backward leave the input arrays and the upstream gradient as they
+    were, and return fresh arrays: no output or gradient shares memory with an input or dout (a
+    caller writing into one would otherwise corrupt the other). Param dicts are not covered: the
+    course's forwards update running statistics in them on purpose."""
+    case = spec.case(index, np.float64)
+    before = {k: v.copy() for k, v in case.inputs.items()}
+    outs, _ = run_numpy(spec, case, None)
+    douts = make_douts(case_rng(spec.name, index, "dout"), outs, np.float64)
+    douts_before = [None if d is None else d.copy() for d in douts]
+    outs, grads = run_numpy(spec, case, douts)
+    for name, a in case.inputs.items():
+        np.testing.assert_array_equal(
+            a, before[name], err_msg=_where(spec, case, f"{name} changed")
+        )
+    for d, d0 in zip(douts, douts_before, strict=True):
+        if d is not None:
+            np.testing.assert_array_equal(d, d0, err_msg=_where(spec, case, "dout changed"))
+    given = [*case.inputs.values(), *(d for d in douts if d is not None)]
+    returned = [("output", np.asarray(o)) for o in outs if _is_float(o)]
+    returned += [(f"d{k}", g) for k, g in (grads or {}).items() if g is not None]
+    for what, r in returned:
+        for a in given:
+            assert not np.shares_memory(r, a), _where(
+                spec, case, f"{what} shares memory with an input"
+            )
+
+
 def check_gradcheck(spec: OpSpec, index: int) -> None:
     """torch.autograd.gradcheck (float64) on torch_impl's Function."""
     case = spec.case(index, np.float64)

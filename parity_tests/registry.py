@@ -6,10 +6,12 @@ over :data:`REGISTRY`, so adding an op means adding one entry, and every check (
 gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
 CUDA) then runs on it automatically.
 
-Entries are collected from ``parity_tests/ops_layers.py`` (assignments 1-2),
-``parity_tests/ops_generative.py`` (the GAN notebook's leaky ReLU and transposed convolution)
-and, when the module exists, ``parity_tests/ops_a3.py`` (assignment 3). Each of those modules
-exposes ``OPS``, a list of ``OpSpec``.
+Entries are collected from the modules in :data:`OP_MODULES`, sorted by what the ops are:
+``ops_layers`` (affine, conv, pooling, normalization, dropout, activations, the classifier losses
+and the sandwiches), ``ops_recurrent`` (RNN, LSTM, embedding, temporal layers),
+``ops_attention`` (attention, positional encoding, the transformer's layer norm and GELU),
+``ops_contrastive_gan`` (GAN and SimCLR losses) and ``ops_generative`` (leaky ReLU, transposed
+convolution). Each exposes ``OPS``, a list of ``OpSpec``.
 
 Writing an entry
 ----------------
@@ -49,7 +51,6 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import importlib.util
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -194,15 +195,21 @@ def case_rng(name: str, index: int, purpose: str = "") -> np.random.Generator:
     return np.random.default_rng(key)
 
 
+# The modules holding the entries, by what the ops are.
+OP_MODULES = (
+    "ops_layers",
+    "ops_recurrent",
+    "ops_attention",
+    "ops_contrastive_gan",
+    "ops_generative",
+)
+
+
 @functools.lru_cache(maxsize=None)
 def _collect() -> tuple[OpSpec, ...]:
-    from parity_tests import ops_layers
-
-    specs = list(ops_layers.OPS)
-    # ops_a3 holds the assignment-3 entries; a missing module is fine, a broken one is not.
-    if importlib.util.find_spec("parity_tests.ops_a3") is not None:
-        specs += list(importlib.import_module("parity_tests.ops_a3").OPS)
-    specs += list(importlib.import_module("parity_tests.ops_generative").OPS)
+    specs = []
+    for module in OP_MODULES:
+        specs += list(importlib.import_module(f"parity_tests.{module}").OPS)
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -211,7 +218,7 @@ def _collect() -> tuple[OpSpec, ...]:
 
 
 def __getattr__(name):
-    # REGISTRY is built on first access, so ops_layers/ops_a3 can import OpSpec from this module
+    # REGISTRY is built on first access, so the op modules can import OpSpec from this module
     # (in any import order) without a circular import.
     if name == "REGISTRY":
         return list(_collect())

@@ -291,3 +291,27 @@ def test_module_with_pytorch_momentum_is_caught(monkeypatch):
         modules_tests.test_module_equals_functional(case, "train")
     with pytest.raises(AssertionError, match="running_mean"):
         modules_tests.test_module_matches_builtin(case, "train")
+
+
+def test_numpy_backward_handing_back_dout_is_caught(monkeypatch):
+    # A relu_backward that zeroes dout in place and returns it: the caller's upstream gradient is
+    # changed, and dx is the same memory as dout.
+    def aliasing(dout, cache):
+        dout[cache <= 0] = 0  # writes into the caller's upstream gradient, and returns it
+        return dout
+
+    monkeypatch.setattr(npl, "relu_backward", aliasing)
+    (spec,) = [s for s in specs_with("numpy_forward_backward") if s.name == "relu"]
+    with pytest.raises(AssertionError, match="dout changed|shares memory"):
+        checks.check_numpy_leaves_inputs(spec, 0)
+
+
+def test_numpy_forward_writing_into_its_input_is_caught(monkeypatch):
+    def in_place(x):
+        np.maximum(x, 0, out=x)
+        return x.copy(), x.copy()
+
+    monkeypatch.setattr(npl, "relu_forward", in_place)
+    (spec,) = [s for s in specs_with("numpy_forward_backward") if s.name == "relu"]
+    with pytest.raises(AssertionError, match="x changed"):
+        checks.check_numpy_leaves_inputs(spec, 0)

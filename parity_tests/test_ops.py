@@ -38,6 +38,11 @@ def test_numpy_keeps_float32(spec, index):
     checks.check_numpy_dtype(spec, index)
 
 
+@pytest.mark.parametrize(("spec", "index"), _params("numpy_forward_backward"))
+def test_numpy_leaves_inputs_and_returns_fresh_arrays(spec, index):
+    checks.check_numpy_leaves_inputs(spec, index)
+
+
 @pytest.mark.parametrize(("spec", "index"), _params("numpy_forward_backward", "torch_impl_fn"))
 def test_numpy_matches_torch_impl_float64(spec, index):
     checks.check_twin(spec, index)

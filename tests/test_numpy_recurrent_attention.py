@@ -2,8 +2,8 @@
 checks of the whole CaptioningRNN, the properties the course states in words, and bad-input errors.
 
 Per-layer numerical gradients, float32 preservation and numpy-vs-torch-vs-builtin parity of every
-layer run in the parity suite (parity_tests/ops_a3.py); this file covers what does not fit a
-per-op registry entry.
+layer run in the parity suite (parity_tests/ops_recurrent.py, ops_attention.py); this file covers
+what does not fit a per-op registry entry.
 """
 
 from __future__ import annotations

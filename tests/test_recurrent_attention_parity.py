@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from numpy_impl import attention as npa
 from numpy_impl import rnn_layers as npr
-from parity_tests.ops_a3 import _lstm_builtin, _mha_builtin, _recurrent_case, _rnn_builtin
+from parity_tests.ops_attention import _mha_builtin
+from parity_tests.ops_recurrent import _lstm_builtin, _recurrent_case, _rnn_builtin
 from parity_tests.tolerances import ASSERT_CLOSE, GRADCHECK
 from torch_impl import functions as tf3
 
@@ -134,9 +135,9 @@ def test_gelu_matches_builtin(dtype_name):
 
 
 def _spec(name):
-    from parity_tests.ops_a3 import OPS
+    from parity_tests.registry import REGISTRY
 
-    (spec,) = [s for s in OPS if s.name == name]
+    (spec,) = [s for s in REGISTRY if s.name == name]
     return spec
 
 

@@ -13,7 +13,7 @@ Three levels, as for the other torch_impl layers:
 
 Layouts are CS231n's, not PyTorch's: ``Wx`` (D, H) is the transpose of ``nn.RNN.weight_ih_l0``,
 there is one bias ``b`` (PyTorch's ``bias_ih + bias_hh``), and the LSTM stacks its gates
-i, f, o, g (PyTorch: i, f, g, o). ``parity_tests/ops_a3.py`` writes out each conversion.
+i, f, o, g (PyTorch: i, f, g, o). ``parity_tests/ops_recurrent.py`` writes out each conversion.
 """
 
 from __future__ import annotations

@@ -704,7 +704,7 @@ def _affine_norm_relu_numpy(case: Case, dout):
 
 def _conv_bn_relu_apply(t, c):
     a = _conv_apply(t, c)
-    return tf.ReLUFunction.apply(_bn_apply(tf.SpatialBatchNormFunction)({**t, "x": a}, c))
+    return tf.ReLUFunction.apply(_bn_apply(tf.BatchNormFunction)({**t, "x": a}, c))
 
 
 def _conv_bn_relu_builtin(t, c):

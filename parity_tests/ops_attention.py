@@ -419,10 +419,22 @@ def _last_dim_norm_numpy(case: Case, dout):
     return out.reshape(x.shape), {"x": dx.reshape(x.shape), "gamma": dgamma, "beta": dbeta}
 
 
-def _gelu_case(rng, dtype, shape=None) -> Case:
+# GELU's derivative Phi(x) + x phi(x) is zero at x = -0.75179 and vanishes as x -> -inf: there
+# an entry of dx is nonzero but tiny next to the others, which centered differences cannot resolve
+# to rel_error 1e-7 (seen: 1.1e-6 and 5e-4, NN_TWINS_EXAMPLES=50, seeds 0 and 1). Like a kink, a
+# bad point for the finite-difference check, so its cases draw x in [-3, 3] (|GELU'| >= 0.01
+# there) at least 0.1 from the zero; the other checks draw freely.
+_GELU_FLAT = -0.75179
+
+
+def _gelu_case(rng, dtype, shape=None, numerical=False) -> Case:
     if shape is None:
         shape = tuple(_size(rng, 1, 4) for _ in range(rng.integers(1, 4)))
-    return _case(dtype, {"x": rng.standard_normal(shape) * 2})
+    x = rng.uniform(-3.0, 3.0, shape) if numerical else rng.standard_normal(shape) * 2
+    if numerical:
+        near = np.abs(x - _GELU_FLAT) < 0.1
+        x[near] += np.where(x[near] < _GELU_FLAT, -0.1, 0.1)  # now >= 0.1 away, same side
+    return _case(dtype, {"x": x})
 
 
 def _gelu_numpy(case, dout):
@@ -462,6 +474,7 @@ _TRANSFORMER_OPS = [
     OpSpec(
         name="gelu",
         make_case=_gelu_case,
+        make_numerical_case=lambda rng, dtype, **kw: _gelu_case(rng, dtype, numerical=True, **kw),
         flavors=({}, {"shape": (0, 3)}),
         numpy_forward_backward=_gelu_numpy,
         torch_impl_fn=lambda t, c: tf3.GELUFunction.apply(t["x"]),

@@ -251,8 +251,13 @@ def main(argv=None) -> int:
         loader_generator.set_state(saved["loader_rng_state"])
         if device.type == "cuda" and "cuda_rng_state" in saved:
             torch.cuda.set_rng_state(saved["cuda_rng_state"], device)
-        done = " (all trained: writing the outputs)" if start_epoch > args.epochs else ""
-        print(f"resuming from epoch {start_epoch} of {args.epochs}{done}")
+        if start_epoch > args.epochs:
+            print(
+                f"resuming after epoch {args.epochs} of {args.epochs}: all trained, "
+                "writing the outputs"
+            )
+        else:
+            print(f"resuming from epoch {start_epoch} of {args.epochs}")
     t0 = time.perf_counter()
     for epoch in range(start_epoch, args.epochs + 1):
         loss = train(

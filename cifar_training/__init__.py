@@ -15,9 +15,10 @@
   ``train_parser`` (the flags, a recipe's generated from its fields), ``train_args`` (the
   command line resolved), ``train_run`` / ``eval_run`` (a training run, ``--eval-only``),
   ``run_dir`` (``--out`` and ``--resume`` checks) and ``run_outputs`` (what a run writes).
-- ``run_control``: checkpoints, signals and resumption; ``predict``: classify image files with
-  a finished run; ``threads``: CPU thread defaults; ``synthetic``: tiny CIFAR-like datasets in
-  the real on-disk formats (tests, smoke runs).
+- ``run_control``: checkpoints, signals and resumption; ``epoch_state``: the ``last.pt`` that
+  ``python -m gan_training`` and ``python -m simclr_training`` resume from; ``predict``:
+  classify image files with a finished run; ``threads``: CPU thread defaults; ``synthetic``:
+  tiny CIFAR-like datasets in the real on-disk formats (tests, smoke runs).
 
 Submodules load on first use, so importing the package stays cheap.
 """

@@ -2,7 +2,11 @@
 
 Writes into --out: ``epoch_XXX.png`` (16 samples after each epoch), ``iter_XXXXXX.png`` (every
 --show-every iterations) and ``losses.json`` (the settings and every iteration's D and G loss),
-each atomically.
+each atomically; and, at the end of every epoch, ``last.pt``: the models, the optimizers, the
+epoch and iteration reached, the losses so far, torch's random state and the arguments (plain
+values only, read with ``torch.load(..., weights_only=True)``). ``--resume`` continues from it,
+to the same outputs as an uninterrupted run; without ``--resume`` an --out holding ``last.pt``
+is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +18,23 @@ import time
 from pathlib import Path
 
 from cifar_training.datasets import DataError, atomic_write_bytes
+from cifar_training.epoch_state import (
+    LAST_STATE,
+    StateError,
+    check_run_args,
+    plain_args,
+    prepare_out,
+    read_state,
+    write_state,
+)
 
 GANS = ("vanilla", "ls", "dc")
+
+# The arguments that define a run: --resume must repeat them (--epochs may grow; where the data
+# and outputs are, the device and how often samples are shown may change).
+DEFINING_ARGS = ("dataset", "gan", "batch_size", "num_train", "noise_dim", "seed")
+STATE_KEYS = ("D", "G", "D_solver", "G_solver", "epoch", "iteration", "history", "rng_state")
+STATE_KEYS += ("args", "seconds")
 
 
 def _positive(text: str) -> int:
@@ -65,7 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-dim", type=_positive, default=96)
     p.add_argument("--seed", type=int, default=0, help="seeds the models' init and the noise")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (written after every epoch) up to "
+        "--epochs; the arguments that define the run must be the same",
+    )
     return p
+
+
+def _load_resume_state(out: Path, args) -> dict:
+    state = read_state(out / LAST_STATE, STATE_KEYS)
+    check_run_args(state["args"], plain_args(args), DEFINING_ARGS)
+    if state["epoch"] > args.epochs:
+        raise StateError(
+            f"--resume: the run in {out} already trained {state['epoch']} epochs, more than "
+            f"--epochs {args.epochs}"
+        )
+    return state
 
 
 def build_gan(kind: str, batch_size: int, noise_dim: int):
@@ -93,8 +129,12 @@ def main(argv=None) -> int:
     from gan_training.models import get_optimizer
     from gan_training.train import run_a_gan
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = prepare_out(args.out, args.resume)
+        saved = _load_resume_state(out, args) if args.resume else None
+    except StateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     try:
         dataset = data.load_dataset(
@@ -118,13 +158,50 @@ def main(argv=None) -> int:
         f"{args.gan} GAN on {args.dataset} ({len(loader.sampler)} images, "
         f"{len(loader.sampler) // args.batch_size} iterations per epoch) on {device}"
     )
-    history = []
+    D_solver, G_solver = get_optimizer(D), get_optimizer(G)
+    history, start_epoch, start_iteration, seconds_before = [], 0, 0, 0.0
+    if saved is not None:
+        D.load_state_dict(saved["D"])
+        G.load_state_dict(saved["G"])
+        D_solver.load_state_dict(saved["D_solver"])
+        G_solver.load_state_dict(saved["G_solver"])
+        history = list(saved["history"])
+        start_epoch, start_iteration = saved["epoch"], saved["iteration"]
+        seconds_before = float(saved["seconds"])
+        torch.set_rng_state(saved["rng_state"])
+        if device.type == "cuda" and "cuda_rng_state" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng_state"], device)
+        if start_epoch == args.epochs:
+            print(
+                f"resuming after epoch {args.epochs} of {args.epochs}: all trained, "
+                "writing the outputs"
+            )
+        else:
+            print(f"resuming from epoch {start_epoch + 1} of {args.epochs}")
     t0 = time.perf_counter()
+
+    def save_state(epochs_done: int, iterations_done: int) -> None:
+        state = {
+            "D": D.state_dict(),
+            "G": G.state_dict(),
+            "D_solver": D_solver.state_dict(),
+            "G_solver": G_solver.state_dict(),
+            "epoch": epochs_done,  # the next epoch, counted from 0 as run_a_gan does
+            "iteration": iterations_done,
+            "history": history,
+            "rng_state": torch.get_rng_state(),
+            "args": plain_args(args),
+            "seconds": seconds_before + time.perf_counter() - t0,
+        }
+        if device.type == "cuda":
+            state["cuda_rng_state"] = torch.cuda.get_rng_state(device)
+        write_state(out, state)
+
     run_a_gan(
         D,
         G,
-        get_optimizer(D),
-        get_optimizer(G),
+        D_solver,
+        G_solver,
         d_loss,
         g_loss,
         loader,
@@ -135,10 +212,15 @@ def main(argv=None) -> int:
         out_dir=out,
         device=device,
         history=history,
+        start_epoch=start_epoch,
+        start_iteration=start_iteration,
+        on_epoch_end=save_state,
     )
-    seconds = time.perf_counter() - t0
+    seconds = seconds_before + time.perf_counter() - t0
     record = {
-        "settings": {k: v for k, v in vars(args).items()},
+        # --resume is how the run was carried out, not what it is: the outputs of a resumed run
+        # are those of an uninterrupted one.
+        "settings": {k: v for k, v in vars(args).items() if k != "resume"},
         "seconds": round(seconds, 1),
         "iterations": history,
     }

@@ -57,6 +57,9 @@ def run_a_gan(
     device=None,
     log=print,
     history=None,
+    start_epoch=0,
+    start_iteration=0,
+    on_epoch_end=None,
 ):
     """Train G and D adversarially (the course's signature; the keywords after ``*`` are added).
 
@@ -70,6 +73,10 @@ def run_a_gan(
     device: where the batches and the noise go (default: the device of G's first parameter).
     log: called with one progress line (None: silent).
     history: a list that receives {'iteration', 'epoch', 'd_loss', 'g_loss'} per iteration.
+    start_epoch, start_iteration: continue a run from there (epochs start_epoch .. num_epochs - 1,
+    iterations counted from start_iteration), the models and optimizers already restored.
+    on_epoch_end: called as on_epoch_end(epochs_done, iterations_done) after each epoch's
+    samples are written (the command line saves its resumable state there).
 
     Returns the kept samples: a list of (16, 784) NumPy arrays, as the course's loop does.
     """
@@ -77,12 +84,14 @@ def run_a_gan(
     batch_size = require_int_param("batch_size", batch_size, 1)
     noise_size = require_int_param("noise_size", noise_size, 1)
     num_epochs = require_int_param("num_epochs", num_epochs, 0)
+    start_epoch = require_int_param("start_epoch", start_epoch, 0)
+    start_iteration = require_int_param("start_iteration", start_iteration, 0)
     if device is None:
         device = next(G.parameters()).device
     out_dir = None if out_dir is None else Path(out_dir)
     say = log or (lambda _line: None)
-    images, iter_count = [], 0
-    for epoch in range(num_epochs):
+    images, iter_count = [], start_iteration
+    for epoch in range(start_epoch, num_epochs):
         fake_images = None
         for x, _ in loader_train:
             if len(x) != batch_size:
@@ -127,4 +136,6 @@ def run_a_gan(
                 fake_images.detach()[:SAMPLES_SHOWN], out_dir / f"epoch_{epoch + 1:03d}.png"
             )
             say(f"epoch {epoch + 1}/{num_epochs}: samples written to {path}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, iter_count)
     return images

@@ -4,7 +4,12 @@ initialization.
 
 Writes into --out (atomically): ``results.json`` (settings, the loss of every epoch, both probes'
 accuracies) and ``model.pt`` (the trained model's state_dict: tensors only, read it back with
-``torch.load(path, weights_only=True)``).
+``torch.load(path, weights_only=True)``); and, at the end of every epoch, ``last.pt``: the model
+(and its random initialization, the probe's baseline), the optimizer, the next epoch, the
+iteration count, the epoch losses so far, torch's random states (global and the loader's) and
+the arguments (plain values only, read with ``weights_only=True``). ``--resume`` continues from
+it, to the same outputs as an uninterrupted run; without ``--resume`` an --out holding
+``last.pt`` is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,30 @@ import time
 from pathlib import Path
 
 from cifar_training.datasets import DataError, atomic_write_bytes
+from cifar_training.epoch_state import (
+    LAST_STATE,
+    StateError,
+    check_run_args,
+    plain_args,
+    prepare_out,
+    read_state,
+    write_state,
+)
+
+# The arguments that define a run: --resume must repeat them (--epochs may grow; where the data
+# and outputs are, the device, the loader processes and the probe's steps may change).
+DEFINING_ARGS = (
+    "train_subset",
+    "test_subset",
+    "batch_size",
+    "temperature",
+    "learning_rate",
+    "feature_dim",
+    "widths",
+    "seed",
+)
+STATE_KEYS = ("model", "model_at_init", "optimizer", "epoch", "iteration", "losses")
+STATE_KEYS += ("rng_state", "loader_rng_state", "args", "seconds")
 
 
 def _positive(text: str) -> int:
@@ -111,7 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.pt (written after every epoch) up to "
+        "--epochs; the arguments that define the run must be the same",
+    )
     return p
+
+
+def _load_resume_state(out: Path, args) -> dict:
+    state = read_state(out / LAST_STATE, STATE_KEYS)
+    check_run_args(state["args"], plain_args(args), DEFINING_ARGS)
+    if state["epoch"] - 1 > args.epochs:
+        raise StateError(
+            f"--resume: the run in {out} already trained {state['epoch'] - 1} epochs, more than "
+            f"--epochs {args.epochs}"
+        )
+    return state
 
 
 def _draw(n: int, size, seed: int, what: str):
@@ -148,8 +194,12 @@ def main(argv=None) -> int:
     from simclr_training.train import train
     from torch_impl import optim as topt
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = prepare_out(args.out, args.resume)
+        saved = _load_resume_state(out, args) if args.resume else None
+    except StateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         arrays = data.load_cifar10(args.data_dir, download=args.download, log=print)
         train_idx = _draw(len(arrays.y_train), args.train_subset, args.seed, "train-subset")
@@ -177,20 +227,39 @@ def main(argv=None) -> int:
     model = Model(args.feature_dim, args.widths).to(device)
     at_init = copy.deepcopy(model)
     optimizer = topt.Adam(model.parameters(), learning_rate=args.learning_rate)
+    loader_generator = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(
         pairs,
         batch_size=args.batch_size,
         shuffle=True,
         drop_last=True,
         num_workers=args.loader_processes,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=loader_generator,
     )
     print(
         f"SimCLR on {len(train_idx)} CIFAR-10 training images, {len(loader)} batches of "
         f"{args.batch_size} per epoch, encoder widths {args.widths}, on {device}"
     )
-    losses, t0 = [], time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    losses, start_epoch, seconds_before = [], 1, 0.0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        at_init.load_state_dict(saved["model_at_init"])
+        optimizer.load_state_dict(saved["optimizer"])
+        losses, start_epoch = list(saved["losses"]), saved["epoch"]
+        seconds_before = float(saved["seconds"])
+        torch.set_rng_state(saved["rng_state"])
+        loader_generator.set_state(saved["loader_rng_state"])
+        if device.type == "cuda" and "cuda_rng_state" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng_state"], device)
+        if start_epoch > args.epochs:
+            print(
+                f"resuming after epoch {args.epochs} of {args.epochs}: all trained, "
+                "writing the outputs"
+            )
+        else:
+            print(f"resuming from epoch {start_epoch} of {args.epochs}")
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs + 1):
         loss = train(
             model,
             loader,
@@ -203,8 +272,24 @@ def main(argv=None) -> int:
             log=print,
         )
         losses.append(loss)
-        print(f"epoch {epoch}/{args.epochs}: loss {loss:.4f} ({time.perf_counter() - t0:.0f} s)")
-    train_seconds = time.perf_counter() - t0
+        elapsed = seconds_before + time.perf_counter() - t0
+        print(f"epoch {epoch}/{args.epochs}: loss {loss:.4f} ({elapsed:.0f} s)")
+        state = {
+            "model": model.state_dict(),
+            "model_at_init": at_init.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1,  # the next epoch, counted from 1 as train() does
+            "iteration": epoch * len(loader),
+            "losses": losses,
+            "rng_state": torch.get_rng_state(),
+            "loader_rng_state": loader_generator.get_state(),
+            "args": plain_args(args),
+            "seconds": elapsed,
+        }
+        if device.type == "cuda":
+            state["cuda_rng_state"] = torch.cuda.get_rng_state(device)
+        write_state(out, state)
+    train_seconds = seconds_before + time.perf_counter() - t0
     print(f"linear probe on {len(train_idx)} training / {len(test_idx)} test images ...")
     trained = probe(model, train_images, test_images, args, device)
     random_init = probe(at_init, train_images, test_images, args, device)
@@ -215,7 +300,9 @@ def main(argv=None) -> int:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     atomic_write_bytes(out / "model.pt", buffer.getvalue())
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    # --resume is how the run was carried out, not what it is: the outputs of a resumed run are
+    # those of an uninterrupted one.
+    settings = {k: v for k, v in plain_args(args).items() if k != "resume"}
     record = {
         "settings": settings,
         "train_seconds": round(train_seconds, 1),

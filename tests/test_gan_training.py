@@ -376,3 +376,56 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             main(f"--data-dir . --out . {bad}".split())
     assert "--epochs: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def _outputs(out):
+    record = json.loads((out / "losses.json").read_text())
+    del record["seconds"], record["settings"]["out"]
+    pngs = {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+    return record, pngs
+
+
+def test_cli_resume_gives_the_uninterrupted_runs_outputs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    write_python_batches(tmp_path / "raw", n_train=20, n_test=10)
+    base = f"--dataset cifar10-gray --data-dir {tmp_path / 'raw'} --gan vanilla --batch-size 4 "
+    base += "--num-train 4 --noise-dim 8 --show-every 1 --seed 3"
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(f"{base} --out {whole} --epochs 2".split()) == 0
+    assert main(f"{base} --out {parts} --epochs 1".split()) == 0
+    capsys.readouterr()
+    assert main(f"{base} --out {parts} --epochs 2 --resume".split()) == 0
+    assert "resuming from epoch 2 of 2" in capsys.readouterr().out
+    assert _outputs(parts) == _outputs(whole)
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(parts / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["iteration"] == b["iteration"] == 2
+    for key in ("D", "G"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+
+
+def test_cli_resume_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    write_python_batches(tmp_path / "raw", n_train=20, n_test=10)
+    out = tmp_path / "out"
+    args = f"--dataset cifar10-gray --data-dir {tmp_path / 'raw'} --out {out} --batch-size 4 "
+    args += "--num-train 4 --noise-dim 8 --epochs 1"
+    assert main(f"{args} --resume".split()) == 2
+    assert "no saved state" in capsys.readouterr().err
+    assert main(args.split()) == 0
+    capsys.readouterr()
+    assert main(args.split()) == 2  # the same --out again, without --resume
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "pass --resume" in err
+    assert main(f"{args} --resume --noise-dim 4".split()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--noise-dim" in err and "8" in err and "4" in err
+    assert main(f"{args} --resume --gan ls".split()) == 2
+    assert "--gan: it was 'vanilla'" in capsys.readouterr().err
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert main(f"{args} --resume --epochs 2".split()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "cannot be read" in err and "Traceback" not in err

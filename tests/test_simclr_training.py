@@ -238,3 +238,52 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             main(f"--data-dir . --out . {bad}".split())
     assert "expected a positive integer, got -1" in capsys.readouterr().err
+
+
+def test_cli_resume_gives_the_uninterrupted_runs_outputs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    root, *_ = write_image_folder(tmp_path / "tree", 20, 10, size=32)
+    base = f"--data-dir {root} --train-subset 16 --batch-size 8 --widths 4,8 --feature-dim 8 "
+    base += "--probe-steps 5 --seed 2"
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(f"{base} --out {whole} --epochs 2".split()) == 0
+    assert main(f"{base} --out {parts} --epochs 1".split()) == 0
+    capsys.readouterr()
+    assert main(f"{base} --out {parts} --epochs 2 --resume".split()) == 0
+    assert "resuming from epoch 2 of 2" in capsys.readouterr().out
+    records = []
+    for out in (whole, parts):
+        record = json.loads((out / "results.json").read_text())
+        del record["train_seconds"], record["settings"]["out"]
+        records.append(record)
+    assert records[0] == records[1] and len(records[0]["epoch_losses"]) == 2
+    a = torch.load(whole / "model.pt", weights_only=True)
+    b = torch.load(parts / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_cli_resume_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    root, *_ = write_image_folder(tmp_path / "tree", 20, 10, size=32)
+    out = tmp_path / "out"
+    args = f"--data-dir {root} --out {out} --epochs 1 --train-subset 8 --batch-size 8 "
+    args += "--widths 4 --feature-dim 4 --probe-steps 2"
+    assert main(f"{args} --resume".split()) == 2
+    assert "no saved state" in capsys.readouterr().err
+    assert main(args.split()) == 0
+    capsys.readouterr()
+    assert main(args.split()) == 2  # the same --out again, without --resume
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "pass --resume" in err
+    assert main(f"{args} --resume --widths 4,8".split()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--widths: it was [4], the command line gives [4, 8]" in err
+    assert main(f"{args} --resume --temperature 0.1".split()) == 2
+    assert "--temperature: it was 0.5" in capsys.readouterr().err
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert main(f"{args} --resume --epochs 2".split()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "cannot be read" in err and "Traceback" not in err

@@ -10,6 +10,7 @@ No Lightning import here: the two command lines train without it.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "write_state",
     "check_run_args",
     "plain_args",
+    "report_interrupt",
 ]
 
 LAST_STATE = "last.pt"
@@ -99,3 +101,19 @@ def prepare_out(out, resume: bool) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def report_interrupt(out) -> int:
+    """After Ctrl-C (SIGINT): say what is saved and how to continue; the exit status 130."""
+    state = Path(out) / LAST_STATE
+    if state.exists():
+        print(
+            f"interrupted: {state} holds the run up to its last finished epoch; run the same "
+            "command with --resume to continue it",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"interrupted before the first epoch ended: nothing to resume in {out}", file=sys.stderr
+        )
+    return 130

@@ -25,6 +25,7 @@ from cifar_training.epoch_state import (
     plain_args,
     prepare_out,
     read_state,
+    report_interrupt,
     write_state,
 )
 
@@ -123,6 +124,13 @@ def build_gan(kind: str, batch_size: int, noise_dim: int):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return report_interrupt(args.out)
+
+
+def _run(args) -> int:
     import torch
 
     from gan_training import data

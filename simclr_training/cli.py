@@ -30,6 +30,7 @@ from cifar_training.epoch_state import (
     plain_args,
     prepare_out,
     read_state,
+    report_interrupt,
     write_state,
 )
 
@@ -186,6 +187,13 @@ def probe(model, train_images, test_images, args, device) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return report_interrupt(args.out)
+
+
+def _run(args) -> int:
     import torch
     from torch.utils.data import DataLoader
 

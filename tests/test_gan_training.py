@@ -429,3 +429,26 @@ def test_cli_resume_errors(tmp_path, capsys, monkeypatch):
     assert main(f"{args} --resume --epochs 2".split()) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "cannot be read" in err and "Traceback" not in err
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    write_python_batches(tmp_path / "raw", n_train=20, n_test=10)
+    out = tmp_path / "out"
+    args = f"--dataset cifar10-gray --data-dir {tmp_path / 'raw'} --out {out} --batch-size 4 "
+    args += "--num-train 4 --noise-dim 8 --epochs 1"
+    import gan_training.train as gan_train
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gan_train, "run_a_gan", interrupted)
+    assert main(args.split()) == 130
+    assert "nothing to resume" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setenv("NN_TWINS_CACHE", str(tmp_path / "cache"))
+    assert main(args.split()) == 0  # one epoch: last.pt written
+    monkeypatch.setattr(gan_train, "run_a_gan", interrupted)
+    assert main(f"{args} --epochs 2 --resume".split()) == 130
+    err = capsys.readouterr().err
+    assert "last.pt holds the run" in err and "--resume" in err and "Traceback" not in err

@@ -10,8 +10,8 @@ the same way:
 - Part III, ``nn.Module``: ``TwoLayerFC``, ``ThreeLayerConvNet``, ``check_accuracy_part34``,
   ``train_part34`` (a ``torch.optim`` optimizer);
 - Part IV, ``nn.Sequential``: ``Flatten``, ``two_layer_fc_sequential``,
-  ``three_layer_convnet_sequential`` and ``sequential_optimizer`` (SGD with Nesterov momentum
-  0.9, as the notebook trains them).
+  ``three_layer_convnet_sequential`` and ``sequential_optimizer`` (Nesterov momentum 0.9, as
+  the notebook trains them, through torch_impl.optim).
 
 The notebook computes its layers with ``torch.nn.functional`` and ``torch.nn``; here every
 layer whose math the course teaches (affine, convolution, ReLU, the softmax loss that
@@ -41,6 +41,7 @@ from torch import nn
 
 from torch_impl import functional as TF
 from torch_impl.nn import Flatten
+from torch_impl.optim import Nesterov
 
 __all__ = [
     "DTYPE",
@@ -444,6 +445,8 @@ def three_layer_convnet_sequential(in_channel, channel_1, channel_2, num_classes
 
 
 def sequential_optimizer(model: nn.Module, learning_rate: float) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum 0.9, the optimizer the notebook trains its Sequential models
-    with."""
-    return torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9, nesterov=True)
+    """Nesterov momentum 0.9, the optimizer the notebook trains its Sequential models with
+    (``optim.SGD(..., momentum=0.9, nesterov=True)``), as torch_impl's own: the course notes'
+    update with velocity v = -learning_rate * PyTorch's momentum buffer takes the same steps
+    (parity_tests/test_optim.py)."""
+    return Nesterov(model.parameters(), learning_rate=learning_rate, momentum=0.9)

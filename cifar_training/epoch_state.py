@@ -26,6 +26,7 @@ __all__ = [
     "check_run_args",
     "plain_args",
     "report_interrupt",
+    "open_run",
 ]
 
 LAST_STATE = "last.pt"
@@ -101,6 +102,24 @@ def prepare_out(out, resume: bool) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def open_run(args, keys, defining, epochs_done) -> tuple[Path, dict | None]:
+    """(out, saved state or None) for a command line with ``--out`` and ``--resume``: prepare_out,
+    then with --resume the saved state, its arguments checked against ``defining`` and its
+    trained epochs (``epochs_done(state)``) against ``--epochs``. StateError says what is wrong."""
+    out = prepare_out(args.out, args.resume)
+    if not args.resume:
+        return out, None
+    state = read_state(out / LAST_STATE, keys)
+    check_run_args(state["args"], plain_args(args), defining)
+    done = epochs_done(state)
+    if done > args.epochs:
+        raise StateError(
+            f"--resume: the run in {out} already trained {done} epochs, more than "
+            f"--epochs {args.epochs}"
+        )
+    return out, state
 
 
 def report_interrupt(out) -> int:

@@ -15,16 +15,12 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from cifar_training.datasets import DataError, atomic_write_bytes
 from cifar_training.epoch_state import (
-    LAST_STATE,
     StateError,
-    check_run_args,
+    open_run,
     plain_args,
-    prepare_out,
-    read_state,
     report_interrupt,
     write_state,
 )
@@ -94,17 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_resume_state(out: Path, args) -> dict:
-    state = read_state(out / LAST_STATE, STATE_KEYS)
-    check_run_args(state["args"], plain_args(args), DEFINING_ARGS)
-    if state["epoch"] > args.epochs:
-        raise StateError(
-            f"--resume: the run in {out} already trained {state['epoch']} epochs, more than "
-            f"--epochs {args.epochs}"
-        )
-    return state
-
-
 def build_gan(kind: str, batch_size: int, noise_dim: int):
     """(D, G, discriminator_loss, generator_loss) of the notebook's GAN ``kind``."""
     from gan_training import models as m
@@ -138,8 +123,7 @@ def _run(args) -> int:
     from gan_training.train import run_a_gan
 
     try:
-        out = prepare_out(args.out, args.resume)
-        saved = _load_resume_state(out, args) if args.resume else None
+        out, saved = open_run(args, STATE_KEYS, DEFINING_ARGS, lambda state: state["epoch"])
     except StateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,16 +20,12 @@ import io
 import json
 import sys
 import time
-from pathlib import Path
 
 from cifar_training.datasets import DataError, atomic_write_bytes
 from cifar_training.epoch_state import (
-    LAST_STATE,
     StateError,
-    check_run_args,
+    open_run,
     plain_args,
-    prepare_out,
-    read_state,
     report_interrupt,
     write_state,
 )
@@ -150,17 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_resume_state(out: Path, args) -> dict:
-    state = read_state(out / LAST_STATE, STATE_KEYS)
-    check_run_args(state["args"], plain_args(args), DEFINING_ARGS)
-    if state["epoch"] - 1 > args.epochs:
-        raise StateError(
-            f"--resume: the run in {out} already trained {state['epoch'] - 1} epochs, more than "
-            f"--epochs {args.epochs}"
-        )
-    return state
-
-
 def _draw(n: int, size, seed: int, what: str):
     """A seeded random subset of range(n) (all of it, shuffled, when size is None)."""
     import numpy as np
@@ -203,8 +188,7 @@ def _run(args) -> int:
     from torch_impl import optim as topt
 
     try:
-        out = prepare_out(args.out, args.resume)
-        saved = _load_resume_state(out, args) if args.resume else None
+        out, saved = open_run(args, STATE_KEYS, DEFINING_ARGS, lambda state: state["epoch"] - 1)
     except StateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

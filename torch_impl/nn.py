@@ -275,7 +275,32 @@ def _pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, ...
     return v, v
 
 
-class Conv2d(nn.Module):
+class _ConvParameters(nn.Module):
+    """The checked sizes and the (uninitialized) w, b shared by Conv2d and ConvTranspose2d: w is
+    (out, in, kH, kW), or (in, out, kH, kW) for the transposed conv (PyTorch's layouts)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int,
+        transposed: bool,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
+        self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _checks.require_int_param("stride", stride, 1)
+        channels = (in_channels, out_channels) if transposed else (out_channels, in_channels)
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.w = nn.Parameter(torch.empty(*channels, *self.kernel_size, **factory))
+        self.b = nn.Parameter(torch.empty(out_channels, **factory))
+
+
+class Conv2d(_ConvParameters):
     """Convolution (cross-correlation) with weight w (F, C, HH, WW) (nn.Conv2d's layout) and
     bias b (F,); symmetric zero padding ``pad``; input (N, C, H, W) -> (N, F, H', W')."""
 
@@ -289,15 +314,8 @@ class Conv2d(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
-        self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _checks.require_int_param("stride", stride, 1)
+        super().__init__(in_channels, out_channels, kernel_size, stride, False, device, dtype)
         self.pad = _checks.require_int_param("pad", pad, 0)
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.w = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **factory))
-        self.b = nn.Parameter(torch.empty(out_channels, **factory))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -376,7 +394,7 @@ class LeakyReLU(nn.Module):
         return f"negative_slope={self.negative_slope}"
 
 
-class ConvTranspose2d(nn.Module):
+class ConvTranspose2d(_ConvParameters):
     """Transposed convolution with weight w (in_channels, out_channels, kH, kW)
     (nn.ConvTranspose2d's layout) and bias b (out_channels,);
     input (N, in_channels, H, W) -> (N, out_channels, H', W'), H' = (H - 1) * stride - 2 * padding
@@ -396,15 +414,8 @@ class ConvTranspose2d(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        self.in_channels = _checks.require_int_param("in_channels", in_channels, 1)
-        self.out_channels = _checks.require_int_param("out_channels", out_channels, 1)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _checks.require_int_param("stride", stride, 1)
+        super().__init__(in_channels, out_channels, kernel_size, stride, True, device, dtype)
         self.padding = _checks.require_int_param("padding", padding, 0)
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.w = nn.Parameter(torch.empty(in_channels, out_channels, *self.kernel_size, **factory))
-        self.b = nn.Parameter(torch.empty(out_channels, **factory))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -20,10 +20,11 @@ STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
 
 def _imports(path: pathlib.Path, top_level_only: bool) -> set[str]:
+    """Top-level package names imported by ``path``: everywhere, or (top_level_only) outside
+    function and class bodies, including under a module-level `if`/`try` (TYPE_CHECKING)."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    if top_level_only:  # also imports under a module-level `if`/`try` (e.g. TYPE_CHECKING)
-        nodes = [n for stmt in tree.body for n in ast.walk(stmt) if not _in_def(stmt)]
+    statements = [s for s in tree.body if not _in_def(s)] if top_level_only else [tree]
+    nodes = [n for stmt in statements for n in ast.walk(stmt)]
     names = set()
     for node in nodes:
         if isinstance(node, ast.Import):

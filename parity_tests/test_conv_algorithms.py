@@ -47,16 +47,20 @@ def test_gradients_of_any_subset_of_inputs(algorithm, needs):
     [(16, 64, 64, 15, 15, 3, 1, 1), (16, 48, 48, 24, 21, 3, 2, 1)],
     ids=["blocks", "blocks-stride2"],
 )
-def test_shifted_over_several_blocks(shape):
-    """Enough canvas positions for several blocks of stacked slices (the registry's random
-    cases fit in one), float64, against the builtin."""
+def test_shifted_over_several_blocks(shape, monkeypatch):
+    """Enough canvas positions for several blocks (the registry's random cases fit in one),
+    float64 (accumulated tap by tap), against the builtin. The block is made smaller than the
+    library's so that the test stays small; the stacked blocks of lower-precision products are
+    covered by the mixed-precision tests."""
     import torch_impl.conv as conv
 
+    monkeypatch.setattr(conv, "_TAPWISE_BLOCK", 1000)
     N, C, Fn, H, W, k, stride, pad = shape
     cv = conv._Canvas(
         N, H, W, k, k, stride, pad, (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
     )
-    assert cv.L > conv._block_size(k * k * min(C, Fn))  # >= 2 blocks in every pass
+    assert cv.L > 2 * conv._TAPWISE_BLOCK  # >= 3 blocks in every pass, the last one partial
+    assert cv.L % conv._TAPWISE_BLOCK
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
     w = torch.randn(Fn, C, k, k, generator=gen, dtype=torch.float64, requires_grad=True)

@@ -76,3 +76,13 @@ def as_rows(x):
     """x (..., D) as the 2-D matrix (prod(...), D) of its rows. Not ``reshape(-1, D)``: with a
     zero-size dimension (N, T or D = 0) the -1 is ambiguous and reshape raises."""
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
+def memory_format_of(x):
+    """torch.channels_last when x (N, C, H, W) is laid out channels last (and not also plainly
+    contiguous, as with C = 1 or 1x1 maps), else torch.contiguous_format: the layout a layer's
+    output and input gradient take, so that a network fed channels-last tensors stays channels
+    last from layer to layer (as PyTorch's own layers do) and no layer transposes."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

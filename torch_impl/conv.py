@@ -40,7 +40,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
-from torch_impl._utils import products_dtype, require_like
+from torch_impl._utils import memory_format_of, products_dtype, require_like
 from twin_checks import check_conv_transpose_args
 
 __all__ = ["Conv2dFunction", "ConvTranspose2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]
@@ -130,11 +130,12 @@ def _im2col_backward(
 
 
 class _Canvas:
-    """Where the shifted algorithm keeps images: every image's rows are W + z columns wide and
+    """Where the shifted algorithm keeps images, channels last: a (positions, C) matrix whose
+    rows are the pixels of the zero-padded images. Every image's rows are W + z pixels wide and
     every image is followed by z zero rows, one image after the other, flattened; ``lead`` zero
-    columns come first and ``tail`` zero columns last.
+    pixels come first and ``tail`` zero pixels last.
 
-    The z zero columns at the end of a row are also the left padding of the next row (reading
+    The z zero pixels at the end of a row are also the left padding of the next row (reading
     column -k of a row lands on column W + z - k of the row before), and the z zero rows after an
     image are also the top padding of the next one. So padding of p needs only z >= p zeros per
     row, not 2p: a 7x7 map with 'same' 3x3 padding takes 8x8 positions instead of 9x9.
@@ -166,80 +167,145 @@ class _Canvas:
         self.body = N * self.Hc * self.Wc
         self.rows = slice(0, stride * (H_out - 1) + 1, stride)
         self.cols = slice(0, stride * (W_out - 1) + 1, stride)
-        # One past the last anchor that is an output: the columns that are computed.
+        # One past the last anchor that is an output: the positions that are computed.
         self.L = ((N - 1) * self.Hc + self.rows.stop - 1) * self.Wc + self.cols.stop
 
     def place(
         self, src: Tensor, lead: int, tail: int, rows: slice, cols: slice, dtype: torch.dtype
     ) -> Tensor:
-        """(C, lead + body + tail) zeros in ``dtype`` with src (N, C, h, w) transposed into the
-        image area at [rows, cols] (slices of the Hc x Wc image frame). Only the positions outside
-        src are zeroed: a full zero fill first would be one more pass over a large fresh
+        """(lead + body + tail, C) zeros in ``dtype`` with src (N, C, h, w) moved channels last
+        into the image area at [rows, cols] (slices of the Hc x Wc image frame). Only the positions
+        outside src are zeroed: a full zero fill first would be one more pass over a large fresh
         allocation."""
         C = src.shape[1]
-        buffer = src.new_empty(C, lead + self.body + tail, dtype=dtype)
-        buffer[:, :lead].zero_()
-        buffer[:, lead + self.body :].zero_()
-        frame = buffer[:, lead : lead + self.body].view(C, self.N, self.Hc, self.Wc)
+        buffer = src.new_empty(lead + self.body + tail, C, dtype=dtype)
+        buffer[:lead].zero_()
+        buffer[lead + self.body :].zero_()
+        frame = buffer[lead : lead + self.body].view(self.N, self.Hc, self.Wc, C)
         if rows.step != 1 or cols.step != 1:
             frame.zero_()
         else:
-            frame[:, :, rows.stop :].zero_()
-            frame[:, :, : rows.stop, cols.stop :].zero_()
-        frame[:, :, rows, cols] = src.transpose(0, 1)
+            frame[:, rows.stop :].zero_()
+            frame[:, : rows.stop, cols.stop :].zero_()
+        frame[:, rows, cols] = src.permute(0, 2, 3, 1)
         return buffer
 
+    def image_area(self, canvas: Tensor, rows: slice, cols: slice) -> Tensor:
+        """The (N, C, h, w) view of ``canvas`` (body, C) at [rows, cols] of every image frame."""
+        frame = canvas.view(self.N, self.Hc, self.Wc, canvas.shape[1])
+        return frame[:, rows, cols].permute(0, 3, 1, 2)
 
-def _block_size(rows: int) -> int:
-    """Anchors per block: the stacked slices (rows x block) hold ~2M elements, within 2048-16384
-    anchors (measured: 8192 anchors beat 2048 by 1.3x with 24 channels and tied with 64; small
-    blocks cost calls, large ones cache)."""
-    return max(2048, min(16384, (1 << 21) // rows))
+
+def _block_size(row: int) -> int:
+    """Anchors per block: the stacked slices (block x row) hold ~256k elements, within
+    256-8192 anchors (small enough to stay in the cache between the copy and the product, large
+    enough that the product runs at its full rate)."""
+    return max(256, min(_TAPWISE_BLOCK, _BLOCK_ELEMENTS // max(row, 1)))
+
+
+_BLOCK_ELEMENTS = 1 << 18
+# Anchors per block when the taps are accumulated one product at a time: the block of the
+# output (or of the weight gradient's operands) stays in the cache across the HH*WW products.
+_TAPWISE_BLOCK = 8192
+
+
+def _tapwise(dtype: torch.dtype) -> bool:
+    """Whether products in ``dtype`` may be accumulated tap by tap: in float32/float64 every
+    partial sum is rounded like the sums inside one product; in bfloat16/float16 each of the
+    HH*WW partial sums would be rounded to 8-11 bits, so those stack the taps into one product
+    whose sums stay in float32 (``_stacked_slices``)."""
+    return dtype in (torch.float32, torch.float64)
+
+
+def _taps(HH: int, WW: int, Wc: int) -> list[int]:
+    """The canvas shift s_t = k*Wc + l of every tap t = k*WW + l."""
+    return [k * Wc + l for k in range(HH) for l in range(WW)]
 
 
 def _stacked_slices(
     buf: Tensor, src: Tensor, HH: int, WW: int, Wc: int, start: int, n: int
 ) -> Tensor:
-    """buf as (HH*WW*R, n): row block t = k*WW + l is src[:, start + k*Wc + l : ... + n].
-    The HH*WW shifted slices are one strided view of src (strides Wc, 1 over the taps), so the
-    stacking is a single copy."""
-    R = src.shape[0]
-    taps = src.as_strided((HH, WW, R, n), (Wc, 1, src.stride(0), 1), src.storage_offset() + start)
-    cols = buf[: HH * WW * R * n].view(HH, WW, R, n)
+    """buf as (n, HH*WW*R): column block t = k*WW + l is src[start + k*Wc + l : ... + n, :].
+    The HH*WW shifted slices are one strided view of src (strides Wc*R, R over the taps), so
+    the stacking is a single copy, whose inner runs are WW*R contiguous values."""
+    R = src.shape[1]
+    taps = src.as_strided((n, HH, WW, R), (R, Wc * R, R, 1), src.storage_offset() + start * R)
+    cols = buf[: n * HH * WW * R].view(n, HH, WW, R)
     cols.copy_(taps)
-    return cols.view(HH * WW * R, n)
+    return cols.view(n, HH * WW * R)
 
 
-def _stacked_products(
+def _shifted_products(
     out: Tensor, weights: Tensor, src: Tensor, HH: int, WW: int, Wc: int, stop: int, offset: int
 ) -> None:
-    """out[:, q] = weights @ [src[:, q + offset + s_0]; ...; src[:, q + offset + s_{T-1}]] for
-    q in [0, stop), s_t = k*Wc + l: per block of columns the T = HH*WW shifted slices of src are
-    stacked into one (T*R, block) matrix (an im2col of that block only, which stays in cache)
-    and multiplied ONCE, so the inner dimension is T*R and each output is rounded once."""
-    T, R = HH * WW, src.shape[0]
+    """out[q] = sum_t src[q + offset + s_t] @ weights[t*R : (t+1)*R] for q in [0, stop), over
+    the T = HH*WW taps, s_t = k*Wc + l, block of rows by block of rows.
+
+    Tap by tap (float32/float64): per block, T products of a shifted slice (a view, no copy)
+    with the tap's (R, F) weights, accumulated in the output block while it is in the cache.
+    Stacked (lower-precision products): per block, the T slices are copied side by side into one
+    (block, T*R) matrix (an im2col of that block only) and multiplied ONCE, so the inner
+    dimension is T*R and each output is rounded once."""
+    T, R = HH * WW, src.shape[1]
+    if _tapwise(src.dtype):
+        shifts = _taps(HH, WW, Wc)
+        w_taps = weights.view(T, R, -1)
+        for a in range(0, stop, _TAPWISE_BLOCK):
+            n = min(_TAPWISE_BLOCK, stop - a)
+            block = out[a : a + n]
+            for t, s in enumerate(shifts):
+                rows = src[a + offset + s : a + offset + s + n]
+                if t == 0:
+                    torch.mm(rows, w_taps[0], out=block)
+                else:
+                    block.addmm_(rows, w_taps[t])
+        return
     B = _block_size(T * R)
     buf = src.new_empty(T * R * min(B, stop))
     for a in range(0, stop, B):
         n = min(B, stop - a)
         cols = _stacked_slices(buf, src, HH, WW, Wc, a + offset, n)
-        torch.mm(weights, cols, out=out[:, a : a + n])
+        torch.mm(cols, weights, out=out[a : a + n])
+
+
+def _shifted_weight_gradient(
+    dw_all: Tensor, canvas: Tensor, dgrid: Tensor, HH: int, WW: int, Wc: int, stop: int
+) -> None:
+    """dw_all[t*C : (t+1)*C] += sum_{O < stop} canvas[O + s_t]^T dgrid[O] for every tap t
+    (dw_all (T*C, F) in dout's dtype), block by block: tap by tap on views of the canvas, or
+    (lower-precision products) one product with the stacked slices per block, as in
+    ``_shifted_products``."""
+    T, C = HH * WW, canvas.shape[1]
+    if _tapwise(canvas.dtype):
+        shifts = _taps(HH, WW, Wc)
+        dw_taps = dw_all.view(T, C, -1)
+        for a in range(0, stop, _TAPWISE_BLOCK):
+            n = min(_TAPWISE_BLOCK, stop - a)
+            d = dgrid[a : a + n]
+            for t, s in enumerate(shifts):
+                dw_taps[t].addmm_(canvas[a + s : a + s + n].T, d)
+        return
+    B = _block_size(T * C)
+    buf = canvas.new_empty(T * C * min(B, stop))
+    for a in range(0, stop, B):
+        n = min(B, stop - a)
+        cols = _stacked_slices(buf, canvas, HH, WW, Wc, a, n)
+        dw_all += torch.mm(cols.T, dgrid[a : a + n])
 
 
 def _shifted_forward(
     x: Tensor, w: Tensor, stride: int, pad: int, H_out: int, W_out: int, products: torch.dtype
 ) -> tuple[Tensor, tuple[Tensor, _Canvas]]:
-    """out (F, N, H', W') as a view of the output canvas (in ``products``), and (the input
+    """out (N, F, H', W') as a view of the output canvas (in ``products``), and (the input
     canvas, its geometry)."""
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     cv = _Canvas(N, H, W, HH, WW, stride, pad, H_out, W_out)
     canvas = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products)
-    out_canvas = x.new_empty(F, cv.body, dtype=products)  # anchors from L on are never read
-    w_all = w.permute(0, 2, 3, 1).reshape(F, -1).to(products)  # [f, t*C + c] = w[f, c, tap t]
-    _stacked_products(out_canvas, w_all, canvas, HH, WW, cv.Wc, cv.L, 0)
-    out = out_canvas.view(F, N, cv.Hc, cv.Wc)[:, :, cv.rows, cv.cols]
-    return out, (canvas, cv)
+    out_canvas = x.new_empty(cv.body, F, dtype=products)  # anchors from L on are never read
+    w_all = w.permute(2, 3, 1, 0).reshape(-1, F).to(products)  # [t*C + c, f] = w[f, c, tap t]
+    _shifted_products(out_canvas, w_all, canvas, HH, WW, cv.Wc, cv.L, 0)
+    return cv.image_area(out_canvas, cv.rows, cv.cols), (canvas, cv)
 
 
 def _shifted_backward(
@@ -252,40 +318,34 @@ def _shifted_backward(
     need_x: bool,
     need_w: bool,
     products: torch.dtype,
+    memory_format: torch.memory_format,
 ) -> tuple[Tensor | None, Tensor | None]:
-    """dx (N, C, H, W) and dw (F, C, HH, WW) in dout's dtype (see the module docstring)."""
+    """dx (N, C, H, W) in ``memory_format`` and dw (F, C, HH, WW), in dout's dtype (see the
+    module docstring)."""
     N, C, H, W = x_shape
     F, _, HH, WW = w_shape
     T = HH * WW
-    # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero columns
-    # (so that dgrid[:, O - s] below exists for every O >= 0) and before lead zero columns.
+    # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero rows
+    # (so that dgrid[O - s] below exists for every O >= 0) and before lead zero rows.
     S = cv.S
     dgrid_ext = cv.place(dout, S, cv.lead, cv.rows, cv.cols, products)
     dx = dw = None
     if need_w:
-        # dw[:, :, tap t] = sum_O dgrid[:, O] canvas[:, O + s_t]^T: per block, one product with the
-        # stacked canvas slices, summed over blocks in dout's dtype.
-        dw_all = dout.new_zeros(F, T * C)
-        B = _block_size(T * C)
-        buf = canvas.new_empty(T * C * min(B, cv.L))
-        for a in range(0, cv.L, B):
-            n = min(B, cv.L - a)
-            cols = _stacked_slices(buf, canvas, HH, WW, cv.Wc, a, n)
-            d = dgrid_ext[:, S + a : S + a + n]
-            if products == dw_all.dtype:
-                dw_all.addmm_(d, cols.T)
-            else:
-                dw_all += torch.mm(d, cols.T)
-        dw = dw_all.view(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
+        # dw[tap t] = sum_O canvas[O + s_t]^T dgrid[O], summed in dout's dtype.
+        dw_all = dout.new_zeros(T * C, F)
+        _shifted_weight_gradient(dw_all, canvas, dgrid_ext[S:], HH, WW, cv.Wc, cv.L)
+        dw = dw_all.view(HH, WW, C, F).permute(3, 2, 0, 1).contiguous()
     if need_x:
-        # dcanvas[:, q] = sum_t w_t^T dgrid[:, q - s_t]: the forward's products with the kernel
+        # dcanvas[q] = sum_t dgrid[q - s_t] w_t^T: the forward's products with the kernel
         # mirrored (q - s_t = q + (S - s_t) - S, and S - s_t runs over the taps backwards), over
         # the image area only (the padding's gradient is never needed).
-        wt_all = w.flip(2, 3).permute(1, 2, 3, 0).reshape(C, -1).to(products)
-        dx_canvas = dout.new_empty(C, cv.body, dtype=products)
-        _stacked_products(dx_canvas, wt_all, dgrid_ext, HH, WW, cv.Wc, cv.body, cv.lead)
-        dx = dout.new_empty(N, C, H, W)
-        dx.copy_(dx_canvas.view(C, N, cv.Hc, cv.Wc)[:, :, :H, :W].transpose(0, 1))
+        wt_all = w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, C).to(products)
+        dx_canvas = dout.new_empty(cv.body, C, dtype=products)
+        _shifted_products(dx_canvas, wt_all, dgrid_ext, HH, WW, cv.Wc, cv.body, cv.lead)
+        dx = torch.empty(
+            N, C, H, W, dtype=dout.dtype, device=dout.device, memory_format=memory_format
+        )
+        dx.copy_(cv.image_area(dx_canvas, slice(0, H), slice(0, W)))
     return dx, dw
 
 
@@ -343,11 +403,14 @@ class Conv2dFunction(Function):
         else:
             w = w.reshape(F, -1).to(products)
             out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
-            out_fn = out_fn.view(F, N, H_out, W_out)
-        # (F, N, H', W') -> (N, F, H', W'): the transposing copy also adds the bias.
-        out = x.new_empty(N, F, H_out, W_out)
-        torch.add(out_fn.transpose(0, 1), b.view(1, F, 1, 1), out=out)
-        ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products)
+            out_fn = out_fn.view(F, N, H_out, W_out).transpose(0, 1)
+        # (N, F, H', W') from the products' layout: the copy also adds the bias.
+        layout = memory_format_of(x)
+        out = torch.empty(
+            N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout
+        )
+        torch.add(out_fn, b.view(1, F, 1, 1), out=out)
+        ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products, layout)
         ctx.canvas_geometry = canvas_geometry
         ctx.save_for_backward(saved if need_w else None, w if need_x else None)
         return out
@@ -356,13 +419,22 @@ class Conv2dFunction(Function):
     @once_differentiable
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         saved, w = ctx.saved_tensors
-        algorithm, x_shape, w_shape, stride, pad, dtype, products = ctx.geometry
+        algorithm, x_shape, w_shape, stride, pad, dtype, products, layout = ctx.geometry
         F, _, HH, WW = w_shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
         if algorithm == "shifted" and (need_x or need_w):
             dx, dw = _shifted_backward(
-                dout, saved, ctx.canvas_geometry, w, x_shape, w_shape, need_x, need_w, products
+                dout,
+                saved,
+                ctx.canvas_geometry,
+                w,
+                x_shape,
+                w_shape,
+                need_x,
+                need_w,
+                products,
+                layout,
             )
         elif need_x or need_w:
             d2 = torch.empty(

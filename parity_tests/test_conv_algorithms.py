@@ -77,6 +77,34 @@ def test_shifted_over_several_blocks(shape, monkeypatch):
         torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize("algorithm", CONV_ALGORITHMS)
+@pytest.mark.parametrize("dout_layout", ["channels_last", "contiguous"])
+def test_channels_last_input_stays_channels_last(algorithm, dout_layout):
+    """A channels-last input gives a channels-last output (and input gradient, on the shifted
+    algorithm, whose canvas is channels last) with the same values as a contiguous input; the
+    upstream gradient may come in either layout."""
+    cl = torch.channels_last
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 10, 9, 8, generator=gen, dtype=torch.float64)
+    w = torch.randn(6, 10, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True)
+    x_cl = x.contiguous(memory_format=cl).requires_grad_()
+    x = x.requires_grad_()
+    out_cl = Conv2dFunction.apply(x_cl, w, b, 1, 1, algorithm)
+    out = Conv2dFunction.apply(x, w, b, 1, 1, algorithm)
+    assert out_cl.is_contiguous(memory_format=cl) and out.is_contiguous()
+    torch.testing.assert_close(out_cl, out, **ASSERT_CLOSE["float64"])
+    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    if dout_layout == "channels_last":
+        dout = dout.contiguous(memory_format=cl)
+    grads_cl = torch.autograd.grad(out_cl, (x_cl, w, b), dout)
+    grads = torch.autograd.grad(out, (x, w, b), dout)
+    if algorithm != "im2col":
+        assert grads_cl[0].is_contiguous(memory_format=cl)
+    for g_cl, g in zip(grads_cl, grads, strict=True):
+        torch.testing.assert_close(g_cl, g, **ASSERT_CLOSE["float64"])
+
+
 def test_unknown_algorithm_is_named():
     x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
     with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):

@@ -83,6 +83,10 @@ def memory_format_of(x):
     contiguous, as with C = 1 or 1x1 maps), else torch.contiguous_format: the layout a layer's
     output and input gradient take, so that a network fed channels-last tensors stays channels
     last from layer to layer (as PyTorch's own layers do) and no layer transposes."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if (
+        x.dim() == 4
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    ):
         return torch.channels_last
     return torch.contiguous_format

@@ -7,22 +7,28 @@ im2col (the course's): copy every window into a column of one matrix and do ONE 
     cols (C*HH*WW, N*H'*W'),   out = W2 @ cols,   W2 = w.reshape(F, C*HH*WW).
     The copy is HH*WW times the input, which is what makes it slow on large maps.
 
-shifted (no window matrix of the whole input): lay the zero-padded input out channel first on
-    a flat ``canvas`` (C, positions), image after image, row after row (``_Canvas``: neighbouring
+shifted (no window matrix of the whole input): lay the zero-padded input out channels last on
+    a flat ``canvas`` (positions, C), image after image, row after row (``_Canvas``: neighbouring
     rows and images share their zero padding). The window of the output at canvas position O
     starts at O, and its tap (k, l) sits at O + k*Wc + l, so for every tap the whole output reads
-    a SHIFTED VIEW of the same canvas (a column slice, no copy):
-        out[:, O] = sum_{k,l} w[:, :, k, l] @ canvas[:, O + k*Wc + l].
+    a SHIFTED VIEW of the same canvas (a slice of rows, no copy):
+        out[O, :] = sum_{k,l} canvas[O + k*Wc + l, :] @ w[:, :, k, l]^T.
     Positions whose window crosses a row or image edge are computed too and then dropped (a
     small waste on large maps: 8x8 positions for a 7x7 output, 32x32 for 31x31).
-    The positions are processed in blocks: per block the HH*WW shifted slices are stacked into
-    one (HH*WW*C, block) matrix, an im2col of that block only that stays in cache, and multiplied
-    once (inner dimension HH*WW*C, each output rounded once, which also makes it exact enough
-    for bfloat16 products). Backward is the same with the products transposed:
-        dw[:, :, k, l] = sum_O dcanvas[:, O] canvas[:, O + k*Wc + l]^T,
-        dx_canvas[:, q] = sum_{k,l} w[:, :, k, l]^T dcanvas[:, q - k*Wc - l],
+    The positions are processed in blocks of rows. In float32/float64 each block accumulates the
+    HH*WW products of its shifted slices (K = C each) while the block of the output is in cache.
+    With lower-precision products (bfloat16 under autocast) the HH*WW slices of a block are
+    stacked into one (block, HH*WW*C) matrix, an im2col of that block only, and multiplied once
+    (inner dimension HH*WW*C), so each output is rounded once. The positions are the rows of
+    every product, the channels its columns: (positions, K) @ (K, F) is the orientation in which
+    the BLAS runs these long, thin products fastest (BENCHMARKS.md). Backward is the same with
+    the products transposed:
+        dw[:, :, k, l]^T = sum_O canvas[O + k*Wc + l, :]^T dcanvas[O, :],
+        dx_canvas[q, :] = sum_{k,l} dcanvas[q - k*Wc - l, :] @ w[:, :, k, l],
     where dcanvas is dout placed at the output positions with zeros elsewhere: dx is the forward
-    run on dcanvas with the taps mirrored.
+    run on dcanvas with the taps mirrored. Output and dx take the input's memory format: a
+    channels-last input (``torch.channels_last``) is placed on the canvas and read back with
+    contiguous copies instead of transposes.
 
 The transposed convolution (DCGAN, Radford et al. 2016; ``ConvTranspose2dFunction``) is the
 gradient of a convolution with respect to its input, used as a layer: its forward is the conv's
@@ -406,9 +412,7 @@ class Conv2dFunction(Function):
             out_fn = out_fn.view(F, N, H_out, W_out).transpose(0, 1)
         # (N, F, H', W') from the products' layout: the copy also adds the bias.
         layout = memory_format_of(x)
-        out = torch.empty(
-            N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout
-        )
+        out = torch.empty(N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout)
         torch.add(out_fn, b.view(1, F, 1, 1), out=out)
         ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products, layout)
         ctx.canvas_geometry = canvas_geometry

@@ -158,29 +158,42 @@ def tanh_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _normalize(
-    x: np.ndarray, axis: int | tuple[int, ...], eps: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (xhat, xmu, var, std) normalizing x over ``axis`` with the BIASED variance."""
-    mu = x.mean(axis=axis, keepdims=True)
-    xmu = x - mu
-    var = (xmu * xmu).mean(axis=axis, keepdims=True)
-    std = np.sqrt(var + eps)
-    return xmu / std, xmu, var, std
+def _normalize_rows(x3: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (xhat, std): every row of x3 (..., m) normalized over its last axis with the
+    BIASED variance, xhat = (x - mean) / std, std = sqrt(var + eps) of shape (..., 1).
 
-
-def _normalize_backward(
-    dxhat: np.ndarray, xhat: np.ndarray, std: np.ndarray, axis: int | tuple[int, ...]
-) -> np.ndarray:
-    """Gradient through xhat = (x - mean(x)) / sqrt(var(x) + eps), reduction over ``axis``.
-
-    With m elements per group, differentiating the mean and the variance gives
-        dx = (1 / std) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
-    the simplified formula that batchnorm_backward_alt derives.
+    Two passes for the statistics (the mean, then the mean squared deviation: E[x^2] - mean^2
+    would lose every digit of a small variance under a large mean), the sum of squares taken by
+    einsum without a temporary, and xhat built in one array in place.
     """
-    mean_dxhat = dxhat.mean(axis=axis, keepdims=True)
-    mean_dxhat_xhat = (dxhat * xhat).mean(axis=axis, keepdims=True)
-    return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) / std
+    m = x3.shape[-1]
+    if m == 0:  # no values per row: NumPy's mean of an empty row (NaN, with its warning)
+        mu = x3.mean(axis=-1, keepdims=True)
+        return x3 - mu, np.sqrt(mu + eps)
+    xhat = x3 - x3.mean(axis=-1, keepdims=True)
+    var = np.einsum("...i,...i->...", xhat, xhat)[..., None] / m
+    std = np.sqrt(var + eps)
+    xhat /= std
+    return xhat, std
+
+
+def _normalize_rows_backward(dxhat: np.ndarray, xhat: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Gradient through xhat = (x - mean(x)) / sqrt(var(x) + eps) over the last axis.
+
+    With m values per row, differentiating the mean and the variance gives
+        dx = (1 / std) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+    the simplified formula that batchnorm_backward_alt derives; dx is built term by term in one
+    array (each line one pass over memory).
+    """
+    m = xhat.shape[-1]
+    if m == 0:  # rows of no values have an empty gradient
+        return np.zeros(np.broadcast_shapes(dxhat.shape, xhat.shape), np.result_type(dxhat, std))
+    mean_dxhat_xhat = np.einsum("...i,...i->...", dxhat, xhat)[..., None] / m
+    dx = xhat * -mean_dxhat_xhat  # - xhat * mean(dxhat * xhat)
+    dx += dxhat
+    dx -= dxhat.mean(axis=-1, keepdims=True)
+    dx /= std
+    return dx
 
 
 # Batchnorm's statistics are per feature (vanilla) or per channel (spatial); both variants share
@@ -472,8 +485,8 @@ def layernorm_forward(
     require_ndim("x", x, 2, "(N, D)")
     check_norm_args(x, gamma, beta, 2, (x.shape[1],), "(N, D)")
     eps = check_norm_param(ln_param, "ln_param")
-    xhat, _, _, std = _normalize(x, 1, eps)
-    out = gamma * xhat + beta
+    xhat, std = _normalize_rows(x, eps)
+    out = _scale_shift(xhat, gamma, beta)
     return out, {"xhat": xhat, "std": std, "gamma": gamma}
 
 
@@ -484,9 +497,11 @@ def layernorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.n
     """
     xhat, std, gamma = cache["xhat"], cache["std"], cache["gamma"]
     check_dout(dout, shape_of(xhat))
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
-    dx = _normalize_backward(dout * gamma, xhat, std, 1)
+    features = _Channels(xhat.shape)  # sums down the batch, feature by feature
+    d2 = features.view(dout)
+    dbeta = features.sum(d2)
+    dgamma = features.sum(d2, features.view(xhat))
+    dx = _normalize_rows_backward(dout * gamma, xhat, std)
     return dx, dgamma, dbeta
 
 
@@ -539,8 +554,12 @@ def spatial_groupnorm_forward(
     check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
     G = require_groups(G, C)
     eps = check_norm_param(gn_param, "gn_param")
-    xhat, _, _, std = _normalize(x.reshape(N, G, C // G * H * W), 2, eps)  # (N may be 0)
-    out = gamma * xhat.reshape(N, C, H, W) + beta
+    xhat, std = _normalize_rows(x.reshape(N, G, C // G * H * W), eps)  # (N may be 0)
+    # gamma and beta act per channel: spread along _Channels' rows, they broadcast over long
+    # contiguous runs instead of (1, C, 1, 1) over every H*W block.
+    channels = _Channels((N, C, H, W))
+    scale, shift = channels.spread(gamma.reshape(C)), channels.spread(beta.reshape(C))
+    out = _scale_shift(channels.view(xhat), scale, shift).reshape(N, C, H, W)
     return out, {"xhat": xhat, "std": std, "gamma": gamma, "G": G, "shape": (N, C, H, W)}
 
 
@@ -556,10 +575,12 @@ def spatial_groupnorm_backward(
         cache["shape"],
     )
     check_dout(dout, (N, C, H, W))
-    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
-    dgamma = (dout * xhat.reshape(N, C, H, W)).sum(axis=(0, 2, 3), keepdims=True)
-    dxhat = (dout * gamma).reshape(N, G, C // G * H * W)
-    dx = _normalize_backward(dxhat, xhat, std, 2).reshape(N, C, H, W)
+    channels = _Channels((N, C, H, W))  # per-channel sums over (N, H, W), see _Channels
+    d2 = channels.view(dout)
+    dbeta = channels.sum(d2).reshape(1, C, 1, 1)
+    dgamma = channels.sum(d2, channels.view(xhat)).reshape(1, C, 1, 1)
+    dxhat = (d2 * channels.spread(gamma.reshape(C))).reshape(N, G, C // G * H * W)
+    dx = _normalize_rows_backward(dxhat, xhat, std).reshape(N, C, H, W)
     return dx, dgamma, dbeta
 
 

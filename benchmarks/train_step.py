@@ -61,6 +61,11 @@ def _build_step(item: dict, backend: str):
     x = torch.randn(N, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (N,), generator=g)
     fit_whitening(net, x)  # the default model's fixed stem filters, as train.py sets them
+    if _channels_last(item["channels_last"], backend):
+        # train.py's --channels-last: weights and images channels last (the data module's
+        # batches arrive so), the network's activations then follow their input's layout
+        net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     last = {}
 
     def step():
@@ -70,6 +75,13 @@ def _build_step(item: dict, backend: str):
 
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return step, last, params
+
+
+def _channels_last(choice: str, backend: str) -> bool:
+    """train.py's rule for --channels-last: auto follows the backend's default."""
+    from cifar_training.backends import ops_class
+
+    return ops_class(backend).channels_last_by_default if choice == "auto" else choice == "on"
 
 
 def child_main(spec: dict) -> int:
@@ -269,6 +281,7 @@ def time_train_steps(items: list[dict], backends, opts, env) -> list[dict]:
         common.add_ratios(part)
         for row in part:
             row["precision"] = item["precision"]
+            row["channels_last"] = _channels_last(item["channels_last"], row["backend"])
             t = TARGETS.get(row["backend"]) if item["precision"] == "32-true" else None
             if t is not None and row["ratio_to_builtin"] is not None:
                 row["target"], row["meets_target"] = t, row["ratio_to_builtin"] <= t
@@ -281,6 +294,7 @@ COLUMNS = [
     ("backend", "backend", str),
     ("ms/step", "ms", common.fmt_ms),
     ("images/s", "images_per_s", common.fmt_num),
+    ("channels last", "channels_last", lambda v: "yes" if v else "no"),
     ("x builtin", "ratio_to_builtin", common.fmt_ratio),
     ("target", "target", lambda v: f"<={v:g}x"),
     ("met", "meets_target", lambda v: "yes" if v else "NO"),
@@ -353,6 +367,13 @@ def parse_args(argv):
         default="highest",
         help="torch.set_float32_matmul_precision in every backend's process "
         "(train.py --matmul-precision; see BENCHMARKS.md) (default: highest)",
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels_last images and conv weights, as train.py's flag; auto = each "
+        "backend's own default, as train.py resolves it (default: auto)",
     )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -434,6 +455,7 @@ def main(argv=None) -> int:
                 "seed": recipe["seed"],
                 "overrides": overrides,
                 "precision": args.precision,
+                "channels_last": args.channels_last,
             }
         )
     if args.smoke:  # one process per backend serves every model: startup dominates here

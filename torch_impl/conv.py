@@ -215,12 +215,18 @@ _BLOCK_ELEMENTS = 1 << 18
 _TAPWISE_BLOCK = 8192
 
 
-def _tapwise(dtype: torch.dtype) -> bool:
-    """Whether products in ``dtype`` may be accumulated tap by tap: in float32/float64 every
-    partial sum is rounded like the sums inside one product; in bfloat16/float16 each of the
-    HH*WW partial sums would be rounded to 8-11 bits, so those stack the taps into one product
-    whose sums stay in float32 (``_stacked_slices``)."""
-    return dtype in (torch.float32, torch.float64)
+def _tapwise(dtype: torch.dtype, R: int) -> bool:
+    """Whether products in ``dtype`` over R channels are accumulated tap by tap.
+
+    In float32/float64 every partial sum is rounded like the sums inside one product; in
+    bfloat16/float16 each of the HH*WW partial sums would be rounded to 8-11 bits, so those
+    stack the taps into one product whose sums stay in float32 (``_stacked_slices``). With few
+    channels (the RGB stem) a product per tap has an inner dimension of 3: stacking is faster.
+    """
+    return dtype in (torch.float32, torch.float64) and R >= _TAPWISE_MIN_CHANNELS
+
+
+_TAPWISE_MIN_CHANNELS = 8
 
 
 def _taps(HH: int, WW: int, Wc: int) -> list[int]:
@@ -253,7 +259,7 @@ def _shifted_products(
     (block, T*R) matrix (an im2col of that block only) and multiplied ONCE, so the inner
     dimension is T*R and each output is rounded once."""
     T, R = HH * WW, src.shape[1]
-    if _tapwise(src.dtype):
+    if _tapwise(src.dtype, R):
         shifts = _taps(HH, WW, Wc)
         w_taps = weights.view(T, R, -1)
         for a in range(0, stop, _TAPWISE_BLOCK):
@@ -282,7 +288,7 @@ def _shifted_weight_gradient(
     (lower-precision products) one product with the stacked slices per block, as in
     ``_shifted_products``."""
     T, C = HH * WW, canvas.shape[1]
-    if _tapwise(canvas.dtype):
+    if _tapwise(canvas.dtype, C):
         shifts = _taps(HH, WW, Wc)
         dw_taps = dw_all.view(T, C, -1)
         for a in range(0, stop, _TAPWISE_BLOCK):

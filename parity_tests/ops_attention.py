@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from builtin_impl import functions as bf
+from builtin_impl.conversions import linear_weight
 from numpy_impl import attention as npa
 from numpy_impl import layers as npl
 from parity_tests.case_helpers import (
@@ -198,9 +200,9 @@ def _mha_builtin(t, c):
     )
     params = {
         # CS231n's (E_in, E_out) weights are nn.Linear's transposed; rows of in_proj: q, k, v.
-        "in_proj_weight": torch.cat([t["Wq"].T, t["Wk"].T, t["Wv"].T], dim=0),
+        "in_proj_weight": torch.cat([linear_weight(t[W]) for W in ("Wq", "Wk", "Wv")], dim=0),
         "in_proj_bias": torch.cat([t["bq"], t["bk"], t["bv"]]),
-        "out_proj.weight": t["Wo"].T,
+        "out_proj.weight": linear_weight(t["Wo"]),
         "out_proj.bias": t["bo"],
     }
     mask = c["attn_mask"]
@@ -215,7 +217,7 @@ def _mha_reference(t, c):
 
     def heads(x, W, b):
         N, L, E = x.shape
-        return F.linear(x, W.T, b).reshape(N, L, c["num_heads"], -1).transpose(1, 2)
+        return F.linear(x, linear_weight(W), b).reshape(N, L, c["num_heads"], -1).transpose(1, 2)
 
     q = heads(t["query"], t["Wq"], t["bq"])
     k = heads(t["key"], t["Wk"], t["bk"])
@@ -463,9 +465,7 @@ _TRANSFORMER_OPS = [
             {"gamma": t["gamma"], "beta": t["beta"]},
             (t["x"],),
         ),
-        builtin_fn=lambda t, c: F.layer_norm(
-            t["x"], t["x"].shape[-1:], t["gamma"], t["beta"], eps=c["eps"]
-        ),
+        builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["eps"]),
         bad_inputs=(
             BadInput(
                 "gamma wrong length", _set_input("gamma", lambda g: g[:-1]), "gamma must have shape"

@@ -8,8 +8,8 @@ builtins are ``F.leaky_relu`` and ``F.conv_transpose2d``, on the reference side 
 from __future__ import annotations
 
 import numpy as np
-import torch.nn.functional as F
 
+from builtin_impl import functions as bf
 from numpy_impl import generative_layers as npgl
 from parity_tests.ops_layers import (
     _X_INT,
@@ -76,8 +76,7 @@ def _conv_transpose_apply(t, c):
 
 def _conv_transpose_builtin(t, c):
     cp = c["conv_param"]
-    # Same weight layout (C_in, C_out, kH, kW); CS231n's 'pad' is PyTorch's 'padding'.
-    return F.conv_transpose2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
+    return bf.conv_transpose(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,7 +136,7 @@ OPS = [
             npgl, "leaky_relu_forward", "leaky_relu_backward", _xs_and("negative_slope")
         ),
         torch_impl_fn=lambda t, c: tf.LeakyReLUFunction.apply(t["x"], c["negative_slope"]),
-        builtin_fn=lambda t, c: F.leaky_relu(t["x"], c["negative_slope"]),
+        builtin_fn=lambda t, c: bf.leaky_relu(t["x"], c["negative_slope"]),
         bad_inputs=_LEAKY_RELU_BAD,
         conversion="F.leaky_relu(x, negative_slope): identical definition",
     ),

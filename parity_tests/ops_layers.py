@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from builtin_impl import functions as bf
+from builtin_impl.conversions import drop_probability
 from numpy_impl import fast_layers as npf
 from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
@@ -574,24 +576,23 @@ def _bn_apply(fn):
 
 def _bn_builtin(t, c):
     bp = c["bn_param"]
-    # CS231n: running = momentum*running + (1-momentum)*batch, so PyTorch's momentum is 1 - it.
-    # (Outputs and gradients do not see the running-variance difference; test_batchnorm.py
+    # (Outputs and gradients do not see PyTorch's unbiased running variance; test_batchnorm.py
     # checks the running statistics with the biased/unbiased conversion.)
-    return F.batch_norm(
+    return bf.batchnorm(
         t["x"],
-        bp["running_mean"],
-        bp["running_var"],
         t["gamma"],
         t["beta"],
-        training=bp["mode"] == "train",
-        momentum=1 - bp["momentum"],
-        eps=bp["eps"],
+        bp["running_mean"],
+        bp["running_var"],
+        bp["mode"] == "train",
+        bp["momentum"],
+        bp["eps"],
     )
 
 
 def _conv_builtin(t, c):
     cp = c["conv_param"]
-    return F.conv2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
+    return bf.conv(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
 
 
 def _conv_apply(t, c, algorithm="auto"):
@@ -601,7 +602,7 @@ def _conv_apply(t, c, algorithm="auto"):
 
 def _pool_builtin(t, c):
     pp = c["pool_param"]
-    return F.max_pool2d(t["x"], (pp["pool_height"], pp["pool_width"]), stride=pp["stride"])
+    return bf.max_pool(t["x"], pp["pool_height"], pp["pool_width"], pp["stride"])
 
 
 def _pool_apply(t, c):
@@ -610,19 +611,13 @@ def _pool_apply(t, c):
 
 
 def _groupnorm_builtin(t, c):
-    C = t["x"].shape[1]
-    # CS231n keeps gamma/beta as (1, C, 1, 1); F.group_norm takes (C,). The reshape is part of
-    # the autograd graph, so the builtin's dgamma comes back as (1, C, 1, 1) too.
-    return F.group_norm(
-        t["x"], c["G"], t["gamma"].reshape(C), t["beta"].reshape(C), eps=c["gn_param"]["eps"]
-    )
+    # The reshape of gamma/beta to F.group_norm's (C,) is part of the autograd graph, so the
+    # builtin's dgamma comes back as (1, C, 1, 1) too.
+    return bf.spatial_groupnorm(t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]["eps"])
 
 
 def _svm_builtin(t, c):
-    C = t["x"].shape[1]
-    # F.multi_margin_loss averages the hinge terms over the C classes too (sum_{j != y} / C),
-    # CS231n only over the batch: CS231n's loss = C * multi_margin_loss(p=1, margin=1).
-    return C * F.multi_margin_loss(t["x"], c["y"], p=1, margin=1.0)
+    return bf.svm_loss(t["x"], c["y"])
 
 
 def _dropout_apply(t, c):
@@ -637,24 +632,22 @@ def _dropout_builtin(t, c):
     # back from its output) and the keep rate/scaling statistically.
     dp = c["dropout_param"]
     if dp["mode"] != "train":
-        return F.dropout(t["x"], 1 - dp["p"], training=False)
+        return F.dropout(t["x"], drop_probability(dp["p"]), training=False)
     return t["x"] * dp["mask"]
 
 
 def _affine_norm_builtin(t, c):
     """affine -> [batchnorm | layernorm] from builtins: the ReLU's input."""
-    x, w = t["x"], t["w"]
-    a = F.linear(x.reshape(x.shape[0], w.shape[0]), w.T, t["b"])
+    a = bf.affine(t["x"], t["w"], t["b"])
     if c["normalization"] == "batchnorm":
         return _bn_builtin({**t, "x": a}, c)
     if c["normalization"] == "layernorm":
-        eps = c["bn_param"]["eps"]
-        return F.layer_norm(a, a.shape[1:], t["gamma"], t["beta"], eps=eps)
+        return bf.layernorm(a, t["gamma"], t["beta"], c["bn_param"]["eps"])
     return a
 
 
 def _affine_norm_relu_builtin(t, c):
-    out = F.relu(_affine_norm_builtin(t, c))
+    out = bf.relu(_affine_norm_builtin(t, c))
     dp = c["dropout_param"]
     return out if dp is None else _dropout_builtin({"x": out}, c)
 
@@ -708,7 +701,7 @@ def _conv_bn_relu_apply(t, c):
 
 
 def _conv_bn_relu_builtin(t, c):
-    return F.relu(_bn_builtin({**t, "x": _conv_builtin(t, c)}, c))
+    return bf.relu(_bn_builtin({**t, "x": _conv_builtin(t, c)}, c))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -869,10 +862,7 @@ def _conv_relu_pool_apply(t, c):
 
 
 def _conv_relu_pool_builtin(t, c):
-    pp = c["pool_param"]
-    return F.max_pool2d(
-        F.relu(_conv_builtin(t, c)), (pp["pool_height"], pp["pool_width"]), stride=pp["stride"]
-    )
+    return _pool_builtin({"x": bf.relu(_conv_builtin(t, c))}, c)
 
 
 _CONV_FLAVORS = (
@@ -991,15 +981,11 @@ OPS = [
         numpy_forward_backward=_numpy_pair(npl, "affine_forward", "affine_backward", _xs),
         torch_impl_fn=lambda t, c: tf.AffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
-        # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
-        # (x.reshape(N, D) with D = w's rows: with N = 0 or D = 0 a -1 would be ambiguous)
-        builtin_fn=lambda t, c: F.linear(
-            t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T, t["b"]
-        ),
+        builtin_fn=lambda t, c: bf.affine(t["x"], t["w"], t["b"]),
         bad_inputs=_AFFINE_BAD,
         conversion="F.linear(x.reshape(N, D), w.T, b)",
     ),
-    _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
+    _elementwise_entry("relu", "ReLUFunction", lambda t, c: bf.relu(t["x"])),
     _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
     _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
     # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
@@ -1037,9 +1023,7 @@ OPS = [
         torch_functional_fn=lambda t, c: tfn.layernorm(
             t["x"], t["gamma"], t["beta"], c["ln_param"]
         ),
-        builtin_fn=lambda t, c: F.layer_norm(
-            t["x"], t["x"].shape[1:], t["gamma"], t["beta"], eps=c["ln_param"]["eps"]
-        ),
+        builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["ln_param"]["eps"]),
         bad_inputs=_LAYERNORM_BAD,
     ),
     OpSpec(
@@ -1138,9 +1122,7 @@ OPS = [
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(
             tf.AffineFunction.apply(t["x"], t["w"], t["b"])
         ),
-        builtin_fn=lambda t, c: F.relu(
-            F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])
-        ),
+        builtin_fn=lambda t, c: bf.relu(bf.affine(t["x"], t["w"], t["b"])),
         conversion="F.relu(F.linear(x.reshape(N, -1), w.T, b))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
@@ -1152,7 +1134,7 @@ OPS = [
             npu, "conv_relu_forward", "conv_relu_backward", _xs_and("conv_param")
         ),
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(_conv_apply(t, c)),
-        builtin_fn=lambda t, c: F.relu(_conv_builtin(t, c)),
+        builtin_fn=lambda t, c: bf.relu(_conv_builtin(t, c)),
         conversion="F.relu(F.conv2d(x, w, b, stride, padding=pad))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
@@ -1255,7 +1237,7 @@ OPS = [
         numpy_forward_backward=_numpy_loss("softmax_loss"),
         torch_impl_fn=lambda t, c: tf.SoftmaxLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.softmax_loss(t["x"], c["y"]),
-        builtin_fn=lambda t, c: F.cross_entropy(t["x"], c["y"]),
+        builtin_fn=lambda t, c: bf.softmax_loss(t["x"], c["y"]),
         bad_inputs=_LOSS_BAD,
         conversion="F.cross_entropy(x, y) (mean over N): identical definition",
     ),

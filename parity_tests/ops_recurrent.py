@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from builtin_impl.conversions import gate_order, linear_weight
 from numpy_impl import rnn_layers as npr
 from parity_tests.case_helpers import (
     _case,
@@ -66,20 +67,14 @@ def _recurrent_case(rng, dtype, gates, seq, scale=1.0, N=None, D=None) -> Case:
     return _case(dtype, inputs)
 
 
-# CS231n orders the LSTM gate blocks i, f, o, g; PyTorch i, f, g, o: blocks [0, 1, 3, 2].
-def _torch_gate_order(W: torch.Tensor, H: int) -> torch.Tensor:
-    i, f, o, g = W.split(H, dim=-1)
-    return torch.cat([i, f, g, o], dim=-1)
-
-
 def _torch_rnn_params(t, H, lstm, suffix):
     """PyTorch's parameter dict from CS231n's Wx, Wh, b (see the module docstring)."""
     Wx, Wh, b = t["Wx"], t["Wh"], t["b"]
     if lstm:
-        Wx, Wh, b = (_torch_gate_order(a, H) for a in (Wx, Wh, b))
+        Wx, Wh, b = (gate_order(a, H) for a in (Wx, Wh, b))
     return {
-        f"weight_ih{suffix}": Wx.T,
-        f"weight_hh{suffix}": Wh.T,
+        f"weight_ih{suffix}": linear_weight(Wx),
+        f"weight_hh{suffix}": linear_weight(Wh),
         f"bias_ih{suffix}": b,
         f"bias_hh{suffix}": torch.zeros_like(b),  # CS231n's single bias: bias_ih + bias_hh = b
     }
@@ -354,7 +349,7 @@ _TEMPORAL_OPS = [
         ),
         torch_impl_fn=lambda t, c: tf3.TemporalAffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: trnn.temporal_affine(t["x"], t["w"], t["b"]),
-        builtin_fn=lambda t, c: F.linear(t["x"], t["w"].T, t["b"]),
+        builtin_fn=lambda t, c: F.linear(t["x"], linear_weight(t["w"]), t["b"]),
         bad_inputs=_TEMPORAL_AFFINE_BAD,
         conversion="F.linear(x, w.T, b): CS231n's w is (D, M)",
     ),

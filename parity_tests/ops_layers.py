@@ -18,16 +18,23 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from builtin_impl import functions as bf
-from builtin_impl.conversions import drop_probability
+from builtin_impl.conversions import (
+    channel_vector,
+    drop_probability,
+    linear_weight,
+    torch_momentum,
+)
 from numpy_impl import fast_layers as npf
 from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
 from parity_tests.checks import case_without_tiny_gradients
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Case, ModuleInfo, OpSpec
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import nn as tnn
 
 # ----------------------------------------------------------------------------------------------
 # Input generators
@@ -705,6 +712,193 @@ def _conv_bn_relu_builtin(t, c):
 
 
 # ----------------------------------------------------------------------------------------------
+# torch_impl.nn modules and the torch.nn modules they are compared against (parameters
+# converted by builtin_impl.conversions)
+# ----------------------------------------------------------------------------------------------
+
+
+def _bn_module_param(m) -> dict:
+    """A module's bn_param for torch_impl.functional (mode from its training flag)."""
+    return {
+        "mode": "train" if m.training else "test",
+        "eps": m.eps,
+        "momentum": m.momentum,
+        "running_mean": m.running_mean,
+        "running_var": m.running_var,
+    }
+
+
+def _bn_module_builtin(cls):
+    def make(m):
+        b = cls(m.num_features, eps=m.eps, momentum=torch_momentum(m.momentum), **_like(m.gamma))
+        b.weight, b.bias = m.gamma, m.beta
+        with torch.no_grad():
+            b.running_mean.copy_(m.running_mean)
+            b.running_var.copy_(m.running_var)
+        return b
+
+    return make
+
+
+def _bn_module(cls, builtin_cls, functional):
+    """(Spatial)BatchNorm: its builtin's running_var averages the unbiased variance, so only
+    running_mean is compared there (test_batchnorm.py converts)."""
+    return ModuleInfo(
+        cls,
+        lambda case: cls(
+            case.inputs["gamma"].shape[0],
+            eps=case.consts["bn_param"]["eps"],
+            momentum=case.consts["bn_param"]["momentum"],
+        ),
+        buffers=lambda case: {k: (case.inputs["gamma"].shape[0],) for k in _RUNNING},
+        functional=lambda m, x: functional(x, m.gamma, m.beta, _bn_module_param(m)),
+        builtin=_bn_module_builtin(builtin_cls),
+        modal=True,
+    )
+
+
+_RUNNING = ("running_mean", "running_var")
+
+
+def _like(t: torch.Tensor) -> dict:
+    return {"dtype": t.dtype, "device": t.device}
+
+
+def _linear_module(m):
+    b = nn.Linear(m.in_features, m.out_features, **_like(m.w))
+    with torch.no_grad():
+        b.weight.copy_(linear_weight(m.w))
+        b.bias.copy_(m.b)
+    return b
+
+
+def _conv_module(m):
+    b = nn.Conv2d(
+        m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.pad, **_like(m.w)
+    )
+    b.weight, b.bias = m.w, m.b  # the same (F, C, HH, WW) layout
+    return b
+
+
+def _group_norm_module(m):
+    b = nn.GroupNorm(m.G, m.num_channels, eps=m.eps, **_like(m.gamma))
+    with torch.no_grad():
+        b.weight.copy_(channel_vector(m.gamma))
+        b.bias.copy_(channel_vector(m.beta))
+    return b
+
+
+def _layer_norm_module(m):
+    b = nn.LayerNorm(m.num_features, eps=m.eps, **_like(m.gamma))
+    b.weight, b.bias = m.gamma, m.beta
+    return b
+
+
+def _scores_args(case):
+    return case.inputs["x"], case.consts["y"]
+
+
+def _elementwise_module(cls, builtin_cls, functional):
+    return ModuleInfo(
+        cls,
+        lambda case: cls(),
+        functional=lambda m, x: functional(x),
+        builtin=lambda m: builtin_cls(),
+    )
+
+
+_AFFINE_MODULE = ModuleInfo(
+    tnn.Affine,
+    lambda case: tnn.Affine(*case.inputs["w"].shape),
+    flavor={"N": 3, "M": 4},
+    functional=lambda m, x: tfn.affine(x, m.w, m.b),
+    builtin=_linear_module,
+    builtin_call=lambda b, x: b(x.reshape(x.shape[0], b.in_features)),
+    param_grads=lambda b: {"w": linear_weight(b.weight.grad), "b": b.bias.grad},
+)
+_LAYERNORM_MODULE = ModuleInfo(
+    tnn.LayerNorm,
+    lambda case: tnn.LayerNorm(case.inputs["gamma"].shape[0], eps=case.consts["ln_param"]["eps"]),
+    functional=lambda m, x: tfn.layernorm(x, m.gamma, m.beta, {"eps": m.eps}),
+    builtin=_layer_norm_module,
+)
+_GROUPNORM_MODULE = ModuleInfo(
+    tnn.SpatialGroupNorm,
+    lambda case: tnn.SpatialGroupNorm(
+        case.inputs["x"].shape[1], case.consts["G"], eps=case.consts["gn_param"]["eps"]
+    ),
+    functional=lambda m, x: tfn.spatial_groupnorm(x, m.gamma, m.beta, m.G, {"eps": m.eps}),
+    builtin=_group_norm_module,
+    param_grads=lambda b: {
+        "gamma": b.weight.grad.view(1, -1, 1, 1),
+        "beta": b.bias.grad.view(1, -1, 1, 1),
+    },
+)
+_DROPOUT_SEED = 5
+_DROPOUT_MODULE = ModuleInfo(
+    tnn.Dropout,
+    lambda case: tnn.Dropout(
+        case.consts["dropout_param"]["p"], torch.Generator().manual_seed(_DROPOUT_SEED)
+    ),
+    # keep probability 0.7 < 1 on a 6 x 7 x: train and eval differ
+    flavor={"N": 6, "p": 0.7, "dims": (7,)},
+    functional=lambda m, x: tfn.dropout(
+        x, {"p": m.p, "mode": "train" if m.training else "test", "seed": _DROPOUT_SEED}
+    ),
+    # builtin: eval mode only (nn.Dropout draws its own mask; test_dropout.py checks it)
+    builtin=lambda m: nn.Dropout(drop_probability(m.p)),
+    modal=True,
+)
+_CONV_MODULE = ModuleInfo(
+    tnn.Conv2d,
+    lambda case: tnn.Conv2d(
+        case.inputs["w"].shape[1],
+        case.inputs["w"].shape[0],
+        case.inputs["w"].shape[2:],
+        stride=case.consts["conv_param"]["stride"],
+        pad=case.consts["conv_param"]["pad"],
+    ),
+    flavor={"N": 2, "HW": (5, 6)},
+    functional=lambda m, x: tfn.conv(x, m.w, m.b, {"stride": m.stride, "pad": m.pad}),
+    builtin=_conv_module,
+)
+_POOL_MODULE = ModuleInfo(
+    tnn.MaxPool2d,
+    lambda case: tnn.MaxPool2d(
+        case.consts["pool_param"]["pool_height"],
+        case.consts["pool_param"]["pool_width"],
+        case.consts["pool_param"]["stride"],
+    ),
+    flavor={"N": 2, "HW": (5, 6)},
+    functional=lambda m, x: tfn.max_pool(
+        x, {"pool_height": m.pool_height, "pool_width": m.pool_width, "stride": m.stride}
+    ),
+    builtin=lambda m: nn.MaxPool2d((m.pool_height, m.pool_width), stride=m.stride),
+)
+_SVM_MODULE = ModuleInfo(
+    tnn.SVMLoss,
+    lambda case: tnn.SVMLoss(),
+    args=_scores_args,
+    flavor={"N": 4, "C": 5},
+    functional=lambda m, x, y: tfn.svm_loss(x, y),
+    builtin=lambda m: nn.MultiMarginLoss(),
+    # CS231n sums the hinge terms over the classes: C * multi_margin_loss (builtin_impl.svm_loss)
+    builtin_call=lambda b, x, y: x.shape[1] * b(x, y),
+)
+_SOFTMAX_MODULE = ModuleInfo(
+    tnn.SoftmaxLoss,
+    lambda case: tnn.SoftmaxLoss(),
+    args=_scores_args,
+    flavor={"N": 4, "C": 5},
+    functional=lambda m, x, y: tfn.softmax_loss(x, y),
+    builtin=lambda m: nn.CrossEntropyLoss(),
+)
+_FLATTEN_MODULE = ModuleInfo(
+    tnn.Flatten, lambda case: tnn.Flatten(), builtin=lambda m: nn.Flatten()
+)
+
+
+# ----------------------------------------------------------------------------------------------
 # Bad inputs (the same error from both twins)
 # ----------------------------------------------------------------------------------------------
 
@@ -899,6 +1093,7 @@ def _conv_spec(
     gradcheck=False,
     conversion="F.conv2d(x, w, b, stride, padding=pad)",
     algorithm="auto",
+    nn_module=None,
 ):
     """A numpy conv variant against the torch Function run with one of its algorithms
     (each algorithm gradchecked once)."""
@@ -913,6 +1108,7 @@ def _conv_spec(
         bad_inputs=_CONV_BAD,
         conversion=conversion,
         gradcheck=gradcheck,
+        module=nn_module,
     )
 
 
@@ -924,6 +1120,7 @@ def _pool_spec(
     *,
     gradcheck=False,
     conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
+    nn_module=None,
 ):
     """A numpy max-pool variant against the one torch Function (gradchecked on max_pool_naive)."""
     return OpSpec(
@@ -937,10 +1134,11 @@ def _pool_spec(
         bad_inputs=_POOL_BAD,
         conversion=conversion,
         gradcheck=gradcheck,
+        module=nn_module,
     )
 
 
-def _bn_entry(name, backward, mode, spatial, flavors):
+def _bn_entry(name, backward, mode, spatial, flavors, module=None):
     make = _spatial_bn_case if spatial else _batchnorm_case
     np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
     fn = tf.BatchNormFunction
@@ -957,10 +1155,11 @@ def _bn_entry(name, backward, mode, spatial, flavors):
         bad_inputs=_SPATIAL_BN_BAD if spatial else _BN_BAD,
         conversion="F.batch_norm(momentum = 1 - CS231n momentum); outputs/gradients identical "
         "(running_var conversion checked in test_batchnorm.py)",
+        module=module,
     )
 
 
-def _elementwise_entry(name, function, builtin):
+def _elementwise_entry(name, function, builtin, module):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
@@ -969,6 +1168,7 @@ def _elementwise_entry(name, function, builtin):
         torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
         builtin_fn=builtin,
+        module=module,
     )
 
 
@@ -984,12 +1184,45 @@ OPS = [
         builtin_fn=lambda t, c: bf.affine(t["x"], t["w"], t["b"]),
         bad_inputs=_AFFINE_BAD,
         conversion="F.linear(x.reshape(N, D), w.T, b)",
+        module=_AFFINE_MODULE,
     ),
-    _elementwise_entry("relu", "ReLUFunction", lambda t, c: bf.relu(t["x"])),
-    _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
-    _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
+    _elementwise_entry(
+        "relu",
+        "ReLUFunction",
+        lambda t, c: bf.relu(t["x"]),
+        _elementwise_module(tnn.ReLU, nn.ReLU, tfn.relu),
+    ),
+    _elementwise_entry(
+        "sigmoid",
+        "SigmoidFunction",
+        lambda t, c: torch.sigmoid(t["x"]),
+        _elementwise_module(tnn.Sigmoid, nn.Sigmoid, tfn.sigmoid),
+    ),
+    _elementwise_entry(
+        "tanh",
+        "TanhFunction",
+        lambda t, c: torch.tanh(t["x"]),
+        _elementwise_module(tnn.Tanh, nn.Tanh, tfn.tanh),
+    ),
+    OpSpec(
+        name="flatten",
+        make_case=_elementwise_case,
+        # a batch of 1; an empty batch keeps its (0, D) shape
+        flavors=({"N": 1}, {"N": 0}),
+        torch_impl_fn=lambda t, c: tnn.Flatten()(t["x"]),
+        builtin_fn=lambda t, c: torch.flatten(t["x"], 1),
+        conversion="torch.flatten(x, 1): x (N, d1..dk) -> (N, d1*...*dk), as affine flattens",
+        module=_FLATTEN_MODULE,
+    ),
     # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
-    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})),
+    _bn_entry(
+        "batchnorm",
+        "batchnorm_backward",
+        "train",
+        False,
+        ({"N": 3}, {"D": 1}, {"N": 0}),
+        _bn_module(tnn.BatchNorm, nn.BatchNorm1d, tfn.batchnorm),
+    ),
     _bn_entry(
         "batchnorm_alt", "batchnorm_backward_alt", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})
     ),
@@ -1001,6 +1234,7 @@ OPS = [
         "train",
         True,
         ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)}),
+        _bn_module(tnn.SpatialBatchNorm, nn.BatchNorm2d, tfn.spatial_batchnorm),
     ),
     _bn_entry(
         "spatial_batchnorm_test",
@@ -1025,6 +1259,7 @@ OPS = [
         ),
         builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["ln_param"]["eps"]),
         bad_inputs=_LAYERNORM_BAD,
+        module=_LAYERNORM_MODULE,
     ),
     OpSpec(
         name="spatial_groupnorm",
@@ -1046,6 +1281,7 @@ OPS = [
         builtin_fn=_groupnorm_builtin,
         bad_inputs=_GROUPNORM_BAD,
         conversion="F.group_norm(x, G, gamma.reshape(C), beta.reshape(C), eps)",
+        module=_GROUPNORM_MODULE,
     ),
     OpSpec(
         name="dropout",
@@ -1058,6 +1294,7 @@ OPS = [
         torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
         builtin_fn=_dropout_builtin,
         bad_inputs=_DROPOUT_BAD,
+        module=_DROPOUT_MODULE,
         conversion="shared mask = CS231n's seeded draw (rand < p) / p, p = KEEP probability; "
         "F.dropout's drop probability is 1 - p",
     ),
@@ -1083,6 +1320,7 @@ OPS = [
         gradcheck=True,
         algorithm="im2col",
         conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, floor rule",
+        nn_module=_CONV_MODULE,
     ),
     _conv_spec(
         "conv_shifted",
@@ -1107,6 +1345,7 @@ OPS = [
         "max_pool_backward_naive",
         gradcheck=True,
         conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
+        nn_module=_POOL_MODULE,
     ),
     _pool_spec("max_pool_fast", npf, "max_pool_forward_fast", "max_pool_backward_fast"),
     # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
@@ -1227,6 +1466,7 @@ OPS = [
         builtin_fn=_svm_builtin,
         bad_inputs=_LOSS_BAD,
         conversion="CS231n loss = C * F.multi_margin_loss(x, y, p=1, margin=1)",
+        module=_SVM_MODULE,
     ),
     OpSpec(
         name="softmax_loss",
@@ -1240,5 +1480,6 @@ OPS = [
         builtin_fn=lambda t, c: bf.softmax_loss(t["x"], c["y"]),
         bad_inputs=_LOSS_BAD,
         conversion="F.cross_entropy(x, y) (mean over N): identical definition",
+        module=_SOFTMAX_MODULE,
     ),
 ]

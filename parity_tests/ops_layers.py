@@ -31,7 +31,7 @@ from numpy_impl import fast_layers as npf
 from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
 from parity_tests.checks import case_without_tiny_gradients
-from parity_tests.registry import BadInput, Case, ModuleInfo, OpSpec
+from parity_tests.registry import BadInput, Bench, BenchShape, Case, ModuleInfo, OpSpec
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
 from torch_impl import nn as tnn
@@ -1094,6 +1094,7 @@ def _conv_spec(
     conversion="F.conv2d(x, w, b, stride, padding=pad)",
     algorithm="auto",
     nn_module=None,
+    bench=None,
 ):
     """A numpy conv variant against the torch Function run with one of its algorithms
     (each algorithm gradchecked once)."""
@@ -1109,6 +1110,7 @@ def _conv_spec(
         conversion=conversion,
         gradcheck=gradcheck,
         module=nn_module,
+        bench=bench,
     )
 
 
@@ -1121,6 +1123,7 @@ def _pool_spec(
     gradcheck=False,
     conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
     nn_module=None,
+    bench=None,
 ):
     """A numpy max-pool variant against the one torch Function (gradchecked on max_pool_naive)."""
     return OpSpec(
@@ -1135,10 +1138,11 @@ def _pool_spec(
         conversion=conversion,
         gradcheck=gradcheck,
         module=nn_module,
+        bench=bench,
     )
 
 
-def _bn_entry(name, backward, mode, spatial, flavors, module=None):
+def _bn_entry(name, backward, mode, spatial, flavors, module=None, bench=None):
     make = _spatial_bn_case if spatial else _batchnorm_case
     np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
     fn = tf.BatchNormFunction
@@ -1156,10 +1160,11 @@ def _bn_entry(name, backward, mode, spatial, flavors, module=None):
         conversion="F.batch_norm(momentum = 1 - CS231n momentum); outputs/gradients identical "
         "(running_var conversion checked in test_batchnorm.py)",
         module=module,
+        bench=bench,
     )
 
 
-def _elementwise_entry(name, function, builtin, module):
+def _elementwise_entry(name, function, builtin, module, bench=None):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
@@ -1169,7 +1174,170 @@ def _elementwise_entry(name, function, builtin, module):
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
         builtin_fn=builtin,
         module=module,
+        bench=bench,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Benchmark shapes (benchmarks/ops.py): float32 cases drawn as training draws them
+# ----------------------------------------------------------------------------------------------
+
+
+def _f32(rng, *shapes, scale=1.0) -> list[np.ndarray]:
+    return [rng.standard_normal(s, dtype=np.float32) * np.float32(scale) for s in shapes]
+
+
+def _bench_conv(rng, N, C, H, W, F, k, stride, pad) -> Case:
+    x, w, b = _f32(rng, (N, C, H, W), (F, C, k, k), (F,))
+    w /= np.sqrt(C * k * k)
+    return Case({"x": x, "w": w, "b": b}, {"conv_param": {"stride": stride, "pad": pad}})
+
+
+def _conv_out(H, W, k, stride, pad) -> tuple[int, int]:
+    return 1 + (H + 2 * pad - k) // stride, 1 + (W + 2 * pad - k) // stride
+
+
+def _conv_flops(N, C, H, W, F, k, stride, pad) -> float:
+    """Forward + both backward GEMMs: 3 x 2*N*F*C*k*k*H'*W'."""
+    Ho, Wo = _conv_out(H, W, k, stride, pad)
+    return 3 * 2.0 * N * F * C * k * k * Ho * Wo
+
+
+def _conv_gemms(N, C, H, W, F, k, stride, pad) -> tuple:
+    """im2col: out = W (F, K) @ cols (K, M); dW = dout (F, M) @ cols^T (M, K);
+    dcols = W^T (K, F) @ dout (F, M)."""
+    Ho, Wo = _conv_out(H, W, k, stride, pad)
+    K, M = C * k * k, N * Ho * Wo
+    return ((F, K, M), (F, M, K), (K, F, M))
+
+
+_CONV_BENCH = Bench(
+    "conv",
+    _bench_conv,
+    lambda N, C, H, W, F, k, stride, pad: f"N={N} {C}->{F} {H}x{W} k{k} s{stride} p{pad}",
+    # CS231n's ThreeLayerConvNet conv (the notebook's batch 50); the CNN's own are read from
+    # the training model
+    shapes=(
+        BenchShape(
+            "three-layer",
+            {"N": 50, "C": 3, "H": 32, "W": 32, "F": 32, "k": 7, "stride": 1, "pad": 3},
+            {"N": 2, "C": 3, "H": 32, "W": 32, "F": 4, "k": 7, "stride": 1, "pad": 3},
+        ),
+    ),
+    flops=_conv_flops,
+    gemms=_conv_gemms,
+)
+
+
+def _bench_pool(rng, N, C, H, W, size, stride) -> Case:
+    (x,) = _f32(rng, (N, C, H, W))
+    pool_param = {"pool_height": size, "pool_width": size, "stride": stride}
+    return Case({"x": x}, {"pool_param": pool_param})
+
+
+_POOL_BENCH = Bench(
+    "max_pool",
+    _bench_pool,
+    lambda N, C, H, W, size, stride: f"N={N} C={C} {H}x{W} {size}x{size} s{stride}",
+    shapes=(
+        BenchShape(
+            "three-layer",
+            {"N": 50, "C": 32, "H": 32, "W": 32, "size": 2, "stride": 2},
+            {"N": 2, "C": 4, "H": 32, "W": 32, "size": 2, "stride": 2},
+        ),
+    ),
+)
+
+
+def _bench_bn(rng, shape) -> Case:
+    """Training-mode batchnorm of x of ``shape``: per column of (N, D), per channel of
+    (N, C, H, W); CS231n's default momentum and eps."""
+    C = shape[1]
+    x, gamma, beta = _f32(rng, shape, (C,), (C,))
+    bn_param = {
+        "mode": "train",
+        "eps": 1e-5,
+        "momentum": 0.9,
+        "running_mean": np.zeros(C, np.float32),
+        "running_var": np.ones(C, np.float32),
+    }
+    return Case({"x": x, "gamma": gamma + 1, "beta": beta}, {"bn_param": bn_param})
+
+
+_FC_SIZES = BenchShape("cs231n", {"N": 256, "D": 1024}, {"N": 4, "D": 16})
+_BATCHNORM_BENCH = Bench(
+    "batchnorm",
+    lambda rng, N, D: _bench_bn(rng, (N, D)),
+    lambda N, D: f"N={N} D={D}",
+    shapes=(_FC_SIZES,),
+)
+_SPATIAL_BN_BENCH = Bench(
+    "spatial_batchnorm",
+    lambda rng, N, C, H, W: _bench_bn(rng, (N, C, H, W)),
+    lambda N, C, H, W: f"N={N} C={C} {H}x{W}",
+)
+
+
+def _bench_layernorm(rng, N, D) -> Case:
+    x, gamma, beta = _f32(rng, (N, D), (D,), (D,))
+    return Case({"x": x, "gamma": gamma + 1, "beta": beta}, {"ln_param": {"eps": 1e-5}})
+
+
+_LAYERNORM_BENCH = Bench(
+    "layernorm", _bench_layernorm, lambda N, D: f"N={N} D={D}", shapes=(_FC_SIZES,)
+)
+
+
+def _bench_groupnorm(rng, N, C, H, W, G) -> Case:
+    x, gamma, beta = _f32(rng, (N, C, H, W), (1, C, 1, 1), (1, C, 1, 1))
+    inputs = {"x": x, "gamma": gamma + 1, "beta": beta}
+    return Case(inputs, {"G": G, "gn_param": {"eps": 1e-5}})
+
+
+_GROUPNORM_BENCH = Bench(
+    "groupnorm", _bench_groupnorm, lambda N, C, H, W, G: f"N={N} C={C} {H}x{W} G={G}"
+)
+_RELU_BENCH = Bench(
+    "relu",
+    lambda rng, shape: Case({"x": _f32(rng, shape)[0]}),
+    lambda shape: "x" + "x".join(map(str, shape)),
+)
+
+
+def _bench_affine(rng, N, D, M) -> Case:
+    x, w, b = _f32(rng, (N, D), (D, M), (M,))
+    w /= np.sqrt(D)
+    return Case({"x": x, "w": w, "b": b})
+
+
+_AFFINE_BENCH = Bench(
+    "affine",
+    _bench_affine,
+    lambda N, D, M: f"N={N} {D}->{M}",
+    shapes=(
+        # ThreeLayerConvNet's first affine (32 filters of 16x16 after the pool -> 100)
+        BenchShape(
+            "three-layer",
+            {"N": 50, "D": 32 * 16 * 16, "M": 100},
+            {"N": 2, "D": 4 * 16 * 16, "M": 4},
+        ),
+        BenchShape("cs231n", {"N": 256, "D": 3072, "M": 512}, {"N": 4, "D": 16, "M": 8}),
+    ),
+    flops=lambda N, D, M: 3 * 2.0 * N * D * M,
+)
+
+
+def _bench_scores(rng, N, C) -> Case:
+    (x,) = _f32(rng, (N, C), scale=3.0)
+    return Case({"x": x}, {"y": rng.integers(0, C, N)})
+
+
+_SOFTMAX_BENCH = Bench(
+    "softmax_loss",
+    _bench_scores,
+    lambda N, C: f"N={N} C={C}",
+    shapes=(BenchShape("cs231n", {"N": 256, "C": 1000}, {"N": 4, "C": 20}),),
+)
 
 
 OPS = [
@@ -1185,12 +1353,14 @@ OPS = [
         bad_inputs=_AFFINE_BAD,
         conversion="F.linear(x.reshape(N, D), w.T, b)",
         module=_AFFINE_MODULE,
+        bench=_AFFINE_BENCH,
     ),
     _elementwise_entry(
         "relu",
         "ReLUFunction",
         lambda t, c: bf.relu(t["x"]),
         _elementwise_module(tnn.ReLU, nn.ReLU, tfn.relu),
+        _RELU_BENCH,
     ),
     _elementwise_entry(
         "sigmoid",
@@ -1224,7 +1394,12 @@ OPS = [
         _bn_module(tnn.BatchNorm, nn.BatchNorm1d, tfn.batchnorm),
     ),
     _bn_entry(
-        "batchnorm_alt", "batchnorm_backward_alt", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})
+        "batchnorm_alt",
+        "batchnorm_backward_alt",
+        "train",
+        False,
+        ({"N": 3}, {"D": 1}, {"N": 0}),
+        bench=_BATCHNORM_BENCH,
     ),
     _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1}, {"N": 0})),
     # 1x1 maps: each channel's statistics are over the batch alone; 0 x 2 maps: no values.
@@ -1235,6 +1410,7 @@ OPS = [
         True,
         ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)}),
         _bn_module(tnn.SpatialBatchNorm, nn.BatchNorm2d, tfn.spatial_batchnorm),
+        _SPATIAL_BN_BENCH,
     ),
     _bn_entry(
         "spatial_batchnorm_test",
@@ -1260,6 +1436,7 @@ OPS = [
         builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["ln_param"]["eps"]),
         bad_inputs=_LAYERNORM_BAD,
         module=_LAYERNORM_MODULE,
+        bench=_LAYERNORM_BENCH,
     ),
     OpSpec(
         name="spatial_groupnorm",
@@ -1282,6 +1459,7 @@ OPS = [
         bad_inputs=_GROUPNORM_BAD,
         conversion="F.group_norm(x, G, gamma.reshape(C), beta.reshape(C), eps)",
         module=_GROUPNORM_MODULE,
+        bench=_GROUPNORM_BENCH,
     ),
     OpSpec(
         name="dropout",
@@ -1337,6 +1515,7 @@ OPS = [
         "conv_forward_fast",
         "conv_backward_fast",
         flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1}, *_CONV_FLAVORS),
+        bench=_CONV_BENCH,
     ),
     _pool_spec(
         "max_pool_naive",
@@ -1347,7 +1526,13 @@ OPS = [
         conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
         nn_module=_POOL_MODULE,
     ),
-    _pool_spec("max_pool_fast", npf, "max_pool_forward_fast", "max_pool_backward_fast"),
+    _pool_spec(
+        "max_pool_fast",
+        npf,
+        "max_pool_forward_fast",
+        "max_pool_backward_fast",
+        bench=_POOL_BENCH,
+    ),
     # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
     _conv_spec("conv_strides", npf, "conv_forward_strides", "conv_backward_strides"),
     _pool_spec("max_pool_im2col", npf, "max_pool_forward_im2col", "max_pool_backward_im2col"),
@@ -1481,5 +1666,6 @@ OPS = [
         bad_inputs=_LOSS_BAD,
         conversion="F.cross_entropy(x, y) (mean over N): identical definition",
         module=_SOFTMAX_MODULE,
+        bench=_SOFTMAX_BENCH,
     ),
 ]

@@ -26,6 +26,7 @@ from torch.func import functional_call
 from builtin_impl.conversions import gate_order, linear_weight
 from numpy_impl import rnn_layers as npr
 from parity_tests.case_helpers import (
+    _builtin_module,
     _case,
     _like,
     _loss,
@@ -37,7 +38,7 @@ from parity_tests.case_helpers import (
     _xs,
 )
 from parity_tests.checks import case_without_tiny_gradients
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Bench, BenchShape, Case, OpSpec
 from torch_impl import functions as tf3
 from torch_impl import rnn_layers as trnn
 
@@ -82,26 +83,28 @@ def _torch_rnn_params(t, H, lstm, suffix):
 
 def _rnn_step_builtin(t, c):
     x, h = t["x"], t["prev_h"]
-    cell = nn.RNNCell(x.shape[1], h.shape[1], nonlinearity="tanh", **_like(x))
+    cell = _builtin_module(nn.RNNCell, x.shape[1], h.shape[1], nonlinearity="tanh", **_like(x))
     return functional_call(cell, _torch_rnn_params(t, h.shape[1], False, ""), (x, h))
 
 
 def _rnn_builtin(t, c):
     x, h0 = t["x"], t["h0"]
-    rnn = nn.RNN(x.shape[2], h0.shape[1], nonlinearity="tanh", batch_first=True, **_like(x))
+    rnn = _builtin_module(
+        nn.RNN, x.shape[2], h0.shape[1], nonlinearity="tanh", batch_first=True, **_like(x)
+    )
     out, _ = functional_call(rnn, _torch_rnn_params(t, h0.shape[1], False, "_l0"), (x, h0[None]))
     return out
 
 
 def _lstm_step_builtin(t, c):
     x, h, cc = t["x"], t["prev_h"], t["prev_c"]
-    cell = nn.LSTMCell(x.shape[1], h.shape[1], **_like(x))
+    cell = _builtin_module(nn.LSTMCell, x.shape[1], h.shape[1], **_like(x))
     return functional_call(cell, _torch_rnn_params(t, h.shape[1], True, ""), (x, (h, cc)))
 
 
 def _lstm_builtin(t, c):
     x, h0 = t["x"], t["h0"]
-    lstm = nn.LSTM(x.shape[2], h0.shape[1], batch_first=True, **_like(x))
+    lstm = _builtin_module(nn.LSTM, x.shape[2], h0.shape[1], batch_first=True, **_like(x))
     c0 = torch.zeros_like(h0)  # CS231n's lstm_forward starts from a zero cell state
     params = _torch_rnn_params(t, h0.shape[1], True, "_l0")
     out, _ = functional_call(lstm, params, (x, (h0[None], c0[None])))
@@ -144,7 +147,9 @@ _LSTM_BAD = _RNN_BAD + (
 )
 
 
-def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builtin, bad, conv):
+def _recurrent_entry(
+    name, gates, seq, forward, backward, fn, functional, builtin, bad, conv, bench=None
+):
     return OpSpec(
         name=name,
         make_case=lambda rng, dtype, **kw: _recurrent_case(rng, dtype, gates, seq, **kw),
@@ -167,6 +172,7 @@ def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builti
         builtin_fn=builtin,
         bad_inputs=bad,
         conversion=conv,
+        bench=bench,
     )
 
 
@@ -175,6 +181,31 @@ _LSTM_CONV = (
     "gate blocks i,f,o,g -> i,f,g,o, then weight_ih = Wx'.T, weight_hh = Wh'.T, bias_ih = b', "
     "bias_hh = 0"
 )
+
+# CS231n's captioning batch and sizes (assignment 3)
+_CAPTIONING = BenchShape(
+    "a3", {"N": 25, "T": 16, "D": 256, "H": 512}, {"N": 2, "T": 3, "D": 4, "H": 5}
+)
+
+
+def _bench_recurrent(gates):
+    def make(rng, N, T, D, H) -> Case:
+        shapes = (N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,)
+        x, h0, Wx, Wh, b = (rng.standard_normal(s, dtype=np.float32) for s in shapes)
+        inputs = {"x": x, "h0": h0, "Wx": Wx / np.sqrt(D), "Wh": Wh / np.sqrt(H), "b": b}
+        return Case({k: v.astype(np.float32) for k, v in inputs.items()})
+
+    return make
+
+
+def _recurrent_bench(name, gates):
+    return Bench(
+        name,
+        _bench_recurrent(gates),
+        lambda N, T, D, H: f"N={N} T={T} D={D} H={H}",
+        shapes=(_CAPTIONING,),
+    )
+
 
 _RECURRENT_OPS = [
     _recurrent_entry(
@@ -200,6 +231,7 @@ _RECURRENT_OPS = [
         _rnn_builtin,
         _RNN_BAD,
         "nn.RNN(tanh, batch_first), h0[None]: " + _RNN_CONV,
+        _recurrent_bench("rnn", 1),
     ),
     _recurrent_entry(
         "lstm_step",
@@ -224,6 +256,7 @@ _RECURRENT_OPS = [
         _lstm_builtin,
         _LSTM_BAD,
         "nn.LSTM(batch_first), (h0[None], zeros): " + _LSTM_CONV,
+        _recurrent_bench("lstm", 4),
     ),
 ]
 

@@ -1,10 +1,20 @@
-"""The op registry: the parity suite's one source of truth.
+"""The op registry: the project's one catalog of ops.
 
 Every layer/loss that exists in two or three versions (``numpy_impl``, ``torch_impl``, a PyTorch
-builtin) is ONE :class:`OpSpec` entry. The tests in ``parity_tests/test_ops.py`` are parametrized
-over :data:`REGISTRY`, so adding an op means adding one entry, and every check (numerical
-gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
-CUDA) then runs on it automatically.
+builtin) is ONE :class:`OpSpec` entry, and everything that runs an op per op reads it:
+
+* ``parity_tests/test_ops.py`` is parametrized over :data:`REGISTRY`: every check (numerical
+  gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
+  CUDA) runs on every entry;
+* ``parity_tests/test_modules.py`` checks the ``torch_impl.nn`` module of every entry that has
+  one (``module``, a :class:`ModuleInfo`);
+* ``benchmarks/ops.py`` times the entry's three implementations at its ``bench`` shapes
+  (:class:`Bench`).
+
+Adding an op therefore means: its NumPy forward/backward, its torch_impl Function (and module),
+its builtin call in ``builtin_impl`` when PyTorch's conventions differ from CS231n's, and ONE
+entry here. The CS231n-vs-PyTorch conversions live in ``builtin_impl`` (a library package: the
+training backend ``builtin`` uses them as well), never in an entry's own code.
 
 Entries are collected from the modules in :data:`OP_MODULES`, sorted by what the ops are:
 ``ops_layers`` (affine, conv, pooling, normalization, dropout, activations, the classifier losses
@@ -32,10 +42,18 @@ plain hyperparameters such as stride, pad, G, mode, eps), CS231n's param dicts i
   tuple of tensors with the same structure as numpy's ``out``. ``tensors`` maps each input name to
   a leaf tensor (``requires_grad=True``) of the dtype and device under test; ``consts`` holds the
   consts with every ndarray (also inside param dicts) converted to a fresh tensor on that device
-  (floating arrays to the dtype under test, integer/bool arrays keep their dtype). Write every
-  CS231n-vs-PyTorch conversion explicitly inside ``builtin_fn`` (and in ``conversion``). An op
-  built from modules can use ``torch.func.functional_call(module, {...: tensors[...]}, args)``
-  so gradients reach the case's tensors.
+  (floating arrays to the dtype under test, integer/bool arrays keep their dtype). ``builtin_fn``
+  calls ``builtin_impl.functions`` (or PyTorch directly where nothing is converted) and applies
+  parameter conversions through ``builtin_impl.conversions``; ``conversion`` says it in words. An
+  op built from modules can use ``torch.func.functional_call(module, {...: tensors[...]}, args)``
+  so gradients reach the case's tensors (``case_helpers._builtin_module`` builds the module once
+  per size).
+* ``module`` (optional): a :class:`ModuleInfo` naming the ``torch_impl.nn`` class, how to build
+  it from a case (``make(case)``) and call it, its functional form and the ``torch.nn`` module it
+  is compared against. Every class of ``torch_impl.nn.__all__`` must be one entry's.
+* ``bench`` (optional): a :class:`Bench` with the benchmark's name, a float32 case factory at a
+  given shape, the row label and the fixed shapes (CS231n's sizes; the training model's own
+  are read from the model by ``benchmarks/op_suite.py``).
 
 ``make_case`` draws the case (see :class:`OpSpec`); ``flavors`` pin the awkward ones (batch of 1,
 stride > kernel, ...) to the first case indices so that every default run includes them.

@@ -116,11 +116,13 @@ def _norm_features(rng, M, K, dtype, zero_var=False, numerical=False) -> np.ndar
     return x
 
 
-def _bn_param(rng, mode, D) -> dict:
+def _bn_param(rng, mode, D, momentum=None) -> dict:
+    eps = float(rng.choice([1e-5, 1e-3]))
+    drawn = float(rng.choice([0.9, 0.5]))  # (drawn even when pinned: the same later draws)
     return {
         "mode": mode,
-        "eps": float(rng.choice([1e-5, 1e-3])),
-        "momentum": float(rng.choice([0.9, 0.5])),
+        "eps": eps,
+        "momentum": drawn if momentum is None else momentum,
         "running_mean": rng.standard_normal(D),
         "running_var": rng.uniform(0.5, 2.0, size=D),
     }
@@ -143,7 +145,9 @@ def _zero_var(dtype, numerical) -> bool:
     return dtype == np.float64 and not numerical
 
 
-def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -> Case:
+def _batchnorm_case(
+    rng, dtype, mode="train", numerical=False, N=None, D=None, momentum=None
+) -> Case:
     # Training: N >= 3 (see above; PyTorch raises for N = 1, where the output is beta whatever x
     # is). Test mode is an affine map: batch of 1 is fine.
     # An explicit N (a flavor) is used as given: N = 0, an empty batch, keeps the running
@@ -157,7 +161,8 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
     x = _norm_features(rng, N, D, dtype, zero_var, numerical)
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
-    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, D))
+    bn_param = _bn_param(rng, mode, D, momentum)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=bn_param)
 
 
 def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
@@ -225,7 +230,9 @@ def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
     )
 
 
-def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None) -> Case:
+def _spatial_bn_case(
+    rng, dtype, mode="train", numerical=False, N=None, HW=None, momentum=None
+) -> Case:
     N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, 5, size=2))
     if mode == "train" and 0 < N * H * W < 3:
@@ -234,7 +241,8 @@ def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None)
     feats = _norm_features(rng, N * H * W, C, dtype, zero_var, numerical)
     x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
     gamma, beta = rng.normal(1, 0.5, size=C), rng.standard_normal(C)
-    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
+    bn_param = _bn_param(rng, mode, C, momentum)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=bn_param)
 
 
 def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None, HW=None) -> Case:
@@ -750,6 +758,8 @@ def _bn_module(cls, builtin_cls, functional):
             eps=case.consts["bn_param"]["eps"],
             momentum=case.consts["bn_param"]["momentum"],
         ),
+        # a momentum other than 0.5, where CS231n's and PyTorch's conventions coincide
+        flavor={"momentum": 0.8},
         buffers=lambda case: {k: (case.inputs["gamma"].shape[0],) for k in _RUNNING},
         functional=lambda m, x: functional(x, m.gamma, m.beta, _bn_module_param(m)),
         builtin=_bn_module_builtin(builtin_cls),

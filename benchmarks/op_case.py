@@ -1,6 +1,6 @@
-"""What one benchmarked op is (``BenchmarkCase``), its speed targets, and the pieces every
-case factory builds its closures from: seeded float32 inputs, torch leaves, and the
-forward+backward closures of the torch and NumPy backends.
+"""What one benchmarked op is (``BenchmarkCase``), its speed targets, and ``catalog_case``: the
+benchmark of a parity-registry entry at one shape, whose three backends are the entry's own
+NumPy, torch_impl and builtin implementations (forward + backward closures on one float32 case).
 
 Imports neither NumPy nor torch at module level (the thread settings come first).
 """
@@ -29,38 +29,99 @@ class BenchmarkCase:
     gemms: tuple = ()  # conv: the (m, k, n) of the three GEMMs an im2col conv does
 
 
-def random_arrays(seed, *shapes, scale=1.0):
-    """Standard-normal float32 arrays of the given shapes (times ``scale``), from one seed, so
-    every backend of a case gets the same inputs."""
+def catalog_case(spec, group, shape, count=1) -> BenchmarkCase:
+    """The benchmark of registry entry ``spec`` (``parity_tests/registry.py``) at ``shape``
+    (keywords of ``spec.bench.make_case``): each backend runs the entry's own implementation,
+    ``numpy_forward_backward`` (numpy), ``torch_impl_fn`` (torch) or ``builtin_fn`` (builtin),
+    on the same float32 case, so the CS231n-vs-PyTorch conversion is the one the parity tests
+    check (``builtin_impl``)."""
+    bench = spec.bench
+
+    def make(backend):
+        import numpy as np
+
+        case = bench.make_case(np.random.default_rng(_seed(bench.name)), **shape)
+        if backend == "numpy":
+            return _numpy_closure(spec, case)
+        fn = spec.torch_impl_fn if backend == "torch" else spec.builtin_fn
+        return _torch_closure(fn, case)
+
+    return BenchmarkCase(
+        bench.name,
+        bench.label(**shape),
+        group,
+        make,
+        flops=bench.flops(**shape) if bench.flops else None,
+        count=count,
+        targets=speed_targets(bench.name, group),
+        gemms=bench.gemms(**shape) if bench.gemms else (),
+    )
+
+
+def _seed(name: str) -> int:
+    """One seed per benchmark, so every backend of a case gets the same inputs."""
+    import zlib
+
+    return zlib.crc32(name.encode())
+
+
+def _upstream(out, rng):
+    """A float32 upstream gradient like ``out`` (None for a scalar loss: backward() seeds 1)."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(s, dtype=np.float32) * np.float32(scale)) for s in shapes]
+    if out.ndim == 0:
+        return None
+    return rng.standard_normal(out.shape, dtype=np.float32)
 
 
-def grad_leaves(*arrays):
-    """The arrays as torch leaf tensors that require grad (the same values, copied)."""
+def _numpy_closure(spec, case):
+    """Closure: the entry's NumPy forward and backward (CS231n's ``(out, cache)`` pair)."""
+    import numpy as np
+
+    out, _ = spec.numpy_forward_backward(case, None)
+    dout = _upstream(np.asarray(out), np.random.default_rng(0))
+    dout = np.float32(1.0) if dout is None else dout
+    return lambda: spec.numpy_forward_backward(case, dout)
+
+
+def _torch_closure(fn, case):
+    """Closure: clear the leaves' grads, run ``fn(tensors, consts)``, backpropagate dout."""
+    import numpy as np
     import torch
 
-    return [torch.tensor(a).requires_grad_() for a in arrays]
+    from parity_tests.checks import to_torch_consts
 
-
-def torch_fwd_bwd(forward, leaves, dout=None):
-    """Closure: clear the leaves' grads, run forward, backpropagate dout (None: scalar loss)."""
+    leaves = {k: torch.tensor(v).requires_grad_() for k, v in case.inputs.items()}
+    consts = to_torch_consts(case.consts, torch.float32, "cpu")
+    dout = _upstream(fn(leaves, consts).detach(), np.random.default_rng(0))
+    dout = None if dout is None else torch.from_numpy(dout)
 
     def run():
-        for t in leaves:
+        for t in leaves.values():
             t.grad = None
-        out = forward()
-        out.backward(dout)
+        fn(leaves, consts).backward(dout)
 
     return run
 
 
-def numpy_fwd_bwd(forward, backward, dout):
-    """Closure: ``backward(dout, cache)`` on the cache of a fresh ``forward()`` (CS231n's
-    ``(out, cache)`` convention)."""
-    return lambda: backward(dout, forward()[1])
+def matmul_case(n):
+    """The machine's float32 GEMM rate through each library (n x n @ n x n, out= preallocated).
+    torch_impl's matmuls are torch's, so 'builtin' stands for both torch backends."""
+
+    def make(backend):
+        import numpy as np
+
+        rng = np.random.default_rng(12)
+        a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+        if backend == "numpy":
+            c = np.empty((n, n), np.float32)
+            return lambda: np.matmul(a, b, out=c)
+        import torch
+
+        at, bt, ct = torch.tensor(a), torch.tensor(b), torch.empty(n, n)
+        return lambda: torch.mm(at, bt, out=ct)
+
+    return BenchmarkCase("matmul", f"{n}x{n} @ {n}x{n}", "machine", make, flops=2.0 * n**3)
 
 
 def speed_targets(bench, group):

@@ -11,9 +11,11 @@ numpy       ``numpy_bridge`` -> ``numpy_impl`` kernels        ``numpy_bridge.Num
 builtin     ``torch.nn.functional`` (PyTorch's kernels)       ``torch.optim``
 ==========  ===============================================  ===================================
 
-Every op takes CS231n's arguments and conventions; the builtin op set converts them:
+Every op takes CS231n's arguments and conventions; the builtin op set calls
+``builtin_impl.functions``, where each conversion is written once (the parity tests and the
+benchmarks use the same functions):
 
-- affine ``w`` is (D, M); ``F.linear`` wants nn.Linear's (M, D), so it gets ``w.t()``.
+- affine ``w`` is (D, M); ``F.linear`` wants nn.Linear's (M, D), so it gets ``w.T``.
 - batchnorm ``momentum`` is CS231n's (``running = momentum * running + (1 - momentum) * batch``,
   0.9 by default); PyTorch's ``momentum`` weighs the batch statistic, so it gets
   ``1 - momentum``. PyTorch updates ``running_var`` with the UNBIASED batch variance (times
@@ -234,25 +236,28 @@ class BuiltinOps(Ops):
     name = "builtin"
     channels_last_by_default = True
 
+    def __init__(self):
+        from builtin_impl import functions as bf
+
+        self.bf = bf
+
     def conv(self, x, w, b, stride, pad):
-        return F.conv2d(x, w, b, stride=stride, padding=pad)
+        return self.bf.conv(x, w, b, stride, pad)
 
     def max_pool(self, x, size, stride):
-        return F.max_pool2d(x, size, stride)
+        return self.bf.max_pool(x, size, size, stride)
 
     def relu(self, x):
-        return F.relu(x)
+        return self.bf.relu(x)
 
     def affine(self, x, w, b):
-        return F.linear(x.reshape(x.shape[0], -1), w.t(), b)
+        return self.bf.affine(x, w, b)
 
     def spatial_batchnorm(self, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        return F.batch_norm(
-            x, running_mean, running_var, gamma, beta, training, momentum=1.0 - momentum, eps=eps
-        )
+        return self.bf.batchnorm(x, gamma, beta, running_mean, running_var, training, momentum, eps)
 
     def softmax_loss(self, scores, y):
-        return F.cross_entropy(scores, y)
+        return self.bf.softmax_loss(scores, y)
 
     def cross_entropy(self, scores, y, label_smoothing=0.0):
         return F.cross_entropy(scores, y, label_smoothing=label_smoothing)

@@ -1,7 +1,8 @@
 """The NumPy backend: autograd.Functions whose forward and backward are ``numpy_impl`` kernels.
 
-Each Function hands NumPy views of its CPU tensors (no copy) to a CS231n forward, keeps the
-returned ``cache`` on the autograd context, and calls the matching CS231n backward with it. Torch
+One adapter, ``numpy_function``, makes each of them from a CS231n (forward, backward) pair: it
+hands NumPy views of its CPU tensors (no copy) to the forward, keeps the returned ``cache`` on
+the autograd context, and calls the matching CS231n backward with it. Torch
 only records the graph and moves arrays in and out (``torch.from_numpy`` shares memory); every
 number of the forward, the backward and the parameter update is computed by NumPy.
 
@@ -40,13 +41,6 @@ def to_torch(a) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-def _fast():
-    """numpy_impl.fast_layers (imported on first use)."""
-    from numpy_impl import fast_layers
-
-    return fast_layers
-
-
 def _grads(ctx, *grads):
     """Return each gradient only where autograd asked for it (None elsewhere)."""
     return tuple(
@@ -55,115 +49,124 @@ def _grads(ctx, *grads):
     )
 
 
-class NumpyConv(torch.autograd.Function):
-    """fast_layers.conv_forward_fast / conv_backward_fast. x (N, C, H, W), w (F, C, HH, WW)."""
+def numpy_function(name, forward, backward, n_inputs, params=None, update=None, doc=""):
+    """An autograd.Function whose forward and backward are a CS231n (forward, backward) pair.
 
-    @staticmethod
-    def forward(ctx, x, w, b, stride, pad):
-        out, ctx.cache = _fast().conv_forward_fast(
-            to_numpy(x), to_numpy(w), to_numpy(b), {"stride": stride, "pad": pad}
-        )
-        return to_torch(out)
+    ``Function.apply(*tensors, *rest)``: the first ``n_inputs`` arguments are the tensors the
+    backward returns gradients for (x, w, b, gamma, beta, ...); the others are handed to
+    ``params``, NumPy views for tensors (running statistics, labels) and plain values as given,
+    which builds the course's trailing arguments (conv_param, bn_param, ...; default: the rest
+    as they are).
 
-    @staticmethod
-    def backward(ctx, dout):
-        dx, dw, db = _fast().conv_backward_fast(to_numpy(dout), ctx.cache)
-        ctx.cache = None
-        return _grads(ctx, dx, dw, db) + (None, None)
+    forward(*arrays, *course_args) -> (out, cache); backward(dout, cache) -> one gradient or a
+    tuple of them, of the n_inputs arrays in order. (A loss returning (loss, dx) is such a pair
+    with the cache dx and a backward that scales it by the scalar dloss.)
+    update(course_args, rest): called after the forward to write state that CS231n's forward
+    returns in its param dict back into the tensors' memory (batchnorm's running statistics).
 
-
-class NumpyMaxPool(torch.autograd.Function):
-    """fast_layers.max_pool_forward_fast / max_pool_backward_fast."""
-
-    @staticmethod
-    def forward(ctx, x, pool_height, pool_width, stride):
-        param = {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
-        out, ctx.cache = _fast().max_pool_forward_fast(to_numpy(x), param)
-        return to_torch(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        dx = _fast().max_pool_backward_fast(to_numpy(dout), ctx.cache)
-        ctx.cache = None
-        return _grads(ctx, dx) + (None, None, None)
-
-
-class NumpyReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        out, ctx.cache = layers.relu_forward(to_numpy(x))
-        return to_torch(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        dx = layers.relu_backward(to_numpy(dout), ctx.cache)
-        ctx.cache = None
-        return _grads(ctx, dx)
-
-
-class NumpyAffine(torch.autograd.Function):
-    """layers.affine_forward / affine_backward. x (N, d1..dk), w (D, M) CS231n layout, b (M,)."""
-
-    @staticmethod
-    def forward(ctx, x, w, b):
-        out, ctx.cache = layers.affine_forward(to_numpy(x), to_numpy(w), to_numpy(b))
-        return to_torch(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        dx, dw, db = layers.affine_backward(to_numpy(dout), ctx.cache)
-        ctx.cache = None
-        return _grads(ctx, dx, dw, db)
-
-
-class NumpySpatialBatchNorm(torch.autograd.Function):
-    """layers.spatial_batchnorm_forward / _backward with CS231n's bn_param conventions.
-
-    running_mean/running_var (C,) are the module's buffers: the NumPy forward returns the updated
-    averages in bn_param (``momentum * running + (1 - momentum) * batch``, biased variance) and
-    they are copied back into the buffers' memory, which is what makes them part of the
-    checkpoint.
+    The output shares the array's memory (``to_torch``); the cache lives on the autograd
+    context until the backward has used it; a gradient is returned only where autograd asked
+    for it.
     """
 
-    @staticmethod
-    def forward(ctx, x, gamma, beta, running_mean, running_var, training, momentum, eps):
-        rm, rv = to_numpy(running_mean), to_numpy(running_var)
-        bn_param = {
-            "mode": "train" if training else "test",
-            "eps": eps,
-            "momentum": momentum,
-            "running_mean": rm,
-            "running_var": rv,
-        }
-        out, ctx.cache = layers.spatial_batchnorm_forward(
-            to_numpy(x), to_numpy(gamma), to_numpy(beta), bn_param
-        )
-        np.copyto(rm, bn_param["running_mean"])
-        np.copyto(rv, bn_param["running_var"])
+    def fwd(ctx, *args):
+        arrays = [to_numpy(t) for t in args[:n_inputs]]
+        rest = [to_numpy(a) if isinstance(a, torch.Tensor) else a for a in args[n_inputs:]]
+        course_args = params(*rest) if params else tuple(rest)
+        out, ctx.cache = forward(*arrays, *course_args)
+        if update is not None:
+            update(course_args, rest)
         return to_torch(out)
 
-    @staticmethod
-    def backward(ctx, dout):
-        dx, dgamma, dbeta = layers.spatial_batchnorm_backward(to_numpy(dout), ctx.cache)
+    def bwd(ctx, dout):
+        grads = backward(to_numpy(dout), ctx.cache)
         ctx.cache = None
-        return _grads(ctx, dx, dgamma, dbeta) + (None,) * 5
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return _grads(ctx, *grads) + (None,) * (len(ctx.needs_input_grad) - n_inputs)
+
+    return type(
+        name,
+        (torch.autograd.Function,),
+        {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "__doc__": doc},
+    )
 
 
-class NumpySoftmaxLoss(torch.autograd.Function):
-    """layers.softmax_loss: scalar loss (mean over N); its dx is kept for the backward."""
+def _fast(name):
+    """numpy_impl.fast_layers' ``name``, imported on first use (it builds its workspace)."""
 
-    @staticmethod
-    def forward(ctx, x, y):
-        loss, dx = layers.softmax_loss(to_numpy(x), to_numpy(y))
-        ctx.dx = dx
-        return torch.tensor(loss, dtype=x.dtype)
+    def call(*args):
+        from numpy_impl import fast_layers
 
-    @staticmethod
-    def backward(ctx, dloss):
-        # The chain rule through a scalar: dL/dx = dloss * dx.
-        dx = ctx.dx * to_numpy(dloss).item()
-        ctx.dx = None
-        return _grads(ctx, dx) + (None,)
+        return getattr(fast_layers, name)(*args)
+
+    return call
+
+
+def _bn_param(running_mean, running_var, training, momentum, eps) -> tuple[dict]:
+    mode = "train" if training else "test"
+    bn_param = {"mode": mode, "eps": eps, "momentum": momentum}
+    return ({**bn_param, "running_mean": running_mean, "running_var": running_var},)
+
+
+def _write_running_stats(course_args, rest) -> None:
+    """The NumPy forward returns the updated averages in bn_param (``momentum * running +
+    (1 - momentum) * batch``, biased variance); copied into the buffers' memory, which is
+    what makes them part of the checkpoint."""
+    (bn_param,) = course_args
+    np.copyto(rest[0], bn_param["running_mean"])
+    np.copyto(rest[1], bn_param["running_var"])
+
+
+def _loss_backward(dloss, dx):
+    # The chain rule through a scalar: dL/dx = dloss * dx.
+    return dx * dloss.item()
+
+
+NumpyConv = numpy_function(
+    "NumpyConv",
+    _fast("conv_forward_fast"),
+    _fast("conv_backward_fast"),
+    3,
+    params=lambda stride, pad: ({"stride": stride, "pad": pad},),
+    doc="fast_layers.conv_forward_fast / conv_backward_fast: apply(x, w, b, stride, pad).",
+)
+NumpyMaxPool = numpy_function(
+    "NumpyMaxPool",
+    _fast("max_pool_forward_fast"),
+    _fast("max_pool_backward_fast"),
+    1,
+    params=lambda ph, pw, stride: ({"pool_height": ph, "pool_width": pw, "stride": stride},),
+    doc="fast_layers.max_pool_forward_fast / _backward_fast: apply(x, pool_height, pool_width, "
+    "stride).",
+)
+NumpyReLU = numpy_function(
+    "NumpyReLU", layers.relu_forward, layers.relu_backward, 1, doc="layers.relu: apply(x)."
+)
+NumpyAffine = numpy_function(
+    "NumpyAffine",
+    layers.affine_forward,
+    layers.affine_backward,
+    3,
+    doc="layers.affine_forward / affine_backward: apply(x, w, b), w (D, M) CS231n's layout.",
+)
+NumpySpatialBatchNorm = numpy_function(
+    "NumpySpatialBatchNorm",
+    layers.spatial_batchnorm_forward,
+    layers.spatial_batchnorm_backward,
+    3,
+    params=_bn_param,
+    update=_write_running_stats,
+    doc="layers.spatial_batchnorm_forward / _backward with CS231n's bn_param: apply(x, gamma, "
+    "beta, running_mean, running_var, training, momentum, eps); running_mean/running_var (C,) "
+    "are the module's buffers, updated in place.",
+)
+NumpySoftmaxLoss = numpy_function(
+    "NumpySoftmaxLoss",
+    layers.softmax_loss,
+    _loss_backward,
+    1,
+    doc="layers.softmax_loss: apply(x, y), the scalar loss (mean over N); its dx is the cache.",
+)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ case construction, the NumPy forward/backward adapters and bad-input mutations."
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -107,3 +108,11 @@ def _set_const(key, fn):
 
 def _like(t: torch.Tensor) -> dict:
     return {"dtype": t.dtype, "device": t.device}
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_module(cls, *args, dtype=None, device=None, **kw) -> torch.nn.Module:
+    """The torch.nn module a builtin_fn runs through ``functional_call`` with the case's
+    converted tensors: built once per (class, sizes, dtype, device), so that a benchmark of the
+    builtin times its kernels, not its construction (a random initialization of every weight)."""
+    return cls(*args, dtype=dtype, device=device, **kw)

@@ -27,9 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from builtin_impl import functions as bf
+from builtin_impl.conversions import linear_weight
 from numpy_impl import attention as npa
 from numpy_impl import layers as npl
 from parity_tests.case_helpers import (
+    _builtin_module,
     _case,
     _like,
     _pair,
@@ -39,7 +42,7 @@ from parity_tests.case_helpers import (
     _size,
     _xs_and,
 )
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Bench, BenchShape, Case, OpSpec
 from torch_impl import functions as tf3
 from torch_impl import transformer_layers as ttl
 
@@ -193,14 +196,14 @@ def _mha_apply(t, c):
 
 def _mha_builtin(t, c):
     E = t["query"].shape[2]
-    mha = nn.MultiheadAttention(
-        E, c["num_heads"], dropout=0.0, batch_first=True, **_like(t["query"])
+    mha = _builtin_module(
+        nn.MultiheadAttention, E, c["num_heads"], dropout=0.0, batch_first=True, **_like(t["query"])
     )
     params = {
         # CS231n's (E_in, E_out) weights are nn.Linear's transposed; rows of in_proj: q, k, v.
-        "in_proj_weight": torch.cat([t["Wq"].T, t["Wk"].T, t["Wv"].T], dim=0),
+        "in_proj_weight": torch.cat([linear_weight(t[W]) for W in ("Wq", "Wk", "Wv")], dim=0),
         "in_proj_bias": torch.cat([t["bq"], t["bk"], t["bv"]]),
-        "out_proj.weight": t["Wo"].T,
+        "out_proj.weight": linear_weight(t["Wo"]),
         "out_proj.bias": t["bo"],
     }
     mask = c["attn_mask"]
@@ -215,7 +218,7 @@ def _mha_reference(t, c):
 
     def heads(x, W, b):
         N, L, E = x.shape
-        return F.linear(x, W.T, b).reshape(N, L, c["num_heads"], -1).transpose(1, 2)
+        return F.linear(x, linear_weight(W), b).reshape(N, L, c["num_heads"], -1).transpose(1, 2)
 
     q = heads(t["query"], t["Wq"], t["bq"])
     k = heads(t["key"], t["Wk"], t["bk"])
@@ -281,6 +284,23 @@ def _pe_bad_mutate(case):
     case.inputs["x"] = case.inputs["x"][..., :-1]
 
 
+def _bench_attention(rng, N, heads, S, d) -> Case:
+    q, k, v = (rng.standard_normal((N, heads, S, d), dtype=np.float32) for _ in range(3))
+    consts = {"attn_mask": None, "drop_mask": None, "dropout_param": None}
+    return Case({"q": q, "k": k, "v": v}, consts)
+
+
+def _bench_mha(rng, N, S, E, heads) -> Case:
+    inputs = {
+        n: rng.standard_normal((N, S, E), dtype=np.float32) for n in ("query", "key", "value")
+    }
+    for p in "qkvo":
+        inputs[f"W{p}"] = rng.standard_normal((E, E), dtype=np.float32) / np.float32(np.sqrt(E))
+        inputs[f"b{p}"] = rng.standard_normal(E, dtype=np.float32)
+    consts = {"num_heads": heads, "attn_mask": None, "drop_mask": None, "dropout_param": None}
+    return Case(inputs, consts)
+
+
 _ATTENTION_OPS = [
     OpSpec(
         name="scaled_dot_product_attention",
@@ -298,6 +318,19 @@ _ATTENTION_OPS = [
         ),
         builtin_fn=_sdpa_builtin,
         bad_inputs=_SDPA_BAD,
+        bench=Bench(
+            "attention",
+            _bench_attention,
+            lambda N, heads, S, d: f"N={N} heads={heads} S={S} d={d}",
+            shapes=(
+                BenchShape(
+                    "a3",
+                    {"N": 32, "heads": 4, "S": 64, "d": 64},
+                    {"N": 2, "heads": 2, "S": 4, "d": 4},
+                ),
+            ),
+            flops=lambda N, heads, S, d: 3 * 2 * 2.0 * N * heads * S * S * d,
+        ),
         conversion="F.scaled_dot_product_attention(q, k, v, attn_mask=(mask != 0)): its bool "
         "mask is True = may attend; CS231n's 0 = blocked",
     ),
@@ -334,6 +367,18 @@ _ATTENTION_OPS = [
         builtin_fn=_mha_builtin,
         grad_inputs=_MHA_GRADS,
         bad_inputs=_MHA_BAD,
+        bench=Bench(
+            "multihead_attention",
+            _bench_mha,
+            lambda N, S, E, heads: f"N={N} S={S} E={E} heads={heads}",
+            shapes=(
+                BenchShape(
+                    "a3",
+                    {"N": 32, "S": 64, "E": 256, "heads": 4},
+                    {"N": 2, "S": 4, "E": 8, "heads": 2},
+                ),
+            ),
+        ),
         conversion="nn.MultiheadAttention(batch_first): in_proj_weight = cat([Wq.T, Wk.T, "
         "Wv.T]), in_proj_bias = cat([bq, bk, bv]), out_proj = (Wo.T, bo), attn_mask = (mask == 0)"
         " (True = blocked); dbk excluded (exactly 0)",
@@ -463,9 +508,7 @@ _TRANSFORMER_OPS = [
             {"gamma": t["gamma"], "beta": t["beta"]},
             (t["x"],),
         ),
-        builtin_fn=lambda t, c: F.layer_norm(
-            t["x"], t["x"].shape[-1:], t["gamma"], t["beta"], eps=c["eps"]
-        ),
+        builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["eps"]),
         bad_inputs=(
             BadInput(
                 "gamma wrong length", _set_input("gamma", lambda g: g[:-1]), "gamma must have shape"

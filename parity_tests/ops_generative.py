@@ -8,8 +8,9 @@ builtins are ``F.leaky_relu`` and ``F.conv_transpose2d``, on the reference side 
 from __future__ import annotations
 
 import numpy as np
-import torch.nn.functional as F
+from torch import nn
 
+from builtin_impl import functions as bf
 from numpy_impl import generative_layers as npgl
 from parity_tests.ops_layers import (
     _X_INT,
@@ -22,8 +23,9 @@ from parity_tests.ops_layers import (
     _set_param,
     _xs_and,
 )
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Case, ModuleInfo, OpSpec
 from torch_impl import functions as tf
+from torch_impl import nn as tnn
 
 # ----------------------------------------------------------------------------------------------
 # Input generators
@@ -76,8 +78,7 @@ def _conv_transpose_apply(t, c):
 
 def _conv_transpose_builtin(t, c):
     cp = c["conv_param"]
-    # Same weight layout (C_in, C_out, kH, kW); CS231n's 'pad' is PyTorch's 'padding'.
-    return F.conv_transpose2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
+    return bf.conv_transpose(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,6 +129,42 @@ _CONV_TRANSPOSE_FLAVORS = (
     {"N": 0},
 )
 
+# ----------------------------------------------------------------------------------------------
+# torch_impl.nn modules
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv_transpose_module(m):
+    b = nn.ConvTranspose2d(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dtype=m.w.dtype,
+        device=m.w.device,
+    )
+    b.weight, b.bias = m.w, m.b  # the same (C_in, C_out, kH, kW) layout
+    return b
+
+
+_LEAKY_RELU_MODULE = ModuleInfo(
+    tnn.LeakyReLU,
+    lambda case: tnn.LeakyReLU(case.consts["negative_slope"]),
+    builtin=lambda m: nn.LeakyReLU(m.negative_slope),
+)
+_CONV_TRANSPOSE_MODULE = ModuleInfo(
+    tnn.ConvTranspose2d,
+    lambda case: tnn.ConvTranspose2d(
+        *case.inputs["w"].shape[:2],
+        case.inputs["w"].shape[2:],
+        stride=case.consts["conv_param"]["stride"],
+        padding=case.consts["conv_param"]["pad"],
+    ),
+    builtin=_conv_transpose_module,
+)
+
+
 OPS = [
     OpSpec(
         name="leaky_relu",
@@ -137,9 +174,10 @@ OPS = [
             npgl, "leaky_relu_forward", "leaky_relu_backward", _xs_and("negative_slope")
         ),
         torch_impl_fn=lambda t, c: tf.LeakyReLUFunction.apply(t["x"], c["negative_slope"]),
-        builtin_fn=lambda t, c: F.leaky_relu(t["x"], c["negative_slope"]),
+        builtin_fn=lambda t, c: bf.leaky_relu(t["x"], c["negative_slope"]),
         bad_inputs=_LEAKY_RELU_BAD,
         conversion="F.leaky_relu(x, negative_slope): identical definition",
+        module=_LEAKY_RELU_MODULE,
     ),
     OpSpec(
         name="conv_transpose_naive",
@@ -156,5 +194,6 @@ OPS = [
         bad_inputs=_CONV_TRANSPOSE_BAD,
         conversion="F.conv_transpose2d(x, w, b, stride, padding=pad): same (C_in, C_out, kH, kW) "
         "weight layout, no output padding",
+        module=_CONV_TRANSPOSE_MODULE,
     ),
 ]

@@ -18,14 +18,23 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from builtin_impl import functions as bf
+from builtin_impl.conversions import (
+    channel_vector,
+    drop_probability,
+    linear_weight,
+    torch_momentum,
+)
 from numpy_impl import fast_layers as npf
 from numpy_impl import layer_utils as npu
 from numpy_impl import layers as npl
 from parity_tests.checks import case_without_tiny_gradients
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Bench, BenchShape, Case, ModuleInfo, OpSpec
 from torch_impl import functional as tfn
 from torch_impl import functions as tf
+from torch_impl import nn as tnn
 
 # ----------------------------------------------------------------------------------------------
 # Input generators
@@ -107,11 +116,13 @@ def _norm_features(rng, M, K, dtype, zero_var=False, numerical=False) -> np.ndar
     return x
 
 
-def _bn_param(rng, mode, D) -> dict:
+def _bn_param(rng, mode, D, momentum=None) -> dict:
+    eps = float(rng.choice([1e-5, 1e-3]))
+    drawn = float(rng.choice([0.9, 0.5]))  # (drawn even when pinned: the same later draws)
     return {
         "mode": mode,
-        "eps": float(rng.choice([1e-5, 1e-3])),
-        "momentum": float(rng.choice([0.9, 0.5])),
+        "eps": eps,
+        "momentum": drawn if momentum is None else momentum,
         "running_mean": rng.standard_normal(D),
         "running_var": rng.uniform(0.5, 2.0, size=D),
     }
@@ -134,7 +145,9 @@ def _zero_var(dtype, numerical) -> bool:
     return dtype == np.float64 and not numerical
 
 
-def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -> Case:
+def _batchnorm_case(
+    rng, dtype, mode="train", numerical=False, N=None, D=None, momentum=None
+) -> Case:
     # Training: N >= 3 (see above; PyTorch raises for N = 1, where the output is beta whatever x
     # is). Test mode is an affine map: batch of 1 is fine.
     # An explicit N (a flavor) is used as given: N = 0, an empty batch, keeps the running
@@ -148,7 +161,8 @@ def _batchnorm_case(rng, dtype, mode="train", numerical=False, N=None, D=None) -
     zero_var = _zero_var(dtype, numerical) and mode == "train" and D > 1
     x = _norm_features(rng, N, D, dtype, zero_var, numerical)
     gamma, beta = rng.normal(1, 0.5, size=D), rng.standard_normal(D)
-    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, D))
+    bn_param = _bn_param(rng, mode, D, momentum)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=bn_param)
 
 
 def _layernorm_case(rng, dtype, numerical=False, N=None) -> Case:
@@ -216,7 +230,9 @@ def _pool_case(rng, dtype, N=None, HW=None, pool=None, stride=None) -> Case:
     )
 
 
-def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None) -> Case:
+def _spatial_bn_case(
+    rng, dtype, mode="train", numerical=False, N=None, HW=None, momentum=None
+) -> Case:
     N, C = _batch(rng) if N is None else N, int(rng.integers(1, 4))
     H, W = HW or (int(s) for s in rng.integers(1, 5, size=2))
     if mode == "train" and 0 < N * H * W < 3:
@@ -225,7 +241,8 @@ def _spatial_bn_case(rng, dtype, mode="train", numerical=False, N=None, HW=None)
     feats = _norm_features(rng, N * H * W, C, dtype, zero_var, numerical)
     x = feats.reshape(N, H, W, C).transpose(0, 3, 1, 2).copy()
     gamma, beta = rng.normal(1, 0.5, size=C), rng.standard_normal(C)
-    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=_bn_param(rng, mode, C))
+    bn_param = _bn_param(rng, mode, C, momentum)
+    return _case(dtype, {"x": x, "gamma": gamma, "beta": beta}, bn_param=bn_param)
 
 
 def _groupnorm_case(rng, dtype, numerical=False, N=None, G=None, per_group=None, HW=None) -> Case:
@@ -574,24 +591,23 @@ def _bn_apply(fn):
 
 def _bn_builtin(t, c):
     bp = c["bn_param"]
-    # CS231n: running = momentum*running + (1-momentum)*batch, so PyTorch's momentum is 1 - it.
-    # (Outputs and gradients do not see the running-variance difference; test_batchnorm.py
+    # (Outputs and gradients do not see PyTorch's unbiased running variance; test_batchnorm.py
     # checks the running statistics with the biased/unbiased conversion.)
-    return F.batch_norm(
+    return bf.batchnorm(
         t["x"],
-        bp["running_mean"],
-        bp["running_var"],
         t["gamma"],
         t["beta"],
-        training=bp["mode"] == "train",
-        momentum=1 - bp["momentum"],
-        eps=bp["eps"],
+        bp["running_mean"],
+        bp["running_var"],
+        bp["mode"] == "train",
+        bp["momentum"],
+        bp["eps"],
     )
 
 
 def _conv_builtin(t, c):
     cp = c["conv_param"]
-    return F.conv2d(t["x"], t["w"], t["b"], stride=cp["stride"], padding=cp["pad"])
+    return bf.conv(t["x"], t["w"], t["b"], cp["stride"], cp["pad"])
 
 
 def _conv_apply(t, c, algorithm="auto"):
@@ -601,7 +617,7 @@ def _conv_apply(t, c, algorithm="auto"):
 
 def _pool_builtin(t, c):
     pp = c["pool_param"]
-    return F.max_pool2d(t["x"], (pp["pool_height"], pp["pool_width"]), stride=pp["stride"])
+    return bf.max_pool(t["x"], pp["pool_height"], pp["pool_width"], pp["stride"])
 
 
 def _pool_apply(t, c):
@@ -610,19 +626,13 @@ def _pool_apply(t, c):
 
 
 def _groupnorm_builtin(t, c):
-    C = t["x"].shape[1]
-    # CS231n keeps gamma/beta as (1, C, 1, 1); F.group_norm takes (C,). The reshape is part of
-    # the autograd graph, so the builtin's dgamma comes back as (1, C, 1, 1) too.
-    return F.group_norm(
-        t["x"], c["G"], t["gamma"].reshape(C), t["beta"].reshape(C), eps=c["gn_param"]["eps"]
-    )
+    # The reshape of gamma/beta to F.group_norm's (C,) is part of the autograd graph, so the
+    # builtin's dgamma comes back as (1, C, 1, 1) too.
+    return bf.spatial_groupnorm(t["x"], t["gamma"], t["beta"], c["G"], c["gn_param"]["eps"])
 
 
 def _svm_builtin(t, c):
-    C = t["x"].shape[1]
-    # F.multi_margin_loss averages the hinge terms over the C classes too (sum_{j != y} / C),
-    # CS231n only over the batch: CS231n's loss = C * multi_margin_loss(p=1, margin=1).
-    return C * F.multi_margin_loss(t["x"], c["y"], p=1, margin=1.0)
+    return bf.svm_loss(t["x"], c["y"])
 
 
 def _dropout_apply(t, c):
@@ -637,24 +647,22 @@ def _dropout_builtin(t, c):
     # back from its output) and the keep rate/scaling statistically.
     dp = c["dropout_param"]
     if dp["mode"] != "train":
-        return F.dropout(t["x"], 1 - dp["p"], training=False)
+        return F.dropout(t["x"], drop_probability(dp["p"]), training=False)
     return t["x"] * dp["mask"]
 
 
 def _affine_norm_builtin(t, c):
     """affine -> [batchnorm | layernorm] from builtins: the ReLU's input."""
-    x, w = t["x"], t["w"]
-    a = F.linear(x.reshape(x.shape[0], w.shape[0]), w.T, t["b"])
+    a = bf.affine(t["x"], t["w"], t["b"])
     if c["normalization"] == "batchnorm":
         return _bn_builtin({**t, "x": a}, c)
     if c["normalization"] == "layernorm":
-        eps = c["bn_param"]["eps"]
-        return F.layer_norm(a, a.shape[1:], t["gamma"], t["beta"], eps=eps)
+        return bf.layernorm(a, t["gamma"], t["beta"], c["bn_param"]["eps"])
     return a
 
 
 def _affine_norm_relu_builtin(t, c):
-    out = F.relu(_affine_norm_builtin(t, c))
+    out = bf.relu(_affine_norm_builtin(t, c))
     dp = c["dropout_param"]
     return out if dp is None else _dropout_builtin({"x": out}, c)
 
@@ -708,7 +716,196 @@ def _conv_bn_relu_apply(t, c):
 
 
 def _conv_bn_relu_builtin(t, c):
-    return F.relu(_bn_builtin({**t, "x": _conv_builtin(t, c)}, c))
+    return bf.relu(_bn_builtin({**t, "x": _conv_builtin(t, c)}, c))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch_impl.nn modules and the torch.nn modules they are compared against (parameters
+# converted by builtin_impl.conversions)
+# ----------------------------------------------------------------------------------------------
+
+
+def _bn_module_param(m) -> dict:
+    """A module's bn_param for torch_impl.functional (mode from its training flag)."""
+    return {
+        "mode": "train" if m.training else "test",
+        "eps": m.eps,
+        "momentum": m.momentum,
+        "running_mean": m.running_mean,
+        "running_var": m.running_var,
+    }
+
+
+def _bn_module_builtin(cls):
+    def make(m):
+        b = cls(m.num_features, eps=m.eps, momentum=torch_momentum(m.momentum), **_like(m.gamma))
+        b.weight, b.bias = m.gamma, m.beta
+        with torch.no_grad():
+            b.running_mean.copy_(m.running_mean)
+            b.running_var.copy_(m.running_var)
+        return b
+
+    return make
+
+
+def _bn_module(cls, builtin_cls, functional):
+    """(Spatial)BatchNorm: its builtin's running_var averages the unbiased variance, so only
+    running_mean is compared there (test_batchnorm.py converts)."""
+    return ModuleInfo(
+        cls,
+        lambda case: cls(
+            case.inputs["gamma"].shape[0],
+            eps=case.consts["bn_param"]["eps"],
+            momentum=case.consts["bn_param"]["momentum"],
+        ),
+        # a momentum other than 0.5, where CS231n's and PyTorch's conventions coincide
+        flavor={"momentum": 0.8},
+        buffers=lambda case: {k: (case.inputs["gamma"].shape[0],) for k in _RUNNING},
+        functional=lambda m, x: functional(x, m.gamma, m.beta, _bn_module_param(m)),
+        builtin=_bn_module_builtin(builtin_cls),
+        modal=True,
+    )
+
+
+_RUNNING = ("running_mean", "running_var")
+
+
+def _like(t: torch.Tensor) -> dict:
+    return {"dtype": t.dtype, "device": t.device}
+
+
+def _linear_module(m):
+    b = nn.Linear(m.in_features, m.out_features, **_like(m.w))
+    with torch.no_grad():
+        b.weight.copy_(linear_weight(m.w))
+        b.bias.copy_(m.b)
+    return b
+
+
+def _conv_module(m):
+    b = nn.Conv2d(
+        m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.pad, **_like(m.w)
+    )
+    b.weight, b.bias = m.w, m.b  # the same (F, C, HH, WW) layout
+    return b
+
+
+def _group_norm_module(m):
+    b = nn.GroupNorm(m.G, m.num_channels, eps=m.eps, **_like(m.gamma))
+    with torch.no_grad():
+        b.weight.copy_(channel_vector(m.gamma))
+        b.bias.copy_(channel_vector(m.beta))
+    return b
+
+
+def _layer_norm_module(m):
+    b = nn.LayerNorm(m.num_features, eps=m.eps, **_like(m.gamma))
+    b.weight, b.bias = m.gamma, m.beta
+    return b
+
+
+def _scores_args(case):
+    return case.inputs["x"], case.consts["y"]
+
+
+def _elementwise_module(cls, builtin_cls, functional):
+    return ModuleInfo(
+        cls,
+        lambda case: cls(),
+        functional=lambda m, x: functional(x),
+        builtin=lambda m: builtin_cls(),
+    )
+
+
+_AFFINE_MODULE = ModuleInfo(
+    tnn.Affine,
+    lambda case: tnn.Affine(*case.inputs["w"].shape),
+    flavor={"N": 3, "M": 4},
+    functional=lambda m, x: tfn.affine(x, m.w, m.b),
+    builtin=_linear_module,
+    builtin_call=lambda b, x: b(x.reshape(x.shape[0], b.in_features)),
+    param_grads=lambda b: {"w": linear_weight(b.weight.grad), "b": b.bias.grad},
+)
+_LAYERNORM_MODULE = ModuleInfo(
+    tnn.LayerNorm,
+    lambda case: tnn.LayerNorm(case.inputs["gamma"].shape[0], eps=case.consts["ln_param"]["eps"]),
+    functional=lambda m, x: tfn.layernorm(x, m.gamma, m.beta, {"eps": m.eps}),
+    builtin=_layer_norm_module,
+)
+_GROUPNORM_MODULE = ModuleInfo(
+    tnn.SpatialGroupNorm,
+    lambda case: tnn.SpatialGroupNorm(
+        case.inputs["x"].shape[1], case.consts["G"], eps=case.consts["gn_param"]["eps"]
+    ),
+    functional=lambda m, x: tfn.spatial_groupnorm(x, m.gamma, m.beta, m.G, {"eps": m.eps}),
+    builtin=_group_norm_module,
+    param_grads=lambda b: {
+        "gamma": b.weight.grad.view(1, -1, 1, 1),
+        "beta": b.bias.grad.view(1, -1, 1, 1),
+    },
+)
+_DROPOUT_SEED = 5
+_DROPOUT_MODULE = ModuleInfo(
+    tnn.Dropout,
+    lambda case: tnn.Dropout(
+        case.consts["dropout_param"]["p"], torch.Generator().manual_seed(_DROPOUT_SEED)
+    ),
+    # keep probability 0.7 < 1 on a 6 x 7 x: train and eval differ
+    flavor={"N": 6, "p": 0.7, "dims": (7,)},
+    functional=lambda m, x: tfn.dropout(
+        x, {"p": m.p, "mode": "train" if m.training else "test", "seed": _DROPOUT_SEED}
+    ),
+    # builtin: eval mode only (nn.Dropout draws its own mask; test_dropout.py checks it)
+    builtin=lambda m: nn.Dropout(drop_probability(m.p)),
+    modal=True,
+)
+_CONV_MODULE = ModuleInfo(
+    tnn.Conv2d,
+    lambda case: tnn.Conv2d(
+        case.inputs["w"].shape[1],
+        case.inputs["w"].shape[0],
+        case.inputs["w"].shape[2:],
+        stride=case.consts["conv_param"]["stride"],
+        pad=case.consts["conv_param"]["pad"],
+    ),
+    flavor={"N": 2, "HW": (5, 6)},
+    functional=lambda m, x: tfn.conv(x, m.w, m.b, {"stride": m.stride, "pad": m.pad}),
+    builtin=_conv_module,
+)
+_POOL_MODULE = ModuleInfo(
+    tnn.MaxPool2d,
+    lambda case: tnn.MaxPool2d(
+        case.consts["pool_param"]["pool_height"],
+        case.consts["pool_param"]["pool_width"],
+        case.consts["pool_param"]["stride"],
+    ),
+    flavor={"N": 2, "HW": (5, 6)},
+    functional=lambda m, x: tfn.max_pool(
+        x, {"pool_height": m.pool_height, "pool_width": m.pool_width, "stride": m.stride}
+    ),
+    builtin=lambda m: nn.MaxPool2d((m.pool_height, m.pool_width), stride=m.stride),
+)
+_SVM_MODULE = ModuleInfo(
+    tnn.SVMLoss,
+    lambda case: tnn.SVMLoss(),
+    args=_scores_args,
+    flavor={"N": 4, "C": 5},
+    functional=lambda m, x, y: tfn.svm_loss(x, y),
+    builtin=lambda m: nn.MultiMarginLoss(),
+    # CS231n sums the hinge terms over the classes: C * multi_margin_loss (builtin_impl.svm_loss)
+    builtin_call=lambda b, x, y: x.shape[1] * b(x, y),
+)
+_SOFTMAX_MODULE = ModuleInfo(
+    tnn.SoftmaxLoss,
+    lambda case: tnn.SoftmaxLoss(),
+    args=_scores_args,
+    flavor={"N": 4, "C": 5},
+    functional=lambda m, x, y: tfn.softmax_loss(x, y),
+    builtin=lambda m: nn.CrossEntropyLoss(),
+)
+_FLATTEN_MODULE = ModuleInfo(
+    tnn.Flatten, lambda case: tnn.Flatten(), builtin=lambda m: nn.Flatten()
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -869,10 +1066,7 @@ def _conv_relu_pool_apply(t, c):
 
 
 def _conv_relu_pool_builtin(t, c):
-    pp = c["pool_param"]
-    return F.max_pool2d(
-        F.relu(_conv_builtin(t, c)), (pp["pool_height"], pp["pool_width"]), stride=pp["stride"]
-    )
+    return _pool_builtin({"x": bf.relu(_conv_builtin(t, c))}, c)
 
 
 _CONV_FLAVORS = (
@@ -909,6 +1103,8 @@ def _conv_spec(
     gradcheck=False,
     conversion="F.conv2d(x, w, b, stride, padding=pad)",
     algorithm="auto",
+    nn_module=None,
+    bench=None,
 ):
     """A numpy conv variant against the torch Function run with one of its algorithms
     (each algorithm gradchecked once)."""
@@ -923,6 +1119,8 @@ def _conv_spec(
         bad_inputs=_CONV_BAD,
         conversion=conversion,
         gradcheck=gradcheck,
+        module=nn_module,
+        bench=bench,
     )
 
 
@@ -934,6 +1132,8 @@ def _pool_spec(
     *,
     gradcheck=False,
     conversion="F.max_pool2d(x, (pool_height, pool_width), stride)",
+    nn_module=None,
+    bench=None,
 ):
     """A numpy max-pool variant against the one torch Function (gradchecked on max_pool_naive)."""
     return OpSpec(
@@ -947,10 +1147,12 @@ def _pool_spec(
         bad_inputs=_POOL_BAD,
         conversion=conversion,
         gradcheck=gradcheck,
+        module=nn_module,
+        bench=bench,
     )
 
 
-def _bn_entry(name, backward, mode, spatial, flavors):
+def _bn_entry(name, backward, mode, spatial, flavors, module=None, bench=None):
     make = _spatial_bn_case if spatial else _batchnorm_case
     np_forward = "spatial_batchnorm_forward" if spatial else "batchnorm_forward"
     fn = tf.BatchNormFunction
@@ -967,10 +1169,12 @@ def _bn_entry(name, backward, mode, spatial, flavors):
         bad_inputs=_SPATIAL_BN_BAD if spatial else _BN_BAD,
         conversion="F.batch_norm(momentum = 1 - CS231n momentum); outputs/gradients identical "
         "(running_var conversion checked in test_batchnorm.py)",
+        module=module,
+        bench=bench,
     )
 
 
-def _elementwise_entry(name, function, builtin):
+def _elementwise_entry(name, function, builtin, module, bench=None):
     return OpSpec(
         name=name,
         make_case=_elementwise_case,
@@ -979,7 +1183,171 @@ def _elementwise_entry(name, function, builtin):
         torch_impl_fn=lambda t, c: getattr(tf, function).apply(t["x"]),
         torch_functional_fn=lambda t, c: getattr(tfn, name)(t["x"]),
         builtin_fn=builtin,
+        module=module,
+        bench=bench,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Benchmark shapes (benchmarks/ops.py): float32 cases drawn as training draws them
+# ----------------------------------------------------------------------------------------------
+
+
+def _f32(rng, *shapes, scale=1.0) -> list[np.ndarray]:
+    return [rng.standard_normal(s, dtype=np.float32) * np.float32(scale) for s in shapes]
+
+
+def _bench_conv(rng, N, C, H, W, F, k, stride, pad) -> Case:
+    x, w, b = _f32(rng, (N, C, H, W), (F, C, k, k), (F,))
+    w /= np.sqrt(C * k * k)
+    return Case({"x": x, "w": w, "b": b}, {"conv_param": {"stride": stride, "pad": pad}})
+
+
+def _conv_out(H, W, k, stride, pad) -> tuple[int, int]:
+    return 1 + (H + 2 * pad - k) // stride, 1 + (W + 2 * pad - k) // stride
+
+
+def _conv_flops(N, C, H, W, F, k, stride, pad) -> float:
+    """Forward + both backward GEMMs: 3 x 2*N*F*C*k*k*H'*W'."""
+    Ho, Wo = _conv_out(H, W, k, stride, pad)
+    return 3 * 2.0 * N * F * C * k * k * Ho * Wo
+
+
+def _conv_gemms(N, C, H, W, F, k, stride, pad) -> tuple:
+    """im2col: out = W (F, K) @ cols (K, M); dW = dout (F, M) @ cols^T (M, K);
+    dcols = W^T (K, F) @ dout (F, M)."""
+    Ho, Wo = _conv_out(H, W, k, stride, pad)
+    K, M = C * k * k, N * Ho * Wo
+    return ((F, K, M), (F, M, K), (K, F, M))
+
+
+_CONV_BENCH = Bench(
+    "conv",
+    _bench_conv,
+    lambda N, C, H, W, F, k, stride, pad: f"N={N} {C}->{F} {H}x{W} k{k} s{stride} p{pad}",
+    # CS231n's ThreeLayerConvNet conv (the notebook's batch 50); the CNN's own are read from
+    # the training model
+    shapes=(
+        BenchShape(
+            "three-layer",
+            {"N": 50, "C": 3, "H": 32, "W": 32, "F": 32, "k": 7, "stride": 1, "pad": 3},
+            {"N": 2, "C": 3, "H": 32, "W": 32, "F": 4, "k": 7, "stride": 1, "pad": 3},
+        ),
+    ),
+    flops=_conv_flops,
+    gemms=_conv_gemms,
+)
+
+
+def _bench_pool(rng, N, C, H, W, size, stride) -> Case:
+    (x,) = _f32(rng, (N, C, H, W))
+    pool_param = {"pool_height": size, "pool_width": size, "stride": stride}
+    return Case({"x": x}, {"pool_param": pool_param})
+
+
+_POOL_BENCH = Bench(
+    "max_pool",
+    _bench_pool,
+    lambda N, C, H, W, size, stride: f"N={N} C={C} {H}x{W} {size}x{size} s{stride}",
+    shapes=(
+        BenchShape(
+            "three-layer",
+            {"N": 50, "C": 32, "H": 32, "W": 32, "size": 2, "stride": 2},
+            {"N": 2, "C": 4, "H": 32, "W": 32, "size": 2, "stride": 2},
+        ),
+    ),
+)
+
+
+def _bench_bn(rng, shape) -> Case:
+    """Training-mode batchnorm of x of ``shape``: per column of (N, D), per channel of
+    (N, C, H, W); CS231n's default momentum and eps."""
+    C = shape[1]
+    x, gamma, beta = _f32(rng, shape, (C,), (C,))
+    bn_param = {
+        "mode": "train",
+        "eps": 1e-5,
+        "momentum": 0.9,
+        "running_mean": np.zeros(C, np.float32),
+        "running_var": np.ones(C, np.float32),
+    }
+    return Case({"x": x, "gamma": gamma + 1, "beta": beta}, {"bn_param": bn_param})
+
+
+_FC_SIZES = BenchShape("cs231n", {"N": 256, "D": 1024}, {"N": 4, "D": 16})
+_BATCHNORM_BENCH = Bench(
+    "batchnorm",
+    lambda rng, N, D: _bench_bn(rng, (N, D)),
+    lambda N, D: f"N={N} D={D}",
+    shapes=(_FC_SIZES,),
+)
+_SPATIAL_BN_BENCH = Bench(
+    "spatial_batchnorm",
+    lambda rng, N, C, H, W: _bench_bn(rng, (N, C, H, W)),
+    lambda N, C, H, W: f"N={N} C={C} {H}x{W}",
+)
+
+
+def _bench_layernorm(rng, N, D) -> Case:
+    x, gamma, beta = _f32(rng, (N, D), (D,), (D,))
+    return Case({"x": x, "gamma": gamma + 1, "beta": beta}, {"ln_param": {"eps": 1e-5}})
+
+
+_LAYERNORM_BENCH = Bench(
+    "layernorm", _bench_layernorm, lambda N, D: f"N={N} D={D}", shapes=(_FC_SIZES,)
+)
+
+
+def _bench_groupnorm(rng, N, C, H, W, G) -> Case:
+    x, gamma, beta = _f32(rng, (N, C, H, W), (1, C, 1, 1), (1, C, 1, 1))
+    inputs = {"x": x, "gamma": gamma + 1, "beta": beta}
+    return Case(inputs, {"G": G, "gn_param": {"eps": 1e-5}})
+
+
+_GROUPNORM_BENCH = Bench(
+    "groupnorm", _bench_groupnorm, lambda N, C, H, W, G: f"N={N} C={C} {H}x{W} G={G}"
+)
+_RELU_BENCH = Bench(
+    "relu",
+    lambda rng, shape: Case({"x": _f32(rng, shape)[0]}),
+    lambda shape: "x" + "x".join(map(str, shape)),
+)
+
+
+def _bench_affine(rng, N, D, M) -> Case:
+    x, w, b = _f32(rng, (N, D), (D, M), (M,))
+    w /= np.sqrt(D)
+    return Case({"x": x, "w": w, "b": b})
+
+
+_AFFINE_BENCH = Bench(
+    "affine",
+    _bench_affine,
+    lambda N, D, M: f"N={N} {D}->{M}",
+    shapes=(
+        # ThreeLayerConvNet's first affine (32 filters of 16x16 after the pool -> 100)
+        BenchShape(
+            "three-layer",
+            {"N": 50, "D": 32 * 16 * 16, "M": 100},
+            {"N": 2, "D": 4 * 16 * 16, "M": 4},
+        ),
+        BenchShape("cs231n", {"N": 256, "D": 3072, "M": 512}, {"N": 4, "D": 16, "M": 8}),
+    ),
+    flops=lambda N, D, M: 3 * 2.0 * N * D * M,
+)
+
+
+def _bench_scores(rng, N, C) -> Case:
+    (x,) = _f32(rng, (N, C), scale=3.0)
+    return Case({"x": x}, {"y": rng.integers(0, C, N)})
+
+
+_SOFTMAX_BENCH = Bench(
+    "softmax_loss",
+    _bench_scores,
+    lambda N, C: f"N={N} C={C}",
+    shapes=(BenchShape("cs231n", {"N": 256, "C": 1000}, {"N": 4, "C": 20}),),
+)
 
 
 OPS = [
@@ -991,21 +1359,57 @@ OPS = [
         numpy_forward_backward=_numpy_pair(npl, "affine_forward", "affine_backward", _xs),
         torch_impl_fn=lambda t, c: tf.AffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: tfn.affine(t["x"], t["w"], t["b"]),
-        # CS231n's w is (D, M): nn.Linear's weight (M, D) transposed; x is flattened to (N, D).
-        # (x.reshape(N, D) with D = w's rows: with N = 0 or D = 0 a -1 would be ambiguous)
-        builtin_fn=lambda t, c: F.linear(
-            t["x"].reshape(len(t["x"]), t["w"].shape[0]), t["w"].T, t["b"]
-        ),
+        builtin_fn=lambda t, c: bf.affine(t["x"], t["w"], t["b"]),
         bad_inputs=_AFFINE_BAD,
         conversion="F.linear(x.reshape(N, D), w.T, b)",
+        module=_AFFINE_MODULE,
+        bench=_AFFINE_BENCH,
     ),
-    _elementwise_entry("relu", "ReLUFunction", lambda t, c: F.relu(t["x"])),
-    _elementwise_entry("sigmoid", "SigmoidFunction", lambda t, c: torch.sigmoid(t["x"])),
-    _elementwise_entry("tanh", "TanhFunction", lambda t, c: torch.tanh(t["x"])),
+    _elementwise_entry(
+        "relu",
+        "ReLUFunction",
+        lambda t, c: bf.relu(t["x"]),
+        _elementwise_module(tnn.ReLU, nn.ReLU, tfn.relu),
+        _RELU_BENCH,
+    ),
+    _elementwise_entry(
+        "sigmoid",
+        "SigmoidFunction",
+        lambda t, c: torch.sigmoid(t["x"]),
+        _elementwise_module(tnn.Sigmoid, nn.Sigmoid, tfn.sigmoid),
+    ),
+    _elementwise_entry(
+        "tanh",
+        "TanhFunction",
+        lambda t, c: torch.tanh(t["x"]),
+        _elementwise_module(tnn.Tanh, nn.Tanh, tfn.tanh),
+    ),
+    OpSpec(
+        name="flatten",
+        make_case=_elementwise_case,
+        # a batch of 1; an empty batch keeps its (0, D) shape
+        flavors=({"N": 1}, {"N": 0}),
+        torch_impl_fn=lambda t, c: tnn.Flatten()(t["x"]),
+        builtin_fn=lambda t, c: torch.flatten(t["x"], 1),
+        conversion="torch.flatten(x, 1): x (N, d1..dk) -> (N, d1*...*dk), as affine flattens",
+        module=_FLATTEN_MODULE,
+    ),
     # N = 0: an empty batch (empty output, zero dgamma/dbeta, running statistics unchanged).
-    _bn_entry("batchnorm", "batchnorm_backward", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})),
     _bn_entry(
-        "batchnorm_alt", "batchnorm_backward_alt", "train", False, ({"N": 3}, {"D": 1}, {"N": 0})
+        "batchnorm",
+        "batchnorm_backward",
+        "train",
+        False,
+        ({"N": 3}, {"D": 1}, {"N": 0}),
+        _bn_module(tnn.BatchNorm, nn.BatchNorm1d, tfn.batchnorm),
+    ),
+    _bn_entry(
+        "batchnorm_alt",
+        "batchnorm_backward_alt",
+        "train",
+        False,
+        ({"N": 3}, {"D": 1}, {"N": 0}),
+        bench=_BATCHNORM_BENCH,
     ),
     _bn_entry("batchnorm_test", "batchnorm_backward", "test", False, ({"N": 1}, {"N": 0})),
     # 1x1 maps: each channel's statistics are over the batch alone; 0 x 2 maps: no values.
@@ -1015,6 +1419,8 @@ OPS = [
         "train",
         True,
         ({"N": 1}, {"N": 0}, {"N": 3, "HW": (1, 1)}, {"N": 2, "HW": (0, 2)}),
+        _bn_module(tnn.SpatialBatchNorm, nn.BatchNorm2d, tfn.spatial_batchnorm),
+        _SPATIAL_BN_BENCH,
     ),
     _bn_entry(
         "spatial_batchnorm_test",
@@ -1037,10 +1443,10 @@ OPS = [
         torch_functional_fn=lambda t, c: tfn.layernorm(
             t["x"], t["gamma"], t["beta"], c["ln_param"]
         ),
-        builtin_fn=lambda t, c: F.layer_norm(
-            t["x"], t["x"].shape[1:], t["gamma"], t["beta"], eps=c["ln_param"]["eps"]
-        ),
+        builtin_fn=lambda t, c: bf.layernorm(t["x"], t["gamma"], t["beta"], c["ln_param"]["eps"]),
         bad_inputs=_LAYERNORM_BAD,
+        module=_LAYERNORM_MODULE,
+        bench=_LAYERNORM_BENCH,
     ),
     OpSpec(
         name="spatial_groupnorm",
@@ -1062,6 +1468,8 @@ OPS = [
         builtin_fn=_groupnorm_builtin,
         bad_inputs=_GROUPNORM_BAD,
         conversion="F.group_norm(x, G, gamma.reshape(C), beta.reshape(C), eps)",
+        module=_GROUPNORM_MODULE,
+        bench=_GROUPNORM_BENCH,
     ),
     OpSpec(
         name="dropout",
@@ -1074,6 +1482,7 @@ OPS = [
         torch_functional_fn=lambda t, c: tfn.dropout(t["x"], c["dropout_param"]),
         builtin_fn=_dropout_builtin,
         bad_inputs=_DROPOUT_BAD,
+        module=_DROPOUT_MODULE,
         conversion="shared mask = CS231n's seeded draw (rand < p) / p, p = KEEP probability; "
         "F.dropout's drop probability is 1 - p",
     ),
@@ -1099,6 +1508,7 @@ OPS = [
         gradcheck=True,
         algorithm="im2col",
         conversion="F.conv2d(x, w, b, stride, padding=pad): both cross-correlate, floor rule",
+        nn_module=_CONV_MODULE,
     ),
     _conv_spec(
         "conv_shifted",
@@ -1115,6 +1525,7 @@ OPS = [
         "conv_forward_fast",
         "conv_backward_fast",
         flavors=({"HW": (8, 8), "kernel": (3, 3), "stride": 1, "pad": 1}, *_CONV_FLAVORS),
+        bench=_CONV_BENCH,
     ),
     _pool_spec(
         "max_pool_naive",
@@ -1123,8 +1534,15 @@ OPS = [
         "max_pool_backward_naive",
         gradcheck=True,
         conversion="F.max_pool2d(x, (pool_height, pool_width), stride): no padding, floor rule",
+        nn_module=_POOL_MODULE,
     ),
-    _pool_spec("max_pool_fast", npf, "max_pool_forward_fast", "max_pool_backward_fast"),
+    _pool_spec(
+        "max_pool_fast",
+        npf,
+        "max_pool_forward_fast",
+        "max_pool_backward_fast",
+        bench=_POOL_BENCH,
+    ),
     # The other variants of numpy_impl.fast_layers (the course's names): same torch Functions.
     _conv_spec("conv_strides", npf, "conv_forward_strides", "conv_backward_strides"),
     _pool_spec("max_pool_im2col", npf, "max_pool_forward_im2col", "max_pool_backward_im2col"),
@@ -1138,9 +1556,7 @@ OPS = [
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(
             tf.AffineFunction.apply(t["x"], t["w"], t["b"])
         ),
-        builtin_fn=lambda t, c: F.relu(
-            F.linear(t["x"].reshape(t["x"].shape[0], -1), t["w"].T, t["b"])
-        ),
+        builtin_fn=lambda t, c: bf.relu(bf.affine(t["x"], t["w"], t["b"])),
         conversion="F.relu(F.linear(x.reshape(N, -1), w.T, b))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
@@ -1152,7 +1568,7 @@ OPS = [
             npu, "conv_relu_forward", "conv_relu_backward", _xs_and("conv_param")
         ),
         torch_impl_fn=lambda t, c: tf.ReLUFunction.apply(_conv_apply(t, c)),
-        builtin_fn=lambda t, c: F.relu(_conv_builtin(t, c)),
+        builtin_fn=lambda t, c: bf.relu(_conv_builtin(t, c)),
         conversion="F.relu(F.conv2d(x, w, b, stride, padding=pad))",
         gradcheck=False,  # a chain of Functions gradchecked one by one above
     ),
@@ -1245,6 +1661,7 @@ OPS = [
         builtin_fn=_svm_builtin,
         bad_inputs=_LOSS_BAD,
         conversion="CS231n loss = C * F.multi_margin_loss(x, y, p=1, margin=1)",
+        module=_SVM_MODULE,
     ),
     OpSpec(
         name="softmax_loss",
@@ -1255,8 +1672,10 @@ OPS = [
         numpy_forward_backward=_numpy_loss("softmax_loss"),
         torch_impl_fn=lambda t, c: tf.SoftmaxLossFunction.apply(t["x"], c["y"]),
         torch_functional_fn=lambda t, c: tfn.softmax_loss(t["x"], c["y"]),
-        builtin_fn=lambda t, c: F.cross_entropy(t["x"], c["y"]),
+        builtin_fn=lambda t, c: bf.softmax_loss(t["x"], c["y"]),
         bad_inputs=_LOSS_BAD,
         conversion="F.cross_entropy(x, y) (mean over N): identical definition",
+        module=_SOFTMAX_MODULE,
+        bench=_SOFTMAX_BENCH,
     ),
 ]

@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from builtin_impl.conversions import gate_order, linear_weight
 from numpy_impl import rnn_layers as npr
 from parity_tests.case_helpers import (
+    _builtin_module,
     _case,
     _like,
     _loss,
@@ -36,7 +38,7 @@ from parity_tests.case_helpers import (
     _xs,
 )
 from parity_tests.checks import case_without_tiny_gradients
-from parity_tests.registry import BadInput, Case, OpSpec
+from parity_tests.registry import BadInput, Bench, BenchShape, Case, OpSpec
 from torch_impl import functions as tf3
 from torch_impl import rnn_layers as trnn
 
@@ -66,20 +68,14 @@ def _recurrent_case(rng, dtype, gates, seq, scale=1.0, N=None, D=None) -> Case:
     return _case(dtype, inputs)
 
 
-# CS231n orders the LSTM gate blocks i, f, o, g; PyTorch i, f, g, o: blocks [0, 1, 3, 2].
-def _torch_gate_order(W: torch.Tensor, H: int) -> torch.Tensor:
-    i, f, o, g = W.split(H, dim=-1)
-    return torch.cat([i, f, g, o], dim=-1)
-
-
 def _torch_rnn_params(t, H, lstm, suffix):
     """PyTorch's parameter dict from CS231n's Wx, Wh, b (see the module docstring)."""
     Wx, Wh, b = t["Wx"], t["Wh"], t["b"]
     if lstm:
-        Wx, Wh, b = (_torch_gate_order(a, H) for a in (Wx, Wh, b))
+        Wx, Wh, b = (gate_order(a, H) for a in (Wx, Wh, b))
     return {
-        f"weight_ih{suffix}": Wx.T,
-        f"weight_hh{suffix}": Wh.T,
+        f"weight_ih{suffix}": linear_weight(Wx),
+        f"weight_hh{suffix}": linear_weight(Wh),
         f"bias_ih{suffix}": b,
         f"bias_hh{suffix}": torch.zeros_like(b),  # CS231n's single bias: bias_ih + bias_hh = b
     }
@@ -87,26 +83,28 @@ def _torch_rnn_params(t, H, lstm, suffix):
 
 def _rnn_step_builtin(t, c):
     x, h = t["x"], t["prev_h"]
-    cell = nn.RNNCell(x.shape[1], h.shape[1], nonlinearity="tanh", **_like(x))
+    cell = _builtin_module(nn.RNNCell, x.shape[1], h.shape[1], nonlinearity="tanh", **_like(x))
     return functional_call(cell, _torch_rnn_params(t, h.shape[1], False, ""), (x, h))
 
 
 def _rnn_builtin(t, c):
     x, h0 = t["x"], t["h0"]
-    rnn = nn.RNN(x.shape[2], h0.shape[1], nonlinearity="tanh", batch_first=True, **_like(x))
+    rnn = _builtin_module(
+        nn.RNN, x.shape[2], h0.shape[1], nonlinearity="tanh", batch_first=True, **_like(x)
+    )
     out, _ = functional_call(rnn, _torch_rnn_params(t, h0.shape[1], False, "_l0"), (x, h0[None]))
     return out
 
 
 def _lstm_step_builtin(t, c):
     x, h, cc = t["x"], t["prev_h"], t["prev_c"]
-    cell = nn.LSTMCell(x.shape[1], h.shape[1], **_like(x))
+    cell = _builtin_module(nn.LSTMCell, x.shape[1], h.shape[1], **_like(x))
     return functional_call(cell, _torch_rnn_params(t, h.shape[1], True, ""), (x, (h, cc)))
 
 
 def _lstm_builtin(t, c):
     x, h0 = t["x"], t["h0"]
-    lstm = nn.LSTM(x.shape[2], h0.shape[1], batch_first=True, **_like(x))
+    lstm = _builtin_module(nn.LSTM, x.shape[2], h0.shape[1], batch_first=True, **_like(x))
     c0 = torch.zeros_like(h0)  # CS231n's lstm_forward starts from a zero cell state
     params = _torch_rnn_params(t, h0.shape[1], True, "_l0")
     out, _ = functional_call(lstm, params, (x, (h0[None], c0[None])))
@@ -149,7 +147,9 @@ _LSTM_BAD = _RNN_BAD + (
 )
 
 
-def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builtin, bad, conv):
+def _recurrent_entry(
+    name, gates, seq, forward, backward, fn, functional, builtin, bad, conv, bench=None
+):
     return OpSpec(
         name=name,
         make_case=lambda rng, dtype, **kw: _recurrent_case(rng, dtype, gates, seq, **kw),
@@ -172,6 +172,7 @@ def _recurrent_entry(name, gates, seq, forward, backward, fn, functional, builti
         builtin_fn=builtin,
         bad_inputs=bad,
         conversion=conv,
+        bench=bench,
     )
 
 
@@ -180,6 +181,31 @@ _LSTM_CONV = (
     "gate blocks i,f,o,g -> i,f,g,o, then weight_ih = Wx'.T, weight_hh = Wh'.T, bias_ih = b', "
     "bias_hh = 0"
 )
+
+# CS231n's captioning batch and sizes (assignment 3)
+_CAPTIONING = BenchShape(
+    "a3", {"N": 25, "T": 16, "D": 256, "H": 512}, {"N": 2, "T": 3, "D": 4, "H": 5}
+)
+
+
+def _bench_recurrent(gates):
+    def make(rng, N, T, D, H) -> Case:
+        shapes = (N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,)
+        x, h0, Wx, Wh, b = (rng.standard_normal(s, dtype=np.float32) for s in shapes)
+        inputs = {"x": x, "h0": h0, "Wx": Wx / np.sqrt(D), "Wh": Wh / np.sqrt(H), "b": b}
+        return Case({k: v.astype(np.float32) for k, v in inputs.items()})
+
+    return make
+
+
+def _recurrent_bench(name, gates):
+    return Bench(
+        name,
+        _bench_recurrent(gates),
+        lambda N, T, D, H: f"N={N} T={T} D={D} H={H}",
+        shapes=(_CAPTIONING,),
+    )
+
 
 _RECURRENT_OPS = [
     _recurrent_entry(
@@ -205,6 +231,7 @@ _RECURRENT_OPS = [
         _rnn_builtin,
         _RNN_BAD,
         "nn.RNN(tanh, batch_first), h0[None]: " + _RNN_CONV,
+        _recurrent_bench("rnn", 1),
     ),
     _recurrent_entry(
         "lstm_step",
@@ -229,6 +256,7 @@ _RECURRENT_OPS = [
         _lstm_builtin,
         _LSTM_BAD,
         "nn.LSTM(batch_first), (h0[None], zeros): " + _LSTM_CONV,
+        _recurrent_bench("lstm", 4),
     ),
 ]
 
@@ -354,7 +382,7 @@ _TEMPORAL_OPS = [
         ),
         torch_impl_fn=lambda t, c: tf3.TemporalAffineFunction.apply(t["x"], t["w"], t["b"]),
         torch_functional_fn=lambda t, c: trnn.temporal_affine(t["x"], t["w"], t["b"]),
-        builtin_fn=lambda t, c: F.linear(t["x"], t["w"].T, t["b"]),
+        builtin_fn=lambda t, c: F.linear(t["x"], linear_weight(t["w"]), t["b"]),
         bad_inputs=_TEMPORAL_AFFINE_BAD,
         conversion="F.linear(x, w.T, b): CS231n's w is (D, M)",
     ),

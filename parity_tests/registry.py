@@ -1,10 +1,20 @@
-"""The op registry: the parity suite's one source of truth.
+"""The op registry: the project's one catalog of ops.
 
 Every layer/loss that exists in two or three versions (``numpy_impl``, ``torch_impl``, a PyTorch
-builtin) is ONE :class:`OpSpec` entry. The tests in ``parity_tests/test_ops.py`` are parametrized
-over :data:`REGISTRY`, so adding an op means adding one entry, and every check (numerical
-gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
-CUDA) then runs on it automatically.
+builtin) is ONE :class:`OpSpec` entry, and everything that runs an op per op reads it:
+
+* ``parity_tests/test_ops.py`` is parametrized over :data:`REGISTRY`: every check (numerical
+  gradient, numpy vs torch_impl, torch_impl vs builtin in float64/float32, gradcheck, bad inputs,
+  CUDA) runs on every entry;
+* ``parity_tests/test_modules.py`` checks the ``torch_impl.nn`` module of every entry that has
+  one (``module``, a :class:`ModuleInfo`);
+* ``benchmarks/ops.py`` times the entry's three implementations at its ``bench`` shapes
+  (:class:`Bench`).
+
+Adding an op therefore means: its NumPy forward/backward, its torch_impl Function (and module),
+its builtin call in ``builtin_impl`` when PyTorch's conventions differ from CS231n's, and ONE
+entry here. The CS231n-vs-PyTorch conversions live in ``builtin_impl`` (a library package: the
+training backend ``builtin`` uses them as well), never in an entry's own code.
 
 Entries are collected from the modules in :data:`OP_MODULES`, sorted by what the ops are:
 ``ops_layers`` (affine, conv, pooling, normalization, dropout, activations, the classifier losses
@@ -32,10 +42,18 @@ plain hyperparameters such as stride, pad, G, mode, eps), CS231n's param dicts i
   tuple of tensors with the same structure as numpy's ``out``. ``tensors`` maps each input name to
   a leaf tensor (``requires_grad=True``) of the dtype and device under test; ``consts`` holds the
   consts with every ndarray (also inside param dicts) converted to a fresh tensor on that device
-  (floating arrays to the dtype under test, integer/bool arrays keep their dtype). Write every
-  CS231n-vs-PyTorch conversion explicitly inside ``builtin_fn`` (and in ``conversion``). An op
-  built from modules can use ``torch.func.functional_call(module, {...: tensors[...]}, args)``
-  so gradients reach the case's tensors.
+  (floating arrays to the dtype under test, integer/bool arrays keep their dtype). ``builtin_fn``
+  calls ``builtin_impl.functions`` (or PyTorch directly where nothing is converted) and applies
+  parameter conversions through ``builtin_impl.conversions``; ``conversion`` says it in words. An
+  op built from modules can use ``torch.func.functional_call(module, {...: tensors[...]}, args)``
+  so gradients reach the case's tensors (``case_helpers._builtin_module`` builds the module once
+  per size).
+* ``module`` (optional): a :class:`ModuleInfo` naming the ``torch_impl.nn`` class, how to build
+  it from a case (``make(case)``) and call it, its functional form and the ``torch.nn`` module it
+  is compared against. Every class of ``torch_impl.nn.__all__`` must be one entry's.
+* ``bench`` (optional): a :class:`Bench` with the benchmark's name, a float32 case factory at a
+  given shape, the row label and the fixed shapes (CS231n's sizes; the training model's own
+  are read from the model by ``benchmarks/op_suite.py``).
 
 ``make_case`` draws the case (see :class:`OpSpec`); ``flavors`` pin the awkward ones (batch of 1,
 stride > kernel, ...) to the first case indices so that every default run includes them.
@@ -115,6 +133,79 @@ class BadInput:
 
 
 @dataclass(frozen=True)
+class BenchShape:
+    """One benchmark shape: ``group`` (where the size comes from: cs231n | three-layer | a3 | cnn),
+    the shape's keywords for :attr:`Bench.make_case`, and the tiny ones ``--smoke`` runs."""
+
+    group: str
+    shape: dict
+    smoke: dict
+
+
+@dataclass(frozen=True)
+class Bench:
+    """How ``benchmarks/ops.py`` times an entry: forward + backward of the entry's own
+    ``numpy_forward_backward``, ``torch_impl_fn`` and ``builtin_fn`` on one float32 case.
+
+    name: the benchmark's row name (``bench`` in the JSON rows and BENCHMARKS.md: 'conv',
+        'batchnorm', ...).
+    make_case(rng, **shape) -> a float32 :class:`Case` of that shape, drawn as training draws
+        them (weights scaled by 1/sqrt(fan_in), gamma around 1).
+    label(**shape) -> the row's ``case`` text, e.g. 'N=256 D=1024'.
+    shapes: the fixed shapes (CS231n's sizes). The training model's own shapes are read from
+        the model by ``benchmarks/op_suite.py`` and handed to the same ``make_case``.
+    flops(**shape) -> floating-point operations of forward + backward, or None.
+    gemms(**shape) -> the (m, k, n) of the GEMMs an im2col implementation does (conv), or ().
+    """
+
+    name: str
+    make_case: Callable[..., Case]
+    label: Callable[..., str]
+    shapes: tuple[BenchShape, ...] = ()
+    flops: Callable[..., float] | None = None
+    gemms: Callable[..., tuple] | None = None
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """The ``torch_impl.nn`` module that computes an entry's op, and the ``torch.nn`` module it is
+    compared against. ``parity_tests/test_modules.py`` runs its checks (parameters and buffers,
+    train/eval, state_dict round trip, equality with the functional form and with the builtin)
+    on every entry that has one, on the entry's own case (:meth:`OpSpec.module_case`).
+
+    module: the torch_impl.nn class (every class in ``torch_impl.nn.__all__`` must be some
+        entry's).
+    make(case) -> an instance for the case: constructor arguments read from the case's shapes
+        and hyperparameters (w's (D, M), conv_param's stride, ln_param's eps, ...).
+    args(case) -> the forward's arguments, arrays (the first one is differentiated); default
+        ``(case.inputs['x'],)``.
+    flavor: make_case keywords of the module's case (e.g. a keep probability < 1 so that
+        dropout's train and eval modes differ).
+    buffers(case) -> name -> shape of the module's buffers. Its parameters are the case's other
+        inputs (all but the first argument), with the case's shapes: CS231n's layouts.
+    functional(module, *args): the same computation through ``torch_impl.functional`` with the
+        module's tensors; it must be exactly equal (the same Function).
+    builtin(module) -> the torch.nn module with the module's parameters converted by
+        ``builtin_impl.conversions`` (the same tensors where the layouts agree, so gradients can
+        be compared), or None. builtin_call(builtin, *args): how to call it.
+    param_grads(builtin) -> the builtin's parameter gradients in CS231n's layout, by name (None:
+        the builtin shares the module's tensors).
+    modal: train and eval differ (batchnorm's statistics, dropout).
+    """
+
+    module: type
+    make: Callable[[Case], Any]
+    args: Callable[[Case], tuple] = staticmethod(lambda case: (case.inputs["x"],))
+    flavor: dict = field(default_factory=dict)
+    buffers: Callable[[Case], dict] = staticmethod(lambda case: {})
+    functional: Callable | None = None
+    builtin: Callable | None = None
+    builtin_call: Callable = staticmethod(lambda m, *a: m(*a))
+    param_grads: Callable | None = None
+    modal: bool = False
+
+
+@dataclass(frozen=True)
 class OpSpec:
     """One op of the registry; see the module docstring for the calling conventions.
 
@@ -153,6 +244,10 @@ class OpSpec:
         (h = 1e-5, ~1e-10): for smooth ops whose gradients routinely hold entries ~1e-5 of their
         largest one, which the two-point rule cannot resolve to rel_error 1e-7; or for
         piecewise-linear ones whose numerical cases keep every kink more than 2h = 2e-3 away.
+    module: the torch_impl.nn module computing the op and the torch.nn module it is compared
+        against (:class:`ModuleInfo`), or None.
+    bench: the benchmark shapes of the op (:class:`Bench`), or None: ``benchmarks/ops.py``
+        times the entry's own three implementations at them.
     """
 
     name: str
@@ -169,6 +264,8 @@ class OpSpec:
     float32: bool = True
     gradcheck: bool = True
     fourth_order: bool = False
+    module: ModuleInfo | None = None
+    bench: Bench | None = None
 
     def grad_names(self, case: Case) -> tuple[str, ...]:
         if callable(self.grad_inputs):
@@ -185,6 +282,11 @@ class OpSpec:
     def numerical_case(self, index: int) -> Case:
         make = self.make_numerical_case or self.make_case
         return make(case_rng(self.name, index, "numerical"), np.float64, **self._flavor(index))
+
+    def module_case(self) -> Case:
+        """The float64 case the module checks run on (``module.flavor`` pins it)."""
+        assert self.module is not None, f"{self.name} has no module"
+        return self.make_case(case_rng(self.name, 0, "module"), np.float64, **self.module.flavor)
 
 
 def case_rng(name: str, index: int, purpose: str = "") -> np.random.Generator:

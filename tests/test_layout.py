@@ -101,6 +101,7 @@ PACKAGES = (
     "twin_checks",
     "numpy_impl",
     "torch_impl",
+    "builtin_impl",
     "cifar_training",
     "cs231n_grader",
     "gan_training",

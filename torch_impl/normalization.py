@@ -28,7 +28,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
-from torch_impl._utils import require_like
+from torch_impl._utils import memory_format_of, require_like
 
 __all__ = [
     "BatchNormFunction",
@@ -50,6 +50,30 @@ def _channel_sum(t2: Tensor, C: int, L: int) -> Tensor:
     (none when L = 0: zero)."""
     s = t2.sum(0)
     return s if L == 1 else s.view(C, L).sum(1)
+
+
+def _bn_rows(t: Tensor, channels_last: bool) -> Tensor:
+    """t (N, C, ...) as the 2-D array whose columns hold each channel's values: (N, C * L) for
+    the contiguous layout (a channel's L = H * W values side by side in every row), or, for a
+    channels-last t (N, C, H, W), (N * H * W, C) -- the plain (N, D) batchnorm layout with one
+    row per position, a view of t's own memory (no transposing copy)."""
+    N, C = t.shape[0], t.shape[1]
+    if channels_last:
+        rows = t.permute(0, 2, 3, 1).reshape(N * math.prod(t.shape[2:]), C)
+    else:
+        rows = t.reshape(N, C * math.prod(t.shape[2:]))
+    # A copy only when t is laid out otherwise (say, a contiguous dout for a channels-last x):
+    # a strided view can come back from reshape, and the arrays computed from it would follow
+    # its strides.
+    return rows.contiguous()
+
+
+def _bn_unrows(t2: Tensor, shape: torch.Size, channels_last: bool) -> Tensor:
+    """Inverse of _bn_rows: the 2-D array back as (N, C, ...), channels last when t was."""
+    if channels_last:
+        N, C, H, W = shape
+        return t2.view(N, H, W, C).permute(0, 3, 1, 2)
+    return t2.view(shape)
 
 
 def _check_bn_apply(
@@ -97,13 +121,19 @@ def _bn_forward(
     momentum' = 1 - momentum and the unbiased variance). Test mode normalizes with the running
     statistics.
     gamma and rstd are both per channel, so out = xmu * k + beta with k = gamma * rstd is ONE
-    pass and xhat is never stored. Saved: xmu (N, C * L), rstd and k (C,); ctx.training.
+    pass and xhat is never stored. Saved: xmu (as x2, the _bn_rows array), rstd and k (C,);
+    ctx.training, ctx.channels_last.
+
+    A channels-last x (N, C, H, W) is the (N * H * W, C) array of _bn_rows, normalized per
+    column exactly as an (N, D) x (L = 1): its output, and in the backward dx, stay channels last.
     """
     N, C = x.shape[0], x.shape[1]
-    L = math.prod(x.shape[2:])
-    x2 = x.reshape(N, C * L).contiguous()  # (the .view()s below need a contiguous layout)
+    M = N * math.prod(x.shape[2:])
+    channels_last = memory_format_of(x) == torch.channels_last
+    x2 = _bn_rows(x, channels_last)
+    # The rows of x2, and the columns per channel.
+    N, L = x2.shape[0], 1 if channels_last else math.prod(x.shape[2:])
     if training:
-        M = N * L
         # max(M, 1): an empty batch (M = 0) gets mean = var = 0 rather than 0 / 0, so its empty
         # output comes with zero (not NaN) dgamma and dbeta, as F.batch_norm's.
         mean = _channel_sum(x2, C, L).div_(max(M, 1))
@@ -124,9 +154,9 @@ def _bn_forward(
     rstd = torch.rsqrt(var + eps)
     k = gamma * rstd
     out = torch.addcmul(_per_column(beta, L), xmu, _per_column(k, L), out=sq)
-    ctx.training, ctx.x_shape = training, x.shape
+    ctx.training, ctx.x_shape, ctx.channels_last = training, x.shape, channels_last
     ctx.save_for_backward(xmu, rstd, k)
-    return out.view(x.shape)
+    return _bn_unrows(out, x.shape, channels_last)
 
 
 def _bn_backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
@@ -144,8 +174,8 @@ def _bn_backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
     xmu, rstd, k = ctx.saved_tensors
     need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
     N, CL = xmu.shape
-    C, L = rstd.shape[0], math.prod(ctx.x_shape[2:])
-    dout2 = dout.reshape(N, CL).contiguous()
+    C, L = rstd.shape[0], 1 if ctx.channels_last else math.prod(ctx.x_shape[2:])
+    dout2 = _bn_rows(dout, ctx.channels_last)  # (a copy when dout's layout differs from x's)
     dbeta = dgamma = dx = tmp = None
     if need_dbeta or (need_dx and ctx.training):
         dbeta = _channel_sum(dout2, C, L)
@@ -161,7 +191,7 @@ def _bn_backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
             dx.addcmul_(dout2, _per_column(k, L))
         else:
             dx = torch.mul(dout2, _per_column(k, L), out=tmp)
-        dx = dx.view(ctx.x_shape)
+        dx = _bn_unrows(dx, ctx.x_shape, ctx.channels_last)
     return dx, dgamma if need_dgamma else None, dbeta if need_dbeta else None
 
 
@@ -171,7 +201,8 @@ class BatchNormFunction(Function):
 
     apply(x, gamma, beta, running_mean, running_var, training, momentum, eps): running buffers
     (D,) or (C,) updated in place when training (CS231n's momentum and biased variance, see
-    _bn_forward). The layout follows x: both are the same statistics over the (N, C * L) view.
+    _bn_forward). The layout follows x: both are the same statistics over the (N, C * L) view
+    (over the (N * H * W, C) view of a channels-last x, whose output and dx stay channels last).
     """
 
     @staticmethod

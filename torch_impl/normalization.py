@@ -287,17 +287,22 @@ class LayerNormFunction(Function):
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
         xhat, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
-        dout = dout.reshape(xhat.shape)
+        R, D = xhat.shape
+        dout = dout.reshape(R, D).contiguous()
+        ones = dout.new_ones(R)  # column sums as ones @ t: BLAS gemv, faster than t.sum(0)
         dx = dgamma = dbeta = None
         dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
         if need_dgamma:
-            dgamma = dout_xhat.sum(0)  # type: ignore[union-attr]
+            dgamma = ones @ dout_xhat
         if need_dbeta:
-            dbeta = dout.sum(0)
+            dbeta = ones @ dout
         if need_dx:
-            g = gamma / -xhat.shape[1]
+            g = gamma / -D
             shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
             slope = torch.mv(dout_xhat, g).unsqueeze(1)  # type: ignore[arg-type]  # -mean(dxhat * xhat)
+            # rstd * (dout * gamma + xhat * slope + shift), written into dout * xhat's memory.
+            # (Not addcmul(shift, xhat, slope): with two per-row operands broadcast along the
+            # rows, an elementwise kernel is no longer vectorized -- 5x slower for 256 x 1024.)
             dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
             dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd).view(ctx.x_shape)
         return dx, dgamma, dbeta, None

@@ -243,16 +243,16 @@ class BatchNormFunction(Function):
         return (*_bn_backward(ctx, dout), None, None, None, None, None)
 
 
-def _standardize_rows(x3: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """x3 (N, G, M) standardized over its last axis: (xhat, mean, rstd), mean and rstd (N, G, 1).
-    Every reduction and broadcast runs along the contiguous last axis (the fast direction); the
-    variance is the squared 2-norm of xmu (one fused pass) / M; xhat is one new array."""
+def _center_rows(x3: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The statistics of x3 (N, G, M) over its last axis: (xmu, mean, rstd), xmu = x3 - mean
+    (N, G, M) one new array, mean and rstd (N, G, 1). Every reduction and broadcast runs along
+    the contiguous last axis (the fast direction); the variance is the squared 2-norm of xmu
+    (one fused pass) / M."""
     M = x3.shape[2]
     mean = x3.mean(2, keepdim=True)
     xmu = x3 - mean
     var = torch.linalg.vector_norm(xmu, dim=2, keepdim=True).square_().div_(M)
-    rstd = var.add_(eps).rsqrt_()
-    return xmu.mul_(rstd), mean, rstd
+    return xmu, mean, var.add_(eps).rsqrt_()
 
 
 class LayerNormFunction(Function):
@@ -275,8 +275,8 @@ class LayerNormFunction(Function):
         require_like("x", x, gamma=gamma, beta=beta)
         eps = _checks.require_nonneg_real("eps", eps)
         R = math.prod(x.shape[:-1])
-        xhat, _, rstd = _standardize_rows(x.reshape(R, 1, D).contiguous(), eps)
-        xhat, rstd = xhat.view(R, D), rstd.view(R, 1)
+        xmu, _, rstd = _center_rows(x.reshape(R, 1, D).contiguous(), eps)
+        xhat, rstd = xmu.mul_(rstd).view(R, D), rstd.view(R, 1)
         ctx.x_shape = x.shape
         ctx.save_for_backward(xhat, rstd, gamma)
         return torch.addcmul(beta, xhat, gamma).view(x.shape)
@@ -337,9 +337,14 @@ class SpatialGroupNormFunction(Function):
         N, C, H, W = x.shape
         L = H * W
         x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
-        xhat, mean, rstd = _standardize_rows(x3, eps)
-        out = xhat.view(N, C * L)  # gamma * xhat + beta, in place:
-        torch.addcmul(_per_column(beta, L), out, _per_column(gamma, L), out=out)
+        xmu, mean, rstd = _center_rows(x3, eps)
+        # out = xmu * (gamma * rstd) + beta in place, ONE pass over the (N, C, L) view: the
+        # factor is one number per (sample, channel), broadcast along L; beta is repeated L
+        # times per channel (_per_column) so that no second operand is broadcast along L (an
+        # elementwise kernel with two such operands is no longer vectorized).
+        k = (gamma.view(1, G, C // G) * rstd).view(N, C, 1)
+        out = xmu.view(N, C, L)
+        torch.addcmul(_per_column(beta, L).view(1, C, L), out, k, out=out)
         ctx.G = G
         ctx.save_for_backward(x3, mean, rstd, gamma)
         return out.view(N, C, H, W)

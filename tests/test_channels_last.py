@@ -16,8 +16,9 @@ from parity_tests.tolerances import ASSERT_CLOSE
 from torch_impl.functions import BatchNormFunction, MaxPool2dFunction, ReLUFunction
 
 CL = torch.channels_last
-# (N, C, H, W): random sizes, plus a batch of 1, an empty batch and a single channel.
-SHAPES = [(3, 5, 6, 7), (1, 4, 5, 5), (0, 3, 4, 4), (2, 1, 6, 4), (4, 8, 9, 6)]
+# (N, C, H, W): drawn sizes, plus a batch of 1, an empty batch, a single channel and a 1 x 1 map.
+_DRAWN = torch.randint(2, 10, (3, 4), generator=torch.Generator().manual_seed(20261207)).tolist()
+SHAPES = [tuple(s) for s in _DRAWN] + [(1, 4, 5, 5), (0, 3, 4, 4), (2, 1, 6, 4), (3, 6, 1, 1)]
 
 
 def _pair(shape, seed, dtype=torch.float64):
@@ -57,12 +58,13 @@ def _check_layouts(out, dx, x_cl):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_relu_keeps_channels_last(shape):
-    x, _ = _pair(shape, 0)
+@pytest.mark.parametrize("dout_layout", [CL, torch.contiguous_format])
+def test_relu_keeps_channels_last(shape, dout_layout):
+    x, dout = _pair(shape, 0)
     x[..., 0] = 0.0  # the kink: zero gradient
-    ref_out, ref_dx = _run(ReLUFunction.apply, x, lambda o: torch.ones_like(o) * 3)
+    ref_out, ref_dx = _run(ReLUFunction.apply, x, lambda o: dout)
     x_cl = x.to(memory_format=CL)
-    out, dx = _run(ReLUFunction.apply, x_cl, lambda o: torch.ones_like(o) * 3)
+    out, dx = _run(ReLUFunction.apply, x_cl, lambda o: dout.to(memory_format=dout_layout))
     _check_layouts(out, dx, x_cl)
     assert torch.equal(out, ref_out) and torch.equal(dx, ref_dx)
     assert torch.equal(out, F.relu(x))
@@ -98,7 +100,8 @@ def test_spatial_batchnorm_keeps_channels_last(shape, dout_layout, training):
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 8), (1, 4, 4, 4), (0, 3, 6, 6), (2, 6, 9, 5)])
 @pytest.mark.parametrize(("pool", "stride"), [((2, 2), 2), ((3, 2), 1), ((3, 3), 3), ((1, 1), 1)])
-def test_max_pool_keeps_channels_last(shape, pool, stride):
+@pytest.mark.parametrize("dout_layout", [CL, torch.contiguous_format])
+def test_max_pool_keeps_channels_last(shape, pool, stride, dout_layout):
     x, _ = _pair(shape, 3)
     x = x.round(decimals=0)  # ties inside windows: the first maximum takes the gradient
     ph, pw = pool
@@ -112,7 +115,7 @@ def test_max_pool_keeps_channels_last(shape, pool, stride):
 
     ref_out, ref_dx = _run(pool_fn, x, dout_of)
     x_cl = x.to(memory_format=CL)
-    out, dx = _run(pool_fn, x_cl, lambda o: dout_of(o).to(memory_format=CL))
+    out, dx = _run(pool_fn, x_cl, lambda o: dout_of(o).to(memory_format=dout_layout))
     _check_layouts(out, dx, x_cl)
     assert torch.equal(out, ref_out)
     torch.testing.assert_close(dx, ref_dx, **ASSERT_CLOSE["float64"])  # overlaps add in any order

@@ -42,7 +42,12 @@ class ReLUFunction(Function):
     def backward(ctx: Any, dout: Tensor) -> Tensor:
         (out,) = ctx.saved_tensors
         # out > 0 exactly where x > 0 (and is False for NaN), the 0/1 mask of the derivative.
-        return dout * (out > 0)
+        # The comparison writes the mask as 0.0/1.0 straight into a float array shaped (and
+        # strided) like out, and dout multiplies it in place: two vectorized passes and one
+        # allocation. dout * (out > 0) casts the bool mask element by element on the fly (a slow,
+        # unvectorized path) and allocates twice.
+        mask = torch.gt(out, 0, out=torch.empty_like(out))
+        return mask.mul_(dout)
 
 
 class SigmoidFunction(Function):

@@ -27,7 +27,8 @@ def dropout_mask(
     dropout on the attention weights both use it.
     """
     u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
-    return (u < p).to(like.dtype).div_(p)
+    # In place: the comparison writes 0.0/1.0 into u itself (no bool array, no cast copy).
+    return u.lt_(p).div_(p)
 
 
 class DropoutFunction(Function):

@@ -83,7 +83,7 @@ class SoftmaxLossFunction(Function):
         e = torch.sub(x, m).mul_(_LOG2_E).exp2_()  # one buffer, three in-place passes
         Z = e.sum(dim=1, keepdim=True)
         # x_y - m first: it is exact-ish whatever the logits' scale (log Z + m would round at |m|).
-        loss = (Z.log() - (x.gather(1, y) - m)).mean()
+        loss = Z.log().sub_(x.gather(1, y).sub_(m)).mean()  # (in place on fresh (N, 1) arrays)
         ctx.save_for_backward(e.scatter_add_(1, y, -Z), Z)  # softmax - onehot, times Z
         return loss
 

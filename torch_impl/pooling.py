@@ -10,6 +10,7 @@ from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
 import twin_checks as _checks
+from torch_impl._utils import memory_format_of
 
 __all__ = [
     "MaxPool2dFunction",
@@ -17,25 +18,28 @@ __all__ = [
 
 
 def _window_max(
-    x: Tensor, ph: int, pw: int, stride: int, H_out: int, W_out: int
+    x: Tensor, ph: int, pw: int, stride: int, H_out: int, W_out: int, channels_last: bool
 ) -> tuple[Tensor, Tensor]:
     """Max of every pooling window of x (N, C, H, W) and where it is.
 
-    Returns (out, flat): out (N, C, H', W') the window maxima, flat (N, C, H', W') int64 the
-    index into x's (H, W) plane of each window's FIRST maximum in row-major order.
+    Returns (out, flat): out the window maxima, flat int64 the index into x's (H, W) plane of
+    each window's FIRST maximum in row-major order; both (N, C, H', W'), or, when
+    ``channels_last``, both (N, H', W', C) (the channels-last memory order of (N, C, H', W')).
 
     ``unfold`` views the windows as (N, C, H', W', ph, pw); one copy lays them out as
-    (ph * pw, N, C, H', W'), so that windows[k] -- the element at offset (di, dj) =
-    divmod(k, pw) of EVERY window -- is one contiguous block (elementwise ops on it are
-    vectorized; on the strided view they were 2-4x slower). The offsets are visited in row-major
-    order with a running maximum; a later offset takes over a window only where it is STRICTLY
-    greater, so ties keep the earliest position (argmax's rule). The winning offset di * W + dj
-    grows along the visit order, so "take the new offset where greater" is the running maximum
-    of offset * greater (three cheap int32 passes; torch.where/masked_fill were 10x slower).
+    (ph * pw, N, C, H', W') (or (ph * pw, N, H', W', C): read along x's contiguous channel axis),
+    so that windows[k] -- the element at offset (di, dj) = divmod(k, pw) of EVERY window -- is
+    one contiguous block (elementwise ops on it are vectorized; on the strided view they were
+    2-4x slower). The offsets are visited in row-major order with a running maximum; a later
+    offset takes over a window only where it is STRICTLY greater, so ties keep the earliest
+    position (argmax's rule). The winning offset di * W + dj grows along the visit order, so
+    "take the new offset where greater" is the running maximum of offset * greater (three cheap
+    int32 passes; torch.where/masked_fill were 10x slower).
     """
     W = x.shape[3]
-    windows = x.unfold(2, ph, stride).unfold(3, pw, stride).permute(4, 5, 0, 1, 2, 3)
-    windows = windows.reshape(ph * pw, *windows.shape[2:])  # one copy: (ph * pw, N, C, H', W')
+    order = (4, 5, 0, 2, 3, 1) if channels_last else (4, 5, 0, 1, 2, 3)
+    windows = x.unfold(2, ph, stride).unfold(3, pw, stride).permute(order)
+    windows = windows.reshape(ph * pw, *windows.shape[2:])  # the one copy
     out, offset = windows[0], None  # offset (di, dj) = (0, 0) so far
     for k in range(1, ph * pw):
         v = windows[k]
@@ -49,6 +53,8 @@ def _window_max(
     # + the flat index of each window's top-left corner (i * stride, j * stride).
     corner = torch.arange(0, H_out * stride, stride, device=x.device).mul_(W).unsqueeze(1)
     corner = corner + torch.arange(0, W_out * stride, stride, device=x.device)
+    if channels_last:
+        corner = corner.unsqueeze(2)  # (H', W', 1), broadcast over the channels
     return out, offset.to(torch.int64).add_(corner)
 
 
@@ -61,6 +67,9 @@ class MaxPool2dFunction(Function):
     FIRST maximum in row-major order (argmax's rule; PyTorch's kernels keep the first maximum too);
     overlapping windows (stride < pool size) accumulate. Saved: for every window, the flat index
     into the (H, W) plane of its maximum (see _window_max).
+
+    A channels-last x gives a channels-last output and dx (the windows are gathered along the
+    contiguous channel axis and the gradient scattered into an (N, H * W, C) array).
     """
 
     @staticmethod
@@ -70,9 +79,13 @@ class MaxPool2dFunction(Function):
             x, {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
         )
         N, C, H, W = x.shape
-        out, flat = _window_max(x, ph, pw, stride, H_out, W_out)
-        ctx.x_shape = x.shape
+        channels_last = memory_format_of(x) == torch.channels_last
+        out, flat = _window_max(x, ph, pw, stride, H_out, W_out, channels_last)
+        ctx.x_shape, ctx.channels_last = x.shape, channels_last
         ctx.overlap = stride < ph or stride < pw
+        if channels_last:  # (N, H', W', C): scattered along dim 1 of an (N, H * W, C) dx
+            ctx.save_for_backward(flat.view(N, H_out * W_out, C))
+            return out.permute(0, 3, 1, 2)
         ctx.save_for_backward(flat.view(N, C, H_out * W_out))
         return out
 
@@ -81,11 +94,17 @@ class MaxPool2dFunction(Function):
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         (flat,) = ctx.saved_tensors
         N, C, H, W = ctx.x_shape
-        dx = dout.new_zeros(N, C, H * W)
-        src = dout.reshape(flat.shape)  # (N, C, H' * W'); N may be 0
+        if ctx.channels_last:
+            dim, dx = 1, dout.new_zeros(N, H * W, C)
+            src = dout.permute(0, 2, 3, 1).reshape(flat.shape)  # (N, H' * W', C)
+        else:
+            dim, dx = 2, dout.new_zeros(N, C, H * W)
+            src = dout.reshape(flat.shape)  # (N, C, H' * W'); N may be 0
         if ctx.overlap:
             # One x position can be the maximum of several windows: accumulate.
-            dx.scatter_add_(2, flat, src)
+            dx.scatter_add_(dim, flat, src)
         else:
-            dx.scatter_(2, flat, src)
+            dx.scatter_(dim, flat, src)
+        if ctx.channels_last:
+            return dx.view(N, H, W, C).permute(0, 3, 1, 2), None, None, None
         return dx.view(N, C, H, W), None, None, None

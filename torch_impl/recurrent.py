@@ -14,7 +14,6 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from torch_impl._utils import as_rows, rowwise_mm
 from twin_checks import check_cell_args, check_dout, check_sequence_args
 
 __all__ = [
@@ -23,14 +22,6 @@ __all__ = [
     "LSTMStepFunction",
     "LSTMFunction",
 ]
-
-
-def _weight_grads(x: Tensor, h_prev: Tensor, da: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Sum over batch and time: dWx = sum_t x_t^T da_t, dWh = sum_t h_{t-1}^T da_t, db."""
-    da2 = as_rows(da)
-    dWx = as_rows(x).T @ da2
-    dWh = as_rows(h_prev).T @ da2
-    return dWx, dWh, da2.sum(dim=0)
 
 
 class RNNStepFunction(Function):
@@ -62,35 +53,51 @@ class RNNStepFunction(Function):
 
 class RNNFunction(Function):
     """A tanh RNN over a sequence: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) ->
-    h (N, T, H). Twin of ``rnn_forward/backward``."""
+    h (N, T, H). Twin of ``rnn_forward/backward``.
+
+    Layout, as LSTMFunction's: TIME-major. The input terms x_t @ Wx + b of all steps are one
+    matrix product written straight into the hidden-state buffer (T + 1, N, H), whose slot 0 is
+    h0; step t then adds h_{t-1} @ Wh into its block in place (``addmm_``) and applies tanh in
+    place: one product and one elementwise kernel per step, no copies. Saved: x, Wx, Wh and the
+    states (T + 1, N, H).
+    """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=1)
-        xa = rowwise_mm(x, Wx) + b  # the input term of every step at once
-        steps = []
-        prev_h = h0
+        h = h0.new_empty((T + 1, N, H))
+        h[0] = h0
+        x_tm = x.transpose(0, 1).reshape(T * N, D)
+        torch.addmm(b, x_tm, Wx, out=h[1:].view(T * N, H))  # the input terms, every step
         for t in range(T):
-            prev_h = torch.tanh(xa[:, t] + prev_h @ Wh)
-            steps.append(prev_h)
-        h = torch.stack(steps, dim=1)
-        ctx.save_for_backward(x, h0, Wx, Wh, h)
-        return h
+            h[t + 1].addmm_(h[t], Wh).tanh_()
+        ctx.save_for_backward(x, Wx, Wh, h)
+        return h[1:].transpose(0, 1).contiguous()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
-        x, h0, Wx, Wh, h = ctx.saved_tensors
-        check_dout(dh, h.shape)
-        da = torch.empty_like(h)
-        dprev_h = torch.zeros_like(h0)
-        for t in reversed(range(h.shape[1])):
-            da[:, t] = (dh[:, t] + dprev_h) * (1 - h[:, t] ** 2)
-            dprev_h = da[:, t] @ Wh.T
-        h_prev = torch.cat([h0[:, None, :], h[:, :-1]], dim=1)
-        dWx, dWh, db = _weight_grads(x, h_prev, da)
+        """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
+            da_t = dh_t * (1 - h_t^2),   dprev_h = da_t @ Wh^T.
+        The tanh derivatives 1 - h_t^2 of all steps are one array computed before the loop and
+        turned into da in place, so a step is two elementwise kernels and one matrix product;
+        dx and the weight gradients are then single products over the (T * N) rows."""
+        x, Wx, Wh, h = ctx.saved_tensors
+        T, N, H = h.shape[0] - 1, h.shape[1], h.shape[2]
+        D = x.shape[2]
+        check_dout(dh, (N, T, H))
+        da = torch.mul(h[1:], h[1:]).neg_().add_(1)  # 1 - h_t^2, multiplied by dh_t below
+        dprev_h = dh.new_zeros((N, H))
+        for t in reversed(range(T)):
+            da[t].mul_(dprev_h.add_(dh[:, t]))
+            dprev_h = da[t] @ Wh.T
+        da2 = da.view(T * N, H)
         need = ctx.needs_input_grad
-        return rowwise_mm(da, Wx.T) if need[0] else None, dprev_h, dWx, dWh, db
+        dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
+        dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
+        dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
+        db = da2.new_ones(T * N) @ da2 if need[4] else None
+        return dx, dprev_h, dWx, dWh, db
 
 
 def _lstm_gates(a: Tensor, H: int) -> Tensor:

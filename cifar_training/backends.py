@@ -59,8 +59,9 @@ class Ops:
     # the same in words for messages.
     precisions: tuple[str, ...] | None = None
     precisions_in_words = "any precision Lightning has"
-    # Whether --channels-last auto means on: PyTorch's CPU conv kernels are faster on
-    # channels_last tensors; the twins' strided-view convolutions gain nothing from it.
+    # Whether --channels-last auto means on: where the backend's layers are faster on
+    # channels_last tensors and keep that layout from layer to layer (PyTorch's CPU kernels;
+    # torch_impl, whose conv canvas is channels last).
     channels_last_by_default = False
 
     @classmethod
@@ -113,6 +114,7 @@ class TorchOps(Ops):
     """torch_impl's autograd.Functions and optimizers."""
 
     name = "torch"
+    channels_last_by_default = True
 
     def __init__(self):
         from torch_impl import functions as fn

@@ -216,8 +216,8 @@ def _add_hardware_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=("auto", "on", "off"),
         help="channels_last memory format for images and conv weights; auto = on "
-        "for the builtin backend (faster with PyTorch's CPU kernels), off for the "
-        "twins (default: auto)",
+        "for the builtin and torch backends (their convolutions are faster in it), off "
+        "for numpy (default: auto)",
     )
     group.add_argument(
         "--deterministic",

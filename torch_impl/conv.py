@@ -57,19 +57,31 @@ CONV_ALGORITHMS = ("auto", "im2col", "shifted")
 _MAX_WASTE = 2.0
 
 
-def choose_conv_algorithm(C: int, H: int, W: int, HH: int, WW: int, stride: int, pad: int) -> str:
+def choose_conv_algorithm(
+    C: int,
+    H: int,
+    W: int,
+    HH: int,
+    WW: int,
+    stride: int,
+    pad: int,
+    channels_last: bool = False,
+) -> str:
     """'shifted' where its products are large enough and its wasted canvas positions few.
 
     The shifted algorithm computes one anchor per canvas position, (H + z)*(W + z) for H'*W'
     outputs (``_Canvas``); with stride s it would compute s*s times too many. Measured on the
     CNN's shapes (BENCHMARKS.md): shifted is faster at every 3x3 layer down to 3x3 maps (waste
-    1.78), im2col slightly faster for the 3-channel stem.
+    1.78). On an RGB stem (C < 8) im2col is faster when x is contiguous (its window copy runs
+    along image rows), shifted when x is channels last (im2col's copy would gather pixel by
+    pixel, while the canvas takes the channels-last rows as they are).
     """
     H_out = (H + 2 * pad - HH) // stride + 1
     W_out = (W + 2 * pad - WW) // stride + 1
     cv = _Canvas(1, H, W, HH, WW, stride, pad, H_out, W_out)
     waste = (cv.Hc * cv.Wc) / (H_out * W_out)
-    return "shifted" if stride == 1 and C >= 8 and waste <= _MAX_WASTE else "im2col"
+    wide_enough = C >= 8 or channels_last
+    return "shifted" if stride == 1 and wide_enough and waste <= _MAX_WASTE else "im2col"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,7 +414,8 @@ class Conv2dFunction(Function):
         F, _, HH, WW = w.shape
         products = products_dtype(x)
         if algorithm == "auto":
-            algorithm = choose_conv_algorithm(C, H, W, HH, WW, stride, pad)
+            channels_last = memory_format_of(x) == torch.channels_last
+            algorithm = choose_conv_algorithm(C, H, W, HH, WW, stride, pad, channels_last)
         if N == 0:
             algorithm = "im2col"  # an empty batch has no canvas; its products are empty
         w = w.detach()

@@ -29,12 +29,14 @@ class BenchmarkCase:
     gemms: tuple = ()  # conv: the (m, k, n) of the three GEMMs an im2col conv does
 
 
-def catalog_case(spec, group, shape, count=1) -> BenchmarkCase:
+def catalog_case(spec, group, shape, count=1, channels_last="off") -> BenchmarkCase:
     """The benchmark of registry entry ``spec`` (``parity_tests/registry.py``) at ``shape``
     (keywords of ``spec.bench.make_case``): each backend runs the entry's own implementation,
     ``numpy_forward_backward`` (numpy), ``torch_impl_fn`` (torch) or ``builtin_fn`` (builtin),
     on the same float32 case, so the CS231n-vs-PyTorch conversion is the one the parity tests
-    check (``builtin_impl``)."""
+    check (``builtin_impl``). ``channels_last``: 'on', 'off', or 'auto' (train.py's rule: the
+    backend's own default), the memory format of the torch backends' 4-D inputs and upstream
+    gradient."""
     bench = spec.bench
 
     def make(backend):
@@ -44,7 +46,7 @@ def catalog_case(spec, group, shape, count=1) -> BenchmarkCase:
         if backend == "numpy":
             return _numpy_closure(spec, case)
         fn = spec.torch_impl_fn if backend == "torch" else spec.builtin_fn
-        return _torch_closure(fn, case)
+        return _torch_closure(fn, case, _channels_last(channels_last, backend))
 
     return BenchmarkCase(
         bench.name,
@@ -84,17 +86,30 @@ def _numpy_closure(spec, case):
     return lambda: spec.numpy_forward_backward(case, dout)
 
 
-def _torch_closure(fn, case):
-    """Closure: clear the leaves' grads, run ``fn(tensors, consts)``, backpropagate dout."""
+def _channels_last(choice: str, backend: str) -> bool:
+    """train.py's rule for --channels-last: auto follows the backend's default."""
+    from cifar_training.backends import ops_class
+
+    return ops_class(backend).channels_last_by_default if choice == "auto" else choice == "on"
+
+
+def _torch_closure(fn, case, channels_last=False):
+    """Closure: clear the leaves' grads, run ``fn(tensors, consts)``, backpropagate dout.
+    With ``channels_last`` the 4-D inputs and the upstream gradient are channels last."""
     import numpy as np
     import torch
 
     from parity_tests.checks import to_torch_consts
 
-    leaves = {k: torch.tensor(v).requires_grad_() for k, v in case.inputs.items()}
+    def layout(t):
+        if channels_last and t.dim() == 4:
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    leaves = {k: layout(torch.tensor(v)).requires_grad_() for k, v in case.inputs.items()}
     consts = to_torch_consts(case.consts, torch.float32, "cpu")
     dout = _upstream(fn(leaves, consts).detach(), np.random.default_rng(0))
-    dout = None if dout is None else torch.from_numpy(dout)
+    dout = None if dout is None else layout(torch.from_numpy(dout))
 
     def run():
         for t in leaves.values():

@@ -22,27 +22,39 @@ def _entries() -> dict:
     return {spec.bench.name: spec for spec in specs_with("bench")}
 
 
-def _cnn_cases(entries, N, rec) -> list[BenchmarkCase]:
+def _cnn_cases(entries, N, rec, layout) -> list[BenchmarkCase]:
     """The training model's own shapes (batch N), with how often one step runs each."""
     cases = []
     for (c, h, w, f, k, s, p), n in rec["conv"].items():
         shape = {"N": N, "C": c, "H": h, "W": w, "F": f, "k": k, "stride": s, "pad": p}
-        cases.append(catalog_case(entries["conv"], "cnn", shape, n))
+        cases.append(catalog_case(entries["conv"], "cnn", shape, n, channels_last=layout))
     for (c, h, w, k, s), n in rec["pool"].items():
         shape = {"N": N, "C": c, "H": h, "W": w, "size": k, "stride": s}
-        cases.append(catalog_case(entries["max_pool"], "cnn", shape, n))
+        cases.append(catalog_case(entries["max_pool"], "cnn", shape, n, channels_last=layout))
     for (c, h, w), n in rec["bn"].items():
         shape = {"N": N, "C": c, "H": h, "W": w}
-        cases.append(catalog_case(entries["spatial_batchnorm"], "cnn", shape, n))
+        cases.append(
+            catalog_case(entries["spatial_batchnorm"], "cnn", shape, n, channels_last=layout)
+        )
     if rec["relu"]:
         # The largest ReLU of the model (ReLU is memory-bound: one shape tells the story).
         relu = max(rec["relu"], key=lambda s: math.prod(s))
-        cases.append(catalog_case(entries["relu"], "cnn", {"shape": (N, *relu)}, rec["relu"][relu]))
+        cases.append(
+            catalog_case(
+                entries["relu"],
+                "cnn",
+                {"shape": (N, *relu)},
+                rec["relu"][relu],
+                channels_last=layout,
+            )
+        )
     if rec["bn"]:
         c, h, w = sorted(rec["bn"], key=lambda s: -math.prod(s))[0]
         shape = {"N": N, "C": c, "H": h, "W": w, "G": max(1, c // 8)}
-        cases.append(catalog_case(entries["groupnorm"], "cnn", shape))
-    cases.append(catalog_case(entries["softmax_loss"], "cnn", {"N": N, "C": 10}))
+        cases.append(catalog_case(entries["groupnorm"], "cnn", shape, channels_last=layout))
+    cases.append(
+        catalog_case(entries["softmax_loss"], "cnn", {"N": N, "C": 10}, channels_last=layout)
+    )
     return cases
 
 
@@ -52,10 +64,11 @@ def build_cases(args) -> tuple[list[BenchmarkCase], str]:
     N, rec, src = cnn_shapes(batch, smoke)
     entries = _entries()
     cases = [matmul_case(128 if smoke else (1024 if quick else 2048))]
-    cases += _cnn_cases(entries, N, rec)
+    cases += _cnn_cases(entries, N, rec, args.channels_last)
     for spec in entries.values():
         for fixed in spec.bench.shapes:
-            cases.append(catalog_case(spec, fixed.group, fixed.smoke if smoke else fixed.shape))
+            shape = fixed.smoke if smoke else fixed.shape
+            cases.append(catalog_case(spec, fixed.group, shape, channels_last=args.channels_last))
     if args.only:
         wanted = [s.strip() for s in args.only.split(",")]
         cases = [
@@ -63,4 +76,6 @@ def build_cases(args) -> tuple[list[BenchmarkCase], str]:
             for c in cases
             if c.bench == "matmul" or any(w in f"{c.bench} {c.case}" for w in wanted)
         ]
-    return cases, f"{src}; benchmark batch N={N}"
+    layout = {"auto": "as train.py (channels last for torch and builtin)", "on": "channels last"}
+    where = layout.get(args.channels_last, "contiguous")
+    return cases, f"{src}; benchmark batch N={N}; 4-D inputs {where}"

@@ -68,6 +68,14 @@ def parse_args(argv):
         "--markdown", action="store_true", help="print the table as markdown (for BENCHMARKS.md)"
     )
     p.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="memory format of the torch backends' 4-D inputs and upstream gradients, as "
+        "train.py's flag; auto = each backend's own default, as train.py resolves it "
+        "(default: auto)",
+    )
+    p.add_argument(
         "--batch-size",
         type=int,
         default=None,

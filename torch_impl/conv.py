@@ -65,7 +65,7 @@ def choose_conv_algorithm(
     WW: int,
     stride: int,
     pad: int,
-    channels_last: bool = False,
+    channels_last: bool,
 ) -> str:
     """'shifted' where its products are large enough and its wasted canvas positions few.
 

@@ -70,10 +70,10 @@ def parse_args(argv):
     p.add_argument(
         "--channels-last",
         choices=("auto", "on", "off"),
-        default="auto",
+        default="off",
         help="memory format of the torch backends' 4-D inputs and upstream gradients, as "
         "train.py's flag; auto = each backend's own default, as train.py resolves it "
-        "(default: auto)",
+        "(default: off, contiguous, the layout of the earlier tables)",
     )
     p.add_argument(
         "--batch-size",

@@ -66,6 +66,7 @@ def choose_conv_algorithm(
     stride: int,
     pad: int,
     channels_last: bool,
+    need_x: bool,
 ) -> str:
     """'shifted' where its products are large enough and its wasted canvas positions few.
 
@@ -74,13 +75,14 @@ def choose_conv_algorithm(
     CNN's shapes (BENCHMARKS.md): shifted is faster at every 3x3 layer down to 3x3 maps (waste
     1.78). On an RGB stem (C < 8) im2col is faster when x is contiguous (its window copy runs
     along image rows), shifted when x is channels last (im2col's copy would gather pixel by
-    pixel, while the canvas takes the channels-last rows as they are).
+    pixel, while the canvas takes the channels-last rows as they are) and needs no gradient:
+    the stem's dx (rarely wanted: x is the image) would be products with 3 output columns.
     """
     H_out = (H + 2 * pad - HH) // stride + 1
     W_out = (W + 2 * pad - WW) // stride + 1
     cv = _Canvas(1, H, W, HH, WW, stride, pad, H_out, W_out)
     waste = (cv.Hc * cv.Wc) / (H_out * W_out)
-    wide_enough = C >= 8 or channels_last
+    wide_enough = C >= 8 or (channels_last and not need_x)
     return "shifted" if stride == 1 and wide_enough and waste <= _MAX_WASTE else "im2col"
 
 
@@ -415,7 +417,9 @@ class Conv2dFunction(Function):
         products = products_dtype(x)
         if algorithm == "auto":
             channels_last = memory_format_of(x) == torch.channels_last
-            algorithm = choose_conv_algorithm(C, H, W, HH, WW, stride, pad, channels_last)
+            algorithm = choose_conv_algorithm(
+                C, H, W, HH, WW, stride, pad, channels_last, ctx.needs_input_grad[0]
+            )
         if N == 0:
             algorithm = "im2col"  # an empty batch has no canvas; its products are empty
         w = w.detach()

@@ -33,6 +33,9 @@ RESUME_FREE_FLAGS = frozenset(
         "out",
         "tta_translate",
         "matmul_precision",
+        # a memory layout: the same math (the torch backend's default changed to channels last
+        # on 2026-12-07, so runs started before that resume with the flags they were given)
+        "channels_last",
         "limit_test_batches",
         "eval_batch_size",
         "eval_only",
@@ -143,6 +146,8 @@ def _check_resumable(out: Path, args) -> None:
     if not config_path.is_file():
         return
     old, new = json.loads(config_path.read_text()), run_config(args)
+    # (an older config.json may record a flag that is resume-free now)
+    old = {k: v for k, v in old.items() if k not in RESUME_FREE_FLAGS}
     diff = {
         k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
     }

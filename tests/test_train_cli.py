@@ -412,3 +412,25 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert m["train_images"] == 2 * 96
     assert m["num_test"] == 40  # every test image counted once across the two processes
     torch.load(out / "model.pt", weights_only=True)
+
+
+def test_resume_ignores_the_layout_and_older_configs_recording_it(tmp_path, monkeypatch):
+    """--channels-last is a memory layout, not a defining flag: a run resumes with another
+    layout, also from a config.json written when the flag was still recorded; a defining flag
+    that differs is still named."""
+    import argparse
+    import json
+
+    from cifar_training import run_dir
+    from cifar_training.train_errors import UsageError
+
+    monkeypatch.setattr(run_dir, "read_checkpoint", lambda path: None)
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"checkpoint")
+    args = argparse.Namespace(backend="torch", lr=0.4, channels_last=True)
+    old = {**run_dir.run_config(args), "channels_last": False}  # as recorded before 2026-12-07
+    (out / "config.json").write_text(json.dumps(old))
+    run_dir._check_resumable(out, args)  # no error
+    with pytest.raises(UsageError, match=r"--lr 0\.4 -> 0\.3"):
+        run_dir._check_resumable(out, argparse.Namespace(backend="torch", lr=0.3))

@@ -243,6 +243,11 @@ def _tapwise(dtype: torch.dtype, R: int) -> bool:
 _TAPWISE_MIN_CHANNELS = 8
 
 
+def _blocks(stop: int, size: int) -> list[tuple[int, int]]:
+    """(start, length) of the consecutive blocks of at most ``size`` rows covering [0, stop)."""
+    return [(a, min(size, stop - a)) for a in range(0, stop, size)]
+
+
 def _taps(HH: int, WW: int, Wc: int) -> list[int]:
     """The canvas shift s_t = k*Wc + l of every tap t = k*WW + l."""
     return [k * Wc + l for k in range(HH) for l in range(WW)]
@@ -276,8 +281,7 @@ def _shifted_products(
     if _tapwise(src.dtype, R):
         shifts = _taps(HH, WW, Wc)
         w_taps = weights.view(T, R, -1)
-        for a in range(0, stop, _TAPWISE_BLOCK):
-            n = min(_TAPWISE_BLOCK, stop - a)
+        for a, n in _blocks(stop, _TAPWISE_BLOCK):
             block = out[a : a + n]
             for t, s in enumerate(shifts):
                 rows = src[a + offset + s : a + offset + s + n]
@@ -288,8 +292,7 @@ def _shifted_products(
         return
     B = _block_size(T * R)
     buf = src.new_empty(T * R * min(B, stop))
-    for a in range(0, stop, B):
-        n = min(B, stop - a)
+    for a, n in _blocks(stop, B):
         cols = _stacked_slices(buf, src, HH, WW, Wc, a + offset, n)
         torch.mm(cols, weights, out=out[a : a + n])
 
@@ -305,16 +308,14 @@ def _shifted_weight_gradient(
     if _tapwise(canvas.dtype, C):
         shifts = _taps(HH, WW, Wc)
         dw_taps = dw_all.view(T, C, -1)
-        for a in range(0, stop, _TAPWISE_BLOCK):
-            n = min(_TAPWISE_BLOCK, stop - a)
+        for a, n in _blocks(stop, _TAPWISE_BLOCK):
             d = dgrid[a : a + n]
             for t, s in enumerate(shifts):
                 dw_taps[t].addmm_(canvas[a + s : a + s + n].T, d)
         return
     B = _block_size(T * C)
     buf = canvas.new_empty(T * C * min(B, stop))
-    for a in range(0, stop, B):
-        n = min(B, stop - a)
+    for a, n in _blocks(stop, B):
         cols = _stacked_slices(buf, canvas, HH, WW, Wc, a, n)
         dw_all += torch.mm(cols.T, dgrid[a : a + n])
 

@@ -21,6 +21,7 @@ import traceback
 import types
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -98,6 +99,17 @@ def _not_run(message: str) -> dict:
     return {"value": None, "error": _error("NotRun", message), "mutated": []}
 
 
+def _resolve_or_not_run(env, name: str, keys: list[str]) -> tuple[bool, Any]:
+    """(True, the student's ``name``), or (False, None) after recording every result in
+    ``keys`` as not run, naming what is missing."""
+    try:
+        return True, env.resolve(name)
+    except AttributeError as exc:
+        for key in keys:
+            env.emit(key, _not_run(str(exc)))
+        return False, None
+
+
 def _split_outputs(value, n_out: int):
     """A forward returns (out_1, ..., out_n, cache). Returns (outputs, cache) or None."""
     if isinstance(value, (tuple, list)) and len(value) == n_out + 1:
@@ -120,11 +132,8 @@ def run_layer(spec, cases, env):
     fwd_name, bwd_name, n_out = spec["forward"], spec.get("backward"), spec["n_out"]
     names = spec["args"]
     caches = {}
-    try:
-        fwd = env.resolve(fwd_name)
-    except AttributeError as exc:
-        for i, _ in enumerate(cases):
-            env.emit(f"fwd/{i}", _not_run(str(exc)))
+    found, fwd = _resolve_or_not_run(env, fwd_name, [f"fwd/{i}" for i in range(len(cases))])
+    if not found:
         return
     for i, case in enumerate(cases):
         key = f"fwd/{i}"
@@ -150,12 +159,9 @@ def run_layer(spec, cases, env):
         env.emit(key, rec)
     if not bwd_name:
         return
-    try:
-        bwd = env.resolve(bwd_name)
-    except AttributeError as exc:
-        for i, case in enumerate(cases):
-            if case.get("backward", True):
-                env.emit(f"bwd/{i}", _not_run(str(exc)))
+    keys = [f"bwd/{i}" for i, case in enumerate(cases) if case.get("backward", True)]
+    found, bwd = _resolve_or_not_run(env, bwd_name, keys)
+    if not found:
         return
     dnames = [f"d{n}" if n_out > 1 else "dout" for n in spec.get("outputs", ["out"] * n_out)]
     for i, case in enumerate(cases):
@@ -175,11 +181,8 @@ def run_layer(spec, cases, env):
 def run_loss(spec, cases, env):
     """fn(*args) -> (loss, grad). spec: 'function', 'args'."""
     name = spec["function"]
-    try:
-        fn = env.resolve(name)
-    except AttributeError as exc:
-        for i, _ in enumerate(cases):
-            env.emit(f"loss/{i}", _not_run(str(exc)))
+    found, fn = _resolve_or_not_run(env, name, [f"loss/{i}" for i in range(len(cases))])
+    if not found:
         return
     for i, case in enumerate(cases):
         key = f"loss/{i}"
@@ -196,11 +199,8 @@ def run_optim(spec, cases, env):
     case: 'w', 'config' (dict or None), 'dws' (one gradient per step).
     """
     name = spec["function"]
-    try:
-        rule = env.resolve(name)
-    except AttributeError as exc:
-        for i, _ in enumerate(cases):
-            env.emit(f"step/{i}/0", _not_run(str(exc)))
+    found, rule = _resolve_or_not_run(env, name, [f"step/{i}/0" for i in range(len(cases))])
+    if not found:
         return
     for i, case in enumerate(cases):
         w = np.array(case["w"])

@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cifar_training.synthetic import write_image_folder, write_python_batches
+from cs231n_grader.call_drivers import course_network
 from gan_training import data, models
 from gan_training.cli import build_gan, main
 from gan_training.train import run_a_gan, save_image_grid
@@ -29,69 +30,24 @@ def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _reference_models(noise_dim=96):
-    """The notebook's architectures written with torch.nn (the reference for shapes/counts)."""
-    D = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 256),
-        nn.LeakyReLU(0.01),
-        nn.Linear(256, 256),
-        nn.LeakyReLU(0.01),
-        nn.Linear(256, 1),
-    )
-    G = nn.Sequential(
-        nn.Linear(noise_dim, 1024),
-        nn.ReLU(),
-        nn.Linear(1024, 1024),
-        nn.ReLU(),
-        nn.Linear(1024, 784),
-        nn.Tanh(),
-    )
-    DC_D = nn.Sequential(
-        nn.Unflatten(1, (1, 28, 28)),
-        nn.Conv2d(1, 32, 5),
-        nn.LeakyReLU(0.01),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(32, 64, 5),
-        nn.LeakyReLU(0.01),
-        nn.MaxPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(1024, 1024),
-        nn.LeakyReLU(0.01),
-        nn.Linear(1024, 1),
-    )
-    DC_G = nn.Sequential(
-        nn.Linear(noise_dim, 1024),
-        nn.ReLU(),
-        nn.BatchNorm1d(1024),
-        nn.Linear(1024, 6272),
-        nn.ReLU(),
-        nn.BatchNorm1d(6272),
-        nn.Unflatten(1, (128, 7, 7)),
-        nn.ConvTranspose2d(128, 64, 4, 2, 1),
-        nn.ReLU(),
-        nn.BatchNorm2d(64),
-        nn.ConvTranspose2d(64, 1, 4, 2, 1),
-        nn.Tanh(),
-        nn.Flatten(),
-    )
-    return D, G, DC_D, DC_G
-
-
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
 
 
 def test_models_have_the_notebooks_shapes_and_parameter_counts():
-    ref_D, ref_G, ref_DC_D, ref_DC_G = _reference_models(noise_dim=20)
+    # The notebook's architectures written with torch.nn: the grader's reference
+    refs = [
+        course_network(arch, noise_dim=20)
+        for arch in ("discriminator", "generator", "dc_classifier", "dc_generator")
+    ]
     ours = [
         models.discriminator(),
         models.generator(20),
         models.build_dc_classifier(4),
         models.build_dc_generator(20),
     ]
-    for model, ref in zip(ours, (ref_D, ref_G, ref_DC_D, ref_DC_G), strict=True):
+    for model, ref in zip(ours, refs, strict=True):
         assert _count(model) == _count(ref)
     x, z = torch.rand(3, 1, 28, 28), models.sample_noise(3, 20)
     assert ours[0](x).shape == (3, 1) and ours[0](x.reshape(3, 784)).shape == (3, 1)

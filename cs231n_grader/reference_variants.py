@@ -74,7 +74,8 @@ spatial_bn_test_batch_stats = _spatial(bn_test_batch_stats)
 # ----------------------------------------------------------------------------------------------
 
 
-def _adam(w, dw, config, late_t=False, bias_correction=True):
+def _adam_config(config):
+    """config with CS231n's Adam defaults filled in (in place, as the course's adam does)."""
     config = {} if config is None else config
     for k, v in (
         ("learning_rate", 1e-3),
@@ -84,6 +85,11 @@ def _adam(w, dw, config, late_t=False, bias_correction=True):
         ("t", 0),
     ):
         config.setdefault(k, v)
+    return config
+
+
+def _adam(w, dw, config, late_t=False, bias_correction=True):
+    config = _adam_config(config)
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
     b1, b2 = config["beta1"], config["beta2"]
@@ -102,15 +108,7 @@ def adam_eps_hat(w, dw, config=None):
     """Adam in the paper's efficient form, as CS231n's assignment-3 optim.py ships it: the bias
     corrections fold into the step size and epsilon is added to sqrt(v) uncorrected ("epsilon
     hat"). Differs from the reference by ~epsilon / sqrt(v_hat) relative: accepted."""
-    config = {} if config is None else config
-    for k, v in (
-        ("learning_rate", 1e-3),
-        ("beta1", 0.9),
-        ("beta2", 0.999),
-        ("epsilon", 1e-8),
-        ("t", 0),
-    ):
-        config.setdefault(k, v)
+    config = _adam_config(config)
     m = config.get("m", np.zeros_like(w))
     v = config.get("v", np.zeros_like(w))
     b1, b2, t = config["beta1"], config["beta2"], config["t"] + 1

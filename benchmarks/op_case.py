@@ -45,8 +45,10 @@ def catalog_case(spec, group, shape, count=1, channels_last="off") -> BenchmarkC
         case = bench.make_case(np.random.default_rng(_seed(bench.name)), **shape)
         if backend == "numpy":
             return _numpy_closure(spec, case)
+        from cifar_training.backends import ops_class
+
         fn = spec.torch_impl_fn if backend == "torch" else spec.builtin_fn
-        return _torch_closure(fn, case, _channels_last(channels_last, backend))
+        return _torch_closure(fn, case, ops_class(backend).uses_channels_last(channels_last))
 
     return BenchmarkCase(
         bench.name,
@@ -84,13 +86,6 @@ def _numpy_closure(spec, case):
     dout = _upstream(np.asarray(out), np.random.default_rng(0))
     dout = np.float32(1.0) if dout is None else dout
     return lambda: spec.numpy_forward_backward(case, dout)
-
-
-def _channels_last(choice: str, backend: str) -> bool:
-    """train.py's rule for --channels-last: auto follows the backend's default."""
-    from cifar_training.backends import ops_class
-
-    return ops_class(backend).channels_last_by_default if choice == "auto" else choice == "on"
 
 
 def _torch_closure(fn, case, channels_last=False):

@@ -61,7 +61,9 @@ def _build_step(item: dict, backend: str):
     x = torch.randn(N, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (N,), generator=g)
     fit_whitening(net, x)  # the default model's fixed stem filters, as train.py sets them
-    if _channels_last(item["channels_last"], backend):
+    from cifar_training.backends import ops_class
+
+    if ops_class(backend).uses_channels_last(item["channels_last"]):
         # train.py's --channels-last: weights and images channels last (the data module's
         # batches arrive so), the network's activations then follow their input's layout
         net.to(memory_format=torch.channels_last)
@@ -75,13 +77,6 @@ def _build_step(item: dict, backend: str):
 
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     return step, last, params
-
-
-def _channels_last(choice: str, backend: str) -> bool:
-    """train.py's rule for --channels-last: auto follows the backend's default."""
-    from cifar_training.backends import ops_class
-
-    return ops_class(backend).channels_last_by_default if choice == "auto" else choice == "on"
 
 
 def child_main(spec: dict) -> int:
@@ -279,9 +274,13 @@ def time_train_steps(items: list[dict], backends, opts, env) -> list[dict]:
                 }
             )
         common.add_ratios(part)
+        from cifar_training.backends import ops_class
+
         for row in part:
             row["precision"] = item["precision"]
-            row["channels_last"] = _channels_last(item["channels_last"], row["backend"])
+            row["channels_last"] = ops_class(row["backend"]).uses_channels_last(
+                item["channels_last"]
+            )
             t = TARGETS.get(row["backend"]) if item["precision"] == "32-true" else None
             if t is not None and row["ratio_to_builtin"] is not None:
                 row["target"], row["meets_target"] = t, row["ratio_to_builtin"] <= t

@@ -68,6 +68,11 @@ class Ops:
     def supports_precision(cls, precision: str) -> bool:
         return cls.precisions is None or precision in cls.precisions
 
+    @classmethod
+    def uses_channels_last(cls, choice: str) -> bool:
+        """--channels-last auto|on|off resolved: auto means the backend's own default."""
+        return cls.channels_last_by_default if choice == "auto" else choice == "on"
+
     def conv(self, x, w, b, stride, pad):
         raise NotImplementedError
 

@@ -95,10 +95,7 @@ def _apply_backend_rules(args, parser: argparse.ArgumentParser) -> None:
             f"--backend {args.backend} computes in {ops.precisions_in_words}: --precision "
             f"must be one of {ops.precisions}, got {args.precision!r}"
         )
-    if args.channels_last == "auto":
-        args.channels_last = ops.channels_last_by_default
-    else:
-        args.channels_last = args.channels_last == "on"
+    args.channels_last = ops.uses_channels_last(args.channels_last)
 
 
 def bf16_available(accelerator: str) -> bool:

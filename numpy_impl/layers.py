@@ -167,10 +167,9 @@ def _normalize_rows(x3: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]
     einsum without a temporary, and xhat built in one array in place.
     """
     m = x3.shape[-1]
-    if m == 0:  # no values per row: NumPy's mean of an empty row (NaN, with its warning)
-        mu = x3.mean(axis=-1, keepdims=True)
-        return x3 - mu, np.sqrt(mu + eps)
     xhat = x3 - x3.mean(axis=-1, keepdims=True)
+    if m == 0:  # no values per row: NumPy's mean of an empty row (NaN, with its warning)
+        return xhat, np.sqrt((xhat * xhat).mean(axis=-1, keepdims=True) + eps)
     var = np.einsum("...i,...i->...", xhat, xhat)[..., None] / m
     std = np.sqrt(var + eps)
     xhat /= std

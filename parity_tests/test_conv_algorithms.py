@@ -105,6 +105,40 @@ def test_channels_last_input_stays_channels_last(algorithm, dout_layout):
         torch.testing.assert_close(g_cl, g, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize("needs_w", [True, False], ids=["w-grad", "frozen"])
+def test_stacked_layers_share_no_memory(needs_w):
+    """Two shifted convs of different shapes in a row, then backward through both: the second
+    conv reuses the first one's scratch canvases, so the first output, its saved state and
+    every gradient must still be the builtin's (a frozen layer's input canvas is scratch too)."""
+    gen = torch.Generator().manual_seed(5)
+
+    def params(F_, C_, k):
+        w = torch.randn(F_, C_, k, k, generator=gen, dtype=torch.float64)
+        b = torch.randn(F_, generator=gen, dtype=torch.float64)
+        return [w.requires_grad_(needs_w), b.requires_grad_()]
+
+    x = torch.randn(3, 8, 9, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    layers = [params(10, 8, 3), params(9, 10, 2)]
+    ref_layers = [[t.detach().clone().requires_grad_(t.requires_grad) for t in l] for l in layers]
+    ref_x = x.detach().clone().requires_grad_()
+    h1 = Conv2dFunction.apply(x, *layers[0], 1, 1, "shifted")
+    h1_before = h1.detach().clone()
+    out = Conv2dFunction.apply(h1, *layers[1], 1, 0, "shifted")
+    torch.testing.assert_close(h1, h1_before, rtol=0, atol=0)
+    r1 = F.conv2d(ref_x, *ref_layers[0], stride=1, padding=1)
+    ref_out = F.conv2d(r1, *ref_layers[1], stride=1, padding=0)
+    torch.testing.assert_close(out, ref_out, **ASSERT_CLOSE["float64"])
+    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    ours = [x, *layers[0], *layers[1]]
+    refs = [ref_x, *ref_layers[0], *ref_layers[1]]
+    for g, r in zip(
+        torch.autograd.grad(out, [t for t in ours if t.requires_grad], dout),
+        torch.autograd.grad(ref_out, [t for t in refs if t.requires_grad], dout),
+        strict=True,
+    ):
+        torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
+
+
 def test_unknown_algorithm_is_named():
     x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
     with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):

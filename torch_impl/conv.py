@@ -38,6 +38,7 @@ dx ("col2im" of W^T x), its backward the conv's forward and weight gradient.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import torch
@@ -191,19 +192,27 @@ class _Canvas:
         self.L = ((N - 1) * self.Hc + self.rows.stop - 1) * self.Wc + self.cols.stop
 
     def place(
-        self, src: Tensor, lead: int, tail: int, rows: slice, cols: slice, dtype: torch.dtype
+        self,
+        src: Tensor,
+        lead: int,
+        tail: int,
+        rows: slice,
+        cols: slice,
+        dtype: torch.dtype,
+        scratch: str | None = None,
     ) -> Tensor:
         """(lead + body + tail, C) zeros in ``dtype`` with src (N, C, h, w) moved channels last
         into the image area at [rows, cols] (slices of the Hc x Wc image frame). Only the positions
         outside src are zeroed: a full zero fill first would be one more pass over a large fresh
-        allocation."""
+        allocation. ``scratch`` names a ``_SCRATCH`` slot for a canvas that does not outlive the
+        call (None: a new tensor, e.g. one saved for backward)."""
         C = src.shape[1]
-        buffer = src.new_empty(lead + self.body + tail, C, dtype=dtype)
+        buffer = _new_matrix(src, lead + self.body + tail, C, dtype, scratch)
         buffer[:lead].zero_()
         buffer[lead + self.body :].zero_()
         frame = buffer[lead : lead + self.body].view(self.N, self.Hc, self.Wc, C)
-        if rows.step != 1 or cols.step != 1:
-            frame.zero_()
+        if rows.step not in (None, 1) or cols.step not in (None, 1):
+            frame.zero_()  # strided outputs: zeros between them
         else:
             frame[:, rows.stop :].zero_()
             frame[:, : rows.stop, cols.stop :].zero_()
@@ -214,6 +223,35 @@ class _Canvas:
         """The (N, C, h, w) view of ``canvas`` (body, C) at [rows, cols] of every image frame."""
         frame = canvas.view(self.N, self.Hc, self.Wc, canvas.shape[1])
         return frame[:, rows, cols].permute(0, 3, 1, 2)
+
+
+class _Scratch(threading.local):
+    """Reusable CPU memory for the canvases that live only inside one forward or backward call
+    (the output canvas, dout's grid, dx's canvas), one flat buffer per slot and dtype, kept per
+    thread. A fresh CPU tensor of tens of MB is mapped page by page on first touch, which costs
+    about as much as a pass over it; the same memory reused call after call is already mapped.
+    A slot's buffer grows to the largest request and stays (a few canvases' worth of memory)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.dtype], Tensor] = {}
+
+    def matrix(self, like: Tensor, rows: int, cols: int, dtype: torch.dtype, slot: str) -> Tensor:
+        buffer = self.buffers.get((slot, dtype))
+        if buffer is None or buffer.numel() < rows * cols:
+            buffer = like.new_empty(rows * cols, dtype=dtype)
+            self.buffers[(slot, dtype)] = buffer
+        return buffer[: rows * cols].view(rows, cols)
+
+
+_SCRATCH = _Scratch()
+
+
+def _new_matrix(like: Tensor, rows: int, cols: int, dtype: torch.dtype, slot: str | None) -> Tensor:
+    """An uninitialized (rows, cols) matrix on like's device: from the scratch ``slot`` on the
+    CPU (other devices' allocators already cache their memory), else a new tensor."""
+    if slot is None or like.device.type != "cpu":
+        return like.new_empty(rows, cols, dtype=dtype)
+    return _SCRATCH.matrix(like, rows, cols, dtype, slot)
 
 
 def _block_size(row: int) -> int:
@@ -321,15 +359,25 @@ def _shifted_weight_gradient(
 
 
 def _shifted_forward(
-    x: Tensor, w: Tensor, stride: int, pad: int, H_out: int, W_out: int, products: torch.dtype
+    x: Tensor,
+    w: Tensor,
+    stride: int,
+    pad: int,
+    H_out: int,
+    W_out: int,
+    products: torch.dtype,
+    keep_canvas: bool,
 ) -> tuple[Tensor, tuple[Tensor, _Canvas]]:
-    """out (N, F, H', W') as a view of the output canvas (in ``products``), and (the input
-    canvas, its geometry)."""
+    """out (N, F, H', W') as a view of the output canvas (in ``products``; scratch memory,
+    valid until the next conv), and (the input canvas, its geometry). ``keep_canvas``: the
+    input canvas is saved for backward, so it gets memory of its own."""
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     cv = _Canvas(N, H, W, HH, WW, stride, pad, H_out, W_out)
-    canvas = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products)
-    out_canvas = x.new_empty(cv.body, F, dtype=products)  # anchors from L on are never read
+    scratch = None if keep_canvas else "input"
+    canvas = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products, scratch)
+    # anchors from L on are never read
+    out_canvas = _new_matrix(x, cv.body, F, products, "output")
     w_all = w.permute(2, 3, 1, 0).reshape(-1, F).to(products)  # [t*C + c, f] = w[f, c, tap t]
     _shifted_products(out_canvas, w_all, canvas, HH, WW, cv.Wc, cv.L, 0)
     return cv.image_area(out_canvas, cv.rows, cv.cols), (canvas, cv)
@@ -355,7 +403,7 @@ def _shifted_backward(
     # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero rows
     # (so that dgrid[O - s] below exists for every O >= 0) and before lead zero rows.
     S = cv.S
-    dgrid_ext = cv.place(dout, S, cv.lead, cv.rows, cv.cols, products)
+    dgrid_ext = cv.place(dout, S, cv.lead, cv.rows, cv.cols, products, "dout")
     dx = dw = None
     if need_w:
         # dw[tap t] = sum_O canvas[O + s_t]^T dgrid[O], summed in dout's dtype.
@@ -367,7 +415,7 @@ def _shifted_backward(
         # mirrored (q - s_t = q + (S - s_t) - S, and S - s_t runs over the taps backwards), over
         # the image area only (the padding's gradient is never needed).
         wt_all = w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, C).to(products)
-        dx_canvas = dout.new_empty(cv.body, C, dtype=products)
+        dx_canvas = _new_matrix(dout, cv.body, C, products, "dx")
         _shifted_products(dx_canvas, wt_all, dgrid_ext, HH, WW, cv.Wc, cv.body, cv.lead)
         dx = torch.empty(
             N, C, H, W, dtype=dout.dtype, device=dout.device, memory_format=memory_format
@@ -428,7 +476,7 @@ class Conv2dFunction(Function):
         canvas_geometry = None
         if algorithm == "shifted":
             out_fn, (saved, canvas_geometry) = _shifted_forward(
-                x, w, stride, pad, H_out, W_out, products
+                x, w, stride, pad, H_out, W_out, products, need_w
             )
         else:
             w = w.reshape(F, -1).to(products)

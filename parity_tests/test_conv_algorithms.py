@@ -44,14 +44,20 @@ def test_gradients_of_any_subset_of_inputs(algorithm, needs):
 
 @pytest.mark.parametrize(
     "shape",
-    [(16, 64, 64, 15, 15, 3, 1, 1), (16, 48, 48, 24, 21, 3, 2, 1)],
-    ids=["blocks", "blocks-stride2"],
+    [
+        (16, 64, 64, 15, 15, 3, 1, 1),
+        (16, 48, 48, 24, 21, 3, 2, 1),
+        (16, 3, 8, 15, 15, 3, 1, 1),
+        (16, 3, 24, 16, 16, 2, 1, 0),
+    ],
+    ids=["blocks", "blocks-stride2", "blocks-rgb", "blocks-rgb-2x2"],
 )
 def test_shifted_over_several_blocks(shape, monkeypatch):
     """Enough canvas positions for several blocks (the registry's random cases fit in one),
-    float64 (accumulated tap by tap), against the builtin. The block is made smaller than the
-    library's so that the test stays small; the stacked blocks of lower-precision products are
-    covered by the mixed-precision tests."""
+    float64, against the builtin: accumulated tap by tap, or (RGB) stacked from a channel-first
+    copy of the canvas. The block is made smaller than the library's so that the test stays
+    small; the stacked blocks of lower-precision products are covered by the mixed-precision
+    tests."""
     import torch_impl.conv as conv
 
     monkeypatch.setattr(conv, "_TAPWISE_BLOCK", 1000)

@@ -304,6 +304,31 @@ def _stacked_slices(
     return cols.view(n, HH * WW * R)
 
 
+def _stacked_rows(
+    buf: Tensor, src_cf: Tensor, HH: int, WW: int, Wc: int, start: int, n: int
+) -> Tensor:
+    """buf as (R*HH*WW, n): row (r, k, l) is src_cf[r, start + k*Wc + l : ... + n], the stacked
+    slices of ``_stacked_slices`` transposed, from a channel-first copy src_cf (R, positions) of
+    the canvas. With few channels (the RGB stem) its runs are n contiguous values where
+    ``_stacked_slices``' would be WW*R (6 for a 2x2 kernel on RGB), which a copy walks slowly."""
+    R, P = src_cf.shape
+    taps = src_cf.as_strided((R, HH, WW, n), (P, Wc, 1, 1), src_cf.storage_offset() + start)
+    cols = buf[: R * HH * WW * n].view(R, HH, WW, n)
+    cols.copy_(taps)
+    return cols.view(R * HH * WW, n)
+
+
+def _channel_first(src: Tensor) -> Tensor:
+    """(R, positions) copy of a (positions, R) canvas with few channels, one strided gather per
+    channel (3-5x faster here than a transposing copy, which walks runs of R values)."""
+    return torch.stack(src.unbind(1))
+
+
+def _by_channel(rows: Tensor, T: int, R: int) -> Tensor:
+    """(T*R, F) rows ordered (tap, channel) -> (R*T, F) rows ordered (channel, tap)."""
+    return rows.view(T, R, -1).transpose(0, 1).reshape(R * T, -1)
+
+
 def _shifted_products(
     out: Tensor, weights: Tensor, src: Tensor, HH: int, WW: int, Wc: int, stop: int, offset: int
 ) -> None:
@@ -330,6 +355,12 @@ def _shifted_products(
         return
     B = _block_size(T * R)
     buf = src.new_empty(T * R * min(B, stop))
+    if R < _TAPWISE_MIN_CHANNELS:
+        src_cf, w_cf = _channel_first(src), _by_channel(weights, T, R)
+        for a, n in _blocks(stop, B):
+            cols = _stacked_rows(buf, src_cf, HH, WW, Wc, a + offset, n)
+            torch.mm(cols.T, w_cf, out=out[a : a + n])
+        return
     for a, n in _blocks(stop, B):
         cols = _stacked_slices(buf, src, HH, WW, Wc, a + offset, n)
         torch.mm(cols, weights, out=out[a : a + n])
@@ -353,6 +384,12 @@ def _shifted_weight_gradient(
         return
     B = _block_size(T * C)
     buf = canvas.new_empty(T * C * min(B, stop))
+    if C < _TAPWISE_MIN_CHANNELS:
+        canvas_cf, dw_cf = _channel_first(canvas), _by_channel(dw_all, T, C)
+        for a, n in _blocks(stop, B):
+            dw_cf += torch.mm(_stacked_rows(buf, canvas_cf, HH, WW, Wc, a, n), dgrid[a : a + n])
+        dw_all.copy_(dw_cf.view(C, T, -1).transpose(0, 1).reshape(T * C, -1))
+        return
     for a, n in _blocks(stop, B):
         cols = _stacked_slices(buf, canvas, HH, WW, Wc, a, n)
         dw_all += torch.mm(cols.T, dgrid[a : a + n])

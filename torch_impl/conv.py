@@ -19,10 +19,12 @@ shifted (no window matrix of the whole input): lay the zero-padded input out cha
     HH*WW products of its shifted slices (K = C each) while the block of the output is in cache.
     With lower-precision products (bfloat16 under autocast) the HH*WW slices of a block are
     stacked into one (block, HH*WW*C) matrix, an im2col of that block only, and multiplied once
-    (inner dimension HH*WW*C), so each output is rounded once. The positions are the rows of
-    every product, the channels its columns: (positions, K) @ (K, F) is the orientation in which
-    the BLAS runs these long, thin products fastest (BENCHMARKS.md). Backward is the same with
-    the products transposed:
+    (inner dimension HH*WW*C), so each output is rounded once; so are the few channels of an RGB
+    stem (a product per tap would have an inner dimension of 3), stacked from a channel-first
+    copy of the canvas so that every stacked row is one contiguous run. The positions are the
+    rows of every product, the channels its columns: (positions, K) @ (K, F) is the orientation
+    in which the BLAS runs these long, thin products fastest (BENCHMARKS.md). Backward is the
+    same with the products transposed:
         dw[:, :, k, l]^T = sum_O canvas[O + k*Wc + l, :]^T dcanvas[O, :],
         dx_canvas[q, :] = sum_{k,l} dcanvas[q - k*Wc - l, :] @ w[:, :, k, l],
     where dcanvas is dout placed at the output positions with zeros elsewhere: dx is the forward

@@ -211,22 +211,28 @@ def _row_dots(a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a2, b2)
 
 
+def _sum_over_batch(a: np.ndarray) -> np.ndarray:
+    """a.sum(axis=0) in a's dtype, accumulated in float32 at least (a float16 sum of many
+    terms would lose most of its digits)."""
+    return a.sum(axis=0, dtype=np.promote_types(a.dtype, np.float32)).astype(a.dtype, copy=False)
+
+
 def _normalize_rows(x2: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Return (xhat, std): every row of x2 (rows, m) normalized with the BIASED variance,
     xhat = (x - mean) / std, std = sqrt(var + eps) of shape (rows, 1).
 
     Two passes for the statistics (the mean, then the mean squared deviation: E[x^2] - mean^2
     would lose every digit of a small variance under a large mean), the sums without
-    temporaries (_row_sums, _row_dots), and xhat built in one array in place.
+    temporaries (_row_sums, _row_dots), and xhat built in one array in place. Callers run it
+    inside _row_loops.
     """
     m = x2.shape[1]
     if m == 0:  # no values per row: NumPy's mean of an empty row (NaN, with its warning)
         xhat = x2 - x2.mean(axis=1, keepdims=True)
         return xhat, np.sqrt((xhat * xhat).mean(axis=1, keepdims=True) + eps)
-    with _row_loops(m, x2):
-        xhat = x2 - (_row_sums(x2) / m)[:, None]
-        std = np.sqrt(_row_dots(xhat, xhat) / m + eps)[:, None]
-        xhat *= 1 / std  # (a product is cheaper than a quotient)
+    xhat = x2 - (_row_sums(x2) / m)[:, None]
+    std = np.sqrt(_row_dots(xhat, xhat) / m + eps)[:, None]
+    xhat *= 1 / std  # (a product is cheaper than a quotient)
     return xhat, std
 
 
@@ -244,20 +250,19 @@ def _normalize_rows_backward(
         dx = (1 / std) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
     the simplified formula that batchnorm_backward_alt derives. The two row means (rows,) are
     taken from dxhat unless the caller has them; dx is built term by term in one array (each
-    line one pass over memory).
+    line one pass over memory). Callers run it inside _row_loops.
     """
     m = xhat.shape[1]
     if m == 0:  # rows of no values have an empty gradient
         return np.zeros(np.broadcast_shapes(dxhat.shape, xhat.shape), np.result_type(dxhat, std))
-    with _row_loops(m, dxhat, xhat, std):
-        if mean_dxhat is None:
-            mean_dxhat = _row_sums(dxhat) / m
-        if mean_dxhat_xhat is None:
-            mean_dxhat_xhat = _row_dots(dxhat, xhat) / m
-        dxhat -= mean_dxhat[:, None]  # dxhat - mean(dxhat)
-        dx = xhat * -mean_dxhat_xhat[:, None]  # - xhat * mean(dxhat * xhat)
-        dx += dxhat
-        dx *= 1 / std
+    if mean_dxhat is None:
+        mean_dxhat = _row_sums(dxhat) / m
+    if mean_dxhat_xhat is None:
+        mean_dxhat_xhat = _row_dots(dxhat, xhat) / m
+    dxhat -= mean_dxhat[:, None]  # dxhat - mean(dxhat)
+    dx = xhat * -mean_dxhat_xhat[:, None]  # - xhat * mean(dxhat * xhat)
+    dx += dxhat
+    dx *= 1 / std
     return dx
 
 
@@ -550,8 +555,8 @@ def layernorm_forward(
     require_ndim("x", x, 2, "(N, D)")
     check_norm_args(x, gamma, beta, 2, (x.shape[1],), "(N, D)")
     eps = check_norm_param(ln_param, "ln_param")
-    xhat, std = _normalize_rows(x, eps)
-    with _row_loops(x.shape[1], xhat, gamma, beta):
+    with _row_loops(x.shape[1], x, gamma, beta):
+        xhat, std = _normalize_rows(x, eps)
         out = _scale_shift(xhat, gamma, beta)
     return out, {"xhat": xhat, "std": std, "gamma": gamma}
 
@@ -567,9 +572,8 @@ def layernorm_backward(dout: np.ndarray, cache: Cache) -> tuple[np.ndarray, np.n
     d2 = features.view(dout)
     dbeta = features.sum(d2)
     dgamma = features.sum(d2, features.view(xhat))
-    with _row_loops(xhat.shape[1], dout, gamma):
-        dxhat = dout * gamma
-    dx = _normalize_rows_backward(dxhat, xhat, std)
+    with _row_loops(xhat.shape[1], dout, xhat, gamma):
+        dx = _normalize_rows_backward(dout * gamma, xhat, std)
     return dx, dgamma, dbeta
 
 
@@ -622,14 +626,15 @@ def spatial_groupnorm_forward(
     check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
     G = require_groups(G, C)
     eps = check_norm_param(gn_param, "gn_param")
-    # (N may be 0)
-    xhat, std = _normalize_rows(x.reshape(N * G, C // G * H * W), eps)
-    xhat, std = xhat.reshape(N, G, C // G * H * W), std.reshape(N, G, 1)
+    m = C // G * H * W
     # gamma and beta act per channel: spread along _Channels' rows, they broadcast over long
     # contiguous runs instead of (1, C, 1, 1) over every H*W block.
     channels = _Channels((N, C, H, W))
     scale, shift = channels.spread(gamma.reshape(C)), channels.spread(beta.reshape(C))
-    out = _scale_shift(channels.view(xhat), scale, shift).reshape(N, C, H, W)
+    with _row_loops(m, x, gamma, beta):
+        xhat, std = _normalize_rows(x.reshape(N * G, m), eps)  # (N may be 0)
+        out = _scale_shift(channels.view(xhat), scale, shift).reshape(N, C, H, W)
+    xhat, std = xhat.reshape(N, G, m), std.reshape(N, G, 1)
     return out, {"xhat": xhat, "std": std, "gamma": gamma, "G": G, "shape": (N, C, H, W)}
 
 
@@ -657,17 +662,18 @@ def spatial_groupnorm_backward(
     per_channel = (dout.reshape(N * C, hw), xhat.reshape(N * C, hw))
     s = _row_sums(per_channel[0]).reshape(N, C)  # sum(dout) over H, W
     p = _row_dots(*per_channel).reshape(N, C)  # sum(dout * xhat) over H, W
-    dbeta, dgamma = s.sum(axis=0).reshape(1, C, 1, 1), p.sum(axis=0).reshape(1, C, 1, 1)
+    dbeta, dgamma = _sum_over_batch(s), _sum_over_batch(p)
     g = gamma.reshape(C)
     mean_dxhat = (s * g).reshape(N * G, C // G).sum(axis=1) / max(m, 1)
     mean_dxhat_xhat = (p * g).reshape(N * G, C // G).sum(axis=1) / max(m, 1)
     # dxhat = gamma * dout, with gamma spread along _Channels' long rows.
     channels = _Channels((N, C, H, W))
-    dxhat = (channels.view(dout) * channels.spread(g)).reshape(N * G, m)
-    dx = _normalize_rows_backward(
-        dxhat, xhat.reshape(N * G, m), std.reshape(N * G, 1), mean_dxhat, mean_dxhat_xhat
-    )
-    return dx.reshape(N, C, H, W), dgamma, dbeta
+    with _row_loops(m, dout, xhat, gamma):
+        dxhat = (channels.view(dout) * channels.spread(g)).reshape(N * G, m)
+        dx = _normalize_rows_backward(
+            dxhat, xhat.reshape(N * G, m), std.reshape(N * G, 1), mean_dxhat, mean_dxhat_xhat
+        )
+    return dx.reshape(N, C, H, W), dgamma.reshape(1, C, 1, 1), dbeta.reshape(1, C, 1, 1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -407,11 +407,11 @@ def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple
     require_float("x", x)
     ph, pw, stride, H_out, W_out = check_pool_args(x, pool_param)
     win = _pool_windows(x, ph, pw, stride, H_out, W_out)
-    out = win[..., 0, 0].copy(order="K")  # keeps x's memory layout
-    for k in range(ph):
-        for l in range(pw):
-            if k or l:
-                np.maximum(out, win[..., k, l], out=out)
+    taps = [win[..., k, l] for k in range(ph) for l in range(pw)]
+    # The first maximum allocates out in x's memory layout; the other taps update it in place.
+    out = np.maximum(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy(order="K")
+    for tap in taps[2:]:
+        np.maximum(out, tap, out=out)
     return out, (x, pool_param, out.copy(order="K"), "max")
 
 
@@ -422,7 +422,9 @@ def _max_pool_backward_max(
 
     Walk the taps in that order; ``free`` marks windows whose maximum has not been met yet, so a
     tap equal to the max takes the gradient only if no earlier tap did (ties go to the first).
-    A window whose max is NaN sends its gradient to its first NaN (np.argmax's rule).
+    A window whose max is NaN sends its gradient to its first NaN (np.argmax's rule). Every
+    window's max is one of its taps, so the last tap takes exactly the windows still free
+    (no comparison needed).
     Tap (k, l) of all windows is one strided slice of dx with distinct pixels: windows that do
     not overlap (stride >= pool size) just write their slice, overlapping ones add tap by tap.
     """
@@ -442,22 +444,27 @@ def _max_pool_backward_max(
     free = np.ones_like(out, dtype=bool)  # *_like: out's memory layout
     hit = np.empty_like(out, dtype=bool)
     share = np.empty_like(out, dtype=dx.dtype) if overlap else None
-    for k in range(ph):
-        for l in range(pw):
-            tap, dtap = xwin[..., k, l], dwin[..., k, l]
+    taps = [(k, l) for k in range(ph) for l in range(pw)]
+    for k, l in taps:
+        tap, dtap = xwin[..., k, l], dwin[..., k, l]
+        last = (k, l) == taps[-1]
+        if last:
+            hit = free  # the windows whose maximum no earlier tap held
+        else:
             np.equal(tap, out, out=hit)
             if has_nan:
                 hit |= np.isnan(tap)
             if k or l:
                 hit &= free
-            if finite:
-                np.multiply(dout, hit, out=share if overlap else dtap)
-            elif overlap:
-                share[...] = np.where(hit, dout, 0)  # type: ignore[index]
-            else:
-                dtap[...] = np.where(hit, dout, 0)
-            if overlap:
-                dtap += share
+        if finite:
+            np.multiply(dout, hit, out=share if overlap else dtap)
+        elif overlap:
+            share[...] = np.where(hit, dout, 0)  # type: ignore[index]
+        else:
+            dtap[...] = np.where(hit, dout, 0)
+        if overlap:
+            dtap += share
+        if not last:
             np.logical_xor(free, hit, out=free)  # hit is a subset of free
     return dx
 

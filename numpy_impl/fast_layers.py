@@ -406,13 +406,32 @@ def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple
     """
     require_float("x", x)
     ph, pw, stride, H_out, W_out = check_pool_args(x, pool_param)
-    win = _pool_windows(x, ph, pw, stride, H_out, W_out)
-    taps = [win[..., k, l] for k in range(ph) for l in range(pw)]
-    # The first maximum allocates out in x's memory layout; the other taps update it in place.
-    out = np.maximum(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy(order="K")
-    for tap in taps[2:]:
-        np.maximum(out, tap, out=out)
+    if W_out == 1:
+        # Windows in one column: each tap of all windows is one strided run over (N, C, H').
+        win = _pool_windows(x, ph, pw, stride, H_out, W_out)
+        out = _maximum_of([win[..., k, l] for k in range(ph) for l in range(pw)])
+    else:
+        # Separable: the max over each window's rows (ph - 1 maxima of whole-row runs, which
+        # NumPy vectorizes), then over its columns (pw - 1 strided maxima), instead of
+        # ph * pw - 1 strided maxima of single taps.
+        reach = (W_out - 1) * stride + pw  # the columns some window reads
+        rows = [x[:, :, k : k + (H_out - 1) * stride + 1 : stride, :reach] for k in range(ph)]
+        row_max = rows[0] if ph == 1 else _maximum_of(rows)
+        out = _maximum_of(
+            [row_max[..., l : l + (W_out - 1) * stride + 1 : stride] for l in range(pw)]
+        )
     return out, (x, pool_param, out.copy(order="K"), "max")
+
+
+def _maximum_of(arrays: list[np.ndarray]) -> np.ndarray:
+    """Elementwise maximum of equally shaped arrays (NaN propagates), as a new array in their
+    memory layout: the first maximum allocates it, the others update it in place."""
+    if len(arrays) == 1:
+        return arrays[0].copy(order="K")
+    out = np.maximum(arrays[0], arrays[1])
+    for a in arrays[2:]:
+        np.maximum(out, a, out=out)
+    return out
 
 
 def _max_pool_backward_max(

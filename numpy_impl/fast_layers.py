@@ -44,13 +44,14 @@ Two column orders, the two variants the course ships:
 
 Max pooling
 -----------
-``max_pool_forward_fast`` (= ``max_pool_forward_reshape``) views x as windows without copying:
-when the windows tile x exactly (stride == pool size, H and W divisible) that view is a plain
-``reshape``; otherwise it is a strided view. The max is a running ``np.maximum`` over the
-pool_height*pool_width window taps. The backward pass sends each window's gradient to the FIRST
-maximal element in row-major window order (``np.argmax``'s rule, the naive layer's and PyTorch's),
-so a window of equal values gives its whole gradient to its first element; a NaN in a window
-makes the output NaN and takes the gradient (first NaN), as with ``np.argmax``.
+``max_pool_forward_fast`` (= ``max_pool_forward_reshape``) takes the max without copying x:
+the max is separable, so a running ``np.maximum`` over strided row views of x (the same row of
+every window, as whole-row runs) is followed by one over the columns of that row maximum. The
+backward pass views x and dx as windows (a plain ``reshape`` when the windows tile x exactly,
+a strided view otherwise) and sends each window's gradient to the FIRST maximal element in
+row-major window order (``np.argmax``'s rule, the naive layer's and PyTorch's), so a window of
+equal values gives its whole gradient to its first element; a NaN in a window makes the output
+NaN and takes the gradient (first NaN), as with ``np.argmax``.
 ``max_pool_forward_im2col`` is the textbook variant: an explicit (windows, pool_height*pool_width)
 matrix and its ``argmax``.
 
@@ -397,7 +398,7 @@ def _pool_windows(
 
 
 def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
-    """Max pooling over a zero-copy window view (a reshape when the windows tile x exactly).
+    """Max pooling without copying x: the maximum over each window's rows, then its columns.
 
     x: (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'.
     Returns out (N, C, H', W') with H' = 1 + (H - pool_height) // stride, and
@@ -451,9 +452,14 @@ def _max_pool_backward_max(
     _require_unchanged("pool_param", out.shape[2:], (H_out, W_out))
     check_dout(dout, out.shape)
     overlap = stride < ph or stride < pw
-    tiles = stride == ph == pw and x.shape[2] == H_out * ph and x.shape[3] == W_out * pw
-    # Where the windows tile x, every pixel is written once below; elsewhere some stay 0.
-    dx = (np.empty_like if tiles else np.zeros_like)(x, dtype=np.result_type(dout, x))
+    dx = np.empty_like(x, dtype=np.result_type(dout, x))
+    if stride == ph == pw:
+        # The windows tile the top-left H' * ph x W' * pw block, whose every pixel is written
+        # once below; only the rows and columns past it (PyTorch's floor rule) stay 0.
+        dx[:, :, H_out * ph :] = 0
+        dx[:, :, :, W_out * pw :] = 0
+    else:
+        dx[...] = 0  # gaps between windows stay 0; overlapping windows add onto 0
     xwin = _pool_windows(x, ph, pw, stride, H_out, W_out)
     dwin = _pool_windows(dx, ph, pw, stride, H_out, W_out, writeable=True)
     has_nan = bool(np.isnan(out).any())

@@ -169,6 +169,7 @@ def tanh_backward(dout: np.ndarray, cache: Cache) -> np.ndarray:
 # through a 16-value buffer would be slow).
 _ROW_LOOP_MIN = 512
 _SMALLEST_BUFSIZE = 16  # NumPy's buffer sizes are multiples of 16
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @contextlib.contextmanager
@@ -186,7 +187,6 @@ def _row_loops(m: int, *arrays: np.ndarray) -> Iterator[None]:
         np.setbufsize(previous)
 
 
-_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Longest rows whose dot product goes to BLAS one row at a time: OpenBLAS runs the dot of a
 # longer vector on its thread pool, whose wake-up would cost more than the dot itself.
 _BLAS_DOT_MAX = 8192

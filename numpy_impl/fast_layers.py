@@ -44,13 +44,14 @@ Two column orders, the two variants the course ships:
 
 Max pooling
 -----------
-``max_pool_forward_fast`` (= ``max_pool_forward_reshape``) views x as windows without copying:
-when the windows tile x exactly (stride == pool size, H and W divisible) that view is a plain
-``reshape``; otherwise it is a strided view. The max is a running ``np.maximum`` over the
-pool_height*pool_width window taps. The backward pass sends each window's gradient to the FIRST
-maximal element in row-major window order (``np.argmax``'s rule, the naive layer's and PyTorch's),
-so a window of equal values gives its whole gradient to its first element; a NaN in a window
-makes the output NaN and takes the gradient (first NaN), as with ``np.argmax``.
+``max_pool_forward_fast`` (= ``max_pool_forward_reshape``) takes the max without copying x:
+the max is separable, so a running ``np.maximum`` over strided row views of x (the same row of
+every window, as whole-row runs) is followed by one over the columns of that row maximum. The
+backward pass views x and dx as windows (a plain ``reshape`` when the windows tile x exactly,
+a strided view otherwise) and sends each window's gradient to the FIRST maximal element in
+row-major window order (``np.argmax``'s rule, the naive layer's and PyTorch's), so a window of
+equal values gives its whole gradient to its first element; a NaN in a window makes the output
+NaN and takes the gradient (first NaN), as with ``np.argmax``.
 ``max_pool_forward_im2col`` is the textbook variant: an explicit (windows, pool_height*pool_width)
 matrix and its ``argmax``.
 
@@ -397,7 +398,7 @@ def _pool_windows(
 
 
 def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple[np.ndarray, Cache]:
-    """Max pooling over a zero-copy window view (a reshape when the windows tile x exactly).
+    """Max pooling without copying x: the maximum over each window's rows, then its columns.
 
     x: (N, C, H, W); pool_param: 'pool_height', 'pool_width', 'stride'.
     Returns out (N, C, H', W') with H' = 1 + (H - pool_height) // stride, and
@@ -406,13 +407,32 @@ def max_pool_forward_reshape(x: np.ndarray, pool_param: dict[str, Any]) -> tuple
     """
     require_float("x", x)
     ph, pw, stride, H_out, W_out = check_pool_args(x, pool_param)
-    win = _pool_windows(x, ph, pw, stride, H_out, W_out)
-    out = win[..., 0, 0].copy(order="K")  # keeps x's memory layout
-    for k in range(ph):
-        for l in range(pw):
-            if k or l:
-                np.maximum(out, win[..., k, l], out=out)
+    if W_out == 1:
+        # Windows in one column: each tap of all windows is one strided run over (N, C, H').
+        win = _pool_windows(x, ph, pw, stride, H_out, W_out)
+        out = _maximum_of([win[..., k, l] for k in range(ph) for l in range(pw)])
+    else:
+        # Separable: the max over each window's rows (ph - 1 maxima of whole-row runs, which
+        # NumPy vectorizes), then over its columns (pw - 1 strided maxima), instead of
+        # ph * pw - 1 strided maxima of single taps.
+        reach = (W_out - 1) * stride + pw  # the columns some window reads
+        rows = [x[:, :, k : k + (H_out - 1) * stride + 1 : stride, :reach] for k in range(ph)]
+        row_max = rows[0] if ph == 1 else _maximum_of(rows)
+        out = _maximum_of(
+            [row_max[..., l : l + (W_out - 1) * stride + 1 : stride] for l in range(pw)]
+        )
     return out, (x, pool_param, out.copy(order="K"), "max")
+
+
+def _maximum_of(arrays: list[np.ndarray]) -> np.ndarray:
+    """Elementwise maximum of equally shaped arrays (NaN propagates), as a new array in their
+    memory layout: the first maximum allocates it, the others update it in place."""
+    if len(arrays) == 1:
+        return arrays[0].copy(order="K")
+    out = np.maximum(arrays[0], arrays[1])
+    for a in arrays[2:]:
+        np.maximum(out, a, out=out)
+    return out
 
 
 def _max_pool_backward_max(
@@ -422,7 +442,9 @@ def _max_pool_backward_max(
 
     Walk the taps in that order; ``free`` marks windows whose maximum has not been met yet, so a
     tap equal to the max takes the gradient only if no earlier tap did (ties go to the first).
-    A window whose max is NaN sends its gradient to its first NaN (np.argmax's rule).
+    A window whose max is NaN sends its gradient to its first NaN (np.argmax's rule). Every
+    window's max is one of its taps, so the last tap takes exactly the windows still free
+    (no comparison needed).
     Tap (k, l) of all windows is one strided slice of dx with distinct pixels: windows that do
     not overlap (stride >= pool size) just write their slice, overlapping ones add tap by tap.
     """
@@ -430,9 +452,14 @@ def _max_pool_backward_max(
     _require_unchanged("pool_param", out.shape[2:], (H_out, W_out))
     check_dout(dout, out.shape)
     overlap = stride < ph or stride < pw
-    tiles = stride == ph == pw and x.shape[2] == H_out * ph and x.shape[3] == W_out * pw
-    # Where the windows tile x, every pixel is written once below; elsewhere some stay 0.
-    dx = (np.empty_like if tiles else np.zeros_like)(x, dtype=np.result_type(dout, x))
+    dx = np.empty_like(x, dtype=np.result_type(dout, x))
+    if stride == ph == pw:
+        # The windows tile the top-left H' * ph x W' * pw block, whose every pixel is written
+        # once below; only the rows and columns past it (PyTorch's floor rule) stay 0.
+        dx[:, :, H_out * ph :] = 0
+        dx[:, :, :, W_out * pw :] = 0
+    else:
+        dx[...] = 0  # gaps between windows stay 0; overlapping windows add onto 0
     xwin = _pool_windows(x, ph, pw, stride, H_out, W_out)
     dwin = _pool_windows(dx, ph, pw, stride, H_out, W_out, writeable=True)
     has_nan = bool(np.isnan(out).any())
@@ -442,22 +469,27 @@ def _max_pool_backward_max(
     free = np.ones_like(out, dtype=bool)  # *_like: out's memory layout
     hit = np.empty_like(out, dtype=bool)
     share = np.empty_like(out, dtype=dx.dtype) if overlap else None
-    for k in range(ph):
-        for l in range(pw):
-            tap, dtap = xwin[..., k, l], dwin[..., k, l]
+    taps = [(k, l) for k in range(ph) for l in range(pw)]
+    for k, l in taps:
+        tap, dtap = xwin[..., k, l], dwin[..., k, l]
+        last = (k, l) == taps[-1]
+        if last:
+            hit = free  # the windows whose maximum no earlier tap held
+        else:
             np.equal(tap, out, out=hit)
             if has_nan:
                 hit |= np.isnan(tap)
             if k or l:
                 hit &= free
-            if finite:
-                np.multiply(dout, hit, out=share if overlap else dtap)
-            elif overlap:
-                share[...] = np.where(hit, dout, 0)  # type: ignore[index]
-            else:
-                dtap[...] = np.where(hit, dout, 0)
-            if overlap:
-                dtap += share
+        if finite:
+            np.multiply(dout, hit, out=share if overlap else dtap)
+        elif overlap:
+            share[...] = np.where(hit, dout, 0)  # type: ignore[index]
+        else:
+            dtap[...] = np.where(hit, dout, 0)
+        if overlap:
+            dtap += share
+        if not last:
             np.logical_xor(free, hit, out=free)  # hit is a subset of free
     return dx
 

@@ -304,11 +304,13 @@ class LayerNormFunction(Function):
             g = gamma / -D
             shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
             slope = torch.mv(dout_xhat, g).unsqueeze(1)  # type: ignore[arg-type]  # -mean(dxhat * xhat)
-            # rstd * (dout * gamma + xhat * slope + shift), written into dout * xhat's memory.
-            # (Not addcmul(shift, xhat, slope): with two per-row operands broadcast along the
-            # rows, an elementwise kernel is no longer vectorized -- 5x slower for 256 x 1024.)
-            dxhat = torch.mul(dout, gamma, out=dout_xhat)  # dout * xhat is no longer needed
-            dx = dxhat.addcmul_(xhat, slope).add_(shift).mul_(rstd).view(ctx.x_shape)
+            # rstd * (dout * gamma + shift + xhat * slope), written into dout * xhat's memory
+            # (no longer needed) in three passes. Each pass broadcasts at most ONE per-row
+            # operand along the rows (gamma runs along them): with two, as in
+            # addcmul(shift, xhat, slope), an elementwise kernel is no longer vectorized --
+            # 5x slower for 256 x 1024.
+            dx = torch.addcmul(shift, dout, gamma, out=dout_xhat)  # type: ignore[arg-type]
+            dx = dx.addcmul_(xhat, slope).mul_(rstd).view(ctx.x_shape)
         return dx, dgamma, dbeta, None
 
 

@@ -99,7 +99,12 @@ def test_spatial_batchnorm_keeps_channels_last(shape, dout_layout, training):
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 8), (1, 4, 4, 4), (0, 3, 6, 6), (2, 6, 9, 5)])
-@pytest.mark.parametrize(("pool", "stride"), [((2, 2), 2), ((3, 2), 1), ((3, 3), 3), ((1, 1), 1)])
+@pytest.mark.parametrize(
+    ("pool", "stride"),
+    # Non-overlapping windows (stride >= pool size: tiling, gaps, 1 x 1, non-square) and
+    # overlapping ones (stride < pool size).
+    [((2, 2), 2), ((3, 3), 3), ((1, 1), 1), ((2, 3), 3), ((3, 2), 4), ((1, 2), 2), ((3, 2), 1)],
+)
 @pytest.mark.parametrize("dout_layout", [CL, torch.contiguous_format])
 def test_max_pool_keeps_channels_last(shape, pool, stride, dout_layout):
     x, _ = _pair(shape, 3)
@@ -136,3 +141,14 @@ def test_float32_channels_last_network_stays_channels_last():
     assert _is_channels_last(h) and not h.is_contiguous()
     (dx,) = torch.autograd.grad(h.square().sum(), x)
     assert _is_channels_last(dx) and not dx.is_contiguous()
+
+
+@pytest.mark.parametrize(("pool", "stride"), [((2, 2), 2), ((3, 2), 3), ((2, 3), 4)])
+def test_max_pool_channels_last_gradcheck(pool, stride):
+    """The channels-last path's hand-written backward against numerical differences (distinct
+    values, so every window has one maximum and the function is differentiable there)."""
+    g = torch.Generator().manual_seed(6)
+    N, C, H, W = 2, 3, 7, 9
+    x = torch.randperm(N * C * H * W, generator=g).to(torch.float64).view(N, C, H, W) / 10
+    x = x.to(memory_format=CL).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: MaxPool2dFunction.apply(t, *pool, stride), (x,))

@@ -309,7 +309,7 @@ class LayerNormFunction(Function):
             # operand along the rows (gamma runs along them): with two, as in
             # addcmul(shift, xhat, slope), an elementwise kernel is no longer vectorized --
             # 5x slower for 256 x 1024.
-            dx = torch.addcmul(shift, dout, gamma, out=dout_xhat)  # type: ignore[arg-type]
+            dx = torch.addcmul(shift, dout, gamma, out=dout_xhat)
             dx = dx.addcmul_(xhat, slope).mul_(rstd).view(ctx.x_shape)
         return dx, dgamma, dbeta, None
 

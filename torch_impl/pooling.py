@@ -128,12 +128,9 @@ def _pool_nhwc_forward(
     best's memory, so the forward allocates ph arrays of out's size and nothing else.
     """
     windows = _windows_nhwc(x.permute(0, 2, 3, 1), ph, pw, stride, H_out, W_out)
-    best, row_wins = None, []
-    for di in range(ph):
+    best, row_wins = _max_of([windows[:, :, 0, :, dj] for dj in range(pw)]), []
+    for di in range(1, ph):
         row_max = _max_of([windows[:, :, di, :, dj] for dj in range(pw)])
-        if best is None:
-            best = row_max
-            continue
         torch.maximum(best, row_max, out=row_max)  # the new best
         row_wins.append(torch.gt(row_max, best, out=best))  # where row di took over
         best = row_max

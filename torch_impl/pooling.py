@@ -182,9 +182,9 @@ class MaxPool2dFunction(Function):
     Two paths:
     - a channels-last x with windows that do not overlap (stride >= pool size: the CNN's 2x2
       stride 2 and 3x3 stride 3): the windows are a strided view of x, reduced in two sweeps
-      of elementwise maxima (_pool_nhwc_forward). Saved: the sweeps' 0/1 "took over" arrays,
-      pool_width - 1 of shape (N, H', pool_height, W', C) and pool_height - 1 of shape
-      (N, H', W', C); dx is written through the same view of a channels-last dx.
+      of elementwise maxima (_pool_nhwc_forward). Saved: x and the row sweep's
+      pool_height - 1 0/1 "took over" arrays (N, H', W', C); the column sweep's are recomputed
+      from x in backward, and dx is written through the same view of a channels-last dx.
     - otherwise: one copy of the windows, a running maximum over the window offsets and the
       flat index into the (H, W) plane of every window's maximum, saved and scattered into dx
       (_window_max); a channels-last x gathers along its channel axis and scatters into an

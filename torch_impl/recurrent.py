@@ -80,24 +80,25 @@ class RNNFunction(Function):
         """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
             da_t = dh_t * (1 - h_t^2),   dprev_h = da_t @ Wh^T.
         The tanh derivatives 1 - h_t^2 of all steps are one array computed before the loop and
-        turned into da in place, so a step is two elementwise kernels and one matrix product;
-        dx and the weight gradients are then single products over the (T * N) rows."""
+        turned into da in place, so a step is one elementwise kernel and one matrix product, which
+        also adds the next upstream gradient (dh_{t-1} = dh[:, t-1] + da_t @ Wh^T, one
+        ``addmm``); dx and the weight gradients are then single products over the (T * N) rows."""
         x, Wx, Wh, h = ctx.saved_tensors
         T, N, H = h.shape[0] - 1, h.shape[1], h.shape[2]
         D = x.shape[2]
         check_dout(dh, (N, T, H))
         da = torch.mul(h[1:], h[1:]).neg_().add_(1)  # 1 - h_t^2, multiplied by dh_t below
-        dprev_h = dh.new_zeros((N, H))
+        dh_t = dh[:, T - 1] if T else dh.new_zeros((N, H))
         for t in reversed(range(T)):
-            da[t].mul_(dprev_h.add_(dh[:, t]))
-            dprev_h = da[t] @ Wh.T
+            da[t].mul_(dh_t)
+            dh_t = torch.addmm(dh[:, t - 1], da[t], Wh.T) if t else da[0] @ Wh.T
         da2 = da.view(T * N, H)
         need = ctx.needs_input_grad
         dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
         dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
         dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
         db = da2.new_ones(T * N) @ da2 if need[4] else None
-        return dx, dprev_h, dWx, dWh, db
+        return dx, dh_t, dWx, dWh, db
 
 
 def _lstm_gates(a: Tensor, H: int) -> Tensor:

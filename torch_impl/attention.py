@@ -119,6 +119,11 @@ def _heads(X: Tensor, num_heads: int) -> list[Tensor]:
     return list(X.split(X.shape[2] // num_heads, dim=2))
 
 
+def _first_occurrences(tensors: tuple[Tensor, ...]) -> tuple[int, ...]:
+    """For each tensor, the position of its first occurrence (the same object) in ``tensors``."""
+    return tuple(next(i for i, u in enumerate(tensors) if u is t) for t in tensors)
+
+
 class MultiHeadAttentionFunction(Function):
     """CS231n's multi-head attention with all eight projection parameters.
 
@@ -173,6 +178,9 @@ class MultiHeadAttentionFunction(Function):
             torch.bmm(A_used[j], Vh[j], out=Yj)
         ctx.save_for_backward(query, key, value, Wq, Wk, Wv, Wo, Q, K, V, A, drop_mask, Y)
         ctx.scale, ctx.num_heads = scale, num_heads
+        # Which of query, key, value each input is (self-attention passes one tensor three
+        # times, cross-attention key = value): an input's projections share one gradient.
+        ctx.sources = _first_occurrences((query, key, value))
         return _project(Y, Wo, bo)
 
     @staticmethod
@@ -182,7 +190,10 @@ class MultiHeadAttentionFunction(Function):
             dV_j = A_j^T dY_j,   dA_j = dY_j V_j^T,   dscores_j = softmax'(dA_j) * scale,
             dQ_j = dscores_j K_j,   dK_j = dscores_j^T Q_j,
         each product written into head j's block of dQ, dK, dV (N, L, E); each projection's
-        gradients are then single products over the (N * L) rows."""
+        gradients are then single products over the (N * L) rows. An input passed more than
+        once (self-attention: query = key = value) gets its whole gradient in its first slot
+        (the products of its projections accumulated into one buffer) and None in the others:
+        autograd adds the slots of one tensor anyway, this way without the extra tensors."""
         query, key, value, Wq, Wk, Wv, Wo, Q, K, V, A, drop_mask, Y = ctx.saved_tensors
         num_heads = ctx.num_heads
         dWo = as_rows(Y).T @ as_rows(dout)
@@ -201,8 +212,17 @@ class MultiHeadAttentionFunction(Function):
         for j in range(num_heads):
             torch.bmm(dscores[j], Kh[j], out=dQh[j])
             torch.bmm(dscores[j].transpose(1, 2), Qh[j], out=dKh[j])
-        grads = []
-        for x, W, dP in zip((query, key, value), (Wq, Wk, Wv), (dQ, dK, dV), strict=True):
-            grads += [rowwise_mm(dP, W.T), as_rows(x).T @ as_rows(dP), dP.sum(dim=(0, 1))]
-        (dq, dWq, dbq), (dk, dWk, dbk), (dv, dWv, dbv) = grads[0:3], grads[3:6], grads[6:9]
+        dinputs: list[Tensor | None] = [None, None, None]
+        dW, db = [], []
+        projections = zip((query, key, value), (Wq, Wk, Wv), (dQ, dK, dV), ctx.sources, strict=True)
+        for x, W, dP, source in projections:
+            dx = dinputs[source]
+            if dx is None:
+                dinputs[source] = rowwise_mm(dP, W.T)
+            else:  # the same input as an earlier projection's: accumulate (no separate tensor)
+                as_rows(dx).addmm_(as_rows(dP), W.T)
+            dW.append(as_rows(x).T @ as_rows(dP))
+            db.append(dP.sum(dim=(0, 1)))
+        dq, dk, dv = dinputs
+        (dWq, dWk, dWv), (dbq, dbk, dbv) = dW, db
         return dq, dk, dv, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo, None, None, None

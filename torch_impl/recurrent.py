@@ -80,24 +80,25 @@ class RNNFunction(Function):
         """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
             da_t = dh_t * (1 - h_t^2),   dprev_h = da_t @ Wh^T.
         The tanh derivatives 1 - h_t^2 of all steps are one array computed before the loop and
-        turned into da in place, so a step is two elementwise kernels and one matrix product;
-        dx and the weight gradients are then single products over the (T * N) rows."""
+        turned into da in place, so a step is one elementwise kernel and one matrix product, which
+        also adds the next upstream gradient (dh_{t-1} = dh[:, t-1] + da_t @ Wh^T, one
+        ``addmm``); dx and the weight gradients are then single products over the (T * N) rows."""
         x, Wx, Wh, h = ctx.saved_tensors
         T, N, H = h.shape[0] - 1, h.shape[1], h.shape[2]
         D = x.shape[2]
         check_dout(dh, (N, T, H))
         da = torch.mul(h[1:], h[1:]).neg_().add_(1)  # 1 - h_t^2, multiplied by dh_t below
-        dprev_h = dh.new_zeros((N, H))
+        dh_t = dh[:, T - 1] if T else dh.new_zeros((N, H))
         for t in reversed(range(T)):
-            da[t].mul_(dprev_h.add_(dh[:, t]))
-            dprev_h = da[t] @ Wh.T
+            da[t].mul_(dh_t)
+            dh_t = torch.addmm(dh[:, t - 1], da[t], Wh.T) if t else da[0] @ Wh.T
         da2 = da.view(T * N, H)
         need = ctx.needs_input_grad
         dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
         dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
         dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
         db = da2.new_ones(T * N) @ da2 if need[4] else None
-        return dx, dprev_h, dWx, dWh, db
+        return dx, dh_t, dWx, dWh, db
 
 
 def _lstm_gates(a: Tensor, H: int) -> Tensor:
@@ -193,36 +194,39 @@ class LSTMFunction(Function):
             da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh_t * tanh(c) * o(1-o), dc * i * (1-g^2)]
             dprev_c = dc * f,   dprev_h = da @ Wh^T.
         Every factor that does not depend on the recursion (o * (1 - tanh(c)^2) and the four
-        products "partner * gate derivative") is computed for ALL steps before the loop, so a
-        step is five elementwise kernels and one matrix product. The weight gradients and dx
-        are then single matrix products over the (T * N) rows."""
+        products "partner * gate derivative") is computed for ALL steps before the loop, into
+        one (T, N, 4H) buffer that the loop then turns into da in place (upstream * partner).
+        A step is one matrix product, which also adds the next upstream gradient
+        (dh_{t-1} = dh[:, t-1] + da_t @ Wh^T, one ``addmm``), and five elementwise kernels. The
+        weight gradients and dx are then single matrix products over the (T * N) rows."""
         x, Wx, Wh, gates, h, c, tanh_c = ctx.saved_tensors
         T, N, H = tanh_c.shape
         D = x.shape[2]
         check_dout(dh, (N, T, H))
         i, f, o, g = (gates[..., k * H : (k + 1) * H] for k in range(4))
-        dc_from_h = o * (1 - tanh_c * tanh_c)
-        partner = torch.empty_like(gates)  # da = upstream * partner, upstream dc or dh_t
-        torch.mul(g, i * (1 - i), out=partner[..., :H])
-        torch.mul(c[:-1], f * (1 - f), out=partner[..., H : 2 * H])
-        torch.mul(tanh_c, o * (1 - o), out=partner[..., 2 * H : 3 * H])
-        torch.mul(i, 1 - g * g, out=partner[..., 3 * H :])
-        partner4 = partner.view(T, N, 4, H)
-        da = torch.empty_like(gates)
+        dc_from_h = torch.mul(tanh_c, tanh_c).neg_().add_(1).mul_(o)  # o * (1 - tanh(c)^2)
+        da = torch.empty_like(gates)  # the partners first, da = upstream * partner below
+        sig = gates[..., : 3 * H]
+        torch.neg(sig, out=da[..., : 3 * H]).add_(1).mul_(sig)  # i(1-i), f(1-f), o(1-o)
+        da_i, da_f, da_o, da_g = (da[..., k * H : (k + 1) * H] for k in range(4))
+        da_i.mul_(g)
+        da_f.mul_(c[:-1])
+        da_o.mul_(tanh_c)
+        torch.mul(g, g, out=da_g).neg_().add_(1).mul_(i)  # i * (1 - g^2)
         da4 = da.view(T, N, 4, H)
-        dprev_h = dh.new_zeros((N, H))
+        dh_t = dh[:, T - 1] if T else dh.new_zeros((N, H))
         dc = dh.new_zeros((N, H))  # dnext_c of the last step
         for t in reversed(range(T)):
-            dh_t = dprev_h.add_(dh[:, t])
-            dc = torch.addcmul(dc, dh_t, dc_from_h[t])
-            torch.mul(partner4[t], dc.unsqueeze(1), out=da4[t])  # i, f, g (o overwritten)
-            torch.mul(partner4[t, :, 2], dh_t, out=da4[t, :, 2])
+            dc.addcmul_(dh_t, dc_from_h[t])
+            da4[t, :, :2].mul_(dc.unsqueeze(1))  # i, f
+            da4[t, :, 2].mul_(dh_t)  # o
+            da4[t, :, 3].mul_(dc)  # g
             dc.mul_(f[t])  # dprev_c
-            dprev_h = da[t] @ Wh.T
+            dh_t = torch.addmm(dh[:, t - 1], da[t], Wh.T) if t else da[0] @ Wh.T
         da2 = da.view(T * N, 4 * H)
         need = ctx.needs_input_grad
         dx = (da2 @ Wx.T).view(T, N, D).transpose(0, 1) if need[0] else None
         dWx = x.transpose(0, 1).reshape(T * N, D).T @ da2 if need[2] else None
         dWh = h[:-1].reshape(T * N, H).T @ da2 if need[3] else None
         db = da2.new_ones(T * N) @ da2 if need[4] else None
-        return dx, dprev_h, dWx, dWh, db
+        return dx, dh_t, dWx, dWh, db

@@ -7,7 +7,10 @@ only concerns torch itself (mixed devices or dtypes, which NumPy has no notion o
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -50,6 +53,25 @@ def as_buffer(value, like: torch.Tensor, size: int) -> torch.Tensor:
             return value
         return value.to(device=like.device, dtype=like.dtype)
     return torch.as_tensor(value, device=like.device, dtype=like.dtype).clone()
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def in_input_precision(method: _Method) -> _Method:
+    """A Function's forward or backward run with ``torch.autocast`` off on its tensors' device,
+    so that inside an autocast region the op computes in its inputs' dtype. (Left on, autocast
+    would cast the operands of some of the op's products to bfloat16 and not those of its
+    in-place and ``out=`` products, which then meet tensors of two dtypes.) The conv and the
+    affine layer instead choose lower-precision products themselves (``products_dtype``)."""
+
+    @functools.wraps(method)
+    def run(ctx: Any, *args: Any) -> Any:
+        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return method(ctx, *args)
+
+    return cast(_Method, run)
 
 
 def products_dtype(x):

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from torch_impl._utils import as_rows, rowwise_mm
+from torch_impl._utils import as_rows, in_input_precision, rowwise_mm
 from twin_checks import (
     check_attention_args,
     check_attn_mask,
@@ -82,6 +82,7 @@ class ScaledDotProductAttentionFunction(Function):
     """
 
     @staticmethod
+    @in_input_precision
     def forward(
         ctx: Any,
         q: Tensor,
@@ -100,6 +101,7 @@ class ScaledDotProductAttentionFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         q, k, v, A, drop_mask = ctx.saved_tensors
         dq, dk, dv = _attention_backward(dout, q, k, v, A, drop_mask, ctx.scale)
@@ -142,6 +144,7 @@ class MultiHeadAttentionFunction(Function):
     """
 
     @staticmethod
+    @in_input_precision
     def forward(
         ctx: Any,
         query: Tensor,
@@ -185,6 +188,7 @@ class MultiHeadAttentionFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         """Per head j (A_j the weights, with dropout's multiplier where there is one):
             dV_j = A_j^T dY_j,   dA_j = dY_j V_j^T,   dscores_j = softmax'(dA_j) * scale,

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from torch_impl._utils import in_input_precision
 from twin_checks import check_nonzero_norms, check_pair_args, check_tau, require_ndim
 
 __all__ = [
@@ -34,6 +35,7 @@ class CosineSimilarityMatrixFunction(Function):
     """out (M, D) -> (M, M) cosine similarities u u^T (u = rows of out normalized)."""
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, out: Tensor) -> Tensor:
         require_ndim("out", out, 2, "(2N, D)")
         u, r = _normalize_rows(out)
@@ -42,6 +44,7 @@ class CosineSimilarityMatrixFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dS: Tensor) -> Tensor:
         u, r = ctx.saved_tensors
         return _normalize_rows_backward((dS + dS.T) @ u, u, r)
@@ -51,6 +54,7 @@ class PositivePairSimilarityFunction(Function):
     """out_left, out_right (N, D) -> (N, 1), row k = cos(out_left[k], out_right[k])."""
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, out_left: Tensor, out_right: Tensor) -> Tensor:
         check_pair_args(out_left, out_right)
         u, ru = _normalize_rows(out_left, "out_left")
@@ -60,6 +64,7 @@ class PositivePairSimilarityFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dpos: Tensor) -> tuple[Tensor | None, ...]:
         u, ru, v, rv = ctx.saved_tensors
         need = ctx.needs_input_grad
@@ -78,6 +83,7 @@ class SimCLRLossFunction(Function):
     """
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, out_left: Tensor, out_right: Tensor, tau: float) -> Tensor:
         check_pair_args(out_left, out_right)
         tau = check_tau(tau)
@@ -97,6 +103,7 @@ class SimCLRLossFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         u, r, log_probs = ctx.saved_tensors
         M = u.shape[0]

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from torch_impl._utils import in_input_precision
 from twin_checks import check_cell_args, check_dout, check_sequence_args
 
 __all__ = [
@@ -29,6 +30,7 @@ class RNNStepFunction(Function):
     b (H,) -> next_h (N, H). Twin of ``rnn_step_forward/backward``."""
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, x: Tensor, prev_h: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         check_cell_args(x, prev_h, Wx, Wh, b, gates=1)
         next_h = torch.tanh(x @ Wx + prev_h @ Wh + b)
@@ -37,6 +39,7 @@ class RNNStepFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dnext_h: Tensor) -> tuple[Tensor | None, ...]:
         x, prev_h, Wx, Wh, next_h = ctx.saved_tensors
         check_dout(dnext_h, next_h.shape)
@@ -63,6 +66,7 @@ class RNNFunction(Function):
     """
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=1)
         h = h0.new_empty((T + 1, N, H))
@@ -76,6 +80,7 @@ class RNNFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
         """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
             da_t = dh_t * (1 - h_t^2),   dprev_h = da_t @ Wh^T.
@@ -127,6 +132,7 @@ class LSTMStepFunction(Function):
     -> (next_h, next_c), each (N, H). Twin of ``lstm_step_forward/backward``."""
 
     @staticmethod
+    @in_input_precision
     def forward(
         ctx: Any, x: Tensor, prev_h: Tensor, prev_c: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -141,6 +147,7 @@ class LSTMStepFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dnext_h: Tensor, dnext_c: Tensor) -> tuple[Tensor | None, ...]:
         x, prev_h, prev_c, Wx, Wh, gates, tanh_c = ctx.saved_tensors
         da, dprev_c = _lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, tanh_c)
@@ -169,6 +176,7 @@ class LSTMFunction(Function):
     """
 
     @staticmethod
+    @in_input_precision
     def forward(ctx: Any, x: Tensor, h0: Tensor, Wx: Tensor, Wh: Tensor, b: Tensor) -> Tensor:
         N, T, D, H = check_sequence_args(x, h0, Wx, Wh, b, gates=4)
         x_tm = x.transpose(0, 1).reshape(T * N, D)
@@ -188,6 +196,7 @@ class LSTMFunction(Function):
 
     @staticmethod
     @once_differentiable
+    @in_input_precision
     def backward(ctx: Any, dh: Tensor) -> tuple[Tensor | None, ...]:
         """Per step, with dh_t the upstream gradient plus dprev_h from step t + 1:
             dc = dnext_c + dh_t * o * (1 - tanh(c)^2),

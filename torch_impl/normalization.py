@@ -364,12 +364,20 @@ class SpatialGroupNormFunction(Function):
     def forward(
         ctx: Any, x: Tensor, gamma: Tensor, beta: Tensor, G: int, eps: float = 1e-5
     ) -> Tensor:
-        _checks.require_float("x", x)
-        C = x.shape[1] if x.ndim > 1 else None
-        _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
-        G = _checks.require_groups(G, C)  # type: ignore[arg-type]
-        require_like("x", x, gamma=gamma, beta=beta)
-        eps = _checks.require_nonneg_real("eps", eps)
+        C = x.shape[1] if isinstance(x, Tensor) and x.ndim == 4 else None
+        if (
+            C is None
+            or not _affine_args_ok(x, gamma, beta, (1, C, 1, 1), eps)
+            or type(G) is not int
+            or G < 1
+            or C % G
+        ):
+            _checks.require_float("x", x)
+            C = x.shape[1] if x.ndim > 1 else None
+            _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
+            G = _checks.require_groups(G, C)  # type: ignore[arg-type]
+            require_like("x", x, gamma=gamma, beta=beta)
+            eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
         L = H * W
         x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
@@ -381,7 +389,6 @@ class SpatialGroupNormFunction(Function):
         k = (gamma.view(1, G, C // G) * rstd).view(N, C, 1)
         out = xmu.view(N, C, L)
         torch.addcmul(_per_column(beta, L).view(1, C, L), out, k, out=out)
-        ctx.G = G
         ctx.save_for_backward(x3, mean, rstd, gamma)
         return out.view(N, C, H, W)
 
@@ -402,19 +409,20 @@ class SpatialGroupNormFunction(Function):
         x3, mean, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
         N, G, M = x3.shape
-        C = gamma.numel()
-        L = M * G // C
+        C = gamma.shape[1]
+        Cg, L = C // G, M * G // C
         dout3 = dout.reshape(N, C, L).contiguous()  # (N may be 0: no -1 in the reshapes)
         buf = torch.mul(dout3, x3.view(N, C, L))  # becomes dx below
-        s1 = dout3.sum(2)
-        s2 = buf.sum(2).sub_(s1 * mean.expand(N, G, C // G).reshape(N, C))
-        s2 = s2.view(N, G, C // G).mul_(rstd).view(N, C)
+        s1 = dout3.sum(2).view(N, G, Cg)
+        # s2 = rstd * (sum_hw dout * x - mean * s1), (N, G, C // G)
+        s2 = torch.addcmul(buf.sum(2).view(N, G, Cg), mean, s1, value=-1).mul_(rstd)
         dx = dgamma = dbeta = None
         if need_dx:
-            g = gamma.view(1, G, -1)
-            b = (s1.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
-            a = (s2.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
-            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(b.sub_(mean * a))
+            g = gamma.view(1, G, Cg)
+            c = rstd / -M
+            b = (s1 * g).sum(2, keepdim=True).mul_(c)
+            a = (s2 * g).sum(2, keepdim=True).mul_(c).mul_(rstd)
+            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(torch.addcmul(b, mean, a, value=-1))
             dx.view(N, C, L).addcmul_(dout3, (g * rstd).view(N, C, 1))
             dx = dx.view(dout.shape)
         if need_dgamma:

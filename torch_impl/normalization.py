@@ -352,7 +352,7 @@ class SpatialGroupNormFunction(Function):
     each group normalized over its M = (C // G) * H * W values.
 
     x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (CS231n's layout; so are dgamma, dbeta); G divides
-    C. Saved: x, the group means and rstd (N, G, 1), gamma; ctx.G.
+    C. Saved: x (as (N, G, M) rows), the group means and rstd (N, G, 1), gamma.
 
     Memory: xhat is not stored (the backward works from x itself), so each direction allocates
     ONE (N, C, H, W) array, the output or dx. On CPU a fresh large array is paged in on first

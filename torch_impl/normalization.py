@@ -405,7 +405,8 @@ class SpatialGroupNormFunction(Function):
             s2 = rstd * (sum_hw dout * x - mean * s1),
             dx = dout * (gamma * rstd) + x * a + (b - mean * a),
         a = -rstd^2 * mean(dxhat * xhat) and b = -rstd * mean(dxhat) per (sample, group):
-        two passes for the sums and three for dx, all in the one (N, C, H, W) buffer."""
+        three passes for the sums (dout * x and two reductions) and three for dx, all in the one
+        (N, C, H, W) buffer."""
         x3, mean, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
         N, G, M = x3.shape

@@ -256,6 +256,26 @@ def _center_rows(x3: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     return xmu, mean, var.add_(eps).rsqrt_()
 
 
+def _affine_args_ok(x: Any, gamma: Any, beta: Any, shape: tuple[int, ...], eps: Any) -> bool:
+    """The common, valid call, recognized by attribute checks alone: x a float tensor, gamma
+    and beta tensors of ``shape`` with x's dtype and device, eps a finite float >= 0. Any other
+    call goes through the full checks, which name the argument that is wrong."""
+    return (
+        isinstance(x, Tensor)
+        and isinstance(gamma, Tensor)
+        and isinstance(beta, Tensor)
+        and x.is_floating_point()
+        and gamma.dtype == x.dtype
+        and beta.dtype == x.dtype
+        and gamma.device == x.device
+        and beta.device == x.device
+        and gamma.shape == shape
+        and beta.shape == shape
+        and type(eps) is float
+        and 0.0 <= eps < math.inf
+    )
+
+
 class LayerNormFunction(Function):
     """Layer normalization (Ba et al. 2016): each row of x (..., D) normalized over its last D
     features; gamma, beta (D,). CS231n's layernorm takes x (N, D); the transformer applies the
@@ -263,22 +283,31 @@ class LayerNormFunction(Function):
 
     No running statistics; the same in train and test mode. Saved: xhat and rstd as rows
     (R, D) and (R, 1), R the product of the leading dimensions; gamma.
+
+    The row statistics are two passes, mean then the 2-norm of x - mean (never
+    E[x^2] - E[x]^2, which cancels when |mean| >> std); torch.var_mean over the rows was
+    slower on CPU. Small per-row and per-feature quantities are a handful of tensor operations
+    each, so forward and backward are 22 tensor operations in all.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
-        _checks.require_float("x", x)
-        if len(_checks.shape_of(x)) == 0:
-            raise ValueError("x must have at least 1 dimension (..., D), got a 0-d tensor")
-        D = x.shape[-1]
-        _checks.require_shape("gamma", gamma, (D,))
-        _checks.require_shape("beta", beta, (D,))
-        require_like("x", x, gamma=gamma, beta=beta)
-        eps = _checks.require_nonneg_real("eps", eps)
-        R = math.prod(x.shape[:-1])
-        xmu, _, rstd = _center_rows(x.reshape(R, 1, D).contiguous(), eps)
-        xhat, rstd = xmu.mul_(rstd).view(R, D), rstd.view(R, 1)
-        ctx.x_shape = x.shape
+        D = x.shape[-1] if isinstance(x, Tensor) and x.ndim else None
+        if D is None or not _affine_args_ok(x, gamma, beta, (D,), eps):
+            _checks.require_float("x", x)
+            if len(_checks.shape_of(x)) == 0:
+                raise ValueError("x must have at least 1 dimension (..., D), got a 0-d tensor")
+            D = x.shape[-1]
+            _checks.require_shape("gamma", gamma, (D,))
+            _checks.require_shape("beta", beta, (D,))
+            require_like("x", x, gamma=gamma, beta=beta)
+            eps = _checks.require_nonneg_real("eps", eps)
+        x2 = x.reshape(math.prod(x.shape[:-1]), D).contiguous()  # (not -1: x may be empty)
+        xhat = x2 - x2.mean(1, keepdim=True)  # xmu, made xhat in place below
+        # rstd = 1 / sqrt(|xmu|^2 / D + eps), the biased variance from one fused pass
+        rstd = torch.linalg.vector_norm(xhat, dim=1, keepdim=True).square_().div_(D)
+        rstd = rstd.add_(eps).rsqrt_()
+        xhat.mul_(rstd)
         ctx.save_for_backward(xhat, rstd, gamma)
         return torch.addcmul(beta, xhat, gamma).view(x.shape)
 
@@ -286,31 +315,35 @@ class LayerNormFunction(Function):
     @once_differentiable
     def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
         """dgamma = sum over rows of dout * xhat, dbeta = sum of dout; per row, with
-        dxhat = dout * gamma, -mean(dxhat) = dout @ (gamma / -D) and
-        -mean(dxhat * xhat) = (dout * xhat) @ (gamma / -D), and
+        dxhat = dout * gamma, -mean(dxhat) = -(dout @ gamma) / D and
+        -mean(dxhat * xhat) = -((dout * xhat) @ gamma) / D (one GEMV each, addmm's alpha doing
+        the scaling), and
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))."""
         xhat, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
         R, D = xhat.shape
+        x_shape = dout.shape
         dout = dout.reshape(R, D).contiguous()
-        ones = dout.new_ones(R)  # column sums as t^T @ ones: BLAS gemv, faster than t.sum(0)
-        dx = dgamma = dbeta = None
-        dout_xhat = dout * xhat if (need_dx or need_dgamma) else None
-        if need_dgamma:
-            dgamma = torch.mv(dout_xhat.t(), ones)  # type: ignore[union-attr]
-        if need_dbeta:
-            dbeta = torch.mv(dout.t(), ones)
-        if need_dx:
-            g = gamma / -D
-            shift = torch.mv(dout, g).unsqueeze(1)  # -mean(dxhat)
-            slope = torch.mv(dout_xhat, g).unsqueeze(1)  # type: ignore[arg-type]  # -mean(dxhat * xhat)
-            # rstd * (dout * gamma + shift + xhat * slope), written into dout * xhat's memory
-            # (no longer needed) in three passes. Each pass broadcasts at most ONE per-row
-            # operand along the rows (gamma runs along them): with two, as in
-            # addcmul(shift, xhat, slope), an elementwise kernel is no longer vectorized --
-            # 5x slower for 256 x 1024.
-            dx = torch.addcmul(shift, dout, gamma, out=dout_xhat)
-            dx = dx.addcmul_(xhat, slope).mul_(rstd).view(ctx.x_shape)
+        dx = dgamma = None
+        # Column sums add whole contiguous rows (t.sum(0)): as fast as a GEMV with a vector of
+        # ones, which would cost three more operations to set up.
+        dbeta = dout.sum(0) if need_dbeta else None
+        if need_dx or need_dgamma:
+            dout_xhat = dout * xhat
+            if need_dgamma:
+                dgamma = dout_xhat.sum(0)
+            if need_dx:
+                g = gamma.view(D, 1)
+                # (rstd is only addmm's placeholder input: beta=0 ignores it)
+                shift = torch.addmm(rstd, dout, g, beta=0, alpha=-1 / D)  # -mean(dxhat)
+                slope = torch.addmm(rstd, dout_xhat, g, beta=0, alpha=-1 / D)
+                # rstd * (dout * gamma + shift + xhat * slope), written into dout * xhat's
+                # memory (no longer needed) in three passes. Each pass broadcasts at most ONE
+                # per-row operand along the rows (gamma runs along them): with two, as in
+                # addcmul(shift, xhat, slope), an elementwise kernel is no longer vectorized --
+                # 5x slower for 256 x 1024.
+                dx = torch.addcmul(shift, dout, gamma, out=dout_xhat)
+                dx = dx.addcmul_(xhat, slope).mul_(rstd).view(x_shape)
         return dx, dgamma, dbeta, None
 
 
@@ -319,7 +352,7 @@ class SpatialGroupNormFunction(Function):
     each group normalized over its M = (C // G) * H * W values.
 
     x: (N, C, H, W); gamma, beta: (1, C, 1, 1) (CS231n's layout; so are dgamma, dbeta); G divides
-    C. Saved: x, the group means and rstd (N, G, 1), gamma; ctx.G.
+    C. Saved: x (as (N, G, M) rows), the group means and rstd (N, G, 1), gamma.
 
     Memory: xhat is not stored (the backward works from x itself), so each direction allocates
     ONE (N, C, H, W) array, the output or dx. On CPU a fresh large array is paged in on first
@@ -331,12 +364,20 @@ class SpatialGroupNormFunction(Function):
     def forward(
         ctx: Any, x: Tensor, gamma: Tensor, beta: Tensor, G: int, eps: float = 1e-5
     ) -> Tensor:
-        _checks.require_float("x", x)
-        C = x.shape[1] if x.ndim > 1 else None
-        _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
-        G = _checks.require_groups(G, C)  # type: ignore[arg-type]
-        require_like("x", x, gamma=gamma, beta=beta)
-        eps = _checks.require_nonneg_real("eps", eps)
+        C = x.shape[1] if isinstance(x, Tensor) and x.ndim == 4 else None
+        if (
+            C is None
+            or not _affine_args_ok(x, gamma, beta, (1, C, 1, 1), eps)
+            or type(G) is not int
+            or G < 1
+            or C % G
+        ):
+            _checks.require_float("x", x)
+            C = x.shape[1] if x.ndim > 1 else None
+            _checks.check_norm_args(x, gamma, beta, 4, (1, C, 1, 1), "(N, C, H, W)")
+            G = _checks.require_groups(G, C)  # type: ignore[arg-type]
+            require_like("x", x, gamma=gamma, beta=beta)
+            eps = _checks.require_nonneg_real("eps", eps)
         N, C, H, W = x.shape
         L = H * W
         x3 = x.reshape(N, G, C // G * L).contiguous()  # (not -1: N may be 0)
@@ -348,7 +389,6 @@ class SpatialGroupNormFunction(Function):
         k = (gamma.view(1, G, C // G) * rstd).view(N, C, 1)
         out = xmu.view(N, C, L)
         torch.addcmul(_per_column(beta, L).view(1, C, L), out, k, out=out)
-        ctx.G = G
         ctx.save_for_backward(x3, mean, rstd, gamma)
         return out.view(N, C, H, W)
 
@@ -365,23 +405,25 @@ class SpatialGroupNormFunction(Function):
             s2 = rstd * (sum_hw dout * x - mean * s1),
             dx = dout * (gamma * rstd) + x * a + (b - mean * a),
         a = -rstd^2 * mean(dxhat * xhat) and b = -rstd * mean(dxhat) per (sample, group):
-        two passes for the sums and three for dx, all in the one (N, C, H, W) buffer."""
+        three passes for the sums (dout * x and two reductions) and three for dx, all in the one
+        (N, C, H, W) buffer."""
         x3, mean, rstd, gamma = ctx.saved_tensors
         need_dx, need_dgamma, need_dbeta = ctx.needs_input_grad[:3]
         N, G, M = x3.shape
-        C = gamma.numel()
-        L = M * G // C
+        C = gamma.shape[1]
+        Cg, L = C // G, M * G // C
         dout3 = dout.reshape(N, C, L).contiguous()  # (N may be 0: no -1 in the reshapes)
         buf = torch.mul(dout3, x3.view(N, C, L))  # becomes dx below
-        s1 = dout3.sum(2)
-        s2 = buf.sum(2).sub_(s1 * mean.expand(N, G, C // G).reshape(N, C))
-        s2 = s2.view(N, G, C // G).mul_(rstd).view(N, C)
+        s1 = dout3.sum(2).view(N, G, Cg)
+        # s2 = rstd * (sum_hw dout * x - mean * s1), (N, G, C // G)
+        s2 = torch.addcmul(buf.sum(2).view(N, G, Cg), mean, s1, value=-1).mul_(rstd)
         dx = dgamma = dbeta = None
         if need_dx:
-            g = gamma.view(1, G, -1)
-            b = (s1.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd).div_(-M)
-            a = (s2.view(N, G, C // G) * g).sum(2, keepdim=True).mul_(rstd * rstd).div_(-M)
-            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(b.sub_(mean * a))
+            g = gamma.view(1, G, Cg)
+            c = rstd / -M
+            b = (s1 * g).sum(2, keepdim=True).mul_(c)
+            a = (s2 * g).sum(2, keepdim=True).mul_(c).mul_(rstd)
+            dx = torch.mul(x3, a, out=buf.view(N, G, M)).add_(torch.addcmul(b, mean, a, value=-1))
             dx.view(N, C, L).addcmul_(dout3, (g * rstd).view(N, C, 1))
             dx = dx.view(dout.shape)
         if need_dgamma:

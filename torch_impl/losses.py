@@ -5,7 +5,6 @@ error).
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -59,22 +58,6 @@ class SVMLossFunction(Function):
         positive = (margins > 0).to(margins.dtype)
         dx = positive.scatter_(1, y, -positive.sum(1, keepdim=True))
         return dx.div_(N).mul_(dloss), None
-
-
-def _once_differentiable(backward: Any) -> Any:
-    """torch's @once_differentiable (a backward that is not itself differentiable: with
-    create_graph=True its result raises when differentiated) without its per-call cost in the
-    ordinary backward: there grad mode is off, the decorator would only re-enter no_grad and
-    return the result unchanged, so ``backward`` is called directly."""
-    wrapped = once_differentiable(backward)
-
-    @functools.wraps(backward)
-    def dispatch(ctx: Any, *grads: Any) -> Any:
-        if torch.is_grad_enabled():
-            return wrapped(ctx, *grads)
-        return backward(ctx, *grads)
-
-    return dispatch
 
 
 def _scores_and_labels(x: Any, y: Any) -> tuple[int, Tensor, bool]:
@@ -149,7 +132,7 @@ class SoftmaxLossFunction(Function):
         return loss
 
     @staticmethod
-    @_once_differentiable
+    @once_differentiable
     def backward(ctx: Any, dloss: Tensor) -> tuple[Tensor | None, ...]:
         (softmax_minus_onehot,) = ctx.saved_tensors
         # Out of place: a retained graph (backward(retain_graph=True)) reuses the saved buffer.

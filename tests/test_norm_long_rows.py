@@ -100,7 +100,7 @@ def test_long_rows_match_the_builtin_in_float64(case):
     got = run(x, gamma, beta, dout)
     for name, g, w in zip(("out", "dx", "dgamma", "dbeta"), got, want, strict=True):
         assert g.dtype == np.float64 and g.shape == w.reshape(g.shape).shape, name
-        np.testing.assert_allclose(g, w.reshape(g.shape), rtol=1e-9, atol=1e-10, err_msg=name)
+        np.testing.assert_allclose(g, w.reshape(g.shape), err_msg=name, **ASSERT_CLOSE["float64"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -131,7 +131,7 @@ def test_long_rows_mixed_dtypes_promote_like_numpy(case):
     got = run(x.astype(np.float32), gamma, beta, dout)
     for name, g, w in zip(("out", "dx", "dgamma", "dbeta"), got, want, strict=True):
         assert g.dtype == np.float64, name
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(g, w, err_msg=name, **ASSERT_CLOSE["float32"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

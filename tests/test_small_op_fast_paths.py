@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from parity_tests.tolerances import ASSERT_CLOSE
 from torch_impl.losses import SoftmaxLossFunction
 from torch_impl.normalization import LayerNormFunction, SpatialGroupNormFunction
 
@@ -27,8 +28,8 @@ def test_softmax_loss_matches_cross_entropy_for_every_label_dtype(label_dtype):
     (dx,) = torch.autograd.grad(loss, x)
     ref = F.cross_entropy(x, y)
     (dref,) = torch.autograd.grad(ref, x)
-    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(dx, dref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(loss, ref, **ASSERT_CLOSE["float64"])
+    torch.testing.assert_close(dx, dref, **ASSERT_CLOSE["float64"])
 
 
 @pytest.mark.parametrize("shift", [-1, 1])
@@ -47,7 +48,7 @@ def test_softmax_loss_retained_graph_gives_the_same_gradient_twice():
     loss.backward(retain_graph=True)
     first = x.grad.clone()
     loss.backward(torch.tensor(2.0, dtype=torch.float64))
-    torch.testing.assert_close(x.grad, 3 * first)
+    torch.testing.assert_close(x.grad, 3 * first, **ASSERT_CLOSE["float64"])
 
 
 def test_softmax_loss_is_once_differentiable():
@@ -77,9 +78,9 @@ def test_layernorm_matches_builtin_on_both_paths(eps, layout):
     grads = torch.autograd.grad(out, (x, gamma, beta), dout)
     ref = F.layer_norm(x, (D,), gamma, beta, float(eps))
     refs = torch.autograd.grad(ref, (x, gamma, beta), dout)
-    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
     for got, want in zip(grads, refs, strict=True):
-        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(got, want, **ASSERT_CLOSE["float64"])
 
 
 def test_layernorm_bad_arguments_still_name_them():
@@ -109,9 +110,9 @@ def test_groupnorm_matches_builtin_on_both_paths(G):
     grads = torch.autograd.grad(out, (x, gamma, beta), dout)
     ref = F.group_norm(x, int(G), gamma.reshape(C), beta.reshape(C), 1e-5)
     refs = torch.autograd.grad(ref, (x, gamma, beta), dout)
-    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
     for got, want in zip(grads, refs, strict=True):
-        torch.testing.assert_close(got, want.reshape(got.shape))
+        torch.testing.assert_close(got, want.reshape(got.shape), **ASSERT_CLOSE["float64"])
 
 
 def test_groupnorm_bad_groups_still_name_them():

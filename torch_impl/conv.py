@@ -229,7 +229,8 @@ class _Canvas:
 
 class _Scratch(threading.local):
     """Reusable CPU memory for the canvases that live only inside one forward or backward call
-    (the output canvas, dout's grid, dx's canvas), one flat buffer per slot and dtype, kept per
+    (the output canvas, dout's grid, dx's canvas, the input canvas of a layer whose weights need
+    no gradient), one flat buffer per slot and dtype, kept per
     thread. A fresh CPU tensor of tens of MB is mapped page by page on first touch, which costs
     about as much as a pass over it; the same memory reused call after call is already mapped.
     A slot's buffer grows to the largest request and stays (a few canvases' worth of memory)."""
@@ -326,9 +327,10 @@ def _channel_first(src: Tensor) -> Tensor:
     return torch.stack(src.unbind(1))
 
 
-def _by_channel(rows: Tensor, T: int, R: int) -> Tensor:
-    """(T*R, F) rows ordered (tap, channel) -> (R*T, F) rows ordered (channel, tap)."""
-    return rows.view(T, R, -1).transpose(0, 1).reshape(R * T, -1)
+def _swap_row_order(rows: Tensor, A: int, B: int) -> Tensor:
+    """(A*B, F) rows ordered (a, b) -> (B*A, F) rows ordered (b, a): weights by (tap, channel)
+    into (channel, tap) for ``_stacked_rows``, and back."""
+    return rows.view(A, B, -1).transpose(0, 1).reshape(B * A, -1)
 
 
 def _shifted_products(
@@ -358,7 +360,7 @@ def _shifted_products(
     B = _block_size(T * R)
     buf = src.new_empty(T * R * min(B, stop))
     if R < _TAPWISE_MIN_CHANNELS:
-        src_cf, w_cf = _channel_first(src), _by_channel(weights, T, R)
+        src_cf, w_cf = _channel_first(src), _swap_row_order(weights, T, R)
         for a, n in _blocks(stop, B):
             cols = _stacked_rows(buf, src_cf, HH, WW, Wc, a + offset, n)
             torch.mm(cols.T, w_cf, out=out[a : a + n])
@@ -387,10 +389,10 @@ def _shifted_weight_gradient(
     B = _block_size(T * C)
     buf = canvas.new_empty(T * C * min(B, stop))
     if C < _TAPWISE_MIN_CHANNELS:
-        canvas_cf, dw_cf = _channel_first(canvas), _by_channel(dw_all, T, C)
+        canvas_cf, dw_cf = _channel_first(canvas), _swap_row_order(dw_all, T, C)
         for a, n in _blocks(stop, B):
             dw_cf += torch.mm(_stacked_rows(buf, canvas_cf, HH, WW, Wc, a, n), dgrid[a : a + n])
-        dw_all.copy_(dw_cf.view(C, T, -1).transpose(0, 1).reshape(T * C, -1))
+        dw_all.copy_(_swap_row_order(dw_cf, C, T))
         return
     for a, n in _blocks(stop, B):
         cols = _stacked_slices(buf, canvas, HH, WW, Wc, a, n)

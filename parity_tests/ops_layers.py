@@ -1498,7 +1498,8 @@ OPS = [
         builtin_fn=_dropout_builtin,
         conversion="test mode is the identity in both",
     ),
-    # torch_impl's two conv algorithms (im2col, shifted products), each on every random case.
+    # torch_impl's three conv algorithms (im2col, shifted products, gathered windows), each on
+    # every random case.
     _conv_spec(
         "conv_naive",
         npl,
@@ -1518,6 +1519,15 @@ OPS = [
         make_case=_conv_case,
         gradcheck=True,
         algorithm="shifted",
+    ),
+    _conv_spec(
+        "conv_gathered",
+        npl,
+        "conv_forward_naive",
+        "conv_backward_naive",
+        make_case=_conv_case,
+        gradcheck=True,
+        algorithm="gathered",
     ),
     _conv_spec(
         "conv_fast",

@@ -83,11 +83,50 @@ def test_shifted_over_several_blocks(shape, monkeypatch):
         torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (18, 8, 6, 3, 3, 3, 1, 1),
+        (5, 8, 6, 11, 13, 3, 1, 1),
+        (4, 6, 5, 12, 12, 3, 2, 1),
+        (3, 4, 4, 5, 45, 5, 1, 2),
+    ],
+    ids=["whole-images", "rows-of-an-image", "stride2", "a-row-over-the-block"],
+)
+@pytest.mark.parametrize(
+    "layout", [torch.channels_last, torch.contiguous_format], ids=["channels_last", "contiguous"]
+)
+def test_gathered_over_several_blocks(shape, layout, monkeypatch):
+    """The gathered windows in blocks of 40 positions (the library's hold hundreds): several
+    whole images per block with a partial last block, rows of one image per block, a strided
+    grid, and image rows longer than a block; float64 against the builtin, with the output and
+    dx written by the products (channels last) or copied out (contiguous)."""
+    import torch_impl.conv as conv
+
+    monkeypatch.setattr(conv, "_block_size", lambda row: 40)
+    N, C, Fn, H, W, k, stride, pad = shape
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout).requires_grad_()
+    w = torch.randn(Fn, C, k, k, generator=gen, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(Fn, generator=gen, dtype=torch.float64, requires_grad=True)
+    out = Conv2dFunction.apply(x, w, b, stride, pad, "gathered")
+    ref = F.conv2d(x, w, b, stride=stride, padding=pad)
+    torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
+    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    for g, r in zip(
+        torch.autograd.grad(out, (x, w, b), dout),
+        torch.autograd.grad(ref, (x, w, b), dout),
+        strict=True,
+    ):
+        torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
+
+
 @pytest.mark.parametrize("algorithm", CONV_ALGORITHMS)
 @pytest.mark.parametrize("dout_layout", ["channels_last", "contiguous"])
 def test_channels_last_input_stays_channels_last(algorithm, dout_layout):
-    """A channels-last input gives a channels-last output (and input gradient, on the shifted
-    algorithm, whose canvas is channels last) with the same values as a contiguous input; the
+    """A channels-last input gives a channels-last output (and input gradient, on the canvas
+    algorithms, whose canvas is channels last) with the same values as a contiguous input; the
     upstream gradient may come in either layout."""
     cl = torch.channels_last
     gen = torch.Generator().manual_seed(11)
@@ -111,9 +150,10 @@ def test_channels_last_input_stays_channels_last(algorithm, dout_layout):
         torch.testing.assert_close(g_cl, g, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize("algorithm", ["shifted", "gathered"])
 @pytest.mark.parametrize("needs_w", [True, False], ids=["w-grad", "frozen"])
-def test_stacked_layers_share_no_memory(needs_w):
-    """Two shifted convs of different shapes in a row, then backward through both: the second
+def test_stacked_layers_share_no_memory(needs_w, algorithm):
+    """Two canvas convs of different shapes in a row, then backward through both: the second
     conv reuses the first one's scratch canvases, so the first output, its saved state and
     every gradient must still be the builtin's (a frozen layer's input canvas is scratch too)."""
     gen = torch.Generator().manual_seed(5)
@@ -127,9 +167,9 @@ def test_stacked_layers_share_no_memory(needs_w):
     layers = [params(10, 8, 3), params(9, 10, 2)]
     ref_layers = [[t.detach().clone().requires_grad_(t.requires_grad) for t in l] for l in layers]
     ref_x = x.detach().clone().requires_grad_()
-    h1 = Conv2dFunction.apply(x, *layers[0], 1, 1, "shifted")
+    h1 = Conv2dFunction.apply(x, *layers[0], 1, 1, algorithm)
     h1_before = h1.detach().clone()
-    out = Conv2dFunction.apply(h1, *layers[1], 1, 0, "shifted")
+    out = Conv2dFunction.apply(h1, *layers[1], 1, 0, algorithm)
     torch.testing.assert_close(h1, h1_before, rtol=0, atol=0)
     r1 = F.conv2d(ref_x, *ref_layers[0], stride=1, padding=1)
     ref_out = F.conv2d(r1, *ref_layers[1], stride=1, padding=0)

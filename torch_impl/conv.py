@@ -1,7 +1,8 @@
 """Convolution as a ``torch.autograd.Function`` (see ``torch_impl.functions`` for the conventions).
 
-Two algorithms compute the same cross-correlation; ``Conv2dFunction`` picks one by shape, and the
-parity suite runs both on every case (``algorithm='im2col' | 'shifted'``).
+Three algorithms compute the same cross-correlation; ``Conv2dFunction`` picks one by shape
+(``choose_conv_algorithm``), and the parity suite runs each on every case
+(``algorithm='im2col' | 'shifted' | 'gathered'``).
 
 im2col (the course's): copy every window into a column of one matrix and do ONE product,
     cols (C*HH*WW, N*H'*W'),   out = W2 @ cols,   W2 = w.reshape(F, C*HH*WW).
@@ -32,6 +33,14 @@ shifted (no window matrix of the whole input): lay the zero-padded input out cha
     channels-last input (``torch.channels_last``) is placed on the canvas and read back with
     contiguous copies instead of transposes.
 
+gathered (shifted's canvas, no wasted positions): for a block of a few hundred OUTPUT positions
+    at a time, copy their windows from the canvas (one strided view: the taps of position
+    (n, i, j) start at its anchor) side by side into a (block, HH*WW*C) matrix, an im2col of
+    that block only, and multiply once; the products write the output's channels-last rows
+    directly, bias included. Backward gathers the same windows for dw (against dout's rows, no
+    zero grid) and dcanvas's windows at the image positions for dx. The copy costs HH*WW times
+    the block; on small maps and strided grids that is less than shifted's wasted anchors.
+
 The transposed convolution (DCGAN, Radford et al. 2016; ``ConvTranspose2dFunction``) is the
 gradient of a convolution with respect to its input, used as a layer: its forward is the conv's
 dx ("col2im" of W^T x), its backward the conv's forward and weight gradient.
@@ -54,10 +63,12 @@ from twin_checks import check_conv_transpose_args
 
 __all__ = ["Conv2dFunction", "ConvTranspose2dFunction", "CONV_ALGORITHMS", "choose_conv_algorithm"]
 
-CONV_ALGORITHMS = ("auto", "im2col", "shifted")
+CONV_ALGORITHMS = ("auto", "im2col", "shifted", "gathered")
 
-# Largest canvas positions per output for which 'auto' picks the shifted algorithm.
+# Largest canvas positions per output for which 'auto' picks the shifted algorithm: for an
+# RGB stem, and for wider layers (above it, the gathered one).
 _MAX_WASTE = 2.0
+_MAX_SHIFTED_WASTE = 1.2
 
 
 def choose_conv_algorithm(
@@ -71,22 +82,28 @@ def choose_conv_algorithm(
     channels_last: bool,
     need_x: bool,
 ) -> str:
-    """'shifted' where its products are large enough and its wasted canvas positions few.
+    """The fastest algorithm for the shape, as measured on the CNN's shapes (BENCHMARKS.md).
 
     The shifted algorithm computes one anchor per canvas position, (H + z)*(W + z) for H'*W'
-    outputs (``_Canvas``); with stride s it would compute s*s times too many. Measured on the
-    CNN's shapes (BENCHMARKS.md): shifted is faster at every 3x3 layer down to 3x3 maps (waste
-    1.78). On an RGB stem (C < 8) im2col is faster when x is contiguous (its window copy runs
-    along image rows), shifted when x is channels last (im2col's copy would gather pixel by
-    pixel, while the canvas takes the channels-last rows as they are) and needs no gradient:
-    the stem's dx (rarely wanted: x is the image) would be products with 3 output columns.
+    outputs (``_Canvas``), with stride s s*s times too many. Its products are views (no copy),
+    so it is the fastest while that waste is small (stride 1, maps of 15x15 and up: 1.07-1.14);
+    on smaller maps (7x7: 1.31, 3x3: 1.78) and strided channels-last grids copying only the
+    output positions' windows ('gathered') costs less than the wasted products. On an RGB stem
+    (C < 8) im2col is faster when x is contiguous (its window copy runs along image rows),
+    shifted when x is channels last (im2col's copy would gather pixel by pixel, while the
+    canvas takes the channels-last rows as they are) and needs no gradient: the stem's dx
+    (rarely wanted: x is the image) would be products with 3 output columns.
     """
     H_out = (H + 2 * pad - HH) // stride + 1
     W_out = (W + 2 * pad - WW) // stride + 1
     cv = _Canvas(1, H, W, HH, WW, stride, pad, H_out, W_out)
     waste = (cv.Hc * cv.Wc) / (H_out * W_out)
-    wide_enough = C >= 8 or (channels_last and not need_x)
-    return "shifted" if stride == 1 and wide_enough and waste <= _MAX_WASTE else "im2col"
+    if C < _TAPWISE_MIN_CHANNELS:
+        stem = channels_last and not need_x and stride == 1 and waste <= _MAX_WASTE
+        return "shifted" if stem else "im2col"
+    if stride == 1:
+        return "shifted" if waste <= _MAX_SHIFTED_WASTE else "gathered"
+    return "gathered" if channels_last else "im2col"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,7 +199,7 @@ class _Canvas:
         W_out: int,
     ) -> None:
         z = max(pad, 2 * pad - HH + 1, 2 * pad - WW + 1, 0)
-        self.N = N
+        self.N, self.HH, self.WW = N, HH, WW
         self.Hc, self.Wc = H + z, W + z
         self.lead = pad * self.Wc + pad
         self.S = (HH - 1) * self.Wc + (WW - 1)  # the largest tap shift
@@ -399,6 +416,72 @@ def _shifted_weight_gradient(
         dw_all += torch.mm(cols.T, dgrid[a : a + n])
 
 
+# ----------------------------------------------------------------------------------------------
+# gathered: an im2col of one block of output positions at a time, from the canvas
+# ----------------------------------------------------------------------------------------------
+
+
+def _windows(src: Tensor, cv: _Canvas, offset: int, h: int, w: int, step: int) -> Tensor:
+    """The (N, h, w, HH, WW, R) strided view of a canvas src (positions, R) whose [n, i, j, k, l]
+    is src[offset + (n*Hc + i*step)*Wc + j*step + k*Wc + l]: the window of every position of an
+    h x w grid (step apart) of every image, read in place."""
+    R, Hc, Wc = src.shape[1], cv.Hc, cv.Wc
+    return src.as_strided(
+        (cv.N, h, w, cv.HH, cv.WW, R),
+        (Hc * Wc * R, step * Wc * R, step * R, Wc * R, R, 1),
+        src.storage_offset() + offset * R,
+    )
+
+
+def _window_blocks(windows: Tensor, rows: int) -> list[tuple[Tensor, int]]:
+    """(block of ``windows``, its first row) covering all N*h*w positions in order, about
+    ``rows`` positions per block: whole images, or rows of one image when an image has more
+    (at least one row: a block has at most max(rows, w) positions)."""
+    N, h, w = windows.shape[:3]
+    if h * w <= rows:
+        n_step = rows // (h * w)
+        return [(windows[n : n + n_step], n * h * w) for n in range(0, N, n_step)]
+    i_step = max(1, rows // w)
+    return [
+        (windows[n, i : i + i_step], (n * h + i) * w) for n in range(N) for i in range(0, h, i_step)
+    ]
+
+
+def _gathered_products(
+    out: Tensor, windows: Tensor, weights: Tensor, bias: Tensor | None = None
+) -> None:
+    """out[m] = bias + windows[m] @ weights for the M = N*h*w positions m = (n, i, j), out (M, F):
+    block by block, the windows are copied side by side into one (block, HH*WW*R) matrix (an
+    im2col of that block only, small enough to stay in the cache) and multiplied once."""
+    T_R, rows = math.prod(windows.shape[3:]), _block_size(math.prod(windows.shape[3:]))
+    buf = windows.new_empty(max(rows, windows.shape[2]) * T_R)
+    for block, start in _window_blocks(windows, rows):
+        cols = buf[: block.numel()].view(block.shape)
+        cols.copy_(block)
+        cols = cols.view(-1, T_R)
+        target = out[start : start + cols.shape[0]]
+        if bias is None:
+            torch.mm(cols, weights, out=target)
+        else:
+            torch.addmm(bias, cols, weights, out=target)
+
+
+def _gathered_weight_gradient(dw_all: Tensor, windows: Tensor, d: Tensor) -> None:
+    """dw_all (HH*WW*R, F) += sum_m windows[m]^T d[m] over the positions m, d (M, F), with the
+    windows gathered block by block as in ``_gathered_products``."""
+    T_R, rows = math.prod(windows.shape[3:]), _block_size(math.prod(windows.shape[3:]))
+    buf = windows.new_empty(max(rows, windows.shape[2]) * T_R)
+    for block, start in _window_blocks(windows, rows):
+        cols = buf[: block.numel()].view(block.shape)
+        cols.copy_(block)
+        cols = cols.view(-1, T_R)
+        d_rows = d[start : start + cols.shape[0]]
+        if dw_all.dtype == cols.dtype:
+            dw_all.addmm_(cols.T, d_rows)
+        else:
+            dw_all += torch.mm(cols.T, d_rows)
+
+
 def _shifted_forward(
     x: Tensor,
     w: Tensor,
@@ -465,6 +548,81 @@ def _shifted_backward(
     return dx, dw
 
 
+def _gathered_forward(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+    stride: int,
+    pad: int,
+    H_out: int,
+    W_out: int,
+    products: torch.dtype,
+    keep_canvas: bool,
+    layout: torch.memory_format,
+) -> tuple[Tensor, tuple[Tensor, _Canvas]]:
+    """out (N, F, H', W') in ``layout`` with the bias added, and (the input canvas, its geometry).
+    Only the output positions' windows are gathered (no wasted anchors, any stride); a
+    channels-last output in the products' dtype is written by the products themselves."""
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    cv = _Canvas(N, H, W, HH, WW, stride, pad, H_out, W_out)
+    scratch = None if keep_canvas else "input"
+    canvas = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products, scratch)
+    windows = _windows(canvas, cv, 0, H_out, W_out, stride)
+    w_all = w.permute(2, 3, 1, 0).reshape(-1, F).to(products)  # [t*C + c, f] = w[f, c, tap t]
+    out = torch.empty(N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout)
+    if layout == torch.channels_last and products == x.dtype:
+        _gathered_products(out.permute(0, 2, 3, 1).view(-1, F), windows, w_all, b)
+    else:
+        rows = _new_matrix(x, N * H_out * W_out, F, products, "output")
+        _gathered_products(rows, windows, w_all)
+        torch.add(rows.view(N, H_out, W_out, F).permute(0, 3, 1, 2), b.view(1, F, 1, 1), out=out)
+    return out, (canvas, cv)
+
+
+def _gathered_backward(
+    dout: Tensor,
+    canvas: Tensor,
+    cv: _Canvas,
+    w: Tensor,
+    x_shape: tuple[int, ...],
+    stride: int,
+    need_x: bool,
+    need_w: bool,
+    products: torch.dtype,
+    memory_format: torch.memory_format,
+) -> tuple[Tensor | None, Tensor | None]:
+    """dx (N, C, H, W) in ``memory_format`` and dw (F, C, HH, WW), in dout's dtype: the shifted
+    algorithm's gradients (module docstring) with the windows gathered at the positions where
+    they are needed: the output positions for dw (against dout itself, no zero grid), the image
+    positions of dcanvas for dx."""
+    N, C, H, W = x_shape
+    F, H_out, W_out = dout.shape[1:]
+    dx = dw = None
+    if need_w:
+        d = dout.permute(0, 2, 3, 1)  # (N, H', W', F): rows of the output positions
+        if d.dtype != products or not d.is_contiguous():
+            d = torch.empty(d.shape, dtype=products, device=dout.device).copy_(d)
+        dw_all = dout.new_zeros(cv.HH * cv.WW * C, F)
+        windows = _windows(canvas, cv, 0, H_out, W_out, stride)
+        _gathered_weight_gradient(dw_all, windows, d.view(-1, F))
+        dw = dw_all.view(cv.HH, cv.WW, C, F).permute(3, 2, 0, 1).contiguous()
+    if need_x:
+        dgrid_ext = cv.place(dout, cv.S, cv.lead, cv.rows, cv.cols, products, "dout")
+        windows = _windows(dgrid_ext, cv, cv.lead, H, W, 1)
+        wt_all = w.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, C).to(products)
+        dx = torch.empty(
+            N, C, H, W, dtype=dout.dtype, device=dout.device, memory_format=memory_format
+        )
+        if memory_format == torch.channels_last and products == dout.dtype:
+            _gathered_products(dx.permute(0, 2, 3, 1).view(-1, C), windows, wt_all)
+        else:
+            rows = _new_matrix(dout, N * H * W, C, products, "dx")
+            _gathered_products(rows, windows, wt_all)
+            dx.copy_(rows.view(N, H, W, C).permute(0, 3, 1, 2))
+    return dx, dw
+
+
 # ----------------------------------------------------------------------------------------------
 # The Function
 # ----------------------------------------------------------------------------------------------
@@ -515,6 +673,24 @@ class Conv2dFunction(Function):
         w = w.detach()
         need_x, need_w = ctx.needs_input_grad[:2]
         canvas_geometry = None
+        layout = memory_format_of(x)
+        if algorithm == "gathered":
+            out, (saved, canvas_geometry) = _gathered_forward(
+                x, w, b, stride, pad, H_out, W_out, products, need_w, layout
+            )
+            ctx.geometry = (
+                algorithm,
+                x.shape,
+                (F, C, HH, WW),
+                stride,
+                pad,
+                x.dtype,
+                products,
+                layout,
+            )
+            ctx.canvas_geometry = canvas_geometry
+            ctx.save_for_backward(saved if need_w else None, w if need_x else None)
+            return out
         if algorithm == "shifted":
             out_fn, (saved, canvas_geometry) = _shifted_forward(
                 x, w, stride, pad, H_out, W_out, products, need_w
@@ -524,7 +700,6 @@ class Conv2dFunction(Function):
             out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
             out_fn = out_fn.view(F, N, H_out, W_out).transpose(0, 1)
         # (N, F, H', W') from the products' layout: the copy also adds the bias.
-        layout = memory_format_of(x)
         out = torch.empty(N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout)
         torch.add(out_fn, b.view(1, F, 1, 1), out=out)
         ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products, layout)
@@ -540,7 +715,20 @@ class Conv2dFunction(Function):
         F, _, HH, WW = w_shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
-        if algorithm == "shifted" and (need_x or need_w):
+        if algorithm == "gathered" and (need_x or need_w):
+            dx, dw = _gathered_backward(
+                dout,
+                saved,
+                ctx.canvas_geometry,
+                w,
+                x_shape,
+                stride,
+                need_x,
+                need_w,
+                products,
+                layout,
+            )
+        elif algorithm == "shifted" and (need_x or need_w):
             dx, dw = _shifted_backward(
                 dout,
                 saved,

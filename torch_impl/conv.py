@@ -396,12 +396,16 @@ def _shifted_weight_gradient(
     ``_shifted_products``."""
     T, C = HH * WW, canvas.shape[1]
     if _tapwise(canvas.dtype, C):
-        shifts = _taps(HH, WW, Wc)
-        dw_taps = dw_all.view(T, C, -1)
+        # The WW taps of one kernel row, canvas rows O + k*Wc + l for l < WW, are one strided
+        # (WW, C, n) view: one batched product per kernel row, whose WW products run side by
+        # side on the threads (a single (C, n) @ (n, F) product, with its small output, uses
+        # two threads poorly).
+        dw_rows = dw_all.view(HH, WW, C, -1)
         for a, n in _blocks(stop, _TAPWISE_BLOCK):
-            d = dgrid[a : a + n]
-            for t, s in enumerate(shifts):
-                dw_taps[t].addmm_(canvas[a + s : a + s + n].T, d)
+            d = dgrid[a : a + n].expand(WW, n, -1)
+            for k in range(HH):
+                start = canvas.storage_offset() + (a + k * Wc) * C
+                dw_rows[k].baddbmm_(canvas.as_strided((WW, C, n), (C, 1, C), start), d)
         return
     B = _block_size(T * C)
     buf = canvas.new_empty(T * C * min(B, stop))

@@ -185,6 +185,30 @@ def test_stacked_layers_share_no_memory(needs_w, algorithm):
         torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
 
 
+@pytest.mark.parametrize(
+    ("shape", "channels_last", "need_x", "expected"),
+    [
+        ((24, 31, 31, 3, 1, 1), True, True, "shifted"),  # canvas waste 1.07
+        ((32, 15, 15, 3, 1, 1), False, True, "shifted"),  # 1.14
+        ((64, 7, 7, 3, 1, 1), True, True, "gathered"),  # 1.31
+        ((128, 3, 3, 3, 1, 1), False, True, "gathered"),  # 1.78
+        ((64, 16, 16, 3, 2, 1), True, True, "gathered"),  # strided, channels last
+        ((64, 16, 16, 3, 2, 1), False, True, "im2col"),  # strided, contiguous
+        ((3, 32, 32, 2, 1, 0), True, False, "shifted"),  # RGB stem, image needs no gradient
+        ((3, 32, 32, 2, 1, 0), True, True, "im2col"),
+        ((3, 32, 32, 2, 1, 0), False, False, "im2col"),
+    ],
+)
+def test_auto_picks_the_documented_algorithm(shape, channels_last, need_x, expected):
+    """'auto' follows the rule the docs state: shifted while at most 1.2 canvas positions per
+    output are computed, gathered on smaller maps and channels-last strided grids, im2col for
+    contiguous strided convs; an RGB stem is shifted only channels last without dx."""
+    from torch_impl.conv import choose_conv_algorithm
+
+    C, H, W, k, stride, pad = shape
+    assert choose_conv_algorithm(C, H, W, k, k, stride, pad, channels_last, need_x) == expected
+
+
 def test_unknown_algorithm_is_named():
     x, w, b = torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 2, 2), torch.zeros(1)
     with pytest.raises(ValueError, match="algorithm must be one of .* got 'winograd'"):

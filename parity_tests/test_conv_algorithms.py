@@ -67,11 +67,18 @@ def test_shifted_over_several_blocks(shape, monkeypatch):
     )
     assert cv.L > 2 * conv._TAPWISE_BLOCK  # >= 3 blocks in every pass, the last one partial
     assert cv.L % conv._TAPWISE_BLOCK
-    gen = torch.Generator().manual_seed(7)
-    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+    _assert_like_builtin(shape, "shifted", torch.contiguous_format, seed=7)
+
+
+def _assert_like_builtin(shape, algorithm, layout, seed):
+    """Output and the gradients of x, w and b in float64 equal the builtin's."""
+    N, C, Fn, H, W, k, stride, pad = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout).requires_grad_()
     w = torch.randn(Fn, C, k, k, generator=gen, dtype=torch.float64, requires_grad=True)
     b = torch.randn(Fn, generator=gen, dtype=torch.float64, requires_grad=True)
-    out = Conv2dFunction.apply(x, w, b, stride, pad, "shifted")
+    out = Conv2dFunction.apply(x, w, b, stride, pad, algorithm)
     ref = F.conv2d(x, w, b, stride=stride, padding=pad)
     torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
     dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
@@ -104,22 +111,7 @@ def test_gathered_over_several_blocks(shape, layout, monkeypatch):
     import torch_impl.conv as conv
 
     monkeypatch.setattr(conv, "_block_size", lambda row: 40)
-    N, C, Fn, H, W, k, stride, pad = shape
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
-    x = x.contiguous(memory_format=layout).requires_grad_()
-    w = torch.randn(Fn, C, k, k, generator=gen, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(Fn, generator=gen, dtype=torch.float64, requires_grad=True)
-    out = Conv2dFunction.apply(x, w, b, stride, pad, "gathered")
-    ref = F.conv2d(x, w, b, stride=stride, padding=pad)
-    torch.testing.assert_close(out, ref, **ASSERT_CLOSE["float64"])
-    dout = torch.randn(out.shape, generator=gen, dtype=torch.float64)
-    for g, r in zip(
-        torch.autograd.grad(out, (x, w, b), dout),
-        torch.autograd.grad(ref, (x, w, b), dout),
-        strict=True,
-    ):
-        torch.testing.assert_close(g, r, **ASSERT_CLOSE["float64"])
+    _assert_like_builtin(shape, "gathered", layout, seed=3)
 
 
 @pytest.mark.parametrize("algorithm", CONV_ALGORITHMS)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -451,18 +452,25 @@ def _window_blocks(windows: Tensor, rows: int) -> list[tuple[Tensor, int]]:
     ]
 
 
-def _gathered_products(
-    out: Tensor, windows: Tensor, weights: Tensor, bias: Tensor | None = None
-) -> None:
-    """out[m] = bias + windows[m] @ weights for the M = N*h*w positions m = (n, i, j), out (M, F):
-    block by block, the windows are copied side by side into one (block, HH*WW*R) matrix (an
-    im2col of that block only, small enough to stay in the cache) and multiplied once."""
-    T_R, rows = math.prod(windows.shape[3:]), _block_size(math.prod(windows.shape[3:]))
+def _gathered_blocks(windows: Tensor) -> Iterator[tuple[Tensor, int]]:
+    """(cols, first row): block by block, the windows of a few hundred positions copied side by
+    side into one (block, HH*WW*R) matrix, an im2col of that block only, small enough to stay
+    in the cache. The matrix's memory is reused by the next block."""
+    T_R = math.prod(windows.shape[3:])
+    rows = _block_size(T_R)
     buf = windows.new_empty(max(rows, windows.shape[2]) * T_R)
     for block, start in _window_blocks(windows, rows):
         cols = buf[: block.numel()].view(block.shape)
         cols.copy_(block)
-        cols = cols.view(-1, T_R)
+        yield cols.view(-1, T_R), start
+
+
+def _gathered_products(
+    out: Tensor, windows: Tensor, weights: Tensor, bias: Tensor | None = None
+) -> None:
+    """out[m] = bias + windows[m] @ weights for the M = N*h*w positions m = (n, i, j), out (M, F),
+    one product per block of gathered windows."""
+    for cols, start in _gathered_blocks(windows):
         target = out[start : start + cols.shape[0]]
         if bias is None:
             torch.mm(cols, weights, out=target)
@@ -471,14 +479,9 @@ def _gathered_products(
 
 
 def _gathered_weight_gradient(dw_all: Tensor, windows: Tensor, d: Tensor) -> None:
-    """dw_all (HH*WW*R, F) += sum_m windows[m]^T d[m] over the positions m, d (M, F), with the
-    windows gathered block by block as in ``_gathered_products``."""
-    T_R, rows = math.prod(windows.shape[3:]), _block_size(math.prod(windows.shape[3:]))
-    buf = windows.new_empty(max(rows, windows.shape[2]) * T_R)
-    for block, start in _window_blocks(windows, rows):
-        cols = buf[: block.numel()].view(block.shape)
-        cols.copy_(block)
-        cols = cols.view(-1, T_R)
+    """dw_all (HH*WW*R, F) += sum_m windows[m]^T d[m] over the positions m, d (M, F), one
+    product per block of gathered windows."""
+    for cols, start in _gathered_blocks(windows):
         d_rows = d[start : start + cols.shape[0]]
         if dw_all.dtype == cols.dtype:
             dw_all.addmm_(cols.T, d_rows)

@@ -681,34 +681,24 @@ class Conv2dFunction(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         canvas_geometry = None
         layout = memory_format_of(x)
-        if algorithm == "gathered":
+        if algorithm == "gathered":  # (writes the output, bias included)
             out, (saved, canvas_geometry) = _gathered_forward(
                 x, w, b, stride, pad, H_out, W_out, products, need_w, layout
             )
-            ctx.geometry = (
-                algorithm,
-                x.shape,
-                (F, C, HH, WW),
-                stride,
-                pad,
-                x.dtype,
-                products,
-                layout,
-            )
-            ctx.canvas_geometry = canvas_geometry
-            ctx.save_for_backward(saved if need_w else None, w if need_x else None)
-            return out
-        if algorithm == "shifted":
-            out_fn, (saved, canvas_geometry) = _shifted_forward(
-                x, w, stride, pad, H_out, W_out, products, need_w
-            )
         else:
-            w = w.reshape(F, -1).to(products)
-            out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
-            out_fn = out_fn.view(F, N, H_out, W_out).transpose(0, 1)
-        # (N, F, H', W') from the products' layout: the copy also adds the bias.
-        out = torch.empty(N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout)
-        torch.add(out_fn, b.view(1, F, 1, 1), out=out)
+            if algorithm == "shifted":
+                out_fn, (saved, canvas_geometry) = _shifted_forward(
+                    x, w, stride, pad, H_out, W_out, products, need_w
+                )
+            else:
+                w = w.reshape(F, -1).to(products)
+                out_fn, saved = _im2col_forward(x, w, HH, WW, stride, pad, H_out, W_out)
+                out_fn = out_fn.view(F, N, H_out, W_out).transpose(0, 1)
+            # (N, F, H', W') from the products' layout: the copy also adds the bias.
+            out = torch.empty(
+                N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout
+            )
+            torch.add(out_fn, b.view(1, F, 1, 1), out=out)
         ctx.geometry = (algorithm, x.shape, (F, C, HH, WW), stride, pad, x.dtype, products, layout)
         ctx.canvas_geometry = canvas_geometry
         ctx.save_for_backward(saved if need_w else None, w if need_x else None)

@@ -66,8 +66,8 @@ __all__ = ["Conv2dFunction", "ConvTranspose2dFunction", "CONV_ALGORITHMS", "choo
 
 CONV_ALGORITHMS = ("auto", "im2col", "shifted", "gathered")
 
-# Largest canvas positions per output for which 'auto' picks the shifted algorithm: for an
-# RGB stem, and for wider layers (above it, the gathered one).
+# Largest canvas positions per output for which 'auto' picks the shifted algorithm: on an RGB
+# stem (above it im2col), and with 8+ channels (above it gathered).
 _MAX_WASTE = 2.0
 _MAX_SHIFTED_WASTE = 1.2
 
@@ -200,7 +200,7 @@ class _Canvas:
         W_out: int,
     ) -> None:
         z = max(pad, 2 * pad - HH + 1, 2 * pad - WW + 1, 0)
-        self.N, self.HH, self.WW = N, HH, WW
+        self.N, self.HH, self.WW, self.stride = N, HH, WW, stride
         self.Hc, self.Wc = H + z, W + z
         self.lead = pad * self.Wc + pad
         self.S = (HH - 1) * self.Wc + (WW - 1)  # the largest tap shift
@@ -520,7 +520,6 @@ def _shifted_backward(
     cv: _Canvas,
     w: Tensor,
     x_shape: tuple[int, ...],
-    w_shape: tuple[int, ...],
     need_x: bool,
     need_w: bool,
     products: torch.dtype,
@@ -529,7 +528,7 @@ def _shifted_backward(
     """dx (N, C, H, W) in ``memory_format`` and dw (F, C, HH, WW), in dout's dtype (see the
     module docstring)."""
     N, C, H, W = x_shape
-    F, _, HH, WW = w_shape
+    F, HH, WW = dout.shape[1], cv.HH, cv.WW
     T = HH * WW
     # dgrid: dout at the output anchors, zeros elsewhere, after S = largest shift zero rows
     # (so that dgrid[O - s] below exists for every O >= 0) and before lead zero rows.
@@ -575,7 +574,7 @@ def _gathered_forward(
     cv = _Canvas(N, H, W, HH, WW, stride, pad, H_out, W_out)
     scratch = None if keep_canvas else "input"
     canvas = cv.place(x, cv.lead, cv.tail, slice(0, H), slice(0, W), products, scratch)
-    windows = _windows(canvas, cv, 0, H_out, W_out, stride)
+    windows = _windows(canvas, cv, 0, H_out, W_out, cv.stride)
     w_all = w.permute(2, 3, 1, 0).reshape(-1, F).to(products)  # [t*C + c, f] = w[f, c, tap t]
     out = torch.empty(N, F, H_out, W_out, dtype=x.dtype, device=x.device, memory_format=layout)
     if layout == torch.channels_last and products == x.dtype:
@@ -593,7 +592,6 @@ def _gathered_backward(
     cv: _Canvas,
     w: Tensor,
     x_shape: tuple[int, ...],
-    stride: int,
     need_x: bool,
     need_w: bool,
     products: torch.dtype,
@@ -611,7 +609,7 @@ def _gathered_backward(
         if d.dtype != products or not d.is_contiguous():
             d = torch.empty(d.shape, dtype=products, device=dout.device).copy_(d)
         dw_all = dout.new_zeros(cv.HH * cv.WW * C, F)
-        windows = _windows(canvas, cv, 0, H_out, W_out, stride)
+        windows = _windows(canvas, cv, 0, H_out, W_out, cv.stride)
         _gathered_weight_gradient(dw_all, windows, d.view(-1, F))
         dw = dw_all.view(cv.HH, cv.WW, C, F).permute(3, 2, 0, 1).contiguous()
     if need_x:
@@ -712,31 +710,10 @@ class Conv2dFunction(Function):
         F, _, HH, WW = w_shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = dw = None
-        if algorithm == "gathered" and (need_x or need_w):
-            dx, dw = _gathered_backward(
-                dout,
-                saved,
-                ctx.canvas_geometry,
-                w,
-                x_shape,
-                stride,
-                need_x,
-                need_w,
-                products,
-                layout,
-            )
-        elif algorithm == "shifted" and (need_x or need_w):
-            dx, dw = _shifted_backward(
-                dout,
-                saved,
-                ctx.canvas_geometry,
-                w,
-                x_shape,
-                w_shape,
-                need_x,
-                need_w,
-                products,
-                layout,
+        if algorithm in ("shifted", "gathered") and (need_x or need_w):
+            canvas_backward = _shifted_backward if algorithm == "shifted" else _gathered_backward
+            dx, dw = canvas_backward(
+                dout, saved, ctx.canvas_geometry, w, x_shape, need_x, need_w, products, layout
             )
         elif need_x or need_w:
             d2 = torch.empty(

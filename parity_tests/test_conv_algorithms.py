@@ -243,3 +243,23 @@ def test_relu_of_nan_and_the_kink():
     torch.testing.assert_close(ours, ref, equal_nan=True)
     assert dx.tolist() == [0.0, 0.0, 0.0, 4.0] and ref_dx.tolist() == [1.0, 0.0, 0.0, 4.0]
     assert np.isnan(out_np[0]) and dx_np.tolist() == [0.0, 0.0, 0.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(7, 3, 4, 6, 5, 3, 1, 1), (5, 4, 3, 9, 8, 3, 2, 2), (1, 2, 3, 4, 4, 4, 3, 0)],
+    ids=["stride1-pad1", "stride2-pad2", "stride-over-kernel"],
+)
+@pytest.mark.parametrize(
+    "layout", [torch.channels_last, torch.contiguous_format], ids=["channels_last", "contiguous"]
+)
+def test_im2col_input_gradient_over_several_blocks(shape, layout, monkeypatch):
+    """im2col's col2im a few images at a time: with blocks of two images (the library's hold
+    millions of elements) the images split into whole blocks and a partial last one, each added
+    onto its own images only; float64 against the builtin."""
+    import torch_impl.conv as conv
+
+    N, C, Fn, H, W, k, stride, pad = shape
+    H_out, W_out = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    monkeypatch.setattr(conv, "_COL2IM_BLOCK_ELEMENTS", 2 * C * k * k * H_out * W_out)
+    _assert_like_builtin(shape, "im2col", layout, seed=5)

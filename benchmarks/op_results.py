@@ -5,7 +5,7 @@ summary."""
 from __future__ import annotations
 
 from benchmarks import _common as common
-from benchmarks.op_case import NUMPY_TARGETS, TORCH_TARGET, BenchmarkCase
+from benchmarks.op_case import CONV_TOTAL_TARGETS, BenchmarkCase
 
 
 def _error_row(case: BenchmarkCase, backend: str, error: str) -> dict:
@@ -104,7 +104,7 @@ def _conv_total_rows(rows: list[dict], cases: list[BenchmarkCase], rate: dict) -
         extra.append(row)
     common.add_ratios(extra)
     for r in extra:
-        _judge(r, {"numpy": NUMPY_TARGETS["conv@cnn"], "torch": TORCH_TARGET}.get(r["backend"]))
+        _judge(r, CONV_TOTAL_TARGETS.get(r["backend"]))
     return extra
 
 

@@ -324,13 +324,24 @@ def round_sig(x: float, digits: int = 4) -> float:
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """Set ``ratio_to_builtin`` = ms / (the builtin's ms for the same bench and case)."""
-    base = {
-        (r["bench"], r["case"]): r["ms"] for r in rows if r["backend"] == "builtin" and r.get("ms")
-    }
+    """Set ``ratio_to_builtin`` of every row against the builtin's row of the same bench and
+    case: the median over the timed rounds of (this row's sample / the builtin's sample of the
+    same round) when both rows carry their samples in round order (``samples_ms``, as many
+    each), else ms / the builtin's ms. The backends of a round are timed one after the other,
+    so a machine that speeds up or slows down between rounds changes both samples of a round
+    alike and cancels in its ratio, where it would move the two medians apart."""
+    base = {(r["bench"], r["case"]): r for r in rows if r["backend"] == "builtin" and r.get("ms")}
     for r in rows:
         b = base.get((r["bench"], r["case"]))
-        r["ratio_to_builtin"] = round_sig(r["ms"] / b) if (b and r.get("ms")) else None
+        if not (b and r.get("ms")):
+            r["ratio_to_builtin"] = None
+            continue
+        mine, theirs = r.get("samples_ms") or [], b.get("samples_ms") or []
+        if mine and len(mine) == len(theirs) and all(theirs):
+            ratio = statistics.median(x / y for x, y in zip(mine, theirs, strict=True))
+        else:
+            ratio = r["ms"] / b["ms"]
+        r["ratio_to_builtin"] = round_sig(ratio)
 
 
 def emit_json(rows: Iterable[dict], stream=None) -> None:

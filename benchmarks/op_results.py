@@ -45,6 +45,7 @@ def time_case(case: BenchmarkCase, backends, warmup, repeats, min_time) -> list[
             "group": case.group,
             "ms_min": common.round_sig(s["min"] * 1e3),
             "ms_max": common.round_sig(s["max"] * 1e3),
+            "samples_ms": [common.round_sig(x * 1e3) for x in s["samples"]],
             "calls_per_sample": s["inner"],
         }
         if case.flops:
@@ -79,10 +80,14 @@ def _conv_total_rows(rows: list[dict], cases: list[BenchmarkCase], rate: dict) -
     """One step's worth of the CNN's convs per backend: each shape's time times its count in
     the model; none unless the builtin (the reference) timed every shape."""
     cnn = {(c.bench, c.case): c.count for c in cases if c.bench == "conv" and c.group == "cnn"}
-    totals = {}
+    totals, rounds = {}, {}
     for r in rows:
         if (r["bench"], r["case"]) in cnn and r.get("ms"):
-            totals.setdefault(r["backend"], []).append(r["ms"] * cnn[(r["bench"], r["case"])])
+            count = cnn[(r["bench"], r["case"])]
+            totals.setdefault(r["backend"], []).append(r["ms"] * count)
+            rounds.setdefault(r["backend"], []).append(
+                [x * count for x in r.get("samples_ms") or []]
+            )
     complete = {b: v for b, v in totals.items() if len(v) == len(cnn)}
     if "builtin" not in complete:
         return []
@@ -101,6 +106,10 @@ def _conv_total_rows(rows: list[dict], cases: list[BenchmarkCase], rate: dict) -
         }
         if rate.get(b):
             row["matmul_fraction"] = common.round_sig(row["gflops"] / rate[b])
+        per_case = rounds[b]
+        if all(per_case) and len({len(s) for s in per_case}) == 1:
+            # round by round, the sum over the shapes
+            row["samples_ms"] = [common.round_sig(sum(t)) for t in zip(*per_case, strict=True)]
         extra.append(row)
     common.add_ratios(extra)
     for r in extra:

@@ -260,6 +260,8 @@ def time_train_steps(items: list[dict], backends, opts, env) -> list[dict]:
                     "baseline_rss_mb": ch.info.get("baseline_rss_mb"),
                     "ms_min": common.round_sig(s[0] * 1e3),
                     "ms_max": common.round_sig(s[-1] * 1e3),
+                    # in round order (s is sorted), for ratios round by round
+                    "samples_ms": [common.round_sig(x * 1e3) for x in samples[(ch.backend, i)]],
                     "params": ch.info["params"][i],
                     "optimizer": item["recipe"]["optimizer"],
                     "label_smoothing": item["recipe"]["label_smoothing"],

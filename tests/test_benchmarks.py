@@ -200,3 +200,53 @@ def test_conv_total_ratios_and_verdicts_from_rows():
     assert total["numpy"]["meets_target"] and not total["torch"]["meets_target"]
     assert total["builtin"]["gflops"] == pytest.approx(4e9 / 6e-3 / 1e9, rel=1e-3)
     assert total["builtin"]["matmul_fraction"] == pytest.approx(4e9 / 6e-3 / 1e9 / 200, rel=1e-3)
+
+
+def test_ratios_are_taken_round_by_round():
+    # Three rounds, the builtin's third one slowed down by the machine: torch_impl took 1.5x the
+    # builtin's time in two of the three rounds, so the ratio is 1.5, where the ratio of the
+    # medians (2.0 / 2.0) would be 1.0. Without per-round samples (or with a round missing) the
+    # ratio is the medians'.
+    from benchmarks._common import add_ratios
+
+    def row(backend, ms, samples=None):
+        r = {"bench": "conv", "case": "c", "backend": backend, "ms": ms}
+        return r if samples is None else {**r, "samples_ms": samples}
+
+    rows = [
+        row("builtin", 2.0, [1.0, 2.0, 10.0]),
+        row("torch", 2.0, [1.5, 3.0, 2.0]),
+        row("numpy", 8.0),  # no samples
+        row("torch", 4.0, [1.5]),  # rounds missing
+    ]
+    add_ratios(rows)
+    assert [r["ratio_to_builtin"] for r in rows] == [1.0, 1.5, 4.0, 2.0]
+
+
+def test_conv_total_is_summed_round_by_round():
+    # Per-round samples of two CNN convs (one used twice per step): the total's samples are the
+    # rounds' sums, and its ratio is taken round by round.
+    from benchmarks.op_case import BenchmarkCase, speed_targets
+    from benchmarks.op_results import add_ratios_and_verdicts
+
+    targets = speed_targets("conv", "cnn")
+    cases = [
+        BenchmarkCase("conv", "a", "cnn", None, flops=1e9, count=2, targets=targets),
+        BenchmarkCase("conv", "b", "cnn", None, flops=1e9, count=1, targets=targets),
+    ]
+    samples = {
+        ("a", "builtin"): [1.0, 2.0, 3.0],
+        ("a", "torch"): [1.0, 4.0, 3.0],
+        ("b", "builtin"): [2.0, 2.0, 10.0],
+        ("b", "torch"): [2.0, 4.0, 20.0],
+    }
+    rows = [
+        {"bench": "conv", "case": c, "backend": b, "ms": sorted(s)[1], "samples_ms": s}
+        for (c, b), s in samples.items()
+    ]
+    out = add_ratios_and_verdicts(rows, cases)
+    total = {r["backend"]: r for r in out if r["bench"] == "conv_total"}
+    assert total["builtin"]["samples_ms"] == [4.0, 6.0, 16.0]
+    assert total["torch"]["samples_ms"] == [4.0, 12.0, 26.0]
+    # round ratios 1.0, 2.0, 1.625: the median is 1.625
+    assert total["torch"]["ratio_to_builtin"] == 1.625

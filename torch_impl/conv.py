@@ -143,7 +143,7 @@ def _add_windows(padded: Tensor, dcols: Tensor, HH: int, WW: int, stride: int) -
     One accumulation per tap: the columns of tap (k, l) are the (C, n, H', W') block
     dcols[(c, k, l), :], and they all land at rows k + i*stride, columns l + j*stride -- one
     strided slice of ``padded``, added in a single pass. (``F.fold`` scatters the same sums
-    element by element, 2-4x slower on the CNN's shapes.)
+    element by element, which is several times slower: BENCHMARKS.md.)
     """
     C, n, Hp, Wp = padded.shape
     H_out, W_out = (Hp - HH) // stride + 1, (Wp - WW) // stride + 1
@@ -151,7 +151,8 @@ def _add_windows(padded: Tensor, dcols: Tensor, HH: int, WW: int, stride: int) -
     for k in range(HH):
         rows = slice(k, k + stride * (H_out - 1) + 1, stride)
         for l in range(WW):
-            padded[:, :, rows, l : l + stride * (W_out - 1) + 1 : stride] += taps[:, k, l]
+            # (add_ on the view: ``view += t`` would also copy the view back onto itself)
+            padded[:, :, rows, l : l + stride * (W_out - 1) + 1 : stride].add_(taps[:, k, l])
 
 
 def _cropped(
@@ -166,9 +167,9 @@ def _cropped(
     return out.copy_(padded[:, :, pad : pad + H, pad : pad + W].transpose(0, 1))
 
 
-# Elements of the window-gradient matrix W2^T @ d2 computed at a time (8 MB in float32): a few
-# images' worth, added onto the input while it is in the cache rather than written out whole
-# (1.5x faster for the 7x7 RGB stem at N=50, whose whole matrix is 30 MB).
+# Elements of the window-gradient matrix W^T @ dout computed at a time (8 MB in float32): a
+# few images' worth, added onto the input while it is still in the cache rather than written
+# out whole and read back (the 7x7 RGB stem's whole matrix is 30 MB at N=50).
 _COL2IM_BLOCK_ELEMENTS = 1 << 21
 
 
